@@ -1,0 +1,252 @@
+//! `fhir-server bench`: measures create and read-by-id throughput and latency of a running
+//! server over real HTTP, at several client counts.
+//!
+//! Each round runs `clients` concurrent loops for a fixed time: first creating Patients,
+//! then reading random ones of those created. It reports requests per second and the p50,
+//! p99 and max latency. It only measures; it asserts nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchConfig {
+    /// The FHIR base URL of the server to measure.
+    #[arg(long, default_value = "http://127.0.0.1:8080/fhir")]
+    pub url: String,
+
+    /// Client counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub clients: Vec<usize>,
+
+    /// Seconds each phase runs at each client count.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+
+    /// Patients to load before the read phases (in addition to those the create phases make).
+    #[arg(long, default_value_t = 0)]
+    pub preload: usize,
+}
+
+struct Phase {
+    name: &'static str,
+    clients: usize,
+    requests: usize,
+    errors: u64,
+    elapsed: Duration,
+    latencies: Vec<u32>,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies[index]) / 1000.0
+    }
+
+    fn report(&self) {
+        println!(
+            "{:<7} clients={:<3} requests={:<8} errors={:<5} rate={:>9.0}/s  p50={:>7.2}ms  p99={:>7.2}ms  max={:>8.2}ms",
+            self.name,
+            self.clients,
+            self.requests,
+            self.errors,
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0),
+        );
+    }
+}
+
+pub async fn run(config: BenchConfig) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .http1_only()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = config.url.trim_end_matches('/').to_owned();
+    let metadata = client
+        .get(format!("{base}/metadata"))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    if !metadata.status().is_success() {
+        return Err(format!("{base}/metadata answered {}", metadata.status()));
+    }
+    println!("benchmarking {base} for {}s per phase", config.seconds);
+    let duration = Duration::from_secs(config.seconds);
+    let mut ids = Vec::new();
+    if config.preload > 0 {
+        let started = Instant::now();
+        let phase = create_until(&client, &base, 64, None, Some(config.preload), &mut ids).await;
+        println!(
+            "preloaded {} patients in {:.1}s ({} errors)",
+            phase.requests,
+            started.elapsed().as_secs_f64(),
+            phase.errors
+        );
+    }
+    for &clients in &config.clients {
+        let phase = create_until(&client, &base, clients, Some(duration), None, &mut ids).await;
+        phase.report();
+        if ids.is_empty() {
+            return Err("no resource could be created; nothing to read".into());
+        }
+        let phase = read_for(&client, &base, clients, duration, Arc::new(ids.clone())).await;
+        phase.report();
+    }
+    Ok(())
+}
+
+/// A realistic small Patient, varied by `n`.
+fn patient(n: u64) -> String {
+    let family = [
+        "Smith", "Garcia", "Nguyen", "Okafor", "Müller", "Rossi", "Kowalski",
+    ];
+    let given = ["Ana", "John", "Mei", "Chidi", "Lena", "Marco", "Zofia"];
+    format!(
+        r#"{{"resourceType":"Patient","identifier":[{{"system":"http://example.org/mrn","value":"B{n}"}}],"active":true,"name":[{{"use":"official","family":"{}","given":["{}","Q"]}}],"telecom":[{{"system":"phone","value":"555-{:04}","use":"home"}}],"gender":"{}","birthDate":"19{:02}-{:02}-{:02}","address":[{{"line":["{} Main St"],"city":"Springfield","state":"IL","postalCode":"62701"}}]}}"#,
+        family[(n % 7) as usize],
+        given[(n / 7 % 7) as usize],
+        n % 10_000,
+        if n % 2 == 0 { "female" } else { "male" },
+        n % 100,
+        n % 12 + 1,
+        n % 28 + 1,
+        n % 1000
+    )
+}
+
+/// Creates patients with `clients` loops until `duration` passes or `total` are made.
+async fn create_until(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    duration: Option<Duration>,
+    total: Option<usize>,
+    ids: &mut Vec<String>,
+) -> Phase {
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (client, url) = (client.clone(), format!("{base}/Patient"));
+        let (counter, errors) = (counter.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut created = Vec::new();
+            loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if total.is_some_and(|t| n as usize >= t)
+                    || duration.is_some_and(|d| started.elapsed() >= d)
+                {
+                    break;
+                }
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(patient(n))
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status().as_u16() == 201 => {
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                        let id = response
+                            .headers()
+                            .get("location")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|l| l.split("/Patient/").nth(1))
+                            .and_then(|rest| rest.split('/').next())
+                            .map(str::to_owned);
+                        if let Some(id) = id {
+                            created.push(id);
+                        }
+                        let _ = response.bytes().await;
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            (latencies, created)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok((mut l, mut c)) = task.await {
+            latencies.append(&mut l);
+            ids.append(&mut c);
+        }
+    }
+    latencies.sort_unstable();
+    Phase {
+        name: "create",
+        clients,
+        requests: latencies.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+/// Reads random known patients with `clients` loops for `duration`.
+async fn read_for(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    duration: Duration,
+    ids: Arc<Vec<String>>,
+) -> Phase {
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task_number in 0..clients.max(1) {
+        let (client, base, ids, errors) =
+            (client.clone(), base.to_owned(), ids.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            // A small xorshift generator: enough to spread reads, no dependency needed.
+            let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (task_number as u64 + 1);
+            while started.elapsed() < duration {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let id = &ids[(state % ids.len() as u64) as usize];
+                let sent = Instant::now();
+                match client.get(format!("{base}/Patient/{id}")).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok(mut l) = task.await {
+            latencies.append(&mut l);
+        }
+    }
+    latencies.sort_unstable();
+    Phase {
+        name: "read",
+        clients,
+        requests: latencies.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}

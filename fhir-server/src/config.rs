@@ -1,0 +1,58 @@
+//! Every setting of `fhir-server serve`: a flag, an environment variable and a safe default.
+
+use clap::{Args, ValueEnum};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host/db` for PostgreSQL; otherwise an SQLite file path
+    /// (optionally `sqlite://PATH`), created if missing.
+    #[arg(
+        long = "database",
+        env = "FHIR_DATABASE_URL",
+        default_value = "./data/fhir.db"
+    )]
+    pub url: String,
+
+    /// Database connections (PostgreSQL pool size; SQLite idle read connections).
+    #[arg(long, env = "FHIR_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+/// The settings of the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address and port to listen on.
+    #[arg(long, env = "FHIR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Public root URL (e.g. `https://fhir.example.org`), used in fullUrl, Location and
+    /// paging links. Default: `http://` + the request's Host header.
+    #[arg(long, env = "FHIR_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "FHIR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Bearer token for the admin API (`/admin/...`). Without it, the admin API only
+    /// answers clients on the loopback interface.
+    #[arg(long, env = "FHIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Seconds to let requests in flight finish on shutdown.
+    #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}

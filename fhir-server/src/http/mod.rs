@@ -1,0 +1,187 @@
+//! The HTTP face of the server: the axum router, the request-id and logging layer, and the
+//! FHIR entry point that turns an HTTP request into a [`FhirRequest`] for [`route`].
+//!
+//! `{root}/fhir` is tenant `default`; `{root}/t/{tenant}/fhir` is any other tenant.
+
+pub mod admin;
+pub mod format;
+pub mod request;
+pub mod response;
+pub mod route;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use tracing::Instrument;
+
+use crate::app::SharedApp;
+use crate::error::FhirError;
+use format::{Format, Payload, encode, negotiate};
+use request::{FhirRequest, parse_query};
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole router.
+pub fn router(app: SharedApp) -> Router {
+    Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/admin/tenants", post(admin::create_tenant))
+        .route("/fhir", any(fhir))
+        .route("/fhir/", any(fhir))
+        .route("/fhir/{*path}", any(fhir))
+        .route("/t/{tenant}/fhir", any(fhir))
+        .route("/t/{tenant}/fhir/", any(fhir))
+        .route("/t/{tenant}/fhir/{*path}", any(fhir))
+        .fallback(not_found)
+        .layer(middleware::from_fn(request_id))
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    let error = FhirError::not_found("No such endpoint; the FHIR API is under /fhir");
+    encode_error(&error, Format::default())
+}
+
+/// Gives every request an id (the client's `X-Request-Id` if sensible, else a new one),
+/// returns it on the answer, and logs the request in a span that carries it. The log has
+/// the path but never the query or body, which may carry patient data.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(%method, %path, status, micros = started.elapsed().as_micros() as u64, "answered");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+/// Splits `/t/{tenant}/fhir/rest` or `/fhir/rest` into the tenant and the base path.
+fn tenant_and_rest(path: &str) -> (String, String, &str) {
+    if let Some(after) = path.strip_prefix("/t/") {
+        let (tenant, rest) = after.split_once('/').unwrap_or((after, ""));
+        let rest = rest.strip_prefix("fhir").unwrap_or(rest);
+        (tenant.to_owned(), format!("/t/{tenant}/fhir"), rest)
+    } else {
+        let rest = path.strip_prefix("/fhir").unwrap_or(path);
+        ("default".to_owned(), "/fhir".to_owned(), rest)
+    }
+}
+
+/// The FHIR entry point: negotiate, check the tenant, read the body, route, encode.
+async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let params = parts.uri.query().map(parse_query).unwrap_or_default();
+    let format = match negotiate(&params, &parts.headers) {
+        Ok(format) => format,
+        Err(error) => return encode_error(&error, Format::default()),
+    };
+    let (tenant, base_path, rest) = tenant_and_rest(parts.uri.path());
+    let segments: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Err(error) = app.check_tenant(&tenant).await {
+        return encode_error(&error, format);
+    }
+    let body = match read_body(body, &parts.headers, app.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => return encode_error(&error, format),
+    };
+    let root = match &app.config.base_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = parts
+                .headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    let request = FhirRequest {
+        tenant,
+        base: format!("{root}{base_path}"),
+        method: parts.method,
+        segments,
+        params,
+        headers: parts.headers,
+        body,
+    };
+    match route::dispatch(&app, &request).await {
+        Ok(response) => {
+            let mut encoded = encode(response.status, response.payload, format);
+            encoded.headers_mut().extend(response.headers);
+            encoded
+        }
+        Err(error) => encode_error(&error, format),
+    }
+}
+
+/// Reads the body up to `limit` bytes; a larger one is 413.
+async fn read_body(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, FhirError> {
+    let too_large = || {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-long",
+            format!("The request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        // axum reports an over-long body as a length-limit error in the source chain.
+        let mut cause: Option<&dyn std::error::Error> = Some(&error);
+        let mut over_limit = false;
+        while let Some(current) = cause {
+            over_limit |= current.to_string().contains("length limit");
+            cause = current.source();
+        }
+        if over_limit {
+            too_large()
+        } else {
+            FhirError::bad_request(format!("Could not read the request body: {error}"))
+        }
+    })
+}
+
+/// Encodes an error as an OperationOutcome in the negotiated format.
+pub fn encode_error(error: &FhirError, format: Format) -> Response {
+    encode(error.status, Some(Payload::Value(error.outcome())), format)
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        encode_error(&self, Format::default())
+    }
+}

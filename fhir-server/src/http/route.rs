@@ -1,0 +1,109 @@
+//! Which interaction a request is, from its method and path below the FHIR base.
+//!
+//! FHIR's URL space is small and regular (`[type]`, `[type]/[id]`, `.../_history/[vid]`,
+//! `_search`, `_history`, `metadata`), so it is matched here in one place rather than spread
+//! over router patterns; an interaction file only sees requests that are its own.
+
+use axum::http::Method;
+
+use super::request::FhirRequest;
+use super::response::FhirResponse;
+use crate::app::App;
+use crate::error::FhirError;
+use crate::interaction::{
+    capabilities, create, delete, history, patch, read, search, update, vread,
+};
+
+pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let method = &request.method;
+    match segments.as_slice() {
+        [] => match *method {
+            Method::POST => Err(FhirError::not_supported(
+                "Batch and transaction bundles are not supported yet",
+            )),
+            _ => Err(not_allowed(method, "the base URL")),
+        },
+        ["metadata"] => match *method {
+            Method::GET => Ok(capabilities::handle(app, request)),
+            _ => Err(not_allowed(method, "metadata")),
+        },
+        ["_history"] => match *method {
+            Method::GET => history::handle(app, request, None, None).await,
+            _ => Err(not_allowed(method, "_history")),
+        },
+        [resource_type, rest @ ..] => {
+            check_type(resource_type)?;
+            match (rest, method) {
+                ([], &Method::GET) => search::handle(app, request, resource_type).await,
+                ([], &Method::POST) => create::handle(app, request, resource_type).await,
+                ([], &Method::PUT) => update::conditional(app, request, resource_type).await,
+                ([], &Method::PATCH) => patch::conditional(app, request, resource_type).await,
+                ([], &Method::DELETE) => delete::conditional(app, request, resource_type).await,
+                (["_search"], &Method::POST) => search::handle(app, request, resource_type).await,
+                (["_history"], &Method::GET) => {
+                    history::handle(app, request, Some(resource_type), None).await
+                }
+                ([id, rest @ ..], _) if !id.starts_with('$') && !id.starts_with('_') => {
+                    check_id(id)?;
+                    match (rest, method) {
+                        ([], &Method::GET) => read::handle(app, request, resource_type, id).await,
+                        ([], &Method::PUT) => update::handle(app, request, resource_type, id).await,
+                        ([], &Method::PATCH) => {
+                            patch::handle(app, request, resource_type, id).await
+                        }
+                        ([], &Method::DELETE) => {
+                            delete::handle(app, request, resource_type, id).await
+                        }
+                        (["_history"], &Method::GET) => {
+                            history::handle(app, request, Some(resource_type), Some(id)).await
+                        }
+                        (["_history", version], &Method::GET) => {
+                            vread::handle(app, request, resource_type, id, version).await
+                        }
+                        ([] | ["_history"] | ["_history", _], _) => {
+                            Err(not_allowed(method, &format!("{resource_type}/{id}")))
+                        }
+                        _ => Err(unknown_path(request)),
+                    }
+                }
+                ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
+                    "Operation {op} is not supported on {resource_type}"
+                ))),
+                ([] | ["_search"] | ["_history"], _) => Err(not_allowed(method, resource_type)),
+                _ => Err(unknown_path(request)),
+            }
+        }
+    }
+}
+
+fn check_type(resource_type: &str) -> Result<(), FhirError> {
+    if fhir_model::Definitions::r4().is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::not_found(format!(
+            "Unknown resource type '{resource_type}'"
+        )))
+    }
+}
+
+fn check_id(id: &str) -> Result<(), FhirError> {
+    if crate::resource::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::bad_request(format!(
+            "Invalid resource id '{id}': ids are 1 to 64 letters, digits, '-' or '.'"
+        )))
+    }
+}
+
+fn not_allowed(method: &Method, what: &str) -> FhirError {
+    FhirError::method_not_allowed(format!("{method} is not allowed on {what}"))
+}
+
+fn unknown_path(request: &FhirRequest) -> FhirError {
+    FhirError::not_found(format!(
+        "No FHIR endpoint at /{}",
+        request.segments.join("/")
+    ))
+}

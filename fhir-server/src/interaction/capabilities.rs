@@ -1,0 +1,92 @@
+//! capabilities: `GET [base]/metadata` (https://hl7.org/fhir/R4/http.html#capabilities).
+//!
+//! Generated from what the server really has: every concrete R4 resource type from the
+//! definitions, the interactions the router dispatches, and the search parameters the query
+//! parser accepts.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+
+/// The interactions every resource type supports (see `http::route`).
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
+
+/// The statement, without the per-request implementation URL.
+pub fn statement() -> Value {
+    let definitions = fhir_model::Definitions::r4();
+    let resources: Vec<Value> = definitions
+        .resource_types()
+        .iter()
+        .map(|resource_type| {
+            let interactions: Vec<Value> = TYPE_INTERACTIONS
+                .iter()
+                .map(|code| json!({"code": code}))
+                .collect();
+            json!({
+                "type": resource_type,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": search_params(resource_type),
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": crate::resource::format_instant(crate::resource::now_micros()),
+        "publisher": "fhir-server",
+        "kind": "instance",
+        "software": {"name": "fhir-server", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "FHIR R4 server for medical practices"},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}
+
+/// The search parameters the query parser accepts for a type (see `search::Query::parse`).
+fn search_params(resource_type: &str) -> Vec<Value> {
+    let mut params = vec![json!({
+        "name": "_id",
+        "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+        "type": "token",
+    })];
+    let has_identifier = fhir_model::Definitions::r4()
+        .type_def(resource_type)
+        .is_some_and(|t| t.element("identifier").is_some());
+    if has_identifier {
+        params.push(json!({"name": "identifier", "type": "token"}));
+    }
+    params
+}
+
+pub fn handle(app: &App, request: &FhirRequest) -> FhirResponse {
+    let mut statement = app.capabilities.clone();
+    statement["implementation"]["url"] = json!(request.base);
+    FhirResponse::value(StatusCode::OK, statement)
+}

@@ -1,0 +1,45 @@
+//! create: `POST [base]/[type]` (https://hl7.org/fhir/R4/http.html#create), and conditional
+//! create with `If-None-Exist` (0 matches: create; 1: 200 with the match; more: 412).
+//! Any id or meta.versionId/lastUpdated in the body is replaced by the server's.
+
+use axum::http::StatusCode;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::index;
+use crate::store::{Outcome, WriteOp};
+
+pub async fn handle(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+) -> Result<FhirResponse, FhirError> {
+    let if_none_exist = super::if_none_exist(request, resource_type)?;
+    let resource = request.resource(resource_type)?;
+    let index = index::extract(&resource);
+    let outcome = app
+        .store
+        .write(
+            &request.tenant,
+            WriteOp::Create {
+                resource_type: resource_type.to_owned(),
+                resource,
+                index,
+                if_none_exist,
+            },
+        )
+        .await?;
+    match outcome {
+        Outcome::Created(version) => Ok(FhirResponse::written(
+            request,
+            StatusCode::CREATED,
+            &version,
+        )),
+        Outcome::Matched(version) | Outcome::Updated(version) => {
+            Ok(FhirResponse::written(request, StatusCode::OK, &version))
+        }
+        Outcome::Deleted(_) => Err(FhirError::internal("create answered with a delete")),
+    }
+}

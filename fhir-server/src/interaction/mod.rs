@@ -1,0 +1,48 @@
+//! One file per FHIR interaction (https://hl7.org/fhir/R4/http.html). Each parses what it
+//! needs from the request, applies it to the store, and builds the answer.
+
+pub mod bundle;
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod history;
+pub mod patch;
+pub mod read;
+pub mod search;
+pub mod update;
+pub mod vread;
+
+use crate::error::FhirError;
+use crate::http::request::{FhirRequest, parse_query};
+use crate::search::Query;
+
+/// Parses the criteria of a conditional interaction (a query string). Criteria must select
+/// something: an empty or unknown-only query would match every resource.
+pub fn conditional_criteria(
+    resource_type: &str,
+    params: &[(String, String)],
+    what: &str,
+) -> Result<Query, FhirError> {
+    let query = Query::parse(resource_type, params, true)?;
+    if query.clauses.is_empty() {
+        return Err(FhirError::bad_request(format!(
+            "{what} needs search criteria (e.g. ?identifier=system|value)"
+        )));
+    }
+    Ok(query)
+}
+
+/// The criteria of the `If-None-Exist` header, if present.
+pub fn if_none_exist(
+    request: &FhirRequest,
+    resource_type: &str,
+) -> Result<Option<Query>, FhirError> {
+    match request.header("if-none-exist") {
+        None => Ok(None),
+        Some(value) => {
+            let value = value.trim_start_matches('?');
+            let value = value.rsplit_once('?').map_or(value, |(_, query)| query);
+            conditional_criteria(resource_type, &parse_query(value), "If-None-Exist").map(Some)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! patch: `PATCH [base]/[type]/[id]` with a JSON Patch (application/json-patch+json,
+//! https://hl7.org/fhir/R4/http.html#patch), and conditional patch `PATCH [type]?criteria`.
+//!
+//! The patch is applied to the current version and the result validated like any update.
+//! The write is conditioned on the version the patch was applied to: if another client
+//! updates in between, the patch is re-applied to the newer version (unless the client
+//! pinned a version with If-Match, which then answers 412).
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::format::{BodyFormat, body_format};
+use crate::http::request::{FhirRequest, check_resource, parse_json};
+use crate::http::response::FhirResponse;
+use crate::index;
+use crate::store::{Method, StoreError, WriteOp};
+
+/// Attempts before giving up when other writers keep winning the race.
+const ATTEMPTS: usize = 5;
+
+pub async fn handle(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    let patch = parse_patch(request)?;
+    let pinned = request.if_match()?;
+    for _ in 0..ATTEMPTS {
+        let current = app
+            .store
+            .read(&request.tenant, resource_type, id)
+            .await?
+            .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")))?;
+        if current.is_deleted() {
+            return Err(super::read::gone(&current));
+        }
+        if let Some(pinned) = pinned
+            && pinned != current.version
+        {
+            return Err(FhirError::precondition_failed(format!(
+                "If-Match version {pinned} does not match the current version {} of {resource_type}/{id}",
+                current.version
+            )));
+        }
+        let mut resource: Value = parse_json(current.body.as_deref().unwrap_or_default())?;
+        json_patch::patch(&mut resource, &patch).map_err(|e| {
+            FhirError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "processing",
+                format!("The patch cannot be applied: {e}"),
+            )
+        })?;
+        if resource.get("id").and_then(Value::as_str) != Some(id) {
+            return Err(FhirError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "processing",
+                "A patch may not change or remove the resource's id",
+            )
+            .at(format!("{resource_type}.id")));
+        }
+        check_resource(&resource, resource_type).map_err(as_unprocessable)?;
+        let index = index::extract(&resource);
+        let op = WriteOp::Update {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            resource,
+            index,
+            if_match: Some(current.version),
+            method: Method::Patch,
+        };
+        match app.store.write(&request.tenant, op).await {
+            Ok(outcome) => return super::update::written(request, outcome),
+            Err(StoreError::Rejected(error))
+                if error.status == StatusCode::PRECONDITION_FAILED && pinned.is_none() =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(FhirError::conflict(format!(
+        "{resource_type}/{id} kept changing while the patch was applied; retry"
+    )))
+}
+
+pub async fn conditional(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+) -> Result<FhirResponse, FhirError> {
+    let query = super::conditional_criteria(resource_type, &request.params, "A conditional patch")?;
+    let page = app
+        .store
+        .search(
+            &request.tenant,
+            resource_type,
+            &crate::search::Query {
+                count: Some(2),
+                ..query
+            },
+        )
+        .await?;
+    match page.entries.as_slice() {
+        [] => Err(FhirError::not_found(format!(
+            "No {resource_type} matches the conditional patch criteria"
+        ))),
+        [(_, version)] => handle(app, request, resource_type, &version.id.clone()).await,
+        _ => Err(FhirError::multiple_matches(format!(
+            "The conditional patch criteria match more than one {resource_type}"
+        ))),
+    }
+}
+
+fn parse_patch(request: &FhirRequest) -> Result<json_patch::Patch, FhirError> {
+    if body_format(&request.headers)? != BodyFormat::JsonPatch {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)",
+        ));
+    }
+    let value = parse_json(&request.body)?;
+    serde_json::from_value(value)
+        .map_err(|e| FhirError::bad_request(format!("Not a JSON Patch document: {e}")))
+}
+
+/// A patched resource that breaks the rules is a content problem of the patch: 422.
+fn as_unprocessable(mut error: FhirError) -> FhirError {
+    error.status = StatusCode::UNPROCESSABLE_ENTITY;
+    error
+}

@@ -1,0 +1,31 @@
+//! vread: `GET [base]/[type]/[id]/_history/[vid]` (https://hl7.org/fhir/R4/http.html#vread).
+
+use axum::http::StatusCode;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+
+pub async fn handle(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    id: &str,
+    version: &str,
+) -> Result<FhirResponse, FhirError> {
+    let number: i64 = version.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        FhirError::not_found(format!("Version '{version}' is not a version number"))
+    })?;
+    let found = app
+        .store
+        .vread(&request.tenant, resource_type, id, number)
+        .await?
+        .ok_or_else(|| {
+            FhirError::not_found(format!("{resource_type}/{id} has no version {version}"))
+        })?;
+    if found.is_deleted() {
+        return Err(super::read::gone(&found));
+    }
+    Ok(FhirResponse::version(StatusCode::OK, &found))
+}

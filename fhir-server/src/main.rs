@@ -1,0 +1,200 @@
+//! `fhir-server`: a FHIR R4 server for medical practices.
+//!
+//! `serve` runs the server; `migrate` prepares a database; `tenant create` adds a tenant;
+//! `bench` measures a running server.
+
+mod app;
+mod bench;
+mod config;
+mod error;
+mod http;
+mod index;
+mod interaction;
+mod resource;
+mod search;
+mod store;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use config::{DatabaseConfig, LogFormat, ServeConfig};
+use store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "fhir-server",
+    version,
+    about = "FHIR R4 server for medical practices"
+)]
+struct Cli {
+    /// Log format: human lines or JSON objects.
+    #[arg(long, env = "FHIR_LOG_FORMAT", default_value = "human", global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrating the database first).
+    Serve(ServeConfig),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Measure create and read-by-id throughput and latency of a running server.
+    Bench(bench::BenchConfig),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant, served at /t/ID/fhir.
+    Create {
+        /// 1 to 64 letters, digits, '-' or '_'.
+        id: String,
+        /// A human name for the tenant.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+            Command::Migrate(database) => {
+                open(&database).await?;
+                println!("database is up to date");
+                Ok(())
+            }
+            Command::Tenant {
+                command: TenantCommand::Create { id, name, database },
+            } => create_tenant(&database, &id, name.as_deref()).await,
+            Command::Bench(config) => bench::run(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("FHIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+async fn open(database: &DatabaseConfig) -> Result<Store, String> {
+    Store::open(&database.url, database.db_pool)
+        .await
+        .map_err(|e| format!("cannot open the database: {e:?}"))
+}
+
+async fn create_tenant(
+    database: &DatabaseConfig,
+    id: &str,
+    name: Option<&str>,
+) -> Result<(), String> {
+    if !http::admin::is_valid_tenant_id(id) {
+        return Err(format!(
+            "invalid tenant id '{id}': use 1 to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    let store = open(database).await?;
+    match store.create_tenant(id, name).await {
+        Ok(true) => {
+            println!("created tenant '{id}': its FHIR base is /t/{id}/fhir");
+            Ok(())
+        }
+        Ok(false) => Err(format!("tenant '{id}' already exists")),
+        Err(error) => Err(format!("cannot create the tenant: {error:?}")),
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), String> {
+    let store = open(&config.database).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let backend = store.backend_name();
+    let app = app::App::new(store, config);
+    let router = http::router(app);
+    tracing::info!(%address, database = backend, "fhir-server listening");
+    // A stable line on stdout for scripts and tests that start the server on port 0.
+    println!("fhir-server listening on http://{address}");
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stopped_tx.send(());
+    });
+    let serving = tokio::spawn(async move { server.await });
+    // Bound the drain: after the grace period, stop even if connections linger.
+    let _ = stopped_rx.await;
+    match tokio::time::timeout(grace, serving).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped"),
+        Ok(Ok(Err(error))) => return Err(format!("server error: {error}")),
+        Ok(Err(error)) => return Err(format!("server task failed: {error}")),
+        Err(_) => tracing::warn!("grace period over; stopping with requests still open"),
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

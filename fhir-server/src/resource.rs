@@ -1,0 +1,134 @@
+//! What the server itself writes into a resource: its id and `meta.versionId` /
+//! `meta.lastUpdated`, and the clock and formats behind them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Microseconds since the Unix epoch: how versions are timed in storage.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// A new server-assigned id: a random UUID, which is a valid FHIR id (36 of at most 64
+/// characters) and reveals nothing about other resources.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether `id` is a valid FHIR id: `[A-Za-z0-9\-\.]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// `meta.lastUpdated` form: an instant in UTC truncated to milliseconds. Truncation keeps
+/// `_since` and `_lastUpdated` consistent with the stored microseconds.
+pub fn format_instant(micros: i64) -> String {
+    let millis = micros.div_euclid(1000);
+    let time = OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        time.year(),
+        time.month() as u8,
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        time.millisecond()
+    )
+}
+
+/// The HTTP-date form (`Last-Modified`), to the second as HTTP requires.
+pub fn format_http_date(micros: i64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_micros(micros.max(0) as u64))
+}
+
+/// Parses an HTTP-date (`If-Modified-Since`) into microseconds.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let time = httpdate::parse_http_date(text).ok()?;
+    Some(time.duration_since(UNIX_EPOCH).ok()?.as_micros() as i64)
+}
+
+/// Parses a FHIR instant or dateTime with a time zone (`_since`) into microseconds.
+pub fn parse_instant(text: &str) -> Option<i64> {
+    let time = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    Some((time.unix_timestamp_nanos() / 1000) as i64)
+}
+
+/// Sets the server-owned fields and serializes the resource as it will be stored and served.
+/// The client's `meta` elements (profile, tag, security, source) are kept.
+pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) -> Vec<u8> {
+    if let Some(object) = resource.as_object_mut() {
+        // Rebuild in FHIR's usual order: resourceType, id, meta, then the rest.
+        let mut rest = std::mem::take(object);
+        let resource_type = rest.shift_remove("resourceType");
+        rest.shift_remove("id");
+        let mut meta = match rest.shift_remove("meta") {
+            Some(Value::Object(meta)) => meta,
+            _ => Map::new(),
+        };
+        meta.shift_remove("versionId");
+        meta.shift_remove("lastUpdated");
+        let mut new_meta = Map::new();
+        new_meta.insert("versionId".into(), Value::String(version.to_string()));
+        new_meta.insert(
+            "lastUpdated".into(),
+            Value::String(format_instant(last_updated)),
+        );
+        new_meta.extend(meta);
+        if let Some(resource_type) = resource_type {
+            object.insert("resourceType".into(), resource_type);
+        }
+        object.insert("id".into(), Value::String(id.to_owned()));
+        object.insert("meta".into(), Value::Object(new_meta));
+        object.extend(rest);
+    }
+    serde_json::to_vec(resource).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamp_sets_id_and_meta_first_and_keeps_client_meta() {
+        let mut patient = json!({"gender": "male", "resourceType": "Patient", "id": "x",
+            "meta": {"versionId": "9", "tag": [{"code": "t"}]}});
+        let body = stamp(&mut patient, "abc", 2, 1_700_000_000_123_456);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with(
+            r#"{"resourceType":"Patient","id":"abc","meta":{"versionId":"2","lastUpdated":"2023-11-14T22:13:20.123Z","tag":"#
+        ));
+    }
+
+    #[test]
+    fn ids_follow_the_fhir_id_rule() {
+        assert!(is_valid_id("a-B.9"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("a b"));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(is_valid_id(&new_id()));
+    }
+
+    #[test]
+    fn instants_round_trip() {
+        let micros = parse_instant("2023-11-14T22:13:20.123Z").unwrap();
+        assert_eq!(format_instant(micros), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            parse_instant("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000_000)
+        );
+        assert!(parse_instant("2023-11-14").is_none());
+    }
+}

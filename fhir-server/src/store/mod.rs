@@ -1,0 +1,266 @@
+//! Storage: one behaviour, two databases.
+//!
+//! SQLite is the embedded default (one file, zero set-up); PostgreSQL serves production and
+//! several server processes. Both keep every version of every resource as the JSON it is
+//! served as, a head row per resource, and search-index rows for current versions. Every
+//! row, key and query leads with the tenant.
+
+mod history;
+pub mod postgres;
+pub mod sqlite;
+pub mod write;
+
+use bytes::Bytes;
+
+use crate::error::FhirError;
+use crate::search::Query;
+pub use write::{Outcome, WriteOp};
+
+/// The SQL migrations, embedded so the binary needs no files beside it.
+pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+/// What made a version, as history reports it (`request.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Method {
+        match text {
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    /// Microseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub method: Method,
+    /// The JSON as served; `None` for a delete.
+    pub body: Option<Bytes>,
+}
+
+impl Version {
+    pub fn is_deleted(&self) -> bool {
+        self.method == Method::Delete
+    }
+}
+
+/// The head of a resource: its current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub res_id: i64,
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+}
+
+/// A history request: system (no type), type (no id) or instance level.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    /// Only versions at or after this instant (microseconds).
+    pub since: Option<i64>,
+    pub count: usize,
+    /// Keyset cursor: versions strictly older than (last_updated, seq).
+    pub before: Option<(i64, i64)>,
+}
+
+/// One page of history, newest first; each entry carries its cursor key.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub entries: Vec<((i64, i64), Version)>,
+    pub total: i64,
+}
+
+/// One page of search matches, in res_id order; each entry carries its cursor key.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPage {
+    pub entries: Vec<(i64, Version)>,
+    pub total: i64,
+}
+
+/// Why a store call failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The request breaks a rule (412, 409, ...): answered as is.
+    Rejected(FhirError),
+    /// A concurrent writer got there first (unique key, serialization): retry.
+    Conflict,
+    /// The database failed.
+    Database(String),
+}
+
+impl From<StoreError> for FhirError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(error) => error,
+            StoreError::Conflict => {
+                FhirError::conflict("A concurrent write changed this resource; retry")
+            }
+            StoreError::Database(detail) => FhirError::internal(detail),
+        }
+    }
+}
+
+/// The store: SQLite or PostgreSQL.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// How many times a write is retried after losing a race on a unique key.
+const WRITE_RETRIES: usize = 3;
+
+impl Store {
+    /// Opens the database named by `url` (`postgres://...`, `sqlite://PATH` or a file
+    /// path) and runs its migrations.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(
+                postgres::PgStore::open(url, pool_size).await?,
+            ))
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            Ok(Store::Sqlite(sqlite::SqliteStore::open(
+                path,
+                pool_size as usize,
+            )?))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Creates a tenant; `false` if it already existed.
+    pub async fn create_tenant(&self, id: &str, name: Option<&str>) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create_tenant(id, name).await,
+            Store::Postgres(s) => s.create_tenant(id, name).await,
+        }
+    }
+
+    pub async fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.tenant_exists(id),
+            Store::Postgres(s) => s.tenant_exists(id).await,
+        }
+    }
+
+    /// The current version of a resource (a delete version if it was deleted).
+    pub async fn read(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Version>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.read(tenant, resource_type, id, None),
+            Store::Postgres(s) => s.read(tenant, resource_type, id, None).await,
+        }
+    }
+
+    pub async fn vread(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Version>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.read(tenant, resource_type, id, Some(version)),
+            Store::Postgres(s) => s.read(tenant, resource_type, id, Some(version)).await,
+        }
+    }
+
+    /// Applies a write in its own transaction; acknowledged only once committed.
+    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+        let mut op = op;
+        for attempt in 0.. {
+            // Keep a copy for a retry only when a race is possible (PostgreSQL).
+            let retry = match self {
+                Store::Postgres(_) if attempt < WRITE_RETRIES => Some(op.clone()),
+                _ => None,
+            };
+            let result = match self {
+                Store::Sqlite(s) => s.write(tenant, op).await,
+                Store::Postgres(s) => s.write(tenant, op).await,
+            };
+            match (result, retry) {
+                (Err(StoreError::Conflict), Some(again)) => op = again,
+                (result, _) => return result,
+            }
+        }
+        unreachable!("the retry loop returns")
+    }
+
+    pub async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.history(tenant, query).await,
+            Store::Postgres(s) => s.history(tenant, query).await,
+        }
+    }
+
+    pub async fn search(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        query: &Query,
+    ) -> Result<SearchPage, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.search(tenant, resource_type, query).await,
+            Store::Postgres(s) => s.search(tenant, resource_type, query).await,
+        }
+    }
+}

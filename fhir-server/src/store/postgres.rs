@@ -1,0 +1,440 @@
+//! The PostgreSQL store, for production and for several server processes on one database.
+//!
+//! Each write is one transaction at READ COMMITTED: `head` locks the resource row
+//! (`FOR UPDATE`), so concurrent updates of one resource queue behind each other and the
+//! If-Match check sees the committed version; conditional writes take a transaction-scoped
+//! advisory lock per tenant and type. A race on a new id (two update-as-create on one id)
+//! ends in a unique-key violation, which the caller retries. PostgreSQL's own group commit
+//! shares WAL flushes between concurrent commits (`synchronous_commit` stays on).
+
+use std::hash::{Hash, Hasher};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+
+use super::write::{self, NewVersion, Tx};
+use super::{
+    Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS, SearchPage, StoreError,
+    Version, WriteOp, history,
+};
+use crate::search::Query;
+use crate::search::sql::{self, Arg, Sql};
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error
+            && let Some(code) = db.code()
+            && matches!(code.as_ref(), "23505" | "40001" | "40P01")
+        {
+            return StoreError::Conflict;
+        }
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// A key for `migrate`'s advisory lock, so that several servers starting at once apply each
+/// migration once.
+const MIGRATION_LOCK: i64 = 0x0046_4849_525f_4d49;
+
+impl PgStore {
+    pub async fn open(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(2))
+            .connect_with(options)
+            .await?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result = apply_migrations(&mut conn).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        result
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_tenant(&self, id: &str, name: Option<&str>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(crate::resource::now_micros())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn read(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_version(&mut conn, tenant, resource_type, id, version).await
+    }
+
+    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = {
+            let mut pg = PgTx {
+                conn: &mut tx,
+                tenant,
+            };
+            write::apply(&mut pg, op).await
+        };
+        match outcome {
+            Ok(outcome) => {
+                tx.commit().await?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                tx.rollback().await?;
+                Err(error)
+            }
+        }
+    }
+
+    pub async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        let select = history::select(tenant, query);
+        let rows = bind(&select).fetch_all(&self.pool).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(0)?;
+            let last_updated: i64 = row.try_get(4)?;
+            let method: String = row.try_get(5)?;
+            let body: Option<Vec<u8>> = row.try_get(6)?;
+            entries.push((
+                (last_updated, seq),
+                Version {
+                    resource_type: row.try_get(1)?,
+                    id: row.try_get(2)?,
+                    version: row.try_get(3)?,
+                    last_updated,
+                    method: Method::parse(&method),
+                    body: body.map(Into::into),
+                },
+            ));
+        }
+        let total = count(&self.pool, &history::count(tenant, query)).await?;
+        Ok(HistoryPage { entries, total })
+    }
+
+    pub async fn search(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        query: &Query,
+    ) -> Result<SearchPage, StoreError> {
+        let select = sql::select_matches(tenant, resource_type, query, query.page_size());
+        let mut conn = self.pool.acquire().await?;
+        let entries = select_matches(&mut conn, &select, resource_type).await?;
+        let total = count(
+            &mut *conn,
+            &sql::count_matches(tenant, resource_type, query),
+        )
+        .await?;
+        Ok(SearchPage { entries, total })
+    }
+}
+
+async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    for (version, name, script) in POSTGRES_MIGRATIONS {
+        let applied = sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        if applied {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(*script))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(crate::resource::now_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied PostgreSQL migration");
+    }
+    Ok(())
+}
+
+/// Renumbers `?` placeholders to `$1, $2, ...` and binds the arguments.
+fn bind(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut text = String::with_capacity(sql.text.len() + 16);
+    let mut n = 0;
+    for c in sql.text.chars() {
+        if c == '?' {
+            n += 1;
+            text.push('$');
+            text.push_str(&n.to_string());
+        } else {
+            text.push(c);
+        }
+    }
+    let mut query = sqlx::query(AssertSqlSafe(text));
+    for arg in &sql.args {
+        query = match arg {
+            Arg::Text(value) => query.bind(value.as_str()),
+            Arg::Int(value) => query.bind(*value),
+        };
+    }
+    query
+}
+
+async fn count<'e>(executor: impl sqlx::PgExecutor<'e>, sql: &Sql) -> Result<i64, StoreError> {
+    let row = bind(sql).fetch_one(executor).await?;
+    Ok(row.try_get(0)?)
+}
+
+async fn select_matches(
+    conn: &mut PgConnection,
+    select: &Sql,
+    resource_type: &str,
+) -> Result<Vec<(i64, Version)>, StoreError> {
+    let rows = bind(select).fetch_all(&mut *conn).await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body: Option<Vec<u8>> = row.try_get(4)?;
+        entries.push((
+            row.try_get(0)?,
+            Version {
+                resource_type: resource_type.to_owned(),
+                id: row.try_get(1)?,
+                version: row.try_get(2)?,
+                last_updated: row.try_get(3)?,
+                method: Method::Put,
+                body: body.map(Into::into),
+            },
+        ));
+    }
+    Ok(entries)
+}
+
+async fn read_version(
+    conn: &mut PgConnection,
+    tenant: &str,
+    resource_type: &str,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Option<Version>, StoreError> {
+    let row = match version {
+        None => {
+            sqlx::query(
+                "SELECT version, last_updated, method, body FROM resource_versions \
+                 WHERE tenant = $1 AND type = $2 AND id = $3 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(tenant)
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        Some(version) => {
+            sqlx::query(
+                "SELECT version, last_updated, method, body FROM resource_versions \
+                 WHERE tenant = $1 AND type = $2 AND id = $3 AND version = $4",
+            )
+            .bind(tenant)
+            .bind(resource_type)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let method: String = row.try_get(2)?;
+    let body: Option<Vec<u8>> = row.try_get(3)?;
+    Ok(Some(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version: row.try_get(0)?,
+        last_updated: row.try_get(1)?,
+        method: Method::parse(&method),
+        body: body.map(Into::into),
+    }))
+}
+
+/// One write's transaction.
+struct PgTx<'a> {
+    conn: &'a mut PgConnection,
+    tenant: &'a str,
+}
+
+impl Tx for PgTx<'_> {
+    async fn head(&mut self, resource_type: &str, id: &str) -> Result<Option<Head>, StoreError> {
+        let row = sqlx::query(
+            "SELECT res_id, version, last_updated, deleted FROM resources \
+             WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE",
+        )
+        .bind(self.tenant)
+        .bind(resource_type)
+        .bind(id)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Head {
+            res_id: row.try_get(0)?,
+            version: row.try_get(1)?,
+            last_updated: row.try_get(2)?,
+            deleted: row.try_get::<i16, _>(3)? != 0,
+        }))
+    }
+
+    async fn matches(
+        &mut self,
+        resource_type: &str,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let select = sql::select_matches(self.tenant, resource_type, query, limit);
+        let entries = select_matches(self.conn, &select, resource_type).await?;
+        Ok(entries.into_iter().map(|(_, v)| v.id).collect())
+    }
+
+    async fn body(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = read_version(self.conn, self.tenant, resource_type, id, Some(version)).await?;
+        Ok(found.and_then(|v| v.body.map(|b| b.to_vec())))
+    }
+
+    async fn lock_type(&mut self, resource_type: &str) -> Result<(), StoreError> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self.tenant, resource_type).hash(&mut hasher);
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(hasher.finish() as i64)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
+        let deleted = i16::from(new.body.is_none());
+        sqlx::query(
+            "INSERT INTO resource_versions \
+             (tenant, type, id, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(self.tenant)
+        .bind(new.resource_type)
+        .bind(new.id)
+        .bind(new.version)
+        .bind(new.last_updated)
+        .bind(new.method.as_str())
+        .bind(deleted)
+        .bind(new.body)
+        .execute(&mut *self.conn)
+        .await?;
+        let res_id: i64 = match new.head {
+            Some(head) => {
+                sqlx::query(
+                    "UPDATE resources SET version = $1, last_updated = $2, deleted = $3 \
+                     WHERE res_id = $4",
+                )
+                .bind(new.version)
+                .bind(new.last_updated)
+                .bind(deleted)
+                .bind(head.res_id)
+                .execute(&mut *self.conn)
+                .await?;
+                sqlx::query("DELETE FROM idx_token WHERE res_id = $1")
+                    .bind(head.res_id)
+                    .execute(&mut *self.conn)
+                    .await?;
+                head.res_id
+            }
+            None => sqlx::query(
+                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING res_id",
+            )
+            .bind(self.tenant)
+            .bind(new.resource_type)
+            .bind(new.id)
+            .bind(new.version)
+            .bind(new.last_updated)
+            .bind(deleted)
+            .fetch_one(&mut *self.conn)
+            .await?
+            .try_get(0)?,
+        };
+        if let Some(index) = new.index
+            && !index.tokens.is_empty()
+        {
+            // One statement for all rows: UNNEST over parallel arrays.
+            let params: Vec<&str> = index.tokens.iter().map(|t| t.param).collect();
+            let systems: Vec<&str> = index.tokens.iter().map(|t| t.system.as_str()).collect();
+            let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO idx_token (res_id, tenant, type, param, system, code) \
+                 SELECT $1, $2, $3, p, s, c FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, s, c)",
+            )
+            .bind(res_id)
+            .bind(self.tenant)
+            .bind(new.resource_type)
+            .bind(params)
+            .bind(systems)
+            .bind(codes)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        Ok(())
+    }
+}

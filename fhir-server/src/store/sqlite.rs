@@ -1,0 +1,561 @@
+//! The embedded SQLite store.
+//!
+//! SQLite allows one writer at a time, and with `synchronous=FULL` every commit waits for
+//! the disk. So all writes go to one writer thread that commits them in groups: it takes
+//! every write waiting in its queue, runs each in its own savepoint (one failing write does
+//! not spoil the others), commits once, and only then answers each caller. An acknowledged
+//! write is on disk; many writers share one fsync.
+//!
+//! Reads use a small pool of read-only connections. WAL mode lets them run while the writer
+//! commits. A point read is an index lookup in the page cache, so it runs inline on the
+//! request's task; history and search, which may scan, run on the blocking pool.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+
+use super::write::{self, NewVersion, Tx};
+use super::{
+    HistoryPage, HistoryQuery, Method, Outcome, SQLITE_MIGRATIONS, SearchPage, StoreError, Version,
+    WriteOp, history,
+};
+use crate::search::Query;
+use crate::search::sql::{self, Arg, Sql};
+
+/// Called once the group's commit is known: `None` if it committed, else why it failed.
+type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A unit of work for the writer thread: whether it succeeded, and how to answer.
+type Job = Box<dyn FnOnce(&mut Connection) -> (bool, Deliver) + Send>;
+
+/// Most writes committed together.
+const MAX_GROUP: usize = 512;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: String,
+    readers: Mutex<Vec<Connection>>,
+    max_idle_readers: usize,
+    writer: mpsc::Sender<Job>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, migrates it and starts the writer.
+    pub fn open(path: &str, readers: usize) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 10000;
+             PRAGMA foreign_keys = OFF;",
+        )?;
+        migrate(&mut conn)?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, receiver))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                readers: Mutex::new(Vec::new()),
+                max_idle_readers: readers.max(1),
+                writer: sender,
+            }),
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(Into::into)
+        })
+    }
+
+    pub async fn create_tenant(&self, id: &str, name: Option<&str>) -> Result<bool, StoreError> {
+        let (id, name) = (id.to_owned(), name.map(str::to_owned));
+        self.run_write(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO NOTHING",
+                params![id, name, crate::resource::now_micros()],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    pub fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
+        self.with_reader(|conn| {
+            let mut statement = conn.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?;
+            Ok(statement.exists([id])?)
+        })
+    }
+
+    /// The latest version, or the given one.
+    pub fn read(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<Version>, StoreError> {
+        self.with_reader(|conn| read_version(conn, tenant, resource_type, id, version))
+    }
+
+    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+        let tenant = tenant.to_owned();
+        self.run_write(move |conn| {
+            let mut tx = SqliteTx {
+                conn,
+                tenant: &tenant,
+            };
+            futures::executor::block_on(write::apply(&mut tx, op))
+        })
+        .await
+    }
+
+    pub async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        let select = history::select(tenant, query);
+        let count = history::count(tenant, query);
+        self.blocking_read(move |conn| {
+            let mut statement = conn.prepare_cached(&select.text)?;
+            let mut rows = statement.query(params_from_iter(select.args.iter().map(to_sql)))?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let last_updated: i64 = row.get(4)?;
+                let method: String = row.get(5)?;
+                let body: Option<Vec<u8>> = row.get(6)?;
+                entries.push((
+                    (last_updated, seq),
+                    Version {
+                        resource_type: row.get(1)?,
+                        id: row.get(2)?,
+                        version: row.get(3)?,
+                        last_updated,
+                        method: Method::parse(&method),
+                        body: body.map(Into::into),
+                    },
+                ));
+            }
+            let total = query_count(conn, &count)?;
+            Ok(HistoryPage { entries, total })
+        })
+        .await
+    }
+
+    pub async fn search(
+        &self,
+        tenant: &str,
+        resource_type: &str,
+        query: &Query,
+    ) -> Result<SearchPage, StoreError> {
+        let select = sql::select_matches(tenant, resource_type, query, query.page_size());
+        let count = sql::count_matches(tenant, resource_type, query);
+        let resource_type = resource_type.to_owned();
+        self.blocking_read(move |conn| {
+            let entries = select_matches(conn, &select, &resource_type)?;
+            let total = query_count(conn, &count)?;
+            Ok(SearchPage { entries, total })
+        })
+        .await
+    }
+
+    /// Runs `f` on a pooled read connection, on the current thread.
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.inner.with_reader(f)
+    }
+
+    /// Runs `f` on a pooled read connection, on the blocking pool.
+    async fn blocking_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+
+    /// Queues `f` for the writer thread and waits until its group has committed.
+    async fn run_write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit_error| {
+                let result = match commit_error {
+                    Some(error) if ok => Err(StoreError::Database(error.to_owned())),
+                    _ => result,
+                };
+                let _ = answer.send(result);
+            });
+            (ok, deliver)
+        });
+        self.inner
+            .writer
+            .send(job)
+            .map_err(|_| StoreError::Database("the SQLite writer has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Database("the SQLite writer dropped a write".into()))?
+    }
+}
+
+impl Inner {
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map(|mut pool| pool.pop())
+            .unwrap_or(None);
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < self.max_idle_readers
+        {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn open_reader(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The writer thread: commits queued writes in groups until every sender is gone.
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    conn.set_prepared_statement_cache_capacity(64);
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut delivers = Vec::with_capacity(group.len());
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(error) = begin {
+            let message = error.to_string();
+            for job in group {
+                // Nothing ran; answer every caller with the failure.
+                let (_, deliver) = (job)(&mut NoopGuard::connection_for_failure());
+                deliver(Some(&message));
+            }
+            continue;
+        }
+        for job in group {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let outcome = catch_unwind(AssertUnwindSafe(|| (job)(&mut conn)));
+            let (ok, deliver) = match outcome {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::error!("a write panicked; it was rolled back");
+                    (false, Box::new(|_: Option<&str>| {}) as Deliver)
+                }
+            };
+            if savepoint.is_ok() {
+                if !ok {
+                    let _ = conn.execute_batch("ROLLBACK TO job");
+                }
+                let _ = conn.execute_batch("RELEASE job");
+            }
+            delivers.push(deliver);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let commit_error = commit.err();
+        for deliver in delivers {
+            deliver(commit_error.as_deref());
+        }
+    }
+}
+
+/// When BEGIN itself fails, jobs still have to be run to obtain their answer channels; they
+/// run against an empty in-memory database and their result is replaced by the failure.
+struct NoopGuard;
+
+impl NoopGuard {
+    fn connection_for_failure() -> Connection {
+        Connection::open_in_memory().unwrap_or_else(|_| {
+            // Opening an in-memory database only fails when out of memory.
+            std::process::abort()
+        })
+    }
+}
+
+/// Applies the embedded migrations that this database has not seen yet.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    for (version, name, script) in SQLITE_MIGRATIONS {
+        let applied: bool = conn
+            .prepare("SELECT 1 FROM schema_migrations WHERE version = ?1")?
+            .exists([version])?;
+        if applied {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(script)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, crate::resource::now_micros()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, name, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn to_sql(arg: &Arg) -> rusqlite::types::Value {
+    match arg {
+        Arg::Text(text) => rusqlite::types::Value::Text(text.clone()),
+        Arg::Int(int) => rusqlite::types::Value::Integer(*int),
+    }
+}
+
+fn query_count(conn: &Connection, count: &Sql) -> Result<i64, StoreError> {
+    let mut statement = conn.prepare_cached(&count.text)?;
+    Ok(
+        statement.query_row(params_from_iter(count.args.iter().map(to_sql)), |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+fn select_matches(
+    conn: &Connection,
+    select: &Sql,
+    resource_type: &str,
+) -> Result<Vec<(i64, Version)>, StoreError> {
+    let mut statement = conn.prepare_cached(&select.text)?;
+    let mut rows = statement.query(params_from_iter(select.args.iter().map(to_sql)))?;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        let body: Option<Vec<u8>> = row.get(4)?;
+        entries.push((
+            row.get(0)?,
+            Version {
+                resource_type: resource_type.to_owned(),
+                id: row.get(1)?,
+                version: row.get(2)?,
+                last_updated: row.get(3)?,
+                method: Method::Put,
+                body: body.map(Into::into),
+            },
+        ));
+    }
+    Ok(entries)
+}
+
+fn read_version(
+    conn: &Connection,
+    tenant: &str,
+    resource_type: &str,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Option<Version>, StoreError> {
+    let row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Version> {
+        let method: String = row.get(2)?;
+        let body: Option<Vec<u8>> = row.get(3)?;
+        Ok(Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version: row.get(0)?,
+            last_updated: row.get(1)?,
+            method: Method::parse(&method),
+            body: body.map(Into::into),
+        })
+    };
+    let found = match version {
+        None => conn
+            .prepare_cached(
+                "SELECT version, last_updated, method, body FROM resource_versions \
+                 WHERE tenant = ?1 AND type = ?2 AND id = ?3 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![tenant, resource_type, id], row)
+            .optional()?,
+        Some(version) => conn
+            .prepare_cached(
+                "SELECT version, last_updated, method, body FROM resource_versions \
+                 WHERE tenant = ?1 AND type = ?2 AND id = ?3 AND version = ?4",
+            )?
+            .query_row(params![tenant, resource_type, id, version], row)
+            .optional()?,
+    };
+    Ok(found)
+}
+
+/// One write's view of the writer connection, inside the group's transaction.
+struct SqliteTx<'a> {
+    conn: &'a mut Connection,
+    tenant: &'a str,
+}
+
+impl Tx for SqliteTx<'_> {
+    async fn head(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<super::Head>, StoreError> {
+        let head = self
+            .conn
+            .prepare_cached(
+                "SELECT res_id, version, last_updated, deleted FROM resources \
+                 WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+            )?
+            .query_row(params![self.tenant, resource_type, id], |row| {
+                Ok(super::Head {
+                    res_id: row.get(0)?,
+                    version: row.get(1)?,
+                    last_updated: row.get(2)?,
+                    deleted: row.get::<_, i64>(3)? != 0,
+                })
+            })
+            .optional()?;
+        Ok(head)
+    }
+
+    async fn matches(
+        &mut self,
+        resource_type: &str,
+        query: &Query,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let select = sql::select_matches(self.tenant, resource_type, query, limit);
+        let entries = select_matches(self.conn, &select, resource_type)?;
+        Ok(entries.into_iter().map(|(_, v)| v.id).collect())
+    }
+
+    async fn body(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = read_version(self.conn, self.tenant, resource_type, id, Some(version))?;
+        Ok(found.and_then(|v| v.body.map(|b| b.to_vec())))
+    }
+
+    async fn lock_type(&mut self, _resource_type: &str) -> Result<(), StoreError> {
+        // One writer thread: every write is already serialized.
+        Ok(())
+    }
+
+    async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
+        let deleted = i64::from(new.body.is_none());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource_versions \
+                 (tenant, type, id, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                self.tenant,
+                new.resource_type,
+                new.id,
+                new.version,
+                new.last_updated,
+                new.method.as_str(),
+                deleted,
+                new.body
+            ])?;
+        let res_id = match new.head {
+            Some(head) => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?1, last_updated = ?2, deleted = ?3 \
+                         WHERE res_id = ?4",
+                    )?
+                    .execute(params![new.version, new.last_updated, deleted, head.res_id])?;
+                self.conn
+                    .prepare_cached("DELETE FROM idx_token WHERE res_id = ?1")?
+                    .execute([head.res_id])?;
+                head.res_id
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (tenant, type, id, version, last_updated, deleted) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        self.tenant,
+                        new.resource_type,
+                        new.id,
+                        new.version,
+                        new.last_updated,
+                        deleted
+                    ])?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        if let Some(index) = new.index {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO idx_token (res_id, tenant, type, param, system, code) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for token in &index.tokens {
+                insert.execute(params![
+                    res_id,
+                    self.tenant,
+                    new.resource_type,
+                    token.param,
+                    token.system,
+                    token.code
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}

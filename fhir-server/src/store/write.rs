@@ -1,0 +1,471 @@
+//! The write rules, written once for both databases.
+//!
+//! Each backend runs [`apply`] inside one database transaction through its [`Tx`]; the
+//! conditional rules (0 / 1 / many matches), version checks and id assignment live here so
+//! SQLite and PostgreSQL cannot drift apart.
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use super::{Head, Method, StoreError, Version};
+use crate::error::FhirError;
+use crate::index::IndexRows;
+use crate::resource;
+use crate::search::Query;
+
+/// A write, as the interaction layer asks for it. Resources are already validated.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Create {
+        resource_type: String,
+        resource: Value,
+        index: IndexRows,
+        /// If-None-Exist: create only when nothing matches.
+        if_none_exist: Option<Query>,
+    },
+    Update {
+        resource_type: String,
+        id: String,
+        resource: Value,
+        index: IndexRows,
+        if_match: Option<i64>,
+        /// PUT or PATCH, as recorded in history.
+        method: Method,
+    },
+    ConditionalUpdate {
+        resource_type: String,
+        query: Query,
+        resource: Value,
+        index: IndexRows,
+        if_match: Option<i64>,
+    },
+    Delete {
+        resource_type: String,
+        id: String,
+    },
+    ConditionalDelete {
+        resource_type: String,
+        query: Query,
+        /// Whether several matches may be deleted at once (else more than one is 412).
+        multiple: bool,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Created(Version),
+    Updated(Version),
+    /// Conditional create found exactly one match: nothing was written.
+    Matched(Version),
+    /// This many resources were deleted (0 when there was nothing to delete).
+    Deleted(usize),
+}
+
+/// A new version to store: the version row, the head, and the index rows.
+#[derive(Debug)]
+pub struct NewVersion<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub version: i64,
+    pub last_updated: i64,
+    pub method: Method,
+    /// `None` for a delete.
+    pub body: Option<&'a [u8]>,
+    /// `None` for a delete: the index rows are removed.
+    pub index: Option<&'a IndexRows>,
+    /// The existing head, if any.
+    pub head: Option<Head>,
+}
+
+/// What a backend must do inside one transaction. All reads see the transaction's own
+/// writes; `head` locks the row where the database can (PostgreSQL `FOR UPDATE`).
+pub trait Tx: Send {
+    fn head(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
+
+    /// Ids of current resources matching `query`, at most `limit`.
+    fn matches(
+        &mut self,
+        resource_type: &str,
+        query: &Query,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    fn body(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Serializes conditional writes on one type, so two If-None-Exist creates cannot both
+    /// see "no match" and both create.
+    fn lock_type(
+        &mut self,
+        resource_type: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn put(
+        &mut self,
+        version: NewVersion<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How many matches a conditional delete may remove at once.
+const MAX_CONDITIONAL_DELETE: usize = 1000;
+
+/// Applies one write inside the caller's transaction.
+pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError> {
+    let now = resource::now_micros();
+    match op {
+        WriteOp::Create {
+            resource_type,
+            mut resource,
+            index,
+            if_none_exist,
+        } => {
+            if let Some(query) = if_none_exist {
+                tx.lock_type(&resource_type).await?;
+                let found = tx.matches(&resource_type, &query, 2).await?;
+                match found.as_slice() {
+                    [] => {}
+                    [id] => return matched(tx, &resource_type, id).await,
+                    _ => return Err(multiple("If-None-Exist", &resource_type)),
+                }
+            }
+            let id = resource::new_id();
+            create(tx, &resource_type, &id, &mut resource, &index, now).await
+        }
+        WriteOp::Update {
+            resource_type,
+            id,
+            mut resource,
+            index,
+            if_match,
+            method,
+        } => {
+            let head = tx.head(&resource_type, &id).await?;
+            check_if_match(if_match, head.as_ref(), &resource_type, &id)?;
+            match head {
+                None => {
+                    create_with(
+                        tx,
+                        &resource_type,
+                        &id,
+                        &mut resource,
+                        &index,
+                        now,
+                        Method::Put,
+                    )
+                    .await
+                }
+                Some(head) => {
+                    update(
+                        tx,
+                        &resource_type,
+                        &id,
+                        &mut resource,
+                        &index,
+                        head,
+                        method,
+                        now,
+                    )
+                    .await
+                }
+            }
+        }
+        WriteOp::ConditionalUpdate {
+            resource_type,
+            query,
+            mut resource,
+            index,
+            if_match,
+        } => {
+            tx.lock_type(&resource_type).await?;
+            let found = tx.matches(&resource_type, &query, 2).await?;
+            let body_id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match found.as_slice() {
+                [] => {
+                    let id = match body_id {
+                        // A client-chosen id must not already belong to a resource that
+                        // did not match the criteria.
+                        Some(id)
+                            if tx
+                                .head(&resource_type, &id)
+                                .await?
+                                .is_some_and(|h| !h.deleted) =>
+                        {
+                            return Err(StoreError::Rejected(FhirError::conflict(format!(
+                                "{resource_type}/{id} exists but does not match the conditional update criteria"
+                            ))));
+                        }
+                        Some(id) => id,
+                        None => resource::new_id(),
+                    };
+                    let head = tx.head(&resource_type, &id).await?;
+                    check_if_match(if_match, head.as_ref(), &resource_type, &id)?;
+                    match head {
+                        None => {
+                            create_with(
+                                tx,
+                                &resource_type,
+                                &id,
+                                &mut resource,
+                                &index,
+                                now,
+                                Method::Put,
+                            )
+                            .await
+                        }
+                        Some(head) => {
+                            update(
+                                tx,
+                                &resource_type,
+                                &id,
+                                &mut resource,
+                                &index,
+                                head,
+                                Method::Put,
+                                now,
+                            )
+                            .await
+                        }
+                    }
+                }
+                [id] => {
+                    if body_id.as_deref().is_some_and(|b| b != id) {
+                        return Err(StoreError::Rejected(
+                            FhirError::bad_request(format!(
+                                "The resource id '{}' does not match the resource found by the criteria ({resource_type}/{id})",
+                                body_id.unwrap_or_default()
+                            ))
+                            .at(format!("{resource_type}.id")),
+                        ));
+                    }
+                    let Some(head) = tx.head(&resource_type, id).await? else {
+                        return Err(StoreError::Database("matched resource vanished".into()));
+                    };
+                    check_if_match(if_match, Some(&head), &resource_type, id)?;
+                    update(
+                        tx,
+                        &resource_type,
+                        id,
+                        &mut resource,
+                        &index,
+                        head,
+                        Method::Put,
+                        now,
+                    )
+                    .await
+                }
+                _ => Err(multiple("conditional update", &resource_type)),
+            }
+        }
+        WriteOp::Delete { resource_type, id } => {
+            let head = tx.head(&resource_type, &id).await?;
+            match head {
+                Some(head) if !head.deleted => {
+                    delete(tx, &resource_type, &id, head, now).await?;
+                    Ok(Outcome::Deleted(1))
+                }
+                _ => Ok(Outcome::Deleted(0)),
+            }
+        }
+        WriteOp::ConditionalDelete {
+            resource_type,
+            query,
+            multiple: allow_many,
+        } => {
+            tx.lock_type(&resource_type).await?;
+            let limit = if allow_many {
+                MAX_CONDITIONAL_DELETE + 1
+            } else {
+                2
+            };
+            let found = tx.matches(&resource_type, &query, limit).await?;
+            if found.len() > 1 && !allow_many {
+                return Err(multiple("conditional delete", &resource_type));
+            }
+            if found.len() > MAX_CONDITIONAL_DELETE {
+                return Err(StoreError::Rejected(FhirError::multiple_matches(format!(
+                    "More than {MAX_CONDITIONAL_DELETE} resources match the conditional delete; narrow the criteria"
+                ))));
+            }
+            for id in &found {
+                if let Some(head) = tx.head(&resource_type, id).await? {
+                    delete(tx, &resource_type, id, head, now).await?;
+                }
+            }
+            Ok(Outcome::Deleted(found.len()))
+        }
+    }
+}
+
+fn multiple(what: &str, resource_type: &str) -> StoreError {
+    StoreError::Rejected(FhirError::multiple_matches(format!(
+        "The {what} criteria match more than one {resource_type}"
+    )))
+}
+
+fn check_if_match(
+    if_match: Option<i64>,
+    head: Option<&Head>,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
+    match head {
+        Some(head) if head.version == expected => Ok(()),
+        Some(head) => Err(StoreError::Rejected(FhirError::precondition_failed(
+            format!(
+                "If-Match version {expected} does not match the current version {} of {resource_type}/{id}",
+                head.version
+            ),
+        ))),
+        None => Err(StoreError::Rejected(FhirError::precondition_failed(
+            format!("If-Match given but {resource_type}/{id} does not exist"),
+        ))),
+    }
+}
+
+async fn matched<T: Tx>(tx: &mut T, resource_type: &str, id: &str) -> Result<Outcome, StoreError> {
+    let head = tx
+        .head(resource_type, id)
+        .await?
+        .ok_or_else(|| StoreError::Database("matched resource vanished".into()))?;
+    let body = tx
+        .body(resource_type, id, head.version)
+        .await?
+        .unwrap_or_default();
+    Ok(Outcome::Matched(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version: head.version,
+        last_updated: head.last_updated,
+        method: Method::Post,
+        body: Some(body.into()),
+    }))
+}
+
+async fn create<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    resource: &mut Value,
+    index: &IndexRows,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    create_with(tx, resource_type, id, resource, index, now, Method::Post).await
+}
+
+async fn create_with<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    resource: &mut Value,
+    index: &IndexRows,
+    now: i64,
+    method: Method,
+) -> Result<Outcome, StoreError> {
+    let version = write_version(tx, resource_type, id, resource, index, None, method, now).await?;
+    Ok(Outcome::Created(version))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn update<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    resource: &mut Value,
+    index: &IndexRows,
+    head: Head,
+    method: Method,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let was_deleted = head.deleted;
+    let version = write_version(
+        tx,
+        resource_type,
+        id,
+        resource,
+        index,
+        Some(head),
+        method,
+        now,
+    )
+    .await?;
+    // Updating a deleted resource brings it back: that is a create for the client.
+    Ok(if was_deleted {
+        Outcome::Created(version)
+    } else {
+        Outcome::Updated(version)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_version<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    resource: &mut Value,
+    index: &IndexRows,
+    head: Option<Head>,
+    method: Method,
+    now: i64,
+) -> Result<Version, StoreError> {
+    let version = head.as_ref().map_or(1, |h| h.version + 1);
+    // Never go back in time: a version is at least as late as the one before it.
+    let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
+    let body = resource::stamp(resource, id, version, last_updated);
+    tx.put(NewVersion {
+        resource_type,
+        id,
+        version,
+        last_updated,
+        method,
+        body: Some(&body),
+        index: Some(index),
+        head,
+    })
+    .await?;
+    Ok(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version,
+        last_updated,
+        method,
+        body: Some(body.into()),
+    })
+}
+
+async fn delete<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    head: Head,
+    now: i64,
+) -> Result<(), StoreError> {
+    let version = head.version + 1;
+    let last_updated = now.max(head.last_updated + 1);
+    tx.put(NewVersion {
+        resource_type,
+        id,
+        version,
+        last_updated,
+        method: Method::Delete,
+        body: None,
+        index: None,
+        head: Some(head),
+    })
+    .await
+}
