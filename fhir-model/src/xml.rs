@@ -186,7 +186,7 @@ fn find_child<'d>(
     name: &str,
 ) -> Option<(&'d ElementDef, Option<&'d str>)> {
     td.children_of(parent).find_map(|element| {
-        let element_name = element.name();
+        let element_name = local_name(element, parent);
         if element.is_choice() {
             let code = element
                 .types
@@ -203,6 +203,19 @@ fn find_child<'d>(
             None
         }
     })
+}
+
+/// `ElementDef::name` for a child of `parent`, without searching the path.
+fn local_name<'d>(element: &'d ElementDef, parent: &str) -> &'d str {
+    let name = if parent.is_empty() {
+        Some(element.path.as_str())
+    } else {
+        element.path.get(parent.len() + 1..)
+    };
+    match name {
+        Some(name) => name.strip_suffix("[x]").unwrap_or(name),
+        None => element.name(),
+    }
 }
 
 /// Whether `key` is `name` followed by the type `code` with its first letter upper-cased
@@ -987,7 +1000,7 @@ impl<'d> Writer<'d> {
         }
         let has_extras = object.keys().any(|k| k.starts_with('_'));
         for element in td.children_of(parent) {
-            let element_name = element.name();
+            let element_name = local_name(element, parent);
             if is_attribute(td, parent, resource_root, element_name) {
                 continue;
             }

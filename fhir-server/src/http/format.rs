@@ -71,6 +71,9 @@ pub fn negotiate(params: &[(String, String)], headers: &HeaderMap) -> Result<For
         .iter()
         .any(|(name, value)| name == "_pretty" && value == "true");
     if let Some((_, value)) = params.iter().find(|(name, _)| name == "_format") {
+        // An unencoded `+` (`_format=application/fhir+xml`, as the spec writes it) arrives
+        // as a space; no media type has a space, so it is always a `+`.
+        let value = &value.replace(' ', "+");
         let (media, ok, _) = media_and_params(value);
         return match media_format(&media) {
             Some(xml) if ok => Ok(Format { xml, pretty }),
@@ -243,6 +246,8 @@ mod tests {
         headers.insert(ACCEPT, HeaderValue::from_static("application/fhir+json"));
         let params = vec![("_format".to_string(), "xml".to_string())];
         assert!(negotiate(&params, &headers).unwrap().xml);
+        let unencoded_plus = vec![("_format".to_string(), "application/fhir xml".to_string())];
+        assert!(negotiate(&unencoded_plus, &headers).unwrap().xml);
         let bad = vec![("_format".to_string(), "html".to_string())];
         assert!(negotiate(&bad, &headers).is_err());
     }

@@ -40,6 +40,10 @@ impl From<sqlx::Error> for StoreError {
 /// A key for `migrate`'s advisory lock, so that several servers starting at once apply each
 /// migration once.
 const MIGRATION_LOCK: i64 = 0x0046_4849_525f_4d49;
+/// The advisory lock that keeps several servers from analyzing the same tables at once.
+const ANALYZE_LOCK: i64 = 0x0046_4849_525f_414e;
+/// How often the table statistics are checked.
+const ANALYZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PgStore {
     pub async fn open(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
@@ -52,7 +56,64 @@ impl PgStore {
             .await?;
         let store = PgStore { pool };
         store.migrate().await?;
+        store.analyze_changed_tables().await?;
+        let maintained = store.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(ANALYZE_INTERVAL);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = maintained.analyze_changed_tables().await {
+                    tracing::warn!(?error, "table statistics refresh failed");
+                }
+            }
+        });
         Ok(store)
+    }
+
+    /// Refreshes the planner statistics of our tables that changed much since they were
+    /// last analyzed. Autovacuum normally does this, but it may be off (or slow to start),
+    /// and without statistics PostgreSQL plans a read by id as a scan of every resource of
+    /// the type. ANALYZE also invalidates cached plans made from stale statistics. Several
+    /// servers on one database take turns through an advisory lock.
+    async fn analyze_changed_tables(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(ANALYZE_LOCK)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if !locked {
+            return Ok(());
+        }
+        let stale = sqlx::query(
+            "SELECT relname FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() \
+             AND relname IN ('resources', 'resource_versions', 'idx_token') \
+             AND (n_mod_since_analyze > 500 + 0.1 * n_live_tup \
+                  OR (last_analyze IS NULL AND last_autoanalyze IS NULL AND n_mod_since_analyze > 0))",
+        )
+        .fetch_all(&mut *conn)
+        .await;
+        let result = match stale {
+            Ok(rows) => {
+                let mut result = Ok(());
+                for row in rows {
+                    let table: String = row.try_get(0)?;
+                    // The name comes from the fixed list above, never from a request.
+                    let statement = format!("ANALYZE {table}");
+                    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await {
+                        result = Err(error.into());
+                    }
+                }
+                result
+            }
+            Err(error) => Err(error.into()),
+        };
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(ANALYZE_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        result
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,0 +1,355 @@
+//! The end-to-end harness: starts the real `fhir-server` binary on a fresh database
+//! (SQLite in a temporary folder, or a new PostgreSQL database) and talks to it over HTTP.
+//!
+//! PostgreSQL tests run when `FHIR_TEST_POSTGRES_URL` names a server database to connect to
+//! (e.g. `postgres://postgres@127.0.0.1:5432/test`); each server gets its own new database.
+//! When the variable is set, a PostgreSQL that cannot be reached fails the test; when it is
+//! unset, the PostgreSQL half of each test is skipped with a note.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const JSON: &str = "application/fhir+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server on its own database.
+pub struct Server {
+    child: Option<Child>,
+    pub backend: Backend,
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
+    /// `http://127.0.0.1:PORT/fhir`
+    pub base: String,
+    pub database_url: String,
+    pub dir: PathBuf,
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
+    pg_database: Option<(String, String)>,
+    pub client: reqwest::Client,
+}
+
+/// Runs a test body on both backends: `both!(name_of_async_fn);` makes
+/// `name_of_async_fn::sqlite` and `name_of_async_fn::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let server = $crate::common::Server::start($crate::common::Backend::Sqlite).await;
+                super::$test(server.expect("the SQLite server starts")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::common::Server::start($crate::common::Backend::Postgres).await {
+                    Some(server) => super::$test(server).await,
+                    None => eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+fn postgres_admin_url() -> Option<String> {
+    std::env::var("FHIR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn psql(admin_url: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .arg(admin_url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs (PostgreSQL client tools are installed)");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+impl Server {
+    /// Starts a server on a fresh database; `None` for PostgreSQL when it is not configured.
+    pub async fn start(backend: Backend) -> Option<Server> {
+        Self::start_with(backend, &[], &[]).await
+    }
+
+    /// Starts a server with extra `serve` arguments and environment variables.
+    pub async fn start_with(
+        backend: Backend,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Server> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("fhir-test-{unique}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (database_url, pg_database) = match backend {
+            Backend::Sqlite => (dir.join("fhir.db").display().to_string(), None),
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = format!("fhir_test_{unique}");
+                psql(&admin, &format!("CREATE DATABASE {name}"));
+                let (prefix, _) = admin.rsplit_once('/').expect("URL has a database");
+                (format!("{prefix}/{name}"), Some((admin, name)))
+            }
+        };
+        let mut server = Server {
+            child: None,
+            backend,
+            root: String::new(),
+            base: String::new(),
+            database_url,
+            dir,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            pg_database,
+            client: reqwest::Client::new(),
+        };
+        server.spawn(None).await;
+        Some(server)
+    }
+
+    /// Starts the process (again), on `port` if given.
+    async fn spawn(&mut self, port: Option<u16>) {
+        let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-server"));
+        command
+            .arg("serve")
+            .args([
+                "--listen",
+                &listen,
+                "--database",
+                &self.database_url,
+                "--db-pool",
+                "8",
+            ])
+            .args(&self.extra_args)
+            .env_remove("FHIR_BASE_URL")
+            .env_remove("FHIR_ADMIN_TOKEN")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("the server binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(address) = line.strip_prefix("fhir-server listening on ") {
+                    return Some(address.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "the server did not start; see {}",
+                self.dir.join("server.log").display()
+            )
+        });
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.root = address;
+        self.base = format!("{}/fhir", self.root);
+        self.child = Some(child);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.root
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("kill");
+            child.wait().await.expect("wait");
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pid = child.id().expect("pid");
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .expect("wait");
+        status.success()
+    }
+
+    /// Starts the server again on the same database and port.
+    pub async fn restart(&mut self) {
+        let port = self.port();
+        self.kill9().await;
+        self.spawn(Some(port)).await;
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs the binary with other arguments (e.g. `tenant create`), on this database.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+            .args(args)
+            .args(["--database", &self.database_url])
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// `{root}/fhir` or `{root}/t/{tenant}/fhir`.
+    pub fn tenant_base(&self, tenant: &str) -> String {
+        if tenant == "default" {
+            self.base.clone()
+        } else {
+            format!("{}/t/{tenant}/fhir", self.root)
+        }
+    }
+
+    /// Creates a tenant through the admin API.
+    pub async fn create_tenant(&self, id: &str) {
+        let response = self
+            .client
+            .post(format!("{}/admin/tenants", self.root))
+            .json(&serde_json::json!({"id": id, "name": id}))
+            .send()
+            .await
+            .expect("admin API answers");
+        assert_eq!(response.status(), 201, "tenant {id} created");
+    }
+
+    /// POSTs a resource to `{base}/{type}` and returns the created resource (asserting 201).
+    pub async fn create(&self, base: &str, resource: &Value) -> Value {
+        let resource_type = resource["resourceType"].as_str().expect("resourceType");
+        let response = self
+            .client
+            .post(format!("{base}/{resource_type}"))
+            .header("content-type", JSON)
+            .body(resource.to_string())
+            .send()
+            .await
+            .expect("create answers");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON body");
+        assert_eq!(status, 201, "create failed: {body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        if let Some((admin, name)) = &self.pg_database {
+            // Let the killed server's connections go before dropping its database.
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = std::process::Command::new("psql")
+                .arg(admin)
+                .args([
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads a response as JSON, with its status.
+pub async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// A minimal valid Patient with an identifier.
+pub fn patient(family: &str, mrn: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "http://example.org/mrn", "value": mrn}],
+        "name": [{"family": family, "given": ["Test"]}],
+        "gender": "female",
+        "birthDate": "1980-02-29"
+    })
+}
+
+/// Whether PostgreSQL tests run (`FHIR_TEST_POSTGRES_URL` is set).
+pub fn postgres_configured() -> bool {
+    postgres_admin_url().is_some()
+}
+
+/// Like `both!`, for tests that start their own server (e.g. with `Server::start_with`):
+/// `both_backends!(name_of_async_fn);` calls `name_of_async_fn(Backend::Sqlite)` and
+/// `name_of_async_fn(Backend::Postgres)` (skipped when PostgreSQL is not configured).
+#[macro_export]
+macro_rules! both_backends {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test($crate::common::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_configured() {
+                    super::$test($crate::common::Backend::Postgres).await;
+                } else {
+                    eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+                }
+            }
+        }
+    };
+}
+
+/// The `expression`s of every issue of an OperationOutcome.
+pub fn issue_expressions(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|issue| issue["expression"].as_array().into_iter().flatten())
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect()
+}
