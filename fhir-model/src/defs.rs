@@ -90,7 +90,8 @@ pub struct TypeDef {
     pub elements: Vec<ElementDef>,
     /// Child lookup: (parent path, JSON key) -> (element index, type code for choice keys).
     #[serde(skip)]
-    children: HashMap<(String, String), (usize, Option<String>)>,
+    /// Nested (parent, then key) so that a lookup borrows its `&str`s and allocates nothing.
+    children: HashMap<String, HashMap<String, (usize, Option<String>)>>,
     /// Parent path -> indexes of its direct children, in definition order.
     #[serde(skip)]
     child_list: HashMap<String, Vec<usize>>,
@@ -118,25 +119,25 @@ impl TypeDef {
                 .or_default()
                 .push(index);
             let name = element.name().to_owned();
+            let siblings = self.children.entry(parent).or_default();
             if element.is_choice() {
                 for code in &element.types {
                     let key = format!("{name}{}", upper_first(code));
-                    self.children
-                        .insert((parent.clone(), key), (index, Some(code.clone())));
+                    siblings.insert(key, (index, Some(code.clone())));
                 }
             } else {
                 let code = match element.types.as_slice() {
                     [only] => Some(only.clone()),
                     _ => None,
                 };
-                self.children.insert((parent, name), (index, code));
+                siblings.insert(name, (index, code));
             }
         }
     }
 
     /// Resolves a JSON key under `parent` (a relative path, `""` for the root).
     pub fn child(&self, parent: &str, key: &str) -> Option<Child<'_>> {
-        let (index, code) = self.children.get(&(parent.to_owned(), key.to_owned()))?;
+        let (index, code) = self.children.get(parent)?.get(key)?;
         Some(Child {
             element: &self.elements[*index],
             type_code: code.as_deref(),

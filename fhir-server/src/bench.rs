@@ -114,7 +114,11 @@ fn patient(n: u64) -> String {
         family[(n % 7) as usize],
         given[(n / 7 % 7) as usize],
         n % 10_000,
-        if n.is_multiple_of(2) { "female" } else { "male" },
+        if n.is_multiple_of(2) {
+            "female"
+        } else {
+            "male"
+        },
         n % 100,
         n % 12 + 1,
         n % 28 + 1,

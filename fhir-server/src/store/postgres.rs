@@ -101,7 +101,10 @@ impl PgStore {
                     let table: String = row.try_get(0)?;
                     // The name comes from the fixed list above, never from a request.
                     let statement = format!("ANALYZE {table}");
-                    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *conn).await {
+                    if let Err(error) = sqlx::raw_sql(AssertSqlSafe(statement))
+                        .execute(&mut *conn)
+                        .await
+                    {
                         result = Err(error.into());
                     }
                 }
@@ -168,6 +171,20 @@ impl PgStore {
     }
 
     pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+        if let WriteOp::Create {
+            if_none_exist: None,
+            ..
+        } = op
+        {
+            // An unconditional create is exactly one statement (`put` of a new resource),
+            // and a single statement is atomic on its own: no BEGIN/COMMIT round trips.
+            let mut conn = self.pool.acquire().await?;
+            let mut pg = PgTx {
+                conn: &mut conn,
+                tenant,
+            };
+            return write::apply(&mut pg, op).await;
+        }
         let mut tx = self.pool.begin().await?;
         let outcome = {
             let mut pg = PgTx {
@@ -427,75 +444,58 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    /// One statement per version: the version row, the head and the index rows are
+    /// written together by a data-modifying CTE, so a write costs one round trip.
     async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
         let deleted = i16::from(new.body.is_none());
-        sqlx::query(
-            "INSERT INTO resource_versions \
-             (tenant, type, id, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(self.tenant)
-        .bind(new.resource_type)
-        .bind(new.id)
-        .bind(new.version)
-        .bind(new.last_updated)
-        .bind(new.method.as_str())
-        .bind(deleted)
-        .bind(new.body)
-        .execute(&mut *self.conn)
-        .await?;
-        let res_id: i64 = match new.head {
-            Some(head) => {
-                sqlx::query(
-                    "UPDATE resources SET version = $1, last_updated = $2, deleted = $3 \
-                     WHERE res_id = $4",
-                )
-                .bind(new.version)
-                .bind(new.last_updated)
-                .bind(deleted)
-                .bind(head.res_id)
-                .execute(&mut *self.conn)
-                .await?;
-                sqlx::query("DELETE FROM idx_token WHERE res_id = $1")
-                    .bind(head.res_id)
-                    .execute(&mut *self.conn)
-                    .await?;
-                head.res_id
+        let empty = crate::index::IndexRows::default();
+        let index = new.index.unwrap_or(&empty);
+        let params: Vec<&str> = index.tokens.iter().map(|t| t.param).collect();
+        let systems: Vec<&str> = index.tokens.iter().map(|t| t.system.as_str()).collect();
+        let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
+        let statement = match new.head {
+            None => {
+                "WITH version AS (
+                     INSERT INTO resource_versions
+                         (tenant, type, id, version, last_updated, method, deleted, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+                 head AS (
+                     INSERT INTO resources (tenant, type, id, version, last_updated, deleted)
+                     VALUES ($1, $2, $3, $4, $5, $7) RETURNING res_id)
+                 INSERT INTO idx_token (res_id, tenant, type, param, system, code)
+                 SELECT head.res_id, $1, $2, u.p, u.s, u.c
+                 FROM head, UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)"
             }
-            None => sqlx::query(
-                "INSERT INTO resources (tenant, type, id, version, last_updated, deleted) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING res_id",
-            )
+            Some(_) => {
+                "WITH version AS (
+                     INSERT INTO resource_versions
+                         (tenant, type, id, version, last_updated, method, deleted, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+                 head AS (
+                     UPDATE resources SET version = $4, last_updated = $5, deleted = $7
+                     WHERE res_id = $9),
+                 old_index AS (
+                     DELETE FROM idx_token WHERE res_id = $9)
+                 INSERT INTO idx_token (res_id, tenant, type, param, system, code)
+                 SELECT $9, $1, $2, u.p, u.s, u.c
+                 FROM UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)"
+            }
+        };
+        sqlx::query(statement)
             .bind(self.tenant)
             .bind(new.resource_type)
             .bind(new.id)
             .bind(new.version)
             .bind(new.last_updated)
+            .bind(new.method.as_str())
             .bind(deleted)
-            .fetch_one(&mut *self.conn)
-            .await?
-            .try_get(0)?,
-        };
-        if let Some(index) = new.index
-            && !index.tokens.is_empty()
-        {
-            // One statement for all rows: UNNEST over parallel arrays.
-            let params: Vec<&str> = index.tokens.iter().map(|t| t.param).collect();
-            let systems: Vec<&str> = index.tokens.iter().map(|t| t.system.as_str()).collect();
-            let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO idx_token (res_id, tenant, type, param, system, code) \
-                 SELECT $1, $2, $3, p, s, c FROM UNNEST($4::text[], $5::text[], $6::text[]) AS u(p, s, c)",
-            )
-            .bind(res_id)
-            .bind(self.tenant)
-            .bind(new.resource_type)
+            .bind(new.body)
+            .bind(new.head.map_or(0, |h| h.res_id))
             .bind(params)
             .bind(systems)
             .bind(codes)
             .execute(&mut *self.conn)
             .await?;
-        }
         Ok(())
     }
 }
