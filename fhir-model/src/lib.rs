@@ -5,6 +5,7 @@
 //! monomorphised (and rebuilt) in the calling crate.
 
 pub mod defs;
+pub mod json;
 pub mod validate;
 pub mod xml;
 

@@ -270,6 +270,19 @@ async fn invalid_resources_are_rejected_with_their_path(server: Server) {
 both!(invalid_resources_are_rejected_with_their_path);
 
 /// A valid resource of every case's type passes, so the cases fail for the reason named.
+/// A repeated key would silently lose one of its values: it is a 400, and nothing is stored.
+async fn repeated_json_keys_are_rejected(server: Server) {
+    let body = r#"{"resourceType":"Patient","gender":"male","gender":"female"}"#;
+    let (status, outcome) = send(&server, "POST", "Patient", body).await;
+    assert_eq!(status, 400, "{outcome}");
+    let diagnostics = outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(diagnostics.contains("repeated key 'gender'"), "{outcome}");
+    assert_eq!(total(&server, "Patient").await, 0);
+}
+both!(repeated_json_keys_are_rejected);
+
 async fn valid_counterparts_are_accepted(server: Server) {
     let valid = [
         json!({"resourceType": "Patient", "gender": "male", "birthDate": "1974-12-25",

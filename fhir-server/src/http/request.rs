@@ -108,13 +108,12 @@ impl FhirRequest {
     }
 }
 
-/// Parses JSON, answering 400 with the position of the error.
+/// Parses JSON strictly (no repeated keys), answering 400 with the position of the error.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, FhirError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    fhir_model::json::parse(bytes).map_err(|e| {
         FhirError::structure(format!(
-            "Malformed JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
+            "Malformed JSON at line {}, column {}: {}",
+            e.line, e.column, e.message
         ))
     })
 }
