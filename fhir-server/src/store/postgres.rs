@@ -52,6 +52,9 @@ impl PgStore {
             .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(2))
+            // The default pings every connection before handing it out: a round trip per
+            // query. A broken connection fails its query instead, and the pool drops it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let store = PgStore { pool };
