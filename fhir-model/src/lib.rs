@@ -4,7 +4,9 @@
 //! Non-generic on purpose: the server calls a few plain functions, so nothing here is
 //! monomorphised (and rebuilt) in the calling crate.
 
+pub mod compartment;
 pub mod defs;
+pub mod fhirpath;
 pub mod json;
 pub mod validate;
 pub mod xml;

@@ -61,6 +61,13 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         (["_history", version], &Method::GET) => {
                             vread::handle(app, request, resource_type, id, version).await
                         }
+                        ([compartment_type], &Method::GET)
+                            if !compartment_type.starts_with(['_', '$']) =>
+                        {
+                            check_type(compartment_type)?;
+                            search::compartment(app, request, resource_type, id, compartment_type)
+                                .await
+                        }
                         ([] | ["_history"] | ["_history", _], _) => {
                             Err(not_allowed(method, &format!("{resource_type}/{id}")))
                         }

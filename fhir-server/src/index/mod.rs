@@ -1,48 +1,437 @@
 //! Search-index values extracted from a resource at write time.
 //!
-//! Rows exist for current versions only; the store replaces them on every write in the same
-//! transaction as the version, so a search right after a write sees it.
+//! For every indexed search parameter of the resource's type (see `search::registry`), the
+//! parameter's FHIRPath expression selects typed values, and each value becomes rows of its
+//! parameter type's table. Rows exist for current versions only; the store replaces them in
+//! the same transaction as the version, so a search right after a write sees it.
 
+mod normalize;
+
+use fhir_model::fhirpath::Node;
 use serde_json::Value;
 
-/// One token value (`system|code`) of a search parameter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::search::dates;
+use crate::search::registry::{ParamType, Registry, SearchParam};
+pub use normalize::normalize;
+
+/// A token value (`system|code`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TokenRow {
-    pub param: &'static str,
+    pub param: String,
     /// `""` when the value has no system.
     pub system: String,
     pub code: String,
 }
 
-/// Every index row of one resource version.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IndexRows {
-    pub tokens: Vec<TokenRow>,
+/// A string value, normalized for the default and `:contains` searches, and exact.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringRow {
+    pub param: String,
+    pub norm: String,
+    pub exact: String,
 }
 
-/// Extracts the index rows of a resource.
-///
-/// For now this covers `identifier` (Identifier.system | Identifier.value), what conditional
-/// create, update and delete need; the search-parameter registry extends it to every
-/// parameter.
-pub fn extract(resource: &Value) -> IndexRows {
+/// A date value as the range it covers, in microseconds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DateRow {
+    pub param: String,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// A reference: its target type and id when it names one, and the reference as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReferenceRow {
+    pub param: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberRow {
+    pub param: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityRow {
+    pub param: String,
+    pub system: String,
+    pub code: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UriRow {
+    pub param: String,
+    pub value: String,
+}
+
+/// Every index row of one resource version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexRows {
+    pub tokens: Vec<TokenRow>,
+    pub strings: Vec<StringRow>,
+    pub dates: Vec<DateRow>,
+    pub references: Vec<ReferenceRow>,
+    pub numbers: Vec<NumberRow>,
+    pub quantities: Vec<QuantityRow>,
+    pub uris: Vec<UriRow>,
+}
+
+/// The key under which `:text` values of a token parameter are kept (in the string table).
+pub fn text_key(code: &str) -> String {
+    format!("{code}:text")
+}
+
+/// The key under which `Reference.identifier` values of a reference parameter are kept
+/// (in the token table), for the `:identifier` modifier.
+pub fn identifier_key(code: &str) -> String {
+    format!("{code}:identifier")
+}
+
+/// The key under which identifier types are kept (in the token table, code
+/// `type-code|value`), for the `:of-type` modifier.
+pub fn of_type_key(code: &str) -> String {
+    format!("{code}:of-type")
+}
+
+/// Extracts the index rows of a resource of `resource_type`.
+pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    let identifiers = match resource.get("identifier") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(single @ Value::Object(_)) => vec![single],
-        _ => Vec::new(),
-    };
-    for identifier in identifiers {
-        if let Some(code) = identifier.get("value").and_then(Value::as_str) {
-            let system = identifier.get("system").and_then(Value::as_str);
-            rows.tokens.push(TokenRow {
-                param: "identifier",
-                system: system.unwrap_or_default().to_owned(),
-                code: code.to_owned(),
-            });
+    for param in Registry::r4().params(resource_type) {
+        if !param.is_indexed() {
+            continue;
+        }
+        let Some(expression) = &param.expression else {
+            continue;
+        };
+        for node in expression.evaluate(resource) {
+            add(&mut rows, param, &node);
         }
     }
+    rows.tokens.sort();
+    rows.tokens.dedup();
+    rows.strings.sort();
+    rows.strings.dedup();
+    rows.dates.sort();
+    rows.dates.dedup();
+    rows.references.sort();
+    rows.references.dedup();
+    rows.uris.sort();
+    rows.uris.dedup();
+    rows.numbers.dedup();
+    rows.quantities.dedup();
     rows
+}
+
+fn add(rows: &mut IndexRows, param: &SearchParam, node: &Node<'_>) {
+    let value: &Value = &node.value;
+    match param.kind {
+        ParamType::String => add_strings(rows, &param.code, value, node.type_code),
+        ParamType::Token => add_tokens(rows, &param.code, value, node.type_code),
+        ParamType::Date => add_dates(rows, &param.code, value, node.type_code),
+        ParamType::Reference => add_reference(rows, &param.code, value, node.type_code),
+        ParamType::Number => {
+            if let Some(number) = as_number(value) {
+                rows.numbers.push(NumberRow {
+                    param: param.code.clone(),
+                    value: number,
+                });
+            }
+        }
+        ParamType::Quantity => add_quantity(rows, &param.code, value, node.type_code),
+        ParamType::Uri => {
+            if let Some(text) = value.as_str() {
+                rows.uris.push(UriRow {
+                    param: param.code.clone(),
+                    value: text.to_owned(),
+                });
+            }
+        }
+        ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+fn push_string(rows: &mut IndexRows, param: &str, text: &str) {
+    let norm = normalize(text);
+    if !norm.is_empty() {
+        rows.strings.push(StringRow {
+            param: param.to_owned(),
+            norm,
+            exact: text.to_owned(),
+        });
+    }
+}
+
+fn strings_of<'a>(value: &'a Value, keys: &[&str]) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    for key in keys {
+        match value.get(*key) {
+            Some(Value::String(text)) => found.push(text.as_str()),
+            Some(Value::Array(items)) => found.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn add_strings(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
+    let parts = match type_code {
+        "HumanName" => strings_of(value, &["text", "family", "given", "prefix", "suffix"]),
+        "Address" => strings_of(
+            value,
+            &[
+                "text",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ],
+        ),
+        "ContactPoint" | "Identifier" => strings_of(value, &["value"]),
+        "CodeableConcept" => strings_of(value, &["text"]),
+        "Coding" => strings_of(value, &["display"]),
+        _ => value.as_str().into_iter().collect(),
+    };
+    for part in parts {
+        push_string(rows, param, part);
+    }
+}
+
+fn push_token(rows: &mut IndexRows, param: &str, system: Option<&Value>, code: Option<&Value>) {
+    if let Some(code) = code.and_then(Value::as_str) {
+        rows.tokens.push(TokenRow {
+            param: param.to_owned(),
+            system: system
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            code: code.to_owned(),
+        });
+    }
+}
+
+fn add_coding(rows: &mut IndexRows, param: &str, coding: &Value) {
+    push_token(rows, param, coding.get("system"), coding.get("code"));
+    if let Some(display) = coding.get("display").and_then(Value::as_str) {
+        push_string(rows, &text_key(param), display);
+    }
+}
+
+fn add_tokens(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
+    match type_code {
+        "Coding" => add_coding(rows, param, value),
+        "CodeableConcept" => {
+            for coding in value
+                .get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                add_coding(rows, param, coding);
+            }
+            if let Some(text) = value.get("text").and_then(Value::as_str) {
+                push_string(rows, &text_key(param), text);
+            }
+        }
+        "Identifier" => {
+            push_token(rows, param, value.get("system"), value.get("value"));
+            let Some(identifier) = value.get("value").and_then(Value::as_str) else {
+                return;
+            };
+            if let Some(kind) = value.get("type") {
+                for coding in kind
+                    .get("coding")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(code) = coding.get("code").and_then(Value::as_str) {
+                        rows.tokens.push(TokenRow {
+                            param: of_type_key(param),
+                            system: coding
+                                .get("system")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                            code: format!("{code}|{identifier}"),
+                        });
+                    }
+                }
+                if let Some(text) = kind.get("text").and_then(Value::as_str) {
+                    push_string(rows, &text_key(param), text);
+                }
+            }
+        }
+        "ContactPoint" => push_token(rows, param, None, value.get("value")),
+        "boolean" => {
+            if let Some(flag) = value.as_bool() {
+                rows.tokens.push(TokenRow {
+                    param: param.to_owned(),
+                    system: String::new(),
+                    code: flag.to_string(),
+                });
+            }
+        }
+        _ => push_token(rows, param, None, Some(value)),
+    }
+}
+
+fn add_dates(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
+    let mut push = |low: i64, high: i64| {
+        rows.dates.push(DateRow {
+            param: param.to_owned(),
+            low,
+            high,
+        });
+    };
+    let bound = |key: &str, low: bool| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(dates::range)
+            .map(|(l, h)| if low { l } else { h })
+    };
+    match type_code {
+        "Period" => {
+            let low = bound("start", true).unwrap_or(dates::MIN);
+            let high = bound("end", false).unwrap_or(dates::MAX);
+            if value.get("start").is_some() || value.get("end").is_some() {
+                push(low, high);
+            }
+        }
+        "Timing" => {
+            for event in value
+                .get("event")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some((low, high)) = event.as_str().and_then(dates::range) {
+                    push(low, high);
+                }
+            }
+            if let Some(period) = value.get("repeat").and_then(|r| r.get("boundsPeriod")) {
+                let low = period
+                    .get("start")
+                    .and_then(Value::as_str)
+                    .and_then(dates::range)
+                    .map_or(dates::MIN, |r| r.0);
+                let high = period
+                    .get("end")
+                    .and_then(Value::as_str)
+                    .and_then(dates::range)
+                    .map_or(dates::MAX, |r| r.1);
+                push(low, high);
+            }
+        }
+        _ => {
+            if let Some((low, high)) = value.as_str().and_then(dates::range) {
+                push(low, high);
+            }
+        }
+    }
+}
+
+/// Splits a reference (`Patient/1`, `Patient/1/_history/2`, `http://host/fhir/Patient/1`)
+/// into its target type and id, when it names one.
+pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
+    let reference = match reference.find("/_history/") {
+        Some(at) => &reference[..at],
+        None => reference,
+    };
+    let mut segments = reference.rsplit('/');
+    let id = segments.next()?;
+    let resource_type = segments.next()?;
+    (fhir_model::Definitions::r4().is_resource_type(resource_type)
+        && crate::resource::is_valid_id(id))
+    .then_some((resource_type, id))
+}
+
+fn add_reference(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
+    match type_code {
+        "Reference" => {
+            if let Some(reference) = value.get("reference").and_then(Value::as_str)
+                && !reference.starts_with('#')
+            {
+                let (target_type, target_id) = parse_reference(reference).unwrap_or(("", ""));
+                rows.references.push(ReferenceRow {
+                    param: param.to_owned(),
+                    target_type: target_type.to_owned(),
+                    target_id: target_id.to_owned(),
+                    url: reference.to_owned(),
+                });
+            }
+            if let Some(identifier) = value.get("identifier") {
+                push_token(
+                    rows,
+                    &identifier_key(param),
+                    identifier.get("system"),
+                    identifier.get("value"),
+                );
+            }
+        }
+        _ => {
+            if let Some(url) = value.as_str() {
+                let (target_type, target_id) = parse_reference(url).unwrap_or(("", ""));
+                rows.references.push(ReferenceRow {
+                    param: param.to_owned(),
+                    target_type: target_type.to_owned(),
+                    target_id: target_id.to_owned(),
+                    url: url.to_owned(),
+                });
+            }
+        }
+    }
+}
+
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64().or_else(|| number.to_string().parse().ok()),
+        _ => None,
+    }
+}
+
+fn add_quantity(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
+    let Some(number) = value.get("value").and_then(as_number) else {
+        return;
+    };
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if type_code == "Money" {
+        rows.quantities.push(QuantityRow {
+            param: param.to_owned(),
+            system: "urn:iso:std:iso:4217".to_owned(),
+            code: text("currency"),
+            value: number,
+        });
+        return;
+    }
+    let (system, code, unit) = (text("system"), text("code"), text("unit"));
+    rows.quantities.push(QuantityRow {
+        param: param.to_owned(),
+        system,
+        code: code.clone(),
+        value: number,
+    });
+    if !unit.is_empty() && unit != code {
+        // `value||unit` searches match the human unit too.
+        rows.quantities.push(QuantityRow {
+            param: param.to_owned(),
+            system: String::new(),
+            code: unit,
+            value: number,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -51,12 +440,88 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn identifiers_become_token_rows() {
-        let rows = extract(&json!({"resourceType": "Patient", "identifier": [
-            {"system": "http://x", "value": "1"}, {"value": "2"}, {"system": "http://y"}]}));
-        assert_eq!(rows.tokens.len(), 2);
-        assert_eq!(rows.tokens[0].system, "http://x");
-        assert_eq!(rows.tokens[1].system, "");
-        assert_eq!(rows.tokens[1].code, "2");
+    fn a_patient_yields_rows_of_every_kind_it_has() {
+        let rows = extract(
+            "Patient",
+            &json!({
+                "resourceType": "Patient",
+                "identifier": [{"system": "http://x", "value": "1",
+                    "type": {"coding": [{"system": "http://t", "code": "MR"}], "text": "Medical record"}}],
+                "name": [{"family": "Müller", "given": ["Ana", "Q"]}],
+                "gender": "female",
+                "birthDate": "1980-02-29",
+                "active": true,
+                "managingOrganization": {"reference": "Organization/o1"},
+                "telecom": [{"system": "phone", "value": "555"}],
+                "meta": {"tag": [{"system": "http://tags", "code": "vip"}], "profile": ["http://p"]}
+            }),
+        );
+        let has_token = |param: &str, system: &str, code: &str| {
+            rows.tokens
+                .iter()
+                .any(|t| t.param == param && t.system == system && t.code == code)
+        };
+        assert!(has_token("identifier", "http://x", "1"));
+        assert!(has_token("identifier:of-type", "http://t", "MR|1"));
+        assert!(has_token("gender", "", "female"));
+        assert!(has_token("active", "", "true"));
+        assert!(has_token("phone", "", "555"));
+        assert!(has_token("_tag", "http://tags", "vip"));
+        assert!(
+            rows.strings
+                .iter()
+                .any(|s| s.param == "name" && s.norm == "muller" && s.exact == "Müller")
+        );
+        assert!(
+            rows.strings
+                .iter()
+                .any(|s| s.param == "family" && s.norm == "muller")
+        );
+        assert!(
+            rows.strings
+                .iter()
+                .any(|s| s.param == "identifier:text" && s.norm == "medical record")
+        );
+        assert!(
+            rows.dates
+                .iter()
+                .any(|d| d.param == "birthdate"
+                    && Some((d.low, d.high)) == dates::range("1980-02-29"))
+        );
+        assert!(rows.references.iter().any(|r| r.param == "organization"
+            && r.target_type == "Organization"
+            && r.target_id == "o1"));
+        assert!(
+            rows.uris
+                .iter()
+                .any(|u| u.param == "_profile" && u.value == "http://p")
+        );
+    }
+
+    #[test]
+    fn periods_and_open_ends_become_ranges() {
+        let rows = extract(
+            "Encounter",
+            &json!({"resourceType": "Encounter", "status": "finished",
+            "class": {"code": "AMB"}, "period": {"start": "2024-01-01T10:00:00Z"}}),
+        );
+        let date = rows
+            .dates
+            .iter()
+            .find(|d| d.param == "date")
+            .expect("date row");
+        assert_eq!(date.low, dates::range("2024-01-01T10:00:00Z").unwrap().0);
+        assert_eq!(date.high, dates::MAX);
+    }
+
+    #[test]
+    fn references_are_split_when_they_name_a_resource() {
+        assert_eq!(parse_reference("Patient/1"), Some(("Patient", "1")));
+        assert_eq!(
+            parse_reference("http://h/fhir/Patient/1/_history/3"),
+            Some(("Patient", "1"))
+        );
+        assert_eq!(parse_reference("urn:uuid:123"), None);
+        assert_eq!(parse_reference("Foo/1"), None);
     }
 }

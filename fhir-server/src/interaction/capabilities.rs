@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::app::App;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::search::registry::Registry;
 
 /// The interactions every resource type supports (see `http::route`).
 const TYPE_INTERACTIONS: &[&str] = &[
@@ -69,18 +70,21 @@ pub fn statement() -> Value {
     })
 }
 
-/// The search parameters the query parser accepts for a type (see `search::Query::parse`).
+/// The search parameters the query parser accepts for a type: `_id`, `_lastUpdated` and
+/// every indexed parameter of the registry.
 fn search_params(resource_type: &str) -> Vec<Value> {
-    let mut params = vec![json!({
-        "name": "_id",
-        "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
-        "type": "token",
-    })];
-    let has_identifier = fhir_model::Definitions::r4()
-        .type_def(resource_type)
-        .is_some_and(|t| t.element("identifier").is_some());
-    if has_identifier {
-        params.push(json!({"name": "identifier", "type": "token"}));
+    let mut params = vec![
+        json!({"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"}),
+        json!({"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated", "type": "date"}),
+    ];
+    for param in Registry::r4()
+        .params(resource_type)
+        .iter()
+        .filter(|p| p.is_indexed())
+    {
+        params.push(
+            json!({"name": param.code, "definition": param.url, "type": param.kind.as_str()}),
+        );
     }
     params
 }

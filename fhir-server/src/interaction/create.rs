@@ -18,7 +18,7 @@ pub async fn handle(
 ) -> Result<FhirResponse, FhirError> {
     let if_none_exist = super::if_none_exist(request, resource_type)?;
     let resource = request.resource(resource_type)?;
-    let index = index::extract(&resource);
+    let index = index::extract(resource_type, &resource);
     let outcome = app
         .store
         .write(

@@ -62,7 +62,7 @@ pub async fn handle(
             .at(format!("{resource_type}.id")));
         }
         check_resource(&resource, resource_type).map_err(as_unprocessable)?;
-        let index = index::extract(&resource);
+        let index = index::extract(resource_type, &resource);
         let op = WriteOp::Update {
             resource_type: resource_type.to_owned(),
             id: id.to_owned(),
@@ -92,22 +92,16 @@ pub async fn conditional(
     resource_type: &str,
 ) -> Result<FhirResponse, FhirError> {
     let query = super::conditional_criteria(resource_type, &request.params, "A conditional patch")?;
-    let page = app
-        .store
-        .search(
-            &request.tenant,
-            resource_type,
-            &crate::search::Query {
-                count: Some(2),
-                ..query
-            },
-        )
-        .await?;
-    match page.entries.as_slice() {
+    let query = crate::search::Query {
+        count: Some(2),
+        ..query
+    };
+    let found = crate::search::execute::execute(&app.store, &request.tenant, &query).await?;
+    match found.matches.as_slice() {
         [] => Err(FhirError::not_found(format!(
             "No {resource_type} matches the conditional patch criteria"
         ))),
-        [(_, version)] => handle(app, request, resource_type, &version.id.clone()).await,
+        [row] => handle(app, request, resource_type, &row.version.id.clone()).await,
         _ => Err(FhirError::multiple_matches(format!(
             "The conditional patch criteria match more than one {resource_type}"
         ))),

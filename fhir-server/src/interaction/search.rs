@@ -1,23 +1,69 @@
-//! search: `GET [base]/[type]?params` and `POST [base]/[type]/_search` (form-encoded), both
-//! giving the same results (https://hl7.org/fhir/R4/http.html#search). Pages follow an
-//! opaque keyset cursor, so they stay stable while other clients write.
+//! search: `GET [base]/[type]?params` and `POST [base]/[type]/_search` (form-encoded), which
+//! give the same results, and the Patient compartment search `GET [base]/Patient/[id]/[type]`
+//! (https://hl7.org/fhir/R4/http.html#search). Pages follow opaque keyset cursors, so they
+//! stay stable while other clients write.
 
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
-use super::bundle::{bundle, full_url, link_url, resource_value};
+use super::bundle::{bundle, link_url, resource_value};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::format::{BodyFormat, body_format};
 use crate::http::request::{FhirRequest, parse_query};
 use crate::http::response::FhirResponse;
 use crate::search::Query;
+use crate::search::execute::execute;
+use crate::search::query::{Clause, Condition, Summary, Table};
+use crate::store::Row;
 
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
     resource_type: &str,
 ) -> Result<FhirResponse, FhirError> {
+    let params = search_params(request)?;
+    let query = Query::parse(resource_type, &params, request.strict_handling())?;
+    respond(app, request, resource_type, query).await
+}
+
+/// `GET [base]/Patient/[id]/[type]`: the search on `[type]`, limited to resources that
+/// belong to the patient's compartment through any of the compartment's parameters.
+pub async fn compartment(
+    app: &App,
+    request: &FhirRequest,
+    compartment_type: &str,
+    id: &str,
+    resource_type: &str,
+) -> Result<FhirResponse, FhirError> {
+    let links = fhir_model::compartment::patient_compartment_params(resource_type);
+    if compartment_type != "Patient" || links.is_empty() {
+        return Err(FhirError::not_found(format!(
+            "{resource_type} is not in the {compartment_type} compartment"
+        )));
+    }
+    let params = search_params(request)?;
+    let mut query = Query::parse(resource_type, &params, request.strict_handling())?;
+    let membership = links
+        .iter()
+        .map(|param| Clause::Index {
+            table: Table::Reference,
+            param: param.clone(),
+            any: vec![Condition::Reference {
+                target_type: Some(compartment_type.to_owned()),
+                target_id: Some(id.to_owned()),
+                url: None,
+            }],
+            negate: false,
+        })
+        .collect();
+    query.clauses.push(Clause::AnyOf(membership));
+    let path = format!("{compartment_type}/{id}/{resource_type}");
+    respond(app, request, &path, query).await
+}
+
+/// The query parameters, plus the form body of `POST _search`.
+fn search_params(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
     let mut params = request.params.clone();
     if request.method == axum::http::Method::POST && !request.body.is_empty() {
         if body_format(&request.headers)? != BodyFormat::Form {
@@ -31,64 +77,124 @@ pub async fn handle(
             .map_err(|_| FhirError::bad_request("The form body is not UTF-8"))?;
         params.extend(parse_query(form));
     }
-    let query = Query::parse(resource_type, &params, request.strict_handling())?;
-    let summary_count = params.iter().any(|(k, v)| k == "_summary" && v == "count");
-    let page = app
-        .store
-        .search(&request.tenant, resource_type, &query)
-        .await?;
+    Ok(params)
+}
 
-    let mut self_params = query.applied.clone();
+/// Runs the query and builds the searchset Bundle; `path` is what links are relative to.
+async fn respond(
+    app: &App,
+    request: &FhirRequest,
+    path: &str,
+    query: Query,
+) -> Result<FhirResponse, FhirError> {
+    let result = execute(&app.store, &request.tenant, &query).await?;
+    let mut link_params = query.applied.clone();
     if let Some(count) = query.count {
-        self_params.push(("_count".into(), count.to_string()));
+        link_params.push(("_count".into(), count.to_string()));
     }
+    let with_page = |cursor: &crate::search::cursor::Cursor| {
+        let mut params = link_params.clone();
+        params.push(("_page".into(), cursor.encode()));
+        link_url(request, path, &params)
+    };
     let mut links = vec![(
         "self",
-        link_url(
-            request,
-            resource_type,
-            &with_cursor(&self_params, query.after),
-        ),
+        match &query.cursor {
+            Some(cursor) => with_page(cursor),
+            None => link_url(request, path, &link_params),
+        },
     )];
-    if query.after.is_some() {
-        links.push(("first", link_url(request, resource_type, &self_params)));
+    links.push(("first", link_url(request, path, &link_params)));
+    if let Some(previous) = &result.previous {
+        links.push(("previous", with_page(previous)));
     }
-    if summary_count {
-        return Ok(FhirResponse::value(
-            StatusCode::OK,
-            bundle("searchset", Some(page.total), links, Vec::new()),
-        ));
+    if let Some(next) = &result.next {
+        links.push(("next", with_page(next)));
     }
-    if page.entries.len() == query.page_size()
-        && let Some((last, _)) = page.entries.last()
-    {
-        links.push((
-            "next",
-            link_url(
-                request,
-                resource_type,
-                &with_cursor(&self_params, Some(*last)),
-            ),
-        ));
-    }
-    let mut entries = Vec::with_capacity(page.entries.len());
-    for (_, version) in &page.entries {
-        entries.push(json!({
-            "fullUrl": full_url(request, version),
-            "resource": resource_value(version)?,
-            "search": {"mode": "match"},
-        }));
+    let mut entries = Vec::with_capacity(result.matches.len() + result.included.len());
+    for (rows, mode) in [(&result.matches, "match"), (&result.included, "include")] {
+        for row in rows {
+            entries.push(entry(request, row, mode, &query)?);
+        }
     }
     Ok(FhirResponse::value(
         StatusCode::OK,
-        bundle("searchset", Some(page.total), links, entries),
+        bundle("searchset", result.total, links, entries),
     ))
 }
 
-fn with_cursor(params: &[(String, String)], after: Option<i64>) -> Vec<(String, String)> {
-    let mut params = params.to_vec();
-    if let Some(after) = after {
-        params.push(("_page".into(), after.to_string()));
+fn entry(request: &FhirRequest, row: &Row, mode: &str, query: &Query) -> Result<Value, FhirError> {
+    let version = &row.version;
+    let mut resource = resource_value(version)?.unwrap_or(Value::Null);
+    subset(
+        &mut resource,
+        &version.resource_type,
+        query.summary,
+        query.elements.as_deref(),
+    );
+    Ok(json!({
+        "fullUrl": format!("{}/{}/{}", request.base, version.resource_type, version.id),
+        "resource": resource,
+        "search": {"mode": mode},
+    }))
+}
+
+/// Applies `_summary` and `_elements` to a resource's top-level elements. The id, meta and
+/// mandatory elements always stay; a subsetted resource is tagged SUBSETTED.
+fn subset(
+    resource: &mut Value,
+    resource_type: &str,
+    summary: Summary,
+    elements: Option<&[String]>,
+) {
+    if summary == Summary::False && elements.is_none() {
+        return;
     }
-    params
+    let Some(definition) = fhir_model::Definitions::r4().type_def(resource_type) else {
+        return;
+    };
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
+    let keep = |key: &str| -> bool {
+        if matches!(key, "resourceType" | "id" | "meta") {
+            return true;
+        }
+        let name = key.strip_prefix('_').unwrap_or(key);
+        let Some(child) = definition.child("", name) else {
+            return false;
+        };
+        let element = child.element;
+        if element.min > 0 {
+            return true;
+        }
+        if let Some(elements) = elements {
+            return elements.iter().any(|e| e == element.name());
+        }
+        match summary {
+            Summary::True => element.summary,
+            Summary::Text => name == "text",
+            Summary::Data => name != "text",
+            Summary::False | Summary::Count => true,
+        }
+    };
+    let before = object.len();
+    object.retain(|key, _| keep(key));
+    if object.len() < before || summary == Summary::Text {
+        tag_subsetted(object);
+    }
+}
+
+fn tag_subsetted(object: &mut Map<String, Value>) {
+    let meta = object.entry("meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        if let Some(tags) = tags.as_array_mut() {
+            tags.push(json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED",
+                "display": "Resource encoded in summary mode"
+            }));
+        }
+    }
 }

@@ -34,7 +34,7 @@ pub async fn handle(
             );
         }
     }
-    let index = index::extract(&resource);
+    let index = index::extract(resource_type, &resource);
     let outcome = app
         .store
         .write(
@@ -60,7 +60,7 @@ pub async fn conditional(
     let query =
         super::conditional_criteria(resource_type, &request.params, "A conditional update")?;
     let resource = request.resource(resource_type)?;
-    let index = index::extract(&resource);
+    let index = index::extract(resource_type, &resource);
     let outcome = app
         .store
         .write(

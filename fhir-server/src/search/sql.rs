@@ -1,15 +1,22 @@
-//! Turns search clauses into SQL. Values are always bound as parameters, never spliced into
-//! the text, so a search value cannot change the SQL that runs.
+//! Turns a [`Query`] into SQL that both databases run.
 //!
-//! The text uses `?` placeholders; the PostgreSQL store renumbers them to `$1, $2, ...`.
+//! Each clause becomes a predicate on the head table: `res_id IN (a subquery on the
+//! parameter's index table)`, so every lookup uses an index that leads with tenant, type and
+//! parameter. Chains nest such subqueries through `idx_reference`; `_has` runs one in reverse.
+//! Values are always bound as parameters, never spliced into the text, so a search value
+//! cannot change the SQL that runs. The text uses `?` placeholders; the PostgreSQL store
+//! renumbers them to `$1, $2, ...`.
 
-use super::{Clause, Query};
+use super::cursor::{Cursor, KeyValue};
+use super::dates;
+use super::query::{Clause, Condition, Include, Prefix, Query, SortKey, SortKind, Table};
 
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
     Text(String),
     Int(i64),
+    Real(f64),
 }
 
 /// SQL text with its arguments, in placeholder order.
@@ -32,53 +39,219 @@ impl Sql {
     pub fn bind_text(&mut self, value: &str) {
         self.bind(Arg::Text(value.to_owned()));
     }
+
+    fn bind_key(&mut self, key: &KeyValue) {
+        self.bind(match key {
+            KeyValue::Text(t) => Arg::Text(t.clone()),
+            KeyValue::Int(i) => Arg::Int(*i),
+            KeyValue::Real(r) => Arg::Real(*r),
+        });
+    }
 }
 
-/// Selects `(res_id, id, version, last_updated, body)` of current, non-deleted resources
-/// matching `query`, in res_id order, after the query's cursor, at most `limit` rows.
-pub fn select_matches(tenant: &str, resource_type: &str, query: &Query, limit: usize) -> Sql {
+/// How a sort key's value is decoded from a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Text,
+    Int,
+    Real,
+}
+
+/// The columns of a page row: res_id, type, id, version, last_updated, body, then one per
+/// sort key.
+const PAGE_COLUMNS: &str = "q.res_id, q.type, q.id, q.version, q.last_updated, v.body";
+
+/// The largest string, for sorting missing values after every present one.
+const TEXT_MAX: &str = "\u{10FFFF}";
+
+pub fn key_kinds(query: &Query) -> Vec<KeyKind> {
+    query.sort.iter().map(key_kind).collect()
+}
+
+fn key_kind(key: &SortKey) -> KeyKind {
+    match &key.kind {
+        SortKind::Id => KeyKind::Text,
+        SortKind::LastUpdated => KeyKind::Int,
+        SortKind::Index { table, .. } => match table {
+            Table::Date => KeyKind::Int,
+            Table::Number | Table::Quantity => KeyKind::Real,
+            _ => KeyKind::Text,
+        },
+    }
+}
+
+/// The value a missing sort key takes: after every present value, in either direction.
+fn missing_value(kind: KeyKind, descending: bool) -> Arg {
+    match (kind, descending) {
+        (KeyKind::Text, false) => Arg::Text(TEXT_MAX.to_owned()),
+        (KeyKind::Text, true) => Arg::Text(String::new()),
+        (KeyKind::Int, false) => Arg::Int(i64::MAX),
+        (KeyKind::Int, true) => Arg::Int(i64::MIN),
+        (KeyKind::Real, false) => Arg::Real(f64::MAX),
+        (KeyKind::Real, true) => Arg::Real(f64::MIN),
+    }
+}
+
+/// One page of matches in the query's order: after (or, for a backward cursor, before) the
+/// cursor, at most `limit` rows. A backward page comes out in reverse order.
+pub fn select_page(tenant: &str, query: &Query, limit: usize) -> Sql {
+    let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
     let mut sql = Sql::default();
-    sql.push(
-        "SELECT r.res_id, r.id, r.version, r.last_updated, v.body FROM resources r \
-         JOIN resource_versions v ON v.tenant = r.tenant AND v.type = r.type \
-         AND v.id = r.id AND v.version = r.version WHERE r.tenant = ",
+    sql.push("SELECT ");
+    sql.push(PAGE_COLUMNS);
+    for i in 0..query.sort.len() {
+        sql.push(&format!(", q.k{i}"));
+    }
+    sql.push(" FROM (SELECT r.res_id, r.type, r.id, r.version, r.last_updated");
+    for (i, key) in query.sort.iter().enumerate() {
+        sql.push(", ");
+        push_sort_expression(&mut sql, key);
+        sql.push(&format!(" AS k{i}"));
+    }
+    sql.push(" FROM resources r WHERE ");
+    push_match(
+        &mut sql,
+        tenant,
+        &query.resource_type,
+        "r",
+        &query.clauses,
+        0,
     );
+    sql.push(") q JOIN resource_versions v ON v.tenant = ");
     sql.bind_text(tenant);
-    sql.push(" AND r.type = ");
-    sql.bind_text(resource_type);
-    sql.push(" AND r.deleted = 0");
-    for clause in &query.clauses {
-        sql.push(" AND ");
-        push_clause(&mut sql, tenant, resource_type, clause);
+    sql.push(" AND v.type = q.type AND v.id = q.id AND v.version = q.version");
+    if let Some(cursor) = &query.cursor {
+        sql.push(" WHERE ");
+        push_keyset(&mut sql, &query.sort, cursor, backward);
     }
-    if let Some(after) = query.after {
-        sql.push(" AND r.res_id > ");
-        sql.bind(Arg::Int(after));
+    sql.push(" ORDER BY ");
+    for (i, key) in query.sort.iter().enumerate() {
+        let descending = key.descending != backward;
+        sql.push(&format!(
+            "q.k{i} {}, ",
+            if descending { "DESC" } else { "ASC" }
+        ));
     }
-    sql.push(" ORDER BY r.res_id LIMIT ");
+    sql.push(if backward {
+        "q.res_id DESC"
+    } else {
+        "q.res_id ASC"
+    });
+    sql.push(" LIMIT ");
     sql.bind(Arg::Int(limit as i64));
     sql
 }
 
-/// Counts current, non-deleted resources matching `query` (ignoring the cursor).
-pub fn count_matches(tenant: &str, resource_type: &str, query: &Query) -> Sql {
+/// How many resources match (ignoring the cursor).
+pub fn count(tenant: &str, query: &Query) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT COUNT(*) FROM resources r WHERE r.tenant = ");
-    sql.bind_text(tenant);
-    sql.push(" AND r.type = ");
-    sql.bind_text(resource_type);
-    sql.push(" AND r.deleted = 0");
-    for clause in &query.clauses {
-        sql.push(" AND ");
-        push_clause(&mut sql, tenant, resource_type, clause);
-    }
+    sql.push("SELECT COUNT(*) FROM resources r WHERE ");
+    push_match(
+        &mut sql,
+        tenant,
+        &query.resource_type,
+        "r",
+        &query.clauses,
+        0,
+    );
     sql
 }
 
-fn push_clause(sql: &mut Sql, tenant: &str, resource_type: &str, clause: &Clause) {
+/// Entries strictly after (before, going backward) the cursor in the sort order.
+fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backward: bool) {
+    let keys: Vec<(String, bool)> = sort
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (format!("q.k{i}"), key.descending != backward))
+        .chain(std::iter::once(("q.res_id".to_owned(), backward)))
+        .collect();
+    let values: Vec<KeyValue> = cursor
+        .keys
+        .iter()
+        .cloned()
+        .chain(std::iter::once(KeyValue::Int(cursor.res_id)))
+        .collect();
+    sql.push("(");
+    for i in 0..keys.len().min(values.len()) {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        for j in 0..i {
+            sql.push(&format!("{} = ", keys[j].0));
+            sql.bind_key(&values[j]);
+            sql.push(" AND ");
+        }
+        let (column, descending) = &keys[i];
+        sql.push(&format!(
+            "{column} {} ",
+            if *descending { "<" } else { ">" }
+        ));
+        sql.bind_key(&values[i]);
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
+fn push_sort_expression(sql: &mut Sql, key: &SortKey) {
+    let kind = key_kind(key);
+    match &key.kind {
+        SortKind::Id => sql.push("r.id"),
+        SortKind::LastUpdated => sql.push("r.last_updated"),
+        SortKind::Index { table, param } => {
+            let (low, high) = match table {
+                Table::String => ("MIN(s.value_norm)", "MAX(s.value_norm)"),
+                Table::Token => ("MIN(s.code)", "MAX(s.code)"),
+                Table::Date => ("MIN(s.low)", "MAX(s.high)"),
+                Table::Reference => ("MIN(s.target_id)", "MAX(s.target_id)"),
+                Table::Number | Table::Quantity => ("MIN(s.value)", "MAX(s.value)"),
+                Table::Uri => ("MIN(s.value)", "MAX(s.value)"),
+            };
+            sql.push("COALESCE((SELECT ");
+            sql.push(if key.descending { high } else { low });
+            sql.push(&format!(
+                " FROM {} s WHERE s.res_id = r.res_id AND s.param = ",
+                table.name()
+            ));
+            sql.bind_text(param);
+            sql.push("), ");
+            sql.bind(missing_value(kind, key.descending));
+            sql.push(")");
+        }
+    }
+}
+
+/// The head-table conditions of resources of `resource_type` that match all `clauses`.
+fn push_match(
+    sql: &mut Sql,
+    tenant: &str,
+    resource_type: &str,
+    alias: &str,
+    clauses: &[Clause],
+    depth: usize,
+) {
+    sql.push(&format!("{alias}.tenant = "));
+    sql.bind_text(tenant);
+    sql.push(&format!(" AND {alias}.type = "));
+    sql.bind_text(resource_type);
+    sql.push(&format!(" AND {alias}.deleted = 0"));
+    for clause in clauses {
+        sql.push(" AND ");
+        push_clause(sql, tenant, resource_type, alias, clause, depth);
+    }
+}
+
+fn push_clause(
+    sql: &mut Sql,
+    tenant: &str,
+    resource_type: &str,
+    alias: &str,
+    clause: &Clause,
+    depth: usize,
+) {
     match clause {
         Clause::Id(ids) => {
-            sql.push("r.id IN (");
+            sql.push(&format!("{alias}.id IN ("));
             for (i, id) in ids.iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
@@ -87,56 +260,419 @@ fn push_clause(sql: &mut Sql, tenant: &str, resource_type: &str, clause: &Clause
             }
             sql.push(")");
         }
-        Clause::Token { param, values } => {
-            sql.push("r.res_id IN (SELECT t.res_id FROM idx_token t WHERE t.tenant = ");
-            sql.bind_text(tenant);
-            sql.push(" AND t.type = ");
-            sql.bind_text(resource_type);
-            sql.push(" AND t.param = ");
+        Clause::LastUpdated(any) => {
+            let column = format!("{alias}.last_updated");
+            push_any(sql, any, |sql, condition| {
+                if let Condition::Date { prefix, low, high } = condition {
+                    push_date(sql, &column, &column, *prefix, *low, *high);
+                } else {
+                    sql.push("1 = 0");
+                }
+            });
+        }
+        Clause::Index {
+            table,
+            param,
+            any,
+            negate,
+        } => {
+            sql.push(&format!(
+                "{alias}.res_id {}IN (SELECT x.res_id FROM {} x WHERE ",
+                if *negate { "NOT " } else { "" },
+                table.name()
+            ));
+            push_index_head(sql, tenant, resource_type, param);
+            sql.push(" AND ");
+            push_any(sql, any, |sql, condition| push_condition(sql, condition));
+            sql.push(")");
+        }
+        Clause::Missing {
+            table,
+            param,
+            missing,
+        } => {
+            sql.push(&format!(
+                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
+                if *missing { "NOT " } else { "" },
+                table.name()
+            ));
             sql.bind_text(param);
+            sql.push(")");
+        }
+        Clause::Chain { param, targets } => {
+            let inner = format!("r{}", depth + 1);
+            sql.push(&format!(
+                "{alias}.res_id IN (SELECT x.res_id FROM idx_reference x WHERE "
+            ));
+            push_index_head(sql, tenant, resource_type, param);
             sql.push(" AND (");
-            for (i, value) in values.iter().enumerate() {
+            for (i, (target_type, clauses)) in targets.iter().enumerate() {
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                sql.push("(1 = 1");
-                if let Some(code) = &value.code {
-                    sql.push(" AND t.code = ");
-                    sql.bind_text(code);
-                }
-                if let Some(system) = &value.system {
-                    sql.push(" AND t.system = ");
-                    sql.bind_text(system);
-                }
-                sql.push(")");
+                sql.push("(x.target_type = ");
+                sql.bind_text(target_type);
+                sql.push(&format!(
+                    " AND x.target_id IN (SELECT {inner}.id FROM resources {inner} WHERE "
+                ));
+                push_match(sql, tenant, target_type, &inner, clauses, depth + 1);
+                sql.push("))");
             }
             sql.push("))");
         }
+        Clause::Has {
+            source_type,
+            param,
+            clauses,
+        } => {
+            let inner = format!("r{}", depth + 1);
+            sql.push(&format!(
+                "{alias}.id IN (SELECT x.target_id FROM idx_reference x WHERE "
+            ));
+            push_index_head(sql, tenant, source_type, param);
+            sql.push(" AND x.target_type = ");
+            sql.bind_text(resource_type);
+            sql.push(&format!(
+                " AND x.res_id IN (SELECT {inner}.res_id FROM resources {inner} WHERE "
+            ));
+            push_match(sql, tenant, source_type, &inner, clauses, depth + 1);
+            sql.push("))");
+        }
+        Clause::AnyOf(clauses) => {
+            sql.push("(");
+            for (i, clause) in clauses.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                push_clause(sql, tenant, resource_type, alias, clause, depth);
+            }
+            sql.push(")");
+        }
+    }
+}
+
+/// `x.tenant = ? AND x.type = ? AND x.param = ?`: the leading columns of every index.
+fn push_index_head(sql: &mut Sql, tenant: &str, resource_type: &str, param: &str) {
+    sql.push("x.tenant = ");
+    sql.bind_text(tenant);
+    sql.push(" AND x.type = ");
+    sql.bind_text(resource_type);
+    sql.push(" AND x.param = ");
+    sql.bind_text(param);
+}
+
+fn push_any(sql: &mut Sql, any: &[Condition], mut each: impl FnMut(&mut Sql, &Condition)) {
+    sql.push("(");
+    for (i, condition) in any.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        each(sql, condition);
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
+/// The first string that sorts after every string starting with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}{TEXT_MAX}")
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn push_condition(sql: &mut Sql, condition: &Condition) {
+    match condition {
+        Condition::StringPrefix(prefix) => {
+            sql.push("x.value_norm >= ");
+            sql.bind_text(prefix);
+            sql.push(" AND x.value_norm < ");
+            sql.bind_text(&prefix_end(prefix));
+        }
+        Condition::StringExact(value) => {
+            sql.push("x.value_exact = ");
+            sql.bind_text(value);
+        }
+        Condition::StringContains(part) => {
+            sql.push("x.value_norm LIKE ");
+            sql.bind_text(&format!("%{}%", escape_like(part)));
+            sql.push(" ESCAPE '\\'");
+        }
+        Condition::Token { system, code } => {
+            sql.push("1 = 1");
+            if let Some(code) = code {
+                sql.push(" AND x.code = ");
+                sql.bind_text(code);
+            }
+            if let Some(system) = system {
+                sql.push(" AND x.system = ");
+                sql.bind_text(system);
+            }
+        }
+        Condition::Date { prefix, low, high } => {
+            push_date(sql, "x.low", "x.high", *prefix, *low, *high)
+        }
+        Condition::Reference {
+            target_type,
+            target_id,
+            url,
+        } => {
+            sql.push("1 = 1");
+            if let Some(target_type) = target_type {
+                sql.push(" AND x.target_type = ");
+                sql.bind_text(target_type);
+            }
+            if let Some(target_id) = target_id {
+                sql.push(" AND x.target_id = ");
+                sql.bind_text(target_id);
+            }
+            if let Some(url) = url {
+                sql.push(" AND x.url = ");
+                sql.bind_text(url);
+            }
+        }
+        Condition::Number {
+            prefix,
+            value,
+            low,
+            high,
+        } => push_number(sql, *prefix, *value, *low, *high),
+        Condition::Quantity {
+            prefix,
+            value,
+            low,
+            high,
+            system,
+            code,
+        } => {
+            push_number(sql, *prefix, *value, *low, *high);
+            if let Some(system) = system {
+                sql.push(" AND x.system = ");
+                sql.bind_text(system);
+            }
+            if let Some(code) = code {
+                sql.push(" AND x.code = ");
+                sql.bind_text(code);
+            }
+        }
+        Condition::UriEquals(value) => {
+            sql.push("x.value = ");
+            sql.bind_text(value);
+        }
+        Condition::UriBelow(prefix) => {
+            sql.push("x.value >= ");
+            sql.bind_text(prefix);
+            sql.push(" AND x.value < ");
+            sql.bind_text(&prefix_end(prefix));
+        }
+        Condition::UriAbove(value) => {
+            sql.push("x.value <> '' AND substr(");
+            sql.bind_text(value);
+            sql.push(", 1, length(x.value)) = x.value");
+        }
+    }
+}
+
+/// A date range [low_col, high_col] against the search range [low, high], per prefix
+/// (https://hl7.org/fhir/R4/search.html#prefix).
+fn push_date(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, low: i64, high: i64) {
+    let compare = |sql: &mut Sql, column: &str, op: &str, value: i64| {
+        sql.push(&format!("{column} {op} "));
+        sql.bind(Arg::Int(value));
+    };
+    match prefix {
+        Prefix::Eq => {
+            compare(sql, low_col, ">=", low);
+            sql.push(" AND ");
+            compare(sql, high_col, "<=", high);
+        }
+        Prefix::Ne => {
+            sql.push("NOT (");
+            compare(sql, low_col, ">=", low);
+            sql.push(" AND ");
+            compare(sql, high_col, "<=", high);
+            sql.push(")");
+        }
+        Prefix::Gt => compare(sql, high_col, ">", high),
+        Prefix::Lt => compare(sql, low_col, "<", low),
+        Prefix::Ge => compare(sql, high_col, ">=", low),
+        Prefix::Le => compare(sql, low_col, "<=", high),
+        Prefix::Sa => compare(sql, low_col, ">", high),
+        Prefix::Eb => compare(sql, high_col, "<", low),
+        Prefix::Ap => {
+            // Approximately: within 10% of the distance between the value and now.
+            let now = crate::resource::now_micros();
+            let slack = ((now - low).abs() / 10).max(86_400_000_000);
+            compare(
+                sql,
+                low_col,
+                "<=",
+                high.saturating_add(slack).min(dates::MAX),
+            );
+            sql.push(" AND ");
+            compare(
+                sql,
+                high_col,
+                ">=",
+                low.saturating_sub(slack).max(dates::MIN),
+            );
+        }
+    }
+}
+
+fn push_number(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
+    let compare = |sql: &mut Sql, op: &str, bound: f64| {
+        sql.push(&format!("x.value {op} "));
+        sql.bind(Arg::Real(bound));
+    };
+    match prefix {
+        Prefix::Eq => {
+            compare(sql, ">=", low);
+            sql.push(" AND ");
+            compare(sql, "<", high);
+        }
+        Prefix::Ne => {
+            sql.push("NOT (");
+            compare(sql, ">=", low);
+            sql.push(" AND ");
+            compare(sql, "<", high);
+            sql.push(")");
+        }
+        Prefix::Gt | Prefix::Sa => compare(sql, ">", value),
+        Prefix::Lt | Prefix::Eb => compare(sql, "<", value),
+        Prefix::Ge => compare(sql, ">=", value),
+        Prefix::Le => compare(sql, "<=", value),
+        Prefix::Ap => {
+            let slack = (value * 0.1).abs();
+            compare(sql, ">=", value - slack);
+            sql.push(" AND ");
+            compare(sql, "<=", value + slack);
+        }
+    }
+}
+
+/// `(target_type, target_id)` of what `include` points to from the given resources.
+pub fn include_targets(tenant: &str, include: &Include, res_ids: &[i64]) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE ");
+    push_index_head(&mut sql, tenant, &include.source_type, &include.param);
+    sql.push(" AND x.target_id <> ''");
+    if let Some(target_type) = &include.target_type {
+        sql.push(" AND x.target_type = ");
+        sql.bind_text(target_type);
+    }
+    sql.push(" AND x.res_id IN (");
+    push_ints(&mut sql, res_ids);
+    sql.push(")");
+    sql
+}
+
+/// Current resources of `resource_type` with these ids, as page rows.
+pub fn fetch_by_ids(tenant: &str, resource_type: &str, ids: &[String]) -> Sql {
+    let mut sql = fetch_head(tenant);
+    sql.push(" AND q.type = ");
+    sql.bind_text(resource_type);
+    sql.push(" AND q.id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind_text(id);
+    }
+    sql.push(")");
+    sql
+}
+
+/// Current `include.source_type` resources whose `include.param` points to one of
+/// `targets` (`(type, id)`), as page rows.
+pub fn fetch_referencing(
+    tenant: &str,
+    include: &Include,
+    target_type: &str,
+    ids: &[String],
+) -> Sql {
+    let mut sql = fetch_head(tenant);
+    sql.push(" AND q.res_id IN (SELECT x.res_id FROM idx_reference x WHERE ");
+    push_index_head(&mut sql, tenant, &include.source_type, &include.param);
+    sql.push(" AND x.target_type = ");
+    sql.bind_text(target_type);
+    sql.push(" AND x.target_id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind_text(id);
+    }
+    sql.push("))");
+    sql
+}
+
+/// Page rows of current resources of a tenant (callers add conditions on `q`).
+fn fetch_head(tenant: &str) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    sql.push(PAGE_COLUMNS);
+    sql.push(
+        " FROM resources q JOIN resource_versions v ON v.tenant = q.tenant AND v.type = q.type \
+         AND v.id = q.id AND v.version = q.version WHERE q.deleted = 0 AND q.tenant = ",
+    );
+    sql.bind_text(tenant);
+    sql
+}
+
+fn push_ints(sql: &mut Sql, values: &[i64]) {
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(Arg::Int(*value));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::TokenValue;
+
+    fn parse(resource_type: &str, params: &[(&str, &str)]) -> Query {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Query::parse(resource_type, &params, true).expect("parses")
+    }
 
     #[test]
     fn values_are_bound_not_spliced() {
-        let query = Query {
-            clauses: vec![
-                Clause::Id(vec!["x'; DROP TABLE resources; --".into()]),
-                Clause::Token {
-                    param: "identifier",
-                    values: vec![TokenValue {
-                        system: Some("s".into()),
-                        code: Some("c".into()),
-                    }],
-                },
+        let query = parse(
+            "Patient",
+            &[
+                ("_id", "x"),
+                ("name", "x'; DROP TABLE resources; --"),
+                ("identifier", "s|c"),
+                ("general-practitioner.name", "o'hara"),
+                ("_has:Appointment:patient:status", "booked"),
+                ("_sort", "-birthdate,name"),
             ],
-            ..Query::default()
-        };
-        let sql = select_matches("t", "Patient", &query, 10);
-        assert!(!sql.text.contains("DROP"));
-        assert_eq!(sql.text.matches('?').count(), sql.args.len());
+        );
+        let mut query = query;
+        query.cursor = Some(Cursor {
+            forward: true,
+            keys: vec![KeyValue::Int(1), KeyValue::Text("z".into())],
+            res_id: 9,
+        });
+        for sql in [select_page("t", &query, 10), count("t", &query)] {
+            assert!(!sql.text.contains("DROP"));
+            assert!(!sql.text.contains("hara"));
+            assert_eq!(
+                sql.text.matches('?').count(),
+                sql.args.len(),
+                "{}",
+                sql.text
+            );
+        }
     }
 }

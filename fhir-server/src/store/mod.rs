@@ -13,20 +13,35 @@ pub mod write;
 use bytes::Bytes;
 
 use crate::error::FhirError;
-use crate::search::Query;
+use crate::search::cursor::KeyValue;
+use crate::search::sql::{KeyKind, Sql};
 pub use write::{Outcome, WriteOp};
 
 /// The SQL migrations, embedded so the binary needs no files beside it.
-pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
-pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "search_index",
+        include_str!("../../../migrations/sqlite/0002_search_index.sql"),
+    ),
+];
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "search_index",
+        include_str!("../../../migrations/postgres/0002_search_index.sql"),
+    ),
+];
 
 /// What made a version, as history reports it (`request.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +119,12 @@ pub struct HistoryPage {
     pub total: i64,
 }
 
-/// One page of search matches, in res_id order; each entry carries its cursor key.
-#[derive(Debug, Clone, Default)]
-pub struct SearchPage {
-    pub entries: Vec<(i64, Version)>,
-    pub total: i64,
+/// A search row: a current version with its res_id and the values of its sort keys.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub res_id: i64,
+    pub version: Version,
+    pub keys: Vec<KeyValue>,
 }
 
 /// Why a store call failed.
@@ -252,15 +268,28 @@ impl Store {
         }
     }
 
-    pub async fn search(
-        &self,
-        tenant: &str,
-        resource_type: &str,
-        query: &Query,
-    ) -> Result<SearchPage, StoreError> {
+    /// Runs a page query (see `search::sql`), decoding `kinds` sort keys after the
+    /// standard columns.
+    pub async fn select_rows(&self, sql: Sql, kinds: Vec<KeyKind>) -> Result<Vec<Row>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.search(tenant, resource_type, query).await,
-            Store::Postgres(s) => s.search(tenant, resource_type, query).await,
+            Store::Sqlite(s) => s.select_rows(sql, kinds).await,
+            Store::Postgres(s) => s.select_rows(&sql, &kinds).await,
+        }
+    }
+
+    /// Runs a `SELECT COUNT(*)`.
+    pub async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.select_count(sql).await,
+            Store::Postgres(s) => s.select_count(&sql).await,
+        }
+    }
+
+    /// Runs a query of two text columns.
+    pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.select_pairs(sql).await,
+            Store::Postgres(s) => s.select_pairs(&sql).await,
         }
     }
 }

@@ -10,15 +10,17 @@
 use std::hash::{Hash, Hasher};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 
 use super::write::{self, NewVersion, Tx};
 use super::{
-    Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS, SearchPage, StoreError,
+    Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS, Row, StoreError,
     Version, WriteOp, history,
 };
+use crate::index::IndexRows;
 use crate::search::Query;
-use crate::search::sql::{self, Arg, Sql};
+use crate::search::cursor::KeyValue;
+use crate::search::sql::{self, Arg, KeyKind, Sql};
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -237,21 +239,20 @@ impl PgStore {
         Ok(HistoryPage { entries, total })
     }
 
-    pub async fn search(
-        &self,
-        tenant: &str,
-        resource_type: &str,
-        query: &Query,
-    ) -> Result<SearchPage, StoreError> {
-        let select = sql::select_matches(tenant, resource_type, query, query.page_size());
+    pub async fn select_rows(&self, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Row>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let entries = select_matches(&mut conn, &select, resource_type).await?;
-        let total = count(
-            &mut *conn,
-            &sql::count_matches(tenant, resource_type, query),
-        )
-        .await?;
-        Ok(SearchPage { entries, total })
+        select_rows(&mut conn, sql, kinds).await
+    }
+
+    pub async fn select_count(&self, sql: &Sql) -> Result<i64, StoreError> {
+        count(&self.pool, sql).await
+    }
+
+    pub async fn select_pairs(&self, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = bind(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 }
 
@@ -307,6 +308,7 @@ fn bind(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgA
         query = match arg {
             Arg::Text(value) => query.bind(value.as_str()),
             Arg::Int(value) => query.bind(*value),
+            Arg::Real(value) => query.bind(*value),
         };
     }
     query
@@ -317,28 +319,38 @@ async fn count<'e>(executor: impl sqlx::PgExecutor<'e>, sql: &Sql) -> Result<i64
     Ok(row.try_get(0)?)
 }
 
-async fn select_matches(
+/// Decodes page rows: res_id, type, id, version, last_updated, body, then sort keys.
+async fn select_rows(
     conn: &mut PgConnection,
-    select: &Sql,
-    resource_type: &str,
-) -> Result<Vec<(i64, Version)>, StoreError> {
-    let rows = bind(select).fetch_all(&mut *conn).await?;
-    let mut entries = Vec::with_capacity(rows.len());
+    sql: &Sql,
+    kinds: &[KeyKind],
+) -> Result<Vec<Row>, StoreError> {
+    let rows = bind(sql).fetch_all(&mut *conn).await?;
+    let mut decoded = Vec::with_capacity(rows.len());
     for row in rows {
-        let body: Option<Vec<u8>> = row.try_get(4)?;
-        entries.push((
-            row.try_get(0)?,
-            Version {
-                resource_type: resource_type.to_owned(),
-                id: row.try_get(1)?,
-                version: row.try_get(2)?,
-                last_updated: row.try_get(3)?,
+        let body: Option<Vec<u8>> = row.try_get(5)?;
+        let mut keys = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            keys.push(match kind {
+                KeyKind::Text => KeyValue::Text(row.try_get(6 + i)?),
+                KeyKind::Int => KeyValue::Int(row.try_get(6 + i)?),
+                KeyKind::Real => KeyValue::Real(row.try_get(6 + i)?),
+            });
+        }
+        decoded.push(Row {
+            res_id: row.try_get(0)?,
+            version: Version {
+                resource_type: row.try_get(1)?,
+                id: row.try_get(2)?,
+                version: row.try_get(3)?,
+                last_updated: row.try_get(4)?,
                 method: Method::Put,
                 body: body.map(Into::into),
             },
-        ));
+            keys,
+        });
     }
-    Ok(entries)
+    Ok(decoded)
 }
 
 async fn read_version(
@@ -422,9 +434,19 @@ impl Tx for PgTx<'_> {
         query: &Query,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let select = sql::select_matches(self.tenant, resource_type, query, limit);
-        let entries = select_matches(self.conn, &select, resource_type).await?;
-        Ok(entries.into_iter().map(|(_, v)| v.id).collect())
+        let query = Query {
+            resource_type: resource_type.to_owned(),
+            sort: Vec::new(),
+            cursor: None,
+            ..query.clone()
+        };
+        let rows = select_rows(
+            self.conn,
+            &sql::select_page(self.tenant, &query, limit),
+            &[],
+        )
+        .await?;
+        Ok(rows.into_iter().map(|row| row.version.id).collect())
     }
 
     async fn body(
@@ -447,43 +469,19 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    /// One statement per version: the version row, the head and the index rows are
-    /// written together by a data-modifying CTE, so a write costs one round trip.
+    /// One statement per version: the version row, the head and the rows of every index
+    /// table are written together by a data-modifying CTE, so a write costs one round trip.
+    /// (The sub-statements share one snapshot, so the DELETEs of an update remove only the
+    /// old index rows, never the ones inserted beside them.)
     async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
         let deleted = i16::from(new.body.is_none());
-        let empty = crate::index::IndexRows::default();
+        let empty = IndexRows::default();
         let index = new.index.unwrap_or(&empty);
-        let params: Vec<&str> = index.tokens.iter().map(|t| t.param).collect();
-        let systems: Vec<&str> = index.tokens.iter().map(|t| t.system.as_str()).collect();
-        let codes: Vec<&str> = index.tokens.iter().map(|t| t.code.as_str()).collect();
         let statement = match new.head {
-            None => {
-                "WITH version AS (
-                     INSERT INTO resource_versions
-                         (tenant, type, id, version, last_updated, method, deleted, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
-                 head AS (
-                     INSERT INTO resources (tenant, type, id, version, last_updated, deleted)
-                     VALUES ($1, $2, $3, $4, $5, $7) RETURNING res_id)
-                 INSERT INTO idx_token (res_id, tenant, type, param, system, code)
-                 SELECT head.res_id, $1, $2, u.p, u.s, u.c
-                 FROM head, UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)"
-            }
-            Some(_) => {
-                "WITH version AS (
-                     INSERT INTO resource_versions
-                         (tenant, type, id, version, last_updated, method, deleted, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
-                 head AS (
-                     UPDATE resources SET version = $4, last_updated = $5, deleted = $7
-                     WHERE res_id = $9),
-                 old_index AS (
-                     DELETE FROM idx_token WHERE res_id = $9)
-                 INSERT INTO idx_token (res_id, tenant, type, param, system, code)
-                 SELECT $9, $1, $2, u.p, u.s, u.c
-                 FROM UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)"
-            }
+            None => PUT_NEW,
+            Some(_) => PUT_UPDATE,
         };
+        let column = |f: fn(&IndexRows) -> Vec<&str>| f(index);
         sqlx::query(statement)
             .bind(self.tenant)
             .bind(new.resource_type)
@@ -494,11 +492,137 @@ impl Tx for PgTx<'_> {
             .bind(deleted)
             .bind(new.body)
             .bind(new.head.map_or(0, |h| h.res_id))
-            .bind(params)
-            .bind(systems)
-            .bind(codes)
+            .bind(column(|i| {
+                i.tokens.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.tokens.iter().map(|r| r.system.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.tokens.iter().map(|r| r.code.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.strings.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.strings.iter().map(|r| r.norm.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.strings.iter().map(|r| r.exact.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.dates.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(index.dates.iter().map(|r| r.low).collect::<Vec<i64>>())
+            .bind(index.dates.iter().map(|r| r.high).collect::<Vec<i64>>())
+            .bind(column(|i| {
+                i.references.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.references
+                    .iter()
+                    .map(|r| r.target_type.as_str())
+                    .collect()
+            }))
+            .bind(column(|i| {
+                i.references.iter().map(|r| r.target_id.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.references.iter().map(|r| r.url.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.numbers.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(index.numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
+            .bind(column(|i| {
+                i.quantities.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.quantities.iter().map(|r| r.system.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.quantities.iter().map(|r| r.code.as_str()).collect()
+            }))
+            .bind(
+                index
+                    .quantities
+                    .iter()
+                    .map(|r| r.value)
+                    .collect::<Vec<f64>>(),
+            )
+            .bind(column(|i| {
+                i.uris.iter().map(|r| r.param.as_str()).collect()
+            }))
+            .bind(column(|i| {
+                i.uris.iter().map(|r| r.value.as_str()).collect()
+            }))
             .execute(&mut *self.conn)
             .await?;
         Ok(())
     }
 }
+
+/// The index inserts shared by both forms of `put`: `head` yields the res_id.
+macro_rules! index_inserts {
+    () => {
+        "ins_token AS (
+             INSERT INTO idx_token (res_id, tenant, type, param, system, code)
+             SELECT head.res_id, $1, $2, u.p, u.s, u.c
+             FROM head, UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)),
+         ins_string AS (
+             INSERT INTO idx_string (res_id, tenant, type, param, value_norm, value_exact)
+             SELECT head.res_id, $1, $2, u.p, u.n, u.e
+             FROM head, UNNEST($13::text[], $14::text[], $15::text[]) AS u(p, n, e)),
+         ins_date AS (
+             INSERT INTO idx_date (res_id, tenant, type, param, low, high)
+             SELECT head.res_id, $1, $2, u.p, u.l, u.h
+             FROM head, UNNEST($16::text[], $17::bigint[], $18::bigint[]) AS u(p, l, h)),
+         ins_reference AS (
+             INSERT INTO idx_reference (res_id, tenant, type, param, target_type, target_id, url)
+             SELECT head.res_id, $1, $2, u.p, u.t, u.i, u.u
+             FROM head, UNNEST($19::text[], $20::text[], $21::text[], $22::text[]) AS u(p, t, i, u)),
+         ins_number AS (
+             INSERT INTO idx_number (res_id, tenant, type, param, value)
+             SELECT head.res_id, $1, $2, u.p, u.v
+             FROM head, UNNEST($23::text[], $24::float8[]) AS u(p, v)),
+         ins_quantity AS (
+             INSERT INTO idx_quantity (res_id, tenant, type, param, system, code, value)
+             SELECT head.res_id, $1, $2, u.p, u.s, u.c, u.v
+             FROM head, UNNEST($25::text[], $26::text[], $27::text[], $28::float8[]) AS u(p, s, c, v))
+         INSERT INTO idx_uri (res_id, tenant, type, param, value)
+         SELECT head.res_id, $1, $2, u.p, u.v
+         FROM head, UNNEST($29::text[], $30::text[]) AS u(p, v)"
+    };
+}
+
+/// `put` of a new resource.
+const PUT_NEW: &str = concat!(
+    "WITH version AS (
+         INSERT INTO resource_versions (tenant, type, id, version, last_updated, method, deleted, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+     head AS (
+         INSERT INTO resources (tenant, type, id, version, last_updated, deleted)
+         VALUES ($1, $2, $3, $4, $5, $7) RETURNING res_id),
+     unused AS (SELECT $9::bigint),
+     ",
+    index_inserts!()
+);
+
+/// `put` of a new version of an existing resource ($9 is its res_id).
+const PUT_UPDATE: &str = concat!(
+    "WITH version AS (
+         INSERT INTO resource_versions (tenant, type, id, version, last_updated, method, deleted, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+     head AS (
+         UPDATE resources SET version = $4, last_updated = $5, deleted = $7
+         WHERE res_id = $9 RETURNING res_id),
+     del_token AS (DELETE FROM idx_token WHERE res_id = $9),
+     del_string AS (DELETE FROM idx_string WHERE res_id = $9),
+     del_date AS (DELETE FROM idx_date WHERE res_id = $9),
+     del_reference AS (DELETE FROM idx_reference WHERE res_id = $9),
+     del_number AS (DELETE FROM idx_number WHERE res_id = $9),
+     del_quantity AS (DELETE FROM idx_quantity WHERE res_id = $9),
+     del_uri AS (DELETE FROM idx_uri WHERE res_id = $9),
+     ",
+    index_inserts!()
+);

@@ -19,11 +19,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 
 use super::write::{self, NewVersion, Tx};
 use super::{
-    HistoryPage, HistoryQuery, Method, Outcome, SQLITE_MIGRATIONS, SearchPage, StoreError, Version,
+    HistoryPage, HistoryQuery, Method, Outcome, Row, SQLITE_MIGRATIONS, StoreError, Version,
     WriteOp, history,
 };
+use crate::index::IndexRows;
 use crate::search::Query;
-use crate::search::sql::{self, Arg, Sql};
+use crate::search::cursor::KeyValue;
+use crate::search::sql::{self, Arg, KeyKind, Sql};
 
 /// Called once the group's commit is known: `None` if it committed, else why it failed.
 type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
@@ -168,19 +170,24 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn search(
-        &self,
-        tenant: &str,
-        resource_type: &str,
-        query: &Query,
-    ) -> Result<SearchPage, StoreError> {
-        let select = sql::select_matches(tenant, resource_type, query, query.page_size());
-        let count = sql::count_matches(tenant, resource_type, query);
-        let resource_type = resource_type.to_owned();
+    pub async fn select_rows(&self, sql: Sql, kinds: Vec<KeyKind>) -> Result<Vec<Row>, StoreError> {
+        self.blocking_read(move |conn| select_rows(conn, &sql, &kinds))
+            .await
+    }
+
+    pub async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
+        self.blocking_read(move |conn| query_count(conn, &sql))
+            .await
+    }
+
+    pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
         self.blocking_read(move |conn| {
-            let entries = select_matches(conn, &select, &resource_type)?;
-            let total = query_count(conn, &count)?;
-            Ok(SearchPage { entries, total })
+            let mut statement = conn.prepare_cached(&sql.text)?;
+            let rows = statement
+                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -361,6 +368,7 @@ fn to_sql(arg: &Arg) -> rusqlite::types::Value {
     match arg {
         Arg::Text(text) => rusqlite::types::Value::Text(text.clone()),
         Arg::Int(int) => rusqlite::types::Value::Integer(*int),
+        Arg::Real(real) => rusqlite::types::Value::Real(*real),
     }
 }
 
@@ -373,29 +381,35 @@ fn query_count(conn: &Connection, count: &Sql) -> Result<i64, StoreError> {
     )
 }
 
-fn select_matches(
-    conn: &Connection,
-    select: &Sql,
-    resource_type: &str,
-) -> Result<Vec<(i64, Version)>, StoreError> {
-    let mut statement = conn.prepare_cached(&select.text)?;
-    let mut rows = statement.query(params_from_iter(select.args.iter().map(to_sql)))?;
-    let mut entries = Vec::new();
+/// Decodes page rows: res_id, type, id, version, last_updated, body, then sort keys.
+fn select_rows(conn: &Connection, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Row>, StoreError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
+    let mut decoded = Vec::new();
     while let Some(row) = rows.next()? {
-        let body: Option<Vec<u8>> = row.get(4)?;
-        entries.push((
-            row.get(0)?,
-            Version {
-                resource_type: resource_type.to_owned(),
-                id: row.get(1)?,
-                version: row.get(2)?,
-                last_updated: row.get(3)?,
+        let body: Option<Vec<u8>> = row.get(5)?;
+        let mut keys = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            keys.push(match kind {
+                KeyKind::Text => KeyValue::Text(row.get(6 + i)?),
+                KeyKind::Int => KeyValue::Int(row.get(6 + i)?),
+                KeyKind::Real => KeyValue::Real(row.get(6 + i)?),
+            });
+        }
+        decoded.push(Row {
+            res_id: row.get(0)?,
+            version: Version {
+                resource_type: row.get(1)?,
+                id: row.get(2)?,
+                version: row.get(3)?,
+                last_updated: row.get(4)?,
                 method: Method::Put,
                 body: body.map(Into::into),
             },
-        ));
+            keys,
+        });
     }
-    Ok(entries)
+    Ok(decoded)
 }
 
 fn read_version(
@@ -472,9 +486,18 @@ impl Tx for SqliteTx<'_> {
         query: &Query,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let select = sql::select_matches(self.tenant, resource_type, query, limit);
-        let entries = select_matches(self.conn, &select, resource_type)?;
-        Ok(entries.into_iter().map(|(_, v)| v.id).collect())
+        let query = Query {
+            resource_type: resource_type.to_owned(),
+            sort: Vec::new(),
+            cursor: None,
+            ..query.clone()
+        };
+        let rows = select_rows(
+            self.conn,
+            &sql::select_page(self.tenant, &query, limit),
+            &[],
+        )?;
+        Ok(rows.into_iter().map(|row| row.version.id).collect())
     }
 
     async fn body(
@@ -518,9 +541,11 @@ impl Tx for SqliteTx<'_> {
                          WHERE res_id = ?4",
                     )?
                     .execute(params![new.version, new.last_updated, deleted, head.res_id])?;
-                self.conn
-                    .prepare_cached("DELETE FROM idx_token WHERE res_id = ?1")?
-                    .execute([head.res_id])?;
+                for table in INDEX_TABLES {
+                    self.conn
+                        .prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
+                        .execute([head.res_id])?;
+                }
                 head.res_id
             }
             None => {
@@ -541,21 +566,110 @@ impl Tx for SqliteTx<'_> {
             }
         };
         if let Some(index) = new.index {
-            let mut insert = self.conn.prepare_cached(
-                "INSERT INTO idx_token (res_id, tenant, type, param, system, code) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for token in &index.tokens {
-                insert.execute(params![
-                    res_id,
-                    self.tenant,
-                    new.resource_type,
-                    token.param,
-                    token.system,
-                    token.code
-                ])?;
-            }
+            insert_index(self.conn, res_id, self.tenant, new.resource_type, index)?;
         }
         Ok(())
     }
+}
+
+/// The search-index tables, whose rows follow the current version.
+const INDEX_TABLES: [&str; 7] = [
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_reference",
+    "idx_number",
+    "idx_quantity",
+    "idx_uri",
+];
+
+/// Inserts the index rows of one resource.
+fn insert_index(
+    conn: &Connection,
+    res_id: i64,
+    tenant: &str,
+    resource_type: &str,
+    index: &IndexRows,
+) -> Result<(), StoreError> {
+    let mut token = conn.prepare_cached(
+        "INSERT INTO idx_token (res_id, tenant, type, param, system, code) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in &index.tokens {
+        token.execute(params![
+            res_id,
+            tenant,
+            resource_type,
+            row.param,
+            row.system,
+            row.code
+        ])?;
+    }
+    let mut string = conn.prepare_cached(
+        "INSERT INTO idx_string (res_id, tenant, type, param, value_norm, value_exact) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in &index.strings {
+        string.execute(params![
+            res_id,
+            tenant,
+            resource_type,
+            row.param,
+            row.norm,
+            row.exact
+        ])?;
+    }
+    let mut date = conn.prepare_cached(
+        "INSERT INTO idx_date (res_id, tenant, type, param, low, high) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in &index.dates {
+        date.execute(params![
+            res_id,
+            tenant,
+            resource_type,
+            row.param,
+            row.low,
+            row.high
+        ])?;
+    }
+    let mut reference = conn.prepare_cached(
+        "INSERT INTO idx_reference (res_id, tenant, type, param, target_type, target_id, url) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for row in &index.references {
+        reference.execute(params![
+            res_id,
+            tenant,
+            resource_type,
+            row.param,
+            row.target_type,
+            row.target_id,
+            row.url
+        ])?;
+    }
+    let mut number = conn.prepare_cached(
+        "INSERT INTO idx_number (res_id, tenant, type, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for row in &index.numbers {
+        number.execute(params![res_id, tenant, resource_type, row.param, row.value])?;
+    }
+    let mut quantity = conn.prepare_cached(
+        "INSERT INTO idx_quantity (res_id, tenant, type, param, system, code, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for row in &index.quantities {
+        quantity.execute(params![
+            res_id,
+            tenant,
+            resource_type,
+            row.param,
+            row.system,
+            row.code,
+            row.value
+        ])?;
+    }
+    let mut uri = conn.prepare_cached(
+        "INSERT INTO idx_uri (res_id, tenant, type, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for row in &index.uris {
+        uri.execute(params![res_id, tenant, resource_type, row.param, row.value])?;
+    }
+    Ok(())
 }

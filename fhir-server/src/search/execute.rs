@@ -1,0 +1,177 @@
+//! Runs a search: one page of matches in the query's order (with the cursors of the pages
+//! around it), the total when asked for or free, and the resources that `_include` and
+//! `_revinclude` add.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::cursor::Cursor;
+use super::query::{Include, Query, Summary, Total};
+use super::sql;
+use crate::error::FhirError;
+use crate::store::{Row, Store};
+
+/// How many times `:iterate` includes are followed, and how many resources they may add.
+const MAX_INCLUDE_ROUNDS: usize = 4;
+const MAX_INCLUDED: usize = 1000;
+
+/// A page of results.
+#[derive(Debug, Default)]
+pub struct SearchResult {
+    pub matches: Vec<Row>,
+    pub included: Vec<Row>,
+    pub total: Option<i64>,
+    pub next: Option<Cursor>,
+    pub previous: Option<Cursor>,
+}
+
+pub async fn execute(
+    store: &Store,
+    tenant: &str,
+    query: &Query,
+) -> Result<SearchResult, FhirError> {
+    if query.summary == Summary::Count {
+        let total = store.select_count(sql::count(tenant, query)).await?;
+        return Ok(SearchResult {
+            total: Some(total),
+            ..SearchResult::default()
+        });
+    }
+    let limit = query.page_size();
+    let kinds = sql::key_kinds(query);
+    let mut matches = store
+        .select_rows(sql::select_page(tenant, query, limit + 1), kinds)
+        .await?;
+    let more = matches.len() > limit;
+    matches.truncate(limit);
+    let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
+    if backward {
+        matches.reverse();
+    }
+    let at = |row: &Row, forward: bool| Cursor {
+        forward,
+        keys: row.keys.clone(),
+        res_id: row.res_id,
+    };
+    // Going forward, there is a next page when more rows came back, and a previous one when
+    // we came from somewhere; going backward, the other way round.
+    let (has_next, has_previous) = match (&query.cursor, backward) {
+        (None, _) => (more, false),
+        (Some(_), false) => (more, true),
+        (Some(_), true) => (true, more),
+    };
+    let next = matches.last().filter(|_| has_next).map(|row| at(row, true));
+    let previous = matches
+        .first()
+        .filter(|_| has_previous)
+        .map(|row| at(row, false));
+    // The total is free when the first page holds every match; otherwise it is a count,
+    // unless the client said `_total=none`.
+    let total = match query.total {
+        Total::None => None,
+        _ if query.cursor.is_none() && !more => Some(matches.len() as i64),
+        _ => Some(store.select_count(sql::count(tenant, query)).await?),
+    };
+    let included = includes(store, tenant, query, &matches).await?;
+    Ok(SearchResult {
+        matches,
+        included,
+        total,
+        next,
+        previous,
+    })
+}
+
+/// Follows `_include` and `_revinclude` from the matches (and, for `:iterate`, from what
+/// they added), never adding a resource twice.
+async fn includes(
+    store: &Store,
+    tenant: &str,
+    query: &Query,
+    matches: &[Row],
+) -> Result<Vec<Row>, FhirError> {
+    if query.includes.is_empty() && query.revincludes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seen: HashSet<(String, String)> = matches
+        .iter()
+        .map(|r| (r.version.resource_type.clone(), r.version.id.clone()))
+        .collect();
+    let mut included: Vec<Row> = Vec::new();
+    let mut frontier: Vec<Row> = matches.to_vec();
+    for round in 0..MAX_INCLUDE_ROUNDS {
+        let mut found: Vec<Row> = Vec::new();
+        for include in query.includes.iter().filter(|i| round == 0 || i.iterate) {
+            let sources: Vec<i64> = frontier
+                .iter()
+                .filter(|r| r.version.resource_type == include.source_type)
+                .map(|r| r.res_id)
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let targets = store
+                .select_pairs(sql::include_targets(tenant, include, &sources))
+                .await?;
+            let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (target_type, id) in targets {
+                if !seen.contains(&(target_type.clone(), id.clone())) {
+                    by_type.entry(target_type).or_default().push(id);
+                }
+            }
+            for (target_type, ids) in by_type {
+                let rows = store
+                    .select_rows(sql::fetch_by_ids(tenant, &target_type, &ids), Vec::new())
+                    .await?;
+                add_new(&mut seen, &mut found, rows);
+            }
+        }
+        for include in query.revincludes.iter().filter(|i| round == 0 || i.iterate) {
+            found.extend(referencing(store, tenant, include, &frontier, &mut seen).await?);
+        }
+        if found.is_empty() {
+            break;
+        }
+        included.extend(found.iter().cloned());
+        if included.len() >= MAX_INCLUDED {
+            included.truncate(MAX_INCLUDED);
+            break;
+        }
+        frontier = found;
+    }
+    Ok(included)
+}
+
+async fn referencing(
+    store: &Store,
+    tenant: &str,
+    include: &Include,
+    targets: &[Row],
+    seen: &mut HashSet<(String, String)>,
+) -> Result<Vec<Row>, FhirError> {
+    let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for row in targets {
+        by_type
+            .entry(&row.version.resource_type)
+            .or_default()
+            .push(row.version.id.clone());
+    }
+    let mut found = Vec::new();
+    for (target_type, ids) in by_type {
+        let rows = store
+            .select_rows(
+                sql::fetch_referencing(tenant, include, target_type, &ids),
+                Vec::new(),
+            )
+            .await?;
+        add_new(seen, &mut found, rows);
+    }
+    Ok(found)
+}
+
+fn add_new(seen: &mut HashSet<(String, String)>, found: &mut Vec<Row>, rows: Vec<Row>) {
+    for row in rows {
+        if seen.insert((row.version.resource_type.clone(), row.version.id.clone())) {
+            found.push(row);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The search-parameter registry: every SearchParameter that FHIR R4 defines, from
+//! `conformance/r4/search-parameters.json`. It drives both indexing (which values of a
+//! resource are extracted, by its FHIRPath expression) and querying (which parameters a type
+//! accepts, their type and reference targets), so adding a parameter is a line of data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use fhir_model::fhirpath::Expression;
+use serde::Deserialize;
+
+/// A SearchParameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Number => "number",
+            ParamType::Date => "date",
+            ParamType::String => "string",
+            ParamType::Token => "token",
+            ParamType::Reference => "reference",
+            ParamType::Composite => "composite",
+            ParamType::Quantity => "quantity",
+            ParamType::Uri => "uri",
+            ParamType::Special => "special",
+        }
+    }
+}
+
+/// One search parameter, as the server uses it.
+#[derive(Debug)]
+pub struct SearchParam {
+    pub code: String,
+    pub url: String,
+    pub kind: ParamType,
+    /// The parsed FHIRPath expression; `None` when there is none or it cannot be evaluated
+    /// (the parameter is then not indexed and not offered).
+    pub expression: Option<Expression>,
+    /// Resource types a reference parameter may point to.
+    pub targets: Vec<String>,
+}
+
+impl SearchParam {
+    /// Whether the server indexes values for it (and so can search on it).
+    pub fn is_indexed(&self) -> bool {
+        self.expression.is_some() && !matches!(self.kind, ParamType::Composite | ParamType::Special)
+    }
+}
+
+#[derive(Deserialize)]
+struct Definition {
+    url: String,
+    code: String,
+    base: Vec<String>,
+    #[serde(rename = "type")]
+    kind: ParamType,
+    #[serde(default)]
+    expression: Option<String>,
+    #[serde(default)]
+    target: Vec<String>,
+}
+
+/// Parameters that the query planner answers from the head table (`_id`, `_lastUpdated`)
+/// or handles itself: never indexed from the resource.
+const BUILT_IN: &[&str] = &["_id", "_lastUpdated"];
+
+/// All parameters, by resource type.
+pub struct Registry {
+    by_type: HashMap<String, Vec<Arc<SearchParam>>>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    Registry::from_json(include_str!(
+        "../../../conformance/r4/search-parameters.json"
+    ))
+});
+
+impl Registry {
+    /// The R4 registry compiled into the binary.
+    pub fn r4() -> &'static Registry {
+        &REGISTRY
+    }
+
+    fn from_json(text: &str) -> Registry {
+        let definitions: Vec<Definition> = serde_json::from_str(text).unwrap_or_else(|error| {
+            tracing::error!(%error, "the search-parameter table does not parse");
+            Vec::new()
+        });
+        let resource_types = fhir_model::Definitions::r4().resource_types();
+        let mut by_type: HashMap<String, Vec<Arc<SearchParam>>> = HashMap::new();
+        for definition in definitions {
+            let expression = match &definition.expression {
+                Some(text) if !BUILT_IN.contains(&definition.code.as_str()) => {
+                    Expression::parse(text).ok()
+                }
+                _ => None,
+            };
+            let param = Arc::new(SearchParam {
+                code: definition.code,
+                url: definition.url,
+                kind: definition.kind,
+                expression,
+                targets: definition.target,
+            });
+            // Parameters on Resource or DomainResource apply to every concrete type.
+            let bases: Vec<&String> = if definition
+                .base
+                .iter()
+                .any(|b| b == "Resource" || b == "DomainResource")
+            {
+                resource_types.iter().collect()
+            } else {
+                definition.base.iter().collect()
+            };
+            for base in bases {
+                by_type.entry(base.clone()).or_default().push(param.clone());
+            }
+        }
+        for params in by_type.values_mut() {
+            params.sort_by(|a, b| a.code.cmp(&b.code));
+            params.dedup_by(|a, b| a.code == b.code);
+        }
+        Registry { by_type }
+    }
+
+    /// Every parameter of a type (indexed or not), sorted by code.
+    pub fn params(&self, resource_type: &str) -> &[Arc<SearchParam>] {
+        self.by_type.get(resource_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// A parameter of a type by its code.
+    pub fn get(&self, resource_type: &str, code: &str) -> Option<&Arc<SearchParam>> {
+        let params = self.params(resource_type);
+        params
+            .binary_search_by(|p| p.code.as_str().cmp(code))
+            .ok()
+            .map(|i| &params[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listed_types_have_their_parameters() {
+        let registry = Registry::r4();
+        for (resource_type, code, kind) in [
+            ("Patient", "name", ParamType::String),
+            ("Patient", "birthdate", ParamType::Date),
+            ("Patient", "identifier", ParamType::Token),
+            ("Appointment", "patient", ParamType::Reference),
+            ("Appointment", "date", ParamType::Date),
+            ("Slot", "schedule", ParamType::Reference),
+            ("Slot", "start", ParamType::Date),
+            ("Claim", "patient", ParamType::Reference),
+            ("Communication", "subject", ParamType::Reference),
+            ("Patient", "_tag", ParamType::Token),
+            ("Slot", "_profile", ParamType::Uri),
+        ] {
+            let param = registry
+                .get(resource_type, code)
+                .unwrap_or_else(|| panic!("{resource_type}.{code}"));
+            assert_eq!(param.kind, kind, "{resource_type}.{code}");
+            assert!(param.is_indexed(), "{resource_type}.{code} is indexed");
+        }
+        assert!(registry.get("Patient", "nope").is_none());
+    }
+
+    #[test]
+    fn every_listed_type_parameter_is_indexed() {
+        let registry = Registry::r4();
+        for resource_type in [
+            "Patient",
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+            "Location",
+            "HealthcareService",
+            "Appointment",
+            "AppointmentResponse",
+            "Schedule",
+            "Slot",
+            "Encounter",
+            "Claim",
+            "ClaimResponse",
+            "ExplanationOfBenefit",
+            "Coverage",
+            "PaymentReconciliation",
+            "Communication",
+            "CommunicationRequest",
+            "AuditEvent",
+        ] {
+            for param in registry.params(resource_type) {
+                let skipped = matches!(param.kind, ParamType::Composite | ParamType::Special)
+                    || BUILT_IN.contains(&param.code.as_str())
+                    || param.code.starts_with("_text")
+                    || param.code == "_content"
+                    || param.code == "_list"
+                    || param.code == "_query"
+                    || param.code == "_has"
+                    || param.code == "_type";
+                if !skipped {
+                    assert!(
+                        param.expression.is_some(),
+                        "{resource_type}.{} has an evaluable expression",
+                        param.code
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+-- Search index tables, one per parameter type. Rows exist for current, non-deleted versions;
+-- each carries tenant, resource type and parameter code, and every lookup index leads with
+-- them. `param` is the SearchParameter code, or a derived key such as `code:text`,
+-- `subject:identifier` or `identifier:of-type` for the modifiers that need their own values.
+
+-- string: value_norm is lowercased with accents removed (default and :contains search);
+-- value_exact is the value as written (:exact).
+CREATE TABLE idx_string (
+    res_id      INTEGER NOT NULL,
+    tenant      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    param       TEXT NOT NULL,
+    value_norm  TEXT NOT NULL,
+    value_exact TEXT NOT NULL
+);
+CREATE INDEX idx_string_lookup ON idx_string (tenant, type, param, value_norm);
+CREATE INDEX idx_string_res ON idx_string (res_id);
+
+-- date, dateTime, instant, Period, Timing: the value as a range of microseconds.
+CREATE TABLE idx_date (
+    res_id  INTEGER NOT NULL,
+    tenant  TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    param   TEXT NOT NULL,
+    low     INTEGER NOT NULL,
+    high    INTEGER NOT NULL
+);
+CREATE INDEX idx_date_lookup ON idx_date (tenant, type, param, low, high);
+CREATE INDEX idx_date_res ON idx_date (res_id);
+
+-- reference: the target as type and id when it names one, and the reference as written.
+CREATE TABLE idx_reference (
+    res_id       INTEGER NOT NULL,
+    tenant       TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    param        TEXT NOT NULL,
+    target_type  TEXT NOT NULL DEFAULT '',
+    target_id    TEXT NOT NULL DEFAULT '',
+    url          TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX idx_reference_lookup ON idx_reference (tenant, type, param, target_id, target_type);
+CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id);
+CREATE INDEX idx_reference_res ON idx_reference (res_id);
+
+CREATE TABLE idx_number (
+    res_id  INTEGER NOT NULL,
+    tenant  TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    param   TEXT NOT NULL,
+    value   REAL NOT NULL
+);
+CREATE INDEX idx_number_lookup ON idx_number (tenant, type, param, value);
+CREATE INDEX idx_number_res ON idx_number (res_id);
+
+CREATE TABLE idx_quantity (
+    res_id  INTEGER NOT NULL,
+    tenant  TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    param   TEXT NOT NULL,
+    system  TEXT NOT NULL DEFAULT '',
+    code    TEXT NOT NULL DEFAULT '',
+    value   REAL NOT NULL
+);
+CREATE INDEX idx_quantity_lookup ON idx_quantity (tenant, type, param, value);
+CREATE INDEX idx_quantity_res ON idx_quantity (res_id);
+
+CREATE TABLE idx_uri (
+    res_id  INTEGER NOT NULL,
+    tenant  TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    param   TEXT NOT NULL,
+    value   TEXT NOT NULL
+);
+CREATE INDEX idx_uri_lookup ON idx_uri (tenant, type, param, value);
+CREATE INDEX idx_uri_res ON idx_uri (res_id);
+
+-- Type searches without criteria, and _lastUpdated, walk the head table.
+CREATE INDEX resources_type_order ON resources (tenant, type, deleted, res_id);
+CREATE INDEX resources_last_updated ON resources (tenant, type, last_updated);
