@@ -1,12 +1,16 @@
 //! `fhir-server`: a FHIR R4 server for medical practices.
 //!
 //! `serve` runs the server; `migrate` prepares a database; `tenant create` adds a tenant;
-//! `bench` measures a running server.
+//! `bench` measures a running server; `generate` loads a realistic practice into one;
+//! `db-stats` shows the stored size of the data and of the search index.
 
 mod app;
 mod bench;
+mod bench_search;
 mod config;
+mod db_stats;
 mod error;
+mod generate;
 mod http;
 mod index;
 mod interaction;
@@ -50,13 +54,32 @@ enum Command {
     Serve(ServeConfig),
     /// Apply the database migrations and exit.
     Migrate(DatabaseConfig),
+    /// Rebuild the search index of every resource (after the search parameters changed).
+    Reindex(DatabaseConfig),
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
     },
-    /// Measure create and read-by-id throughput and latency of a running server.
-    Bench(bench::BenchConfig),
+    /// Measure create and read-by-id throughput and latency of a running server;
+    /// `bench search` measures searches over the data `generate` made.
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench {
+        #[command(flatten)]
+        config: bench::BenchConfig,
+        #[command(subcommand)]
+        command: Option<BenchCommand>,
+    },
+    /// Generate a realistic practice and load it into a running server.
+    Generate(generate::GenerateConfig),
+    /// Print the stored size of the data and of the search index.
+    DbStats(db_stats::DbStatsConfig),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Measure the search queries of a practice (latency, rate, result sizes).
+    Search(bench_search::SearchBenchConfig),
 }
 
 #[derive(Subcommand)]
@@ -94,10 +117,17 @@ fn main() -> ExitCode {
                 println!("database is up to date");
                 Ok(())
             }
+            Command::Reindex(database) => reindex(&database).await,
             Command::Tenant {
                 command: TenantCommand::Create { id, name, database },
             } => create_tenant(&database, &id, name.as_deref()).await,
-            Command::Bench(config) => bench::run(config).await,
+            Command::Bench {
+                command: Some(BenchCommand::Search(config)),
+                ..
+            } => bench_search::run(config).await,
+            Command::Bench { config, .. } => bench::run(config).await,
+            Command::Generate(config) => generate::run(config).await,
+            Command::DbStats(config) => db_stats::run(config).await,
         }
     });
     match result {
@@ -110,7 +140,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("FHIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("FHIR_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -124,6 +155,24 @@ async fn open(database: &DatabaseConfig) -> Result<Store, String> {
     Store::open(&database.url, database.db_pool)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))
+}
+
+async fn reindex(database: &DatabaseConfig) -> Result<(), String> {
+    let store = open(database).await?;
+    let started = std::time::Instant::now();
+    let done = store
+        .reindex(|done| {
+            if done % 10_000 == 0 {
+                eprintln!("reindexed {done} resources");
+            }
+        })
+        .await
+        .map_err(|e| format!("reindex failed: {e:?}"))?;
+    println!(
+        "reindexed {done} resources in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn create_tenant(

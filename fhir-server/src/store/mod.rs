@@ -13,6 +13,7 @@ pub mod write;
 use bytes::Bytes;
 
 use crate::error::FhirError;
+use crate::index::IndexRows;
 use crate::search::cursor::KeyValue;
 use crate::search::sql::{KeyKind, Sql};
 pub use write::{Outcome, WriteOp};
@@ -126,6 +127,29 @@ pub struct Row {
     pub version: Version,
     pub keys: Vec<KeyValue>,
 }
+
+/// A current resource as `reindex` reads it.
+#[derive(Debug)]
+pub struct StoredBody {
+    pub res_id: i64,
+    pub tenant: String,
+    pub resource_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A resource's new index rows, as `reindex` writes them.
+#[derive(Debug)]
+pub struct Reindexed {
+    pub res_id: i64,
+    pub tenant: String,
+    pub resource_type: String,
+    pub index: IndexRows,
+}
+
+/// The current, non-deleted resources after `res_id`, with their bodies.
+pub const CURRENT_AFTER: &str = "SELECT r.res_id, r.tenant, r.type, v.body FROM resources r \
+    JOIN resource_versions v ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id \
+    AND v.version = r.version WHERE r.res_id > ? AND r.deleted = 0 ORDER BY r.res_id LIMIT ?";
 
 /// Why a store call failed.
 #[derive(Debug)]
@@ -275,6 +299,45 @@ impl Store {
             Store::Sqlite(s) => s.select_rows(sql, kinds).await,
             Store::Postgres(s) => s.select_rows(&sql, &kinds).await,
         }
+    }
+
+    /// Rebuilds the search index of every current resource, in batches of res_id order;
+    /// `progress` is told how many were done so far. Runs beside normal traffic: each batch
+    /// is its own transaction.
+    pub async fn reindex(&self, mut progress: impl FnMut(usize)) -> Result<usize, StoreError> {
+        const BATCH: usize = 500;
+        let (mut after, mut done) = (0, 0);
+        loop {
+            let stored = match self {
+                Store::Sqlite(s) => s.current_after(after, BATCH).await?,
+                Store::Postgres(s) => s.current_after(after, BATCH).await?,
+            };
+            let Some(last) = stored.last().map(|s| s.res_id) else {
+                break;
+            };
+            let batch: Vec<Reindexed> = stored
+                .into_iter()
+                .map(|s| {
+                    let resource: serde_json::Value =
+                        serde_json::from_slice(&s.body).unwrap_or_default();
+                    let index = crate::index::extract(&s.resource_type, &resource);
+                    Reindexed {
+                        res_id: s.res_id,
+                        tenant: s.tenant,
+                        resource_type: s.resource_type,
+                        index,
+                    }
+                })
+                .collect();
+            done += batch.len();
+            match self {
+                Store::Sqlite(s) => s.replace_index(batch).await?,
+                Store::Postgres(s) => s.replace_index(batch).await?,
+            }
+            progress(done);
+            after = last;
+        }
+        Ok(done)
     }
 
     /// Runs a `SELECT COUNT(*)`.

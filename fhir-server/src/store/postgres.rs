@@ -14,8 +14,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 
 use super::write::{self, NewVersion, Tx};
 use super::{
-    Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS, Row, StoreError,
-    Version, WriteOp, history,
+    CURRENT_AFTER, Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS,
+    Reindexed, Row, StoreError, StoredBody, Version, WriteOp, history,
 };
 use crate::index::IndexRows;
 use crate::search::Query;
@@ -242,6 +242,58 @@ impl PgStore {
     pub async fn select_rows(&self, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Row>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         select_rows(&mut conn, sql, kinds).await
+    }
+
+    pub async fn current_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredBody>, StoreError> {
+        let mut sql = Sql::default();
+        let mut parts = CURRENT_AFTER.split('?');
+        sql.push(parts.next().unwrap_or_default());
+        sql.bind(Arg::Int(after));
+        sql.push(parts.next().unwrap_or_default());
+        sql.bind(Arg::Int(limit as i64));
+        sql.push(parts.next().unwrap_or_default());
+        let rows = bind(&sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredBody {
+                    res_id: row.try_get(0)?,
+                    tenant: row.try_get(1)?,
+                    resource_type: row.try_get(2)?,
+                    body: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the index rows of each resource, in one transaction.
+    pub async fn replace_index(&self, batch: Vec<Reindexed>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for item in &batch {
+            let unused = VersionParams {
+                id: "",
+                version: 0,
+                last_updated: 0,
+                method: "",
+                deleted: 0,
+                body: None,
+            };
+            put_statement(
+                REPLACE_INDEX,
+                &item.tenant,
+                &item.resource_type,
+                &unused,
+                item.res_id,
+                &item.index,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn select_count(&self, sql: &Sql) -> Result<i64, StoreError> {
@@ -474,92 +526,110 @@ impl Tx for PgTx<'_> {
     /// (The sub-statements share one snapshot, so the DELETEs of an update remove only the
     /// old index rows, never the ones inserted beside them.)
     async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
-        let deleted = i16::from(new.body.is_none());
         let empty = IndexRows::default();
-        let index = new.index.unwrap_or(&empty);
         let statement = match new.head {
             None => PUT_NEW,
             Some(_) => PUT_UPDATE,
         };
-        let column = |f: fn(&IndexRows) -> Vec<&str>| f(index);
-        sqlx::query(statement)
-            .bind(self.tenant)
-            .bind(new.resource_type)
-            .bind(new.id)
-            .bind(new.version)
-            .bind(new.last_updated)
-            .bind(new.method.as_str())
-            .bind(deleted)
-            .bind(new.body)
-            .bind(new.head.map_or(0, |h| h.res_id))
-            .bind(column(|i| {
-                i.tokens.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.tokens.iter().map(|r| r.system.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.tokens.iter().map(|r| r.code.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.strings.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.strings.iter().map(|r| r.norm.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.strings.iter().map(|r| r.exact.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.dates.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(index.dates.iter().map(|r| r.low).collect::<Vec<i64>>())
-            .bind(index.dates.iter().map(|r| r.high).collect::<Vec<i64>>())
-            .bind(column(|i| {
-                i.references.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.references
-                    .iter()
-                    .map(|r| r.target_type.as_str())
-                    .collect()
-            }))
-            .bind(column(|i| {
-                i.references.iter().map(|r| r.target_id.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.references.iter().map(|r| r.url.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.numbers.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(index.numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
-            .bind(column(|i| {
-                i.quantities.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.quantities.iter().map(|r| r.system.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.quantities.iter().map(|r| r.code.as_str()).collect()
-            }))
-            .bind(
-                index
-                    .quantities
-                    .iter()
-                    .map(|r| r.value)
-                    .collect::<Vec<f64>>(),
-            )
-            .bind(column(|i| {
-                i.uris.iter().map(|r| r.param.as_str()).collect()
-            }))
-            .bind(column(|i| {
-                i.uris.iter().map(|r| r.value.as_str()).collect()
-            }))
-            .execute(&mut *self.conn)
-            .await?;
+        let version = VersionParams {
+            id: new.id,
+            version: new.version,
+            last_updated: new.last_updated,
+            method: new.method.as_str(),
+            deleted: i16::from(new.body.is_none()),
+            body: new.body,
+        };
+        let res_id = new.head.map_or(0, |h| h.res_id);
+        let index = new.index.unwrap_or(&empty);
+        put_statement(
+            statement,
+            self.tenant,
+            new.resource_type,
+            &version,
+            res_id,
+            index,
+        )
+        .execute(&mut *self.conn)
+        .await?;
         Ok(())
     }
+}
+
+/// The version columns of `put` ($3 to $8).
+struct VersionParams<'a> {
+    id: &'a str,
+    version: i64,
+    last_updated: i64,
+    method: &'a str,
+    deleted: i16,
+    body: Option<&'a [u8]>,
+}
+
+/// Binds the parameters shared by `PUT_NEW`, `PUT_UPDATE` and `REPLACE_INDEX`: tenant and
+/// type ($1, $2), the version ($3-$8), the existing res_id ($9), and the index rows as
+/// parallel arrays, one set per index table ($10-$30).
+fn put_statement<'q>(
+    statement: &'static str,
+    tenant: &'q str,
+    resource_type: &'q str,
+    version: &VersionParams<'q>,
+    res_id: i64,
+    index: &'q IndexRows,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn texts<'r, T>(rows: &'r [T], field: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
+        rows.iter().map(field).collect()
+    }
+    sqlx::query(statement)
+        .bind(tenant)
+        .bind(resource_type)
+        .bind(version.id)
+        .bind(version.version)
+        .bind(version.last_updated)
+        .bind(version.method)
+        .bind(version.deleted)
+        .bind(version.body)
+        .bind(res_id)
+        .bind(texts(&index.tokens, |r| &r.param))
+        .bind(texts(&index.tokens, |r| &r.system))
+        .bind(texts(&index.tokens, |r| &r.code))
+        .bind(texts(&index.strings, |r| &r.param))
+        .bind(texts(&index.strings, |r| &r.norm))
+        .bind(texts(&index.strings, |r| &r.exact))
+        .bind(texts(&index.dates, |r| &r.param))
+        .bind(index.dates.iter().map(|r| r.low).collect::<Vec<i64>>())
+        .bind(index.dates.iter().map(|r| r.high).collect::<Vec<i64>>())
+        .bind(texts(&index.references, |r| &r.param))
+        .bind(texts(&index.references, |r| &r.target_type))
+        .bind(texts(&index.references, |r| &r.target_id))
+        .bind(texts(&index.references, |r| &r.url))
+        .bind(texts(&index.numbers, |r| &r.param))
+        .bind(index.numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
+        .bind(texts(&index.quantities, |r| &r.param))
+        .bind(texts(&index.quantities, |r| &r.system))
+        .bind(texts(&index.quantities, |r| &r.code))
+        .bind(
+            index
+                .quantities
+                .iter()
+                .map(|r| r.value)
+                .collect::<Vec<f64>>(),
+        )
+        .bind(texts(&index.uris, |r| &r.param))
+        .bind(texts(&index.uris, |r| &r.value))
+}
+
+/// Deletes the index rows of one resource, for `put` of an update and for reindexing.
+macro_rules! index_deletes {
+    () => {
+        "del_token AS (DELETE FROM idx_token WHERE res_id = $9),
+         del_string AS (DELETE FROM idx_string WHERE res_id = $9),
+         del_date AS (DELETE FROM idx_date WHERE res_id = $9),
+         del_reference AS (DELETE FROM idx_reference WHERE res_id = $9),
+         del_number AS (DELETE FROM idx_number WHERE res_id = $9),
+         del_quantity AS (DELETE FROM idx_quantity WHERE res_id = $9),
+         del_uri AS (DELETE FROM idx_uri WHERE res_id = $9),
+         "
+    };
 }
 
 /// The index inserts shared by both forms of `put`: `head` yields the res_id.
@@ -616,13 +686,16 @@ const PUT_UPDATE: &str = concat!(
      head AS (
          UPDATE resources SET version = $4, last_updated = $5, deleted = $7
          WHERE res_id = $9 RETURNING res_id),
-     del_token AS (DELETE FROM idx_token WHERE res_id = $9),
-     del_string AS (DELETE FROM idx_string WHERE res_id = $9),
-     del_date AS (DELETE FROM idx_date WHERE res_id = $9),
-     del_reference AS (DELETE FROM idx_reference WHERE res_id = $9),
-     del_number AS (DELETE FROM idx_number WHERE res_id = $9),
-     del_quantity AS (DELETE FROM idx_quantity WHERE res_id = $9),
-     del_uri AS (DELETE FROM idx_uri WHERE res_id = $9),
      ",
+    index_deletes!(),
+    index_inserts!()
+);
+
+/// Replaces the index rows of resource $9 (the version parameters $3-$8 are unused).
+const REPLACE_INDEX: &str = concat!(
+    "WITH head AS (SELECT $9::bigint AS res_id),
+     unused AS (SELECT $3::text, $4::bigint, $5::bigint, $6::text, $7::smallint, $8::bytea),
+     ",
+    index_deletes!(),
     index_inserts!()
 );

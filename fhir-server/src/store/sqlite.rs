@@ -19,8 +19,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 
 use super::write::{self, NewVersion, Tx};
 use super::{
-    HistoryPage, HistoryQuery, Method, Outcome, Row, SQLITE_MIGRATIONS, StoreError, Version,
-    WriteOp, history,
+    CURRENT_AFTER, HistoryPage, HistoryQuery, Method, Outcome, Reindexed, Row, SQLITE_MIGRATIONS,
+    StoreError, StoredBody, Version, WriteOp, history,
 };
 use crate::index::IndexRows;
 use crate::search::Query;
@@ -188,6 +188,47 @@ impl SqliteStore {
                     Ok((row.get(0)?, row.get(1)?))
                 })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn current_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredBody>, StoreError> {
+        self.blocking_read(move |conn| {
+            let mut statement = conn.prepare_cached(CURRENT_AFTER)?;
+            let rows = statement.query_map(params![after, limit as i64], |row| {
+                Ok(StoredBody {
+                    res_id: row.get(0)?,
+                    tenant: row.get(1)?,
+                    resource_type: row.get(2)?,
+                    body: row.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Replaces the index rows of each resource, in one transaction.
+    pub async fn replace_index(&self, batch: Vec<Reindexed>) -> Result<(), StoreError> {
+        self.run_write(move |conn| {
+            for item in &batch {
+                for table in INDEX_TABLES {
+                    conn.prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
+                        .execute([item.res_id])?;
+                }
+                insert_index(
+                    conn,
+                    item.res_id,
+                    &item.tenant,
+                    &item.resource_type,
+                    &item.index,
+                )?;
+            }
+            Ok(())
         })
         .await
     }
