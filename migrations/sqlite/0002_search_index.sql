@@ -14,7 +14,7 @@ CREATE TABLE idx_string (
     value_exact TEXT NOT NULL
 );
 CREATE INDEX idx_string_lookup ON idx_string (tenant, type, param, value_norm);
-CREATE INDEX idx_string_res ON idx_string (res_id);
+CREATE INDEX idx_string_res ON idx_string (res_id, param);
 
 -- date, dateTime, instant, Period, Timing: the value as a range of microseconds.
 CREATE TABLE idx_date (
@@ -23,10 +23,13 @@ CREATE TABLE idx_date (
     type    TEXT NOT NULL,
     param   TEXT NOT NULL,
     low     INTEGER NOT NULL,
-    high    INTEGER NOT NULL
+    high    INTEGER NOT NULL,
+    -- 1 when the range is at most a day long: then high >= d implies low >= d - 1 day, so a
+    -- lower bound on high becomes a range on low, and a date window one index range.
+    short   INTEGER NOT NULL
 );
-CREATE INDEX idx_date_lookup ON idx_date (tenant, type, param, low, high);
-CREATE INDEX idx_date_res ON idx_date (res_id);
+CREATE INDEX idx_date_lookup ON idx_date (tenant, type, param, short, low, high);
+CREATE INDEX idx_date_res ON idx_date (res_id, param);
 
 -- reference: the target as type and id when it names one, and the reference as written.
 CREATE TABLE idx_reference (
@@ -40,7 +43,7 @@ CREATE TABLE idx_reference (
 );
 CREATE INDEX idx_reference_lookup ON idx_reference (tenant, type, param, target_id, target_type);
 CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id);
-CREATE INDEX idx_reference_res ON idx_reference (res_id);
+CREATE INDEX idx_reference_res ON idx_reference (res_id, param);
 
 CREATE TABLE idx_number (
     res_id  INTEGER NOT NULL,
@@ -50,7 +53,7 @@ CREATE TABLE idx_number (
     value   REAL NOT NULL
 );
 CREATE INDEX idx_number_lookup ON idx_number (tenant, type, param, value);
-CREATE INDEX idx_number_res ON idx_number (res_id);
+CREATE INDEX idx_number_res ON idx_number (res_id, param);
 
 CREATE TABLE idx_quantity (
     res_id  INTEGER NOT NULL,
@@ -62,7 +65,7 @@ CREATE TABLE idx_quantity (
     value   REAL NOT NULL
 );
 CREATE INDEX idx_quantity_lookup ON idx_quantity (tenant, type, param, value);
-CREATE INDEX idx_quantity_res ON idx_quantity (res_id);
+CREATE INDEX idx_quantity_res ON idx_quantity (res_id, param);
 
 CREATE TABLE idx_uri (
     res_id  INTEGER NOT NULL,
@@ -72,8 +75,12 @@ CREATE TABLE idx_uri (
     value   TEXT NOT NULL
 );
 CREATE INDEX idx_uri_lookup ON idx_uri (tenant, type, param, value);
-CREATE INDEX idx_uri_res ON idx_uri (res_id);
+CREATE INDEX idx_uri_res ON idx_uri (res_id, param);
 
 -- Type searches without criteria, and _lastUpdated, walk the head table.
 CREATE INDEX resources_type_order ON resources (tenant, type, deleted, res_id);
 CREATE INDEX resources_last_updated ON resources (tenant, type, last_updated);
+
+-- Non-driving clauses probe a resource's rows by (res_id, param).
+DROP INDEX idx_token_res;
+CREATE INDEX idx_token_res ON idx_token (res_id, param);

@@ -39,6 +39,13 @@ pub struct DateRow {
     pub high: i64,
 }
 
+impl DateRow {
+    /// Whether the range is short (see `search::dates::SHORT_RANGE`).
+    pub fn is_short(&self) -> bool {
+        self.high.saturating_sub(self.low) < dates::SHORT_RANGE
+    }
+}
+
 /// A reference: its target type and id when it names one, and the reference as written.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReferenceRow {

@@ -8,6 +8,11 @@ use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
 pub const MIN: i64 = i64::MIN / 2;
 pub const MAX: i64 = i64::MAX / 2;
 
+/// The longest range indexed as "short": one day. For a short range, `high >= d` implies
+/// `low >= d - SHORT_RANGE`, which turns lower bounds on `high` into ranges on `low`, the
+/// column the date index is ordered by.
+pub const SHORT_RANGE: i64 = 86_400_000_000;
+
 /// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or a date-time with hours and minutes, optional
 /// seconds and fraction, and a zone (`Z`, `+hh:mm`; without one, UTC is assumed) into the
 /// range it covers. `None` when it is not such a date.

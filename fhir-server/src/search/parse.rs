@@ -8,7 +8,8 @@ use fhir_model::Definitions;
 use super::cursor::Cursor;
 use super::dates;
 use super::query::{
-    Clause, Condition, Include, MAX_COUNT, Prefix, Query, SortKey, SortKind, Summary, Table, Total,
+    Clause, Condition, DateBound, Include, MAX_COUNT, Prefix, Query, SortKey, SortKind, Summary,
+    Table, Total,
 };
 use super::registry::{ParamType, Registry};
 use crate::error::FhirError;
@@ -51,8 +52,46 @@ impl Query {
                 None => {}
             }
         }
+        merge_date_windows(&mut query.clauses);
         Ok(query)
     }
+}
+
+/// Merges single-valued date clauses on one parameter (`date=ge2024-03-01&date=lt2024-03-08`)
+/// into one window that a single index row must meet, so the window is one index range.
+/// For single-valued elements (start, birthDate, created...) this is the same as AND-ing
+/// the clauses; for repeating ones it asks that one value lie in the window.
+fn merge_date_windows(clauses: &mut Vec<Clause>) {
+    let mut merged: Vec<Clause> = Vec::with_capacity(clauses.len());
+    for clause in clauses.drain(..) {
+        if let Clause::Index {
+            table: Table::Date,
+            param,
+            any,
+            negate: false,
+        } = &clause
+            && let [Condition::Date(bounds)] = any.as_slice()
+        {
+            let window = merged.iter_mut().find_map(|earlier| match earlier {
+                Clause::Index {
+                    table: Table::Date,
+                    param: p,
+                    any,
+                    negate: false,
+                } if p == param => match any.as_mut_slice() {
+                    [Condition::Date(window)] => Some(window),
+                    _ => None,
+                },
+                _ => None,
+            });
+            if let Some(window) = window {
+                window.extend(bounds.iter().copied());
+                continue;
+            }
+        }
+        merged.push(clause);
+    }
+    *clauses = merged;
 }
 
 fn bad(message: String) -> FhirError {
@@ -623,7 +662,7 @@ fn parse_date(code: &str, value: &str) -> Result<Condition, FhirError> {
     let (low, high) = dates::range(&text).ok_or_else(|| {
         bad(format!("Invalid date for {code}: '{value}' (expected e.g. 2024, 2024-03-01 or ge2024-03-01T10:00:00Z)"))
     })?;
-    Ok(Condition::Date { prefix, low, high })
+    Ok(Condition::Date(vec![DateBound { prefix, low, high }]))
 }
 
 /// A decimal and its implicit range: `100` is [99.5, 100.5), `1.50` is [1.495, 1.505).

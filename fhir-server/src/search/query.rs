@@ -43,6 +43,14 @@ pub enum Prefix {
     Ap,
 }
 
+/// A date search value: its prefix and the range it covers, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateBound {
+    pub prefix: Prefix,
+    pub low: i64,
+    pub high: i64,
+}
+
 /// One value test on one index row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
@@ -56,12 +64,9 @@ pub enum Condition {
         system: Option<String>,
         code: Option<String>,
     },
-    /// The row's range against the search range [low, high].
-    Date {
-        prefix: Prefix,
-        low: i64,
-        high: i64,
-    },
+    /// The row's range against every bound (several when `date=ge..&date=lt..` were merged
+    /// into one window on the same row).
+    Date(Vec<DateBound>),
     Reference {
         target_type: Option<String>,
         target_id: Option<String>,

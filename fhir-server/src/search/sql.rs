@@ -9,7 +9,9 @@
 
 use super::cursor::{Cursor, KeyValue};
 use super::dates;
-use super::query::{Clause, Condition, Include, Prefix, Query, SortKey, SortKind, Table};
+use super::query::{
+    Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
+};
 
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,9 +237,71 @@ fn push_match(
     sql.push(&format!(" AND {alias}.type = "));
     sql.bind_text(resource_type);
     sql.push(&format!(" AND {alias}.deleted = 0"));
-    for clause in clauses {
+    // The most selective clause drives (its index range yields the candidates); the others
+    // probe each candidate's own index rows.
+    let driver = clauses
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, c)| rank(c))
+        .map(|(i, _)| i);
+    for (i, clause) in clauses.iter().enumerate() {
         sql.push(" AND ");
-        push_clause(sql, tenant, resource_type, alias, clause, depth);
+        push_clause(
+            sql,
+            tenant,
+            resource_type,
+            alias,
+            clause,
+            depth,
+            Some(i) == driver,
+        );
+    }
+}
+
+/// How selective a clause is likely to be: lower drives the query.
+fn rank(clause: &Clause) -> u8 {
+    match clause {
+        Clause::Id(_) => 0,
+        Clause::Index { negate: true, .. } | Clause::Missing { .. } => 9,
+        Clause::Index { param, any, .. } => any
+            .iter()
+            .map(|c| condition_rank(param, c))
+            .max()
+            .unwrap_or(9),
+        Clause::Chain { .. } | Clause::Has { .. } => 3,
+        Clause::AnyOf(clauses) => clauses.iter().map(rank).max().unwrap_or(9),
+        Clause::LastUpdated(_) => 5,
+    }
+}
+
+fn condition_rank(param: &str, condition: &Condition) -> u8 {
+    match condition {
+        Condition::Reference {
+            target_id: Some(_), ..
+        }
+        | Condition::Reference { url: Some(_), .. } => 1,
+        Condition::Token {
+            system: Some(_),
+            code: Some(_),
+        } => 1,
+        Condition::Token { .. } if param.contains("identifier") => 1,
+        Condition::StringExact(_) | Condition::UriEquals(_) => 1,
+        Condition::Date(bounds)
+            if bounds.len() > 1
+                || matches!(
+                    bounds[..],
+                    [DateBound {
+                        prefix: Prefix::Eq | Prefix::Ap,
+                        ..
+                    }]
+                ) =>
+        {
+            2
+        }
+        Condition::StringPrefix(prefix) if prefix.chars().count() >= 3 => 2,
+        Condition::Token { .. } | Condition::Number { .. } | Condition::Quantity { .. } => 3,
+        Condition::StringPrefix(_) | Condition::Date(_) => 5,
+        _ => 6,
     }
 }
 
@@ -248,6 +312,7 @@ fn push_clause(
     alias: &str,
     clause: &Clause,
     depth: usize,
+    drive: bool,
 ) {
     match clause {
         Clause::Id(ids) => {
@@ -262,13 +327,31 @@ fn push_clause(
         }
         Clause::LastUpdated(any) => {
             let column = format!("{alias}.last_updated");
-            push_any(sql, any, |sql, condition| {
-                if let Condition::Date { prefix, low, high } = condition {
-                    push_date(sql, &column, &column, *prefix, *low, *high);
-                } else {
-                    sql.push("1 = 0");
+            push_any(sql, any, |sql, condition| match condition {
+                Condition::Date(bounds) => {
+                    sql.push("1 = 1");
+                    for bound in bounds {
+                        sql.push(" AND ");
+                        push_point_date(sql, &column, *bound);
+                    }
                 }
+                _ => sql.push("1 = 0"),
             });
+        }
+        Clause::Index {
+            table,
+            param,
+            any,
+            negate,
+        } if drive && !negate => {
+            sql.push(&format!(
+                "{alias}.res_id IN (SELECT x.res_id FROM {} x WHERE ",
+                table.name()
+            ));
+            push_index_head(sql, tenant, resource_type, param);
+            sql.push(" AND ");
+            push_any(sql, any, |sql, condition| push_condition(sql, condition));
+            sql.push(")");
         }
         Clause::Index {
             table,
@@ -277,11 +360,11 @@ fn push_clause(
             negate,
         } => {
             sql.push(&format!(
-                "{alias}.res_id {}IN (SELECT x.res_id FROM {} x WHERE ",
+                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
                 if *negate { "NOT " } else { "" },
                 table.name()
             ));
-            push_index_head(sql, tenant, resource_type, param);
+            sql.bind_text(param);
             sql.push(" AND ");
             push_any(sql, any, |sql, condition| push_condition(sql, condition));
             sql.push(")");
@@ -344,7 +427,7 @@ fn push_clause(
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                push_clause(sql, tenant, resource_type, alias, clause, depth);
+                push_clause(sql, tenant, resource_type, alias, clause, depth, drive);
             }
             sql.push(")");
         }
@@ -413,9 +496,7 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
                 sql.bind_text(system);
             }
         }
-        Condition::Date { prefix, low, high } => {
-            push_date(sql, "x.low", "x.high", *prefix, *low, *high)
-        }
+        Condition::Date(bounds) => push_date_rows(sql, bounds),
         Condition::Reference {
             target_type,
             target_id,
@@ -477,49 +558,116 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
     }
 }
 
-/// A date range [low_col, high_col] against the search range [low, high], per prefix
-/// (https://hl7.org/fhir/R4/search.html#prefix).
-fn push_date(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, low: i64, high: i64) {
-    let compare = |sql: &mut Sql, column: &str, op: &str, value: i64| {
-        sql.push(&format!("{column} {op} "));
-        sql.bind(Arg::Int(value));
-    };
+/// Index rows of a date parameter that meet every bound
+/// (https://hl7.org/fhir/R4/search.html#prefix: the row's range against the search range).
+///
+/// Short rows (see `dates::SHORT_RANGE`) and long rows get separate predicates: for a short
+/// row every bound is also written as a bound on `low`, so the window is one range of the
+/// `(tenant, type, param, short, low)` index; the few long rows are tested as they are.
+fn push_date_rows(sql: &mut Sql, bounds: &[DateBound]) {
+    for short in [true, false] {
+        sql.push(if short {
+            "(x.short = 1"
+        } else {
+            " OR (x.short = 0"
+        });
+        for bound in bounds {
+            sql.push(" AND ");
+            push_date_bound(sql, *bound, short);
+        }
+        sql.push(")");
+    }
+}
+
+fn compare(sql: &mut Sql, column: &str, op: &str, value: i64) {
+    sql.push(&format!("{column} {op} "));
+    sql.bind(Arg::Int(value.clamp(dates::MIN, dates::MAX)));
+}
+
+/// One bound on a row's range [x.low, x.high]; `short` adds the implied bound on `low`.
+fn push_date_bound(sql: &mut Sql, bound: DateBound, short: bool) {
+    let DateBound { prefix, low, high } = bound;
+    let day = dates::SHORT_RANGE;
     match prefix {
         Prefix::Eq => {
-            compare(sql, low_col, ">=", low);
+            compare(sql, "x.low", ">=", low);
             sql.push(" AND ");
-            compare(sql, high_col, "<=", high);
+            compare(sql, "x.high", "<=", high);
         }
         Prefix::Ne => {
             sql.push("NOT (");
-            compare(sql, low_col, ">=", low);
+            compare(sql, "x.low", ">=", low);
             sql.push(" AND ");
-            compare(sql, high_col, "<=", high);
+            compare(sql, "x.high", "<=", high);
             sql.push(")");
         }
-        Prefix::Gt => compare(sql, high_col, ">", high),
-        Prefix::Lt => compare(sql, low_col, "<", low),
-        Prefix::Ge => compare(sql, high_col, ">=", low),
-        Prefix::Le => compare(sql, low_col, "<=", high),
-        Prefix::Sa => compare(sql, low_col, ">", high),
-        Prefix::Eb => compare(sql, high_col, "<", low),
+        Prefix::Gt | Prefix::Ge => {
+            let (op, value) = if prefix == Prefix::Gt {
+                (">", high)
+            } else {
+                (">=", low)
+            };
+            if short {
+                compare(sql, "x.low", ">", value.saturating_sub(day));
+                sql.push(" AND ");
+            }
+            compare(sql, "x.high", op, value);
+        }
+        Prefix::Lt => compare(sql, "x.low", "<", low),
+        Prefix::Le => compare(sql, "x.low", "<=", high),
+        Prefix::Sa => compare(sql, "x.low", ">", high),
+        Prefix::Eb => {
+            if short {
+                compare(sql, "x.low", "<", low);
+                sql.push(" AND ");
+            }
+            compare(sql, "x.high", "<", low);
+        }
         Prefix::Ap => {
-            // Approximately: within 10% of the distance between the value and now.
-            let now = crate::resource::now_micros();
-            let slack = ((now - low).abs() / 10).max(86_400_000_000);
-            compare(
-                sql,
-                low_col,
-                "<=",
-                high.saturating_add(slack).min(dates::MAX),
-            );
+            let (from, to) = approximately(low, high);
+            if short {
+                compare(sql, "x.low", ">", from.saturating_sub(day));
+                sql.push(" AND ");
+            }
+            compare(sql, "x.low", "<=", to);
             sql.push(" AND ");
-            compare(
-                sql,
-                high_col,
-                ">=",
-                low.saturating_sub(slack).max(dates::MIN),
-            );
+            compare(sql, "x.high", ">=", from);
+        }
+    }
+}
+
+/// The search range widened by 10% of its distance from now (at least a day), for `ap`.
+fn approximately(low: i64, high: i64) -> (i64, i64) {
+    let now = crate::resource::now_micros();
+    let slack = ((now - low).abs() / 10).max(dates::SHORT_RANGE);
+    (low.saturating_sub(slack), high.saturating_add(slack))
+}
+
+/// A point in time (`_lastUpdated`) against one bound.
+fn push_point_date(sql: &mut Sql, column: &str, bound: DateBound) {
+    let DateBound { prefix, low, high } = bound;
+    match prefix {
+        Prefix::Eq => {
+            compare(sql, column, ">=", low);
+            sql.push(" AND ");
+            compare(sql, column, "<=", high);
+        }
+        Prefix::Ne => {
+            sql.push("NOT (");
+            compare(sql, column, ">=", low);
+            sql.push(" AND ");
+            compare(sql, column, "<=", high);
+            sql.push(")");
+        }
+        Prefix::Gt | Prefix::Sa => compare(sql, column, ">", high),
+        Prefix::Lt | Prefix::Eb => compare(sql, column, "<", low),
+        Prefix::Ge => compare(sql, column, ">=", low),
+        Prefix::Le => compare(sql, column, "<=", high),
+        Prefix::Ap => {
+            let (from, to) = approximately(low, high);
+            compare(sql, column, ">=", from);
+            sql.push(" AND ");
+            compare(sql, column, "<=", to);
         }
     }
 }

@@ -567,7 +567,7 @@ struct VersionParams<'a> {
 
 /// Binds the parameters shared by `PUT_NEW`, `PUT_UPDATE` and `REPLACE_INDEX`: tenant and
 /// type ($1, $2), the version ($3-$8), the existing res_id ($9), and the index rows as
-/// parallel arrays, one set per index table ($10-$30).
+/// parallel arrays, one set per index table ($10-$30, and $31 for the dates' `short`).
 fn put_statement<'q>(
     statement: &'static str,
     tenant: &'q str,
@@ -616,6 +616,13 @@ fn put_statement<'q>(
         )
         .bind(texts(&index.uris, |r| &r.param))
         .bind(texts(&index.uris, |r| &r.value))
+        .bind(
+            index
+                .dates
+                .iter()
+                .map(|r| i16::from(r.is_short()))
+                .collect::<Vec<i16>>(),
+        )
 }
 
 /// Deletes the index rows of one resource, for `put` of an update and for reindexing.
@@ -644,9 +651,9 @@ macro_rules! index_inserts {
              SELECT head.res_id, $1, $2, u.p, u.n, u.e
              FROM head, UNNEST($13::text[], $14::text[], $15::text[]) AS u(p, n, e)),
          ins_date AS (
-             INSERT INTO idx_date (res_id, tenant, type, param, low, high)
-             SELECT head.res_id, $1, $2, u.p, u.l, u.h
-             FROM head, UNNEST($16::text[], $17::bigint[], $18::bigint[]) AS u(p, l, h)),
+             INSERT INTO idx_date (res_id, tenant, type, param, low, high, short)
+             SELECT head.res_id, $1, $2, u.p, u.l, u.h, u.s
+             FROM head, UNNEST($16::text[], $17::bigint[], $18::bigint[], $31::smallint[]) AS u(p, l, h, s)),
          ins_reference AS (
              INSERT INTO idx_reference (res_id, tenant, type, param, target_type, target_id, url)
              SELECT head.res_id, $1, $2, u.p, u.t, u.i, u.u

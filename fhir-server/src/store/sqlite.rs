@@ -659,7 +659,8 @@ fn insert_index(
         ])?;
     }
     let mut date = conn.prepare_cached(
-        "INSERT INTO idx_date (res_id, tenant, type, param, low, high) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO idx_date (res_id, tenant, type, param, low, high, short) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for row in &index.dates {
         date.execute(params![
@@ -668,7 +669,8 @@ fn insert_index(
             resource_type,
             row.param,
             row.low,
-            row.high
+            row.high,
+            row.is_short()
         ])?;
     }
     let mut reference = conn.prepare_cached(
