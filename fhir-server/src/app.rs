@@ -33,6 +33,14 @@ impl App {
         })
     }
 
+    /// The configured page sizes of search and history.
+    pub fn page_limits(&self) -> crate::search::PageLimits {
+        crate::search::PageLimits {
+            default_count: self.config.default_count,
+            max_count: self.config.max_count.max(1),
+        }
+    }
+
     /// Ok if the tenant exists, else 404 with an OperationOutcome.
     pub async fn check_tenant(&self, tenant: &str) -> Result<(), FhirError> {
         if self

@@ -52,6 +52,14 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Search and history page size when the client gives no `_count`.
+    #[arg(long, env = "FHIR_DEFAULT_COUNT", default_value_t = 50)]
+    pub default_count: usize,
+
+    /// The largest page a client may ask for with `_count`.
+    #[arg(long, env = "FHIR_MAX_COUNT", default_value_t = 1000)]
+    pub max_count: usize,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

@@ -12,7 +12,6 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::{FhirResponse, etag};
 use crate::resource::{format_instant, parse_instant};
-use crate::search::{DEFAULT_COUNT, MAX_COUNT};
 use crate::store::{HistoryQuery, Method, Version};
 
 pub async fn handle(
@@ -24,7 +23,7 @@ pub async fn handle(
     let mut query = HistoryQuery {
         resource_type: resource_type.map(str::to_owned),
         id: id.map(str::to_owned),
-        count: DEFAULT_COUNT,
+        count: app.page_limits().default_count,
         ..HistoryQuery::default()
     };
     let mut applied = Vec::new();
@@ -44,7 +43,7 @@ pub async fn handle(
                 let count: usize = value
                     .parse()
                     .map_err(|_| FhirError::bad_request(format!("Invalid _count '{value}'")))?;
-                query.count = count.clamp(1, MAX_COUNT);
+                query.count = count.clamp(1, app.page_limits().max_count);
                 applied.push((name.clone(), query.count.to_string()));
             }
             "_page" => query.before = Some(parse_cursor(value)?),

@@ -96,7 +96,9 @@ pub async fn conditional(
         count: Some(2),
         ..query
     };
-    let found = crate::search::execute::execute(&app.store, &request.tenant, &query).await?;
+    let found =
+        crate::search::execute::execute(&app.store, &request.tenant, &query, app.page_limits())
+            .await?;
     match found.matches.as_slice() {
         [] => Err(FhirError::not_found(format!(
             "No {resource_type} matches the conditional patch criteria"

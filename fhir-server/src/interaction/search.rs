@@ -87,10 +87,11 @@ async fn respond(
     path: &str,
     query: Query,
 ) -> Result<FhirResponse, FhirError> {
-    let result = execute(&app.store, &request.tenant, &query).await?;
+    let limits = app.page_limits();
+    let result = execute(&app.store, &request.tenant, &query, limits).await?;
     let mut link_params = query.applied.clone();
-    if let Some(count) = query.count {
-        link_params.push(("_count".into(), count.to_string()));
+    if query.count.is_some() {
+        link_params.push(("_count".into(), query.page_size(limits).to_string()));
     }
     let with_page = |cursor: &crate::search::cursor::Cursor| {
         let mut params = link_params.clone();

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::cursor::Cursor;
-use super::query::{Include, Query, Summary, Total};
+use super::query::{Include, PageLimits, Query, Summary, Total};
 use super::sql;
 use crate::error::FhirError;
 use crate::store::{Row, Store};
@@ -28,6 +28,7 @@ pub async fn execute(
     store: &Store,
     tenant: &str,
     query: &Query,
+    limits: PageLimits,
 ) -> Result<SearchResult, FhirError> {
     if query.summary == Summary::Count {
         let total = store.select_count(sql::count(tenant, query)).await?;
@@ -36,7 +37,7 @@ pub async fn execute(
             ..SearchResult::default()
         });
     }
-    let limit = query.page_size();
+    let limit = query.page_size(limits);
     let kinds = sql::key_kinds(query);
     let mut matches = store
         .select_rows(sql::select_page(tenant, query, limit + 1), kinds)

@@ -10,4 +10,4 @@ pub mod query;
 pub mod registry;
 pub mod sql;
 
-pub use query::{DEFAULT_COUNT, MAX_COUNT, Query};
+pub use query::{PageLimits, Query};

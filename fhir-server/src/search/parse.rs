@@ -8,8 +8,7 @@ use fhir_model::Definitions;
 use super::cursor::Cursor;
 use super::dates;
 use super::query::{
-    Clause, Condition, DateBound, Include, MAX_COUNT, Prefix, Query, SortKey, SortKind, Summary,
-    Table, Total,
+    Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Summary, Table, Total,
 };
 use super::registry::{ParamType, Registry};
 use crate::error::FhirError;
@@ -106,7 +105,7 @@ fn parse_result_parameter(query: &mut Query, name: &str, value: &str) -> Result<
             let count: usize = value
                 .parse()
                 .map_err(|_| bad(format!("Invalid _count '{value}': expected a whole number")))?;
-            query.count = Some(count.min(MAX_COUNT));
+            query.count = Some(count);
         }
         "_page" => {
             query.cursor = Some(
@@ -791,7 +790,7 @@ mod tests {
         let params = pairs(&[("foo", "1"), ("_id", "x"), ("_count", "5")]);
         let query = Query::parse("Patient", &params, false).unwrap();
         assert_eq!(query.applied, pairs(&[("_id", "x")]));
-        assert_eq!(query.page_size(), 5);
+        assert_eq!(query.page_size(crate::search::PageLimits::default()), 5);
         assert!(Query::parse("Patient", &params, true).is_err());
     }
 
@@ -868,6 +867,6 @@ mod tests {
             query.elements.as_deref(),
             Some(&["status".to_string(), "start".to_string()][..])
         );
-        assert_eq!(query.page_size(), crate::search::DEFAULT_COUNT);
+        assert_eq!(query.page_size(crate::search::PageLimits::default()), 50);
     }
 }

@@ -199,13 +199,27 @@ pub struct Query {
     pub elements: Option<Vec<String>>,
 }
 
-/// Default and maximum page sizes.
-pub const DEFAULT_COUNT: usize = 50;
-pub const MAX_COUNT: usize = 1000;
+/// Page sizes: the default when `_count` is absent, and the largest granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    pub default_count: usize,
+    pub max_count: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            default_count: 50,
+            max_count: 1000,
+        }
+    }
+}
 
 impl Query {
-    /// The page size to use.
-    pub fn page_size(&self) -> usize {
-        self.count.unwrap_or(DEFAULT_COUNT)
+    /// The page size to use: `_count`, or the default, at most the maximum.
+    pub fn page_size(&self, limits: PageLimits) -> usize {
+        self.count
+            .unwrap_or(limits.default_count)
+            .min(limits.max_count)
     }
 }
