@@ -62,12 +62,15 @@ pub struct SearchBenchConfig {
 const TARGET_P50_MS: f64 = 10.0;
 const TARGET_P99_MS: f64 = 50.0;
 
+/// Makes one instance of a query: the resource type and the parameters.
+type MakeQuery = fn(&Picker, &mut Rng) -> (String, Vec<(String, String)>);
+
 /// A benchmarked query: its name, whether it selects few resources (and so has latency
 /// targets), and how to make one instance of it.
 struct QueryKind {
     name: &'static str,
     selective: bool,
-    make: fn(&Picker, &mut Rng) -> (String, Vec<(String, String)>),
+    make: MakeQuery,
 }
 
 static QUERIES: &[QueryKind] = &[
@@ -76,7 +79,9 @@ static QUERIES: &[QueryKind] = &[
         selective: true,
         make: |p, rng| {
             let (practitioner, monday) = (rng.below(p.practitioners), *rng.pick(&p.mondays));
-            let next = monday.checked_add(time::Duration::days(7)).unwrap_or(monday);
+            let next = monday
+                .checked_add(time::Duration::days(7))
+                .unwrap_or(monday);
             let schedule = format!("Schedule/{}", schedule_id(practitioner));
             (
                 "Slot".into(),
@@ -147,7 +152,10 @@ static QUERIES: &[QueryKind] = &[
         selective: true,
         make: |p, rng| {
             let value = format!("{MRN_SYSTEM}|{}", mrn(rng.below(p.patients)));
-            ("Appointment".into(), vec![pair("patient.identifier", &value)])
+            (
+                "Appointment".into(),
+                vec![pair("patient.identifier", &value)],
+            )
         },
     },
     QueryKind {
@@ -290,9 +298,11 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
             ));
         }
     }
+    // A query that takes longer than this is counted as failed rather than holding the run.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .http1_only()
+        .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
     let base = config.url.trim_end_matches('/').to_owned();
@@ -312,7 +322,16 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
     );
     println!(
         "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>5} {:>7} {:>6}  statuses",
-        "query", "requests", "rate/s", "p50 ms", "p99 ms", "max ms", "matches", "incl", "total", "empty"
+        "query",
+        "requests",
+        "rate/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "matches",
+        "incl",
+        "total",
+        "empty"
     );
     let mut misses = Vec::new();
     for (number, kind) in QUERIES.iter().enumerate() {
@@ -401,7 +420,7 @@ async fn measure(
     for task in 0..clients.max(1) {
         let (client, base, picker) = (client.clone(), base.to_owned(), picker.clone());
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(0x5EA2_C4 ^ ((number as u64) << 32) ^ task as u64);
+            let mut rng = Rng::new(0x005E_A2C4 ^ ((number as u64) << 32) ^ task as u64);
             let mut samples = Vec::new();
             let mut transport_errors = 0;
             let mut first_error = None;

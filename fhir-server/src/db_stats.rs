@@ -176,9 +176,8 @@ fn sqlite(path: &str) -> Result<Database, String> {
         rows.collect::<Result<Vec<_>, _>>()
     })()
     .map_err(|e: rusqlite::Error| e.to_string());
-    let file_bytes = |suffix: &str| {
-        std::fs::metadata(format!("{path}{suffix}")).map_or(0, |m| m.len())
-    };
+    let file_bytes =
+        |suffix: &str| std::fs::metadata(format!("{path}{suffix}")).map_or(0, |m| m.len());
     Ok(Database {
         description: format!(
             "SQLite {path}: {} pages of {page_size} bytes ({}), {free_pages} free; \
@@ -231,18 +230,17 @@ async fn postgres(url: &str) -> Result<Database, String> {
             .map(|n| n as u64);
     }
     let per_type = sqlx::query_as::<_, (String, i64)>(
-        "SELECT type, count(*) FROM resources WHERE NOT deleted GROUP BY type ORDER BY type",
+        "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type",
     )
     .fetch_all(&mut conn)
     .await
     .map(|rows| rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
     .map_err(|e| e.to_string());
-    let (database, total): (String, i64) = sqlx::query_as(
-        "SELECT current_database()::text, pg_database_size(current_database())",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .map_err(error)?;
+    let (database, total): (String, i64) =
+        sqlx::query_as("SELECT current_database()::text, pg_database_size(current_database())")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(error)?;
     Ok(Database {
         description: format!("PostgreSQL database {database}: {}", size(total as u64)),
         objects,
@@ -274,7 +272,10 @@ fn print(database: &Database) {
     let titles = [
         (Group::DataTables, "data tables"),
         (Group::DataIndexes, "indexes on the data tables"),
-        (Group::SearchIndex, "search index (idx_* tables and their indexes)"),
+        (
+            Group::SearchIndex,
+            "search index (idx_* tables and their indexes)",
+        ),
         (Group::Other, "other"),
     ];
     let mut totals: BTreeMap<Group, u64> = BTreeMap::new();

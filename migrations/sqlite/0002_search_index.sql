@@ -13,7 +13,7 @@ CREATE TABLE idx_string (
     value_norm  TEXT NOT NULL,
     value_exact TEXT NOT NULL
 );
-CREATE INDEX idx_string_lookup ON idx_string (tenant, type, param, value_norm);
+CREATE INDEX idx_string_lookup ON idx_string (tenant, type, param, value_norm, res_id);
 CREATE INDEX idx_string_res ON idx_string (res_id, param);
 
 -- date, dateTime, instant, Period, Timing: the value as a range of microseconds.
@@ -28,7 +28,7 @@ CREATE TABLE idx_date (
     -- lower bound on high becomes a range on low, and a date window one index range.
     short   INTEGER NOT NULL
 );
-CREATE INDEX idx_date_lookup ON idx_date (tenant, type, param, short, low, high);
+CREATE INDEX idx_date_lookup ON idx_date (tenant, type, param, short, low, high, res_id);
 CREATE INDEX idx_date_res ON idx_date (res_id, param);
 
 -- reference: the target as type and id when it names one, and the reference as written.
@@ -41,7 +41,7 @@ CREATE TABLE idx_reference (
     target_id    TEXT NOT NULL DEFAULT '',
     url          TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX idx_reference_lookup ON idx_reference (tenant, type, param, target_id, target_type);
+CREATE INDEX idx_reference_lookup ON idx_reference (tenant, type, param, target_id, target_type, res_id);
 CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id);
 CREATE INDEX idx_reference_res ON idx_reference (res_id, param);
 
@@ -52,7 +52,7 @@ CREATE TABLE idx_number (
     param   TEXT NOT NULL,
     value   REAL NOT NULL
 );
-CREATE INDEX idx_number_lookup ON idx_number (tenant, type, param, value);
+CREATE INDEX idx_number_lookup ON idx_number (tenant, type, param, value, res_id);
 CREATE INDEX idx_number_res ON idx_number (res_id, param);
 
 CREATE TABLE idx_quantity (
@@ -64,7 +64,7 @@ CREATE TABLE idx_quantity (
     code    TEXT NOT NULL DEFAULT '',
     value   REAL NOT NULL
 );
-CREATE INDEX idx_quantity_lookup ON idx_quantity (tenant, type, param, value);
+CREATE INDEX idx_quantity_lookup ON idx_quantity (tenant, type, param, value, res_id);
 CREATE INDEX idx_quantity_res ON idx_quantity (res_id, param);
 
 CREATE TABLE idx_uri (
@@ -74,13 +74,16 @@ CREATE TABLE idx_uri (
     param   TEXT NOT NULL,
     value   TEXT NOT NULL
 );
-CREATE INDEX idx_uri_lookup ON idx_uri (tenant, type, param, value);
+CREATE INDEX idx_uri_lookup ON idx_uri (tenant, type, param, value, res_id);
 CREATE INDEX idx_uri_res ON idx_uri (res_id, param);
 
 -- Type searches without criteria, and _lastUpdated, walk the head table.
 CREATE INDEX resources_type_order ON resources (tenant, type, deleted, res_id);
 CREATE INDEX resources_last_updated ON resources (tenant, type, last_updated);
 
--- Non-driving clauses probe a resource's rows by (res_id, param).
+-- Non-driving clauses probe a resource's rows by (res_id, param); lookups are covering
+-- (they end with res_id), so an intersection of two clauses reads indexes only.
 DROP INDEX idx_token_res;
 CREATE INDEX idx_token_res ON idx_token (res_id, param);
+DROP INDEX idx_token_lookup;
+CREATE INDEX idx_token_lookup ON idx_token (tenant, type, param, code, system, res_id);

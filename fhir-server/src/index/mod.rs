@@ -359,13 +359,23 @@ pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
     .then_some((resource_type, id))
 }
 
+/// The target of a reference to a resource on this server: a relative `Type/id` (with or
+/// without `/_history/n`). An absolute URL may name another server's resource with the same
+/// type and id, so it is kept as its URL only (and found by that URL).
+fn local_target(reference: &str) -> (&str, &str) {
+    if reference.contains("://") {
+        return ("", "");
+    }
+    parse_reference(reference).unwrap_or(("", ""))
+}
+
 fn add_reference(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
     match type_code {
         "Reference" => {
             if let Some(reference) = value.get("reference").and_then(Value::as_str)
                 && !reference.starts_with('#')
             {
-                let (target_type, target_id) = parse_reference(reference).unwrap_or(("", ""));
+                let (target_type, target_id) = local_target(reference);
                 rows.references.push(ReferenceRow {
                     param: param.to_owned(),
                     target_type: target_type.to_owned(),
@@ -384,7 +394,7 @@ fn add_reference(rows: &mut IndexRows, param: &str, value: &Value, type_code: &s
         }
         _ => {
             if let Some(url) = value.as_str() {
-                let (target_type, target_id) = parse_reference(url).unwrap_or(("", ""));
+                let (target_type, target_id) = local_target(url);
                 rows.references.push(ReferenceRow {
                     param: param.to_owned(),
                     target_type: target_type.to_owned(),
@@ -530,5 +540,37 @@ mod tests {
         );
         assert_eq!(parse_reference("urn:uuid:123"), None);
         assert_eq!(parse_reference("Foo/1"), None);
+    }
+
+    #[test]
+    fn only_relative_references_are_local() {
+        let rows = extract(
+            "Encounter",
+            &json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                "subject": {"reference": "http://elsewhere.example/fhir/Patient/1"},
+                "appointment": [{"reference": "Appointment/2/_history/3"}]}),
+        );
+        let subject = rows
+            .references
+            .iter()
+            .find(|r| r.param == "subject")
+            .unwrap();
+        assert_eq!(
+            (subject.target_type.as_str(), subject.target_id.as_str()),
+            ("", "")
+        );
+        assert_eq!(subject.url, "http://elsewhere.example/fhir/Patient/1");
+        let appointment = rows
+            .references
+            .iter()
+            .find(|r| r.param == "appointment")
+            .unwrap();
+        assert_eq!(
+            (
+                appointment.target_type.as_str(),
+                appointment.target_id.as_str()
+            ),
+            ("Appointment", "2")
+        );
     }
 }

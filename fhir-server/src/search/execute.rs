@@ -39,9 +39,10 @@ pub async fn execute(
     }
     let limit = query.page_size(limits);
     let kinds = sql::key_kinds(query);
-    let mut matches = store
-        .select_rows(sql::select_page(tenant, query, limit + 1), kinds)
-        .await?;
+    let page = sql::select_page(tenant, query, limit + 1);
+    // The SQL text has placeholders only, never the values: it is safe to log.
+    tracing::debug!(sql = %page.text, "search");
+    let mut matches = store.select_rows(page, kinds).await?;
     let more = matches.len() > limit;
     matches.truncate(limit);
     let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
@@ -111,7 +112,7 @@ async fn includes(
                 continue;
             }
             let targets = store
-                .select_pairs(sql::include_targets(tenant, include, &sources))
+                .select_pairs(sql::include_targets(include, &sources))
                 .await?;
             let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (target_type, id) in targets {

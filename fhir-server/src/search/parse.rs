@@ -441,10 +441,15 @@ fn parse_clause(
                 Some(t) if Definitions::r4().is_resource_type(t) => Some(t),
                 Some(other) => return Err(unsupported(other)),
             };
-            let any = values
-                .iter()
-                .map(|v| parse_reference_value(code, v, type_modifier, &param.targets))
-                .collect::<Result<_, _>>()?;
+            let mut any = Vec::new();
+            for v in &values {
+                any.extend(parse_reference_value(
+                    code,
+                    v,
+                    type_modifier,
+                    &param.targets,
+                )?);
+            }
             index(table, code.to_owned(), any, false)
         }
         (ParamType::Number, None) => {
@@ -710,30 +715,40 @@ fn parse_quantity(code: &str, value: &str) -> Result<Condition, FhirError> {
 }
 
 /// `Type/id`, an absolute URL, or a bare id (with a `:Type` modifier or a single target).
+/// The index keeps absolute references as their URL only (see `index::add_reference`), so an
+/// absolute URL matches that URL, and also, when it names a resource (`[base]/Type/id`), the
+/// relative references to `Type/id`: the spec has the two forms match each other.
 fn parse_reference_value(
     code: &str,
     value: &str,
     type_modifier: Option<&str>,
     targets: &[String],
-) -> Result<Condition, FhirError> {
+) -> Result<Vec<Condition>, FhirError> {
+    let absolute = value.contains("://") || value.starts_with("urn:");
+    let by_url = || Condition::Reference {
+        target_type: None,
+        target_id: None,
+        url: Some(value.to_owned()),
+    };
     if let Some((target_type, target_id)) = parse_reference(value) {
         if type_modifier.is_some_and(|t| t != target_type) {
             return Err(bad(format!(
                 "'{value}' does not match the type modifier of '{code}'"
             )));
         }
-        return Ok(Condition::Reference {
+        let local = Condition::Reference {
             target_type: Some(target_type.to_owned()),
             target_id: Some(target_id.to_owned()),
             url: None,
+        };
+        return Ok(if absolute {
+            vec![local, by_url()]
+        } else {
+            vec![local]
         });
     }
-    if value.contains("://") || value.starts_with("urn:") {
-        return Ok(Condition::Reference {
-            target_type: None,
-            target_id: None,
-            url: Some(value.to_owned()),
-        });
+    if absolute {
+        return Ok(vec![by_url()]);
     }
     if !crate::resource::is_valid_id(value) {
         return Err(bad(format!(
@@ -743,11 +758,11 @@ fn parse_reference_value(
     let target_type = type_modifier
         .map(str::to_owned)
         .or_else(|| (targets.len() == 1 && targets[0] != "Resource").then(|| targets[0].clone()));
-    Ok(Condition::Reference {
+    Ok(vec![Condition::Reference {
         target_type,
         target_id: Some(value.to_owned()),
         url: None,
-    })
+    }])
 }
 
 #[cfg(test)]

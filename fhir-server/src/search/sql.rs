@@ -12,6 +12,7 @@ use super::dates;
 use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
 };
+use crate::index::{identifier_key, text_key};
 
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,25 +238,60 @@ fn push_match(
     sql.push(&format!(" AND {alias}.type = "));
     sql.bind_text(resource_type);
     sql.push(&format!(" AND {alias}.deleted = 0"));
-    // The most selective clause drives (its index range yields the candidates); the others
-    // probe each candidate's own index rows.
-    let driver = clauses
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, c)| rank(c))
-        .map(|(i, _)| i);
-    for (i, clause) in clauses.iter().enumerate() {
-        sql.push(" AND ");
-        push_clause(
-            sql,
-            tenant,
-            resource_type,
-            alias,
-            clause,
-            depth,
-            Some(i) == driver,
-        );
+    // The most selective clause drives: its index range yields the candidates. When the
+    // next one is selective too, the driver is the intersection of both ranges (read from
+    // covering indexes), so e.g. "this schedule" and "this week" are each scanned once
+    // instead of probing every slot of the schedule. The other clauses, most selective
+    // first, probe each candidate's own index rows.
+    let mut ordered: Vec<&Clause> = clauses.iter().collect();
+    ordered.sort_by_key(|c| rank(c));
+    let mut rest = ordered.as_slice();
+    if let [first, second, others @ ..] = rest
+        && rank(second) <= 2
+        && let (Some(a), Some(b)) = (plain_index(first), plain_index(second))
+    {
+        sql.push(&format!(" AND {alias}.res_id IN ("));
+        push_index_select(sql, tenant, resource_type, a);
+        sql.push(" INTERSECT ");
+        push_index_select(sql, tenant, resource_type, b);
+        sql.push(")");
+        rest = others;
+        for clause in rest {
+            sql.push(" AND ");
+            push_clause(sql, tenant, resource_type, alias, clause, depth, false);
+        }
+        return;
     }
+    for (i, clause) in rest.iter().enumerate() {
+        sql.push(" AND ");
+        push_clause(sql, tenant, resource_type, alias, clause, depth, i == 0);
+    }
+}
+
+/// An index clause that can be read as a range of its lookup index.
+fn plain_index(clause: &Clause) -> Option<(Table, &str, &[Condition])> {
+    match clause {
+        Clause::Index {
+            table,
+            param,
+            any,
+            negate: false,
+        } => Some((*table, param, any)),
+        _ => None,
+    }
+}
+
+/// `SELECT x.res_id FROM <table> x WHERE <tenant, type, param> AND (<any>)`.
+fn push_index_select(
+    sql: &mut Sql,
+    tenant: &str,
+    resource_type: &str,
+    (table, param, any): (Table, &str, &[Condition]),
+) {
+    sql.push(&format!("SELECT x.res_id FROM {} x WHERE ", table.name()));
+    push_index_head(sql, tenant, resource_type, param);
+    sql.push(" AND ");
+    push_any(sql, any, push_condition);
 }
 
 /// How selective a clause is likely to be: lower drives the query.
@@ -344,13 +380,8 @@ fn push_clause(
             any,
             negate,
         } if drive && !negate => {
-            sql.push(&format!(
-                "{alias}.res_id IN (SELECT x.res_id FROM {} x WHERE ",
-                table.name()
-            ));
-            push_index_head(sql, tenant, resource_type, param);
-            sql.push(" AND ");
-            push_any(sql, any, |sql, condition| push_condition(sql, condition));
+            sql.push(&format!("{alias}.res_id IN ("));
+            push_index_select(sql, tenant, resource_type, (*table, param, any));
             sql.push(")");
         }
         Clause::Index {
@@ -366,7 +397,7 @@ fn push_clause(
             ));
             sql.bind_text(param);
             sql.push(" AND ");
-            push_any(sql, any, |sql, condition| push_condition(sql, condition));
+            push_any(sql, any, push_condition);
             sql.push(")");
         }
         Clause::Missing {
@@ -374,12 +405,20 @@ fn push_clause(
             param,
             missing,
         } => {
-            sql.push(&format!(
-                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
-                if *missing { "NOT " } else { "" },
-                table.name()
-            ));
-            sql.bind_text(param);
+            // Missing: no row under any of the element's keys; present: a row under one.
+            sql.push("(");
+            for (i, (table, key)) in element_keys(*table, param).iter().enumerate() {
+                if i > 0 {
+                    sql.push(if *missing { " AND " } else { " OR " });
+                }
+                sql.push(&format!(
+                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
+                    if *missing { "NOT " } else { "" },
+                    table.name()
+                ));
+                sql.bind_text(key);
+                sql.push(")");
+            }
             sql.push(")");
         }
         Clause::Chain { param, targets } => {
@@ -432,6 +471,19 @@ fn push_clause(
             sql.push(")");
         }
     }
+}
+
+/// Where the index keeps the values of a parameter's element, for `:missing`: a token's
+/// CodeableConcept may have only a text (kept for `:text`), a Reference only an identifier
+/// (kept for `:identifier`), and the element is present all the same.
+fn element_keys(table: Table, param: &str) -> Vec<(Table, String)> {
+    let mut keys = vec![(table, param.to_owned())];
+    match table {
+        Table::Token => keys.push((Table::String, text_key(param))),
+        Table::Reference => keys.push((Table::Token, identifier_key(param))),
+        _ => {}
+    }
+    keys
 }
 
 /// `x.tenant = ? AND x.type = ? AND x.param = ?`: the leading columns of every index.
@@ -704,10 +756,16 @@ fn push_number(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
 }
 
 /// `(target_type, target_id)` of what `include` points to from the given resources.
-pub fn include_targets(tenant: &str, include: &Include, res_ids: &[i64]) -> Sql {
+///
+/// The res_ids belong to the tenant already, so there is no tenant condition: seeking by
+/// (res_id, param) reads only the page's rows, where (tenant, type, param) would make the
+/// planner scan every row of the parameter.
+pub fn include_targets(include: &Include, res_ids: &[i64]) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE ");
-    push_index_head(&mut sql, tenant, &include.source_type, &include.param);
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.param = ");
+    sql.bind_text(&include.param);
+    sql.push(" AND x.type = ");
+    sql.bind_text(&include.source_type);
     sql.push(" AND x.target_id <> ''");
     if let Some(target_type) = &include.target_type {
         sql.push(" AND x.target_type = ");

@@ -64,11 +64,14 @@ impl SqliteStore {
             })?;
         }
         let mut conn = Connection::open(path)?;
+        // The writer keeps a larger page cache (32 MiB instead of 2): every write touches
+        // the pages of a dozen indexes, and evicting them costs a re-read per insert.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 10000;
-             PRAGMA foreign_keys = OFF;",
+             PRAGMA foreign_keys = OFF;
+             PRAGMA cache_size = -32768;",
         )?;
         migrate(&mut conn)?;
         let (sender, receiver) = mpsc::channel::<Job>();
