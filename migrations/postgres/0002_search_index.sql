@@ -42,7 +42,6 @@ CREATE TABLE idx_reference (
     url          TEXT COLLATE "C" NOT NULL DEFAULT ''
 );
 CREATE INDEX idx_reference_lookup ON idx_reference (tenant, type, param, target_id, target_type, res_id);
-CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id);
 CREATE INDEX idx_reference_res ON idx_reference (res_id, param);
 
 CREATE TABLE idx_number (

@@ -2,13 +2,38 @@
 //! around it), the total when asked for or free, and the resources that `_include` and
 //! `_revinclude` add.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::cursor::Cursor;
+use super::cursor::{Cursor, KeyValue};
 use super::query::{Include, PageLimits, Query, Summary, Total};
 use super::sql;
 use crate::error::FhirError;
 use crate::store::{Row, Store};
+
+/// How many match ids a first page reads at most to learn the total without a count.
+const TOTAL_FROM_IDS: usize = 1000;
+
+/// Reads the resources of a page of `(res_id, sort keys)`, in that order.
+async fn with_bodies(
+    store: &Store,
+    tenant: &str,
+    ids: Vec<(i64, Vec<KeyValue>)>,
+) -> Result<Vec<Row>, FhirError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let res_ids: Vec<i64> = ids.iter().map(|(res_id, _)| *res_id).collect();
+    let mut rows: HashMap<i64, Row> = store
+        .select_rows(sql::fetch_by_res_ids(tenant, &res_ids), Vec::new())
+        .await?
+        .into_iter()
+        .map(|row| (row.res_id, row))
+        .collect();
+    Ok(ids
+        .into_iter()
+        .filter_map(|(res_id, keys)| rows.remove(&res_id).map(|row| Row { keys, ..row }))
+        .collect())
+}
 
 /// How many times `:iterate` includes are followed, and how many resources they may add.
 const MAX_INCLUDE_ROUNDS: usize = 4;
@@ -39,16 +64,30 @@ pub async fn execute(
     }
     let limit = query.page_size(limits);
     let kinds = sql::key_kinds(query);
-    let page = sql::select_page(tenant, query, limit + 1);
+    // One index-only pass finds the page's ids and, when all matches fit in
+    // TOTAL_FROM_IDS, the total too; only larger results pay for a separate count.
+    let first_page = query.cursor.is_none();
+    let wanted = if first_page && query.total != Total::None {
+        (limit + 1).max(TOTAL_FROM_IDS)
+    } else {
+        limit + 1
+    };
+    let ids_sql = sql::select_ids(tenant, query, wanted);
     // The SQL text has placeholders only, never the values: it is safe to log.
-    tracing::debug!(sql = %page.text, "search");
-    let mut matches = store.select_rows(page, kinds).await?;
-    let more = matches.len() > limit;
-    matches.truncate(limit);
+    tracing::debug!(sql = %ids_sql.text, "search");
+    let mut ids = store.select_keys(ids_sql, kinds).await?;
+    let total = match query.total {
+        Total::None => None,
+        _ if first_page && ids.len() < wanted => Some(ids.len() as i64),
+        _ => Some(store.select_count(sql::count(tenant, query)).await?),
+    };
+    let more = ids.len() > limit;
+    ids.truncate(limit);
     let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
     if backward {
-        matches.reverse();
+        ids.reverse();
     }
+    let matches = with_bodies(store, tenant, ids).await?;
     let at = |row: &Row, forward: bool| Cursor {
         forward,
         keys: row.keys.clone(),
@@ -66,13 +105,6 @@ pub async fn execute(
         .first()
         .filter(|_| has_previous)
         .map(|row| at(row, false));
-    // The total is free when the first page holds every match; otherwise it is a count,
-    // unless the client said `_total=none`.
-    let total = match query.total {
-        Total::None => None,
-        _ if query.cursor.is_none() && !more => Some(matches.len() as i64),
-        _ => Some(store.select_count(sql::count(tenant, query)).await?),
-    };
     let included = includes(store, tenant, query, &matches).await?;
     Ok(SearchResult {
         matches,

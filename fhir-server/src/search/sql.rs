@@ -98,10 +98,23 @@ fn missing_value(kind: KeyKind, descending: bool) -> Arg {
 /// One page of matches in the query's order: after (or, for a backward cursor, before) the
 /// cursor, at most `limit` rows. A backward page comes out in reverse order.
 pub fn select_page(tenant: &str, query: &Query, limit: usize) -> Sql {
+    ordered_matches(tenant, query, limit, true)
+}
+
+/// Like [`select_page`], without the bodies: `res_id`, then the sort keys. Index-only, so
+/// fetching more ids than a page (to learn the total at once) stays cheap.
+pub fn select_ids(tenant: &str, query: &Query, limit: usize) -> Sql {
+    ordered_matches(tenant, query, limit, false)
+}
+
+fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> Sql {
     let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
     let mut sql = Sql::default();
-    sql.push("SELECT ");
-    sql.push(PAGE_COLUMNS);
+    sql.push(if bodies {
+        "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, v.body"
+    } else {
+        "SELECT q.res_id"
+    });
     for i in 0..query.sort.len() {
         sql.push(&format!(", q.k{i}"));
     }
@@ -120,9 +133,12 @@ pub fn select_page(tenant: &str, query: &Query, limit: usize) -> Sql {
         &query.clauses,
         0,
     );
-    sql.push(") q JOIN resource_versions v ON v.tenant = ");
-    sql.bind_text(tenant);
-    sql.push(" AND v.type = q.type AND v.id = q.id AND v.version = q.version");
+    sql.push(") q");
+    if bodies {
+        sql.push(" JOIN resource_versions v ON v.tenant = ");
+        sql.bind_text(tenant);
+        sql.push(" AND v.type = q.type AND v.id = q.id AND v.version = q.version");
+    }
     if let Some(cursor) = &query.cursor {
         sql.push(" WHERE ");
         push_keyset(&mut sql, &query.sort, cursor, backward);
@@ -142,6 +158,15 @@ pub fn select_page(tenant: &str, query: &Query, limit: usize) -> Sql {
     });
     sql.push(" LIMIT ");
     sql.bind(Arg::Int(limit as i64));
+    sql
+}
+
+/// Page rows of the current resources with these res_ids (in no particular order).
+pub fn fetch_by_res_ids(tenant: &str, res_ids: &[i64]) -> Sql {
+    let mut sql = fetch_head(tenant);
+    sql.push(" AND q.res_id IN (");
+    push_ints(&mut sql, res_ids);
+    sql.push(")");
     sql
 }
 
@@ -288,6 +313,29 @@ fn push_index_select(
     resource_type: &str,
     (table, param, any): (Table, &str, &[Condition]),
 ) {
+    if let [Condition::Date(bounds)] = any {
+        // Short and long rows as two index ranges: with an OR between them, SQLite would
+        // scan every row of the parameter instead.
+        sql.push("SELECT res_id FROM (");
+        for short in [true, false] {
+            if !short {
+                sql.push(" UNION ALL ");
+            }
+            sql.push("SELECT x.res_id FROM idx_date x WHERE ");
+            push_index_head(sql, tenant, resource_type, param);
+            sql.push(if short {
+                " AND x.short = 1"
+            } else {
+                " AND x.short = 0"
+            });
+            for bound in bounds {
+                sql.push(" AND ");
+                push_date_bound(sql, *bound, short);
+            }
+        }
+        sql.push(") dates");
+        return;
+    }
     sql.push(&format!("SELECT x.res_id FROM {} x WHERE ", table.name()));
     push_index_head(sql, tenant, resource_type, param);
     sql.push(" AND ");

@@ -340,6 +340,18 @@ impl Store {
         Ok(done)
     }
 
+    /// Runs an ids query (`search::sql::select_ids`): res_id, then `kinds` sort keys.
+    pub async fn select_keys(
+        &self,
+        sql: Sql,
+        kinds: Vec<KeyKind>,
+    ) -> Result<Vec<(i64, Vec<KeyValue>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.select_keys(sql, kinds).await,
+            Store::Postgres(s) => s.select_keys(&sql, &kinds).await,
+        }
+    }
+
     /// Runs a `SELECT COUNT(*)`.
     pub async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
         match self {

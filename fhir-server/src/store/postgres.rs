@@ -296,6 +296,27 @@ impl PgStore {
         Ok(())
     }
 
+    pub async fn select_keys(
+        &self,
+        sql: &Sql,
+        kinds: &[KeyKind],
+    ) -> Result<Vec<(i64, Vec<KeyValue>)>, StoreError> {
+        let rows = bind(sql).fetch_all(&self.pool).await?;
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut keys = Vec::with_capacity(kinds.len());
+            for (i, kind) in kinds.iter().enumerate() {
+                keys.push(match kind {
+                    KeyKind::Text => KeyValue::Text(row.try_get(1 + i)?),
+                    KeyKind::Int => KeyValue::Int(row.try_get(1 + i)?),
+                    KeyKind::Real => KeyValue::Real(row.try_get(1 + i)?),
+                });
+            }
+            decoded.push((row.try_get(0)?, keys));
+        }
+        Ok(decoded)
+    }
+
     pub async fn select_count(&self, sql: &Sql) -> Result<i64, StoreError> {
         count(&self.pool, sql).await
     }
