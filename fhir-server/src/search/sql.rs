@@ -39,6 +39,12 @@ impl Sql {
         self.args.push(arg);
     }
 
+    /// Appends another fragment, with its arguments.
+    pub fn append(&mut self, other: Sql) {
+        self.text.push_str(&other.text);
+        self.args.extend(other.args);
+    }
+
     pub fn bind_text(&mut self, value: &str) {
         self.bind(Arg::Text(value.to_owned()));
     }
@@ -59,10 +65,6 @@ pub enum KeyKind {
     Int,
     Real,
 }
-
-/// The columns of a page row: res_id, type, id, version, last_updated, body, then one per
-/// sort key.
-const PAGE_COLUMNS: &str = "q.res_id, q.type, q.id, q.version, q.last_updated, v.body";
 
 /// The largest string, for sorting missing values after every present one.
 const TEXT_MAX: &str = "\u{10FFFF}";
@@ -124,7 +126,7 @@ fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> S
         push_sort_expression(&mut sql, key);
         sql.push(&format!(" AS k{i}"));
     }
-    sql.push(" FROM resources r WHERE ");
+    sql.push(" ");
     push_match(
         &mut sql,
         tenant,
@@ -173,7 +175,7 @@ pub fn fetch_by_res_ids(tenant: &str, res_ids: &[i64]) -> Sql {
 /// How many resources match (ignoring the cursor).
 pub fn count(tenant: &str, query: &Query) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT COUNT(*) FROM resources r WHERE ");
+    sql.push("SELECT COUNT(*) ");
     push_match(
         &mut sql,
         tenant,
@@ -249,7 +251,16 @@ fn push_sort_expression(sql: &mut Sql, key: &SortKey) {
     }
 }
 
-/// The head-table conditions of resources of `resource_type` that match all `clauses`.
+/// `FROM ... WHERE ...` over the head rows (as `alias`) of current resources of
+/// `resource_type` that match all `clauses`.
+///
+/// The most selective clause drives: it becomes a set of res_ids read from its index, the
+/// outer side of a `CROSS JOIN` with the head table (SQLite keeps a CROSS JOIN's left side
+/// outer; with `res_id IN (...)` it was free to walk the whole head table in res_id order
+/// instead). When the next clause is selective too, the driver is the intersection of
+/// both ranges, read from covering indexes, so "this schedule" and "this week" are each
+/// scanned once. The other clauses, most selective first, probe each candidate's own
+/// index rows.
 fn push_match(
     sql: &mut Sql,
     tenant: &str,
@@ -258,39 +269,125 @@ fn push_match(
     clauses: &[Clause],
     depth: usize,
 ) {
+    let mut ordered: Vec<&Clause> = clauses.iter().collect();
+    ordered.sort_by_key(|c| rank(c));
+    let mut driver = Sql::default();
+    let rest: &[&Clause] = match ordered.as_slice() {
+        [first, second, others @ ..]
+            if rank(second) <= 2
+                && plain_index(first).is_some()
+                && plain_index(second).is_some() =>
+        {
+            for (i, clause) in [first, second].into_iter().enumerate() {
+                if i > 0 {
+                    driver.push(" INTERSECT ");
+                }
+                if let Some(index) = plain_index(clause) {
+                    push_index_select(&mut driver, tenant, resource_type, index);
+                }
+            }
+            others
+        }
+        [first, others @ ..]
+            if rank(first) < 9
+                && push_driver_set(&mut driver, tenant, resource_type, first, depth) =>
+        {
+            others
+        }
+        all => all,
+    };
+    if driver.text.is_empty() {
+        sql.push(&format!("FROM resources {alias} WHERE "));
+    } else {
+        let set = format!("d{depth}");
+        sql.push(&format!("FROM (SELECT DISTINCT s.res_id FROM ("));
+        sql.append(driver);
+        sql.push(&format!(
+            ") s) {set} CROSS JOIN resources {alias} WHERE {alias}.res_id = {set}.res_id AND "
+        ));
+    }
     sql.push(&format!("{alias}.tenant = "));
     sql.bind_text(tenant);
     sql.push(&format!(" AND {alias}.type = "));
     sql.bind_text(resource_type);
     sql.push(&format!(" AND {alias}.deleted = 0"));
-    // The most selective clause drives: its index range yields the candidates. When the
-    // next one is selective too, the driver is the intersection of both ranges (read from
-    // covering indexes), so e.g. "this schedule" and "this week" are each scanned once
-    // instead of probing every slot of the schedule. The other clauses, most selective
-    // first, probe each candidate's own index rows.
-    let mut ordered: Vec<&Clause> = clauses.iter().collect();
-    ordered.sort_by_key(|c| rank(c));
-    let mut rest = ordered.as_slice();
-    if let [first, second, others @ ..] = rest
-        && rank(second) <= 2
-        && let (Some(a), Some(b)) = (plain_index(first), plain_index(second))
-    {
-        sql.push(&format!(" AND {alias}.res_id IN ("));
-        push_index_select(sql, tenant, resource_type, a);
-        sql.push(" INTERSECT ");
-        push_index_select(sql, tenant, resource_type, b);
-        sql.push(")");
-        rest = others;
-        for clause in rest {
-            sql.push(" AND ");
-            push_clause(sql, tenant, resource_type, alias, clause, depth, false);
-        }
-        return;
-    }
-    for (i, clause) in rest.iter().enumerate() {
+    for clause in rest {
         sql.push(" AND ");
-        push_clause(sql, tenant, resource_type, alias, clause, depth, i == 0);
+        push_clause(sql, tenant, resource_type, alias, clause, depth);
     }
+}
+
+/// Writes the res_ids of the resources of `resource_type` that meet `clause`, as a
+/// `SELECT res_id ...`; `false` (writing nothing) when the clause cannot be a driver.
+fn push_driver_set(
+    sql: &mut Sql,
+    tenant: &str,
+    resource_type: &str,
+    clause: &Clause,
+    depth: usize,
+) -> bool {
+    let heads = format!("h{depth}");
+    match clause {
+        Clause::Index { .. } => match plain_index(clause) {
+            Some(index) => {
+                push_index_select(sql, tenant, resource_type, index);
+                true
+            }
+            None => false,
+        },
+        Clause::Chain { param, targets } => {
+            push_chain_select(sql, tenant, resource_type, param, targets, depth);
+            true
+        }
+        Clause::Id(_) | Clause::Has { .. } => {
+            sql.push(&format!(
+                "SELECT {heads}.res_id FROM resources {heads} WHERE {heads}.tenant = "
+            ));
+            sql.bind_text(tenant);
+            sql.push(&format!(" AND {heads}.type = "));
+            sql.bind_text(resource_type);
+            sql.push(" AND ");
+            push_clause(sql, tenant, resource_type, &heads, clause, depth);
+            true
+        }
+        Clause::AnyOf(members) if members.iter().all(|m| plain_index(m).is_some()) => {
+            for (i, member) in members.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ");
+                }
+                push_driver_set(sql, tenant, resource_type, member, depth);
+            }
+            !members.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// The res_ids of `resource_type` resources whose `param` references a target that meets
+/// its type's clauses.
+fn push_chain_select(
+    sql: &mut Sql,
+    tenant: &str,
+    resource_type: &str,
+    param: &str,
+    targets: &[(String, Vec<Clause>)],
+    depth: usize,
+) {
+    let inner = format!("r{}", depth + 1);
+    sql.push("SELECT x.res_id FROM idx_reference x WHERE ");
+    push_index_head(sql, tenant, resource_type, param);
+    sql.push(" AND (");
+    for (i, (target_type, clauses)) in targets.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(x.target_type = ");
+        sql.bind_text(target_type);
+        sql.push(&format!(" AND x.target_id IN (SELECT {inner}.id "));
+        push_match(sql, tenant, target_type, &inner, clauses, depth + 1);
+        sql.push("))");
+    }
+    sql.push(")");
 }
 
 /// An index clause that can be read as a range of its lookup index.
@@ -396,7 +493,6 @@ fn push_clause(
     alias: &str,
     clause: &Clause,
     depth: usize,
-    drive: bool,
 ) {
     match clause {
         Clause::Id(ids) => {
@@ -421,16 +517,6 @@ fn push_clause(
                 }
                 _ => sql.push("1 = 0"),
             });
-        }
-        Clause::Index {
-            table,
-            param,
-            any,
-            negate,
-        } if drive && !negate => {
-            sql.push(&format!("{alias}.res_id IN ("));
-            push_index_select(sql, tenant, resource_type, (*table, param, any));
-            sql.push(")");
         }
         Clause::Index {
             table,
@@ -470,25 +556,9 @@ fn push_clause(
             sql.push(")");
         }
         Clause::Chain { param, targets } => {
-            let inner = format!("r{}", depth + 1);
-            sql.push(&format!(
-                "{alias}.res_id IN (SELECT x.res_id FROM idx_reference x WHERE "
-            ));
-            push_index_head(sql, tenant, resource_type, param);
-            sql.push(" AND (");
-            for (i, (target_type, clauses)) in targets.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" OR ");
-                }
-                sql.push("(x.target_type = ");
-                sql.bind_text(target_type);
-                sql.push(&format!(
-                    " AND x.target_id IN (SELECT {inner}.id FROM resources {inner} WHERE "
-                ));
-                push_match(sql, tenant, target_type, &inner, clauses, depth + 1);
-                sql.push("))");
-            }
-            sql.push("))");
+            sql.push(&format!("{alias}.res_id IN ("));
+            push_chain_select(sql, tenant, resource_type, param, targets, depth);
+            sql.push(")");
         }
         Clause::Has {
             source_type,
@@ -502,9 +572,7 @@ fn push_clause(
             push_index_head(sql, tenant, source_type, param);
             sql.push(" AND x.target_type = ");
             sql.bind_text(resource_type);
-            sql.push(&format!(
-                " AND x.res_id IN (SELECT {inner}.res_id FROM resources {inner} WHERE "
-            ));
+            sql.push(&format!(" AND x.res_id IN (SELECT {inner}.res_id "));
             push_match(sql, tenant, source_type, &inner, clauses, depth + 1);
             sql.push("))");
         }
@@ -514,7 +582,7 @@ fn push_clause(
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                push_clause(sql, tenant, resource_type, alias, clause, depth, drive);
+                push_clause(sql, tenant, resource_type, alias, clause, depth);
             }
             sql.push(")");
         }
@@ -866,13 +934,16 @@ pub fn fetch_referencing(
 }
 
 /// Page rows of current resources of a tenant (callers add conditions on `q`).
+///
+/// The body is a correlated lookup per head row rather than a join, so no planner can
+/// start from resource_versions (SQLite did, scanning it for every page).
 fn fetch_head(tenant: &str) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT ");
-    sql.push(PAGE_COLUMNS);
     sql.push(
-        " FROM resources q JOIN resource_versions v ON v.tenant = q.tenant AND v.type = q.type \
-         AND v.id = q.id AND v.version = q.version WHERE q.deleted = 0 AND q.tenant = ",
+        "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
+         (SELECT v.body FROM resource_versions v WHERE v.tenant = q.tenant AND v.type = q.type \
+         AND v.id = q.id AND v.version = q.version) FROM resources q \
+         WHERE q.deleted = 0 AND q.tenant = ",
     );
     sql.bind_text(tenant);
     sql
