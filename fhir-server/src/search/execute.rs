@@ -14,17 +14,13 @@ use crate::store::{Row, Store};
 const TOTAL_FROM_IDS: usize = 1000;
 
 /// Reads the resources of a page of `(res_id, sort keys)`, in that order.
-async fn with_bodies(
-    store: &Store,
-    tenant: &str,
-    ids: Vec<(i64, Vec<KeyValue>)>,
-) -> Result<Vec<Row>, FhirError> {
+async fn with_bodies(store: &Store, ids: Vec<(i64, Vec<KeyValue>)>) -> Result<Vec<Row>, FhirError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let res_ids: Vec<i64> = ids.iter().map(|(res_id, _)| *res_id).collect();
     let mut rows: HashMap<i64, Row> = store
-        .select_rows(sql::fetch_by_res_ids(tenant, &res_ids), Vec::new())
+        .select_rows(sql::fetch_by_res_ids(&res_ids), Vec::new())
         .await?
         .into_iter()
         .map(|row| (row.res_id, row))
@@ -87,7 +83,7 @@ pub async fn execute(
     if backward {
         ids.reverse();
     }
-    let matches = with_bodies(store, tenant, ids).await?;
+    let matches = with_bodies(store, ids).await?;
     let at = |row: &Row, forward: bool| Cursor {
         forward,
         keys: row.keys.clone(),

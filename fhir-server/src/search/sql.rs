@@ -164,11 +164,16 @@ fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> S
 }
 
 /// Page rows of the current resources with these res_ids (in no particular order).
-pub fn fetch_by_res_ids(tenant: &str, res_ids: &[i64]) -> Sql {
-    let mut sql = fetch_head(tenant);
-    sql.push(" AND q.res_id IN (");
+///
+/// The res_ids come from a query of this tenant, so the only condition is on res_id: with
+/// a tenant condition beside it, SQLite chose the tenant-leading index and scanned the
+/// tenant's every head row instead of looking the ids up.
+pub fn fetch_by_res_ids(res_ids: &[i64]) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(PAGE_SELECT);
+    sql.push(" WHERE q.res_id IN (");
     push_ints(&mut sql, res_ids);
-    sql.push(")");
+    sql.push(") AND q.deleted = 0");
     sql
 }
 
@@ -933,18 +938,17 @@ pub fn fetch_referencing(
     sql
 }
 
+/// The columns of a page row, from the head table `q`. The body is a correlated lookup per
+/// head row rather than a join, so no planner can start from resource_versions.
+const PAGE_SELECT: &str = "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
+    (SELECT v.body FROM resource_versions v WHERE v.tenant = q.tenant AND v.type = q.type \
+    AND v.id = q.id AND v.version = q.version) FROM resources q";
+
 /// Page rows of current resources of a tenant (callers add conditions on `q`).
-///
-/// The body is a correlated lookup per head row rather than a join, so no planner can
-/// start from resource_versions (SQLite did, scanning it for every page).
 fn fetch_head(tenant: &str) -> Sql {
     let mut sql = Sql::default();
-    sql.push(
-        "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
-         (SELECT v.body FROM resource_versions v WHERE v.tenant = q.tenant AND v.type = q.type \
-         AND v.id = q.id AND v.version = q.version) FROM resources q \
-         WHERE q.deleted = 0 AND q.tenant = ",
-    );
+    sql.push(PAGE_SELECT);
+    sql.push(" WHERE q.deleted = 0 AND q.tenant = ");
     sql.bind_text(tenant);
     sql
 }

@@ -193,6 +193,7 @@ impl SqliteStore {
         kinds: Vec<KeyKind>,
     ) -> Result<Vec<(i64, Vec<KeyValue>)>, StoreError> {
         self.blocking_read(move |conn| {
+            log_plan(conn, &sql);
             let mut statement = conn.prepare_cached(&sql.text)?;
             let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
             let mut decoded = Vec::new();
@@ -213,8 +214,11 @@ impl SqliteStore {
     }
 
     pub async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
-        self.blocking_read(move |conn| query_count(conn, &sql))
-            .await
+        self.blocking_read(move |conn| {
+            log_plan(conn, &sql);
+            query_count(conn, &sql)
+        })
+        .await
     }
 
     pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
@@ -483,6 +487,25 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version, name, "applied SQLite migration");
     }
     Ok(())
+}
+
+/// At debug level, logs SQLite's plan for a search statement (no values, only the plan).
+fn log_plan(conn: &Connection, sql: &Sql) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let plan = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+        .and_then(|mut statement| {
+            let rows = statement
+                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+                    row.get::<_, String>(3)
+                })?;
+            rows.collect::<Result<Vec<_>, _>>()
+        });
+    if let Ok(plan) = plan {
+        tracing::debug!(plan = %plan.join(" | "), "SQLite plan");
+    }
 }
 
 fn to_sql(arg: &Arg) -> rusqlite::types::Value {
