@@ -305,7 +305,7 @@ fn push_match(
         sql.push(&format!("FROM resources {alias} WHERE "));
     } else {
         let set = format!("d{depth}");
-        sql.push(&format!("FROM (SELECT DISTINCT s.res_id FROM ("));
+        sql.push("FROM (SELECT DISTINCT s.res_id FROM (");
         sql.append(driver);
         sql.push(&format!(
             ") s) {set} CROSS JOIN resources {alias} WHERE {alias}.res_id = {set}.res_id AND "
