@@ -430,3 +430,37 @@ async fn admin_token_is_required_when_set(backend: Backend) {
     assert_eq!(status, 200);
 }
 both_backends!(admin_token_is_required_when_set);
+
+/// `fhir-server reindex` rebuilds the search index from the stored resources: after it,
+/// searches find exactly what they found before, on the live database.
+async fn reindex_rebuilds_the_search_index(server: Server) {
+    let created = server
+        .create(&server.base, &patient("Reindexed", "r-1"))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let find = || async {
+        let url = format!("{}/Patient?name=reindexed", server.base);
+        let (status, bundle) = json(server.client.get(url).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{bundle}");
+        bundle["entry"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(find().await, vec![id.clone()]);
+    let output = server.run_cli(&["reindex"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "reindex failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("reindexed 1 resources"), "{stdout}");
+    assert_eq!(find().await, vec![id]);
+}
+both!(reindex_rebuilds_the_search_index);
