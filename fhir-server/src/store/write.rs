@@ -149,35 +149,8 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             if_match,
             method,
         } => {
-            let head = tx.head(&resource_type, &id).await?;
-            check_if_match(if_match, head.as_ref(), &resource_type, &id)?;
-            match head {
-                None => {
-                    create_with(
-                        tx,
-                        &resource_type,
-                        &id,
-                        &mut resource,
-                        &index,
-                        now,
-                        Method::Put,
-                    )
-                    .await
-                }
-                Some(head) => {
-                    update(
-                        tx,
-                        &resource_type,
-                        &id,
-                        &mut resource,
-                        &index,
-                        head,
-                        method,
-                        now,
-                    )
-                    .await
-                }
-            }
+            let target = (resource_type.as_str(), id.as_str());
+            put_by_id(tx, target, &mut resource, &index, if_match, method, now).await
         }
         WriteOp::ConditionalUpdate {
             resource_type,
@@ -210,35 +183,17 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
                         Some(id) => id,
                         None => resource::new_id(),
                     };
-                    let head = tx.head(&resource_type, &id).await?;
-                    check_if_match(if_match, head.as_ref(), &resource_type, &id)?;
-                    match head {
-                        None => {
-                            create_with(
-                                tx,
-                                &resource_type,
-                                &id,
-                                &mut resource,
-                                &index,
-                                now,
-                                Method::Put,
-                            )
-                            .await
-                        }
-                        Some(head) => {
-                            update(
-                                tx,
-                                &resource_type,
-                                &id,
-                                &mut resource,
-                                &index,
-                                head,
-                                Method::Put,
-                                now,
-                            )
-                            .await
-                        }
-                    }
+                    let target = (resource_type.as_str(), id.as_str());
+                    put_by_id(
+                        tx,
+                        target,
+                        &mut resource,
+                        &index,
+                        if_match,
+                        Method::Put,
+                        now,
+                    )
+                    .await
                 }
                 [id] => {
                     if body_id.as_deref().is_some_and(|b| b != id) {
@@ -250,17 +205,13 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
                             .at(format!("{resource_type}.id")),
                         ));
                     }
-                    let Some(head) = tx.head(&resource_type, id).await? else {
-                        return Err(StoreError::Database("matched resource vanished".into()));
-                    };
-                    check_if_match(if_match, Some(&head), &resource_type, id)?;
-                    update(
+                    let target = (resource_type.as_str(), id.as_str());
+                    put_by_id(
                         tx,
-                        &resource_type,
-                        id,
+                        target,
                         &mut resource,
                         &index,
-                        head,
+                        if_match,
                         Method::Put,
                         now,
                     )
@@ -306,6 +257,25 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             }
             Ok(Outcome::Deleted(found.len()))
         }
+    }
+}
+
+/// Writes `resource` as the next version of `(type, id)`, creating it when absent, once
+/// the If-Match precondition holds against the current version.
+async fn put_by_id<T: Tx>(
+    tx: &mut T,
+    (resource_type, id): (&str, &str),
+    resource: &mut Value,
+    index: &IndexRows,
+    if_match: Option<i64>,
+    method: Method,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let head = tx.head(resource_type, id).await?;
+    check_if_match(if_match, head.as_ref(), resource_type, id)?;
+    match head {
+        None => create_with(tx, resource_type, id, resource, index, now, Method::Put).await,
+        Some(head) => update(tx, resource_type, id, resource, index, head, method, now).await,
     }
 }
 
