@@ -425,15 +425,8 @@ fn push_index_select(
             }
             sql.push("SELECT x.res_id FROM idx_date x WHERE ");
             push_index_head(sql, tenant, resource_type, param);
-            sql.push(if short {
-                " AND x.short = 1"
-            } else {
-                " AND x.short = 0"
-            });
-            for bound in bounds {
-                sql.push(" AND ");
-                push_date_bound(sql, *bound, short);
-            }
+            sql.push(" AND ");
+            push_date_branch(sql, bounds, short);
         }
         sql.push(") dates");
         return;
@@ -738,17 +731,19 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
 /// row every bound is also written as a bound on `low`, so the window is one range of the
 /// `(tenant, type, param, short, low)` index; the few long rows are tested as they are.
 fn push_date_rows(sql: &mut Sql, bounds: &[DateBound]) {
-    for short in [true, false] {
-        sql.push(if short {
-            "(x.short = 1"
-        } else {
-            " OR (x.short = 0"
-        });
-        for bound in bounds {
-            sql.push(" AND ");
-            push_date_bound(sql, *bound, short);
-        }
-        sql.push(")");
+    sql.push("((");
+    push_date_branch(sql, bounds, true);
+    sql.push(") OR (");
+    push_date_branch(sql, bounds, false);
+    sql.push("))");
+}
+
+/// The short (or long) rows that meet every bound.
+fn push_date_branch(sql: &mut Sql, bounds: &[DateBound], short: bool) {
+    sql.push(if short { "x.short = 1" } else { "x.short = 0" });
+    for bound in bounds {
+        sql.push(" AND ");
+        push_date_bound(sql, *bound, short);
     }
 }
 
