@@ -495,12 +495,7 @@ fn push_clause(
     match clause {
         Clause::Id(ids) => {
             sql.push(&format!("{alias}.id IN ("));
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind_text(id);
-            }
+            push_texts(sql, ids);
             sql.push(")");
         }
         Clause::LastUpdated(any) => {
@@ -899,12 +894,7 @@ pub fn fetch_by_ids(tenant: &str, resource_type: &str, ids: &[String]) -> Sql {
     sql.push(" AND q.type = ");
     sql.bind_text(resource_type);
     sql.push(" AND q.id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind_text(id);
-    }
+    push_texts(&mut sql, ids);
     sql.push(")");
     sql
 }
@@ -923,12 +913,7 @@ pub fn fetch_referencing(
     sql.push(" AND x.target_type = ");
     sql.bind_text(target_type);
     sql.push(" AND x.target_id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind_text(id);
-    }
+    push_texts(&mut sql, ids);
     sql.push("))");
     sql
 }
@@ -946,6 +931,15 @@ fn fetch_head(tenant: &str) -> Sql {
     sql.push(" WHERE q.deleted = 0 AND q.tenant = ");
     sql.bind_text(tenant);
     sql
+}
+
+fn push_texts(sql: &mut Sql, values: &[String]) {
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind_text(value);
+    }
 }
 
 fn push_ints(sql: &mut Sql, values: &[i64]) {
