@@ -1,21 +1,22 @@
 //! The state every request shares: the store, the settings, and what is cached.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::http::StatusCode;
 
 use crate::config::ServeConfig;
 use crate::error::FhirError;
-use crate::store::Store;
+use crate::store::{Store, TenantId};
 
 /// Shared by all requests.
 pub struct App {
     pub store: Store,
     pub config: ServeConfig,
-    /// Tenants known to exist. Tenants are never removed, so a positive answer can be
-    /// cached; an unknown id is looked up again each time (another server may create it).
-    known_tenants: RwLock<HashSet<String>>,
+    /// Tenants known to exist, by name. Tenants are never removed, so a positive answer
+    /// can be cached; an unknown name is looked up again each time (another server may
+    /// create it).
+    known_tenants: RwLock<HashMap<String, TenantId>>,
     /// The CapabilityStatement, built once: what the server supports does not change while
     /// it runs.
     pub capabilities: serde_json::Value,
@@ -28,7 +29,7 @@ impl App {
         Arc::new(App {
             store,
             config,
-            known_tenants: RwLock::new(HashSet::from(["default".to_owned()])),
+            known_tenants: RwLock::new(HashMap::new()),
             capabilities: crate::interaction::capabilities::statement(),
         })
     }
@@ -41,26 +42,26 @@ impl App {
         }
     }
 
-    /// Ok if the tenant exists, else 404 with an OperationOutcome.
-    pub async fn check_tenant(&self, tenant: &str) -> Result<(), FhirError> {
-        if self
+    /// The tenant named `name`, or 404 with an OperationOutcome when there is none.
+    pub async fn tenant(&self, name: &str) -> Result<TenantId, FhirError> {
+        let cached = self
             .known_tenants
             .read()
-            .map(|known| known.contains(tenant))
-            .unwrap_or(false)
-        {
-            return Ok(());
+            .ok()
+            .and_then(|known| known.get(name).copied());
+        if let Some(tenant) = cached {
+            return Ok(tenant);
         }
-        if self.store.tenant_exists(tenant).await? {
+        if let Some(tenant) = self.store.tenant_id(name).await? {
             if let Ok(mut known) = self.known_tenants.write() {
-                known.insert(tenant.to_owned());
+                known.insert(name.to_owned(), tenant);
             }
-            return Ok(());
+            return Ok(tenant);
         }
         Err(FhirError::new(
             StatusCode::NOT_FOUND,
             "not-found",
-            format!("Unknown tenant '{tenant}'"),
+            format!("Unknown tenant '{name}'"),
         ))
     }
 }

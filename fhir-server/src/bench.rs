@@ -28,6 +28,17 @@ pub struct BenchConfig {
     /// Patients to load before the read phases (in addition to those the create phases make).
     #[arg(long, default_value_t = 0)]
     pub preload: usize,
+
+    /// Which phases to run at each client count: `create`, `read` or both. Reads need
+    /// patients, from `--preload` or from the create phase.
+    #[arg(long, value_delimiter = ',', default_value = "create,read")]
+    pub phases: Vec<BenchPhase>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPhase {
+    Create,
+    Read,
 }
 
 struct Phase {
@@ -92,13 +103,17 @@ pub async fn run(config: BenchConfig) -> Result<(), String> {
         );
     }
     for &clients in &config.clients {
-        let phase = create_until(&client, &base, clients, Some(duration), None, &mut ids).await;
-        phase.report();
-        if ids.is_empty() {
-            return Err("no resource could be created; nothing to read".into());
+        if config.phases.contains(&BenchPhase::Create) {
+            let phase = create_until(&client, &base, clients, Some(duration), None, &mut ids).await;
+            phase.report();
         }
-        let phase = read_for(&client, &base, clients, duration, Arc::new(ids.clone())).await;
-        phase.report();
+        if config.phases.contains(&BenchPhase::Read) {
+            if ids.is_empty() {
+                return Err("no resource could be created; nothing to read".into());
+            }
+            let phase = read_for(&client, &base, clients, duration, Arc::new(ids.clone())).await;
+            phase.report();
+        }
     }
     Ok(())
 }

@@ -151,14 +151,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Opens and migrates the database, and brings its search index up to date.
 async fn open(database: &DatabaseConfig) -> Result<Store, String> {
-    Store::open(&database.url, database.db_pool)
+    let store = Store::open(&database.url, database.db_pool)
         .await
-        .map_err(|e| format!("cannot open the database: {e:?}"))
+        .map_err(|e| format!("cannot open the database: {e:?}"))?;
+    store
+        .ensure_index_current()
+        .await
+        .map_err(|e| format!("cannot rebuild the search index: {e:?}"))?;
+    Ok(store)
 }
 
 async fn reindex(database: &DatabaseConfig) -> Result<(), String> {
-    let store = open(database).await?;
+    let store = Store::open(&database.url, database.db_pool)
+        .await
+        .map_err(|e| format!("cannot open the database: {e:?}"))?;
     let started = std::time::Instant::now();
     let done = store
         .reindex(|done| {

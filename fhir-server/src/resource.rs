@@ -15,10 +15,16 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// A new server-assigned id: a random UUID, which is a valid FHIR id (36 of at most 64
-/// characters) and reveals nothing about other resources.
+/// A new server-assigned id: a time-ordered UUID (version 7: the millisecond, then 74
+/// random bits), a valid FHIR id of 36 characters.
+///
+/// Time order is for the indexes: ids made one after another sort together, so a new
+/// resource's key lands at the end of the (tenant, type, id) b-trees instead of on a
+/// random page, and a burst of creates dirties a few pages rather than one per resource.
+/// The id reveals when it was made (as `meta.lastUpdated` of its first version does), and
+/// nothing about other resources; it cannot be guessed.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Whether `id` is a valid FHIR id: `[A-Za-z0-9\-\.]{1,64}`.

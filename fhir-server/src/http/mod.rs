@@ -102,9 +102,10 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if let Err(error) = app.check_tenant(&tenant).await {
-        return encode_error(&error, format);
-    }
+    let tenant = match app.tenant(&tenant).await {
+        Ok(tenant) => tenant,
+        Err(error) => return encode_error(&error, format),
+    };
     let body = match read_body(body, &parts.headers, app.config.max_body_bytes).await {
         Ok(body) => body,
         Err(error) => return encode_error(&error, format),

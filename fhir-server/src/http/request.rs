@@ -7,9 +7,11 @@ use serde_json::Value;
 
 use super::format::{BodyFormat, body_format};
 use crate::error::FhirError;
+use crate::store::TenantId;
 
 pub struct FhirRequest {
-    pub tenant: String,
+    /// The tenant, resolved from its name in the URL.
+    pub tenant: TenantId,
     /// The absolute base URL of this tenant's FHIR API, e.g. `http://host/t/acme/fhir`.
     pub base: String,
     pub method: Method,

@@ -87,6 +87,42 @@ pub struct IndexRows {
     pub uris: Vec<UriRow>,
 }
 
+/// The version of the extraction rules below and of the index tables' layout. Bump it
+/// when a change needs every index row rebuilt; the server then reindexes at start.
+const INDEX_FORMAT: u32 = 3;
+
+/// Names the rules the search index is built with: the format above and the registry's
+/// SearchParameter table. Stored beside the index (`store_meta.index_fingerprint`); a
+/// server that finds another value rebuilds the index before it serves.
+pub fn fingerprint() -> String {
+    format!(
+        "{INDEX_FORMAT}:{:08x}",
+        key("", crate::search::registry::SOURCE)
+    )
+}
+
+/// The integer key under which the index keeps the rows of one parameter of one resource
+/// type: a stable hash of the pair (FNV-1a, folded to 31 bits, so it fits PostgreSQL's
+/// INTEGER and four bytes of an SQLite record).
+///
+/// Naming the pair by a number rather than by its text keeps every index row and index
+/// entry small (the text was most of their bytes). Being a hash, it needs no table of
+/// names, is the same in every process and release, and does not move when parameters are
+/// added; a unit test checks that no two keys of the registry collide.
+pub fn key(resource_type: &str, param: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in resource_type
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(param.bytes())
+    {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
+    }
+    ((hash ^ (hash >> 31) ^ (hash >> 62)) & 0x7FFF_FFFF) as i64
+}
+
 /// The key under which `:text` values of a token parameter are kept (in the string table).
 pub fn text_key(code: &str) -> String {
     format!("{code}:text")
@@ -369,19 +405,29 @@ fn local_target(reference: &str) -> (&str, &str) {
     parse_reference(reference).unwrap_or(("", ""))
 }
 
+/// A reference row: by target type and id when it names a resource here, else by the
+/// reference as written (the url is left empty when the target says it all).
+fn push_reference(rows: &mut IndexRows, param: &str, reference: &str) {
+    let (target_type, target_id) = local_target(reference);
+    rows.references.push(ReferenceRow {
+        param: param.to_owned(),
+        target_type: target_type.to_owned(),
+        target_id: target_id.to_owned(),
+        url: if target_id.is_empty() {
+            reference.to_owned()
+        } else {
+            String::new()
+        },
+    });
+}
+
 fn add_reference(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
     match type_code {
         "Reference" => {
             if let Some(reference) = value.get("reference").and_then(Value::as_str)
                 && !reference.starts_with('#')
             {
-                let (target_type, target_id) = local_target(reference);
-                rows.references.push(ReferenceRow {
-                    param: param.to_owned(),
-                    target_type: target_type.to_owned(),
-                    target_id: target_id.to_owned(),
-                    url: reference.to_owned(),
-                });
+                push_reference(rows, param, reference);
             }
             if let Some(identifier) = value.get("identifier") {
                 push_token(
@@ -394,13 +440,7 @@ fn add_reference(rows: &mut IndexRows, param: &str, value: &Value, type_code: &s
         }
         _ => {
             if let Some(url) = value.as_str() {
-                let (target_type, target_id) = local_target(url);
-                rows.references.push(ReferenceRow {
-                    param: param.to_owned(),
-                    target_type: target_type.to_owned(),
-                    target_id: target_id.to_owned(),
-                    url: url.to_owned(),
-                });
+                push_reference(rows, param, url);
             }
         }
     }
@@ -513,6 +553,31 @@ mod tests {
                 .iter()
                 .any(|u| u.param == "_profile" && u.value == "http://p")
         );
+    }
+
+    #[test]
+    fn no_two_index_keys_of_the_registry_collide() {
+        let registry = Registry::r4();
+        let mut seen = std::collections::HashMap::new();
+        for resource_type in fhir_model::Definitions::r4().resource_types() {
+            for param in registry.params(resource_type) {
+                let code = param.code.as_str();
+                for name in [
+                    code.to_owned(),
+                    text_key(code),
+                    identifier_key(code),
+                    of_type_key(code),
+                ] {
+                    let key = key(resource_type, &name);
+                    assert!((0..=i64::from(i32::MAX)).contains(&key));
+                    let pair = (resource_type.to_owned(), name);
+                    if let Some(other) = seen.insert(key, pair.clone()) {
+                        assert_eq!(other, pair, "index key {key} collides");
+                    }
+                }
+            }
+        }
+        assert!(seen.len() > 5000, "{} keys", seen.len());
     }
 
     #[test]

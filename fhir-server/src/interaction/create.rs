@@ -22,7 +22,7 @@ pub async fn handle(
     let outcome = app
         .store
         .write(
-            &request.tenant,
+            request.tenant,
             WriteOp::Create {
                 resource_type: resource_type.to_owned(),
                 resource,

@@ -21,7 +21,7 @@ pub async fn handle(
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),
     };
-    let outcome = app.store.write(&request.tenant, op).await?;
+    let outcome = app.store.write(request.tenant, op).await?;
     Ok(answer(request, outcome, &format!("{resource_type}/{id}")))
 }
 
@@ -37,7 +37,7 @@ pub async fn conditional(
         query,
         multiple: false,
     };
-    let outcome = app.store.write(&request.tenant, op).await?;
+    let outcome = app.store.write(request.tenant, op).await?;
     Ok(answer(request, outcome, resource_type))
 }
 

@@ -50,7 +50,7 @@ pub async fn handle(
             _ => {}
         }
     }
-    let page = app.store.history(&request.tenant, &query).await?;
+    let page = app.store.history(request.tenant, &query).await?;
     if let (Some(resource_type), Some(id)) = (resource_type, id)
         && page.total == 0
         && query.since.is_none()

@@ -31,7 +31,7 @@ pub async fn handle(
     for _ in 0..ATTEMPTS {
         let current = app
             .store
-            .read(&request.tenant, resource_type, id)
+            .read(request.tenant, resource_type, id)
             .await?
             .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")))?;
         if current.is_deleted() {
@@ -71,7 +71,7 @@ pub async fn handle(
             if_match: Some(current.version),
             method: Method::Patch,
         };
-        match app.store.write(&request.tenant, op).await {
+        match app.store.write(request.tenant, op).await {
             Ok(outcome) => return super::update::written(request, outcome),
             Err(StoreError::Rejected(error))
                 if error.status == StatusCode::PRECONDITION_FAILED && pinned.is_none() =>
@@ -97,7 +97,7 @@ pub async fn conditional(
         ..query
     };
     let found =
-        crate::search::execute::execute(&app.store, &request.tenant, &query, app.page_limits())
+        crate::search::execute::execute(&app.store, request.tenant, &query, app.page_limits())
             .await?;
     match found.matches.as_slice() {
         [] => Err(FhirError::not_found(format!(

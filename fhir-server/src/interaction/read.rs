@@ -19,7 +19,7 @@ pub async fn handle(
 ) -> Result<FhirResponse, FhirError> {
     let version = app
         .store
-        .read(&request.tenant, resource_type, id)
+        .read(request.tenant, resource_type, id)
         .await?
         .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")))?;
     if version.is_deleted() {

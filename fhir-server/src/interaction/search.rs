@@ -88,7 +88,7 @@ async fn respond(
     query: Query,
 ) -> Result<FhirResponse, FhirError> {
     let limits = app.page_limits();
-    let result = execute(&app.store, &request.tenant, &query, limits).await?;
+    let result = execute(&app.store, request.tenant, &query, limits).await?;
     let mut link_params = query.applied.clone();
     if query.count.is_some() {
         link_params.push(("_count".into(), query.page_size(limits).to_string()));

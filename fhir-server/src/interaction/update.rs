@@ -38,7 +38,7 @@ pub async fn handle(
     let outcome = app
         .store
         .write(
-            &request.tenant,
+            request.tenant,
             WriteOp::Update {
                 resource_type: resource_type.to_owned(),
                 id: id.to_owned(),
@@ -64,7 +64,7 @@ pub async fn conditional(
     let outcome = app
         .store
         .write(
-            &request.tenant,
+            request.tenant,
             WriteOp::ConditionalUpdate {
                 resource_type: resource_type.to_owned(),
                 query,

@@ -19,7 +19,7 @@ pub async fn handle(
     })?;
     let found = app
         .store
-        .vread(&request.tenant, resource_type, id, number)
+        .vread(request.tenant, resource_type, id, number)
         .await?
         .ok_or_else(|| {
             FhirError::not_found(format!("{resource_type}/{id} has no version {version}"))

@@ -8,7 +8,7 @@ use super::cursor::{Cursor, KeyValue};
 use super::query::{Include, PageLimits, Query, Summary, Total};
 use super::sql;
 use crate::error::FhirError;
-use crate::store::{Row, Store};
+use crate::store::{Row, Store, TenantId};
 
 /// How many match ids a first page reads at most to learn the total without a count.
 const TOTAL_FROM_IDS: usize = 1000;
@@ -47,7 +47,7 @@ pub struct SearchResult {
 
 pub async fn execute(
     store: &Store,
-    tenant: &str,
+    tenant: TenantId,
     query: &Query,
     limits: PageLimits,
 ) -> Result<SearchResult, FhirError> {
@@ -115,7 +115,7 @@ pub async fn execute(
 /// they added), never adding a resource twice.
 async fn includes(
     store: &Store,
-    tenant: &str,
+    tenant: TenantId,
     query: &Query,
     matches: &[Row],
 ) -> Result<Vec<Row>, FhirError> {
@@ -173,7 +173,7 @@ async fn includes(
 
 async fn referencing(
     store: &Store,
-    tenant: &str,
+    tenant: TenantId,
     include: &Include,
     targets: &[Row],
     seen: &mut HashSet<(String, String)>,

@@ -82,11 +82,11 @@ pub struct Registry {
     by_type: HashMap<String, Vec<Arc<SearchParam>>>,
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
-    Registry::from_json(include_str!(
-        "../../../conformance/r4/search-parameters.json"
-    ))
-});
+/// The SearchParameter table the registry is built from (extracted from R4; see
+/// `conformance/`).
+pub const SOURCE: &str = include_str!("../../../conformance/r4/search-parameters.json");
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::from_json(SOURCE));
 
 impl Registry {
     /// The R4 registry compiled into the binary.

@@ -1,8 +1,8 @@
 //! Turns a [`Query`] into SQL that both databases run.
 //!
 //! Each clause becomes a predicate on the head table: `res_id IN (a subquery on the
-//! parameter's index table)`, so every lookup uses an index that leads with tenant, type and
-//! parameter. Chains nest such subqueries through `idx_reference`; `_has` runs one in reverse.
+//! parameter's index table)`, so every lookup uses an index that leads with the tenant and
+//! the parameter's key (`index::key`, which names the resource type and parameter). Chains nest such subqueries through `idx_reference`; `_has` runs one in reverse.
 //! Values are always bound as parameters, never spliced into the text, so a search value
 //! cannot change the SQL that runs. The text uses `?` placeholders; the PostgreSQL store
 //! renumbers them to `$1, $2, ...`.
@@ -12,7 +12,8 @@ use super::dates;
 use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
 };
-use crate::index::{identifier_key, text_key};
+use crate::index::{identifier_key, key as index_key, text_key};
+use crate::store::TenantId;
 
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,17 +100,17 @@ fn missing_value(kind: KeyKind, descending: bool) -> Arg {
 
 /// One page of matches in the query's order: after (or, for a backward cursor, before) the
 /// cursor, at most `limit` rows. A backward page comes out in reverse order.
-pub fn select_page(tenant: &str, query: &Query, limit: usize) -> Sql {
+pub fn select_page(tenant: TenantId, query: &Query, limit: usize) -> Sql {
     ordered_matches(tenant, query, limit, true)
 }
 
 /// Like [`select_page`], without the bodies: `res_id`, then the sort keys. Index-only, so
 /// fetching more ids than a page (to learn the total at once) stays cheap.
-pub fn select_ids(tenant: &str, query: &Query, limit: usize) -> Sql {
+pub fn select_ids(tenant: TenantId, query: &Query, limit: usize) -> Sql {
     ordered_matches(tenant, query, limit, false)
 }
 
-fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> Sql {
+fn ordered_matches(tenant: TenantId, query: &Query, limit: usize, bodies: bool) -> Sql {
     let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
     let mut sql = Sql::default();
     sql.push(if bodies {
@@ -123,7 +124,7 @@ fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> S
     sql.push(" FROM (SELECT r.res_id, r.type, r.id, r.version, r.last_updated");
     for (i, key) in query.sort.iter().enumerate() {
         sql.push(", ");
-        push_sort_expression(&mut sql, key);
+        push_sort_expression(&mut sql, &query.resource_type, key);
         sql.push(&format!(" AS k{i}"));
     }
     sql.push(" ");
@@ -137,8 +138,8 @@ fn ordered_matches(tenant: &str, query: &Query, limit: usize, bodies: bool) -> S
     );
     sql.push(") q");
     if bodies {
-        sql.push(" JOIN resource_versions v ON v.tenant = ");
-        sql.bind_text(tenant);
+        sql.push(" JOIN resource_versions v ON v.tid = ");
+        sql.bind(Arg::Int(tenant));
         sql.push(" AND v.type = q.type AND v.id = q.id AND v.version = q.version");
     }
     if let Some(cursor) = &query.cursor {
@@ -178,7 +179,7 @@ pub fn fetch_by_res_ids(res_ids: &[i64]) -> Sql {
 }
 
 /// How many resources match (ignoring the cursor).
-pub fn count(tenant: &str, query: &Query) -> Sql {
+pub fn count(tenant: TenantId, query: &Query) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT COUNT(*) ");
     push_match(
@@ -228,7 +229,7 @@ fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backward: bool)
     sql.push(")");
 }
 
-fn push_sort_expression(sql: &mut Sql, key: &SortKey) {
+fn push_sort_expression(sql: &mut Sql, resource_type: &str, key: &SortKey) {
     let kind = key_kind(key);
     match &key.kind {
         SortKind::Id => sql.push("r.id"),
@@ -245,10 +246,10 @@ fn push_sort_expression(sql: &mut Sql, key: &SortKey) {
             sql.push("COALESCE((SELECT ");
             sql.push(if key.descending { high } else { low });
             sql.push(&format!(
-                " FROM {} s WHERE s.res_id = r.res_id AND s.param = ",
+                " FROM {} s WHERE s.res_id = r.res_id AND s.key = ",
                 table.name()
             ));
-            sql.bind_text(param);
+            sql.bind(Arg::Int(index_key(resource_type, param)));
             sql.push("), ");
             sql.bind(missing_value(kind, key.descending));
             sql.push(")");
@@ -268,7 +269,7 @@ fn push_sort_expression(sql: &mut Sql, key: &SortKey) {
 /// index rows.
 fn push_match(
     sql: &mut Sql,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     alias: &str,
     clauses: &[Clause],
@@ -311,8 +312,8 @@ fn push_match(
             ") s) {set} CROSS JOIN resources {alias} WHERE {alias}.res_id = {set}.res_id AND "
         ));
     }
-    sql.push(&format!("{alias}.tenant = "));
-    sql.bind_text(tenant);
+    sql.push(&format!("{alias}.tid = "));
+    sql.bind(Arg::Int(tenant));
     sql.push(&format!(" AND {alias}.type = "));
     sql.bind_text(resource_type);
     sql.push(&format!(" AND {alias}.deleted = 0"));
@@ -326,7 +327,7 @@ fn push_match(
 /// `SELECT res_id ...`; `false` (writing nothing) when the clause cannot be a driver.
 fn push_driver_set(
     sql: &mut Sql,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     clause: &Clause,
     depth: usize,
@@ -346,9 +347,9 @@ fn push_driver_set(
         }
         Clause::Id(_) | Clause::Has { .. } => {
             sql.push(&format!(
-                "SELECT {heads}.res_id FROM resources {heads} WHERE {heads}.tenant = "
+                "SELECT {heads}.res_id FROM resources {heads} WHERE {heads}.tid = "
             ));
-            sql.bind_text(tenant);
+            sql.bind(Arg::Int(tenant));
             sql.push(&format!(" AND {heads}.type = "));
             sql.bind_text(resource_type);
             sql.push(" AND ");
@@ -372,7 +373,7 @@ fn push_driver_set(
 /// its type's clauses.
 fn push_chain_select(
     sql: &mut Sql,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     param: &str,
     targets: &[(String, Vec<Clause>)],
@@ -411,7 +412,7 @@ fn plain_index(clause: &Clause) -> Option<(Table, &str, &[Condition])> {
 /// `SELECT x.res_id FROM <table> x WHERE <tenant, type, param> AND (<any>)`.
 fn push_index_select(
     sql: &mut Sql,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     (table, param, any): (Table, &str, &[Condition]),
 ) {
@@ -486,7 +487,7 @@ fn condition_rank(param: &str, condition: &Condition) -> u8 {
 
 fn push_clause(
     sql: &mut Sql,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     alias: &str,
     clause: &Clause,
@@ -518,11 +519,11 @@ fn push_clause(
             negate,
         } => {
             sql.push(&format!(
-                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
+                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.key = ",
                 if *negate { "NOT " } else { "" },
                 table.name()
             ));
-            sql.bind_text(param);
+            sql.bind(Arg::Int(index_key(resource_type, param)));
             sql.push(" AND ");
             push_any(sql, any, push_condition);
             sql.push(")");
@@ -539,11 +540,11 @@ fn push_clause(
                     sql.push(if *missing { " AND " } else { " OR " });
                 }
                 sql.push(&format!(
-                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.param = ",
+                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.key = ",
                     if *missing { "NOT " } else { "" },
                     table.name()
                 ));
-                sql.bind_text(key);
+                sql.bind(Arg::Int(index_key(resource_type, key)));
                 sql.push(")");
             }
             sql.push(")");
@@ -595,14 +596,12 @@ fn element_keys(table: Table, param: &str) -> Vec<(Table, String)> {
     keys
 }
 
-/// `x.tenant = ? AND x.type = ? AND x.param = ?`: the leading columns of every index.
-fn push_index_head(sql: &mut Sql, tenant: &str, resource_type: &str, param: &str) {
-    sql.push("x.tenant = ");
-    sql.bind_text(tenant);
-    sql.push(" AND x.type = ");
-    sql.bind_text(resource_type);
-    sql.push(" AND x.param = ");
-    sql.bind_text(param);
+/// `x.tid = ? AND x.key = ?`: the leading columns of every lookup index.
+fn push_index_head(sql: &mut Sql, tenant: TenantId, resource_type: &str, param: &str) {
+    sql.push("x.tid = ");
+    sql.bind(Arg::Int(tenant));
+    sql.push(" AND x.key = ");
+    sql.bind(Arg::Int(index_key(resource_type, param)));
 }
 
 fn push_any(sql: &mut Sql, any: &[Condition], mut each: impl FnMut(&mut Sql, &Condition)) {
@@ -673,7 +672,9 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
                 sql.bind_text(target_id);
             }
             if let Some(url) = url {
-                sql.push(" AND x.url = ");
+                // URL rows have no target (see `index::push_reference`): saying so keeps
+                // the lookup one range of the index.
+                sql.push(" AND x.target_id = '' AND x.target_type = '' AND x.url = ");
                 sql.bind_text(url);
             }
         }
@@ -869,14 +870,12 @@ fn push_number(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
 /// `(target_type, target_id)` of what `include` points to from the given resources.
 ///
 /// The res_ids belong to the tenant already, so there is no tenant condition: seeking by
-/// (res_id, param) reads only the page's rows, where (tenant, type, param) would make the
-/// planner scan every row of the parameter.
+/// (res_id, key) reads only the page's rows, where (tid, key) would make the planner scan
+/// every row of the parameter.
 pub fn include_targets(include: &Include, res_ids: &[i64]) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.param = ");
-    sql.bind_text(&include.param);
-    sql.push(" AND x.type = ");
-    sql.bind_text(&include.source_type);
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.key = ");
+    sql.bind(Arg::Int(index_key(&include.source_type, &include.param)));
     sql.push(" AND x.target_id <> ''");
     if let Some(target_type) = &include.target_type {
         sql.push(" AND x.target_type = ");
@@ -889,7 +888,7 @@ pub fn include_targets(include: &Include, res_ids: &[i64]) -> Sql {
 }
 
 /// Current resources of `resource_type` with these ids, as page rows.
-pub fn fetch_by_ids(tenant: &str, resource_type: &str, ids: &[String]) -> Sql {
+pub fn fetch_by_ids(tenant: TenantId, resource_type: &str, ids: &[String]) -> Sql {
     let mut sql = fetch_head(tenant);
     sql.push(" AND q.type = ");
     sql.bind_text(resource_type);
@@ -902,7 +901,7 @@ pub fn fetch_by_ids(tenant: &str, resource_type: &str, ids: &[String]) -> Sql {
 /// Current `include.source_type` resources whose `include.param` points to one of
 /// `targets` (`(type, id)`), as page rows.
 pub fn fetch_referencing(
-    tenant: &str,
+    tenant: TenantId,
     include: &Include,
     target_type: &str,
     ids: &[String],
@@ -921,15 +920,15 @@ pub fn fetch_referencing(
 /// The columns of a page row, from the head table `q`. The body is a correlated lookup per
 /// head row rather than a join, so no planner can start from resource_versions.
 const PAGE_SELECT: &str = "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
-    (SELECT v.body FROM resource_versions v WHERE v.tenant = q.tenant AND v.type = q.type \
+    (SELECT v.body FROM resource_versions v WHERE v.tid = q.tid AND v.type = q.type \
     AND v.id = q.id AND v.version = q.version) FROM resources q";
 
 /// Page rows of current resources of a tenant (callers add conditions on `q`).
-fn fetch_head(tenant: &str) -> Sql {
+fn fetch_head(tenant: TenantId) -> Sql {
     let mut sql = Sql::default();
     sql.push(PAGE_SELECT);
-    sql.push(" WHERE q.deleted = 0 AND q.tenant = ");
-    sql.bind_text(tenant);
+    sql.push(" WHERE q.deleted = 0 AND q.tid = ");
+    sql.bind(Arg::Int(tenant));
     sql
 }
 
@@ -982,7 +981,7 @@ mod tests {
             keys: vec![KeyValue::Int(1), KeyValue::Text("z".into())],
             res_id: 9,
         });
-        for sql in [select_page("t", &query, 10), count("t", &query)] {
+        for sql in [select_page(1, &query, 10), count(1, &query)] {
             assert!(!sql.text.contains("DROP"));
             assert!(!sql.text.contains("hara"));
             assert_eq!(

@@ -1,17 +1,17 @@
 //! The SQL of the history interaction, shared by both backends.
 
-use super::HistoryQuery;
+use super::{HistoryQuery, TenantId};
 use crate::search::sql::{Arg, Sql};
 
 /// Versions newest first (`last_updated DESC, seq DESC`): seq, type, id, version,
 /// last_updated, method, body.
-pub fn select(tenant: &str, query: &HistoryQuery) -> Sql {
+pub fn select(tenant: TenantId, query: &HistoryQuery) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         "SELECT seq, type, id, version, last_updated, method, body FROM resource_versions \
-         WHERE tenant = ",
+         WHERE tid = ",
     );
-    sql.bind_text(tenant);
+    sql.bind(Arg::Int(tenant));
     filters(&mut sql, query);
     if let Some((last_updated, seq)) = query.before {
         sql.push(" AND (last_updated < ");
@@ -28,10 +28,10 @@ pub fn select(tenant: &str, query: &HistoryQuery) -> Sql {
 }
 
 /// How many versions the history has in all (ignoring the cursor).
-pub fn count(tenant: &str, query: &HistoryQuery) -> Sql {
+pub fn count(tenant: TenantId, query: &HistoryQuery) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT COUNT(*) FROM resource_versions WHERE tenant = ");
-    sql.bind_text(tenant);
+    sql.push("SELECT COUNT(*) FROM resource_versions WHERE tid = ");
+    sql.bind(Arg::Int(tenant));
     filters(&mut sql, query);
     sql
 }

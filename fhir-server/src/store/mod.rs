@@ -8,6 +8,7 @@
 mod history;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_memory;
 pub mod write;
 
 use bytes::Bytes;
@@ -30,6 +31,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_index",
         include_str!("../../../migrations/sqlite/0002_search_index.sql"),
     ),
+    (
+        3,
+        "compact_keys",
+        include_str!("../../../migrations/sqlite/0003_compact_keys.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -42,7 +48,16 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_index",
         include_str!("../../../migrations/postgres/0002_search_index.sql"),
     ),
+    (
+        3,
+        "compact_keys",
+        include_str!("../../../migrations/postgres/0003_compact_keys.sql"),
+    ),
 ];
+
+/// A tenant as the store knows it: the small integer (`tenants.tid`) that every row below
+/// the tenants table carries in place of the tenant's name.
+pub type TenantId = i64;
 
 /// What made a version, as history reports it (`request.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +147,7 @@ pub struct Row {
 #[derive(Debug)]
 pub struct StoredBody {
     pub res_id: i64,
-    pub tenant: String,
+    pub tenant: TenantId,
     pub resource_type: String,
     pub body: Vec<u8>,
 }
@@ -141,14 +156,14 @@ pub struct StoredBody {
 #[derive(Debug)]
 pub struct Reindexed {
     pub res_id: i64,
-    pub tenant: String,
+    pub tenant: TenantId,
     pub resource_type: String,
     pub index: IndexRows,
 }
 
 /// The current, non-deleted resources after `res_id`, with their bodies.
-pub const CURRENT_AFTER: &str = "SELECT r.res_id, r.tenant, r.type, v.body FROM resources r \
-    JOIN resource_versions v ON v.tenant = r.tenant AND v.type = r.type AND v.id = r.id \
+pub const CURRENT_AFTER: &str = "SELECT r.res_id, r.tid, r.type, v.body FROM resources r \
+    JOIN resource_versions v ON v.tid = r.tid AND v.type = r.type AND v.id = r.id \
     AND v.version = r.version WHERE r.res_id > ? AND r.deleted = 0 ORDER BY r.res_id LIMIT ?";
 
 /// Why a store call failed.
@@ -180,6 +195,9 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
 }
+
+/// The `store_meta` entry that names the rules the search index was built with.
+const INDEX_FINGERPRINT: &str = "index_fingerprint";
 
 /// How many times a write is retried after losing a race on a unique key.
 const WRITE_RETRIES: usize = 3;
@@ -227,17 +245,18 @@ impl Store {
         }
     }
 
-    pub async fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
+    /// The id of the tenant named `name`, if it exists.
+    pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.tenant_exists(id),
-            Store::Postgres(s) => s.tenant_exists(id).await,
+            Store::Sqlite(s) => s.tenant_id(name),
+            Store::Postgres(s) => s.tenant_id(name).await,
         }
     }
 
     /// The current version of a resource (a delete version if it was deleted).
     pub async fn read(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Version>, StoreError> {
@@ -249,7 +268,7 @@ impl Store {
 
     pub async fn vread(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         resource_type: &str,
         id: &str,
         version: i64,
@@ -261,7 +280,7 @@ impl Store {
     }
 
     /// Applies a write in its own transaction; acknowledged only once committed.
-    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+    pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
         let mut op = op;
         for attempt in 0.. {
             // Keep a copy for a retry only when a race is possible (PostgreSQL).
@@ -283,7 +302,7 @@ impl Store {
 
     pub async fn history(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
         match self {
@@ -337,7 +356,48 @@ impl Store {
             progress(done);
             after = last;
         }
+        self.set_meta(INDEX_FINGERPRINT, &crate::index::fingerprint())
+            .await?;
         Ok(done)
+    }
+
+    /// Rebuilds the search index when it was built with other rules than this server's
+    /// (`index::fingerprint`): after a migration that reshaped it, or a registry change.
+    /// Several servers starting at once may each rebuild it; every batch is idempotent.
+    pub async fn ensure_index_current(&self) -> Result<(), StoreError> {
+        let wanted = crate::index::fingerprint();
+        if self.meta(INDEX_FINGERPRINT).await?.as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        tracing::info!("the search index was built with other rules; rebuilding it");
+        let started = std::time::Instant::now();
+        let done = self
+            .reindex(|done| {
+                if done % 50_000 == 0 {
+                    tracing::info!(done, "reindexing");
+                }
+            })
+            .await?;
+        tracing::info!(
+            resources = done,
+            seconds = started.elapsed().as_secs_f64(),
+            "search index rebuilt"
+        );
+        Ok(())
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.meta(name),
+            Store::Postgres(s) => s.meta(name).await,
+        }
+    }
+
+    async fn set_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.set_meta(name, value).await,
+            Store::Postgres(s) => s.set_meta(name, value).await,
+        }
     }
 
     /// Runs an ids query (`search::sql::select_ids`): res_id, then `kinds` sort keys.

@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 use super::write::{self, NewVersion, Tx};
 use super::{
     CURRENT_AFTER, Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS,
-    Reindexed, Row, StoreError, StoredBody, Version, WriteOp, history,
+    Reindexed, Row, StoreError, StoredBody, TenantId, Version, WriteOp, history,
 };
 use crate::index::IndexRows;
 use crate::search::Query;
@@ -160,17 +160,44 @@ impl PgStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
-            .bind(id)
+    pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>, StoreError> {
+        let row = sqlx::query("SELECT tid FROM tenants WHERE id = $1")
+            .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.is_some())
+        match row {
+            Some(row) => Ok(Some(i64::from(row.try_get::<i32, _>(0)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// A value of `store_meta`.
+    pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(row.try_get(0)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn set_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO store_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn read(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         resource_type: &str,
         id: &str,
         version: Option<i64>,
@@ -179,7 +206,7 @@ impl PgStore {
         read_version(&mut conn, tenant, resource_type, id, version).await
     }
 
-    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
+    pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
         if let WriteOp::Create {
             if_none_exist: None,
             ..
@@ -216,7 +243,7 @@ impl PgStore {
 
     pub async fn history(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
         let select = history::select(tenant, query);
@@ -265,7 +292,7 @@ impl PgStore {
             .map(|row| {
                 Ok(StoredBody {
                     res_id: row.try_get(0)?,
-                    tenant: row.try_get(1)?,
+                    tenant: i64::from(row.try_get::<i32, _>(1)?),
                     resource_type: row.try_get(2)?,
                     body: row.try_get(3)?,
                 })
@@ -287,7 +314,7 @@ impl PgStore {
             };
             put_statement(
                 REPLACE_INDEX,
-                &item.tenant,
+                item.tenant,
                 &item.resource_type,
                 &unused,
                 item.res_id,
@@ -432,7 +459,7 @@ async fn select_rows(
 
 async fn read_version(
     conn: &mut PgConnection,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     id: &str,
     version: Option<i64>,
@@ -441,7 +468,7 @@ async fn read_version(
         None => {
             sqlx::query(
                 "SELECT version, last_updated, method, body FROM resource_versions \
-                 WHERE tenant = $1 AND type = $2 AND id = $3 ORDER BY version DESC LIMIT 1",
+                 WHERE tid = $1 AND type = $2 AND id = $3 ORDER BY version DESC LIMIT 1",
             )
             .bind(tenant)
             .bind(resource_type)
@@ -452,7 +479,7 @@ async fn read_version(
         Some(version) => {
             sqlx::query(
                 "SELECT version, last_updated, method, body FROM resource_versions \
-                 WHERE tenant = $1 AND type = $2 AND id = $3 AND version = $4",
+                 WHERE tid = $1 AND type = $2 AND id = $3 AND version = $4",
             )
             .bind(tenant)
             .bind(resource_type)
@@ -480,14 +507,14 @@ async fn read_version(
 /// One write's transaction.
 struct PgTx<'a> {
     conn: &'a mut PgConnection,
-    tenant: &'a str,
+    tenant: TenantId,
 }
 
 impl Tx for PgTx<'_> {
     async fn head(&mut self, resource_type: &str, id: &str) -> Result<Option<Head>, StoreError> {
         let row = sqlx::query(
             "SELECT res_id, version, last_updated, deleted FROM resources \
-             WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE",
+             WHERE tid = $1 AND type = $2 AND id = $3 FOR UPDATE",
         )
         .bind(self.tenant)
         .bind(resource_type)
@@ -592,10 +619,11 @@ struct VersionParams<'a> {
 
 /// Binds the parameters shared by `PUT_NEW`, `PUT_UPDATE` and `REPLACE_INDEX`: tenant and
 /// type ($1, $2), the version ($3-$8), the existing res_id ($9), and the index rows as
-/// parallel arrays, one set per index table ($10-$30, and $31 for the dates' `short`).
+/// parallel arrays, one set per index table ($10-$30, and $31 for the dates' `short`), each
+/// set led by the rows' keys (`index::key`).
 fn put_statement<'q>(
     statement: &'static str,
-    tenant: &'q str,
+    tenant: TenantId,
     resource_type: &'q str,
     version: &VersionParams<'q>,
     res_id: i64,
@@ -604,8 +632,13 @@ fn put_statement<'q>(
     fn texts<'r, T>(rows: &'r [T], field: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
         rows.iter().map(field).collect()
     }
+    let keys = |params: &mut dyn Iterator<Item = &str>| -> Vec<i32> {
+        params
+            .map(|param| crate::index::key(resource_type, param) as i32)
+            .collect()
+    };
     sqlx::query(statement)
-        .bind(tenant)
+        .bind(tenant as i32)
         .bind(resource_type)
         .bind(version.id)
         .bind(version.version)
@@ -614,22 +647,22 @@ fn put_statement<'q>(
         .bind(version.deleted)
         .bind(version.body)
         .bind(res_id)
-        .bind(texts(&index.tokens, |r| &r.param))
+        .bind(keys(&mut index.tokens.iter().map(|r| r.param.as_str())))
         .bind(texts(&index.tokens, |r| &r.system))
         .bind(texts(&index.tokens, |r| &r.code))
-        .bind(texts(&index.strings, |r| &r.param))
+        .bind(keys(&mut index.strings.iter().map(|r| r.param.as_str())))
         .bind(texts(&index.strings, |r| &r.norm))
         .bind(texts(&index.strings, |r| &r.exact))
-        .bind(texts(&index.dates, |r| &r.param))
+        .bind(keys(&mut index.dates.iter().map(|r| r.param.as_str())))
         .bind(index.dates.iter().map(|r| r.low).collect::<Vec<i64>>())
         .bind(index.dates.iter().map(|r| r.high).collect::<Vec<i64>>())
-        .bind(texts(&index.references, |r| &r.param))
+        .bind(keys(&mut index.references.iter().map(|r| r.param.as_str())))
         .bind(texts(&index.references, |r| &r.target_type))
         .bind(texts(&index.references, |r| &r.target_id))
         .bind(texts(&index.references, |r| &r.url))
-        .bind(texts(&index.numbers, |r| &r.param))
+        .bind(keys(&mut index.numbers.iter().map(|r| r.param.as_str())))
         .bind(index.numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
-        .bind(texts(&index.quantities, |r| &r.param))
+        .bind(keys(&mut index.quantities.iter().map(|r| r.param.as_str())))
         .bind(texts(&index.quantities, |r| &r.system))
         .bind(texts(&index.quantities, |r| &r.code))
         .bind(
@@ -639,7 +672,7 @@ fn put_statement<'q>(
                 .map(|r| r.value)
                 .collect::<Vec<f64>>(),
         )
-        .bind(texts(&index.uris, |r| &r.param))
+        .bind(keys(&mut index.uris.iter().map(|r| r.param.as_str())))
         .bind(texts(&index.uris, |r| &r.value))
         .bind(
             index
@@ -668,42 +701,42 @@ macro_rules! index_deletes {
 macro_rules! index_inserts {
     () => {
         "ins_token AS (
-             INSERT INTO idx_token (res_id, tenant, type, param, system, code)
-             SELECT head.res_id, $1, $2, u.p, u.s, u.c
-             FROM head, UNNEST($10::text[], $11::text[], $12::text[]) AS u(p, s, c)),
+             INSERT INTO idx_token (res_id, tid, key, system, code)
+             SELECT head.res_id, $1, u.k, u.s, u.c
+             FROM head, UNNEST($10::int4[], $11::text[], $12::text[]) AS u(k, s, c)),
          ins_string AS (
-             INSERT INTO idx_string (res_id, tenant, type, param, value_norm, value_exact)
-             SELECT head.res_id, $1, $2, u.p, u.n, u.e
-             FROM head, UNNEST($13::text[], $14::text[], $15::text[]) AS u(p, n, e)),
+             INSERT INTO idx_string (res_id, tid, key, value_norm, value_exact)
+             SELECT head.res_id, $1, u.k, u.n, u.e
+             FROM head, UNNEST($13::int4[], $14::text[], $15::text[]) AS u(k, n, e)),
          ins_date AS (
-             INSERT INTO idx_date (res_id, tenant, type, param, low, high, short)
-             SELECT head.res_id, $1, $2, u.p, u.l, u.h, u.s
-             FROM head, UNNEST($16::text[], $17::bigint[], $18::bigint[], $31::smallint[]) AS u(p, l, h, s)),
+             INSERT INTO idx_date (res_id, tid, key, low, high, short)
+             SELECT head.res_id, $1, u.k, u.l, u.h, u.s
+             FROM head, UNNEST($16::int4[], $17::bigint[], $18::bigint[], $31::smallint[]) AS u(k, l, h, s)),
          ins_reference AS (
-             INSERT INTO idx_reference (res_id, tenant, type, param, target_type, target_id, url)
-             SELECT head.res_id, $1, $2, u.p, u.t, u.i, u.u
-             FROM head, UNNEST($19::text[], $20::text[], $21::text[], $22::text[]) AS u(p, t, i, u)),
+             INSERT INTO idx_reference (res_id, tid, key, target_type, target_id, url)
+             SELECT head.res_id, $1, u.k, u.t, u.i, u.u
+             FROM head, UNNEST($19::int4[], $20::text[], $21::text[], $22::text[]) AS u(k, t, i, u)),
          ins_number AS (
-             INSERT INTO idx_number (res_id, tenant, type, param, value)
-             SELECT head.res_id, $1, $2, u.p, u.v
-             FROM head, UNNEST($23::text[], $24::float8[]) AS u(p, v)),
+             INSERT INTO idx_number (res_id, tid, key, value)
+             SELECT head.res_id, $1, u.k, u.v
+             FROM head, UNNEST($23::int4[], $24::float8[]) AS u(k, v)),
          ins_quantity AS (
-             INSERT INTO idx_quantity (res_id, tenant, type, param, system, code, value)
-             SELECT head.res_id, $1, $2, u.p, u.s, u.c, u.v
-             FROM head, UNNEST($25::text[], $26::text[], $27::text[], $28::float8[]) AS u(p, s, c, v))
-         INSERT INTO idx_uri (res_id, tenant, type, param, value)
-         SELECT head.res_id, $1, $2, u.p, u.v
-         FROM head, UNNEST($29::text[], $30::text[]) AS u(p, v)"
+             INSERT INTO idx_quantity (res_id, tid, key, value, system, code)
+             SELECT head.res_id, $1, u.k, u.v, u.s, u.c
+             FROM head, UNNEST($25::int4[], $26::text[], $27::text[], $28::float8[]) AS u(k, s, c, v))
+         INSERT INTO idx_uri (res_id, tid, key, value)
+         SELECT head.res_id, $1, u.k, u.v
+         FROM head, UNNEST($29::int4[], $30::text[]) AS u(k, v)"
     };
 }
 
 /// `put` of a new resource.
 const PUT_NEW: &str = concat!(
     "WITH version AS (
-         INSERT INTO resource_versions (tenant, type, id, version, last_updated, method, deleted, body)
+         INSERT INTO resource_versions (tid, type, id, version, last_updated, method, deleted, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
      head AS (
-         INSERT INTO resources (tenant, type, id, version, last_updated, deleted)
+         INSERT INTO resources (tid, type, id, version, last_updated, deleted)
          VALUES ($1, $2, $3, $4, $5, $7) RETURNING res_id),
      unused AS (SELECT $9::bigint),
      ",
@@ -713,7 +746,7 @@ const PUT_NEW: &str = concat!(
 /// `put` of a new version of an existing resource ($9 is its res_id).
 const PUT_UPDATE: &str = concat!(
     "WITH version AS (
-         INSERT INTO resource_versions (tenant, type, id, version, last_updated, method, deleted, body)
+         INSERT INTO resource_versions (tid, type, id, version, last_updated, method, deleted, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
      head AS (
          UPDATE resources SET version = $4, last_updated = $5, deleted = $7
@@ -726,7 +759,7 @@ const PUT_UPDATE: &str = concat!(
 /// Replaces the index rows of resource $9 (the version parameters $3-$8 are unused).
 const REPLACE_INDEX: &str = concat!(
     "WITH head AS (SELECT $9::bigint AS res_id),
-     unused AS (SELECT $3::text, $4::bigint, $5::bigint, $6::text, $7::smallint, $8::bytea),
+     unused AS (SELECT $2::text, $3::text, $4::bigint, $5::bigint, $6::text, $7::smallint, $8::bytea),
      ",
     index_deletes!(),
     index_inserts!()

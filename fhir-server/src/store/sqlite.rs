@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 use super::write::{self, NewVersion, Tx};
 use super::{
     CURRENT_AFTER, HistoryPage, HistoryQuery, Method, Outcome, Reindexed, Row, SQLITE_MIGRATIONS,
-    StoreError, StoredBody, Version, WriteOp, history,
+    StoreError, StoredBody, TenantId, Version, WriteOp, history,
 };
 use crate::index::IndexRows;
 use crate::search::Query;
@@ -29,8 +29,21 @@ use crate::search::sql::{self, Arg, KeyKind, Sql};
 
 /// Called once the group's commit is known: `None` if it committed, else why it failed.
 type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A unit of work for the writer thread: whether it succeeded, and how to answer.
-type Job = Box<dyn FnOnce(&mut Connection) -> (bool, Deliver) + Send>;
+/// Runs a write on the writer's connection: whether it succeeded, and how to answer.
+type Work = Box<dyn FnOnce(&mut Connection) -> (bool, Deliver) + Send>;
+
+/// A unit of work for the writer thread.
+struct Job {
+    run: Work,
+    /// Whether the work may fail after it has changed rows, as a normal outcome (an entry
+    /// of a transaction bundle that fails). It then runs in a savepoint, undone alone.
+    ///
+    /// Other work checks before it writes (If-Match, conditional matches), so when it fails
+    /// it has changed nothing. A savepoint for every write costs a copy of each page it
+    /// first touches; without one, a write that fails half-way (a database error) spoils
+    /// its group instead, which is then rolled back and answered with that error.
+    may_fail_after_writing: bool,
+}
 
 /// Most writes committed together.
 const MAX_GROUP: usize = 512;
@@ -63,6 +76,7 @@ impl SqliteStore {
                 StoreError::Database(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        super::sqlite_memory::configure();
         let mut conn = Connection::open(path)?;
         // The writer keeps a larger page cache (32 MiB instead of 2): every write touches
         // the pages of a dozen indexes, and evicting them costs a re-read per insert.
@@ -72,16 +86,14 @@ impl SqliteStore {
              PRAGMA busy_timeout = 10000;
              PRAGMA foreign_keys = OFF;
              PRAGMA cache_size = -32768;
+             PRAGMA temp_store = MEMORY;
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         migrate(&mut conn)?;
         let (sender, receiver) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn({
-                let wal = format!("{path}-wal");
-                move || writer_loop(conn, receiver, wal)
-            })
+            .spawn(move || writer_loop(conn, receiver))
             .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
         let checkpointed = path.to_owned();
         std::thread::Builder::new()
@@ -118,17 +130,39 @@ impl SqliteStore {
         .await
     }
 
-    pub fn tenant_exists(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn tenant_id(&self, name: &str) -> Result<Option<TenantId>, StoreError> {
         self.with_reader(|conn| {
-            let mut statement = conn.prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?;
-            Ok(statement.exists([id])?)
+            let mut statement = conn.prepare_cached("SELECT tid FROM tenants WHERE id = ?1")?;
+            Ok(statement.query_row([name], |row| row.get(0)).optional()?)
         })
+    }
+
+    /// A value of `store_meta`.
+    pub fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT value FROM store_meta WHERE name = ?1")?;
+            Ok(statement.query_row([name], |row| row.get(0)).optional()?)
+        })
+    }
+
+    pub async fn set_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.run_write(move |conn| {
+            conn.execute(
+                "INSERT INTO store_meta (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// The latest version, or the given one.
     pub fn read(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         resource_type: &str,
         id: &str,
         version: Option<i64>,
@@ -136,13 +170,9 @@ impl SqliteStore {
         self.with_reader(|conn| read_version(conn, tenant, resource_type, id, version))
     }
 
-    pub async fn write(&self, tenant: &str, op: WriteOp) -> Result<Outcome, StoreError> {
-        let tenant = tenant.to_owned();
+    pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
         self.run_write(move |conn| {
-            let mut tx = SqliteTx {
-                conn,
-                tenant: &tenant,
-            };
+            let mut tx = SqliteTx { conn, tenant };
             futures::executor::block_on(write::apply(&mut tx, op))
         })
         .await
@@ -150,7 +180,7 @@ impl SqliteStore {
 
     pub async fn history(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
         let select = history::select(tenant, query);
@@ -257,14 +287,11 @@ impl SqliteStore {
     pub async fn replace_index(&self, batch: Vec<Reindexed>) -> Result<(), StoreError> {
         self.run_write(move |conn| {
             for item in &batch {
-                for table in INDEX_TABLES {
-                    conn.prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
-                        .execute([item.res_id])?;
-                }
+                delete_index(conn, item.res_id)?;
                 insert_index(
                     conn,
                     item.res_id,
-                    &item.tenant,
+                    item.tenant,
                     &item.resource_type,
                     &item.index,
                 )?;
@@ -293,13 +320,22 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 
-    /// Queues `f` for the writer thread and waits until its group has committed.
+    /// Queues `f` for the writer thread and waits until its group has committed. `f` must
+    /// fail, if it fails, before it changes anything (see `Job`).
     async fn run_write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.queue_write(false, f).await
+    }
+
+    async fn queue_write<R: Send + 'static>(
+        &self,
+        may_fail_after_writing: bool,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let run: Work = Box::new(move |conn: &mut Connection| {
             let result = f(conn);
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |commit_error| {
@@ -311,6 +347,10 @@ impl SqliteStore {
             });
             (ok, deliver)
         });
+        let job = Job {
+            run,
+            may_fail_after_writing,
+        };
         self.inner
             .writer
             .send(job)
@@ -358,17 +398,17 @@ fn open_reader(path: &str) -> Result<Connection, StoreError> {
 }
 
 /// How often the checkpointer copies the WAL back into the database file.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Copies committed pages from the WAL into the database file, beside the writer.
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses its threshold, i.e.
 /// on the one writer thread, where it held up every write queued behind it (a sixth of
 /// the writer's time in a profile of a bulk load). Here a PASSIVE checkpoint, from a
-/// connection of its own, copies pages without blocking the writer or readers. Under a
-/// steady stream of writes a passive checkpoint never gets the WAL reset, though, so the
-/// writer itself empties it between groups once it passes `WAL_LIMIT` (see
-/// `truncate_wal`), when little is left to copy. Ends when the database cannot be opened.
+/// connection of its own, copies pages without blocking the writer or readers, often
+/// enough that little is ever left to copy. Under a steady stream of writes a passive
+/// checkpoint never gets the WAL rewound, though, so the writer itself restarts it between
+/// groups (see `restart_wal`). Ends when the database cannot be opened.
 fn checkpoint_loop(path: &str) {
     let Ok(conn) = Connection::open(path) else {
         return;
@@ -382,26 +422,50 @@ fn checkpoint_loop(path: &str) {
     }
 }
 
-/// On the writer, between groups: empties the WAL when it has grown past `WAL_LIMIT`.
-/// (Another connection would starve here: the writer takes the lock again at once.)
-fn truncate_wal(conn: &Connection, wal: &str) {
-    if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
-        let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-            row.get::<_, i64>(0)
-        });
-        // Busy (the checkpointer or a reader holds older frames): the next group retries.
-        if !matches!(done, Ok(0)) {
-            tracing::debug!(?done, "WAL truncation postponed");
-        }
+/// WAL frames (pages) past which the writer restarts the WAL: 4,096 frames, 16 MiB.
+const WAL_FRAMES_LIMIT: i32 = 4096;
+
+/// The WAL file size SQLite trims the file back to when the WAL restarts (after a burst).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+std::thread_local! {
+    /// Frames in the WAL after the writer's last commit, as SQLite's WAL hook reports
+    /// them. Thread-local because the hook is a plain function; each store's writer is a
+    /// thread of its own.
+    static WAL_FRAMES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn record_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|cell| cell.set(frames));
+    Ok(())
+}
+
+/// On the writer, between groups: once the WAL holds more than `WAL_FRAMES_LIMIT` frames,
+/// checkpoints the few the checkpointer has not copied yet and restarts the WAL, so the
+/// next commit writes from its start. (Another connection would starve here: the writer
+/// takes the lock again at once.) The work is that of the last `CHECKPOINT_INTERVAL`, a
+/// few milliseconds, where emptying a 64 MiB WAL at once held writes up for 100 ms.
+fn restart_wal(conn: &Connection) {
+    if WAL_FRAMES.with(std::cell::Cell::get) <= WAL_FRAMES_LIMIT {
+        return;
+    }
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => WAL_FRAMES.with(|cell| cell.set(0)),
+        // Busy (a reader still uses older frames): the next group retries.
+        done => tracing::debug!(?done, "WAL restart postponed"),
     }
 }
 
-/// The WAL size past which the checkpointer empties it.
-const WAL_LIMIT: u64 = 64 * 1024 * 1024;
-
 /// The writer thread: commits queued writes in groups until every sender is gone.
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal: String) {
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     conn.set_prepared_statement_cache_capacity(64);
+    conn.wal_hook(Some(record_wal_frames));
+    if let Err(error) = conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))
+    {
+        tracing::warn!(%error, "cannot bound the WAL file size");
+    }
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -410,58 +474,78 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, wal: String) {
                 Err(_) => break,
             }
         }
-        let mut delivers = Vec::with_capacity(group.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(error) = begin {
-            let message = error.to_string();
-            for job in group {
-                // Nothing ran; answer every caller with the failure.
-                let (_, deliver) = (job)(&mut NoopGuard::connection_for_failure());
-                deliver(Some(&message));
-            }
-            continue;
-        }
-        for job in group {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
-            let outcome = catch_unwind(AssertUnwindSafe(|| (job)(&mut conn)));
-            let (ok, deliver) = match outcome {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::error!("a write panicked; it was rolled back");
-                    (false, Box::new(|_: Option<&str>| {}) as Deliver)
-                }
-            };
-            if savepoint.is_ok() {
-                if !ok {
-                    let _ = conn.execute_batch("ROLLBACK TO job");
-                }
-                let _ = conn.execute_batch("RELEASE job");
-            }
-            delivers.push(deliver);
-        }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let commit_error = commit.err();
-        for deliver in delivers {
-            deliver(commit_error.as_deref());
-        }
-        truncate_wal(&conn, &wal);
+        run_group(&mut conn, group);
+        restart_wal(&conn);
     }
 }
 
-/// When BEGIN itself fails, jobs still have to be run to obtain their answer channels; they
-/// run against an empty in-memory database and their result is replaced by the failure.
-struct NoopGuard;
-
-impl NoopGuard {
-    fn connection_for_failure() -> Connection {
-        Connection::open_in_memory().unwrap_or_else(|_| {
-            // Opening an in-memory database only fails when out of memory.
-            std::process::abort()
-        })
+/// Runs a group of writes in one transaction and answers each once the commit is known.
+fn run_group(conn: &mut Connection, group: Vec<Job>) {
+    let mut delivers: Vec<Deliver> = Vec::with_capacity(group.len());
+    let mut open = begin(conn);
+    for job in group {
+        if let Err(message) = &open {
+            fail(job, message);
+            continue;
+        }
+        let before = conn.total_changes();
+        let savepoint = job.may_fail_after_writing && conn.execute_batch("SAVEPOINT job").is_ok();
+        let (ok, deliver) = match catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!("a write panicked; it was rolled back");
+                (false, Box::new(|_: Option<&str>| {}) as Deliver)
+            }
+        };
+        delivers.push(deliver);
+        if savepoint {
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+        } else if !ok && conn.total_changes() != before {
+            // Failed half-way with no savepoint: undo the whole group so far, answer its
+            // writes with the failure, and go on with the rest in a new transaction.
+            let _ = conn.execute_batch("ROLLBACK");
+            let message = "a write failed part-way; the writes committed with it were \
+                           rolled back, retry them";
+            for deliver in delivers.drain(..) {
+                deliver(Some(message));
+            }
+            open = begin(conn);
+        }
     }
+    if open.is_err() {
+        for deliver in delivers {
+            deliver(open.as_ref().err().map(String::as_str));
+        }
+        return;
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let commit_error = commit.err();
+    for deliver in delivers {
+        deliver(commit_error.as_deref());
+    }
+}
+
+fn begin(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string())
+}
+
+/// Answers a job that could not run (no transaction could begin) with `message`. The job
+/// still runs, against an empty in-memory database, to obtain its answer channel; its
+/// result is replaced by the failure.
+fn fail(job: Job, message: &str) {
+    let Ok(mut scratch) = Connection::open_in_memory() else {
+        // Opening an in-memory database only fails when out of memory.
+        std::process::abort()
+    };
+    let (_, deliver) = (job.run)(&mut scratch);
+    deliver(Some(message));
 }
 
 /// Applies the embedded migrations that this database has not seen yet.
@@ -558,7 +642,7 @@ fn select_rows(conn: &Connection, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Ro
 
 fn read_version(
     conn: &Connection,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     id: &str,
     version: Option<i64>,
@@ -579,14 +663,14 @@ fn read_version(
         None => conn
             .prepare_cached(
                 "SELECT version, last_updated, method, body FROM resource_versions \
-                 WHERE tenant = ?1 AND type = ?2 AND id = ?3 ORDER BY version DESC LIMIT 1",
+                 WHERE tid = ?1 AND type = ?2 AND id = ?3 ORDER BY version DESC LIMIT 1",
             )?
             .query_row(params![tenant, resource_type, id], row)
             .optional()?,
         Some(version) => conn
             .prepare_cached(
                 "SELECT version, last_updated, method, body FROM resource_versions \
-                 WHERE tenant = ?1 AND type = ?2 AND id = ?3 AND version = ?4",
+                 WHERE tid = ?1 AND type = ?2 AND id = ?3 AND version = ?4",
             )?
             .query_row(params![tenant, resource_type, id, version], row)
             .optional()?,
@@ -597,7 +681,7 @@ fn read_version(
 /// One write's view of the writer connection, inside the group's transaction.
 struct SqliteTx<'a> {
     conn: &'a mut Connection,
-    tenant: &'a str,
+    tenant: TenantId,
 }
 
 impl Tx for SqliteTx<'_> {
@@ -610,7 +694,7 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached(
                 "SELECT res_id, version, last_updated, deleted FROM resources \
-                 WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+                 WHERE tid = ?1 AND type = ?2 AND id = ?3",
             )?
             .query_row(params![self.tenant, resource_type, id], |row| {
                 Ok(super::Head {
@@ -664,7 +748,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO resource_versions \
-                 (tenant, type, id, version, last_updated, method, deleted, body) \
+                 (tid, type, id, version, last_updated, method, deleted, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
@@ -685,17 +769,13 @@ impl Tx for SqliteTx<'_> {
                          WHERE res_id = ?4",
                     )?
                     .execute(params![new.version, new.last_updated, deleted, head.res_id])?;
-                for table in INDEX_TABLES {
-                    self.conn
-                        .prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
-                        .execute([head.res_id])?;
-                }
+                delete_index(self.conn, head.res_id)?;
                 head.res_id
             }
             None => {
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO resources (tenant, type, id, version, last_updated, deleted) \
+                        "INSERT INTO resources (tid, type, id, version, last_updated, deleted) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
@@ -727,95 +807,104 @@ const INDEX_TABLES: [&str; 7] = [
     "idx_uri",
 ];
 
-/// Inserts the index rows of one resource.
+/// Removes the index rows of one resource (a range of each table's primary key).
+fn delete_index(conn: &Connection, res_id: i64) -> Result<(), StoreError> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
+            .execute([res_id])?;
+    }
+    Ok(())
+}
+
+/// Inserts the index rows of one resource. `OR IGNORE`: a row that is already there (two
+/// values that index alike) is the same fact once.
 fn insert_index(
     conn: &Connection,
     res_id: i64,
-    tenant: &str,
+    tenant: TenantId,
     resource_type: &str,
     index: &IndexRows,
 ) -> Result<(), StoreError> {
+    let key = |param: &str| crate::index::key(resource_type, param);
     let mut token = conn.prepare_cached(
-        "INSERT INTO idx_token (res_id, tenant, type, param, system, code) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO idx_token (res_id, key, system, code, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for row in &index.tokens {
         token.execute(params![
             res_id,
-            tenant,
-            resource_type,
-            row.param,
+            key(&row.param),
             row.system,
-            row.code
+            row.code,
+            tenant
         ])?;
     }
     let mut string = conn.prepare_cached(
-        "INSERT INTO idx_string (res_id, tenant, type, param, value_norm, value_exact) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO idx_string (res_id, key, value_norm, value_exact, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for row in &index.strings {
         string.execute(params![
             res_id,
-            tenant,
-            resource_type,
-            row.param,
+            key(&row.param),
             row.norm,
-            row.exact
+            row.exact,
+            tenant
         ])?;
     }
     let mut date = conn.prepare_cached(
-        "INSERT INTO idx_date (res_id, tenant, type, param, low, high, short) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO idx_date (res_id, key, low, high, short, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for row in &index.dates {
         date.execute(params![
             res_id,
-            tenant,
-            resource_type,
-            row.param,
+            key(&row.param),
             row.low,
             row.high,
-            row.is_short()
+            row.is_short(),
+            tenant
         ])?;
     }
     let mut reference = conn.prepare_cached(
-        "INSERT INTO idx_reference (res_id, tenant, type, param, target_type, target_id, url) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO idx_reference (res_id, key, target_type, target_id, url, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for row in &index.references {
         reference.execute(params![
             res_id,
-            tenant,
-            resource_type,
-            row.param,
+            key(&row.param),
             row.target_type,
             row.target_id,
-            row.url
+            row.url,
+            tenant
         ])?;
     }
     let mut number = conn.prepare_cached(
-        "INSERT INTO idx_number (res_id, tenant, type, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO idx_number (res_id, key, value, tid) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for row in &index.numbers {
-        number.execute(params![res_id, tenant, resource_type, row.param, row.value])?;
+        number.execute(params![res_id, key(&row.param), row.value, tenant])?;
     }
     let mut quantity = conn.prepare_cached(
-        "INSERT INTO idx_quantity (res_id, tenant, type, param, system, code, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO idx_quantity (res_id, key, value, system, code, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for row in &index.quantities {
         quantity.execute(params![
             res_id,
-            tenant,
-            resource_type,
-            row.param,
+            key(&row.param),
+            row.value,
             row.system,
             row.code,
-            row.value
+            tenant
         ])?;
     }
     let mut uri = conn.prepare_cached(
-        "INSERT INTO idx_uri (res_id, tenant, type, param, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO idx_uri (res_id, key, value, tid) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for row in &index.uris {
-        uri.execute(params![res_id, tenant, resource_type, row.param, row.value])?;
+        uri.execute(params![res_id, key(&row.param), row.value, tenant])?;
     }
     Ok(())
 }

@@ -90,6 +90,17 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Option<Server> {
+        Self::start_prepared(backend, args, env, "").await
+    }
+
+    /// Starts a server on a database that `setup` (SQL statements) has prepared first, as
+    /// an older server would have left it.
+    pub async fn start_prepared(
+        backend: Backend,
+        args: &[&str],
+        env: &[(&str, &str)],
+        setup: &str,
+    ) -> Option<Server> {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("fhir-test-{unique}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -118,6 +129,14 @@ impl Server {
             pg_database,
             client: reqwest::Client::new(),
         };
+        if !setup.is_empty() {
+            match backend {
+                Backend::Sqlite => rusqlite::Connection::open(&server.database_url)
+                    .and_then(|conn| conn.execute_batch(setup))
+                    .expect("the SQLite set-up runs"),
+                Backend::Postgres => psql(&server.database_url, setup),
+            }
+        }
         server.spawn(None).await;
         Some(server)
     }
