@@ -25,6 +25,13 @@ CREATE UNIQUE INDEX resource_versions_key ON resource_versions (tid, type, id, v
 CREATE INDEX resource_versions_system_history ON resource_versions (tid, last_updated, seq);
 CREATE INDEX resource_versions_type_history ON resource_versions (tid, type, last_updated, seq);
 
+-- Types and ids compare byte-wise (as in the index tables): cheaper b-tree work than the
+-- database's collation, and the same order on every server.
+ALTER TABLE resource_versions ALTER COLUMN type TYPE TEXT COLLATE "C";
+ALTER TABLE resource_versions ALTER COLUMN id TYPE TEXT COLLATE "C";
+ALTER TABLE resources ALTER COLUMN type TYPE TEXT COLLATE "C";
+ALTER TABLE resources ALTER COLUMN id TYPE TEXT COLLATE "C";
+
 ALTER TABLE resources ADD COLUMN tid INTEGER;
 UPDATE resources r SET tid = t.tid FROM tenants t WHERE t.id = r.tenant;
 ALTER TABLE resources ALTER COLUMN tid SET NOT NULL;
@@ -47,15 +54,18 @@ CREATE INDEX idx_token_lookup ON idx_token (tid, key, code, system, res_id);
 CREATE INDEX idx_token_res ON idx_token (res_id, key);
 
 -- string: value_norm is lowercased with accents removed (default and :contains search);
--- value_exact is the value as written (:exact).
+-- value_exact is the value as written (:exact). part is the HumanName or Address part the
+-- value is (index::PARTS), 0 for other strings: `family` and `address-city` are answered
+-- from the rows of `name` and `address` (registry::Derived).
 CREATE TABLE idx_string (
     res_id      BIGINT NOT NULL,
     tid         INTEGER NOT NULL,
     key         INTEGER NOT NULL,
+    part        SMALLINT NOT NULL,
     value_norm  TEXT COLLATE "C" NOT NULL,
     value_exact TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, res_id);
+CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, part, res_id);
 CREATE INDEX idx_string_res ON idx_string (res_id, key);
 
 -- date, dateTime, instant, Period, Timing: the value as a range of microseconds.

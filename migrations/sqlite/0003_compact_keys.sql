@@ -78,16 +78,19 @@ CREATE TABLE idx_token (
 CREATE INDEX idx_token_lookup ON idx_token (tid, key, code, system, res_id);
 
 -- string: value_norm is lowercased with accents removed (default and :contains search);
--- value_exact is the value as written (:exact).
+-- value_exact is the value as written (:exact). part is the HumanName or Address part the
+-- value is (index::PARTS), 0 for other strings: `family` and `address-city` are answered
+-- from the rows of `name` and `address` (registry::Derived).
 CREATE TABLE idx_string (
     res_id      INTEGER NOT NULL,
     key         INTEGER NOT NULL,
+    part        INTEGER NOT NULL,
     value_norm  TEXT NOT NULL,
     value_exact TEXT NOT NULL,
     tid         INTEGER NOT NULL,
-    PRIMARY KEY (res_id, key, value_norm, value_exact)
+    PRIMARY KEY (res_id, key, part, value_norm, value_exact)
 ) WITHOUT ROWID;
-CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, res_id);
+CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, part, res_id);
 
 -- date, dateTime, instant, Period, Timing: the value as a range of microseconds.
 -- short is 1 when the range is at most a day long: then high >= d implies low >= d - 1 day,

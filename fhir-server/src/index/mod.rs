@@ -27,8 +27,61 @@ pub struct TokenRow {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StringRow {
     pub param: String,
+    /// The part of a HumanName or Address the value is (`part_number`), else 0.
+    pub part: u8,
     pub norm: String,
     pub exact: String,
+}
+
+/// The string parts of HumanName and Address, numbered from 1 by their place here (0 is a
+/// string that is not a part). A row keeps its part so that `family` or `address-city`
+/// can be answered from the rows of `name` or `address` (see `registry::Derived`).
+pub const PARTS: [&str; 11] = [
+    "text",
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+];
+
+/// The number of a part (see `PARTS`).
+pub fn part_number(name: &str) -> Option<u8> {
+    PARTS
+        .iter()
+        .position(|part| *part == name)
+        .map(|i| i as u8 + 1)
+}
+
+/// The string parts of a complex type whose values are indexed part by part.
+pub fn parts_of(type_code: &str) -> &'static [&'static str] {
+    match type_code {
+        "HumanName" => &PARTS[..5],
+        "Address" => &[
+            "text",
+            "line",
+            "city",
+            "district",
+            "state",
+            "postalCode",
+            "country",
+        ],
+        _ => &[],
+    }
+}
+
+/// Where the rows of a parameter are: its key and, for a parameter answered from another's
+/// rows (`registry::Derived`), the part they must be. `(key, None)` for every other one.
+pub fn slot(resource_type: &str, param: &str) -> (i64, Option<u8>) {
+    match Registry::r4().derived(resource_type, param) {
+        Some(derived) => (key(resource_type, &derived.base), derived.part),
+        None => (key(resource_type, param), None),
+    }
 }
 
 /// A date value as the range it covers, in microseconds.
@@ -143,8 +196,9 @@ pub fn of_type_key(code: &str) -> String {
 /// Extracts the index rows of a resource of `resource_type`.
 pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    for param in Registry::r4().params(resource_type) {
-        if !param.is_indexed() {
+    let registry = Registry::r4();
+    for param in registry.params(resource_type) {
+        if !param.is_indexed() || registry.derived(resource_type, &param.code).is_some() {
             continue;
         }
         let Some(expression) = &param.expression else {
@@ -198,22 +252,30 @@ fn add(rows: &mut IndexRows, param: &SearchParam, node: &Node<'_>) {
 }
 
 fn push_string(rows: &mut IndexRows, param: &str, text: &str) {
+    push_part(rows, param, 0, text);
+}
+
+fn push_part(rows: &mut IndexRows, param: &str, part: u8, text: &str) {
     let norm = normalize(text);
     if !norm.is_empty() {
         rows.strings.push(StringRow {
             param: param.to_owned(),
+            part,
             norm,
             exact: text.to_owned(),
         });
     }
 }
 
-fn strings_of<'a>(value: &'a Value, keys: &[&str]) -> Vec<&'a str> {
+/// The strings under `keys` of a complex value (each a string or an array of them).
+fn strings_of<'a>(value: &'a Value, keys: &[&'a str]) -> Vec<(&'a str, &'a str)> {
     let mut found = Vec::new();
-    for key in keys {
-        match value.get(*key) {
-            Some(Value::String(text)) => found.push(text.as_str()),
-            Some(Value::Array(items)) => found.extend(items.iter().filter_map(Value::as_str)),
+    for &key in keys {
+        match value.get(key) {
+            Some(Value::String(text)) => found.push((key, text.as_str())),
+            Some(Value::Array(items)) => {
+                found.extend(items.iter().filter_map(Value::as_str).map(|t| (key, t)));
+            }
             _ => {}
         }
     }
@@ -221,27 +283,21 @@ fn strings_of<'a>(value: &'a Value, keys: &[&str]) -> Vec<&'a str> {
 }
 
 fn add_strings(rows: &mut IndexRows, param: &str, value: &Value, type_code: &str) {
-    let parts = match type_code {
-        "HumanName" => strings_of(value, &["text", "family", "given", "prefix", "suffix"]),
-        "Address" => strings_of(
-            value,
-            &[
-                "text",
-                "line",
-                "city",
-                "district",
-                "state",
-                "postalCode",
-                "country",
-            ],
-        ),
+    let parts = parts_of(type_code);
+    if !parts.is_empty() {
+        for (part, text) in strings_of(value, parts) {
+            push_part(rows, param, part_number(part).unwrap_or(0), text);
+        }
+        return;
+    }
+    let strings = match type_code {
         "ContactPoint" | "Identifier" => strings_of(value, &["value"]),
         "CodeableConcept" => strings_of(value, &["text"]),
         "Coding" => strings_of(value, &["display"]),
-        _ => value.as_str().into_iter().collect(),
+        _ => value.as_str().map(|t| ("", t)).into_iter().collect(),
     };
-    for part in parts {
-        push_string(rows, param, part);
+    for (_, text) in strings {
+        push_string(rows, param, text);
     }
 }
 
@@ -529,11 +585,13 @@ mod tests {
                 .iter()
                 .any(|s| s.param == "name" && s.norm == "muller" && s.exact == "Müller")
         );
+        let family = part_number("family");
         assert!(
             rows.strings
                 .iter()
-                .any(|s| s.param == "family" && s.norm == "muller")
+                .any(|s| s.param == "name" && Some(s.part) == family && s.norm == "muller")
         );
+        assert!(!rows.strings.iter().any(|s| s.param == "family"));
         assert!(
             rows.strings
                 .iter()

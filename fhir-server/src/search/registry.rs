@@ -51,6 +51,8 @@ pub struct SearchParam {
     pub expression: Option<Expression>,
     /// Resource types a reference parameter may point to.
     pub targets: Vec<String>,
+    /// The FHIRPath expression as written (for every base type of the parameter).
+    pub expression_text: String,
 }
 
 impl SearchParam {
@@ -80,6 +82,22 @@ const BUILT_IN: &[&str] = &["_id", "_lastUpdated"];
 /// All parameters, by resource type.
 pub struct Registry {
     by_type: HashMap<String, Vec<Arc<SearchParam>>>,
+    /// String parameters answered from another parameter's index rows, by (type, code).
+    derived: HashMap<(String, String), Derived>,
+}
+
+/// A string parameter whose values are a part of another's: `family` is the `family` part
+/// of `name`'s HumanName values, `address-city` the `city` part of `address`'s Addresses,
+/// and `phonetic` (on Patient, the same expression as `name`) all of them. The index keeps
+/// each HumanName and Address string once, under the whole's parameter with the part it
+/// came from (see `index::PARTS`), and a derived parameter reads those rows. That halves a
+/// Patient's index rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    /// The parameter whose rows hold the values.
+    pub base: String,
+    /// The part (`index::part_number`), or `None` for every row of the base.
+    pub part: Option<u8>,
 }
 
 /// The SearchParameter table the registry is built from (extracted from R4; see
@@ -114,6 +132,7 @@ impl Registry {
                 kind: definition.kind,
                 expression,
                 targets: definition.target,
+                expression_text: definition.expression.unwrap_or_default(),
             });
             // Parameters on Resource or DomainResource apply to every concrete type.
             let bases: Vec<&String> = if definition
@@ -133,7 +152,14 @@ impl Registry {
             params.sort_by(|a, b| a.code.cmp(&b.code));
             params.dedup_by(|a, b| a.code == b.code);
         }
-        Registry { by_type }
+        let derived = derive_string_parts(&by_type);
+        Registry { by_type, derived }
+    }
+
+    /// Whether `code` of `resource_type` is answered from another parameter's rows.
+    pub fn derived(&self, resource_type: &str, code: &str) -> Option<&Derived> {
+        self.derived
+            .get(&(resource_type.to_owned(), code.to_owned()))
     }
 
     /// Every parameter of a type (indexed or not), sorted by code.
@@ -149,6 +175,81 @@ impl Registry {
             .ok()
             .map(|i| &params[i])
     }
+}
+
+/// The one branch of a parameter's expression that applies to `resource_type`
+/// (`Patient.name.family` of `Patient.name.family | Practitioner.name.family`), when there is
+/// exactly one.
+fn single_branch<'a>(param: &'a SearchParam, resource_type: &str) -> Option<&'a str> {
+    let mut branches = param
+        .expression_text
+        .split('|')
+        .map(str::trim)
+        .filter(|branch| {
+            branch
+                .strip_prefix(resource_type)
+                .is_some_and(|rest| rest.starts_with('.'))
+        });
+    let branch = branches.next()?;
+    branches.next().is_none().then_some(branch)
+}
+
+/// Finds the string parameters of each type that are parts of another's values (see
+/// `Derived`): a parameter whose single branch is `T.path.part` when another one's is
+/// `T.path` and `T.path` is a HumanName or an Address; or whose branch equals another's
+/// (then the one with the smaller code keeps the rows).
+fn derive_string_parts(
+    by_type: &HashMap<String, Vec<Arc<SearchParam>>>,
+) -> HashMap<(String, String), Derived> {
+    let definitions = fhir_model::Definitions::r4();
+    let mut derived = HashMap::new();
+    for (resource_type, params) in by_type {
+        let strings: Vec<(&SearchParam, &str)> = params
+            .iter()
+            .filter(|p| p.kind == ParamType::String && p.is_indexed())
+            .filter_map(|p| single_branch(p, resource_type).map(|b| (p.as_ref(), b)))
+            .collect();
+        // A twin of a parameter with a smaller code keeps no rows, so it is no base.
+        let is_twin = |param: &SearchParam, branch: &str| {
+            strings
+                .iter()
+                .any(|(other, b)| *b == branch && other.code < param.code)
+        };
+        for &(param, branch) in &strings {
+            for &(base, base_branch) in &strings {
+                if base.code == param.code || is_twin(base, base_branch) {
+                    continue;
+                }
+                let found = if branch == base_branch && base.code < param.code {
+                    Some(None)
+                } else {
+                    branch
+                        .strip_prefix(base_branch)
+                        .and_then(|rest| rest.strip_prefix('.'))
+                        .filter(|part| {
+                            let path = &base_branch[resource_type.len() + 1..];
+                            definitions
+                                .type_def(resource_type)
+                                .and_then(|t| t.element(path))
+                                .and_then(|e| e.types.first())
+                                .is_some_and(|t| crate::index::parts_of(t).contains(part))
+                        })
+                        .and_then(crate::index::part_number)
+                        .map(Some)
+                };
+                if let Some(part) = found {
+                    derived.insert(
+                        (resource_type.clone(), param.code.clone()),
+                        Derived {
+                            base: base.code.clone(),
+                            part,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    derived
 }
 
 #[cfg(test)]
@@ -178,6 +279,40 @@ mod tests {
             assert!(param.is_indexed(), "{resource_type}.{code} is indexed");
         }
         assert!(registry.get("Patient", "nope").is_none());
+    }
+
+    #[test]
+    fn parts_of_names_and_addresses_come_from_the_whole() {
+        let registry = Registry::r4();
+        let derived = |t: &str, code: &str| registry.derived(t, code).cloned();
+        let part = |base: &str, name: &str| {
+            Some(Derived {
+                base: base.to_owned(),
+                part: crate::index::part_number(name),
+            })
+        };
+        assert_eq!(derived("Patient", "family"), part("name", "family"));
+        assert_eq!(derived("Practitioner", "given"), part("name", "given"));
+        assert_eq!(derived("Patient", "address-city"), part("address", "city"));
+        assert_eq!(
+            derived("Organization", "address-postalcode"),
+            part("address", "postalCode")
+        );
+        assert_eq!(
+            derived("InsurancePlan", "address-state"),
+            part("address", "state")
+        );
+        assert_eq!(
+            derived("Patient", "phonetic"),
+            Some(Derived {
+                base: "name".to_owned(),
+                part: None
+            })
+        );
+        // Not a part: Organization.name is a string, and its phonetic is not name's twin.
+        assert_eq!(derived("Organization", "phonetic"), None);
+        assert_eq!(derived("Patient", "name"), None);
+        assert_eq!(derived("Patient", "address"), None);
     }
 
     #[test]

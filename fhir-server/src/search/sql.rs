@@ -12,7 +12,7 @@ use super::dates;
 use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
 };
-use crate::index::{identifier_key, key as index_key, text_key};
+use crate::index::{self, identifier_key, text_key};
 use crate::store::TenantId;
 
 /// A bound SQL argument.
@@ -246,10 +246,10 @@ fn push_sort_expression(sql: &mut Sql, resource_type: &str, key: &SortKey) {
             sql.push("COALESCE((SELECT ");
             sql.push(if key.descending { high } else { low });
             sql.push(&format!(
-                " FROM {} s WHERE s.res_id = r.res_id AND s.key = ",
+                " FROM {} s WHERE s.res_id = r.res_id AND ",
                 table.name()
             ));
-            sql.bind(Arg::Int(index_key(resource_type, param)));
+            push_key(sql, "s", resource_type, param);
             sql.push("), ");
             sql.bind(missing_value(kind, key.descending));
             sql.push(")");
@@ -519,11 +519,11 @@ fn push_clause(
             negate,
         } => {
             sql.push(&format!(
-                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.key = ",
+                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
                 if *negate { "NOT " } else { "" },
                 table.name()
             ));
-            sql.bind(Arg::Int(index_key(resource_type, param)));
+            push_key(sql, "x", resource_type, param);
             sql.push(" AND ");
             push_any(sql, any, push_condition);
             sql.push(")");
@@ -540,11 +540,11 @@ fn push_clause(
                     sql.push(if *missing { " AND " } else { " OR " });
                 }
                 sql.push(&format!(
-                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND x.key = ",
+                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
                     if *missing { "NOT " } else { "" },
                     table.name()
                 ));
-                sql.bind(Arg::Int(index_key(resource_type, key)));
+                push_key(sql, "x", resource_type, key);
                 sql.push(")");
             }
             sql.push(")");
@@ -600,8 +600,20 @@ fn element_keys(table: Table, param: &str) -> Vec<(Table, String)> {
 fn push_index_head(sql: &mut Sql, tenant: TenantId, resource_type: &str, param: &str) {
     sql.push("x.tid = ");
     sql.bind(Arg::Int(tenant));
-    sql.push(" AND x.key = ");
-    sql.bind(Arg::Int(index_key(resource_type, param)));
+    sql.push(" AND ");
+    push_key(sql, "x", resource_type, param);
+}
+
+/// `{alias}.key = ?` for the rows of a parameter, with `AND {alias}.part = ?` when it is
+/// answered from another parameter's rows (`index::slot`).
+fn push_key(sql: &mut Sql, alias: &str, resource_type: &str, param: &str) {
+    let (key, part) = index::slot(resource_type, param);
+    sql.push(&format!("{alias}.key = "));
+    sql.bind(Arg::Int(key));
+    if let Some(part) = part {
+        sql.push(&format!(" AND {alias}.part = "));
+        sql.bind(Arg::Int(i64::from(part)));
+    }
 }
 
 fn push_any(sql: &mut Sql, any: &[Condition], mut each: impl FnMut(&mut Sql, &Condition)) {
@@ -874,8 +886,8 @@ fn push_number(sql: &mut Sql, prefix: Prefix, value: f64, low: f64, high: f64) {
 /// every row of the parameter.
 pub fn include_targets(include: &Include, res_ids: &[i64]) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.key = ");
-    sql.bind(Arg::Int(index_key(&include.source_type, &include.param)));
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE ");
+    push_key(&mut sql, "x", &include.source_type, &include.param);
     sql.push(" AND x.target_id <> ''");
     if let Some(target_type) = &include.target_type {
         sql.push(" AND x.target_type = ");

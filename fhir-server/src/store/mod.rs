@@ -6,6 +6,8 @@
 //! row, key and query leads with the tenant.
 
 mod history;
+mod pg_put;
+mod pg_reads;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_memory;
@@ -195,6 +197,17 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
 }
+
+/// The search-index tables, whose rows follow the current version.
+const INDEX_TABLES: [&str; 7] = [
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_reference",
+    "idx_number",
+    "idx_quantity",
+    "idx_uri",
+];
 
 /// The `store_meta` entry that names the rules the search index was built with.
 const INDEX_FINGERPRINT: &str = "index_fingerprint";

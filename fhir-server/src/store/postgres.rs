@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 
+use super::pg_put;
 use super::write::{self, NewVersion, Tx};
 use super::{
     CURRENT_AFTER, Head, HistoryPage, HistoryQuery, Method, Outcome, POSTGRES_MIGRATIONS,
@@ -25,6 +26,8 @@ use crate::search::sql::{self, Arg, KeyKind, Sql};
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Reads by id, coalesced into batches.
+    reads: super::pg_reads::Reads,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -59,7 +62,8 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let store = PgStore { pool };
+        let reads = super::pg_reads::Reads::start(pool.clone());
+        let store = PgStore { pool, reads };
         store.migrate().await?;
         // Maintenance runs in the background (its first round at once), so a large
         // database does not delay the start.
@@ -97,8 +101,8 @@ impl PgStore {
             "SELECT relname FROM pg_stat_user_tables \
              WHERE schemaname = current_schema() \
              AND (relname IN ('resources', 'resource_versions') OR relname LIKE 'idx\\_%') \
-             AND (n_mod_since_analyze > 500 + 0.1 * n_live_tup \
-                  OR n_ins_since_vacuum + n_dead_tup > 500 + 0.1 * n_live_tup \
+             AND (n_mod_since_analyze > 1000 + 0.2 * n_live_tup \
+                  OR n_ins_since_vacuum + n_dead_tup > 1000 + 0.2 * n_live_tup \
                   OR (last_analyze IS NULL AND last_autoanalyze IS NULL AND n_mod_since_analyze > 0))",
         )
         .fetch_all(&mut *conn)
@@ -202,6 +206,9 @@ impl PgStore {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<Version>, StoreError> {
+        if version.is_none() {
+            return self.reads.current(tenant, resource_type, id).await;
+        }
         let mut conn = self.pool.acquire().await?;
         read_version(&mut conn, tenant, resource_type, id, version).await
     }
@@ -304,24 +311,12 @@ impl PgStore {
     pub async fn replace_index(&self, batch: Vec<Reindexed>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for item in &batch {
-            let unused = VersionParams {
-                id: "",
-                version: 0,
-                last_updated: 0,
-                method: "",
-                deleted: 0,
-                body: None,
-            };
-            put_statement(
-                REPLACE_INDEX,
-                item.tenant,
-                &item.resource_type,
-                &unused,
-                item.res_id,
-                &item.index,
-            )
-            .execute(&mut *tx)
-            .await?;
+            let target = pg_put::Target::Reindex(item.res_id);
+            let (text, args) =
+                pg_put::statement(item.tenant, &item.resource_type, &target, &item.index)?;
+            sqlx::query_with(AssertSqlSafe(text), args)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -457,7 +452,7 @@ async fn select_rows(
     Ok(decoded)
 }
 
-async fn read_version(
+pub(super) async fn read_version(
     conn: &mut PgConnection,
     tenant: TenantId,
     resource_type: &str,
@@ -573,194 +568,25 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    /// One statement per version: the version row, the head and the rows of every index
-    /// table are written together by a data-modifying CTE, so a write costs one round trip.
-    /// (The sub-statements share one snapshot, so the DELETEs of an update remove only the
-    /// old index rows, never the ones inserted beside them.)
+    /// One statement per version (see `pg_put`).
     async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
         let empty = IndexRows::default();
-        let statement = match new.head {
-            None => PUT_NEW,
-            Some(_) => PUT_UPDATE,
-        };
-        let version = VersionParams {
+        let row = pg_put::VersionRow {
             id: new.id,
             version: new.version,
             last_updated: new.last_updated,
             method: new.method.as_str(),
-            deleted: i16::from(new.body.is_none()),
             body: new.body,
         };
-        let res_id = new.head.map_or(0, |h| h.res_id);
+        let target = match new.head {
+            None => pg_put::Target::New(row),
+            Some(head) => pg_put::Target::Update(row, head.res_id),
+        };
         let index = new.index.unwrap_or(&empty);
-        put_statement(
-            statement,
-            self.tenant,
-            new.resource_type,
-            &version,
-            res_id,
-            index,
-        )
-        .execute(&mut *self.conn)
-        .await?;
+        let (text, args) = pg_put::statement(self.tenant, new.resource_type, &target, index)?;
+        sqlx::query_with(AssertSqlSafe(text), args)
+            .execute(&mut *self.conn)
+            .await?;
         Ok(())
     }
 }
-
-/// The version columns of `put` ($3 to $8).
-struct VersionParams<'a> {
-    id: &'a str,
-    version: i64,
-    last_updated: i64,
-    method: &'a str,
-    deleted: i16,
-    body: Option<&'a [u8]>,
-}
-
-/// Binds the parameters shared by `PUT_NEW`, `PUT_UPDATE` and `REPLACE_INDEX`: tenant and
-/// type ($1, $2), the version ($3-$8), the existing res_id ($9), and the index rows as
-/// parallel arrays, one set per index table ($10-$30, and $31 for the dates' `short`), each
-/// set led by the rows' keys (`index::key`).
-fn put_statement<'q>(
-    statement: &'static str,
-    tenant: TenantId,
-    resource_type: &'q str,
-    version: &VersionParams<'q>,
-    res_id: i64,
-    index: &'q IndexRows,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    fn texts<'r, T>(rows: &'r [T], field: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
-        rows.iter().map(field).collect()
-    }
-    let keys = |params: &mut dyn Iterator<Item = &str>| -> Vec<i32> {
-        params
-            .map(|param| crate::index::key(resource_type, param) as i32)
-            .collect()
-    };
-    sqlx::query(statement)
-        .bind(tenant as i32)
-        .bind(resource_type)
-        .bind(version.id)
-        .bind(version.version)
-        .bind(version.last_updated)
-        .bind(version.method)
-        .bind(version.deleted)
-        .bind(version.body)
-        .bind(res_id)
-        .bind(keys(&mut index.tokens.iter().map(|r| r.param.as_str())))
-        .bind(texts(&index.tokens, |r| &r.system))
-        .bind(texts(&index.tokens, |r| &r.code))
-        .bind(keys(&mut index.strings.iter().map(|r| r.param.as_str())))
-        .bind(texts(&index.strings, |r| &r.norm))
-        .bind(texts(&index.strings, |r| &r.exact))
-        .bind(keys(&mut index.dates.iter().map(|r| r.param.as_str())))
-        .bind(index.dates.iter().map(|r| r.low).collect::<Vec<i64>>())
-        .bind(index.dates.iter().map(|r| r.high).collect::<Vec<i64>>())
-        .bind(keys(&mut index.references.iter().map(|r| r.param.as_str())))
-        .bind(texts(&index.references, |r| &r.target_type))
-        .bind(texts(&index.references, |r| &r.target_id))
-        .bind(texts(&index.references, |r| &r.url))
-        .bind(keys(&mut index.numbers.iter().map(|r| r.param.as_str())))
-        .bind(index.numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
-        .bind(keys(&mut index.quantities.iter().map(|r| r.param.as_str())))
-        .bind(texts(&index.quantities, |r| &r.system))
-        .bind(texts(&index.quantities, |r| &r.code))
-        .bind(
-            index
-                .quantities
-                .iter()
-                .map(|r| r.value)
-                .collect::<Vec<f64>>(),
-        )
-        .bind(keys(&mut index.uris.iter().map(|r| r.param.as_str())))
-        .bind(texts(&index.uris, |r| &r.value))
-        .bind(
-            index
-                .dates
-                .iter()
-                .map(|r| i16::from(r.is_short()))
-                .collect::<Vec<i16>>(),
-        )
-}
-
-/// Deletes the index rows of one resource, for `put` of an update and for reindexing.
-macro_rules! index_deletes {
-    () => {
-        "del_token AS (DELETE FROM idx_token WHERE res_id = $9),
-         del_string AS (DELETE FROM idx_string WHERE res_id = $9),
-         del_date AS (DELETE FROM idx_date WHERE res_id = $9),
-         del_reference AS (DELETE FROM idx_reference WHERE res_id = $9),
-         del_number AS (DELETE FROM idx_number WHERE res_id = $9),
-         del_quantity AS (DELETE FROM idx_quantity WHERE res_id = $9),
-         del_uri AS (DELETE FROM idx_uri WHERE res_id = $9),
-         "
-    };
-}
-
-/// The index inserts shared by both forms of `put`: `head` yields the res_id.
-macro_rules! index_inserts {
-    () => {
-        "ins_token AS (
-             INSERT INTO idx_token (res_id, tid, key, system, code)
-             SELECT head.res_id, $1, u.k, u.s, u.c
-             FROM head, UNNEST($10::int4[], $11::text[], $12::text[]) AS u(k, s, c)),
-         ins_string AS (
-             INSERT INTO idx_string (res_id, tid, key, value_norm, value_exact)
-             SELECT head.res_id, $1, u.k, u.n, u.e
-             FROM head, UNNEST($13::int4[], $14::text[], $15::text[]) AS u(k, n, e)),
-         ins_date AS (
-             INSERT INTO idx_date (res_id, tid, key, low, high, short)
-             SELECT head.res_id, $1, u.k, u.l, u.h, u.s
-             FROM head, UNNEST($16::int4[], $17::bigint[], $18::bigint[], $31::smallint[]) AS u(k, l, h, s)),
-         ins_reference AS (
-             INSERT INTO idx_reference (res_id, tid, key, target_type, target_id, url)
-             SELECT head.res_id, $1, u.k, u.t, u.i, u.u
-             FROM head, UNNEST($19::int4[], $20::text[], $21::text[], $22::text[]) AS u(k, t, i, u)),
-         ins_number AS (
-             INSERT INTO idx_number (res_id, tid, key, value)
-             SELECT head.res_id, $1, u.k, u.v
-             FROM head, UNNEST($23::int4[], $24::float8[]) AS u(k, v)),
-         ins_quantity AS (
-             INSERT INTO idx_quantity (res_id, tid, key, value, system, code)
-             SELECT head.res_id, $1, u.k, u.v, u.s, u.c
-             FROM head, UNNEST($25::int4[], $26::text[], $27::text[], $28::float8[]) AS u(k, s, c, v))
-         INSERT INTO idx_uri (res_id, tid, key, value)
-         SELECT head.res_id, $1, u.k, u.v
-         FROM head, UNNEST($29::int4[], $30::text[]) AS u(k, v)"
-    };
-}
-
-/// `put` of a new resource.
-const PUT_NEW: &str = concat!(
-    "WITH version AS (
-         INSERT INTO resource_versions (tid, type, id, version, last_updated, method, deleted, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
-     head AS (
-         INSERT INTO resources (tid, type, id, version, last_updated, deleted)
-         VALUES ($1, $2, $3, $4, $5, $7) RETURNING res_id),
-     unused AS (SELECT $9::bigint),
-     ",
-    index_inserts!()
-);
-
-/// `put` of a new version of an existing resource ($9 is its res_id).
-const PUT_UPDATE: &str = concat!(
-    "WITH version AS (
-         INSERT INTO resource_versions (tid, type, id, version, last_updated, method, deleted, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
-     head AS (
-         UPDATE resources SET version = $4, last_updated = $5, deleted = $7
-         WHERE res_id = $9 RETURNING res_id),
-     ",
-    index_deletes!(),
-    index_inserts!()
-);
-
-/// Replaces the index rows of resource $9 (the version parameters $3-$8 are unused).
-const REPLACE_INDEX: &str = concat!(
-    "WITH head AS (SELECT $9::bigint AS res_id),
-     unused AS (SELECT $2::text, $3::text, $4::bigint, $5::bigint, $6::text, $7::smallint, $8::bytea),
-     ",
-    index_deletes!(),
-    index_inserts!()
-);

@@ -796,20 +796,9 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
-/// The search-index tables, whose rows follow the current version.
-const INDEX_TABLES: [&str; 7] = [
-    "idx_token",
-    "idx_string",
-    "idx_date",
-    "idx_reference",
-    "idx_number",
-    "idx_quantity",
-    "idx_uri",
-];
-
 /// Removes the index rows of one resource (a range of each table's primary key).
 fn delete_index(conn: &Connection, res_id: i64) -> Result<(), StoreError> {
-    for table in INDEX_TABLES {
+    for table in super::INDEX_TABLES {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE res_id = ?1"))?
             .execute([res_id])?;
     }
@@ -840,13 +829,14 @@ fn insert_index(
         ])?;
     }
     let mut string = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_string (res_id, key, value_norm, value_exact, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO idx_string (res_id, key, part, value_norm, value_exact, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for row in &index.strings {
         string.execute(params![
             res_id,
             key(&row.param),
+            row.part,
             row.norm,
             row.exact,
             tenant
