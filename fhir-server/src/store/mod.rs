@@ -5,7 +5,9 @@
 //! served as, a head row per resource, and search-index rows for current versions. Every
 //! row, key and query leads with the tenant.
 
+mod coalesce;
 mod history;
+mod pg_creates;
 mod pg_put;
 mod pg_reads;
 pub mod postgres;

@@ -1,11 +1,16 @@
-//! The one PostgreSQL statement that writes a version: the version row, the head, and the
-//! search-index rows, as a data-modifying CTE, so a write costs one round trip.
+//! The one PostgreSQL statement that writes versions: the version rows, the heads, and the
+//! search-index rows, as a data-modifying CTE, so a write costs one round trip. One
+//! statement creates any number of resources (see `creates`); an update or a reindex
+//! writes one (see `statement`).
 //!
 //! The statement names only the index tables that get rows. A Patient has token, string
 //! and date rows, but no number, quantity, reference or uri ones; with every table in the
 //! statement, PostgreSQL planned, opened and ran all seven inserts for each write (a tenth
 //! of its time in a profile of creates). The sub-statements share one snapshot, so the
 //! DELETEs of an update remove only the old index rows, never those inserted beside them.
+//!
+//! Every form has a `rid(n, res_id)` relation: the res_id of the n-th resource written.
+//! Index rows carry their resource's n and join it.
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Encode, Postgres, Type};
@@ -13,7 +18,7 @@ use sqlx::{Arguments, Encode, Postgres, Type};
 use super::{StoreError, TenantId};
 use crate::index::{IndexRows, key};
 
-/// The version row of a write.
+/// The version row of an update.
 pub struct VersionRow<'a> {
     pub id: &'a str,
     pub version: i64,
@@ -23,24 +28,41 @@ pub struct VersionRow<'a> {
     pub body: Option<&'a [u8]>,
 }
 
-/// What the statement writes besides the index rows.
+/// What `statement` writes besides the index rows.
 pub enum Target<'a> {
-    /// A new resource: its first version and its head.
-    New(VersionRow<'a>),
     /// A new version of resource `res_id`: its old index rows go.
     Update(VersionRow<'a>, i64),
     /// Only the index rows of resource `res_id` (reindexing).
     Reindex(i64),
 }
 
+/// A resource to create: its version 1.
+pub struct NewResource<'a> {
+    pub resource_type: &'a str,
+    pub id: &'a str,
+    pub last_updated: i64,
+    /// POST, or PUT for an update that creates.
+    pub method: &'a str,
+    pub body: &'a [u8],
+    pub index: &'a IndexRows,
+}
+
 /// SQL text with its arguments, numbered as they are added.
 struct Statement {
-    text: String,
+    parts: Vec<String>,
     args: PgArguments,
     error: Option<sqlx::error::BoxDynError>,
 }
 
 impl Statement {
+    fn new() -> Statement {
+        Statement {
+            parts: Vec::new(),
+            args: PgArguments::default(),
+            error: None,
+        }
+    }
+
     /// Adds an argument and returns its placeholder.
     fn arg<'t, T: Encode<'t, Postgres> + Type<Postgres>>(&mut self, value: T) -> String {
         if let Err(error) = self.args.add(value) {
@@ -48,24 +70,78 @@ impl Statement {
         }
         format!("${}", self.args.len())
     }
+
+    /// `WITH <parts> SELECT res_id FROM rid`, with its arguments.
+    fn finish(self) -> Result<(String, PgArguments), StoreError> {
+        match self.error {
+            Some(error) => Err(StoreError::Database(format!(
+                "cannot encode the write's arguments: {error}"
+            ))),
+            None => Ok((
+                format!("WITH {} SELECT res_id FROM rid", self.parts.join(", ")),
+                self.args,
+            )),
+        }
+    }
 }
 
-/// The statement and its arguments.
+/// Creates `resources` (of one tenant) in one statement.
+pub fn creates(
+    tenant: TenantId,
+    resources: &[NewResource<'_>],
+) -> Result<(String, PgArguments), StoreError> {
+    let mut s = Statement::new();
+    let tid = s.arg(tenant as i32);
+    let count = s.arg(resources.len() as i64);
+    let types = s.arg(
+        resources
+            .iter()
+            .map(|r| r.resource_type)
+            .collect::<Vec<_>>(),
+    );
+    let ids = s.arg(resources.iter().map(|r| r.id).collect::<Vec<_>>());
+    let times = s.arg(resources.iter().map(|r| r.last_updated).collect::<Vec<_>>());
+    let methods = s.arg(resources.iter().map(|r| r.method).collect::<Vec<_>>());
+    let bodies = s.arg(resources.iter().map(|r| r.body).collect::<Vec<_>>());
+    s.parts.push(format!(
+        "rid AS (SELECT g.n, nextval('resources_res_id_seq') AS res_id \
+         FROM generate_series(1::int8, {count}) AS g(n))"
+    ));
+    s.parts.push(format!(
+        "new AS (SELECT * FROM UNNEST({types}::text[], {ids}::text[], {times}::int8[], \
+         {methods}::text[], {bodies}::bytea[]) \
+         WITH ORDINALITY AS u(type, id, last_updated, method, body, n))"
+    ));
+    s.parts.push(format!(
+        "version AS (INSERT INTO resource_versions \
+         (tid, type, id, version, last_updated, method, deleted, body) \
+         SELECT {tid}, type, id, 1, last_updated, method, 0, body FROM new ORDER BY n)"
+    ));
+    s.parts.push(format!(
+        "head AS (INSERT INTO resources (res_id, tid, type, id, version, last_updated, deleted) \
+         SELECT rid.res_id, {tid}, new.type, new.id, 1, new.last_updated, 0 \
+         FROM new JOIN rid ON rid.n = new.n)"
+    ));
+    let indexes: Vec<(i64, &str, &IndexRows)> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as i64 + 1, r.resource_type, r.index))
+        .collect();
+    push_index_inserts(&mut s, &tid, &indexes);
+    s.finish()
+}
+
+/// Writes a new version of one resource, or only its index rows.
 pub fn statement(
     tenant: TenantId,
     resource_type: &str,
     target: &Target<'_>,
     index: &IndexRows,
 ) -> Result<(String, PgArguments), StoreError> {
-    let mut s = Statement {
-        text: String::with_capacity(2048),
-        args: PgArguments::default(),
-        error: None,
-    };
+    let mut s = Statement::new();
     let tid = s.arg(tenant as i32);
-    let mut parts: Vec<String> = Vec::new();
-    match target {
-        Target::New(row) | Target::Update(row, _) => {
+    let res_id = match target {
+        Target::Update(row, res_id) => {
             let resource_type = s.arg(resource_type);
             let id = s.arg(row.id);
             let version = s.arg(row.version);
@@ -73,181 +149,193 @@ pub fn statement(
             let method = s.arg(row.method);
             let deleted = s.arg(i16::from(row.body.is_none()));
             let body = s.arg(row.body);
-            parts.push(format!(
+            s.parts.push(format!(
                 "version AS (INSERT INTO resource_versions \
                  (tid, type, id, version, last_updated, method, deleted, body) \
                  VALUES ({tid}, {resource_type}, {id}, {version}, {last_updated}, {method}, \
                  {deleted}, {body}))"
             ));
-            parts.push(match target {
-                Target::Update(_, res_id) => {
-                    let res_id = s.arg(*res_id);
-                    format!(
-                        "head AS (UPDATE resources SET version = {version}, \
-                         last_updated = {last_updated}, deleted = {deleted} \
-                         WHERE res_id = {res_id} RETURNING res_id)"
-                    )
-                }
-                _ => format!(
-                    "head AS (INSERT INTO resources \
-                     (tid, type, id, version, last_updated, deleted) \
-                     VALUES ({tid}, {resource_type}, {id}, {version}, {last_updated}, \
-                     {deleted}) RETURNING res_id)"
-                ),
-            });
+            let res_id = s.arg(*res_id);
+            s.parts.push(format!(
+                "rid AS (UPDATE resources SET version = {version}, \
+                 last_updated = {last_updated}, deleted = {deleted} \
+                 WHERE res_id = {res_id} RETURNING 1::int8 AS n, res_id)"
+            ));
+            res_id
         }
         Target::Reindex(res_id) => {
             let res_id = s.arg(*res_id);
-            parts.push(format!("head AS (SELECT {res_id}::bigint AS res_id)"));
-        }
-    }
-    if let Target::Update(_, res_id) | Target::Reindex(res_id) = target {
-        let res_id = s.arg(*res_id);
-        for table in super::INDEX_TABLES {
-            parts.push(format!(
-                "del_{table} AS (DELETE FROM {table} WHERE res_id = {res_id})"
+            s.parts.push(format!(
+                "rid AS (SELECT 1::int8 AS n, {res_id}::bigint AS res_id)"
             ));
+            res_id
         }
-    }
-    let keys = |params: &mut dyn Iterator<Item = &str>| -> Vec<i32> {
-        params
-            .map(|param| key(resource_type, param) as i32)
-            .collect()
     };
-    // Each index table: its rows as parallel arrays, unnested beside the head's res_id.
-    let mut insert = |table: &str, columns: &str, arrays: Vec<String>| {
-        let names: Vec<String> = (0..arrays.len()).map(|i| format!("c{i}")).collect();
-        parts.push(format!(
-            "ins_{table} AS (INSERT INTO {table} (res_id, tid, {columns}) \
-             SELECT head.res_id, {tid}, u.{} FROM head, UNNEST({}) AS u({}))",
-            names.join(", u."),
-            arrays.join(", "),
-            names.join(", ")
+    for table in super::INDEX_TABLES {
+        s.parts.push(format!(
+            "del_{table} AS (DELETE FROM {table} WHERE res_id = {res_id})"
         ));
-    };
-    if !index.tokens.is_empty() {
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut index.tokens.iter().map(|r| r.param.as_str())))
-            ),
-            format!("{}::text[]", s.arg(texts(&index.tokens, |r| &r.system))),
-            format!("{}::text[]", s.arg(texts(&index.tokens, |r| &r.code))),
-        ];
-        insert("idx_token", "key, system, code", arrays);
     }
-    if !index.strings.is_empty() {
-        let strings = &index.strings;
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut strings.iter().map(|r| r.param.as_str())))
-            ),
-            format!(
-                "{}::int2[]",
-                s.arg(
-                    strings
-                        .iter()
-                        .map(|r| i16::from(r.part))
-                        .collect::<Vec<i16>>()
-                )
-            ),
-            format!("{}::text[]", s.arg(texts(strings, |r| &r.norm))),
-            format!("{}::text[]", s.arg(texts(strings, |r| &r.exact))),
-        ];
-        insert("idx_string", "key, part, value_norm, value_exact", arrays);
-    }
-    if !index.dates.is_empty() {
-        let dates = &index.dates;
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut dates.iter().map(|r| r.param.as_str())))
-            ),
-            format!(
-                "{}::int8[]",
-                s.arg(dates.iter().map(|r| r.low).collect::<Vec<i64>>())
-            ),
-            format!(
-                "{}::int8[]",
-                s.arg(dates.iter().map(|r| r.high).collect::<Vec<i64>>())
-            ),
-            format!(
-                "{}::int2[]",
-                s.arg(
-                    dates
-                        .iter()
-                        .map(|r| i16::from(r.is_short()))
-                        .collect::<Vec<i16>>()
-                )
-            ),
-        ];
-        insert("idx_date", "key, low, high, short", arrays);
-    }
-    if !index.references.is_empty() {
-        let references = &index.references;
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut references.iter().map(|r| r.param.as_str())))
-            ),
-            format!("{}::text[]", s.arg(texts(references, |r| &r.target_type))),
-            format!("{}::text[]", s.arg(texts(references, |r| &r.target_id))),
-            format!("{}::text[]", s.arg(texts(references, |r| &r.url))),
-        ];
-        insert("idx_reference", "key, target_type, target_id, url", arrays);
-    }
-    if !index.numbers.is_empty() {
-        let numbers = &index.numbers;
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut numbers.iter().map(|r| r.param.as_str())))
-            ),
-            format!(
-                "{}::float8[]",
-                s.arg(numbers.iter().map(|r| r.value).collect::<Vec<f64>>())
-            ),
-        ];
-        insert("idx_number", "key, value", arrays);
-    }
-    if !index.quantities.is_empty() {
-        let quantities = &index.quantities;
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut quantities.iter().map(|r| r.param.as_str())))
-            ),
-            format!(
-                "{}::float8[]",
-                s.arg(quantities.iter().map(|r| r.value).collect::<Vec<f64>>())
-            ),
-            format!("{}::text[]", s.arg(texts(quantities, |r| &r.system))),
-            format!("{}::text[]", s.arg(texts(quantities, |r| &r.code))),
-        ];
-        insert("idx_quantity", "key, value, system, code", arrays);
-    }
-    if !index.uris.is_empty() {
-        let arrays = vec![
-            format!(
-                "{}::int4[]",
-                s.arg(keys(&mut index.uris.iter().map(|r| r.param.as_str())))
-            ),
-            format!("{}::text[]", s.arg(texts(&index.uris, |r| &r.value))),
-        ];
-        insert("idx_uri", "key, value", arrays);
-    }
-    s.text.push_str("WITH ");
-    s.text.push_str(&parts.join(", "));
-    s.text.push_str(" SELECT res_id FROM head");
-    match s.error {
-        Some(error) => Err(StoreError::Database(format!(
-            "cannot encode the write's arguments: {error}"
-        ))),
-        None => Ok((s.text, s.args)),
-    }
+    push_index_inserts(&mut s, &tid, &[(1, resource_type, index)]);
+    s.finish()
 }
 
-fn texts<'r, T>(rows: &'r [T], field: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
-    rows.iter().map(field).collect()
+/// One insert per index table that has rows: the rows of every resource as parallel
+/// arrays led by the resource's n, joined to its res_id in `rid`.
+fn push_index_inserts(s: &mut Statement, tid: &str, resources: &[(i64, &str, &IndexRows)]) {
+    /// Collects one column of a table's rows across the resources.
+    fn column<'r, R: 'r, V>(
+        resources: &[(i64, &'r str, &'r IndexRows)],
+        rows: impl Fn(&'r IndexRows) -> &'r [R],
+        value: impl Fn(i64, &'r str, &'r R) -> V,
+    ) -> Vec<V> {
+        resources
+            .iter()
+            .flat_map(|&(n, resource_type, index)| {
+                rows(index).iter().map(move |row| (n, resource_type, row))
+            })
+            .map(|(n, resource_type, row)| value(n, resource_type, row))
+            .collect()
+    }
+    let insert = |s: &mut Statement, table: &str, columns: &str, arrays: Vec<String>| {
+        let names: Vec<String> = (0..arrays.len()).map(|i| format!("c{i}")).collect();
+        s.parts.push(format!(
+            "ins_{table} AS (INSERT INTO {table} (res_id, tid, {columns}) \
+             SELECT rid.res_id, {tid}, u.{} FROM UNNEST({}) AS u(n, {}) JOIN rid ON rid.n = u.n)",
+            names[1..].join(", u."),
+            arrays.join(", "),
+            names[1..].join(", ")
+        ));
+    };
+    macro_rules! array {
+        ($rows:expr, $cast:literal, |$n:ident, $t:ident, $r:ident| $value:expr) => {{
+            let values = column(resources, $rows, |$n, $t, $r| $value);
+            format!("{}::{}", s.arg(values), $cast)
+        }};
+    }
+    let has = |rows: fn(&IndexRows) -> usize| resources.iter().any(|(_, _, i)| rows(i) > 0);
+    if has(|i| i.tokens.len()) {
+        let arrays = vec![
+            array!(|i| i.tokens.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.tokens.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.tokens.as_slice(), "text[]", |_n, _t, r| r
+                .system
+                .as_str()),
+            array!(|i| i.tokens.as_slice(), "text[]", |_n, _t, r| r
+                .code
+                .as_str()),
+        ];
+        insert(s, "idx_token", "key, system, code", arrays);
+    }
+    if has(|i| i.strings.len()) {
+        let arrays = vec![
+            array!(|i| i.strings.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.strings.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.strings.as_slice(), "int2[]", |_n, _t, r| i16::from(
+                r.part
+            )),
+            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
+                .norm
+                .as_str()),
+            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
+                .exact
+                .as_str()),
+        ];
+        insert(
+            s,
+            "idx_string",
+            "key, part, value_norm, value_exact",
+            arrays,
+        );
+    }
+    if has(|i| i.dates.len()) {
+        let arrays = vec![
+            array!(|i| i.dates.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.dates.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.dates.as_slice(), "int8[]", |_n, _t, r| r.low),
+            array!(|i| i.dates.as_slice(), "int8[]", |_n, _t, r| r.high),
+            array!(|i| i.dates.as_slice(), "int2[]", |_n, _t, r| i16::from(
+                r.is_short()
+            )),
+        ];
+        insert(s, "idx_date", "key, low, high, short", arrays);
+    }
+    if has(|i| i.references.len()) {
+        let arrays = vec![
+            array!(|i| i.references.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.references.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
+                .target_type
+                .as_str()),
+            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
+                .target_id
+                .as_str()),
+            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
+                .url
+                .as_str()),
+        ];
+        insert(
+            s,
+            "idx_reference",
+            "key, target_type, target_id, url",
+            arrays,
+        );
+    }
+    if has(|i| i.numbers.len()) {
+        let arrays = vec![
+            array!(|i| i.numbers.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.numbers.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.numbers.as_slice(), "float8[]", |_n, _t, r| r.value),
+        ];
+        insert(s, "idx_number", "key, value", arrays);
+    }
+    if has(|i| i.quantities.len()) {
+        let arrays = vec![
+            array!(|i| i.quantities.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.quantities.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.quantities.as_slice(), "float8[]", |_n, _t, r| r.value),
+            array!(|i| i.quantities.as_slice(), "text[]", |_n, _t, r| r
+                .system
+                .as_str()),
+            array!(|i| i.quantities.as_slice(), "text[]", |_n, _t, r| r
+                .code
+                .as_str()),
+        ];
+        insert(s, "idx_quantity", "key, value, system, code", arrays);
+    }
+    if has(|i| i.uris.len()) {
+        let arrays = vec![
+            array!(|i| i.uris.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(|i| i.uris.as_slice(), "int4[]", |_n, t, r| key(t, &r.param)
+                as i32),
+            array!(|i| i.uris.as_slice(), "text[]", |_n, _t, r| r
+                .value
+                .as_str()),
+        ];
+        insert(s, "idx_uri", "key, value", arrays);
+    }
 }

@@ -1,30 +1,15 @@
-//! Reads by id on PostgreSQL, coalesced: reads that arrive while others are in flight go
-//! to the database together, as one statement.
+//! Reads by id on PostgreSQL, coalesced (see `coalesce`): reads that queue while the
+//! database is busy go to it together, as one statement.
 //!
-//! A read by id is one index lookup in PostgreSQL, but a round trip costs far more than
-//! the lookup: a send and a receive on each side, and a wake-up of the backend process.
 //! In a profile of 64 clients reading, the send to PostgreSQL alone was a fifth of the
-//! server's time and PostgreSQL spent most of its own in the network stack. So a single
-//! task hands reads to the database in batches: at most `IN_FLIGHT` statements run at
-//! once, and the reads that queue behind them leave together in the next one. An idle
-//! server sends each read alone, at once; a busy one sends fewer, larger statements. This
-//! is the SQLite writer's group commit, for reads.
-//!
-//! Only queued reads wait for the task: a read that finds a slot free runs at once,
-//! alone, on the caller's task.
-
-use std::sync::Arc;
+//! server's time and PostgreSQL spent most of its own in the network stack; coalesced, the
+//! database's share of the machine fell to a fifth of what it was.
 
 use sqlx::{PgPool, Row as _};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::coalesce::Coalescer;
 use super::{Method, StoreError, TenantId, Version};
-
-/// Read statements running at once (each holds a pooled connection): one per core, at
-/// least two. Fewer statements in flight make larger batches.
-fn in_flight() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
-}
 
 /// The most reads in one statement.
 const MAX_BATCH: usize = 128;
@@ -38,21 +23,18 @@ struct Request {
     answer: oneshot::Sender<Answer>,
 }
 
-/// Reads by id: at once when a slot is free, else queued for the batching task.
+/// Reads by id: at once when a slot is free, else in the next batch.
 #[derive(Clone)]
 pub struct Reads {
     pool: PgPool,
-    slots: Arc<Semaphore>,
-    queue: mpsc::UnboundedSender<Request>,
+    coalescer: Coalescer<Request>,
 }
 
 impl Reads {
-    /// Starts the batching task on `pool`.
     pub fn start(pool: PgPool) -> Reads {
-        let (queue, requests) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(in_flight()));
-        tokio::spawn(batch_loop(pool.clone(), slots.clone(), requests));
-        Reads { pool, slots, queue }
+        let batches = pool.clone();
+        let coalescer = Coalescer::start(MAX_BATCH, move |batch| answer(batches.clone(), batch));
+        Reads { pool, coalescer }
     }
 
     /// The current version of a resource (a delete version if it was deleted).
@@ -62,9 +44,7 @@ impl Reads {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Version>, StoreError> {
-        // A free slot is taken only when no batch waits for it (the semaphore hands
-        // released slots to waiters first), so queued reads are not overtaken.
-        if let Ok(_slot) = self.slots.clone().try_acquire_owned() {
+        if let Some(_slot) = self.coalescer.free_slot() {
             let mut conn = self.pool.acquire().await?;
             return super::postgres::read_version(&mut conn, tenant, resource_type, id, None).await;
         }
@@ -75,37 +55,12 @@ impl Reads {
             id: id.to_owned(),
             answer,
         };
-        self.queue
-            .send(request)
+        self.coalescer
+            .queue(request)
             .map_err(|_| StoreError::Database("the read task has stopped".into()))?;
         answered
             .await
             .map_err(|_| StoreError::Database("the read task dropped a read".into()))?
-    }
-}
-
-async fn batch_loop(
-    pool: PgPool,
-    slots: Arc<Semaphore>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-) {
-    while let Some(first) = requests.recv().await {
-        // Wait for a free slot first: the reads that arrive meanwhile join this batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            answer(&pool, batch).await;
-            drop(slot);
-        });
     }
 }
 
@@ -117,41 +72,9 @@ const CURRENT_VERSIONS: &str = "SELECT k.n, v.version, v.last_updated, v.method,
              WHERE tid = k.tid AND type = k.type AND id = k.id \
              ORDER BY version DESC LIMIT 1) v";
 
-async fn answer(pool: &PgPool, batch: Vec<Request>) {
-    let tenants: Vec<i32> = batch.iter().map(|r| r.tenant as i32).collect();
-    let types: Vec<&str> = batch.iter().map(|r| r.resource_type.as_str()).collect();
-    let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
-    let rows = sqlx::query(CURRENT_VERSIONS)
-        .bind(&tenants)
-        .bind(&types)
-        .bind(&ids)
-        .fetch_all(pool)
-        .await;
-    let mut found: Vec<Option<Version>> = vec![None; batch.len()];
-    let decoded: Result<(), StoreError> = match rows {
-        Ok(rows) => rows.iter().try_for_each(|row| {
-            // ORDINALITY counts from 1.
-            let n: i64 = row.try_get(0)?;
-            let Some(i) = usize::try_from(n - 1).ok().filter(|&i| i < batch.len()) else {
-                return Ok(());
-            };
-            let request = &batch[i];
-            let method: String = row.try_get(3)?;
-            let body: Option<Vec<u8>> = row.try_get(4)?;
-            found[i] = Some(Version {
-                resource_type: request.resource_type.clone(),
-                id: request.id.clone(),
-                version: row.try_get(1)?,
-                last_updated: row.try_get(2)?,
-                method: Method::parse(&method),
-                body: body.map(Into::into),
-            });
-            Ok(())
-        }),
-        Err(error) => Err(error.into()),
-    };
-    match decoded {
-        Ok(()) => {
+async fn answer(pool: PgPool, batch: Vec<Request>) {
+    match read_batch(&pool, &batch).await {
+        Ok(found) => {
             for (request, version) in batch.into_iter().zip(found) {
                 let _ = request.answer.send(Ok(version));
             }
@@ -165,4 +88,35 @@ async fn answer(pool: &PgPool, batch: Vec<Request>) {
             }
         }
     }
+}
+
+async fn read_batch(pool: &PgPool, batch: &[Request]) -> Result<Vec<Option<Version>>, StoreError> {
+    let tenants: Vec<i32> = batch.iter().map(|r| r.tenant as i32).collect();
+    let types: Vec<&str> = batch.iter().map(|r| r.resource_type.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
+    let rows = sqlx::query(CURRENT_VERSIONS)
+        .bind(&tenants)
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let mut found: Vec<Option<Version>> = vec![None; batch.len()];
+    for row in rows {
+        // ORDINALITY counts from 1.
+        let n: i64 = row.try_get(0)?;
+        let Some(i) = usize::try_from(n - 1).ok().filter(|&i| i < batch.len()) else {
+            continue;
+        };
+        let method: String = row.try_get(3)?;
+        let body: Option<Vec<u8>> = row.try_get(4)?;
+        found[i] = Some(Version {
+            resource_type: batch[i].resource_type.clone(),
+            id: batch[i].id.clone(),
+            version: row.try_get(1)?,
+            last_updated: row.try_get(2)?,
+            method: Method::parse(&method),
+            body: body.map(Into::into),
+        });
+    }
+    Ok(found)
 }

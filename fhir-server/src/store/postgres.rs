@@ -28,6 +28,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Reads by id, coalesced into batches.
     reads: super::pg_reads::Reads,
+    /// Unconditional creates, coalesced into batches.
+    creates: super::pg_creates::Creates,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -63,7 +65,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         let reads = super::pg_reads::Reads::start(pool.clone());
-        let store = PgStore { pool, reads };
+        let creates = super::pg_creates::Creates::start(pool.clone());
+        let store = PgStore {
+            pool,
+            reads,
+            creates,
+        };
         store.migrate().await?;
         // Maintenance runs in the background (its first round at once), so a large
         // database does not delay the start.
@@ -215,18 +222,18 @@ impl PgStore {
 
     pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
         if let WriteOp::Create {
+            resource_type,
+            mut resource,
+            index,
             if_none_exist: None,
-            ..
         } = op
         {
-            // An unconditional create is exactly one statement (`put` of a new resource),
-            // and a single statement is atomic on its own: no BEGIN/COMMIT round trips.
-            let mut conn = self.pool.acquire().await?;
-            let mut pg = PgTx {
-                conn: &mut conn,
-                tenant,
-            };
-            return write::apply(&mut pg, op).await;
+            // An unconditional create depends on nothing stored: it joins the others of the
+            // moment in one statement (see `pg_creates`).
+            let now = crate::resource::now_micros();
+            let version = write::first_version(&resource_type, &mut resource, now);
+            let created = self.creates.create(tenant, version, index).await?;
+            return Ok(Outcome::Created(created));
         }
         let mut tx = self.pool.begin().await?;
         let outcome = {
@@ -571,19 +578,37 @@ impl Tx for PgTx<'_> {
     /// One statement per version (see `pg_put`).
     async fn put(&mut self, new: NewVersion<'_>) -> Result<(), StoreError> {
         let empty = IndexRows::default();
-        let row = pg_put::VersionRow {
-            id: new.id,
-            version: new.version,
-            last_updated: new.last_updated,
-            method: new.method.as_str(),
-            body: new.body,
-        };
-        let target = match new.head {
-            None => pg_put::Target::New(row),
-            Some(head) => pg_put::Target::Update(row, head.res_id),
-        };
         let index = new.index.unwrap_or(&empty);
-        let (text, args) = pg_put::statement(self.tenant, new.resource_type, &target, index)?;
+        let (text, args) = match (new.head, new.body) {
+            (None, Some(body)) => pg_put::creates(
+                self.tenant,
+                &[pg_put::NewResource {
+                    resource_type: new.resource_type,
+                    id: new.id,
+                    last_updated: new.last_updated,
+                    method: new.method.as_str(),
+                    body,
+                    index,
+                }],
+            )?,
+            (head, body) => {
+                let Some(head) = head else {
+                    return Err(StoreError::Database(format!(
+                        "no resource {}/{} to delete",
+                        new.resource_type, new.id
+                    )));
+                };
+                let row = pg_put::VersionRow {
+                    id: new.id,
+                    version: new.version,
+                    last_updated: new.last_updated,
+                    method: new.method.as_str(),
+                    body,
+                };
+                let target = pg_put::Target::Update(row, head.res_id);
+                pg_put::statement(self.tenant, new.resource_type, &target, index)?
+            }
+        };
         sqlx::query_with(AssertSqlSafe(text), args)
             .execute(&mut *self.conn)
             .await?;

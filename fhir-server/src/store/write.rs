@@ -327,6 +327,22 @@ async fn matched<T: Tx>(tx: &mut T, resource_type: &str, id: &str) -> Result<Out
     }))
 }
 
+/// Stamps a resource as the first version of a new resource (a new id, `now`): the
+/// version as it will be stored and served. The caller stores it (see `apply`, and the
+/// PostgreSQL store's coalesced creates).
+pub fn first_version(resource_type: &str, resource: &mut Value, now: i64) -> Version {
+    let id = resource::new_id();
+    let body = resource::stamp(resource, &id, 1, now);
+    Version {
+        resource_type: resource_type.to_owned(),
+        id,
+        version: 1,
+        last_updated: now,
+        method: Method::Post,
+        body: Some(body.into()),
+    }
+}
+
 async fn create<T: Tx>(
     tx: &mut T,
     resource_type: &str,

@@ -1,0 +1,124 @@
+//! Unconditional creates on PostgreSQL, coalesced (see `coalesce`): creates that queue
+//! while the database is busy are written together, by one statement (`pg_put::creates`),
+//! in one transaction and one commit.
+//!
+//! A create is the most common write, and on PostgreSQL its cost was mostly per statement
+//! (planning and opening a CTE of inserts, the round trip, the commit) rather than per row.
+//! Nothing about one create depends on another, so a batch needs no locks; if its
+//! statement fails, each create of it is tried again alone, so one bad write cannot fail
+//! the others.
+
+use sqlx::{AssertSqlSafe, PgPool};
+use tokio::sync::oneshot;
+
+use super::coalesce::Coalescer;
+use super::pg_put::{self, NewResource};
+use super::{StoreError, TenantId, Version};
+use crate::index::IndexRows;
+
+/// The most creates in one statement.
+const MAX_BATCH: usize = 64;
+
+type Answer = Result<Version, StoreError>;
+
+struct Request {
+    tenant: TenantId,
+    version: Version,
+    index: IndexRows,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Creates: at once when a slot is free, else in the next batch.
+#[derive(Clone)]
+pub struct Creates {
+    pool: PgPool,
+    coalescer: Coalescer<Request>,
+}
+
+impl Creates {
+    pub fn start(pool: PgPool) -> Creates {
+        let batches = pool.clone();
+        let coalescer = Coalescer::start(MAX_BATCH, move |batch| answer(batches.clone(), batch));
+        Creates { pool, coalescer }
+    }
+
+    /// Stores `version` (a first version, see `write::first_version`) with its index rows;
+    /// answers once it is committed.
+    pub async fn create(&self, tenant: TenantId, version: Version, index: IndexRows) -> Answer {
+        if let Some(_slot) = self.coalescer.free_slot() {
+            write(&self.pool, tenant, &[(&version, &index)]).await?;
+            return Ok(version);
+        }
+        let (answer, answered) = oneshot::channel();
+        let request = Request {
+            tenant,
+            version,
+            index,
+            answer,
+        };
+        if self.coalescer.queue(request).is_err() {
+            return Err(StoreError::Database("the create task has stopped".into()));
+        }
+        answered
+            .await
+            .map_err(|_| StoreError::Database("the create task dropped a create".into()))?
+    }
+}
+
+/// Writes a batch (one statement per tenant in it), then answers each create.
+async fn answer(pool: PgPool, batch: Vec<Request>) {
+    let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+    results.resize_with(batch.len(), || Ok(()));
+    let mut tenants: Vec<TenantId> = batch.iter().map(|r| r.tenant).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        let positions: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].tenant == tenant)
+            .collect();
+        let items: Vec<(&Version, &IndexRows)> = positions
+            .iter()
+            .map(|&i| (&batch[i].version, &batch[i].index))
+            .collect();
+        if let Err(error) = write(&pool, tenant, &items).await {
+            if items.len() == 1 {
+                results[positions[0]] = Err(error);
+                continue;
+            }
+            // Find the bad one: each create alone.
+            for (&i, item) in positions.iter().zip(&items) {
+                results[i] = write(&pool, tenant, std::slice::from_ref(item)).await;
+            }
+        }
+    }
+    for (request, result) in batch.into_iter().zip(results) {
+        let _ = request.answer.send(result.map(|()| request.version));
+    }
+}
+
+/// Writes first versions of one tenant in one statement.
+async fn write(
+    pool: &PgPool,
+    tenant: TenantId,
+    items: &[(&Version, &IndexRows)],
+) -> Result<(), StoreError> {
+    let mut resources = Vec::with_capacity(items.len());
+    for (version, index) in items {
+        let Some(body) = &version.body else {
+            return Err(StoreError::Database("a create without a body".into()));
+        };
+        resources.push(NewResource {
+            resource_type: &version.resource_type,
+            id: &version.id,
+            last_updated: version.last_updated,
+            method: version.method.as_str(),
+            body,
+            index,
+        });
+    }
+    let (text, args) = pg_put::creates(tenant, &resources)?;
+    sqlx::query_with(AssertSqlSafe(text), args)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
