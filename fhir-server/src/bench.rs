@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Args;
+use hyper::Method;
+
+use crate::bench_client::Connection;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchConfig {
@@ -75,26 +79,30 @@ impl Phase {
 }
 
 pub async fn run(config: BenchConfig) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .http1_only()
-        .build()
-        .map_err(|e| e.to_string())?;
     let base = config.url.trim_end_matches('/').to_owned();
-    let metadata = client
-        .get(format!("{base}/metadata"))
-        .send()
+    // The path of the FHIR base on the server (`/fhir`, `/t/acme/fhir`).
+    let path = base
+        .strip_prefix("http://")
+        .and_then(|rest| rest.find('/').map(|at| rest[at..].to_owned()))
+        .unwrap_or_default();
+    let metadata = Connection::open(&base)
+        .await?
+        .send(Method::GET, &format!("{path}/metadata"), &[], Bytes::new())
         .await
         .map_err(|e| format!("cannot reach {base}: {e}"))?;
-    if !metadata.status().is_success() {
-        return Err(format!("{base}/metadata answered {}", metadata.status()));
+    if metadata.status != 200 {
+        return Err(format!("{base}/metadata answered {}", metadata.status));
     }
+    let target = Target {
+        base: base.clone(),
+        path,
+    };
     println!("benchmarking {base} for {}s per phase", config.seconds);
     let duration = Duration::from_secs(config.seconds);
     let mut ids = Vec::new();
     if config.preload > 0 {
         let started = Instant::now();
-        let phase = create_until(&client, &base, 64, None, Some(config.preload), &mut ids).await;
+        let phase = create_until(&target, 64, None, Some(config.preload), &mut ids).await;
         println!(
             "preloaded {} patients in {:.1}s ({} errors)",
             phase.requests,
@@ -104,14 +112,14 @@ pub async fn run(config: BenchConfig) -> Result<(), String> {
     }
     for &clients in &config.clients {
         if config.phases.contains(&BenchPhase::Create) {
-            let phase = create_until(&client, &base, clients, Some(duration), None, &mut ids).await;
+            let phase = create_until(&target, clients, Some(duration), None, &mut ids).await;
             phase.report();
         }
         if config.phases.contains(&BenchPhase::Read) {
             if ids.is_empty() {
                 return Err("no resource could be created; nothing to read".into());
             }
-            let phase = read_for(&client, &base, clients, duration, Arc::new(ids.clone())).await;
+            let phase = read_for(&target, clients, duration, Arc::new(ids.clone())).await;
             phase.report();
         }
     }
@@ -141,10 +149,15 @@ fn patient(n: u64) -> String {
     )
 }
 
+/// The server under test: its FHIR base URL, and that base's path.
+struct Target {
+    base: String,
+    path: String,
+}
+
 /// Creates patients with `clients` loops until `duration` passes or `total` are made.
 async fn create_until(
-    client: &reqwest::Client,
-    base: &str,
+    target: &Target,
     clients: usize,
     duration: Option<Duration>,
     total: Option<usize>,
@@ -155,11 +168,15 @@ async fn create_until(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
-        let (client, url) = (client.clone(), format!("{base}/Patient"));
+        let (base, url) = (target.base.clone(), format!("{}/Patient", target.path));
         let (counter, errors) = (counter.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut created = Vec::new();
+            let Ok(mut connection) = Connection::open(&base).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return (latencies, created);
+            };
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 if total.is_some_and(|t| n as usize >= t)
@@ -168,30 +185,31 @@ async fn create_until(
                     break;
                 }
                 let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/fhir+json")
-                    .header("prefer", "return=minimal")
-                    .body(patient(n))
-                    .send()
-                    .await;
-                match response {
-                    Ok(response) if response.status().as_u16() == 201 => {
+                let headers = [
+                    ("content-type", "application/fhir+json"),
+                    ("prefer", "return=minimal"),
+                ];
+                let body = Bytes::from(patient(n));
+                match connection.send(Method::POST, &url, &headers, body).await {
+                    Ok(answer) if answer.status == 201 => {
                         latencies.push(sent.elapsed().as_micros() as u32);
-                        let id = response
-                            .headers()
-                            .get("location")
-                            .and_then(|v| v.to_str().ok())
+                        let id = answer
+                            .location
+                            .as_deref()
                             .and_then(|l| l.split("/Patient/").nth(1))
                             .and_then(|rest| rest.split('/').next())
                             .map(str::to_owned);
-                        if let Some(id) = id {
-                            created.push(id);
-                        }
-                        let _ = response.bytes().await;
+                        created.extend(id);
                     }
-                    _ => {
+                    Ok(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        match Connection::open(&base).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
+                        }
                     }
                 }
             }
@@ -218,8 +236,7 @@ async fn create_until(
 
 /// Reads random known patients with `clients` loops for `duration`.
 async fn read_for(
-    client: &reqwest::Client,
-    base: &str,
+    target: &Target,
     clients: usize,
     duration: Duration,
     ids: Arc<Vec<String>>,
@@ -228,10 +245,18 @@ async fn read_for(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task_number in 0..clients.max(1) {
-        let (client, base, ids, errors) =
-            (client.clone(), base.to_owned(), ids.clone(), errors.clone());
+        let (base, path, ids, errors) = (
+            target.base.clone(),
+            target.path.clone(),
+            ids.clone(),
+            errors.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let Ok(mut connection) = Connection::open(&base).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return latencies;
+            };
             // A small xorshift generator: enough to spread reads, no dependency needed.
             let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (task_number as u64 + 1);
             while started.elapsed() < duration {
@@ -240,13 +265,20 @@ async fn read_for(
                 state ^= state << 17;
                 let id = &ids[(state % ids.len() as u64) as usize];
                 let sent = Instant::now();
-                match client.get(format!("{base}/Patient/{id}")).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
+                let url = format!("{path}/Patient/{id}");
+                match connection.send(Method::GET, &url, &[], Bytes::new()).await {
+                    Ok(answer) if answer.status == 200 => {
                         latencies.push(sent.elapsed().as_micros() as u32);
                     }
-                    _ => {
+                    Ok(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        match Connection::open(&base).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
+                        }
                     }
                 }
             }

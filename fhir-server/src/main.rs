@@ -6,6 +6,7 @@
 
 mod app;
 mod bench;
+mod bench_client;
 mod bench_search;
 mod config;
 mod db_stats;
