@@ -1970,6 +1970,74 @@ async fn reference_search_relative_and_absolute(server: Server) {
 }
 both!(reference_search_relative_and_absolute);
 
+/// A reference and a date that the index keeps as a pair (Slot schedule and start,
+/// Appointment patient and date, Encounter patient and date) drive the query together; the
+/// answers are those of the two clauses, with every date prefix, several targets, a bare
+/// id, open-ended periods, and another clause beside them.
+async fn reference_and_date_pairs_answer_like_both_clauses(server: Server) {
+    load(&server).await;
+    let windows: &[&[&str]] = &[
+        &["2024-03-01"],
+        &["ge2024-03-01", "lt2024-03-03"],
+        &["ge2024-02-28T12:00:00Z", "le2024-03-01T09:30:00Z"],
+        &["gt2024-03-15"],
+        &["2024"],
+        &["ne2024-03-01"],
+        &["sa2024-02-29"],
+        &["eb2024-03-02"],
+    ];
+    let matches = |range: (i64, i64), window: &[&str]| {
+        window.iter().all(|bound| {
+            let value = bound.trim_start_matches(char::is_alphabetic);
+            let prefix = &bound[..bound.len() - value.len()];
+            date_matches(prefix, range, value)
+        })
+    };
+    for window in windows {
+        let dates = |param: &'static str| -> Vec<(&str, &str)> {
+            window.iter().map(|bound| (param, *bound)).collect()
+        };
+        for (reference, schedules) in [
+            ("sch1", &["sch1"][..]),
+            ("Schedule/sch2", &["sch2"]),
+            ("sch1,Schedule/sch2", &["sch1", "sch2"]),
+        ] {
+            let expected = expect(SLOTS, |s| {
+                schedules.contains(&s.schedule) && matches(range_of(s.start), window)
+            });
+            let mut params = dates("start");
+            params.push(("schedule", reference));
+            check(&server, &query("Slot", &params), &expected).await;
+            let expected = expect(SLOTS, |s| {
+                schedules.contains(&s.schedule)
+                    && matches(range_of(s.start), window)
+                    && s.status == "free"
+            });
+            params.push(("status", "free"));
+            check(&server, &query("Slot", &params), &expected).await;
+        }
+        for (reference, patients) in [
+            ("p1", &["p1"][..]),
+            ("Patient/p2", &["p2"]),
+            ("p1,p11", &["p1", "p11"]),
+        ] {
+            let expected = expect(APPOINTMENTS, |a| {
+                a.patient.is_some_and(|p| patients.contains(&p))
+                    && a.start.is_some_and(|s| matches(range_of(s), window))
+            });
+            let mut params = dates("date");
+            params.push(("patient", reference));
+            check(&server, &query("Appointment", &params), &expected).await;
+            let expected = expect(ENCOUNTERS, |e| {
+                e.patient.is_some_and(|p| patients.contains(&p))
+                    && e.period().is_some_and(|period| matches(period, window))
+            });
+            check(&server, &query("Encounter", &params), &expected).await;
+        }
+    }
+}
+both!(reference_and_date_pairs_answer_like_both_clauses);
+
 // ---------------------------------------------------------------------------------------
 // number, quantity, uri
 // ---------------------------------------------------------------------------------------

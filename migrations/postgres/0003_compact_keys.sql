@@ -124,6 +124,23 @@ CREATE TABLE idx_uri (
 CREATE INDEX idx_uri_lookup ON idx_uri (tid, key, value, res_id);
 CREATE INDEX idx_uri_res ON idx_uri (res_id, key);
 
+-- A reference and a date of one resource together, for the pairs of
+-- registry::REFERENCE_DATE_PAIRS (key names the pair): "this schedule's slots in this
+-- week" is one range of the lookup index.
+CREATE TABLE idx_ref_date (
+    res_id       BIGINT NOT NULL,
+    tid          INTEGER NOT NULL,
+    key          INTEGER NOT NULL,
+    target_type  TEXT COLLATE "C" NOT NULL,
+    target_id    TEXT COLLATE "C" NOT NULL,
+    low          BIGINT NOT NULL,
+    high         BIGINT NOT NULL,
+    short        SMALLINT NOT NULL
+);
+CREATE INDEX idx_ref_date_lookup
+    ON idx_ref_date (tid, key, target_id, target_type, short, low, high, res_id);
+CREATE INDEX idx_ref_date_res ON idx_ref_date (res_id, key);
+
 -- Facts about the stored data itself. `index_fingerprint` names the registry and extraction
 -- rules the search index was built with; when it differs from the running server's, the
 -- server rebuilds the index before it serves.

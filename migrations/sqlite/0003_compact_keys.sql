@@ -148,6 +148,23 @@ CREATE TABLE idx_uri (
 ) WITHOUT ROWID;
 CREATE INDEX idx_uri_lookup ON idx_uri (tid, key, value, res_id);
 
+-- A reference and a date of one resource together, for the pairs of
+-- registry::REFERENCE_DATE_PAIRS (key names the pair): "this schedule's slots in this
+-- week" is one range of the lookup index.
+CREATE TABLE idx_ref_date (
+    res_id       INTEGER NOT NULL,
+    key          INTEGER NOT NULL,
+    target_type  TEXT NOT NULL,
+    target_id    TEXT NOT NULL,
+    low          INTEGER NOT NULL,
+    high         INTEGER NOT NULL,
+    short        INTEGER NOT NULL,
+    tid          INTEGER NOT NULL,
+    PRIMARY KEY (res_id, key, target_type, target_id, low, high)
+) WITHOUT ROWID;
+CREATE INDEX idx_ref_date_lookup
+    ON idx_ref_date (tid, key, target_id, target_type, short, low, high, res_id);
+
 -- Facts about the stored data itself. `index_fingerprint` names the registry and extraction
 -- rules the search index was built with; when it differs from the running server's, the
 -- server rebuilds the index before it serves.

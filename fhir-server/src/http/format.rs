@@ -149,10 +149,12 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, FhirError> {
     }
 }
 
-/// A response body: stored JSON bytes (served as is when possible) or a built value.
+/// A response body: stored JSON bytes (served as is when possible), a Bundle (whose
+/// stored resources are served as is when possible) or a built value.
 #[derive(Debug, Clone)]
 pub enum Payload {
     Stored(Bytes),
+    Bundle(Box<crate::interaction::bundle::Bundle>),
     Value(Value),
 }
 
@@ -188,11 +190,13 @@ fn render(payload: Payload, format: Format) -> Result<(Bytes, &'static str), Str
     if !format.xml && !format.pretty {
         return Ok(match payload {
             Payload::Stored(bytes) => (bytes, JSON_TYPE),
+            Payload::Bundle(bundle) => (Bytes::from(bundle.to_json()?), JSON_TYPE),
             Payload::Value(value) => (to_json(&value, false)?, JSON_TYPE),
         });
     }
     let value = match payload {
         Payload::Stored(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
+        Payload::Bundle(bundle) => bundle.into_value()?,
         Payload::Value(value) => value,
     };
     if format.xml {

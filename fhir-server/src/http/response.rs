@@ -29,6 +29,10 @@ impl FhirResponse {
         Self::new(status, Some(Payload::Value(value)))
     }
 
+    pub fn bundle(status: StatusCode, bundle: crate::interaction::bundle::Bundle) -> Self {
+        Self::new(status, Some(Payload::Bundle(Box::new(bundle))))
+    }
+
     pub fn header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
             self.headers.push((name, value));

@@ -108,6 +108,24 @@ pub struct ReferenceRow {
     pub url: String,
 }
 
+/// A reference and a date of one resource together, for a pair the registry names
+/// (`registry::REFERENCE_DATE_PAIRS`): `param` is the pair's name (`schedule+start`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RefDateRow {
+    pub param: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl RefDateRow {
+    /// Whether the date range is short (see `search::dates::SHORT_RANGE`).
+    pub fn is_short(&self) -> bool {
+        self.high.saturating_sub(self.low) < dates::SHORT_RANGE
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumberRow {
     pub param: String,
@@ -138,6 +156,7 @@ pub struct IndexRows {
     pub numbers: Vec<NumberRow>,
     pub quantities: Vec<QuantityRow>,
     pub uris: Vec<UriRow>,
+    pub ref_dates: Vec<RefDateRow>,
 }
 
 /// The version of the extraction rules below and of the index tables' layout. Bump it
@@ -220,7 +239,36 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     rows.uris.dedup();
     rows.numbers.dedup();
     rows.quantities.dedup();
+    add_reference_date_pairs(&mut rows, resource_type);
     rows
+}
+
+/// The rows of each reference and date pair of the type: every local target of the
+/// reference with every range of the date.
+fn add_reference_date_pairs(rows: &mut IndexRows, resource_type: &str) {
+    for &(pair_type, reference, date) in crate::search::registry::REFERENCE_DATE_PAIRS {
+        if pair_type != resource_type {
+            continue;
+        }
+        let name = crate::search::registry::pair_name(reference, date);
+        for target in rows
+            .references
+            .iter()
+            .filter(|r| r.param == reference && !r.target_id.is_empty())
+        {
+            for range in rows.dates.iter().filter(|d| d.param == date) {
+                rows.ref_dates.push(RefDateRow {
+                    param: name.clone(),
+                    target_type: target.target_type.clone(),
+                    target_id: target.target_id.clone(),
+                    low: range.low,
+                    high: range.high,
+                });
+            }
+        }
+    }
+    rows.ref_dates.sort();
+    rows.ref_dates.dedup();
 }
 
 fn add(rows: &mut IndexRows, param: &SearchParam, node: &Node<'_>) {
@@ -633,6 +681,13 @@ mod tests {
                         assert_eq!(other, pair, "index key {key} collides");
                     }
                 }
+            }
+        }
+        for &(resource_type, reference, date) in crate::search::registry::REFERENCE_DATE_PAIRS {
+            let name = crate::search::registry::pair_name(reference, date);
+            let pair = (resource_type.to_owned(), name.clone());
+            if let Some(other) = seen.insert(key(resource_type, &name), pair.clone()) {
+                assert_eq!(other, pair, "index key of {name} collides");
             }
         }
         assert!(seen.len() > 5000, "{} keys", seen.len());

@@ -4,9 +4,9 @@
 //! `request.method` DELETE and no resource.
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, json};
 
-use super::bundle::{bundle, full_url, link_url, resource_value};
+use super::bundle::{Entry, Resource, bundle, full_url, link_url};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
@@ -83,7 +83,7 @@ pub async fn handle(
     for (_, version) in &page.entries {
         entries.push(entry(request, version)?);
     }
-    Ok(FhirResponse::value(
+    Ok(FhirResponse::bundle(
         StatusCode::OK,
         bundle("history", Some(page.total), links, entries),
     ))
@@ -96,7 +96,7 @@ fn parse_cursor(value: &str) -> Result<(i64, i64), FhirError> {
         .ok_or_else(|| FhirError::bad_request(format!("Invalid paging cursor '{value}'")))
 }
 
-fn entry(request: &FhirRequest, version: &Version) -> Result<Value, FhirError> {
+fn entry(request: &FhirRequest, version: &Version) -> Result<Entry, FhirError> {
     let (url, status) = match version.method {
         Method::Post => (version.resource_type.clone(), "201 Created"),
         Method::Delete => (
@@ -112,17 +112,22 @@ fn entry(request: &FhirRequest, version: &Version) -> Result<Value, FhirError> {
             "200 OK",
         ),
     };
-    let mut entry = json!({
-        "fullUrl": full_url(request, version),
-        "request": {"method": version.method.as_str(), "url": url},
-        "response": {
+    let mut rest = Map::new();
+    rest.insert(
+        "request".into(),
+        json!({"method": version.method.as_str(), "url": url}),
+    );
+    rest.insert(
+        "response".into(),
+        json!({
             "status": status,
             "etag": etag(version.version),
             "lastModified": format_instant(version.last_updated),
-        },
-    });
-    if let Some(resource) = resource_value(version)? {
-        entry["resource"] = resource;
-    }
-    Ok(entry)
+        }),
+    );
+    Ok(Entry {
+        full_url: Some(full_url(request, version)),
+        resource: Resource::of(version),
+        rest,
+    })
 }

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::bundle::{bundle, link_url, resource_value};
+use super::bundle::{Entry, Resource, bundle, link_url, not_json};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::format::{BodyFormat, body_format};
@@ -118,26 +118,38 @@ async fn respond(
             entries.push(entry(request, row, mode, &query)?);
         }
     }
-    Ok(FhirResponse::value(
+    Ok(FhirResponse::bundle(
         StatusCode::OK,
         bundle("searchset", result.total, links, entries),
     ))
 }
 
-fn entry(request: &FhirRequest, row: &Row, mode: &str, query: &Query) -> Result<Value, FhirError> {
+fn entry(request: &FhirRequest, row: &Row, mode: &str, query: &Query) -> Result<Entry, FhirError> {
     let version = &row.version;
-    let mut resource = resource_value(version)?.unwrap_or(Value::Null);
-    subset(
-        &mut resource,
-        &version.resource_type,
-        query.summary,
-        query.elements.as_deref(),
-    );
-    Ok(json!({
-        "fullUrl": format!("{}/{}/{}", request.base, version.resource_type, version.id),
-        "resource": resource,
-        "search": {"mode": mode},
-    }))
+    let mut resource = Resource::of(version);
+    if query.summary != Summary::False || query.elements.is_some() {
+        let mut value = match resource {
+            Some(resource) => resource.into_value().map_err(not_json)?,
+            None => Value::Null,
+        };
+        subset(
+            &mut value,
+            &version.resource_type,
+            query.summary,
+            query.elements.as_deref(),
+        );
+        resource = Some(Resource::Value(value));
+    }
+    let mut rest = Map::new();
+    rest.insert("search".into(), json!({"mode": mode}));
+    Ok(Entry {
+        full_url: Some(format!(
+            "{}/{}/{}",
+            request.base, version.resource_type, version.id
+        )),
+        resource,
+        rest,
+    })
 }
 
 /// Applies `_summary` and `_elements` to a resource's top-level elements. The id, meta and

@@ -11,7 +11,7 @@ use crate::error::FhirError;
 use crate::store::{Row, Store, TenantId};
 
 /// How many match ids a first page reads at most to learn the total without a count.
-const TOTAL_FROM_IDS: usize = 1000;
+const TOTAL_FROM_IDS: usize = 10_000;
 
 /// Reads the resources of a page of `(res_id, sort keys)`, in that order.
 async fn with_bodies(store: &Store, ids: Vec<(i64, Vec<KeyValue>)>) -> Result<Vec<Row>, FhirError> {
@@ -51,14 +51,70 @@ pub async fn execute(
     query: &Query,
     limits: PageLimits,
 ) -> Result<SearchResult, FhirError> {
+    let all_ids = match sql::select_match_ids(tenant, query) {
+        Some(ids_sql) => Some(match_ids(store, ids_sql).await?),
+        None => None,
+    };
     if query.summary == Summary::Count {
-        let total = store.select_count(sql::count(tenant, query)).await?;
+        let total = match &all_ids {
+            Some(ids) => ids.len() as i64,
+            None => store.select_count(sql::count(tenant, query)).await?,
+        };
         return Ok(SearchResult {
             total: Some(total),
             ..SearchResult::default()
         });
     }
     let limit = query.page_size(limits);
+    let (ids, total) = match all_ids {
+        Some(all) => {
+            let total = (query.total != Total::None).then_some(all.len() as i64);
+            (page_of(&all, query.cursor.as_ref(), limit + 1), total)
+        }
+        None => ordered_ids(store, tenant, query, limit).await?,
+    };
+    page(store, tenant, query, limit, ids, total).await
+}
+
+/// Every match's res_id (`sql::select_match_ids`), sorted, without repeats.
+async fn match_ids(store: &Store, ids_sql: sql::Sql) -> Result<Vec<i64>, FhirError> {
+    tracing::debug!(sql = %ids_sql.text, "search");
+    let mut ids: Vec<i64> = store
+        .select_keys(ids_sql, Vec::new())
+        .await?
+        .into_iter()
+        .map(|(res_id, _)| res_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The page's ids (one more than `wanted`, to tell whether another page follows) from all
+/// matches in res_id order, after the cursor; for a backward cursor, the ones before it,
+/// nearest first.
+fn page_of(all: &[i64], cursor: Option<&Cursor>, wanted: usize) -> Vec<(i64, Vec<KeyValue>)> {
+    let key = |res_id: &i64| (*res_id, Vec::new());
+    match cursor {
+        None => all.iter().take(wanted).map(key).collect(),
+        Some(cursor) if cursor.forward => {
+            let start = all.partition_point(|&id| id <= cursor.res_id);
+            all[start..].iter().take(wanted).map(key).collect()
+        }
+        Some(cursor) => {
+            let end = all.partition_point(|&id| id < cursor.res_id);
+            all[..end].iter().rev().take(wanted).map(key).collect()
+        }
+    }
+}
+
+/// The page's ids in the query's order, by SQL (`sql::select_ids`), and the total.
+async fn ordered_ids(
+    store: &Store,
+    tenant: TenantId,
+    query: &Query,
+    limit: usize,
+) -> Result<(Vec<(i64, Vec<KeyValue>)>, Option<i64>), FhirError> {
     let kinds = sql::key_kinds(query);
     // One index-only pass finds the page's ids and, when all matches fit in
     // TOTAL_FROM_IDS, the total too; only larger results pay for a separate count.
@@ -77,6 +133,19 @@ pub async fn execute(
         _ if first_page && ids.len() < wanted => Some(ids.len() as i64),
         _ => Some(store.select_count(sql::count(tenant, query)).await?),
     };
+    ids.truncate(limit + 1);
+    Ok((ids, total))
+}
+
+/// Reads the page's resources and its includes, and works out its neighbours' cursors.
+async fn page(
+    store: &Store,
+    tenant: TenantId,
+    query: &Query,
+    limit: usize,
+    mut ids: Vec<(i64, Vec<KeyValue>)>,
+    total: Option<i64>,
+) -> Result<SearchResult, FhirError> {
     let more = ids.len() > limit;
     ids.truncate(limit);
     let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);

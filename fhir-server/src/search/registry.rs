@@ -79,6 +79,35 @@ struct Definition {
 /// or handles itself: never indexed from the resource.
 const BUILT_IN: &[&str] = &["_id", "_lastUpdated"];
 
+/// Pairs of a reference and a date parameter of one type that the index also keeps
+/// together (`idx_ref_date`): a row per (target, date range) of each resource, so "this
+/// schedule's slots in this week" or "this patient's appointments this month" is one
+/// range of one index instead of the intersection of two large ones (all the schedule's
+/// slots, all the week's slots). These are the scheduling searches a practice runs
+/// all day; any query with both parameters uses them.
+pub const REFERENCE_DATE_PAIRS: &[(&str, &str, &str)] = &[
+    ("Slot", "schedule", "start"),
+    ("Appointment", "patient", "date"),
+    ("Appointment", "practitioner", "date"),
+    ("Appointment", "actor", "date"),
+    ("Appointment", "location", "date"),
+    ("Encounter", "patient", "date"),
+    ("Encounter", "subject", "date"),
+    ("Encounter", "practitioner", "date"),
+];
+
+/// The index key name of a reference and date pair (see `REFERENCE_DATE_PAIRS`).
+pub fn pair_name(reference: &str, date: &str) -> String {
+    format!("{reference}+{date}")
+}
+
+/// Whether `resource_type` keeps the pair of `reference` and `date` together.
+pub fn is_pair(resource_type: &str, reference: &str, date: &str) -> bool {
+    REFERENCE_DATE_PAIRS
+        .iter()
+        .any(|&(t, r, d)| t == resource_type && r == reference && d == date)
+}
+
 /// All parameters, by resource type.
 pub struct Registry {
     by_type: HashMap<String, Vec<Arc<SearchParam>>>,

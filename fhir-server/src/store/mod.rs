@@ -201,7 +201,7 @@ pub enum Store {
 }
 
 /// The search-index tables, whose rows follow the current version.
-const INDEX_TABLES: [&str; 7] = [
+const INDEX_TABLES: [&str; 8] = [
     "idx_token",
     "idx_string",
     "idx_date",
@@ -209,6 +209,7 @@ const INDEX_TABLES: [&str; 7] = [
     "idx_number",
     "idx_quantity",
     "idx_uri",
+    "idx_ref_date",
 ];
 
 /// The `store_meta` entry that names the rules the search index was built with.

@@ -338,4 +338,31 @@ fn push_index_inserts(s: &mut Statement, tid: &str, resources: &[(i64, &str, &In
         ];
         insert(s, "idx_uri", "key, value", arrays);
     }
+    if has(|i| i.ref_dates.len()) {
+        let arrays = vec![
+            array!(|i| i.ref_dates.as_slice(), "int8[]", |n, _t, _r| n),
+            array!(
+                |i| i.ref_dates.as_slice(),
+                "int4[]",
+                |_n, t, r| key(t, &r.param) as i32
+            ),
+            array!(|i| i.ref_dates.as_slice(), "text[]", |_n, _t, r| r
+                .target_type
+                .as_str()),
+            array!(|i| i.ref_dates.as_slice(), "text[]", |_n, _t, r| r
+                .target_id
+                .as_str()),
+            array!(|i| i.ref_dates.as_slice(), "int8[]", |_n, _t, r| r.low),
+            array!(|i| i.ref_dates.as_slice(), "int8[]", |_n, _t, r| r.high),
+            array!(|i| i.ref_dates.as_slice(), "int2[]", |_n, _t, r| i16::from(
+                r.is_short()
+            )),
+        ];
+        insert(
+            s,
+            "idx_ref_date",
+            "key, target_type, target_id, low, high, short",
+            arrays,
+        );
+    }
 }

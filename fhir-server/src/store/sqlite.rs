@@ -896,5 +896,22 @@ fn insert_index(
     for row in &index.uris {
         uri.execute(params![res_id, key(&row.param), row.value, tenant])?;
     }
+    let mut ref_date = conn.prepare_cached(
+        "INSERT OR IGNORE INTO idx_ref_date \
+         (res_id, key, target_type, target_id, low, high, short, tid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for row in &index.ref_dates {
+        ref_date.execute(params![
+            res_id,
+            key(&row.param),
+            row.target_type,
+            row.target_id,
+            row.low,
+            row.high,
+            row.is_short(),
+            tenant
+        ])?;
+    }
     Ok(())
 }
