@@ -60,6 +60,10 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_COUNT", default_value_t = 1000)]
     pub max_count: usize,
 
+    /// The most entries a batch or transaction Bundle may have; larger ones get 413.
+    #[arg(long, env = "FHIR_MAX_BUNDLE_ENTRIES", default_value_t = 20_000)]
+    pub max_bundle_entries: usize,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

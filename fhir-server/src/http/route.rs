@@ -11,7 +11,7 @@ use super::response::FhirResponse;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::interaction::{
-    capabilities, create, delete, history, patch, read, search, update, vread,
+    capabilities, create, delete, history, patch, read, search, transaction, update, vread,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -19,9 +19,7 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     let method = &request.method;
     match segments.as_slice() {
         [] => match *method {
-            Method::POST => Err(FhirError::not_supported(
-                "Batch and transaction bundles are not supported yet",
-            )),
+            Method::POST => transaction::handle(app, request).await,
             _ => Err(not_allowed(method, "the base URL")),
         },
         ["metadata"] => match *method {

@@ -45,23 +45,8 @@ pub async fn handle(
                 current.version
             )));
         }
-        let mut resource: Value = parse_json(current.body.as_deref().unwrap_or_default())?;
-        json_patch::patch(&mut resource, &patch).map_err(|e| {
-            FhirError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "processing",
-                format!("The patch cannot be applied: {e}"),
-            )
-        })?;
-        if resource.get("id").and_then(Value::as_str) != Some(id) {
-            return Err(FhirError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "processing",
-                "A patch may not change or remove the resource's id",
-            )
-            .at(format!("{resource_type}.id")));
-        }
-        check_resource(&resource, resource_type).map_err(as_unprocessable)?;
+        let body = current.body.as_deref().unwrap_or_default();
+        let resource = patched(resource_type, id, body, &patch)?;
         let index = index::extract(resource_type, &resource);
         let op = WriteOp::Update {
             resource_type: resource_type.to_owned(),
@@ -110,6 +95,41 @@ pub async fn conditional(
     }
 }
 
+/// A stored resource with a JSON Patch applied, checked like any update: 422 when the
+/// patch does not apply, changes the id, or leaves a resource that is not valid R4.
+pub fn patched(
+    resource_type: &str,
+    id: &str,
+    stored: &[u8],
+    patch: &json_patch::Patch,
+) -> Result<Value, FhirError> {
+    let mut resource: Value = parse_json(stored)?;
+    json_patch::patch(&mut resource, patch).map_err(|e| {
+        FhirError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "processing",
+            format!("The patch cannot be applied: {e}"),
+        )
+    })?;
+    if resource.get("id").and_then(Value::as_str) != Some(id) {
+        return Err(FhirError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "processing",
+            "A patch may not change or remove the resource's id",
+        )
+        .at(format!("{resource_type}.id")));
+    }
+    check_resource(&resource, resource_type).map_err(as_unprocessable)?;
+    Ok(resource)
+}
+
+/// Parses a JSON Patch document.
+pub fn parse_patch_document(bytes: &[u8]) -> Result<json_patch::Patch, FhirError> {
+    let value = parse_json(bytes)?;
+    serde_json::from_value(value)
+        .map_err(|e| FhirError::bad_request(format!("Not a JSON Patch document: {e}")))
+}
+
 fn parse_patch(request: &FhirRequest) -> Result<json_patch::Patch, FhirError> {
     if body_format(&request.headers)? != BodyFormat::JsonPatch {
         return Err(FhirError::new(
@@ -118,9 +138,7 @@ fn parse_patch(request: &FhirRequest) -> Result<json_patch::Patch, FhirError> {
             "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)",
         ));
     }
-    let value = parse_json(&request.body)?;
-    serde_json::from_value(value)
-        .map_err(|e| FhirError::bad_request(format!("Not a JSON Patch document: {e}")))
+    parse_patch_document(&request.body)
 }
 
 /// A patched resource that breaks the rules is a content problem of the patch: 422.

@@ -13,6 +13,7 @@ mod pg_reads;
 pub mod postgres;
 pub mod sqlite;
 mod sqlite_memory;
+pub mod transaction;
 pub mod write;
 
 use bytes::Bytes;
@@ -310,6 +311,39 @@ impl Store {
             };
             match (result, retry) {
                 (Err(StoreError::Conflict), Some(again)) => op = again,
+                (result, _) => return result,
+            }
+        }
+        unreachable!("the retry loop returns")
+    }
+
+    /// Applies a transaction Bundle's writes in one database transaction: all of them or,
+    /// on the first failure (whose entry it names), none. A PostgreSQL transaction that
+    /// loses a race with another writer (a new id taken, a serialization failure) is run
+    /// again from the start, as a single write is.
+    pub async fn transaction(
+        &self,
+        tenant: TenantId,
+        transaction: transaction::Transaction,
+    ) -> Result<Vec<transaction::TxResult>, transaction::TxFailure> {
+        let mut transaction = transaction;
+        for attempt in 0.. {
+            let retry = match self {
+                Store::Postgres(_) if attempt < WRITE_RETRIES => Some(transaction.clone()),
+                _ => None,
+            };
+            let result = match self {
+                Store::Sqlite(s) => s.transaction(tenant, transaction).await,
+                Store::Postgres(s) => s.transaction(tenant, transaction).await,
+            };
+            match (result, retry) {
+                (
+                    Err(transaction::TxFailure {
+                        error: StoreError::Conflict,
+                        ..
+                    }),
+                    Some(again),
+                ) => transaction = again,
                 (result, _) => return result,
             }
         }

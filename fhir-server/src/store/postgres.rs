@@ -231,7 +231,8 @@ impl PgStore {
             // An unconditional create depends on nothing stored: it joins the others of the
             // moment in one statement (see `pg_creates`).
             let now = crate::resource::now_micros();
-            let version = write::first_version(&resource_type, &mut resource, now);
+            let id = crate::resource::new_id();
+            let version = write::first_version(&resource_type, &mut resource, &id, now);
             let created = self.creates.create(tenant, version, index).await?;
             return Ok(Outcome::Created(created));
         }
@@ -251,6 +252,32 @@ impl PgStore {
             Err(error) => {
                 tx.rollback().await?;
                 Err(error)
+            }
+        }
+    }
+
+    /// A transaction Bundle's writes in one PostgreSQL transaction.
+    pub async fn transaction(
+        &self,
+        tenant: TenantId,
+        transaction: super::transaction::Transaction,
+    ) -> Result<Vec<super::transaction::TxResult>, super::transaction::TxFailure> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let outcome = {
+            let mut pg = PgTx {
+                conn: &mut tx,
+                tenant,
+            };
+            super::transaction::apply(&mut pg, transaction).await
+        };
+        match outcome {
+            Ok(results) => {
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(results)
+            }
+            Err(failure) => {
+                tx.rollback().await.map_err(StoreError::from)?;
+                Err(failure)
             }
         }
     }
@@ -572,6 +599,39 @@ impl Tx for PgTx<'_> {
             .bind(hasher.finish() as i64)
             .execute(&mut *self.conn)
             .await?;
+        Ok(())
+    }
+
+    /// New resources in one statement (see `pg_put::creates`).
+    async fn create_many(
+        &mut self,
+        versions: &[(&Version, &IndexRows)],
+    ) -> Result<(), (usize, StoreError)> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let mut resources = Vec::with_capacity(versions.len());
+        for (position, (version, index)) in versions.iter().enumerate() {
+            let Some(body) = version.body.as_deref() else {
+                return Err((
+                    position,
+                    StoreError::Database("a create without a body".into()),
+                ));
+            };
+            resources.push(pg_put::NewResource {
+                resource_type: &version.resource_type,
+                id: &version.id,
+                last_updated: version.last_updated,
+                method: version.method.as_str(),
+                body,
+                index,
+            });
+        }
+        let (text, args) = pg_put::creates(self.tenant, &resources).map_err(|error| (0, error))?;
+        sqlx::query_with(AssertSqlSafe(text), args)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(|error| (0, StoreError::from(error)))?;
         Ok(())
     }
 

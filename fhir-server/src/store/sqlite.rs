@@ -178,6 +178,20 @@ impl SqliteStore {
         .await
     }
 
+    /// A transaction Bundle's writes, as one job of the writer in a savepoint of its own:
+    /// its entries may fail after others wrote, and then all of them are undone.
+    pub async fn transaction(
+        &self,
+        tenant: TenantId,
+        transaction: super::transaction::Transaction,
+    ) -> Result<Vec<super::transaction::TxResult>, super::transaction::TxFailure> {
+        self.queue_write(true, move |conn| {
+            let mut tx = SqliteTx { conn, tenant };
+            futures::executor::block_on(super::transaction::apply(&mut tx, transaction))
+        })
+        .await
+    }
+
     pub async fn history(
         &self,
         tenant: TenantId,
@@ -329,18 +343,24 @@ impl SqliteStore {
         self.queue_write(false, f).await
     }
 
-    async fn queue_write<R: Send + 'static>(
+    /// Queues `f` (see `Job` for `may_fail_after_writing`); its error type says how a
+    /// failed commit is reported.
+    async fn queue_write<R, E>(
         &self,
         may_fail_after_writing: bool,
-        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
+        f: impl FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let run: Work = Box::new(move |conn: &mut Connection| {
             let result = f(conn);
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |commit_error| {
                 let result = match commit_error {
-                    Some(error) if ok => Err(StoreError::Database(error.to_owned())),
+                    Some(error) if ok => Err(StoreError::Database(error.to_owned()).into()),
                     _ => result,
                 };
                 let _ = answer.send(result);
@@ -351,13 +371,13 @@ impl SqliteStore {
             run,
             may_fail_after_writing,
         };
-        self.inner
-            .writer
-            .send(job)
-            .map_err(|_| StoreError::Database("the SQLite writer has stopped".into()))?;
-        answered
-            .await
-            .map_err(|_| StoreError::Database("the SQLite writer dropped a write".into()))?
+        if self.inner.writer.send(job).is_err() {
+            return Err(StoreError::Database("the SQLite writer has stopped".into()).into());
+        }
+        match answered.await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Database("the SQLite writer dropped a write".into()).into()),
+        }
     }
 }
 

@@ -114,6 +114,31 @@ pub trait Tx: Send {
         &mut self,
         version: NewVersion<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores new resources (first versions, with their index rows). A store may write
+    /// them together; on failure, the position of the one that failed (or the first).
+    fn create_many(
+        &mut self,
+        versions: &[(&Version, &IndexRows)],
+    ) -> impl Future<Output = Result<(), (usize, StoreError)>> + Send {
+        async move {
+            for (position, (version, index)) in versions.iter().enumerate() {
+                self.put(NewVersion {
+                    resource_type: &version.resource_type,
+                    id: &version.id,
+                    version: version.version,
+                    last_updated: version.last_updated,
+                    method: version.method,
+                    body: version.body.as_deref(),
+                    index: Some(index),
+                    head: None,
+                })
+                .await
+                .map_err(|error| (position, error))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// How many matches a conditional delete may remove at once.
@@ -262,7 +287,7 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
 
 /// Writes `resource` as the next version of `(type, id)`, creating it when absent, once
 /// the If-Match precondition holds against the current version.
-async fn put_by_id<T: Tx>(
+pub(super) async fn put_by_id<T: Tx>(
     tx: &mut T,
     (resource_type, id): (&str, &str),
     resource: &mut Value,
@@ -309,6 +334,15 @@ fn check_if_match(
 }
 
 async fn matched<T: Tx>(tx: &mut T, resource_type: &str, id: &str) -> Result<Outcome, StoreError> {
+    current(tx, resource_type, id).await.map(Outcome::Matched)
+}
+
+/// The current version of a resource that exists.
+pub(super) async fn current<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+) -> Result<Version, StoreError> {
     let head = tx
         .head(resource_type, id)
         .await?
@@ -317,30 +351,89 @@ async fn matched<T: Tx>(tx: &mut T, resource_type: &str, id: &str) -> Result<Out
         .body(resource_type, id, head.version)
         .await?
         .unwrap_or_default();
-    Ok(Outcome::Matched(Version {
+    Ok(Version {
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),
         version: head.version,
         last_updated: head.last_updated,
         method: Method::Post,
         body: Some(body.into()),
-    }))
+    })
 }
 
-/// Stamps a resource as the first version of a new resource (a new id, `now`): the
-/// version as it will be stored and served. The caller stores it (see `apply`, and the
-/// PostgreSQL store's coalesced creates).
-pub fn first_version(resource_type: &str, resource: &mut Value, now: i64) -> Version {
-    let id = resource::new_id();
-    let body = resource::stamp(resource, &id, 1, now);
+/// Stamps a resource as the first version of a new resource `id` at `now`: the version
+/// as it will be stored and served. The caller stores it (the PostgreSQL store's coalesced
+/// creates, and the creates of a transaction).
+pub fn first_version(resource_type: &str, resource: &mut Value, id: &str, now: i64) -> Version {
+    let body = resource::stamp(resource, id, 1, now);
     Version {
         resource_type: resource_type.to_owned(),
-        id,
+        id: id.to_owned(),
         version: 1,
         last_updated: now,
         method: Method::Post,
         body: Some(body.into()),
     }
+}
+
+/// Stores new resources (`first_version`s, each with its entry's position and index
+/// rows); on failure, the position of the entry that failed.
+pub(super) async fn create_many<T: Tx>(
+    tx: &mut T,
+    creates: &[(usize, Version, IndexRows)],
+) -> Result<Vec<Version>, (usize, StoreError)> {
+    let items: Vec<(&Version, &IndexRows)> = creates.iter().map(|(_, v, i)| (v, i)).collect();
+    tx.create_many(&items)
+        .await
+        .map_err(|(position, error)| (creates[position].0, error))?;
+    Ok(creates
+        .iter()
+        .map(|(_, version, _)| version.clone())
+        .collect())
+}
+
+/// Applies a JSON Patch to the current version of `(type, id)` and stores the result,
+/// once `If-Match` holds: the patched resource is checked like any update (422 if it is
+/// not valid R4 or changes the id).
+pub(super) async fn patch_by_id<T: Tx>(
+    tx: &mut T,
+    (resource_type, id): (&str, &str),
+    patch: &json_patch::Patch,
+    if_match: Option<i64>,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let head = match tx.head(resource_type, id).await? {
+        Some(head) if !head.deleted => head,
+        Some(_) => {
+            return Err(StoreError::Rejected(FhirError::gone(format!(
+                "{resource_type}/{id} was deleted"
+            ))));
+        }
+        None => {
+            return Err(StoreError::Rejected(FhirError::not_found(format!(
+                "{resource_type}/{id} is not known"
+            ))));
+        }
+    };
+    check_if_match(if_match, Some(&head), resource_type, id)?;
+    let body = tx
+        .body(resource_type, id, head.version)
+        .await?
+        .unwrap_or_default();
+    let mut resource = crate::interaction::patch::patched(resource_type, id, &body, patch)
+        .map_err(StoreError::Rejected)?;
+    let index = crate::index::extract(resource_type, &resource);
+    update(
+        tx,
+        resource_type,
+        id,
+        &mut resource,
+        &index,
+        head,
+        Method::Patch,
+        now,
+    )
+    .await
 }
 
 async fn create<T: Tx>(
@@ -434,7 +527,7 @@ async fn write_version<T: Tx>(
     })
 }
 
-async fn delete<T: Tx>(
+pub(super) async fn delete<T: Tx>(
     tx: &mut T,
     resource_type: &str,
     id: &str,

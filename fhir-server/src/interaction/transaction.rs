@@ -1,0 +1,574 @@
+//! batch and transaction: `POST [base]` with a Bundle
+//! (https://hl7.org/fhir/R4/http.html#transaction).
+//!
+//! A transaction is all or nothing: its writes run in one database transaction (see
+//! `store::transaction` for the order and the rewriting of references), and any failing
+//! entry fails the whole with one OperationOutcome naming that entry. Its reads (GET)
+//! run after the commit, so they see its writes. A batch runs each entry on its own, as
+//! the same request sent alone would run, and reports each entry's outcome.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+use super::bundle::{Entry, Resource, bundle};
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::format::Payload;
+use crate::http::request::{FhirRequest, Return, check_resource, parse_etag, parse_query};
+use crate::http::response::{FhirResponse, etag};
+use crate::resource::format_instant;
+use crate::store::StoreError;
+use crate::store::transaction::{Target, Transaction, TxAction, TxEntry, TxFailure, TxResult};
+
+pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let bundle = request.parse_body()?;
+    check_bundle(&bundle)?;
+    let kind = bundle
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let limit = app.config.max_bundle_entries;
+    if entries.len() > limit {
+        return Err(FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!(
+                "The Bundle has {} entries; this server takes at most {limit} per Bundle",
+                entries.len()
+            ),
+        )
+        .at("Bundle.entry"));
+    }
+    let entries: Vec<Parsed> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| parse_entry(request, index, entry))
+        .collect();
+    match kind {
+        "transaction" => transaction(app, request, entries).await,
+        "batch" => Ok(batch(app, request, entries).await),
+        _ => Err(FhirError::bad_request(format!(
+            "POST to the base URL takes a Bundle of type transaction or batch, not '{kind}'"
+        ))
+        .at("Bundle.type")),
+    }
+}
+
+/// Checks the Bundle itself against R4, without its entries' resources: those are checked
+/// one by one (see `check_entry_resource`), so that a batch entry fails alone and an error
+/// names its entry.
+fn check_bundle(bundle: &Value) -> Result<(), FhirError> {
+    let mut skeleton = bundle.clone();
+    if let Some(entries) = skeleton.get_mut("entry").and_then(Value::as_array_mut) {
+        for entry in entries {
+            if let Some(object) = entry.as_object_mut() {
+                object.remove("resource");
+            }
+        }
+    }
+    check_resource(&skeleton, "Bundle")
+}
+
+/// Checks an entry's resource against R4; the issues name it inside the Bundle
+/// (`Bundle.entry[2].resource.gender`).
+fn check_entry_resource(index: usize, resource: &Value) -> Result<(), FhirError> {
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    check_resource(resource, resource_type).map_err(|mut error| {
+        let inside = format!("Bundle.entry[{index}].resource");
+        for issue in &mut error.issues {
+            for expression in &mut issue.expression {
+                *expression = match expression.strip_prefix(resource_type) {
+                    Some(rest) if !resource_type.is_empty() => format!("{inside}{rest}"),
+                    _ => format!("{inside}.{expression}"),
+                };
+            }
+        }
+        error
+    })
+}
+
+/// An entry as it was read: its request, the parts of its URL, and its resource.
+struct Parsed {
+    index: usize,
+    full_url: Option<String>,
+    /// The entry's request, or why it is not one.
+    request: Result<EntryRequest, FhirError>,
+}
+
+struct EntryRequest {
+    method: Method,
+    /// The URL below the base, as given (for reads dispatched as requests).
+    url: String,
+    segments: Vec<String>,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    resource: Option<Value>,
+}
+
+fn parse_entry(request: &FhirRequest, index: usize, entry: Value) -> Parsed {
+    let full_url = entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let at = |error: FhirError| error.at(format!("Bundle.entry[{index}].request"));
+    let parsed = (|| {
+        let Some(entry_request) = entry.get("request") else {
+            return Err(FhirError::bad_request("The entry has no request"));
+        };
+        let text = |key: &str| entry_request.get(key).and_then(Value::as_str);
+        let method = match text("method") {
+            Some("GET") => Method::GET,
+            Some("HEAD") => Method::HEAD,
+            Some("POST") => Method::POST,
+            Some("PUT") => Method::PUT,
+            Some("PATCH") => Method::PATCH,
+            Some("DELETE") => Method::DELETE,
+            other => {
+                return Err(FhirError::bad_request(format!(
+                    "Unknown request method {other:?}"
+                )));
+            }
+        };
+        let raw = text("url").unwrap_or_default();
+        // An absolute URL on this server's base is taken as relative to it.
+        let url = raw
+            .strip_prefix(request.base.as_str())
+            .unwrap_or(raw)
+            .trim_start_matches('/')
+            .to_owned();
+        if url.is_empty()
+            || url
+                .split('?')
+                .next()
+                .is_some_and(|path| path.contains("://"))
+        {
+            return Err(FhirError::bad_request(format!(
+                "The entry's request url '{raw}' is not a URL on this server"
+            )));
+        }
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut headers = HeaderMap::new();
+        for (key, header) in [
+            ("ifMatch", "if-match"),
+            ("ifNoneMatch", "if-none-match"),
+            ("ifNoneExist", "if-none-exist"),
+            ("ifModifiedSince", "if-modified-since"),
+        ] {
+            if let Some(value) = text(key)
+                && let Ok(value) = HeaderValue::from_str(value)
+            {
+                headers.insert(HeaderName::from_static(header), value);
+            }
+        }
+        Ok(EntryRequest {
+            method,
+            params: parse_query(query),
+            url,
+            segments,
+            headers,
+            resource: entry.get("resource").cloned(),
+        })
+    })();
+    Parsed {
+        index,
+        full_url,
+        request: parsed.map_err(at),
+    }
+}
+
+/// The Bundle's writes, as the store's transaction entries; reads, by position, for after.
+fn plan(entries: &[Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    for entry in entries {
+        let request = entry
+            .request
+            .as_ref()
+            .map_err(|error| in_entry(error.clone(), entry))?;
+        if matches!(request.method, Method::GET | Method::HEAD) {
+            reads.push(entry.index);
+            continue;
+        }
+        if let Some(resource) = &request.resource
+            && request.method != Method::PATCH
+        {
+            check_entry_resource(entry.index, resource).map_err(|error| in_entry(error, entry))?;
+        }
+        let action = action(entry.index, request).map_err(|error| in_entry(error, entry))?;
+        writes.push(TxEntry {
+            index: entry.index,
+            full_url: entry.full_url.clone(),
+            action,
+        });
+    }
+    Ok((writes, reads))
+}
+
+/// What a write entry does.
+fn action(index: usize, request: &EntryRequest) -> Result<TxAction, FhirError> {
+    let [resource_type, rest @ ..] = request.segments.as_slice() else {
+        return Err(FhirError::bad_request(
+            "The entry's url names no resource type",
+        ));
+    };
+    if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
+        return Err(FhirError::not_found(format!(
+            "Unknown resource type '{resource_type}'"
+        )));
+    }
+    let resource_type = resource_type.clone();
+    let target = || -> Result<Target, FhirError> {
+        match rest {
+            [id] if crate::resource::is_valid_id(id) => Ok(Target::Id(id.clone())),
+            [] => {
+                let what = format!("A conditional {}", request.method);
+                super::conditional_criteria(&resource_type, &request.params, &what)
+                    .map(|query| Target::Criteria(Box::new(query)))
+            }
+            _ => Err(FhirError::bad_request(format!(
+                "'{}' is not a {} URL ([type]/[id] or [type]?criteria)",
+                request.url, request.method
+            ))),
+        }
+    };
+    let if_match = match request.headers.get("if-match") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(parse_etag)
+                .ok_or_else(|| FhirError::bad_request("Malformed ifMatch: expected W/\"n\""))?,
+        ),
+    };
+    let resource = || -> Result<Value, FhirError> {
+        let resource = request
+            .resource
+            .clone()
+            .ok_or_else(|| FhirError::bad_request("The entry has no resource"))?;
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some(found) if found == resource_type => Ok(resource),
+            found => Err(FhirError::bad_request(format!(
+                "The entry's resource is a {}, but its url is for {resource_type}",
+                found.unwrap_or("resource of no type")
+            ))
+            .at(format!("Bundle.entry[{index}].resource.resourceType"))),
+        }
+    };
+    Ok(match request.method {
+        Method::POST if rest.is_empty() => TxAction::Create {
+            if_none_exist: match request.headers.get("if-none-exist") {
+                None => None,
+                Some(value) => {
+                    let criteria = value.to_str().unwrap_or_default().trim_start_matches('?');
+                    let criteria = criteria.rsplit_once('?').map_or(criteria, |(_, q)| q);
+                    Some(super::conditional_criteria(
+                        &resource_type,
+                        &parse_query(criteria),
+                        "ifNoneExist",
+                    )?)
+                }
+            },
+            resource: resource()?,
+            resource_type,
+        },
+        Method::PUT => {
+            let target = target()?;
+            let resource = resource()?;
+            if let Target::Id(id) = &target
+                && resource.get("id").and_then(Value::as_str) != Some(id)
+            {
+                return Err(FhirError::bad_request(format!(
+                    "The resource's id must be '{id}', as in the entry's url"
+                ))
+                .at(format!("Bundle.entry[{index}].resource.id")));
+            }
+            TxAction::Update {
+                target,
+                resource,
+                if_match,
+                resource_type,
+            }
+        }
+        Method::PATCH => TxAction::Patch {
+            target: target()?,
+            patch: binary_patch(request.resource.as_ref())?,
+            if_match,
+            resource_type,
+        },
+        Method::DELETE => TxAction::Delete {
+            target: target()?,
+            resource_type,
+        },
+        _ => {
+            return Err(FhirError::bad_request(format!(
+                "{} is not allowed on '{}' in a Bundle",
+                request.method, request.url
+            )));
+        }
+    })
+}
+
+/// A PATCH entry's patch: a Binary of a JSON Patch document (R4 carries patches in
+/// Bundles as Binary resources).
+fn binary_patch(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError> {
+    let binary = resource
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Binary"))
+        .ok_or_else(|| {
+            FhirError::bad_request(
+                "A PATCH entry takes a Binary resource holding a JSON Patch document",
+            )
+        })?;
+    let content_type = binary
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if content_type != "application/json-patch+json" {
+        return Err(FhirError::bad_request(format!(
+            "A PATCH entry's Binary must be application/json-patch+json, not '{content_type}'"
+        )));
+    }
+    let data = binary
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| FhirError::bad_request(format!("The Binary's data is not base64: {e}")))?;
+    super::patch::parse_patch_document(&bytes)
+}
+
+/// Names the entry in an error about it: its index and fullUrl.
+fn in_entry(mut error: FhirError, entry: &Parsed) -> FhirError {
+    let name = match &entry.full_url {
+        Some(url) => format!("Bundle entry {} ({url})", entry.index),
+        None => format!("Bundle entry {}", entry.index),
+    };
+    for issue in &mut error.issues {
+        issue.diagnostics = format!("{name}: {}", issue.diagnostics);
+        let expression = format!("Bundle.entry[{}]", entry.index);
+        if !issue.expression.iter().any(|e| e.starts_with(&expression)) {
+            issue.expression.push(expression);
+        }
+    }
+    error
+}
+
+async fn transaction(
+    app: &App,
+    request: &FhirRequest,
+    entries: Vec<Parsed>,
+) -> Result<FhirResponse, FhirError> {
+    let (writes, reads) = plan(&entries)?;
+    let mut transaction = Transaction::new(writes);
+    transaction.settle_locally();
+    let results = match app.store.transaction(request.tenant, transaction).await {
+        Ok(results) => results,
+        Err(TxFailure { index, error }) => {
+            let error = match error {
+                StoreError::Rejected(error) => error,
+                other => FhirError::from(other),
+            };
+            return Err(match entries.get(index) {
+                Some(entry) if error.status != StatusCode::INTERNAL_SERVER_ERROR => {
+                    in_entry(error, entry)
+                }
+                _ => error,
+            });
+        }
+    };
+    let representation =
+        request.prefer_return() == Return::Representation && request.header("prefer").is_some();
+    let mut answers: Vec<Option<Entry>> = vec![None; entries.len()];
+    for result in results {
+        let index = result.index;
+        answers[index] = Some(written(request, result, representation));
+    }
+    for index in reads {
+        if let Ok(entry_request) = &entries[index].request {
+            answers[index] = Some(read(app, request, entry_request).await);
+        }
+    }
+    let answers = answers.into_iter().map(Option::unwrap_or_default).collect();
+    Ok(FhirResponse::bundle(
+        StatusCode::OK,
+        bundle("transaction-response", None, Vec::new(), answers),
+    ))
+}
+
+/// A transaction entry's answer from what the store did.
+fn written(request: &FhirRequest, result: TxResult, representation: bool) -> Entry {
+    let mut response = Map::new();
+    response.insert("status".into(), json!(status_line(result.status)));
+    let mut entry = Entry::default();
+    if let Some(version) = &result.version {
+        response.insert(
+            "location".into(),
+            json!(format!(
+                "{}/{}/_history/{}",
+                version.resource_type, version.id, version.version
+            )),
+        );
+        response.insert("etag".into(), json!(etag(version.version)));
+        response.insert(
+            "lastModified".into(),
+            json!(format_instant(version.last_updated)),
+        );
+        entry.full_url = Some(super::bundle::full_url(request, version));
+        if representation {
+            entry.resource = Resource::of(version);
+        }
+    }
+    entry
+        .rest
+        .insert("response".into(), Value::Object(response));
+    entry
+}
+
+/// `201 Created`.
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default()
+    )
+}
+
+/// Runs an entry as the request it describes, alone (a batch entry, or a read of a
+/// transaction), and answers with what that request would have answered.
+async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest) -> Entry {
+    let mut headers = entry.headers.clone();
+    let body = match &entry.resource {
+        Some(resource) if entry.method == Method::PATCH => {
+            match binary_patch(Some(resource)).and_then(|patch| {
+                serde_json::to_vec(&patch).map_err(|e| FhirError::internal(e.to_string()))
+            }) {
+                Ok(bytes) => {
+                    headers.insert(
+                        axum::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json-patch+json"),
+                    );
+                    bytes.into()
+                }
+                Err(error) => return failed(&error),
+            }
+        }
+        Some(resource) => {
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/fhir+json"),
+            );
+            serde_json::to_vec(resource).unwrap_or_default().into()
+        }
+        None => bytes::Bytes::new(),
+    };
+    for name in ["prefer"] {
+        if let Some(value) = request.headers.get(name) {
+            headers.insert(HeaderName::from_static(name), value.clone());
+        }
+    }
+    if entry.segments.is_empty() {
+        return failed(&FhirError::bad_request(
+            "A Bundle entry cannot itself be a batch or transaction",
+        ));
+    }
+    let alone = FhirRequest {
+        tenant: request.tenant,
+        base: request.base.clone(),
+        method: entry.method.clone(),
+        segments: entry.segments.clone(),
+        params: entry.params.clone(),
+        headers,
+        body,
+    };
+    match Box::pin(crate::http::route::dispatch(app, &alone)).await {
+        Ok(response) => answered(response),
+        Err(error) => failed(&error),
+    }
+}
+
+/// A batch entry's answer from an interaction's response.
+fn answered(response: FhirResponse) -> Entry {
+    let mut answer = Map::new();
+    answer.insert("status".into(), json!(status_line(response.status)));
+    for (header, key) in [
+        ("location", "location"),
+        ("etag", "etag"),
+        ("last-modified", "lastModified"),
+    ] {
+        let value = response
+            .headers
+            .iter()
+            .find(|(name, _)| name.as_str() == header)
+            .and_then(|(_, value)| value.to_str().ok());
+        if let Some(value) = value {
+            let value = match key {
+                // HTTP-date to FHIR instant.
+                "lastModified" => httpdate::parse_http_date(value)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d: Duration| format_instant(d.as_micros() as i64))
+                    .unwrap_or_else(|| value.to_owned()),
+                _ => value.to_owned(),
+            };
+            answer.insert(key.into(), json!(value));
+        }
+    }
+    let mut entry = Entry::default();
+    match response.payload {
+        Some(Payload::Stored(bytes)) => entry.resource = Some(Resource::Stored(bytes)),
+        Some(Payload::Value(value)) if response.status.is_success() => {
+            entry.resource = Some(Resource::Value(value));
+        }
+        Some(Payload::Value(outcome)) => {
+            answer.insert("outcome".into(), outcome);
+        }
+        Some(Payload::Bundle(bundle)) => match bundle.into_value() {
+            Ok(value) => entry.resource = Some(Resource::Value(value)),
+            Err(error) => return failed(&FhirError::internal(error)),
+        },
+        None => {}
+    }
+    entry.rest.insert("response".into(), Value::Object(answer));
+    entry
+}
+
+/// The answer of an entry that failed: its status and OperationOutcome.
+fn failed(error: &FhirError) -> Entry {
+    let mut entry = Entry::default();
+    entry.rest.insert(
+        "response".into(),
+        json!({"status": status_line(error.status), "outcome": error.outcome()}),
+    );
+    entry
+}
+
+async fn batch(app: &App, request: &FhirRequest, entries: Vec<Parsed>) -> FhirResponse {
+    let mut answers = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        answers.push(match &entry.request {
+            Ok(entry_request) => read(app, request, entry_request).await,
+            Err(error) => failed(&in_entry(error.clone(), entry)),
+        });
+    }
+    FhirResponse::bundle(
+        StatusCode::OK,
+        bundle("batch-response", None, Vec::new(), answers),
+    )
+}

@@ -1,0 +1,605 @@
+//! The write rules of a transaction Bundle (https://hl7.org/fhir/R4/http.html#trules),
+//! written once for both databases, inside the caller's single database transaction.
+//!
+//! Order of processing, as the spec sets it: deletes, then creates, then updates and
+//! patches (reads are answered after the commit, by the interaction layer). Before any
+//! create or update, every entry's identity is settled: new ids for creates, matches for
+//! conditional creates, updates and patches, and each `Type?criteria` reference resolved
+//! to exactly one resource. Then every reference to an entry's `fullUrl` (`urn:uuid:`,
+//! `urn:oid:` or an absolute URL), anywhere in any resource of the Bundle, is rewritten to
+//! `Type/id`, and the writes run. Any failure fails the whole: the caller rolls back.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::write::{self, Outcome, Tx};
+use super::{Method, StoreError, Version};
+use crate::error::FhirError;
+use crate::index::{self, IndexRows};
+use crate::search::Query;
+
+/// One write of a transaction.
+#[derive(Debug, Clone)]
+pub struct TxEntry {
+    /// The entry's position in the Bundle (for errors and the answer).
+    pub index: usize,
+    pub full_url: Option<String>,
+    pub action: TxAction,
+}
+
+/// What an entry does. Resources are validated already; their references may still name
+/// other entries by fullUrl, or resources by criteria (`Patient?identifier=...`).
+#[derive(Debug, Clone)]
+pub enum TxAction {
+    /// POST; with `if_none_exist`, only when nothing matches.
+    Create {
+        resource_type: String,
+        resource: Value,
+        if_none_exist: Option<Query>,
+    },
+    /// PUT `Type/id` or `Type?criteria`.
+    Update {
+        resource_type: String,
+        target: Target,
+        resource: Value,
+        if_match: Option<i64>,
+    },
+    /// PATCH `Type/id` or `Type?criteria` with a JSON Patch.
+    Patch {
+        resource_type: String,
+        target: Target,
+        patch: json_patch::Patch,
+        if_match: Option<i64>,
+    },
+    /// DELETE `Type/id` or `Type?criteria`.
+    Delete {
+        resource_type: String,
+        target: Target,
+    },
+}
+
+/// Which resource an entry names.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Id(String),
+    Criteria(Box<Query>),
+}
+
+/// A transaction: its entries, and what was settled before it started (see
+/// `Transaction::settle_locally`).
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub entries: Vec<TxEntry>,
+    /// Per entry: the id given to a create and the index rows of its resource, when they
+    /// were settled beforehand.
+    settled: Vec<Option<(String, IndexRows)>>,
+}
+
+/// What an entry did: its status, and the version it wrote or found (none for a delete).
+#[derive(Debug, Clone)]
+pub struct TxResult {
+    pub index: usize,
+    pub status: StatusCode,
+    pub version: Option<Version>,
+}
+
+/// A failed transaction: the entry that failed and why.
+#[derive(Debug)]
+pub struct TxFailure {
+    pub index: usize,
+    pub error: StoreError,
+}
+
+/// A failure of the whole (the database, a commit) rather than of one entry.
+impl From<StoreError> for TxFailure {
+    fn from(error: StoreError) -> Self {
+        TxFailure { index: 0, error }
+    }
+}
+
+impl Transaction {
+    pub fn new(entries: Vec<TxEntry>) -> Transaction {
+        let settled = vec![None; entries.len()];
+        Transaction { entries, settled }
+    }
+
+    /// When every identity and reference can be settled without the database (no
+    /// conditional entry, no `Type?criteria` reference), settles them now: ids for the
+    /// creates, references rewritten, index rows extracted. This is the common Bundle (a
+    /// feed of new resources linked by `urn:uuid:`), and it keeps that work off the
+    /// database's critical path (SQLite's one writer).
+    pub fn settle_locally(&mut self) {
+        let local = self.entries.iter().all(|entry| match &entry.action {
+            TxAction::Create {
+                resource,
+                if_none_exist,
+                ..
+            } => if_none_exist.is_none() && !has_conditional_reference(resource),
+            TxAction::Update {
+                target, resource, ..
+            } => matches!(target, Target::Id(_)) && !has_conditional_reference(resource),
+            TxAction::Patch { target, .. } | TxAction::Delete { target, .. } => {
+                matches!(target, Target::Id(_))
+            }
+        });
+        if !local {
+            return;
+        }
+        let mut names = HashMap::new();
+        let mut ids = Vec::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            let named = match &entry.action {
+                TxAction::Create { resource_type, .. } => {
+                    Some((resource_type, crate::resource::new_id()))
+                }
+                TxAction::Update {
+                    resource_type,
+                    target: Target::Id(id),
+                    ..
+                } => Some((resource_type, id.clone())),
+                _ => None,
+            };
+            if let (Some((resource_type, id)), Some(url)) = (&named, &entry.full_url) {
+                names.insert(url.clone(), format!("{resource_type}/{id}"));
+            }
+            ids.push(named.map(|(_, id)| id));
+        }
+        for ((entry, id), settled) in self.entries.iter_mut().zip(ids).zip(&mut self.settled) {
+            if let TxAction::Create {
+                resource_type,
+                resource,
+                ..
+            }
+            | TxAction::Update {
+                resource_type,
+                resource,
+                ..
+            } = &mut entry.action
+                && let Some(id) = id
+            {
+                rewrite_references(resource, &names);
+                *settled = Some((id, index::extract(resource_type, resource)));
+            }
+        }
+    }
+}
+
+fn rejected(status: StatusCode, code: &'static str, message: String) -> StoreError {
+    StoreError::Rejected(FhirError::new(status, code, message))
+}
+
+fn multiple(what: &str, resource_type: &str) -> StoreError {
+    StoreError::Rejected(FhirError::multiple_matches(format!(
+        "The {what} criteria match more than one {resource_type}"
+    )))
+}
+
+/// A create, update or patch once its target is known.
+struct Planned {
+    index: usize,
+    resource_type: String,
+    id: String,
+    step: Step,
+}
+
+enum Step {
+    /// Create `resource` (index rows settled beforehand, if they were).
+    Create(Value, Option<IndexRows>),
+    /// A conditional create that matched: nothing to write.
+    Matched,
+    Update(Value, Option<IndexRows>, Option<i64>),
+    Patch(json_patch::Patch, Option<i64>),
+}
+
+/// Applies a transaction inside the caller's database transaction.
+pub async fn apply<T: Tx>(
+    tx: &mut T,
+    transaction: Transaction,
+) -> Result<Vec<TxResult>, TxFailure> {
+    let now = crate::resource::now_micros();
+    let mut results: Vec<TxResult> = Vec::with_capacity(transaction.entries.len());
+    let mut touched: HashSet<(String, String)> = HashSet::new();
+    let mut claim = |index: usize, resource_type: &str, id: &str| -> Result<(), TxFailure> {
+        if touched.insert((resource_type.to_owned(), id.to_owned())) {
+            return Ok(());
+        }
+        Err(TxFailure {
+            index,
+            error: rejected(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("{resource_type}/{id} is the target of more than one entry"),
+            ),
+        })
+    };
+
+    // 1. Deletes.
+    for entry in &transaction.entries {
+        let TxAction::Delete {
+            resource_type,
+            target,
+        } = &entry.action
+        else {
+            continue;
+        };
+        let at = |error| TxFailure {
+            index: entry.index,
+            error,
+        };
+        let ids = match target {
+            Target::Id(id) => vec![id.clone()],
+            Target::Criteria(query) => {
+                let found = tx.matches(resource_type, query, 2).await.map_err(at)?;
+                if found.len() > 1 {
+                    return Err(at(multiple("conditional delete", resource_type)));
+                }
+                found
+            }
+        };
+        for id in &ids {
+            claim(entry.index, resource_type, id)?;
+            if let Some(head) = tx.head(resource_type, id).await.map_err(at)?
+                && !head.deleted
+            {
+                write::delete(tx, resource_type, id, head, now)
+                    .await
+                    .map_err(at)?;
+            }
+        }
+        results.push(TxResult {
+            index: entry.index,
+            status: StatusCode::NO_CONTENT,
+            version: None,
+        });
+    }
+
+    // 2. Every other entry's identity, and what each fullUrl names.
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut planned: Vec<Planned> = Vec::new();
+    for (entry, settled) in transaction.entries.into_iter().zip(transaction.settled) {
+        let at = |error| TxFailure {
+            index: entry.index,
+            error,
+        };
+        let (resource_type, id, step) = match entry.action {
+            TxAction::Delete { .. } => continue,
+            TxAction::Create {
+                resource_type,
+                resource,
+                if_none_exist,
+            } => {
+                let matched = match &if_none_exist {
+                    Some(query) => one_or_none(tx, &resource_type, query, "ifNoneExist")
+                        .await
+                        .map_err(at)?,
+                    None => None,
+                };
+                match (matched, settled) {
+                    (Some(id), _) => (resource_type, id, Step::Matched),
+                    (None, Some((id, rows))) => {
+                        (resource_type, id, Step::Create(resource, Some(rows)))
+                    }
+                    (None, None) => {
+                        let id = crate::resource::new_id();
+                        (resource_type, id, Step::Create(resource, None))
+                    }
+                }
+            }
+            TxAction::Update {
+                resource_type,
+                target,
+                resource,
+                if_match,
+            } => {
+                let id = match target {
+                    Target::Id(id) => id,
+                    Target::Criteria(query) => {
+                        let body_id = resource.get("id").and_then(Value::as_str);
+                        match one_or_none(tx, &resource_type, &query, "conditional update")
+                            .await
+                            .map_err(at)?
+                        {
+                            Some(id) if body_id.is_some_and(|b| b != id) => {
+                                return Err(at(rejected(
+                                    StatusCode::BAD_REQUEST,
+                                    "invalid",
+                                    format!(
+                                        "The resource id does not match {resource_type}/{id}, which the criteria found"
+                                    ),
+                                )));
+                            }
+                            Some(id) => id,
+                            None => body_id
+                                .map(str::to_owned)
+                                .unwrap_or_else(crate::resource::new_id),
+                        }
+                    }
+                };
+                let rows = settled.map(|(_, rows)| rows);
+                (resource_type, id, Step::Update(resource, rows, if_match))
+            }
+            TxAction::Patch {
+                resource_type,
+                target,
+                patch,
+                if_match,
+            } => {
+                let id = match target {
+                    Target::Id(id) => id,
+                    Target::Criteria(query) => {
+                        one_or_none(tx, &resource_type, &query, "conditional patch")
+                            .await
+                            .map_err(at)?
+                            .ok_or_else(|| {
+                                at(rejected(
+                                    StatusCode::NOT_FOUND,
+                                    "not-found",
+                                    format!(
+                                        "No {resource_type} matches the conditional patch criteria"
+                                    ),
+                                ))
+                            })?
+                    }
+                };
+                (resource_type, id, Step::Patch(patch, if_match))
+            }
+        };
+        claim(entry.index, &resource_type, &id)?;
+        if let Some(url) = &entry.full_url {
+            names.insert(url.clone(), format!("{resource_type}/{id}"));
+        }
+        planned.push(Planned {
+            index: entry.index,
+            resource_type,
+            id,
+            step,
+        });
+    }
+
+    // 3. References, where they were not settled beforehand.
+    for plan in &mut planned {
+        if let Step::Create(resource, None) | Step::Update(resource, None, _) = &mut plan.step {
+            resolve_conditional_references(tx, resource, &mut names)
+                .await
+                .map_err(|error| TxFailure {
+                    index: plan.index,
+                    error,
+                })?;
+            rewrite_references(resource, &names);
+        }
+    }
+
+    // 4. Creates (together, so a store may write them in one statement), then updates and
+    // patches.
+    let mut creates = Vec::new();
+    let mut others = Vec::new();
+    for plan in planned {
+        match plan.step {
+            Step::Create(mut resource, rows) => {
+                let rows = rows.unwrap_or_else(|| index::extract(&plan.resource_type, &resource));
+                let version =
+                    write::first_version(&plan.resource_type, &mut resource, &plan.id, now);
+                creates.push((plan.index, version, rows));
+            }
+            _ => others.push(plan),
+        }
+    }
+    let created = write::create_many(tx, &creates)
+        .await
+        .map_err(|(index, error)| TxFailure { index, error })?;
+    for ((index, _, _), version) in creates.iter().zip(created) {
+        results.push(TxResult {
+            index: *index,
+            status: StatusCode::CREATED,
+            version: Some(version),
+        });
+    }
+    for plan in others {
+        let at = |error| TxFailure {
+            index: plan.index,
+            error,
+        };
+        let target = (plan.resource_type.as_str(), plan.id.as_str());
+        let outcome = match plan.step {
+            Step::Matched => {
+                Outcome::Matched(write::current(tx, target.0, target.1).await.map_err(at)?)
+            }
+            Step::Update(mut resource, rows, if_match) => {
+                let rows = rows.unwrap_or_else(|| index::extract(target.0, &resource));
+                write::put_by_id(tx, target, &mut resource, &rows, if_match, Method::Put, now)
+                    .await
+                    .map_err(at)?
+            }
+            Step::Patch(patch, if_match) => write::patch_by_id(tx, target, &patch, if_match, now)
+                .await
+                .map_err(at)?,
+            Step::Create(..) => continue,
+        };
+        let (status, version) = match outcome {
+            Outcome::Created(version) => (StatusCode::CREATED, version),
+            Outcome::Updated(version) | Outcome::Matched(version) => (StatusCode::OK, version),
+            Outcome::Deleted(_) => continue,
+        };
+        results.push(TxResult {
+            index: plan.index,
+            status,
+            version: Some(version),
+        });
+    }
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+/// The one match of `query`, none, or an error when there are several.
+async fn one_or_none<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    query: &Query,
+    what: &str,
+) -> Result<Option<String>, StoreError> {
+    let found = tx.matches(resource_type, query, 2).await?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(id.clone())),
+        _ => Err(multiple(what, resource_type)),
+    }
+}
+
+/// Rewrites every `reference` that names an entry (by its fullUrl) to `Type/id`, anywhere
+/// in `value`: nested elements, extensions, contained resources.
+pub fn rewrite_references(value: &mut Value, names: &HashMap<String, String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if key == "reference"
+                    && let Value::String(text) = child
+                {
+                    if let Some(name) = names.get(text.as_str()) {
+                        *text = name.clone();
+                    }
+                    continue;
+                }
+                rewrite_references(child, names);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_references(item, names);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A conditional reference: `Type?criteria`.
+fn conditional_reference(text: &str) -> Option<(&str, &str)> {
+    let (resource_type, query) = text.split_once('?')?;
+    (!resource_type.contains('/') && fhir_model::Definitions::r4().is_resource_type(resource_type))
+        .then_some((resource_type, query))
+}
+
+fn has_conditional_reference(value: &Value) -> bool {
+    match value {
+        Value::Object(object) => object.iter().any(|(key, child)| match child {
+            Value::String(text) if key == "reference" => conditional_reference(text).is_some(),
+            _ => has_conditional_reference(child),
+        }),
+        Value::Array(items) => items.iter().any(has_conditional_reference),
+        _ => false,
+    }
+}
+
+/// Resolves each `Type?criteria` reference in `value` to the one resource it matches,
+/// adding it to `names` (so the rewrite that follows replaces it).
+async fn resolve_conditional_references<T: Tx>(
+    tx: &mut T,
+    value: &Value,
+    names: &mut HashMap<String, String>,
+) -> Result<(), StoreError> {
+    let mut pending = Vec::new();
+    collect_conditional_references(value, &mut pending);
+    for text in pending {
+        if names.contains_key(&text) {
+            continue;
+        }
+        let Some((resource_type, criteria)) = conditional_reference(&text) else {
+            continue;
+        };
+        let params = crate::http::request::parse_query(criteria);
+        let query = crate::interaction::conditional_criteria(
+            resource_type,
+            &params,
+            "A conditional reference",
+        )
+        .map_err(StoreError::Rejected)?;
+        match one_or_none(tx, resource_type, &query, "conditional reference").await? {
+            Some(id) => {
+                let name = format!("{resource_type}/{id}");
+                names.insert(text, name);
+            }
+            None => {
+                return Err(rejected(
+                    StatusCode::PRECONDITION_FAILED,
+                    "not-found",
+                    format!("The conditional reference '{text}' matches no resource"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_conditional_references(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object {
+                match child {
+                    Value::String(text)
+                        if key == "reference" && conditional_reference(text).is_some() =>
+                    {
+                        found.push(text.clone());
+                    }
+                    _ => collect_conditional_references(child, found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                collect_conditional_references(item, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn references_to_entries_are_rewritten_everywhere() {
+        let names = HashMap::from([
+            ("urn:uuid:1".to_owned(), "Patient/a".to_owned()),
+            ("http://x/Patient/9".to_owned(), "Patient/9".to_owned()),
+        ]);
+        let mut value = json!({
+            "resourceType": "Encounter",
+            "subject": {"reference": "urn:uuid:1"},
+            "extension": [{"url": "u", "valueReference": {"reference": "urn:uuid:1"}}],
+            "contained": [{"resourceType": "Basic", "subject": {"reference": "http://x/Patient/9"}}],
+            "participant": [{"individual": {"reference": "Practitioner/p", "display": "urn:uuid:1"}}]
+        });
+        rewrite_references(&mut value, &names);
+        assert_eq!(value["subject"]["reference"], "Patient/a");
+        assert_eq!(
+            value["extension"][0]["valueReference"]["reference"],
+            "Patient/a"
+        );
+        assert_eq!(value["contained"][0]["subject"]["reference"], "Patient/9");
+        assert_eq!(
+            value["participant"][0]["individual"]["reference"],
+            "Practitioner/p"
+        );
+        assert_eq!(
+            value["participant"][0]["individual"]["display"],
+            "urn:uuid:1"
+        );
+    }
+
+    #[test]
+    fn conditional_references_are_recognised() {
+        assert_eq!(
+            conditional_reference("Patient?identifier=a|b"),
+            Some(("Patient", "identifier=a|b"))
+        );
+        assert_eq!(conditional_reference("Patient/1"), None);
+        assert_eq!(conditional_reference("http://x/Patient?y=1"), None);
+        assert_eq!(conditional_reference("Nope?x=1"), None);
+        assert!(has_conditional_reference(
+            &json!({"a": [{"b": {"reference": "Patient?identifier=1"}}]})
+        ));
+    }
+}
