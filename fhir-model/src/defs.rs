@@ -4,7 +4,10 @@
 //! `conformance/extract.py`; it is data, so a new resource type or element costs no code.
 //! Paths are relative to their type: `Patient.contact.name` is `contact.name` in `Patient`.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// The definitions' tables, keyed by the server's own strings: a fast hasher.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -198,7 +201,7 @@ impl Definitions {
     /// Parses an element table in the `conformance/r4/elements.json` format.
     pub fn from_json(text: &str) -> Result<Definitions, serde_json::Error> {
         let table: Table = serde_json::from_str(text)?;
-        let mut types = HashMap::new();
+        let mut types = HashMap::default();
         let mut resource_types = Vec::new();
         for mut def in table.types {
             def.build_lookup();

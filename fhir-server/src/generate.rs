@@ -1175,12 +1175,18 @@ pub struct GenerateConfig {
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
 
+    /// Send the resources as transaction Bundles of this many entries (each a PUT of its
+    /// id) instead of one PUT per resource; 0 for single PUTs.
+    #[arg(long, default_value_t = 0)]
+    pub bundle: usize,
+
     /// Only generate and count, without a server: shows the shape and the generation rate.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 /// One resource ready to send.
+#[derive(Clone)]
 struct Item {
     resource_type: String,
     id: String,
@@ -1291,16 +1297,44 @@ pub async fn run(config: GenerateConfig) -> Result<(), String> {
         for item in &batch {
             *per_type.entry(item.resource_type.clone()).or_default() += 1;
         }
-        let results: Vec<Result<(), Failure>> = futures::stream::iter(batch)
-            .map(|item| put(&client, &base, item))
-            .buffer_unordered(config.clients.max(1))
-            .collect()
-            .await;
-        for result in results {
-            done.fetch_add(1, Ordering::Relaxed);
+        let results: Vec<(usize, Result<(), Failure>)> = if config.bundle > 0 {
+            let chunks: Vec<Vec<Item>> = batch
+                .into_iter()
+                .collect::<Vec<_>>()
+                .chunks(config.bundle)
+                .map(|chunk| chunk.iter().map(Item::clone).collect())
+                .collect();
+            futures::stream::iter(chunks)
+                .map(|chunk| {
+                    let (client, base, done) = (&client, &base, &done);
+                    async move {
+                        let count = chunk.len();
+                        let result = post_bundle(client, base, &chunk).await;
+                        done.fetch_add(count, Ordering::Relaxed);
+                        (count, result)
+                    }
+                })
+                .buffer_unordered(config.clients.max(1))
+                .collect()
+                .await
+        } else {
+            futures::stream::iter(batch)
+                .map(|item| {
+                    let (client, base, done) = (&client, &base, &done);
+                    async move {
+                        let result = put(client, base, item).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        (1, result)
+                    }
+                })
+                .buffer_unordered(config.clients.max(1))
+                .collect()
+                .await
+        };
+        for (count, result) in results {
             if let Err(failure) = result {
-                failed.fetch_add(1, Ordering::Relaxed);
-                failure_count += 1;
+                failed.fetch_add(count, Ordering::Relaxed);
+                failure_count += count;
                 if failures.len() < 5 {
                     failures.push(failure);
                 }
@@ -1320,10 +1354,7 @@ pub async fn run(config: GenerateConfig) -> Result<(), String> {
         let status = failure
             .status
             .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
-        println!(
-            "failed: PUT {} -> {status}\n  {}",
-            failure.what, failure.body
-        );
+        println!("failed: {} -> {status}\n  {}", failure.what, failure.body);
     }
     if failure_count > 0 {
         return Err(format!("{failure_count} resources were not stored"));
@@ -1365,15 +1396,55 @@ fn dry_run(practice: &Practice) -> Result<(), String> {
 /// reports a conflict or overload.
 async fn put(client: &reqwest::Client, base: &str, item: Item) -> Result<(), Failure> {
     let url = format!("{base}/{}/{}", item.resource_type, item.id);
-    let what = format!("{}/{}", item.resource_type, item.id);
+    let what = format!("PUT {}/{}", item.resource_type, item.id);
+    send(client.put(&url), what, item.body).await
+}
+
+/// A transaction Bundle of `items`, each a `PUT [type]/[id]`.
+async fn post_bundle(client: &reqwest::Client, base: &str, items: &[Item]) -> Result<(), Failure> {
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.body.len() + 96).sum::<usize>() + 64);
+    body.extend_from_slice(br#"{"resourceType":"Bundle","type":"transaction","entry":["#);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(br#"{"resource":"#);
+        body.extend_from_slice(&item.body);
+        body.extend_from_slice(
+            format!(
+                r#","request":{{"method":"PUT","url":"{}/{}"}}}}"#,
+                item.resource_type, item.id
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"]}");
+    let what = format!(
+        "a transaction of {} ({}/{} ...)",
+        items.len(),
+        items.first().map_or("", |i| i.resource_type.as_str()),
+        items.first().map_or("", |i| i.id.as_str())
+    );
+    send(client.post(base), what, Bytes::from(body)).await
+}
+
+/// Sends a write, retried when the connection fails or the server reports a conflict or
+/// overload.
+async fn send(request: reqwest::RequestBuilder, what: String, body: Bytes) -> Result<(), Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let response = client
-            .put(&url)
+        let Some(request) = request.try_clone() else {
+            return Err(Failure {
+                what,
+                status: None,
+                body: "the request cannot be sent again".into(),
+            });
+        };
+        let response = request
             .header("content-type", "application/fhir+json")
             .header("prefer", "return=minimal")
-            .body(item.body.clone())
+            .body(body.clone())
             .send()
             .await;
         let retry = match response {

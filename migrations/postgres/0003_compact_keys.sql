@@ -21,7 +21,9 @@ ALTER TABLE resource_versions ADD COLUMN tid INTEGER;
 UPDATE resource_versions v SET tid = t.tid FROM tenants t WHERE t.id = v.tenant;
 ALTER TABLE resource_versions ALTER COLUMN tid SET NOT NULL;
 ALTER TABLE resource_versions DROP COLUMN tenant;
-CREATE UNIQUE INDEX resource_versions_key ON resource_versions (tid, type, id, version);
+-- The natural key is the primary key; seq (history's tie-breaker) needs no index of its own.
+ALTER TABLE resource_versions DROP CONSTRAINT resource_versions_pkey;
+ALTER TABLE resource_versions ADD CONSTRAINT resource_versions_key PRIMARY KEY (tid, type, id, version);
 CREATE INDEX resource_versions_system_history ON resource_versions (tid, last_updated, seq);
 CREATE INDEX resource_versions_type_history ON resource_versions (tid, type, last_updated, seq);
 
@@ -50,7 +52,7 @@ CREATE TABLE idx_token (
     system  TEXT COLLATE "C" NOT NULL,
     code    TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_token_lookup ON idx_token (tid, key, code, system, res_id);
+CREATE INDEX idx_token_lookup ON idx_token (tid, key, code, system, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_token_res ON idx_token (res_id, key);
 
 -- string: value_norm is lowercased with accents removed (default and :contains search);
@@ -65,7 +67,7 @@ CREATE TABLE idx_string (
     value_norm  TEXT COLLATE "C" NOT NULL,
     value_exact TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, part, res_id);
+CREATE INDEX idx_string_lookup ON idx_string (tid, key, value_norm, part, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_string_res ON idx_string (res_id, key);
 
 -- date, dateTime, instant, Period, Timing: the value as a range of microseconds.
@@ -79,7 +81,7 @@ CREATE TABLE idx_date (
     high    BIGINT NOT NULL,
     short   SMALLINT NOT NULL
 );
-CREATE INDEX idx_date_lookup ON idx_date (tid, key, short, low, high, res_id);
+CREATE INDEX idx_date_lookup ON idx_date (tid, key, short, low, high, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_date_res ON idx_date (res_id, key);
 
 -- reference: the target as type and id when it names a resource here (url is then empty),
@@ -92,7 +94,7 @@ CREATE TABLE idx_reference (
     target_id    TEXT COLLATE "C" NOT NULL,
     url          TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_reference_lookup ON idx_reference (tid, key, target_id, target_type, url, res_id);
+CREATE INDEX idx_reference_lookup ON idx_reference (tid, key, target_id, target_type, url, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_reference_res ON idx_reference (res_id, key);
 
 CREATE TABLE idx_number (
@@ -101,7 +103,7 @@ CREATE TABLE idx_number (
     key     INTEGER NOT NULL,
     value   DOUBLE PRECISION NOT NULL
 );
-CREATE INDEX idx_number_lookup ON idx_number (tid, key, value, res_id);
+CREATE INDEX idx_number_lookup ON idx_number (tid, key, value, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_number_res ON idx_number (res_id, key);
 
 CREATE TABLE idx_quantity (
@@ -112,7 +114,7 @@ CREATE TABLE idx_quantity (
     system  TEXT COLLATE "C" NOT NULL,
     code    TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_quantity_lookup ON idx_quantity (tid, key, value, res_id);
+CREATE INDEX idx_quantity_lookup ON idx_quantity (tid, key, value, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_quantity_res ON idx_quantity (res_id, key);
 
 CREATE TABLE idx_uri (
@@ -121,7 +123,7 @@ CREATE TABLE idx_uri (
     key     INTEGER NOT NULL,
     value   TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX idx_uri_lookup ON idx_uri (tid, key, value, res_id);
+CREATE INDEX idx_uri_lookup ON idx_uri (tid, key, value, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_uri_res ON idx_uri (res_id, key);
 
 -- A reference and a date of one resource together, for the pairs of
@@ -138,8 +140,11 @@ CREATE TABLE idx_ref_date (
     short        SMALLINT NOT NULL
 );
 CREATE INDEX idx_ref_date_lookup
-    ON idx_ref_date (tid, key, target_id, target_type, short, low, high, res_id);
+    ON idx_ref_date (tid, key, target_id, target_type, short, low, high, res_id) WITH (deduplicate_items = off);
 CREATE INDEX idx_ref_date_res ON idx_ref_date (res_id, key);
+
+-- The lookup indexes end with res_id, so no two entries are equal: b-tree deduplication
+-- (deduplicate_items) would only cost time at each page split, and is off for them.
 
 -- Facts about the stored data itself. `index_fingerprint` names the registry and extraction
 -- rules the search index was built with; when it differs from the running server's, the

@@ -24,17 +24,27 @@ use crate::store::StoreError;
 use crate::store::transaction::{Target, Transaction, TxAction, TxEntry, TxFailure, TxResult};
 
 pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
-    let bundle = request.parse_body()?;
-    check_bundle(&bundle)?;
+    let mut bundle = request.parse_body()?;
+    // The entries' resources are taken out (moved, not copied: a Bundle may hold
+    // thousands), the Bundle itself is checked without them, and each resource is checked
+    // on its own (see `check_entry_resource`): a batch entry fails alone, and an error
+    // names its entry.
+    let mut resources: Vec<Option<Value>> = Vec::new();
+    if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
+        for entry in entries {
+            resources.push(entry.as_object_mut().and_then(|e| e.remove("resource")));
+        }
+    }
+    check_resource(&bundle, "Bundle")?;
     let kind = bundle
         .get("type")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_owned();
+    let entries = match bundle.get_mut("entry") {
+        Some(Value::Array(entries)) => std::mem::take(entries),
+        _ => Vec::new(),
+    };
     let limit = app.config.max_bundle_entries;
     if entries.len() > limit {
         return Err(FhirError::new(
@@ -49,10 +59,11 @@ pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
     }
     let entries: Vec<Parsed> = entries
         .into_iter()
+        .zip(resources)
         .enumerate()
-        .map(|(index, entry)| parse_entry(request, index, entry))
+        .map(|(index, (entry, resource))| parse_entry(request, index, entry, resource))
         .collect();
-    match kind {
+    match kind.as_str() {
         "transaction" => transaction(app, request, entries).await,
         "batch" => Ok(batch(app, request, entries).await),
         _ => Err(FhirError::bad_request(format!(
@@ -60,21 +71,6 @@ pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
         ))
         .at("Bundle.type")),
     }
-}
-
-/// Checks the Bundle itself against R4, without its entries' resources: those are checked
-/// one by one (see `check_entry_resource`), so that a batch entry fails alone and an error
-/// names its entry.
-fn check_bundle(bundle: &Value) -> Result<(), FhirError> {
-    let mut skeleton = bundle.clone();
-    if let Some(entries) = skeleton.get_mut("entry").and_then(Value::as_array_mut) {
-        for entry in entries {
-            if let Some(object) = entry.as_object_mut() {
-                object.remove("resource");
-            }
-        }
-    }
-    check_resource(&skeleton, "Bundle")
 }
 
 /// Checks an entry's resource against R4; the issues name it inside the Bundle
@@ -116,7 +112,12 @@ struct EntryRequest {
     resource: Option<Value>,
 }
 
-fn parse_entry(request: &FhirRequest, index: usize, entry: Value) -> Parsed {
+fn parse_entry(
+    request: &FhirRequest,
+    index: usize,
+    entry: Value,
+    resource: Option<Value>,
+) -> Parsed {
     let full_url = entry
         .get("fullUrl")
         .and_then(Value::as_str)
@@ -182,7 +183,7 @@ fn parse_entry(request: &FhirRequest, index: usize, entry: Value) -> Parsed {
             url,
             segments,
             headers,
-            resource: entry.get("resource").cloned(),
+            resource,
         })
     })();
     Parsed {
@@ -193,14 +194,17 @@ fn parse_entry(request: &FhirRequest, index: usize, entry: Value) -> Parsed {
 }
 
 /// The Bundle's writes, as the store's transaction entries; reads, by position, for after.
-fn plan(entries: &[Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
+/// The write entries' resources are moved into the plan.
+fn plan(entries: &mut [Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
     let mut writes = Vec::new();
     let mut reads = Vec::new();
-    for entry in entries {
-        let request = entry
-            .request
-            .as_ref()
-            .map_err(|error| in_entry(error.clone(), entry))?;
+    for entry in entries.iter_mut() {
+        let (index, full_url) = (entry.index, entry.full_url.clone());
+        let at = |error| named(error, index, full_url.as_deref());
+        let request = match &mut entry.request {
+            Ok(request) => request,
+            Err(error) => return Err(at(error.clone())),
+        };
         if matches!(request.method, Method::GET | Method::HEAD) {
             reads.push(entry.index);
             continue;
@@ -208,12 +212,12 @@ fn plan(entries: &[Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
         if let Some(resource) = &request.resource
             && request.method != Method::PATCH
         {
-            check_entry_resource(entry.index, resource).map_err(|error| in_entry(error, entry))?;
+            check_entry_resource(index, resource).map_err(at)?;
         }
-        let action = action(entry.index, request).map_err(|error| in_entry(error, entry))?;
+        let action = action(index, request).map_err(at)?;
         writes.push(TxEntry {
-            index: entry.index,
-            full_url: entry.full_url.clone(),
+            index,
+            full_url,
             action,
         });
     }
@@ -221,7 +225,7 @@ fn plan(entries: &[Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
 }
 
 /// What a write entry does.
-fn action(index: usize, request: &EntryRequest) -> Result<TxAction, FhirError> {
+fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirError> {
     let [resource_type, rest @ ..] = request.segments.as_slice() else {
         return Err(FhirError::bad_request(
             "The entry's url names no resource type",
@@ -257,10 +261,10 @@ fn action(index: usize, request: &EntryRequest) -> Result<TxAction, FhirError> {
                 .ok_or_else(|| FhirError::bad_request("Malformed ifMatch: expected W/\"n\""))?,
         ),
     };
-    let resource = || -> Result<Value, FhirError> {
+    let mut resource = || -> Result<Value, FhirError> {
         let resource = request
             .resource
-            .clone()
+            .take()
             .ok_or_else(|| FhirError::bad_request("The entry has no resource"))?;
         match resource.get("resourceType").and_then(Value::as_str) {
             Some(found) if found == resource_type => Ok(resource),
@@ -355,14 +359,19 @@ fn binary_patch(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError
 }
 
 /// Names the entry in an error about it: its index and fullUrl.
-fn in_entry(mut error: FhirError, entry: &Parsed) -> FhirError {
-    let name = match &entry.full_url {
-        Some(url) => format!("Bundle entry {} ({url})", entry.index),
-        None => format!("Bundle entry {}", entry.index),
+fn in_entry(error: FhirError, entry: &Parsed) -> FhirError {
+    named(error, entry.index, entry.full_url.as_deref())
+}
+
+/// Names entry `index` (and its fullUrl) in an error about it.
+fn named(mut error: FhirError, index: usize, full_url: Option<&str>) -> FhirError {
+    let name = match full_url {
+        Some(url) => format!("Bundle entry {index} ({url})"),
+        None => format!("Bundle entry {index}"),
     };
     for issue in &mut error.issues {
         issue.diagnostics = format!("{name}: {}", issue.diagnostics);
-        let expression = format!("Bundle.entry[{}]", entry.index);
+        let expression = format!("Bundle.entry[{index}]");
         if !issue.expression.iter().any(|e| e.starts_with(&expression)) {
             issue.expression.push(expression);
         }
@@ -373,9 +382,9 @@ fn in_entry(mut error: FhirError, entry: &Parsed) -> FhirError {
 async fn transaction(
     app: &App,
     request: &FhirRequest,
-    entries: Vec<Parsed>,
+    mut entries: Vec<Parsed>,
 ) -> Result<FhirResponse, FhirError> {
-    let (writes, reads) = plan(&entries)?;
+    let (writes, reads) = plan(&mut entries)?;
     let mut transaction = Transaction::new(writes);
     transaction.settle_locally();
     let results = match app.store.transaction(request.tenant, transaction).await {

@@ -3,7 +3,11 @@
 //! resource are extracted, by its FHIRPath expression) and querying (which parameters a type
 //! accepts, their type and reference targets), so adding a parameter is a line of data.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// The registry's tables, keyed by the server's own strings: a fast hasher (they are
+/// looked up for every parameter of every resource indexed).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, LazyLock};
 
 use fhir_model::fhirpath::Expression;
@@ -85,15 +89,13 @@ const BUILT_IN: &[&str] = &["_id", "_lastUpdated"];
 /// range of one index instead of the intersection of two large ones (all the schedule's
 /// slots, all the week's slots). These are the scheduling searches a practice runs
 /// all day; any query with both parameters uses them.
+/// Each pair costs a row per (target, date) of every resource of the type, so the list
+/// is short: the scheduling searches a practice runs all day.
 pub const REFERENCE_DATE_PAIRS: &[(&str, &str, &str)] = &[
     ("Slot", "schedule", "start"),
     ("Appointment", "patient", "date"),
     ("Appointment", "practitioner", "date"),
-    ("Appointment", "actor", "date"),
-    ("Appointment", "location", "date"),
     ("Encounter", "patient", "date"),
-    ("Encounter", "subject", "date"),
-    ("Encounter", "practitioner", "date"),
 ];
 
 /// The index key name of a reference and date pair (see `REFERENCE_DATE_PAIRS`).
@@ -111,8 +113,8 @@ pub fn is_pair(resource_type: &str, reference: &str, date: &str) -> bool {
 /// All parameters, by resource type.
 pub struct Registry {
     by_type: HashMap<String, Vec<Arc<SearchParam>>>,
-    /// String parameters answered from another parameter's index rows, by (type, code).
-    derived: HashMap<(String, String), Derived>,
+    /// String parameters answered from another parameter's index rows, by type and code.
+    derived: HashMap<String, HashMap<String, Derived>>,
 }
 
 /// A string parameter whose values are a part of another's: `family` is the `family` part
@@ -147,7 +149,7 @@ impl Registry {
             Vec::new()
         });
         let resource_types = fhir_model::Definitions::r4().resource_types();
-        let mut by_type: HashMap<String, Vec<Arc<SearchParam>>> = HashMap::new();
+        let mut by_type: HashMap<String, Vec<Arc<SearchParam>>> = HashMap::default();
         for definition in definitions {
             let expression = match &definition.expression {
                 Some(text) if !BUILT_IN.contains(&definition.code.as_str()) => {
@@ -187,8 +189,7 @@ impl Registry {
 
     /// Whether `code` of `resource_type` is answered from another parameter's rows.
     pub fn derived(&self, resource_type: &str, code: &str) -> Option<&Derived> {
-        self.derived
-            .get(&(resource_type.to_owned(), code.to_owned()))
+        self.derived.get(resource_type)?.get(code)
     }
 
     /// Every parameter of a type (indexed or not), sorted by code.
@@ -229,9 +230,9 @@ fn single_branch<'a>(param: &'a SearchParam, resource_type: &str) -> Option<&'a 
 /// (then the one with the smaller code keeps the rows).
 fn derive_string_parts(
     by_type: &HashMap<String, Vec<Arc<SearchParam>>>,
-) -> HashMap<(String, String), Derived> {
+) -> HashMap<String, HashMap<String, Derived>> {
     let definitions = fhir_model::Definitions::r4();
-    let mut derived = HashMap::new();
+    let mut derived: HashMap<String, HashMap<String, Derived>> = HashMap::default();
     for (resource_type, params) in by_type {
         let strings: Vec<(&SearchParam, &str)> = params
             .iter()
@@ -267,8 +268,8 @@ fn derive_string_parts(
                         .map(Some)
                 };
                 if let Some(part) = found {
-                    derived.insert(
-                        (resource_type.clone(), param.code.clone()),
+                    derived.entry(resource_type.clone()).or_default().insert(
+                        param.code.clone(),
                         Derived {
                             base: base.code.clone(),
                             part,

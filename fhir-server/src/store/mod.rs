@@ -329,7 +329,9 @@ impl Store {
         let mut transaction = transaction;
         for attempt in 0.. {
             let retry = match self {
-                Store::Postgres(_) if attempt < WRITE_RETRIES => Some(transaction.clone()),
+                Store::Postgres(_) if attempt < WRITE_RETRIES && transaction.may_conflict() => {
+                    Some(transaction.clone())
+                }
                 _ => None,
             };
             let result = match self {

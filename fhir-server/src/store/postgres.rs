@@ -50,7 +50,7 @@ const MIGRATION_LOCK: i64 = 0x0046_4849_525f_4d49;
 /// The advisory lock that keeps several servers from analyzing the same tables at once.
 const ANALYZE_LOCK: i64 = 0x0046_4849_525f_414e;
 /// How often the table statistics are checked.
-const ANALYZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const ANALYZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl PgStore {
     pub async fn open(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
@@ -600,6 +600,39 @@ impl Tx for PgTx<'_> {
             .execute(&mut *self.conn)
             .await?;
         Ok(())
+    }
+
+    /// The heads in one statement, each locked.
+    async fn heads(&mut self, targets: &[(&str, &str)]) -> Result<Vec<Option<Head>>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types: Vec<&str> = targets.iter().map(|(t, _)| *t).collect();
+        let ids: Vec<&str> = targets.iter().map(|(_, i)| *i).collect();
+        let rows = sqlx::query(
+            "SELECT k.n, r.res_id, r.version, r.last_updated, r.deleted \
+             FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(type, id, n) \
+             JOIN resources r ON r.tid = $3 AND r.type = k.type AND r.id = k.id \
+             ORDER BY r.res_id FOR UPDATE OF r",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(self.tenant)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        let mut heads = vec![None; targets.len()];
+        for row in rows {
+            let n: i64 = row.try_get(0)?;
+            if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| heads.get_mut(i)) {
+                *slot = Some(Head {
+                    res_id: row.try_get(1)?,
+                    version: row.try_get(2)?,
+                    last_updated: row.try_get(3)?,
+                    deleted: row.try_get::<i16, _>(4)? != 0,
+                });
+            }
+        }
+        Ok(heads)
     }
 
     /// New resources in one statement (see `pg_put::creates`).

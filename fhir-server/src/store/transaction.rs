@@ -105,6 +105,20 @@ impl Transaction {
         Transaction { entries, settled }
     }
 
+    /// Whether the transaction can lose a race with another writer on a unique key: it
+    /// creates a resource whose id the client chose, or decides by criteria. (New ids are
+    /// random; other races wait on row locks.) Only those are worth keeping a copy of, to
+    /// run again.
+    pub fn may_conflict(&self) -> bool {
+        self.entries.iter().any(|entry| match &entry.action {
+            TxAction::Create { if_none_exist, .. } => if_none_exist.is_some(),
+            TxAction::Update { .. } => true,
+            TxAction::Patch { target, .. } | TxAction::Delete { target, .. } => {
+                matches!(target, Target::Criteria(_))
+            }
+        })
+    }
+
     /// When every identity and reference can be settled without the database (no
     /// conditional entry, no `Type?criteria` reference), settles them now: ids for the
     /// creates, references rewritten, index rows extracted. This is the common Bundle (a
@@ -372,19 +386,54 @@ pub async fn apply<T: Tx>(
     }
 
     // 4. Creates (together, so a store may write them in one statement), then updates and
-    // patches.
+    // patches. An update of a resource that does not exist yet is a create too: the heads
+    // of all the updates' targets are looked up at once to find them.
+    let targets: Vec<(&str, &str)> = planned
+        .iter()
+        .filter(|p| matches!(p.step, Step::Update(..)))
+        .map(|p| (p.resource_type.as_str(), p.id.as_str()))
+        .collect();
+    let mut heads = tx
+        .heads(&targets)
+        .await
+        .map_err(|error| TxFailure {
+            index: planned.first().map_or(0, |p| p.index),
+            error,
+        })?
+        .into_iter();
     let mut creates = Vec::new();
     let mut others = Vec::new();
     for plan in planned {
-        match plan.step {
-            Step::Create(mut resource, rows) => {
-                let rows = rows.unwrap_or_else(|| index::extract(&plan.resource_type, &resource));
-                let version =
-                    write::first_version(&plan.resource_type, &mut resource, &plan.id, now);
-                creates.push((plan.index, version, rows));
+        let (mut resource, rows, method) = match plan.step {
+            Step::Create(resource, rows) => (resource, rows, Method::Post),
+            Step::Update(resource, rows, if_match) => {
+                if heads.next().flatten().is_some() {
+                    others.push(Planned {
+                        step: Step::Update(resource, rows, if_match),
+                        ..plan
+                    });
+                    continue;
+                }
+                if if_match.is_some() {
+                    return Err(TxFailure {
+                        index: plan.index,
+                        error: StoreError::Rejected(FhirError::precondition_failed(format!(
+                            "If-Match given but {}/{} does not exist",
+                            plan.resource_type, plan.id
+                        ))),
+                    });
+                }
+                (resource, rows, Method::Put)
             }
-            _ => others.push(plan),
-        }
+            _ => {
+                others.push(plan);
+                continue;
+            }
+        };
+        let rows = rows.unwrap_or_else(|| index::extract(&plan.resource_type, &resource));
+        let mut version = write::first_version(&plan.resource_type, &mut resource, &plan.id, now);
+        version.method = method;
+        creates.push((plan.index, version, rows));
     }
     let created = write::create_many(tx, &creates)
         .await

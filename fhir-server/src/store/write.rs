@@ -88,6 +88,21 @@ pub trait Tx: Send {
         id: &str,
     ) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
 
+    /// The heads of several resources, in order (locked like `head`). A store may look
+    /// them up together.
+    fn heads(
+        &mut self,
+        targets: &[(&str, &str)],
+    ) -> impl Future<Output = Result<Vec<Option<Head>>, StoreError>> + Send {
+        async move {
+            let mut heads = Vec::with_capacity(targets.len());
+            for (resource_type, id) in targets {
+                heads.push(self.head(resource_type, id).await?);
+            }
+            Ok(heads)
+        }
+    }
+
     /// Ids of current resources matching `query`, at most `limit`.
     fn matches(
         &mut self,
