@@ -64,6 +64,19 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_BUNDLE_ENTRIES", default_value_t = 20_000)]
     pub max_bundle_entries: usize,
 
+    /// Where bulk export files are written (one folder per export).
+    #[arg(long, env = "FHIR_EXPORT_DIR", default_value = "./data/exports")]
+    pub export_dir: std::path::PathBuf,
+
+    /// Seconds a finished bulk export's files are kept before they are removed (24 hours).
+    #[arg(long, env = "FHIR_EXPORT_TTL_SECONDS", default_value_t = 86_400)]
+    pub export_ttl_seconds: u64,
+
+    /// Seconds after which a running background job whose process stopped renewing its
+    /// lease (it died) is taken over by another worker and started over.
+    #[arg(long, env = "FHIR_JOB_LEASE_SECONDS", default_value_t = 60)]
+    pub job_lease_seconds: u64,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

@@ -11,10 +11,14 @@ mod bench_search;
 mod config;
 mod db_stats;
 mod error;
+mod export;
 mod generate;
 mod http;
+mod import;
 mod index;
 mod interaction;
+mod jobs;
+mod ops;
 mod resource;
 mod search;
 mod store;
@@ -75,6 +79,10 @@ enum Command {
     Generate(generate::GenerateConfig),
     /// Print the stored size of the data and of the search index.
     DbStats(db_stats::DbStatsConfig),
+    /// Load resources from NDJSON files, Bundles (e.g. Synthea output) or folders of them.
+    Import(import::ImportConfig),
+    /// Write a tenant's current resources as NDJSON files, one per type.
+    Export(export::ExportConfig),
 }
 
 #[derive(Subcommand)]
@@ -129,6 +137,8 @@ fn main() -> ExitCode {
             Command::Bench { config, .. } => bench::run(config).await,
             Command::Generate(config) => generate::run(config).await,
             Command::DbStats(config) => db_stats::run(config).await,
+            Command::Import(config) => import::run(config).await,
+            Command::Export(config) => export::run(config).await,
         }
     });
     match result {
@@ -153,7 +163,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Opens and migrates the database, and brings its search index up to date.
-async fn open(database: &DatabaseConfig) -> Result<Store, String> {
+pub(crate) async fn open(database: &DatabaseConfig) -> Result<Store, String> {
     let store = Store::open(&database.url, database.db_pool)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;
@@ -214,6 +224,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let backend = store.backend_name();
     let app = app::App::new(store, config);
+    jobs::start(app.clone());
     let router = http::router(app);
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.

@@ -150,21 +150,52 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, FhirError> {
 }
 
 /// A response body: stored JSON bytes (served as is when possible), a Bundle (whose
-/// stored resources are served as is when possible) or a built value.
-#[derive(Debug, Clone)]
+/// stored resources are served as is when possible), a built value, or an NDJSON file
+/// (a bulk export's output, streamed in any negotiated format).
+#[derive(Debug)]
 pub enum Payload {
     Stored(Bytes),
     Bundle(Box<crate::interaction::bundle::Bundle>),
     Value(Value),
+    Ndjson(tokio::fs::File),
+}
+
+const NDJSON_TYPE: &str = "application/fhir+ndjson";
+
+/// A file as a body, read in chunks as it is sent: memory stays flat whatever its size.
+fn file_body(file: tokio::fs::File) -> Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match file.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(read) => {
+                chunk.truncate(read);
+                Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), file))
+            }
+            Err(error) => Some((Err(error), file)),
+        }
+    });
+    Body::from_stream(chunks)
 }
 
 /// Encodes `payload` in `format` into a response with `status` and extra headers.
 pub fn encode(status: StatusCode, payload: Option<Payload>, format: Format) -> Response {
-    let Some(payload) = payload else {
-        return Response::builder()
-            .status(status)
-            .body(Body::empty())
-            .unwrap_or_default();
+    let payload = match payload {
+        None => {
+            return Response::builder()
+                .status(status)
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+        Some(Payload::Ndjson(file)) => {
+            return Response::builder()
+                .status(status)
+                .header(CONTENT_TYPE, NDJSON_TYPE)
+                .body(file_body(file))
+                .unwrap_or_default();
+        }
+        Some(payload) => payload,
     };
     let (body, content_type) = match render(payload, format) {
         Ok(rendered) => rendered,
@@ -192,12 +223,14 @@ fn render(payload: Payload, format: Format) -> Result<(Bytes, &'static str), Str
             Payload::Stored(bytes) => (bytes, JSON_TYPE),
             Payload::Bundle(bundle) => (Bytes::from(bundle.to_json()?), JSON_TYPE),
             Payload::Value(value) => (to_json(&value, false)?, JSON_TYPE),
+            Payload::Ndjson(_) => return Err("an NDJSON file is not a resource".into()),
         });
     }
     let value = match payload {
         Payload::Stored(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
         Payload::Bundle(bundle) => bundle.into_value()?,
         Payload::Value(value) => value,
+        Payload::Ndjson(_) => return Err("an NDJSON file is not a resource".into()),
     };
     if format.xml {
         let xml = fhir_model::xml::json_to_xml(&value, format.pretty).map_err(|e| e.message)?;

@@ -26,6 +26,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::GET => Ok(capabilities::handle(app, request)),
             _ => Err(not_allowed(method, "metadata")),
         },
+        [operation, ..] if operation.starts_with('$') => {
+            crate::ops::system(app, request, &segments).await
+        }
         ["_history"] => match *method {
             Method::GET => history::handle(app, request, None, None).await,
             _ => Err(not_allowed(method, "_history")),
@@ -59,6 +62,11 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         (["_history", version], &Method::GET) => {
                             vread::handle(app, request, resource_type, id, version).await
                         }
+                        ([operation], &Method::GET | &Method::POST)
+                            if operation.starts_with('$') =>
+                        {
+                            crate::ops::instance(app, request, resource_type, id, operation).await
+                        }
                         ([compartment_type], &Method::GET)
                             if !compartment_type.starts_with(['_', '$']) =>
                         {
@@ -71,6 +79,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         }
                         _ => Err(unknown_path(request)),
                     }
+                }
+                ([operation], &Method::GET | &Method::POST) if operation.starts_with('$') => {
+                    crate::ops::type_level(app, request, resource_type, operation).await
                 }
                 ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
                     "Operation {op} is not supported on {resource_type}"

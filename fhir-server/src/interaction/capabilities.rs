@@ -36,7 +36,7 @@ pub fn statement() -> Value {
                 .iter()
                 .map(|code| json!({"code": code}))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 "interaction": interactions,
@@ -48,7 +48,12 @@ pub fn statement() -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
                 "searchParam": search_params(resource_type),
-            })
+            });
+            let operations = operations(resource_type);
+            if !operations.is_empty() {
+                resource["operation"] = Value::Array(operations);
+            }
+            resource
         })
         .collect();
     json!({
@@ -65,9 +70,23 @@ pub fn statement() -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "history-system"},
+            ],
+            "operation": operations(""),
         }],
     })
+}
+
+/// The operations on a type (`""`: the system level), from `ops::OPERATIONS`.
+fn operations(resource_type: &str) -> Vec<Value> {
+    crate::ops::OPERATIONS
+        .iter()
+        .filter(|(_, on, _)| *on == resource_type)
+        .map(|(name, _, definition)| json!({"name": name, "definition": definition}))
+        .collect()
 }
 
 /// The search parameters the query parser accepts for a type: `_id`, `_lastUpdated` and

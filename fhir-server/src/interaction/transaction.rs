@@ -24,11 +24,27 @@ use crate::store::StoreError;
 use crate::store::transaction::{Target, Transaction, TxAction, TxEntry, TxFailure, TxResult};
 
 pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
-    let mut bundle = request.parse_body()?;
-    // The entries' resources are taken out (moved, not copied: a Bundle may hold
-    // thousands), the Bundle itself is checked without them, and each resource is checked
-    // on its own (see `check_entry_resource`): a batch entry fails alone, and an error
-    // names its entry.
+    let bundle = request.parse_body()?;
+    let (kind, entries) = read_bundle(bundle, &request.base, app.config.max_bundle_entries)?;
+    match kind.as_str() {
+        "transaction" => transaction(app, request, entries).await,
+        "batch" => Ok(batch(app, request, entries).await),
+        _ => Err(FhirError::bad_request(format!(
+            "POST to the base URL takes a Bundle of type transaction or batch, not '{kind}'"
+        ))
+        .at("Bundle.type")),
+    }
+}
+
+/// A Bundle's type and entries. The entries' resources are taken out (moved, not copied:
+/// a Bundle may hold thousands), the Bundle itself is checked without them, and each
+/// resource is checked later on its own (see `check_entry_resource`): a batch entry fails
+/// alone, and an error names its entry. URLs on `base` are taken as relative to it.
+pub fn read_bundle(
+    mut bundle: Value,
+    base: &str,
+    max_entries: usize,
+) -> Result<(String, Vec<Parsed>), FhirError> {
     let mut resources: Vec<Option<Value>> = Vec::new();
     if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
         for entry in entries {
@@ -45,32 +61,24 @@ pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
         Some(Value::Array(entries)) => std::mem::take(entries),
         _ => Vec::new(),
     };
-    let limit = app.config.max_bundle_entries;
-    if entries.len() > limit {
+    if entries.len() > max_entries {
         return Err(FhirError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-costly",
             format!(
-                "The Bundle has {} entries; this server takes at most {limit} per Bundle",
+                "The Bundle has {} entries; this server takes at most {max_entries} per Bundle",
                 entries.len()
             ),
         )
         .at("Bundle.entry"));
     }
-    let entries: Vec<Parsed> = entries
+    let entries = entries
         .into_iter()
         .zip(resources)
         .enumerate()
-        .map(|(index, (entry, resource))| parse_entry(request, index, entry, resource))
+        .map(|(index, (entry, resource))| parse_entry(base, index, entry, resource))
         .collect();
-    match kind.as_str() {
-        "transaction" => transaction(app, request, entries).await,
-        "batch" => Ok(batch(app, request, entries).await),
-        _ => Err(FhirError::bad_request(format!(
-            "POST to the base URL takes a Bundle of type transaction or batch, not '{kind}'"
-        ))
-        .at("Bundle.type")),
-    }
+    Ok((kind, entries))
 }
 
 /// Checks an entry's resource against R4; the issues name it inside the Bundle
@@ -95,7 +103,7 @@ fn check_entry_resource(index: usize, resource: &Value) -> Result<(), FhirError>
 }
 
 /// An entry as it was read: its request, the parts of its URL, and its resource.
-struct Parsed {
+pub struct Parsed {
     index: usize,
     full_url: Option<String>,
     /// The entry's request, or why it is not one.
@@ -112,12 +120,7 @@ struct EntryRequest {
     resource: Option<Value>,
 }
 
-fn parse_entry(
-    request: &FhirRequest,
-    index: usize,
-    entry: Value,
-    resource: Option<Value>,
-) -> Parsed {
+fn parse_entry(base: &str, index: usize, entry: Value, resource: Option<Value>) -> Parsed {
     let full_url = entry
         .get("fullUrl")
         .and_then(Value::as_str)
@@ -144,7 +147,7 @@ fn parse_entry(
         let raw = text("url").unwrap_or_default();
         // An absolute URL on this server's base is taken as relative to it.
         let url = raw
-            .strip_prefix(request.base.as_str())
+            .strip_prefix(base)
             .unwrap_or(raw)
             .trim_start_matches('/')
             .to_owned();
@@ -195,7 +198,7 @@ fn parse_entry(
 
 /// The Bundle's writes, as the store's transaction entries; reads, by position, for after.
 /// The write entries' resources are moved into the plan.
-fn plan(entries: &mut [Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
+pub fn plan(entries: &mut [Parsed]) -> Result<(Vec<TxEntry>, Vec<usize>), FhirError> {
     let mut writes = Vec::new();
     let mut reads = Vec::new();
     for entry in entries.iter_mut() {
@@ -552,7 +555,7 @@ fn answered(response: FhirResponse) -> Entry {
             Ok(value) => entry.resource = Some(Resource::Value(value)),
             Err(error) => return failed(&FhirError::internal(error)),
         },
-        None => {}
+        Some(Payload::Ndjson(_)) | None => {}
     }
     entry.rest.insert("response".into(), Value::Object(answer));
     entry

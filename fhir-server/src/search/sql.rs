@@ -190,6 +190,17 @@ pub fn fetch_by_res_ids(res_ids: &[i64]) -> Sql {
     sql
 }
 
+/// Page rows of the current resources of one type after res_id `after` (callers add
+/// conditions on `q`, then the order and limit): the pages of an export.
+pub fn current_page(tenant: TenantId, resource_type: &str, after: i64) -> Sql {
+    let mut sql = fetch_head(tenant);
+    sql.push(" AND q.type = ");
+    sql.bind_text(resource_type);
+    sql.push(" AND q.res_id > ");
+    sql.bind(Arg::Int(after));
+    sql
+}
+
 /// How many resources match (ignoring the cursor).
 pub fn count(tenant: TenantId, query: &Query) -> Sql {
     let mut sql = Sql::default();

@@ -41,6 +41,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "compact_keys",
         include_str!("../../../migrations/sqlite/0003_compact_keys.sql"),
     ),
+    (
+        4,
+        "jobs",
+        include_str!("../../../migrations/sqlite/0004_jobs.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -57,6 +62,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "compact_keys",
         include_str!("../../../migrations/postgres/0003_compact_keys.sql"),
+    ),
+    (
+        4,
+        "jobs",
+        include_str!("../../../migrations/postgres/0004_jobs.sql"),
     ),
 ];
 
@@ -469,6 +479,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.select_count(sql).await,
             Store::Postgres(s) => s.select_count(&sql).await,
+        }
+    }
+
+    /// Runs a statement that writes (see `search::sql::Sql`); the rows it changed.
+    pub async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.execute(sql).await,
+            Store::Postgres(s) => s.execute(&sql).await,
+        }
+    }
+
+    /// Runs a statement that writes and returns two text columns (`... RETURNING a, b`).
+    pub async fn write_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.write_pairs(sql).await,
+            Store::Postgres(s) => s.select_pairs(&sql).await,
         }
     }
 

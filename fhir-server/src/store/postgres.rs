@@ -381,6 +381,10 @@ impl PgStore {
         count(&self.pool, sql).await
     }
 
+    pub async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
+        Ok(bind(sql).execute(&self.pool).await?.rows_affected())
+    }
+
     pub async fn select_pairs(&self, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
         let rows = bind(sql).fetch_all(&self.pool).await?;
         rows.iter()

@@ -163,6 +163,7 @@ impl Server {
             .args(&self.extra_args)
             .env_remove("FHIR_BASE_URL")
             .env_remove("FHIR_ADMIN_TOKEN")
+            .env("FHIR_EXPORT_DIR", self.dir.join("exports"))
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -1,0 +1,325 @@
+//! Background work: bulk export jobs, kept in the database (`jobs` table) so that they
+//! survive a restart and so that several server processes on one database share them.
+//!
+//! A job is queued by `$export`; a worker claims it (moving it to `running`), writes its
+//! files (see `export`), keeps its lease fresh while it works, and marks it `done` (or
+//! `failed`). A running job whose lease went stale (its process died) is claimed again and
+//! started over. Finished jobs and their files are removed when they expire; a cancelled
+//! job's files at once.
+
+pub mod export;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::SharedApp;
+use crate::search::sql::{Arg, Sql};
+use crate::store::{Store, StoreError, TenantId};
+use export::{OutputFile, Scope};
+
+/// How often an idle worker looks for work.
+const POLL: Duration = Duration::from_secs(1);
+
+/// An export job's parameters, progress and output (the `state` column).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportJob {
+    pub tenant: TenantId,
+    pub scope: Scope,
+    pub types: Vec<String>,
+    pub since: Option<i64>,
+    /// The kick-off URL, as the manifest's `request`.
+    pub request: String,
+    /// The base URL the files are served under.
+    pub base: String,
+    /// When the export started: resources are as of this instant or later.
+    pub transaction_time: i64,
+    #[serde(default)]
+    pub progress: String,
+    #[serde(default)]
+    pub output: Vec<OutputFile>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A job's status, as `$export-status` reports it.
+pub enum Status {
+    Running(ExportJob),
+    Done(ExportJob),
+    Failed(ExportJob),
+}
+
+/// Where a job's files are.
+pub fn job_dir(root: &std::path::Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+/// Queues an export; its id.
+pub async fn queue(store: &Store, job: &ExportJob) -> Result<String, StoreError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let now = crate::resource::now_micros();
+    let mut sql = Sql::default();
+    sql.push("INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state) VALUES (");
+    sql.bind_text(&id);
+    sql.push(", ");
+    sql.bind(Arg::Int(job.tenant));
+    sql.push(", 'export', 'queued', ");
+    sql.bind(Arg::Int(now));
+    sql.push(", ");
+    sql.bind(Arg::Int(now));
+    sql.push(", ");
+    sql.bind_text(&state(job));
+    sql.push(")");
+    store.execute(sql).await?;
+    Ok(id)
+}
+
+fn state(job: &ExportJob) -> String {
+    serde_json::to_string(job).unwrap_or_default()
+}
+
+/// A job of a tenant, if there is one (and it is not cancelled).
+pub async fn status(
+    store: &Store,
+    tenant: TenantId,
+    id: &str,
+) -> Result<Option<Status>, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT status, state FROM jobs WHERE id = ");
+    sql.bind_text(id);
+    sql.push(" AND tid = ");
+    sql.bind(Arg::Int(tenant));
+    let Some((status, state)) = store.select_pairs(sql).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Ok(job) = serde_json::from_str::<ExportJob>(&state) else {
+        return Ok(None);
+    };
+    Ok(match status.as_str() {
+        "queued" | "running" => Some(Status::Running(job)),
+        "done" => Some(Status::Done(job)),
+        "failed" => Some(Status::Failed(job)),
+        _ => None,
+    })
+}
+
+/// Cancels a job (or forgets a finished one): its files are removed by the worker or the
+/// cleanup. `false` when there is no such job.
+pub async fn cancel(store: &Store, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("UPDATE jobs SET status = 'cancelled', updated_at = ");
+    sql.bind(Arg::Int(crate::resource::now_micros()));
+    sql.push(" WHERE id = ");
+    sql.bind_text(id);
+    sql.push(" AND tid = ");
+    sql.bind(Arg::Int(tenant));
+    sql.push(" AND status <> 'cancelled'");
+    Ok(store.execute(sql).await? > 0)
+}
+
+/// Starts the worker of this process.
+pub fn start(app: SharedApp) {
+    // Expired files go within a minute, or sooner when they live shorter than that.
+    let cleanup_every = Duration::from_secs(app.config.export_ttl_seconds.clamp(1, 60));
+    tokio::spawn(async move {
+        let mut last_cleanup = std::time::Instant::now() - cleanup_every;
+        loop {
+            if last_cleanup.elapsed() >= cleanup_every {
+                if let Err(error) = cleanup(&app).await {
+                    tracing::warn!(?error, "export cleanup failed");
+                }
+                last_cleanup = std::time::Instant::now();
+            }
+            match claim(&app.store, lease(&app)).await {
+                Ok(Some((id, job))) => run(&app, &id, job).await,
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Err(error) => {
+                    tracing::warn!(?error, "cannot look for export jobs");
+                    tokio::time::sleep(POLL * 5).await;
+                }
+            }
+        }
+    });
+}
+
+/// A running job whose lease is older than this is taken to be abandoned.
+fn lease(app: &SharedApp) -> Duration {
+    Duration::from_secs(app.config.job_lease_seconds.max(1))
+}
+
+/// Claims the oldest queued job, or an abandoned running one (lease older than `lease`).
+async fn claim(store: &Store, lease: Duration) -> Result<Option<(String, ExportJob)>, StoreError> {
+    let now = crate::resource::now_micros();
+    let mut sql = Sql::default();
+    sql.push("UPDATE jobs SET status = 'running', updated_at = ");
+    sql.bind(Arg::Int(now));
+    sql.push(
+        " WHERE id = (SELECT id FROM jobs WHERE kind = 'export' AND (status = 'queued' \
+         OR (status = 'running' AND updated_at < ",
+    );
+    sql.bind(Arg::Int(now - lease.as_micros() as i64));
+    sql.push(")) ORDER BY created_at LIMIT 1");
+    if store.backend_name() == "postgres" {
+        // Another process's worker skips the row this one is claiming.
+        sql.push(" FOR UPDATE SKIP LOCKED");
+    }
+    sql.push(") RETURNING id, state");
+    let Some((id, state)) = store.write_pairs(sql).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&state) {
+        Ok(job) => Ok(Some((id, job))),
+        Err(error) => {
+            finish(store, &id, "failed", None).await?;
+            tracing::error!(%id, %error, "an export job's state does not parse; failed it");
+            Ok(None)
+        }
+    }
+}
+
+/// Runs a claimed job to its end.
+async fn run(app: &SharedApp, id: &str, mut job: ExportJob) {
+    let dir = job_dir(&app.config.export_dir, id);
+    // A job claimed again after its worker died starts over.
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    tracing::info!(%id, "export started");
+    let store = &app.store;
+    let types = if job.types.is_empty() {
+        match export::default_types(store, job.tenant, &job.scope).await {
+            Ok(types) => types,
+            Err(error) => {
+                fail(app, id, job, format!("{error:?}")).await;
+                return;
+            }
+        }
+    } else {
+        job.types.clone()
+    };
+    // A task beside the writing keeps the lease and records the progress; it tells the
+    // writing to stop when the job was cancelled.
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three beats per lease: one late beat does not lose the job.
+    let beat_every = lease(app) / 3;
+    let beat = {
+        let (store, id, job) = (store.clone(), id.to_owned(), job.clone());
+        let (progress, cancelled) = (progress.clone(), cancelled.clone());
+        tokio::spawn(async move {
+            let mut job = job;
+            loop {
+                tokio::time::sleep(beat_every).await;
+                job.progress = progress.lock().map(|p| p.clone()).unwrap_or_default();
+                if let Ok(false) = heartbeat(&store, &id, &job).await {
+                    cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+        })
+    };
+    let result = export::write_files(
+        store,
+        job.tenant,
+        &job.scope,
+        &types,
+        job.since,
+        &dir,
+        |resource_type: &str, count: usize| {
+            if let Ok(mut text) = progress.lock() {
+                *text = format!("{resource_type}: {count} resources written");
+            }
+            !cancelled.load(std::sync::atomic::Ordering::Relaxed)
+        },
+    )
+    .await;
+    beat.abort();
+    if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(%id, "export cancelled");
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        return;
+    }
+    match result {
+        Ok(output) => {
+            let total: usize = output.iter().map(|o| o.count).sum();
+            job.output = output;
+            job.progress = format!("done: {total} resources");
+            let expires =
+                crate::resource::now_micros() + app.config.export_ttl_seconds as i64 * 1_000_000;
+            match finish(store, id, "done", Some((&job, expires))).await {
+                Ok(true) => tracing::info!(%id, resources = total, "export done"),
+                // Cancelled meanwhile.
+                _ => {
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
+                }
+            }
+        }
+        Err(error) => fail(app, id, job, error).await,
+    }
+}
+
+async fn fail(app: &SharedApp, id: &str, mut job: ExportJob, error: String) {
+    tracing::error!(%id, %error, "export failed");
+    job.error = Some(error);
+    let expires = crate::resource::now_micros() + app.config.export_ttl_seconds as i64 * 1_000_000;
+    let _ = finish(&app.store, id, "failed", Some((&job, expires))).await;
+}
+
+/// Keeps the lease of a running job and records its progress; `false` when the job is no
+/// longer running here (cancelled).
+async fn heartbeat(store: &Store, id: &str, job: &ExportJob) -> Result<bool, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("UPDATE jobs SET updated_at = ");
+    sql.bind(Arg::Int(crate::resource::now_micros()));
+    sql.push(", state = ");
+    sql.bind_text(&state(job));
+    sql.push(" WHERE id = ");
+    sql.bind_text(id);
+    sql.push(" AND status = 'running'");
+    Ok(store.execute(sql).await? > 0)
+}
+
+/// Ends a running job with `status` (and its final state and expiry); `false` when it was
+/// no longer running (cancelled).
+async fn finish(
+    store: &Store,
+    id: &str,
+    status: &str,
+    end: Option<(&ExportJob, i64)>,
+) -> Result<bool, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("UPDATE jobs SET status = ");
+    sql.bind_text(status);
+    sql.push(", updated_at = ");
+    sql.bind(Arg::Int(crate::resource::now_micros()));
+    if let Some((job, expires)) = end {
+        sql.push(", state = ");
+        sql.bind_text(&state(job));
+        sql.push(", expires_at = ");
+        sql.bind(Arg::Int(expires));
+    }
+    sql.push(" WHERE id = ");
+    sql.bind_text(id);
+    sql.push(" AND status = 'running'");
+    Ok(store.execute(sql).await? > 0)
+}
+
+/// Removes expired jobs and cancelled ones (after their worker had time to notice), with
+/// their files.
+async fn cleanup(app: &SharedApp) -> Result<(), StoreError> {
+    let now = crate::resource::now_micros();
+    let mut sql = Sql::default();
+    sql.push("SELECT id, status FROM jobs WHERE (status IN ('done', 'failed') AND expires_at < ");
+    sql.bind(Arg::Int(now));
+    sql.push(") OR (status = 'cancelled' AND updated_at < ");
+    sql.bind(Arg::Int(now - lease(app).as_micros() as i64));
+    sql.push(")");
+    for (id, _) in app.store.select_pairs(sql).await? {
+        let _ = tokio::fs::remove_dir_all(job_dir(&app.config.export_dir, &id)).await;
+        let mut delete = Sql::default();
+        delete.push("DELETE FROM jobs WHERE id = ");
+        delete.bind_text(&id);
+        app.store.execute(delete).await?;
+        tracing::info!(%id, "export removed");
+    }
+    Ok(())
+}

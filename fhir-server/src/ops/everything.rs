@@ -1,0 +1,281 @@
+//! `Patient/[id]/$everything` (https://hl7.org/fhir/R4/patient-operation-everything.html):
+//! the patient, every resource in the patient's compartment, and the Practitioners,
+//! Organizations and Locations they reference, as a searchset Bundle in pages.
+//!
+//! Parameters: `_since` (only resources updated since that instant), `_type` (only these
+//! types), `_count` (page size). The members are found by one lookup of the reference index
+//! over every compartment parameter of every type (not one search per type), ordered by
+//! the patient first and then by res_id, and paged by an opaque cursor on that order.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use serde_json::{Map, json};
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::interaction::bundle::{Entry, Resource, bundle, full_url, link_url};
+use crate::search::cursor::{Cursor, KeyValue};
+use crate::search::sql::{self, Arg, KeyKind, Sql};
+use crate::store::{Row, TenantId};
+
+/// The types whose referenced resources join the patient's record.
+const REFERENCED: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+];
+
+/// How many res_ids go into one `IN (...)` list.
+const CHUNK: usize = 500;
+
+pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
+    let store = &app.store;
+    let patient = store
+        .read(request.tenant, "Patient", id)
+        .await?
+        .ok_or_else(|| FhirError::not_found(format!("Patient/{id} is not known")))?;
+    if patient.is_deleted() {
+        return Err(crate::interaction::read::gone(&patient));
+    }
+    let mut since = None;
+    let mut types: Option<Vec<String>> = None;
+    let mut count = None;
+    let mut cursor = None;
+    for (name, value) in &request.params {
+        match name.as_str() {
+            "_since" => {
+                since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
+                    FhirError::bad_request(format!(
+                        "_since must be an instant with a time zone, not '{value}'"
+                    ))
+                })?);
+            }
+            "_type" => {
+                let listed: Vec<String> = value.split(',').map(|t| t.trim().to_owned()).collect();
+                if let Some(unknown) = listed
+                    .iter()
+                    .find(|t| !fhir_model::Definitions::r4().is_resource_type(t))
+                {
+                    return Err(FhirError::bad_request(format!(
+                        "_type names an unknown resource type '{unknown}'"
+                    )));
+                }
+                types.get_or_insert_with(Vec::new).extend(listed);
+            }
+            "_count" => {
+                count = Some(value.parse::<usize>().map_err(|_| {
+                    FhirError::bad_request(format!("_count must be a number, not '{value}'"))
+                })?);
+            }
+            "_page" => {
+                cursor = Some(Cursor::decode(value).ok_or_else(|| {
+                    FhirError::bad_request(format!("Invalid paging cursor '{value}'"))
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let wanted = |t: &str| {
+        types
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|w| w == t))
+    };
+    let limits = app.page_limits();
+    let page_size = count
+        .unwrap_or(limits.default_count)
+        .clamp(1, limits.max_count);
+
+    // Every member's res_id: the compartment, the resources it references, the patient.
+    let patient_res_id = head_res_id(app, request.tenant, id).await?;
+    let mut members = compartment(app, request.tenant, id, &wanted).await?;
+    // What the patient references (e.g. its managing organization) joins too.
+    members.push(patient_res_id);
+    let referenced = referenced(app, request.tenant, &members, &wanted).await?;
+    if !wanted("Patient") {
+        members.retain(|&r| r != patient_res_id);
+    }
+    members.extend(referenced);
+    members.sort_unstable();
+    members.dedup();
+    if let Some(since) = since {
+        members = updated_since(app, &members, since).await?;
+    }
+    // The patient first, then by res_id.
+    let order = |res_id: i64| (i64::from(res_id != patient_res_id), res_id);
+    members.sort_unstable_by_key(|&r| order(r));
+    let after = cursor.as_ref().map(|c| {
+        let rank = match c.keys.first() {
+            Some(KeyValue::Int(rank)) => *rank,
+            _ => 1,
+        };
+        (rank, c.res_id)
+    });
+    let start = after.map_or(0, |after| members.partition_point(|&r| order(r) <= after));
+    let page: Vec<i64> = members[start..]
+        .iter()
+        .take(page_size + 1)
+        .copied()
+        .collect();
+    let more = page.len() > page_size;
+    let page = &page[..page.len().min(page_size)];
+
+    let rows = app
+        .store
+        .select_rows(sql::fetch_by_res_ids(page), Vec::new())
+        .await?;
+    let mut by_res_id: BTreeMap<i64, Row> = rows.into_iter().map(|r| (r.res_id, r)).collect();
+    let entries: Vec<Entry> = page
+        .iter()
+        .filter_map(|res_id| by_res_id.remove(res_id))
+        .map(|row| {
+            let mut rest = Map::new();
+            rest.insert("search".into(), json!({"mode": "match"}));
+            Entry {
+                full_url: Some(full_url(request, &row.version)),
+                resource: Resource::of(&row.version),
+                rest,
+            }
+        })
+        .collect();
+    let path = format!("Patient/{id}/$everything");
+    let mut params: Vec<(String, String)> = request
+        .params
+        .iter()
+        .filter(|(name, _)| name != "_page")
+        .cloned()
+        .collect();
+    let mut links = vec![("self", link_url(request, &path, &request.params))];
+    links.push(("first", link_url(request, &path, &params)));
+    if more && let Some(&last) = page.last() {
+        let next = Cursor {
+            forward: true,
+            keys: vec![KeyValue::Int(order(last).0)],
+            res_id: last,
+        };
+        params.push(("_page".into(), next.encode()));
+        links.push(("next", link_url(request, &path, &params)));
+    }
+    Ok(FhirResponse::bundle(
+        StatusCode::OK,
+        bundle("searchset", Some(members.len() as i64), links, entries),
+    ))
+}
+
+/// The res_id of a current resource.
+async fn head_res_id(app: &App, tenant: TenantId, id: &str) -> Result<i64, FhirError> {
+    let rows = app
+        .store
+        .select_rows(
+            sql::fetch_by_ids(tenant, "Patient", &[id.to_owned()]),
+            Vec::new(),
+        )
+        .await?;
+    rows.first()
+        .map(|row| row.res_id)
+        .ok_or_else(|| FhirError::not_found(format!("Patient/{id} is not known")))
+}
+
+/// The res_ids of the resources in the patient's compartment (of the wanted types): one
+/// lookup of the reference index over every compartment parameter.
+async fn compartment(
+    app: &App,
+    tenant: TenantId,
+    id: &str,
+    wanted: &impl Fn(&str) -> bool,
+) -> Result<Vec<i64>, FhirError> {
+    let keys: Vec<i64> = fhir_model::compartment::patient_compartment()
+        .iter()
+        .filter(|(resource_type, _)| wanted(resource_type))
+        .flat_map(|(resource_type, params)| {
+            params
+                .iter()
+                .map(|param| crate::index::slot(resource_type, param).0)
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT DISTINCT x.res_id FROM idx_reference x WHERE x.tid = ");
+    sql.bind(Arg::Int(tenant));
+    sql.push(" AND x.key IN (");
+    push_list(&mut sql, keys.iter().map(|k| Arg::Int(*k)));
+    sql.push(") AND x.target_id = ");
+    sql.bind_text(id);
+    sql.push(" AND x.target_type = 'Patient'");
+    Ok(ids(app.store.select_keys(sql, Vec::new()).await?))
+}
+
+/// The res_ids of the Practitioners, Organizations and Locations the members reference.
+async fn referenced(
+    app: &App,
+    tenant: TenantId,
+    members: &[i64],
+    wanted: &impl Fn(&str) -> bool,
+) -> Result<Vec<i64>, FhirError> {
+    let targets: Vec<&str> = REFERENCED.iter().copied().filter(|t| wanted(t)).collect();
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for chunk in members.chunks(CHUNK) {
+        let mut sql = Sql::default();
+        sql.push(
+            "SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.res_id IN (",
+        );
+        push_list(&mut sql, chunk.iter().map(|r| Arg::Int(*r)));
+        sql.push(") AND x.target_id <> '' AND x.target_type IN (");
+        push_list(&mut sql, targets.iter().map(|t| Arg::Text((*t).to_owned())));
+        sql.push(")");
+        for (target_type, target_id) in app.store.select_pairs(sql).await? {
+            by_type.entry(target_type).or_default().push(target_id);
+        }
+    }
+    let mut found = Vec::new();
+    for (target_type, mut ids) in by_type {
+        ids.sort();
+        ids.dedup();
+        for chunk in ids.chunks(CHUNK) {
+            let rows = app
+                .store
+                .select_rows(sql::fetch_by_ids(tenant, &target_type, chunk), Vec::new())
+                .await?;
+            found.extend(rows.into_iter().map(|row| row.res_id));
+        }
+    }
+    Ok(found)
+}
+
+/// The members last updated at or after `since`.
+async fn updated_since(app: &App, members: &[i64], since: i64) -> Result<Vec<i64>, FhirError> {
+    let mut kept = Vec::new();
+    for chunk in members.chunks(CHUNK) {
+        let mut sql = Sql::default();
+        sql.push("SELECT res_id, last_updated FROM resources WHERE res_id IN (");
+        push_list(&mut sql, chunk.iter().map(|r| Arg::Int(*r)));
+        sql.push(")");
+        for (res_id, keys) in app.store.select_keys(sql, vec![KeyKind::Int]).await? {
+            if matches!(keys.first(), Some(KeyValue::Int(time)) if *time >= since) {
+                kept.push(res_id);
+            }
+        }
+    }
+    Ok(kept)
+}
+
+fn push_list(sql: &mut Sql, values: impl Iterator<Item = Arg>) {
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(value);
+    }
+}
+
+fn ids(rows: Vec<(i64, Vec<KeyValue>)>) -> Vec<i64> {
+    rows.into_iter().map(|(res_id, _)| res_id).collect()
+}

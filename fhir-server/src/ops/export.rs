@@ -1,0 +1,222 @@
+//! Bulk Data export (FHIR Bulk Data Access 2.0, https://hl7.org/fhir/uv/bulkdata/export.html):
+//! `[base]/$export`, `[base]/Patient/$export` and `[base]/Group/[id]/$export` start an
+//! asynchronous export (202 with `Content-Location`); `[base]/$export-status/[job]` reports
+//! its progress (202, `X-Progress`), its manifest (200) or its failure; `DELETE` on it
+//! cancels; `[base]/$export-file/[job]/[Type].ndjson` serves a file. The work is a job of
+//! `jobs`, which survives a restart.
+
+use axum::http::header::{CONTENT_LOCATION, RETRY_AFTER};
+use axum::http::{HeaderName, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::format::Payload;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::jobs::export::Scope;
+use crate::jobs::{self, ExportJob, Status};
+
+/// The formats `_outputFormat` may name; all mean FHIR NDJSON.
+const NDJSON: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
+
+/// Kick-off. `scope` is the level; `group` the Group's id for a group export.
+pub async fn kick_off(
+    app: &App,
+    request: &FhirRequest,
+    level: &str,
+    group: Option<&str>,
+) -> Result<FhirResponse, FhirError> {
+    if !request.header("prefer").is_some_and(|p| {
+        p.split([',', ';'])
+            .any(|part| part.trim() == "respond-async")
+    }) {
+        return Err(FhirError::bad_request(
+            "$export runs asynchronously: send 'Prefer: respond-async'",
+        ));
+    }
+    let mut types = Vec::new();
+    let mut since = None;
+    for (name, value) in &request.params {
+        match name.as_str() {
+            "_outputFormat" if !NDJSON.contains(&value.replace(' ', "+").as_str()) => {
+                return Err(FhirError::bad_request(format!(
+                    "_outputFormat '{value}' is not supported: this server writes application/fhir+ndjson"
+                )));
+            }
+            "_type" => {
+                for resource_type in value.split(',').map(str::trim) {
+                    if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
+                        return Err(FhirError::bad_request(format!(
+                            "_type names an unknown resource type '{resource_type}'"
+                        )));
+                    }
+                    types.push(resource_type.to_owned());
+                }
+            }
+            "_since" => {
+                since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
+                    FhirError::bad_request(format!(
+                        "_since must be an instant with a time zone, not '{value}'"
+                    ))
+                })?);
+            }
+            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
+                return Err(FhirError::not_supported(format!(
+                    "The $export parameter {name} is not supported"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let scope = match (level, group) {
+        ("system", _) => Scope::All,
+        ("Patient", _) => Scope::Patients(None),
+        (_, Some(group)) => Scope::Patients(Some(group_members(app, request, group).await?)),
+        _ => return Err(FhirError::not_found("No such export level")),
+    };
+    let job = ExportJob {
+        tenant: request.tenant,
+        scope,
+        types,
+        since,
+        request: format!("{}/{}", request.base, request.segments.join("/"))
+            + &query_string(&request.params),
+        base: request.base.clone(),
+        transaction_time: crate::resource::now_micros(),
+        progress: "queued".into(),
+        output: Vec::new(),
+        error: None,
+    };
+    let id = jobs::queue(&app.store, &job).await?;
+    Ok(FhirResponse::new(StatusCode::ACCEPTED, None).header(
+        CONTENT_LOCATION,
+        &format!("{}/$export-status/{id}", request.base),
+    ))
+}
+
+fn query_string(params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return String::new();
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("?{query}")
+}
+
+/// The ids of the Patients a Group's members reference.
+async fn group_members(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+) -> Result<Vec<String>, FhirError> {
+    let group = app
+        .store
+        .read(request.tenant, "Group", id)
+        .await?
+        .filter(|v| !v.is_deleted())
+        .ok_or_else(|| FhirError::not_found(format!("Group/{id} is not known")))?;
+    let group: Value = crate::http::request::parse_json(group.body.as_deref().unwrap_or_default())?;
+    Ok(group["member"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|member| member["entity"]["reference"].as_str())
+        .filter_map(crate::index::parse_reference)
+        .filter(|(resource_type, _)| *resource_type == "Patient")
+        .map(|(_, id)| id.to_owned())
+        .collect())
+}
+
+/// `$export-status/[job]`: GET reports, DELETE cancels.
+pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
+    if request.method == Method::DELETE {
+        let finished = matches!(
+            jobs::status(&app.store, request.tenant, id).await?,
+            Some(Status::Done(_) | Status::Failed(_))
+        );
+        if !jobs::cancel(&app.store, request.tenant, id).await? {
+            return Err(unknown_job(id));
+        }
+        if finished {
+            let _ = tokio::fs::remove_dir_all(jobs::job_dir(&app.config.export_dir, id)).await;
+        }
+        return Ok(FhirResponse::new(StatusCode::ACCEPTED, None));
+    }
+    match jobs::status(&app.store, request.tenant, id).await? {
+        None => Err(unknown_job(id)),
+        Some(Status::Running(job)) => Ok(FhirResponse::new(StatusCode::ACCEPTED, None)
+            .header(HeaderName::from_static("x-progress"), &job.progress)
+            .header(RETRY_AFTER, "2")),
+        Some(Status::Failed(job)) => Err(FhirError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!(
+                "The export failed: {}",
+                job.error.unwrap_or_else(|| "no reason recorded".into())
+            ),
+        )),
+        Some(Status::Done(job)) => {
+            let output: Vec<Value> = job
+                .output
+                .iter()
+                .map(|file| {
+                    json!({
+                        "type": file.resource_type,
+                        "url": format!("{}/$export-file/{id}/{}", job.base, file.file),
+                        "count": file.count,
+                    })
+                })
+                .collect();
+            let manifest = json!({
+                "transactionTime": crate::resource::format_instant(job.transaction_time),
+                "request": job.request,
+                "requiresAccessToken": false,
+                "output": output,
+                "error": [],
+            });
+            Ok(FhirResponse::new(
+                StatusCode::OK,
+                Some(Payload::Stored(
+                    serde_json::to_vec(&manifest).unwrap_or_default().into(),
+                )),
+            )
+            .header(
+                HeaderName::from_static("expires"),
+                &crate::resource::format_http_date(
+                    job.transaction_time + app.config.export_ttl_seconds as i64 * 1_000_000,
+                ),
+            ))
+        }
+    }
+}
+
+fn unknown_job(id: &str) -> FhirError {
+    FhirError::not_found(format!("No export job '{id}' (it may have expired)"))
+}
+
+/// `$export-file/[job]/[file]`: an output file of a finished job, streamed.
+pub async fn file(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+    name: &str,
+) -> Result<FhirResponse, FhirError> {
+    let Some(Status::Done(job)) = jobs::status(&app.store, request.tenant, id).await? else {
+        return Err(unknown_job(id));
+    };
+    if !job.output.iter().any(|file| file.file == name) {
+        return Err(FhirError::not_found(format!(
+            "Export {id} has no file '{name}'"
+        )));
+    }
+    let path = jobs::job_dir(&app.config.export_dir, id).join(name);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| FhirError::not_found(format!("Export {id} has no file '{name}'")))?;
+    Ok(FhirResponse::new(
+        StatusCode::OK,
+        Some(Payload::Ndjson(file)),
+    ))
+}

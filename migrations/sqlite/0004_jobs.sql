@@ -1,0 +1,15 @@
+-- Background jobs (bulk export): a row per job, its state as JSON. Several server processes
+-- may share a database: a worker claims a job by moving it to 'running' and keeps
+-- `updated_at` fresh while it works; a running job whose `updated_at` is stale (its
+-- worker died) is claimed again and started over.
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    tid         INTEGER NOT NULL,
+    kind        TEXT NOT NULL,      -- export
+    status      TEXT NOT NULL,      -- queued, running, done, failed, cancelled
+    created_at  INTEGER NOT NULL,   -- microseconds since the Unix epoch
+    updated_at  INTEGER NOT NULL,
+    expires_at  INTEGER,            -- when a finished job and its files are removed
+    state       TEXT NOT NULL       -- the job's parameters, progress and output (JSON)
+);
+CREATE INDEX jobs_status ON jobs (status, updated_at);
