@@ -40,7 +40,7 @@ pub struct ImportConfig {
     pub tenant: String,
 
     /// Resources written per database transaction.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub batch: usize,
 }
 
@@ -100,7 +100,7 @@ pub async fn run(config: ImportConfig) -> Result<(), String> {
         .sum();
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Work>(4);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Work>(2);
     let reader = {
         let (tally, batch) = (tally.clone(), config.batch.max(1));
         std::thread::Builder::new()
