@@ -10,6 +10,7 @@ mod bench_client;
 mod bench_search;
 mod config;
 mod db_stats;
+mod edi_cli;
 mod error;
 mod export;
 mod generate;
@@ -83,6 +84,11 @@ enum Command {
     Import(import::ImportConfig),
     /// Write a tenant's current resources as NDJSON files, one per type.
     Export(export::ExportConfig),
+    /// X12: write an 837P from a FHIR Claim, parse and validate 837P/835/999, acknowledge.
+    Edi {
+        #[command(subcommand)]
+        command: edi_cli::EdiCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
             Command::DbStats(config) => db_stats::run(config).await,
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
+            Command::Edi { command } => edi_cli::run(command),
         }
     });
     match result {

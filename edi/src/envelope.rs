@@ -1,0 +1,320 @@
+//! The envelopes: ISA/IEA interchanges holding GS/GE functional groups holding ST/SE
+//! transaction sets, with their control numbers and counts checked.
+
+use std::ops::Range;
+
+use crate::error::EdiError;
+use crate::syntax::{Document, Segment, Writer, clean};
+
+/// The parties, control numbers and time of an interchange we write.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// ISA06 / GS02: our id with the clearinghouse (the submitter's ETIN).
+    pub sender_id: String,
+    /// ISA08 / GS03: the clearinghouse's or payer's id.
+    pub receiver_id: String,
+    /// ISA13 (1 to 999,999,999); GS06 and ST02 derive from it.
+    pub control_number: u32,
+    /// `YYYYMMDD`.
+    pub date: String,
+    /// `HHMM`.
+    pub time: String,
+    /// `T` test, `P` production.
+    pub usage: char,
+}
+
+impl Envelope {
+    /// ISA13: nine digits.
+    pub fn interchange_control(&self) -> String {
+        format!("{:09}", self.control_number % 1_000_000_000)
+    }
+
+    /// GS06.
+    pub fn group_control(&self) -> String {
+        (self.control_number % 1_000_000_000).to_string()
+    }
+
+    /// ST02 (four digits or more).
+    pub fn set_control(&self) -> String {
+        format!("{:04}", self.control_number % 10_000)
+    }
+
+    /// Writes ISA (exactly 106 characters) and, with a functional code, GS.
+    pub fn open(&self, w: &mut Writer, group: Option<(&str, &str)>) {
+        let pad = |text: &str| format!("{:<15}", clean(text).chars().take(15).collect::<String>());
+        w.segment(
+            "ISA",
+            &[
+                "00",
+                "          ",
+                "00",
+                "          ",
+                "ZZ",
+                &pad(&self.sender_id),
+                "ZZ",
+                &pad(&self.receiver_id),
+                self.date.get(2..).unwrap_or_default(),
+                &self.time,
+                "^",
+                "00501",
+                &self.interchange_control(),
+                "0",
+                &self.usage.to_string(),
+                ":",
+            ],
+        );
+        if let Some((functional_code, version)) = group {
+            w.segment(
+                "GS",
+                &[
+                    functional_code,
+                    &clean(&self.sender_id),
+                    &clean(&self.receiver_id),
+                    &self.date,
+                    &self.time,
+                    &self.group_control(),
+                    "X",
+                    version,
+                ],
+            );
+        }
+    }
+
+    /// Writes ST and starts counting its segments.
+    pub fn start_set(&self, w: &mut Writer, set_id: &str, version: &str) {
+        w.since_st = 0;
+        w.segment("ST", &[set_id, &self.set_control(), version]);
+    }
+
+    /// Writes SE with the count of the set's segments.
+    pub fn end_set(&self, w: &mut Writer) {
+        let count = w.since_st + 1;
+        w.segment("SE", &[&count.to_string(), &self.set_control()]);
+    }
+
+    /// Writes GE (one set) when a group was opened, and IEA.
+    pub fn close(&self, w: &mut Writer, groups: usize) {
+        if groups > 0 {
+            w.segment("GE", &["1", &self.group_control()]);
+        }
+        w.segment("IEA", &[&groups.to_string(), &self.interchange_control()]);
+    }
+}
+
+/// An interchange: the index of its ISA and IEA in the document, and its groups.
+#[derive(Debug, Clone)]
+pub struct Interchange {
+    pub isa: usize,
+    pub iea: usize,
+    /// TA1 acknowledgments the interchange carries (before its groups).
+    pub ta1: Vec<usize>,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub gs: usize,
+    pub ge: usize,
+    pub sets: Vec<TransactionSet>,
+}
+
+/// A transaction set: its ST and SE, and the segments between them.
+#[derive(Debug, Clone)]
+pub struct TransactionSet {
+    pub st: usize,
+    pub se: usize,
+}
+
+impl TransactionSet {
+    /// The segments between ST and SE.
+    pub fn body(&self) -> Range<usize> {
+        self.st + 1..self.se
+    }
+}
+
+/// Reads the envelopes of a document and checks them: every ISA has its IEA with the same
+/// control number and the right group count, every GS its GE, every ST its SE with the
+/// segment count; GS08 and ST03 agree.
+pub fn read(document: &Document) -> Result<Vec<Interchange>, EdiError> {
+    let mut interchanges = Vec::new();
+    let mut at = 0;
+    while at < document.len() {
+        let (interchange, next) = interchange(document, at)
+            .map_err(|e| e.with_kind(crate::error::ErrorKind::Envelope))?;
+        interchanges.push(interchange);
+        at = next;
+    }
+    if interchanges.is_empty() {
+        return Err(EdiError::new(0, "", "no interchange (ISA) in the input"));
+    }
+    Ok(interchanges)
+}
+
+fn expect<'d>(document: &'d Document, at: usize, id: &str) -> Result<Segment<'d>, EdiError> {
+    if at >= document.len() {
+        let last = document.len();
+        return Err(EdiError::new(
+            last,
+            if last > 0 {
+                document.segment(last - 1).id
+            } else {
+                ""
+            },
+            format!("the input ends where {id} was expected"),
+        ));
+    }
+    let segment = document.segment(at);
+    if segment.id != id {
+        return Err(segment.error(format!("{id} expected, found {}", segment.id)));
+    }
+    Ok(segment)
+}
+
+fn interchange(document: &Document, start: usize) -> Result<(Interchange, usize), EdiError> {
+    let isa = expect(document, start, "ISA")?;
+    if isa.elements.len() != 16 {
+        return Err(isa.error(format!("ISA has 16 elements, not {}", isa.elements.len())));
+    }
+    if isa.element(12) != "00501" {
+        return Err(isa.element_error(
+            12,
+            format!("version '{}' is not 00501 (5010)", isa.element(12)),
+        ));
+    }
+    let control = isa.element(13);
+    if control.len() != 9 || !control.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(isa.element_error(13, "the interchange control number is 9 digits"));
+    }
+    if !matches!(isa.element(15), "P" | "T") {
+        return Err(isa.element_error(15, "the usage indicator is P or T"));
+    }
+    let mut ta1 = Vec::new();
+    let mut at = start + 1;
+    while at < document.len() && document.segment(at).id == "TA1" {
+        ta1.push(at);
+        at += 1;
+    }
+    let mut groups = Vec::new();
+    while at < document.len() && document.segment(at).id == "GS" {
+        let (group, next) = group(document, at)?;
+        groups.push(group);
+        at = next;
+    }
+    let iea = expect(document, at, "IEA")?;
+    if iea.element(2) != control {
+        return Err(iea.element_error(
+            2,
+            format!(
+                "IEA02 '{}' does not match ISA13 '{control}'",
+                iea.element(2)
+            ),
+        ));
+    }
+    if count(iea.element(1)) != Some(groups.len()) {
+        return Err(iea.element_error(
+            1,
+            format!(
+                "IEA01 says {} functional groups, the interchange has {}",
+                iea.element(1),
+                groups.len()
+            ),
+        ));
+    }
+    Ok((
+        Interchange {
+            isa: start,
+            iea: at,
+            ta1,
+            groups,
+        },
+        at + 1,
+    ))
+}
+
+fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> {
+    let gs = document.segment(start);
+    let control = gs.element(6);
+    if control.is_empty() || control.len() > 9 || !control.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(gs.element_error(6, "the group control number is 1 to 9 digits"));
+    }
+    let mut sets = Vec::new();
+    let mut at = start + 1;
+    while at < document.len() && document.segment(at).id == "ST" {
+        let st = document.segment(at);
+        let mut end = at + 1;
+        while end < document.len()
+            && !matches!(
+                document.segment(end).id,
+                "SE" | "ST" | "GE" | "IEA" | "ISA" | "GS"
+            )
+        {
+            end += 1;
+        }
+        let se = expect(document, end, "SE")?;
+        if se.element(2) != st.element(2) || st.element(2).is_empty() {
+            return Err(se.element_error(
+                2,
+                format!(
+                    "SE02 '{}' does not match ST02 '{}'",
+                    se.element(2),
+                    st.element(2)
+                ),
+            ));
+        }
+        let segments = end - at + 1;
+        if count(se.element(1)) != Some(segments) {
+            return Err(se.element_error(
+                1,
+                format!(
+                    "SE01 says {} segments, the transaction set has {segments}",
+                    se.element(1)
+                ),
+            ));
+        }
+        if !st.element(3).is_empty() && !gs.element(8).is_empty() && st.element(3) != gs.element(8)
+        {
+            return Err(st.element_error(
+                3,
+                format!(
+                    "ST03 '{}' differs from GS08 '{}'",
+                    st.element(3),
+                    gs.element(8)
+                ),
+            ));
+        }
+        sets.push(TransactionSet { st: at, se: end });
+        at = end + 1;
+    }
+    let ge = expect(document, at, "GE")?;
+    if ge.element(2) != control {
+        return Err(ge.element_error(
+            2,
+            format!("GE02 '{}' does not match GS06 '{control}'", ge.element(2)),
+        ));
+    }
+    if count(ge.element(1)) != Some(sets.len()) {
+        return Err(ge.element_error(
+            1,
+            format!(
+                "GE01 says {} transaction sets, the group has {}",
+                ge.element(1),
+                sets.len()
+            ),
+        ));
+    }
+    Ok((
+        Group {
+            gs: start,
+            ge: at,
+            sets,
+        },
+        at + 1,
+    ))
+}
+
+fn count(text: &str) -> Option<usize> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
