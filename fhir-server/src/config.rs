@@ -77,6 +77,18 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_JOB_LEASE_SECONDS", default_value_t = 60)]
     pub job_lease_seconds: u64,
 
+    /// X12 ISA06/GS02: this practice's id with its clearinghouse (for `$submit`).
+    #[arg(long, env = "FHIR_X12_SENDER_ID", default_value = "FHIRSERVER")]
+    pub x12_sender_id: String,
+
+    /// X12 ISA08/GS03: the clearinghouse's (or payer's) id.
+    #[arg(long, env = "FHIR_X12_RECEIVER_ID", default_value = "CLEARINGHOUSE")]
+    pub x12_receiver_id: String,
+
+    /// X12 ISA15: `T` (test) or `P` (production) interchanges.
+    #[arg(long, env = "FHIR_X12_USAGE", default_value = "T")]
+    pub x12_usage: char,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

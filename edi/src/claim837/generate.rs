@@ -285,6 +285,8 @@ impl Content {
             let payor = c["payor"].get(0).unwrap_or(&Value::Null);
             required_in(resources, payor, "Coverage.payor", problems)
         });
+        // The services are checked even when a party is missing: every problem at once.
+        let services = Services::read(claim, problems);
         let (patient, provider, coverage, payer_resource) =
             (patient?, provider?, coverage?, payer_resource?);
 
@@ -406,80 +408,6 @@ impl Content {
             ));
         }
 
-        let mut diagnoses: Vec<(i64, String)> = Vec::new();
-        for (i, diagnosis) in claim["diagnosis"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let code = fhir::code(&diagnosis["diagnosisCodeableConcept"], systems::ICD10CM);
-            match code {
-                Some(code) => diagnoses.push((
-                    diagnosis["sequence"].as_i64().unwrap_or(i as i64 + 1),
-                    fhir::icd10_to_x12(code),
-                )),
-                None => problems.push(problem(
-                    &format!("Claim.diagnosis[{i}]"),
-                    format!("needs an ICD-10-CM code ({})", systems::ICD10CM),
-                )),
-            }
-        }
-        diagnoses.sort();
-        if diagnoses.is_empty() {
-            problems.push(problem(
-                "Claim.diagnosis",
-                "an 837P needs at least one diagnosis",
-            ));
-        }
-        if diagnoses.len() > MAX_DIAGNOSES {
-            problems.push(problem(
-                "Claim.diagnosis",
-                format!(
-                    "{} diagnoses; an 837P holds at most {MAX_DIAGNOSES}",
-                    diagnoses.len()
-                ),
-            ));
-        }
-        let diagnosis_sequences: Vec<i64> = diagnoses.iter().map(|(s, _)| *s).collect();
-
-        let mut lines = Vec::new();
-        let items: Vec<&Value> = claim["item"].as_array().into_iter().flatten().collect();
-        if items.is_empty() {
-            problems.push(problem(
-                "Claim.item",
-                "an 837P needs at least one service line",
-            ));
-        }
-        if items.len() > MAX_LINES {
-            problems.push(problem(
-                "Claim.item",
-                format!("{} lines; an 837P holds at most {MAX_LINES}", items.len()),
-            ));
-        }
-        for (i, item) in items.iter().enumerate() {
-            if let Some(line) = read_line(item, i, &diagnosis_sequences, problems) {
-                lines.push(line);
-            }
-        }
-        let total: i64 = lines.iter().map(|l| l.charge).sum();
-        if let Some(stated) = claim["total"].get("value").and_then(fhir::cents)
-            && stated != total
-        {
-            problems.push(problem(
-                "Claim.total",
-                format!(
-                    "{} differs from the sum of the line charges, {}",
-                    fhir::format_cents(stated),
-                    fhir::format_cents(total)
-                ),
-            ));
-        }
-        let place = lines
-            .first()
-            .and_then(|l| l.place.clone())
-            .unwrap_or_else(|| "11".to_owned());
-
         let rendering = claim["careTeam"]
             .as_array()
             .and_then(|team| {
@@ -584,19 +512,113 @@ impl Content {
             filing: filing_indicator(coverage),
             dependent,
             control_number,
-            place,
+            place: services.place,
             frequency,
             payer_claim_number,
             prior_authorization: focal
                 .and_then(|f| f["preAuthRef"][0].as_str())
                 .map(str::to_owned),
-            diagnoses: diagnoses.into_iter().map(|(_, c)| c).collect(),
+            diagnoses: services.diagnoses,
             rendering,
             facility,
             others,
+            lines: services.lines,
+            total: services.total,
+        })
+    }
+}
+
+/// The diagnoses and lines of a claim, and what derives from them.
+struct Services {
+    diagnoses: Vec<String>,
+    lines: Vec<Line>,
+    /// CLM02: the sum of the line charges, in cents.
+    total: i64,
+    /// CLM05-1: the first line's place of service, else 11 (office).
+    place: String,
+}
+
+impl Services {
+    fn read(claim: &Value, problems: &mut Vec<Problem>) -> Services {
+        let mut diagnoses: Vec<(i64, String)> = Vec::new();
+        for (i, diagnosis) in claim["diagnosis"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let code = fhir::code(&diagnosis["diagnosisCodeableConcept"], systems::ICD10CM);
+            match code {
+                Some(code) => diagnoses.push((
+                    diagnosis["sequence"].as_i64().unwrap_or(i as i64 + 1),
+                    fhir::icd10_to_x12(code),
+                )),
+                None => problems.push(problem(
+                    &format!("Claim.diagnosis[{i}]"),
+                    format!("needs an ICD-10-CM code ({})", systems::ICD10CM),
+                )),
+            }
+        }
+        diagnoses.sort();
+        if diagnoses.is_empty() {
+            problems.push(problem(
+                "Claim.diagnosis",
+                "an 837P needs at least one diagnosis",
+            ));
+        }
+        if diagnoses.len() > MAX_DIAGNOSES {
+            problems.push(problem(
+                "Claim.diagnosis",
+                format!(
+                    "{} diagnoses; an 837P holds at most {MAX_DIAGNOSES}",
+                    diagnoses.len()
+                ),
+            ));
+        }
+        let diagnosis_sequences: Vec<i64> = diagnoses.iter().map(|(s, _)| *s).collect();
+
+        let mut lines = Vec::new();
+        let items: Vec<&Value> = claim["item"].as_array().into_iter().flatten().collect();
+        if items.is_empty() {
+            problems.push(problem(
+                "Claim.item",
+                "an 837P needs at least one service line",
+            ));
+        }
+        if items.len() > MAX_LINES {
+            problems.push(problem(
+                "Claim.item",
+                format!("{} lines; an 837P holds at most {MAX_LINES}", items.len()),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if let Some(line) = read_line(item, i, &diagnosis_sequences, problems) {
+                lines.push(line);
+            }
+        }
+        let total: i64 = lines.iter().map(|l| l.charge).sum();
+        if let Some(stated) = claim["total"].get("value").and_then(fhir::cents)
+            && stated != total
+        {
+            problems.push(problem(
+                "Claim.total",
+                format!(
+                    "{} differs from the sum of the line charges, {}",
+                    fhir::format_cents(stated),
+                    fhir::format_cents(total)
+                ),
+            ));
+        }
+        let place = lines
+            .first()
+            .and_then(|l| l.place.clone())
+            .unwrap_or_else(|| "11".to_owned());
+        Services {
+            diagnoses: diagnoses.into_iter().map(|(_, c)| c).collect(),
             lines,
             total,
-        })
+            place,
+        }
     }
 }
 

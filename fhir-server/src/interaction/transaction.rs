@@ -382,29 +382,52 @@ fn named(mut error: FhirError, index: usize, full_url: Option<&str>) -> FhirErro
     error
 }
 
+/// Runs a transaction Bundle that the server itself made (an operation's writes), with the
+/// same checks, order and reference rewriting as a client's; each write's result. Its
+/// reads, if any, are not answered.
+pub async fn run(
+    app: &App,
+    request: &FhirRequest,
+    bundle: Value,
+) -> Result<Vec<TxResult>, FhirError> {
+    let (_, mut entries) = read_bundle(bundle, &request.base, usize::MAX)?;
+    let (writes, _) = plan(&mut entries)?;
+    write_all(app, request, writes, &entries).await
+}
+
+/// The writes of a transaction, in one database transaction; an error names its entry.
+async fn write_all(
+    app: &App,
+    request: &FhirRequest,
+    writes: Vec<TxEntry>,
+    entries: &[Parsed],
+) -> Result<Vec<TxResult>, FhirError> {
+    let mut transaction = Transaction::new(writes);
+    transaction.settle_locally();
+    match app.store.transaction(request.tenant, transaction).await {
+        Ok(results) => Ok(results),
+        Err(TxFailure { index, error }) => {
+            let error = match error {
+                StoreError::Rejected(error) => error,
+                other => FhirError::from(other),
+            };
+            Err(match entries.get(index) {
+                Some(entry) if error.status != StatusCode::INTERNAL_SERVER_ERROR => {
+                    in_entry(error, entry)
+                }
+                _ => error,
+            })
+        }
+    }
+}
+
 async fn transaction(
     app: &App,
     request: &FhirRequest,
     mut entries: Vec<Parsed>,
 ) -> Result<FhirResponse, FhirError> {
     let (writes, reads) = plan(&mut entries)?;
-    let mut transaction = Transaction::new(writes);
-    transaction.settle_locally();
-    let results = match app.store.transaction(request.tenant, transaction).await {
-        Ok(results) => results,
-        Err(TxFailure { index, error }) => {
-            let error = match error {
-                StoreError::Rejected(error) => error,
-                other => FhirError::from(other),
-            };
-            return Err(match entries.get(index) {
-                Some(entry) if error.status != StatusCode::INTERNAL_SERVER_ERROR => {
-                    in_entry(error, entry)
-                }
-                _ => error,
-            });
-        }
-    };
+    let results = write_all(app, request, writes, &entries).await?;
     let representation =
         request.prefer_return() == Return::Representation && request.header("prefer").is_some();
     let mut answers: Vec<Option<Entry>> = vec![None; entries.len()];

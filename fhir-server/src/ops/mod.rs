@@ -1,8 +1,10 @@
 //! FHIR operations (`$name`), one file each, dispatched by level and name. Each is listed
 //! in the CapabilityStatement (see `OPERATIONS`).
 
+pub mod claim_submit;
 pub mod everything;
 pub mod export;
+pub mod import_835;
 
 use axum::http::Method;
 
@@ -34,6 +36,16 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
         "Group",
         "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
     ),
+    (
+        "submit",
+        "Claim",
+        "urn:fhir-server:OperationDefinition/Claim-submit-837P",
+    ),
+    (
+        "import-835",
+        "",
+        "urn:fhir-server:OperationDefinition/import-835",
+    ),
 ];
 
 /// `[base]/$op...`: system-level operations, and the status and files of exports.
@@ -50,6 +62,7 @@ pub async fn system(
             export::status(app, request, id).await
         }
         (["$export-file", id, name], &Method::GET) => export::file(app, request, id, name).await,
+        (["$import-835"], _) => import_835::handle(app, request).await,
         ([operation, ..], _) => Err(unknown(operation, "the system")),
         ([], _) => Err(unknown("", "the system")),
     }
@@ -79,6 +92,7 @@ pub async fn instance(
     match (resource_type, operation) {
         ("Patient", "$everything") => everything::handle(app, request, id).await,
         ("Group", "$export") => export::kick_off(app, request, "Group", Some(id)).await,
+        ("Claim", "$submit") => claim_submit::handle(app, request, id).await,
         _ => Err(unknown(operation, &format!("{resource_type}/{id}"))),
     }
 }

@@ -46,6 +46,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs",
         include_str!("../../../migrations/sqlite/0004_jobs.sql"),
     ),
+    (
+        5,
+        "counters",
+        include_str!("../../../migrations/sqlite/0005_counters.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -67,6 +72,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "jobs",
         include_str!("../../../migrations/postgres/0004_jobs.sql"),
+    ),
+    (
+        5,
+        "counters",
+        include_str!("../../../migrations/postgres/0005_counters.sql"),
     ),
 ];
 

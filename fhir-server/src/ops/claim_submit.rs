@@ -1,0 +1,205 @@
+//! `Claim/[id]/$submit`: the claim as an 837P for the clearinghouse.
+//!
+//! The Claim and everything its 837P needs (patient, billing provider, coverages and their
+//! payers and subscribers, care team, facility) are read from this tenant, the 837P is
+//! written by `edi::claim837` (missing or inconsistent data is a 422 listing every
+//! problem, each naming its element), and, in one transaction, the file is stored as a
+//! Binary (securityContext: the Claim) and the Claim is marked submitted: a tag
+//! `urn:x12:claim-state|submitted` and an extension `urn:x12:submission` pointing at the
+//! Binary. The answer is the Binary, with the 837P in `data` (base64); its
+//! `Content-Location` names it.
+//!
+//! Each interchange gets the tenant's next control number (ISA13), drawn from the
+//! `counters` table, so no two submissions repeat one.
+
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_LOCATION;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::{FhirError, Issue};
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::search::sql::{Arg, Sql};
+
+/// The tag and extension that record a submission on the Claim.
+pub const CLAIM_STATE: &str = "urn:x12:claim-state";
+pub const SUBMISSION_EXTENSION: &str = "urn:x12:submission";
+
+pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
+    if request.method != axum::http::Method::POST {
+        return Err(FhirError::method_not_allowed(
+            "$submit is invoked with POST",
+        ));
+    }
+    let (claim, version) = read(app, request, "Claim", id)
+        .await?
+        .ok_or_else(|| FhirError::not_found(format!("Claim/{id} is not known")))?;
+    let resources = gather(app, request, &claim).await?;
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": std::iter::once(&claim).chain(resources.iter())
+            .map(|r| json!({"resource": r}))
+            .collect::<Vec<_>>(),
+    });
+    let control = next_counter(app, request, "x12-interchange").await?;
+    let envelope = crate::edi_cli::envelope_now(
+        &app.config.x12_sender_id,
+        &app.config.x12_receiver_id,
+        Some((control % 999_999_999 + 1) as u32),
+        app.config.x12_usage,
+    );
+    let text = edi::claim837::generate(&bundle, &envelope).map_err(|problems| FhirError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        issues: problems
+            .iter()
+            .map(|p| Issue {
+                severity: "error",
+                code: "required",
+                diagnostics: format!("This claim cannot be sent as an 837P: {}", p.message),
+                expression: vec![p.element.clone()],
+            })
+            .collect(),
+    })?;
+    let binary_url = "urn:uuid:6a1d1c0e-7b0a-4c1e-9a51-5b1f0c2d3e4f";
+    let binary = json!({
+        "resourceType": "Binary",
+        "contentType": "application/edi-x12",
+        "securityContext": {"reference": format!("Claim/{id}")},
+        "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+    });
+    let mut marked = claim.clone();
+    mark_submitted(&mut marked, binary_url);
+    let results = crate::interaction::transaction::run(
+        app,
+        request,
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": binary_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}},
+            {"resource": marked, "request": {"method": "PUT", "url": format!("Claim/{id}"),
+                                             "ifMatch": format!("W/\"{version}\"")}},
+        ]}),
+    )
+    .await?;
+    let stored = results
+        .into_iter()
+        .find(|r| r.index == 0)
+        .and_then(|r| r.version)
+        .ok_or_else(|| FhirError::internal("the Binary was not written"))?;
+    let location = format!(
+        "{}/Binary/{}/_history/{}",
+        request.base, stored.id, stored.version
+    );
+    Ok(FhirResponse::version(StatusCode::OK, &stored).header(CONTENT_LOCATION, &location))
+}
+
+/// Tags the Claim submitted and points it at the stored file.
+fn mark_submitted(claim: &mut Value, binary: &str) {
+    set_claim_state(claim, "submitted");
+    let extensions = claim["extension"].as_array().cloned().unwrap_or_default();
+    let mut extensions: Vec<Value> = extensions
+        .into_iter()
+        .filter(|e| e["url"] != SUBMISSION_EXTENSION)
+        .collect();
+    extensions.push(json!({"url": SUBMISSION_EXTENSION, "valueReference": {"reference": binary}}));
+    claim["extension"] = json!(extensions);
+}
+
+/// Sets the Claim's `urn:x12:claim-state` tag (R4 Claim.status has no submitted or paid),
+/// keeping its other tags and meta.
+pub fn set_claim_state(claim: &mut Value, code: &str) {
+    let mut tags: Vec<Value> = claim["meta"]["tag"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["system"] != CLAIM_STATE)
+        .collect();
+    tags.push(json!({"system": CLAIM_STATE, "code": code}));
+    match claim["meta"].as_object_mut() {
+        Some(meta) => {
+            meta.insert("tag".into(), json!(tags));
+        }
+        None => claim["meta"] = json!({"tag": tags}),
+    }
+}
+
+/// A current resource of this tenant and its version; `None` when absent or deleted.
+pub async fn read(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(Value, i64)>, FhirError> {
+    let Some(version) = app.store.read(request.tenant, resource_type, id).await? else {
+        return Ok(None);
+    };
+    match &version.body {
+        Some(body) if !version.is_deleted() => Ok(Some((
+            crate::http::request::parse_json(body)?,
+            version.version,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// The resources a Claim's 837P draws on, as far as they exist (the generator says
+/// what is missing).
+async fn gather(app: &App, request: &FhirRequest, claim: &Value) -> Result<Vec<Value>, FhirError> {
+    let mut wanted: Vec<Value> = vec![claim["patient"].clone(), claim["provider"].clone()];
+    wanted.extend(
+        claim["facility"]
+            .as_object()
+            .map(|_| claim["facility"].clone()),
+    );
+    for member in claim["careTeam"].as_array().into_iter().flatten() {
+        wanted.push(member["provider"].clone());
+    }
+    for insurance in claim["insurance"].as_array().into_iter().flatten() {
+        wanted.push(insurance["coverage"].clone());
+    }
+    let mut found: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(reference) = wanted.pop() {
+        let Some((resource_type, id)) = reference["reference"]
+            .as_str()
+            .and_then(crate::index::parse_reference)
+        else {
+            continue;
+        };
+        if !seen.insert(format!("{resource_type}/{id}")) {
+            continue;
+        }
+        let Some((resource, _)) = read(app, request, resource_type, id).await? else {
+            continue;
+        };
+        match resource_type {
+            "Coverage" => {
+                wanted.extend(resource["payor"].as_array().into_iter().flatten().cloned());
+                wanted.push(resource["subscriber"].clone());
+            }
+            "PractitionerRole" => wanted.push(resource["practitioner"].clone()),
+            _ => {}
+        }
+        found.push(resource);
+    }
+    Ok(found)
+}
+
+/// The next value of one of the tenant's counters (1 the first time).
+pub async fn next_counter(app: &App, request: &FhirRequest, name: &str) -> Result<i64, FhirError> {
+    let mut sql = Sql::default();
+    sql.push("INSERT INTO counters (tid, name, value) VALUES (");
+    sql.bind(Arg::Int(request.tenant));
+    sql.push(", ");
+    sql.bind_text(name);
+    sql.push(
+        ", 1) ON CONFLICT (tid, name) DO UPDATE SET value = counters.value + 1 \
+         RETURNING CAST(value AS TEXT), name",
+    );
+    let rows = app.store.write_pairs(sql).await?;
+    rows.first()
+        .and_then(|(value, _)| value.parse().ok())
+        .ok_or_else(|| FhirError::internal("the counter did not answer"))
+}

@@ -1,0 +1,221 @@
+//! `POST [base]/$import-835`: posts an 835 remittance.
+//!
+//! The body is the X12 itself (`Content-Type: application/edi-x12`, or any text type), or
+//! a Parameters resource with a `file` parameter (valueString, or valueBase64Binary).
+//! `edi::remit835` reads it (with its balancing rules; an imbalance is a 422 naming the
+//! segment and element) into a PaymentReconciliation and a ClaimResponse per claim. Each
+//! ClaimResponse is matched to its Claim by the patient control number (the Claim's
+//! identifier `urn:x12:clm01`, else its id), and, in one transaction, the
+//! PaymentReconciliation and the ClaimResponses are created and each matched Claim is
+//! tagged with its new state (`urn:x12:claim-state`: paid, denied, reversed or
+//! forwarded), under If-Match so that no concurrent change is lost.
+//!
+//! Posting is idempotent: an 835 whose trace number (TRN02) was posted already changes
+//! nothing and answers `already-posted`.
+
+use axum::http::StatusCode;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::claim_submit::{read, set_claim_state};
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+
+const TRACE_NUMBER: &str = edi::fhir::systems::TRACE_NUMBER;
+const PATIENT_CONTROL_NUMBER: &str = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
+
+pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    if request.method != axum::http::Method::POST {
+        return Err(FhirError::method_not_allowed(
+            "$import-835 is invoked with POST",
+        ));
+    }
+    let bytes = body(request)?;
+    let parsed = edi::parse(&bytes).map_err(edi_error)?;
+    let remittances = edi::remit835::to_fhir(&parsed).map_err(edi_error)?;
+    let mut parameters = Vec::new();
+    for remittance in remittances {
+        parameters.extend(post(app, request, remittance).await?);
+    }
+    Ok(FhirResponse::value(
+        StatusCode::OK,
+        json!({"resourceType": "Parameters", "parameter": parameters}),
+    ))
+}
+
+/// The X12 of the request: the body itself, or the `file` of a Parameters.
+fn body(request: &FhirRequest) -> Result<Vec<u8>, FhirError> {
+    let content_type = request.header("content-type").unwrap_or_default();
+    let fhir = content_type.contains("fhir+json") || content_type.contains("application/json");
+    if !fhir {
+        return Ok(request.body.to_vec());
+    }
+    let parameters = request.parse_body()?;
+    let file = parameters["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "file")
+        .ok_or_else(|| {
+            FhirError::bad_request(
+                "Send the 835 as the body (application/edi-x12) or as the Parameters 'file'",
+            )
+            .at("Parameters.parameter")
+        })?;
+    if let Some(text) = file["valueString"].as_str() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let encoded = file["valueBase64Binary"].as_str().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| {
+            FhirError::bad_request("'file' needs valueString or valueBase64Binary")
+                .at("Parameters.parameter")
+        })
+}
+
+/// An X12 problem as a 422 naming segment and element.
+fn edi_error(error: edi::EdiError) -> FhirError {
+    let at = if error.position == 0 {
+        "X12".to_owned()
+    } else {
+        format!("segment {} ({})", error.position, error.reference())
+    };
+    FhirError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        format!("The 835 cannot be posted: {error}"),
+    )
+    .at(at)
+}
+
+/// Posts one remittance; the parameters that report it.
+async fn post(
+    app: &App,
+    request: &FhirRequest,
+    remittance: edi::remit835::Remittance,
+) -> Result<Vec<Value>, FhirError> {
+    let trace = remittance.trace_number.clone();
+    if let Some(existing) =
+        find(app, request, "PaymentReconciliation", TRACE_NUMBER, &trace).await?
+    {
+        return Ok(vec![
+            json!({"name": "outcome", "valueString": format!("already-posted: {trace}")}),
+            json!({"name": "paymentReconciliation", "valueReference": {"reference": format!("PaymentReconciliation/{existing}")}}),
+        ]);
+    }
+    let mut entries = Vec::new();
+    let mut payment = remittance.payment;
+    let mut unmatched = Vec::new();
+    let mut claim_updates = Vec::new();
+    for (n, claim_payment) in remittance.claim_responses.into_iter().enumerate() {
+        let mut response = claim_payment.claim_response;
+        let number = &claim_payment.patient_control_number;
+        let claim = match find(app, request, "Claim", PATIENT_CONTROL_NUMBER, number).await? {
+            Some(id) => read(app, request, "Claim", &id)
+                .await?
+                .map(|(c, v)| (id, c, v)),
+            None => read(app, request, "Claim", number)
+                .await?
+                .map(|(c, v)| (number.clone(), c, v)),
+        };
+        match claim {
+            Some((id, mut claim, version)) => {
+                response["request"] = json!({"reference": format!("Claim/{id}")});
+                if claim["patient"].is_object() {
+                    response["patient"] = claim["patient"].clone();
+                }
+                link_detail(&mut payment, number, &id);
+                set_claim_state(&mut claim, state(&claim_payment.status_code));
+                claim_updates.push(json!({
+                    "resource": claim,
+                    "request": {"method": "PUT", "url": format!("Claim/{id}"), "ifMatch": format!("W/\"{version}\"")},
+                }));
+            }
+            None => unmatched.push(number.clone()),
+        }
+        entries.push(json!({
+            "fullUrl": format!("urn:uuid:00000000-0000-4000-8000-{:012}", n + 1),
+            "resource": response,
+            "request": {"method": "POST", "url": "ClaimResponse"},
+        }));
+    }
+    entries.insert(
+        0,
+        json!({
+            "resource": payment,
+            "request": {"method": "POST", "url": "PaymentReconciliation",
+                        "ifNoneExist": format!("identifier={TRACE_NUMBER}|{trace}")},
+        }),
+    );
+    entries.extend(claim_updates);
+    let results = crate::interaction::transaction::run(
+        app,
+        request,
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    )
+    .await?;
+    let mut parameters =
+        vec![json!({"name": "outcome", "valueString": format!("posted: {trace}")})];
+    for result in results {
+        let Some(version) = result.version else {
+            continue;
+        };
+        let name = match version.resource_type.as_str() {
+            "PaymentReconciliation" => "paymentReconciliation",
+            "ClaimResponse" => "claimResponse",
+            "Claim" => "claim",
+            _ => continue,
+        };
+        parameters.push(json!({"name": name, "valueReference": {"reference": format!("{}/{}", version.resource_type, version.id)}}));
+    }
+    parameters.extend(
+        unmatched
+            .into_iter()
+            .map(|n| json!({"name": "unmatched", "valueString": n})),
+    );
+    Ok(parameters)
+}
+
+/// The id of the one current resource with this identifier, if any.
+async fn find(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    system: &str,
+    value: &str,
+) -> Result<Option<String>, FhirError> {
+    let params = vec![("identifier".to_owned(), format!("{system}|{value}"))];
+    let query = crate::interaction::conditional_criteria(resource_type, &params, "A lookup")?;
+    let query = crate::search::Query {
+        count: Some(1),
+        ..query
+    };
+    let found =
+        crate::search::execute::execute(&app.store, request.tenant, &query, app.page_limits())
+            .await?;
+    Ok(found.matches.first().map(|row| row.version.id.clone()))
+}
+
+/// The Claim's state after a CLP02 status.
+fn state(status: &str) -> &'static str {
+    match status {
+        "1" | "2" | "3" | "19" | "20" | "21" => "paid",
+        "4" => "denied",
+        "22" => "reversed",
+        _ => "forwarded",
+    }
+}
+
+/// Points the payment detail of a claim at the Claim.
+fn link_detail(payment: &mut Value, patient_control_number: &str, claim_id: &str) {
+    for detail in payment["detail"].as_array_mut().into_iter().flatten() {
+        if detail["identifier"]["value"] == patient_control_number
+            && detail["identifier"]["system"] == PATIENT_CONTROL_NUMBER
+        {
+            detail["request"] = json!({"reference": format!("Claim/{claim_id}")});
+        }
+    }
+}
