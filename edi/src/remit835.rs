@@ -777,7 +777,7 @@ mod tests {
         let mut text = format!("{ISA}\nGS*HP*PAYERSENDER*CLINIC*20261201*1200*7*X*005010X221A1~\n");
         for (n, body) in sets.iter().enumerate() {
             let control = format!("{:04}", n + 1);
-            text.push_str(&format!("ST*835*{control}*005010X221A1~\n"));
+            text.push_str(&format!("ST*835*{control}~\n"));
             for segment in body {
                 text.push_str(segment);
                 text.push_str("~\n");

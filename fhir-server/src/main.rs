@@ -10,6 +10,7 @@ mod bench_client;
 mod bench_search;
 mod config;
 mod db_stats;
+mod edi_bench;
 mod edi_cli;
 mod error;
 mod export;

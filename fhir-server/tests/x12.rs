@@ -198,7 +198,7 @@ fn remittance(trace: &str, bpr: &str) -> String {
         "NM1*QC*1*SMITH*JO****MI*X1".into(),
         "CAS*CO*29*50".into(),
     ];
-    let mut text = "ISA*00*          *00*          *ZZ*LSH01          *ZZ*HILLCLINIC     *261201*0900*^*00501*000000501*0*T*:~\nGS*HP*LSH01*HILLCLINIC*20261201*0900*501*X*005010X221A1~\nST*835*0001*005010X221A1~\n".to_owned();
+    let mut text = "ISA*00*          *00*          *ZZ*LSH01          *ZZ*HILLCLINIC     *261201*0900*^*00501*000000501*0*T*:~\nGS*HP*LSH01*HILLCLINIC*20261201*0900*501*X*005010X221A1~\nST*835*0001~\n".to_owned();
     for segment in &body {
         text.push_str(segment);
         text.push_str("~\n");
