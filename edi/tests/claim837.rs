@@ -556,3 +556,83 @@ fn the_checks_name_segment_and_element() {
         "{problems:#?}"
     );
 }
+
+/// Thirty claims that differ in every mapped dimension, in one file of thirty
+/// interchanges: our checks and pyx12 accept them all.
+#[test]
+fn a_varied_suite_passes_pyx12() {
+    let mut file = String::new();
+    for n in 0..30usize {
+        let mut bundle = if n % 2 == 0 {
+            simple_claim()
+        } else {
+            large_claim()
+        };
+        let claim = &mut bundle["entry"][0]["resource"];
+        claim["identifier"][0]["value"] = json!(format!("PCN-{n}"));
+        let lines = 1 + (n * 7) % 50;
+        let diagnoses = 1 + n % 12;
+        let codes = [
+            "J06.9", "R05.9", "E11.9", "I10", "Z00.00", "M54.50", "K21.9", "F41.1", "J45.909",
+            "L20.9", "H66.90", "R50.9",
+        ];
+        claim["diagnosis"] = json!(self::diagnoses(&codes[..diagnoses]));
+        let items: Vec<Value> = (1..=lines)
+            .map(|i| {
+                let modifiers = ["25", "59", "XS", "GT"];
+                let mut item = line(
+                    i,
+                    ["99213", "99214", "J3420", "97110", "G0008"][i % 5],
+                    &modifiers[..(i + n) % 5],
+                    &format!("{}.{:02}", 5 + i, (i * 13) % 100),
+                    (1 + i % 4) as u32,
+                    &(1..=diagnoses.min(1 + i % 4)).collect::<Vec<_>>(),
+                    &format!("2026-10-{:02}", 1 + (i + n) % 30),
+                );
+                if (i + n) % 7 == 0 {
+                    let object = item.as_object_mut().unwrap();
+                    object.remove("servicedDate");
+                    object.insert(
+                        "servicedPeriod".into(),
+                        json!({"start": "2026-10-01", "end": "2026-10-03"}),
+                    );
+                }
+                if (i + n) % 5 == 0 {
+                    item["locationCodeableConcept"]["coding"][0]["code"] = json!("02");
+                }
+                item
+            })
+            .collect();
+        let total: i64 = items
+            .iter()
+            .map(|i| edi::fhir::cents(&i["net"]["value"]).unwrap())
+            .sum();
+        claim["item"] = json!(items);
+        claim["total"] = json!({"value": format!("{}.{:02}", total / 100, total % 100).parse::<serde_json::Number>().unwrap()});
+        match n % 5 {
+            1 => {
+                claim["related"] = json!([{"relationship": {"coding": [{"code": "prior"}]}, "reference": {"value": format!("ICN{n}")}}])
+            }
+            2 => {
+                claim["related"] = json!([{"relationship": {"coding": [{"code": "prior"}]}, "reference": {"value": format!("ICN{n}")}}]);
+                claim["status"] = json!("cancelled");
+            }
+            3 if n % 2 == 1 => {
+                claim["insurance"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("preAuthRef");
+            }
+            _ => {}
+        }
+        file.push_str(&generated(&bundle, 1000 + n as u32));
+    }
+    let parsed = edi::parse(file.as_bytes()).unwrap();
+    assert_eq!(parsed.interchanges.len(), 30);
+    for (_, set) in parsed.sets() {
+        let problems = claim837::validate(&parsed.document, set);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+    assert_eq!(claim837::to_fhir(&parsed).unwrap().len(), 30);
+    pyx12(&file, "suite");
+}
