@@ -32,12 +32,7 @@ pub struct ExportConfig {
 }
 
 pub async fn run(config: ExportConfig) -> Result<(), String> {
-    let store = crate::open(&config.database).await?;
-    let tenant = store
-        .tenant_id(&config.tenant)
-        .await
-        .map_err(|e| format!("cannot read the tenants: {e:?}"))?
-        .ok_or_else(|| format!("no tenant '{}'", config.tenant))?;
+    let (store, tenant) = crate::open_tenant(&config.database, &config.tenant).await?;
     for resource_type in &config.types {
         if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
             return Err(format!("unknown resource type '{resource_type}'"));

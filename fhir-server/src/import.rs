@@ -80,12 +80,7 @@ impl Tally {
 }
 
 pub async fn run(config: ImportConfig) -> Result<(), String> {
-    let store = crate::open(&config.database).await?;
-    let tenant = store
-        .tenant_id(&config.tenant)
-        .await
-        .map_err(|e| format!("cannot read the tenants: {e:?}"))?
-        .ok_or_else(|| format!("no tenant '{}'", config.tenant))?;
+    let (store, tenant) = crate::open_tenant(&config.database, &config.tenant).await?;
     let mut files = Vec::new();
     for path in &config.paths {
         collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -170,6 +170,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Opens the database (as `open`) and finds a tenant by name, for the commands that work
+/// on one tenant's data.
+pub(crate) async fn open_tenant(
+    database: &DatabaseConfig,
+    tenant: &str,
+) -> Result<(Store, store::TenantId), String> {
+    let store = open(database).await?;
+    let id = store
+        .tenant_id(tenant)
+        .await
+        .map_err(|e| format!("cannot read the tenants: {e:?}"))?
+        .ok_or_else(|| format!("no tenant '{tenant}'"))?;
+    Ok((store, id))
+}
+
 /// Opens and migrates the database, and brings its search index up to date.
 pub(crate) async fn open(database: &DatabaseConfig) -> Result<Store, String> {
     let store = Store::open(&database.url, database.db_pool)

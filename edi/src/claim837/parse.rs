@@ -129,6 +129,17 @@ fn party(document: &Document, l: &Loop, resource_type: &str, id_value: &str) -> 
     Value::Object(resource)
 }
 
+/// A payer's Organization from its NM1*PR loop (2010BB or 2330B).
+fn payer_of(document: &Document, payer_loop: &Loop) -> Value {
+    let nm1 = first_segment(document, payer_loop);
+    party(
+        document,
+        payer_loop,
+        "Organization",
+        &format!("payer-{}", nm1.element(9)),
+    )
+}
+
 fn reference(resource: &Value) -> Value {
     json!({"reference": format!(
         "{}/{}",
@@ -179,13 +190,7 @@ fn set_to_fhir(document: &Document, set: &TransactionSet) -> Result<Vec<Value>, 
                 .first("2010BB")
                 .ok_or_else(|| hl.error("loop 2000B has no payer (2010BB)"))?;
             let member_nm1 = first_segment(document, member_loop);
-            let payer_nm1 = first_segment(document, payer_loop);
-            let payer = party(
-                document,
-                payer_loop,
-                "Organization",
-                &format!("payer-{}", payer_nm1.element(9)),
-            );
+            let payer = payer_of(document, payer_loop);
             let subscriber = party(document, member_loop, "Patient", member_nm1.element(9));
             // Claims sit in 2000B (patient = subscriber) or in its 2000C loops.
             let mut claim_parents: Vec<(&Loop, Option<(Value, &str)>)> = Vec::new();
@@ -417,13 +422,7 @@ fn claim(
             .first("2330B")
             .ok_or_else(|| sbr.error("loop 2320 has no 2330B"))?;
         let member_nm1 = first_segment(document, member);
-        let payer_nm1 = first_segment(document, payer_loop);
-        let payer = party(
-            document,
-            payer_loop,
-            "Organization",
-            &format!("payer-{}", payer_nm1.element(9)),
-        );
+        let payer = payer_of(document, payer_loop);
         let relationship = relationship_from_sbr(sbr.element(2));
         let subscriber = if relationship == "self" {
             None

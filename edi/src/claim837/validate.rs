@@ -72,6 +72,24 @@ impl<'d> Checker<'d> {
         found
     }
 
+    /// The loops `id` inside `parent`, of which there must be at least one.
+    fn some_loops<'l>(
+        &mut self,
+        parent: &'l Loop,
+        id: &str,
+        near: Segment,
+        what: &str,
+    ) -> Vec<&'l Loop> {
+        let found: Vec<&Loop> = parent.children.iter().filter(|l| l.id == id).collect();
+        if found.is_empty() {
+            self.errors.push(
+                near.error(format!("{what} (loop {id})"))
+                    .with_kind(ErrorKind::MissingSegment),
+            );
+        }
+        found
+    }
+
     fn element(&mut self, segment: &Segment, n: usize, kind: ErrorKind, message: String) {
         self.errors
             .push(segment.element_error(n, message).with_kind(kind));
@@ -164,14 +182,12 @@ impl<'d> Checker<'d> {
                 }
             }
         }
-        let billing: Vec<&Loop> = tree.loops("2000A").collect();
-        if billing.is_empty() {
-            self.errors.push(
-                st.error("the transaction set has no billing provider (loop 2000A)")
-                    .with_kind(ErrorKind::MissingSegment),
-            );
-        }
-        for l in billing {
+        for l in self.some_loops(
+            tree,
+            "2000A",
+            st,
+            "the transaction set has no billing provider",
+        ) {
             self.billing(l);
         }
     }
@@ -201,14 +217,7 @@ impl<'d> Checker<'d> {
                 self.missing(near, "REF*EI", name.id);
             }
         }
-        let subscribers: Vec<&Loop> = l.loops("2000B").collect();
-        if subscribers.is_empty() {
-            self.errors.push(
-                hl.error("loop 2000A has no subscriber (loop 2000B)")
-                    .with_kind(ErrorKind::MissingSegment),
-            );
-        }
-        for subscriber in subscribers {
+        for subscriber in self.some_loops(l, "2000B", hl, "loop 2000A has no subscriber") {
             self.subscriber(subscriber);
         }
     }
