@@ -1,11 +1,13 @@
-//! Acknowledgments of an inbound 837: a TA1 for the interchange envelope and a 999
-//! (005010X231A1) for its functional groups and transaction sets; and 999s read back.
+//! Acknowledgments of an inbound 837: TA1s for the interchange envelopes and 999s
+//! (005010X231A1) for the functional groups and transaction sets, in one interchange of
+//! ours; and 999s read back.
 //!
-//! The TA1 accepts (A, note 000) an interchange whose envelopes are sound, or rejects it
-//! (R) with the TA105 note code of the first envelope error; then no 999 is written, as
-//! the groups cannot be trusted. The 999 acknowledges each 837 set: accepted (IK5 A), or
-//! rejected (IK5 R) with an IK3 per segment in error (its id, position in the set and
-//! loop) and an IK4 per element (its position, code and the bad value).
+//! A TA1 per received interchange accepts it (A, note 000) when its envelopes are sound;
+//! otherwise a lone TA1 rejects it (R) with the TA105 note code of the first envelope
+//! error, and no 999 follows, as the groups cannot be trusted. A 999 per received
+//! functional group acknowledges each 837 set: accepted (IK5 A), or rejected (IK5 R) with
+//! an IK3 per segment in error (its id, position in the set and loop) and an IK4 per
+//! element (its position, code and the bad value).
 
 use crate::claim837::validate::{loop_of, validate};
 use crate::envelope::Envelope;
@@ -13,12 +15,13 @@ use crate::error::{EdiError, ErrorKind};
 use crate::loops;
 use crate::syntax::{Delimiters, Document, Writer, clean};
 
-/// The acknowledgments of one inbound interchange.
+/// The acknowledgment of one inbound input.
 #[derive(Debug, Clone)]
 pub struct Acknowledgment {
-    pub ta1: String,
-    /// None when the interchange was rejected at the envelope.
-    pub functional: Option<String>,
+    /// One interchange: TA1s, then (unless the envelopes were rejected) a group of 999s.
+    pub interchange: String,
+    /// Whether the envelopes were accepted (TA1 A).
+    pub envelope_accepted: bool,
     /// Whether every transaction set was accepted.
     pub accepted: bool,
 }
@@ -26,78 +29,97 @@ pub struct Acknowledgment {
 /// At most this many IK3 loops per transaction set.
 const MAX_SEGMENT_ERRORS: usize = 100;
 
-/// Acknowledges an inbound 837P interchange. `ours` is our envelope (we are the sender
-/// of the acknowledgment).
+/// Acknowledges an inbound 837P input. `ours` is our envelope (we are the sender of the
+/// acknowledgment); its control number is the acknowledgment's.
 pub fn acknowledge_837(input: &[u8], ours: &Envelope) -> Acknowledgment {
+    let parsed = match crate::parse(input) {
+        Ok(parsed) => parsed,
+        Err(error) => return rejected(input, ours, &error),
+    };
+    let document = &parsed.document;
+    let mut w = Writer::default();
+    ours.open(&mut w, None);
+    for interchange in &parsed.interchanges {
+        let isa = document.segment(interchange.isa);
+        w.segment(
+            "TA1",
+            &[isa.element(13), isa.element(9), isa.element(10), "A", "000"],
+        );
+    }
+    let groups: Vec<_> = parsed.interchanges.iter().flat_map(|i| &i.groups).collect();
+    let mut all_accepted = true;
+    if !groups.is_empty() {
+        ours.group(&mut w, "FA", "005010X231A1");
+    }
+    for (n, group) in groups.iter().enumerate() {
+        let control = Envelope::nth_set_control(n + 1);
+        ours.start_set(&mut w, "999", &control, "005010X231A1");
+        all_accepted &= acknowledge_group(&mut w, document, group);
+        ours.end_set(&mut w, &control);
+    }
+    ours.close(&mut w, (!groups.is_empty()).then_some(groups.len()));
+    Acknowledgment {
+        interchange: w.text,
+        envelope_accepted: true,
+        accepted: all_accepted,
+    }
+}
+
+/// The body of one 999: AK1, an AK2..IK5 per set, AK9. Whether every set was accepted.
+fn acknowledge_group(w: &mut Writer, document: &Document, group: &crate::Group) -> bool {
+    let gs = document.segment(group.gs);
+    w.segment("AK1", &[gs.element(1), gs.element(6), gs.element(8)]);
+    let mut accepted = 0;
+    for set in &group.sets {
+        let st = document.segment(set.st);
+        w.segment("AK2", &[st.element(1), st.element(2), st.element(3)]);
+        let errors = if st.element(1) == "837" && gs.element(1) == "HC" {
+            validate(document, set)
+        } else {
+            vec![st.element_error(1, "only 837 transaction sets are accepted here")]
+        };
+        if errors.is_empty() {
+            accepted += 1;
+            w.segment("IK5", &["A"]);
+            continue;
+        }
+        let tree = loops::build(document, set.body(), loops::LOOPS_837P);
+        write_errors(w, document, set.st, &tree, &errors);
+        w.segment("IK5", &["R", "5"]);
+    }
+    let received = group.sets.len();
+    let status = match accepted {
+        a if a == received => "A",
+        0 => "R",
+        _ => "P",
+    };
+    w.segment(
+        "AK9",
+        &[
+            status,
+            &received.to_string(),
+            &received.to_string(),
+            &accepted.to_string(),
+        ],
+    );
+    status == "A"
+}
+
+/// A lone TA1 rejecting an input whose envelopes are broken.
+fn rejected(input: &[u8], ours: &Envelope, error: &EdiError) -> Acknowledgment {
     let start = input
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(0);
-    let isa_bytes = input.get(start..).unwrap_or_default();
-    let (control, date, time) = received_isa(isa_bytes);
-    let parsed = crate::parse(input);
-    let parsed = match parsed {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            return Acknowledgment {
-                ta1: ta1(ours, &control, &date, &time, "R", note_code(&error)),
-                functional: None,
-                accepted: false,
-            };
-        }
-    };
-    let ta1 = ta1(ours, &control, &date, &time, "A", "000");
+    let (control, date, time) = received_isa(input.get(start..).unwrap_or_default());
     let mut w = Writer::default();
-    ours.open(&mut w, Some(("FA", "005010X231A1")));
-    ours.start_set(&mut w, "999", "005010X231A1");
-    let document = &parsed.document;
-    let mut all_accepted = true;
-    for interchange in &parsed.interchanges {
-        for group in &interchange.groups {
-            let gs = document.segment(group.gs);
-            w.segment("AK1", &[gs.element(1), gs.element(6), gs.element(8)]);
-            let mut accepted = 0;
-            for set in &group.sets {
-                let st = document.segment(set.st);
-                w.segment("AK2", &[st.element(1), st.element(2), st.element(3)]);
-                let errors = if st.element(1) == "837" && gs.element(1) == "HC" {
-                    validate(document, set)
-                } else {
-                    vec![st.element_error(1, "only 837 transaction sets are accepted here")]
-                };
-                if errors.is_empty() {
-                    accepted += 1;
-                    w.segment("IK5", &["A"]);
-                    continue;
-                }
-                let tree = loops::build(document, set.body(), loops::LOOPS_837P);
-                write_errors(&mut w, document, set.st, &tree, &errors);
-                w.segment("IK5", &["R", "5"]);
-            }
-            let received = group.sets.len();
-            let status = match accepted {
-                a if a == received => "A",
-                0 => "R",
-                _ => "P",
-            };
-            all_accepted &= status == "A";
-            w.segment(
-                "AK9",
-                &[
-                    status,
-                    &received.to_string(),
-                    &received.to_string(),
-                    &accepted.to_string(),
-                ],
-            );
-        }
-    }
-    ours.end_set(&mut w);
-    ours.close(&mut w, 1);
+    ours.open(&mut w, None);
+    w.segment("TA1", &[&control, &date, &time, "R", note_code(error)]);
+    ours.close(&mut w, None);
     Acknowledgment {
-        ta1,
-        functional: Some(w.text),
-        accepted: all_accepted,
+        interchange: w.text,
+        envelope_accepted: false,
+        accepted: false,
     }
 }
 
@@ -197,14 +219,6 @@ fn note_code(error: &EdiError) -> &'static str {
         _ if error.position == 0 => "023",
         _ => "024",
     }
-}
-
-fn ta1(ours: &Envelope, control: &str, date: &str, time: &str, status: &str, note: &str) -> String {
-    let mut w = Writer::default();
-    ours.open(&mut w, None);
-    w.segment("TA1", &[control, date, time, status, note]);
-    ours.close(&mut w, 0);
-    w.text
 }
 
 /// A received 999: per group its AK9 status, per set its IK5 status and errors.

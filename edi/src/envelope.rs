@@ -34,9 +34,14 @@ impl Envelope {
         (self.control_number % 1_000_000_000).to_string()
     }
 
-    /// ST02 (four digits or more).
+    /// ST02 of the interchange's only set (four digits).
     pub fn set_control(&self) -> String {
         format!("{:04}", self.control_number % 10_000)
+    }
+
+    /// ST02 of the `n`th set (from 1) of an interchange with several.
+    pub fn nth_set_control(n: usize) -> String {
+        format!("{:04}", n % 10_000)
     }
 
     /// Writes ISA (exactly 106 characters) and, with a functional code, GS.
@@ -64,39 +69,45 @@ impl Envelope {
             ],
         );
         if let Some((functional_code, version)) = group {
-            w.segment(
-                "GS",
-                &[
-                    functional_code,
-                    &clean(&self.sender_id),
-                    &clean(&self.receiver_id),
-                    &self.date,
-                    &self.time,
-                    &self.group_control(),
-                    "X",
-                    version,
-                ],
-            );
+            self.group(w, functional_code, version);
         }
     }
 
-    /// Writes ST and starts counting its segments.
-    pub fn start_set(&self, w: &mut Writer, set_id: &str, version: &str) {
+    /// Writes GS (the one functional group of the interchange).
+    pub fn group(&self, w: &mut Writer, functional_code: &str, version: &str) {
+        w.segment(
+            "GS",
+            &[
+                functional_code,
+                &clean(&self.sender_id),
+                &clean(&self.receiver_id),
+                &self.date,
+                &self.time,
+                &self.group_control(),
+                "X",
+                version,
+            ],
+        );
+    }
+
+    /// Writes ST (with control number `control`) and starts counting its segments.
+    pub fn start_set(&self, w: &mut Writer, set_id: &str, control: &str, version: &str) {
         w.since_st = 0;
-        w.segment("ST", &[set_id, &self.set_control(), version]);
+        w.segment("ST", &[set_id, control, version]);
     }
 
     /// Writes SE with the count of the set's segments.
-    pub fn end_set(&self, w: &mut Writer) {
+    pub fn end_set(&self, w: &mut Writer, control: &str) {
         let count = w.since_st + 1;
-        w.segment("SE", &[&count.to_string(), &self.set_control()]);
+        w.segment("SE", &[&count.to_string(), control]);
     }
 
-    /// Writes GE (one set) when a group was opened, and IEA.
-    pub fn close(&self, w: &mut Writer, groups: usize) {
-        if groups > 0 {
-            w.segment("GE", &["1", &self.group_control()]);
+    /// Writes GE (with the number of sets) when a group was opened, and IEA.
+    pub fn close(&self, w: &mut Writer, sets: Option<usize>) {
+        if let Some(sets) = sets {
+            w.segment("GE", &[&sets.to_string(), &self.group_control()]);
         }
+        let groups = usize::from(sets.is_some());
         w.segment("IEA", &[&groups.to_string(), &self.interchange_control()]);
     }
 }

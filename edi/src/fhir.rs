@@ -26,6 +26,8 @@ pub mod systems {
     pub const PAYER_CLAIM_NUMBER: &str = "urn:x12:payer-claim-control-number";
     /// A check or EFT trace number (835 TRN02).
     pub const TRACE_NUMBER: &str = "urn:x12:trn02";
+    /// A remittance's key, `TRN03:TRN02` (the trace number with the payer that issued it).
+    pub const REMITTANCE_KEY: &str = "urn:x12:trn";
     /// A line item control number (837 REF*6R, echoed in 835 REF*6R).
     pub const LINE_CONTROL_EXTENSION: &str = "urn:x12:line-item-control-number";
     pub const CARC: &str = "https://x12.org/codes/claim-adjustment-reason-codes";
@@ -235,7 +237,8 @@ pub fn parse_cents(text: &str) -> Option<i64> {
 }
 
 /// Cents as an X12 decimal: no trailing zeros (`12550` → `125.5`, `10000` → `100`).
-pub fn format_cents(cents: i64) -> String {
+pub fn format_cents(cents: impl Into<i128>) -> String {
+    let cents: i128 = cents.into();
     let sign = if cents < 0 { "-" } else { "" };
     let cents = cents.unsigned_abs();
     let (whole, fraction) = (cents / 100, cents % 100);

@@ -34,8 +34,12 @@ const PLB_PAIRS: usize = 6;
 /// One 835 transaction set read into FHIR.
 #[derive(Debug, Clone)]
 pub struct Remittance {
-    /// TRN02, the check/EFT trace number (the key that makes posting idempotent).
+    /// TRN02, the check/EFT trace number.
     pub trace_number: String,
+    /// `TRN03:TRN02`: the trace number is unique only per payer (TRN03, its originating
+    /// company id), so this pair is the key that makes posting idempotent. It is also an
+    /// identifier (`urn:x12:trn`) of the PaymentReconciliation.
+    pub remittance_key: String,
     /// The PaymentReconciliation (BPR/TRN/payer/payee, a detail per claim of type
     /// "payment" and per PLB adjustment of type "adjustment").
     pub payment: Value,
@@ -97,6 +101,8 @@ struct Header<'d> {
     date: String,
     /// TRN02.
     trace: String,
+    /// TRN03:TRN02.
+    key: String,
     /// N102 of N1*PR (1000A).
     payer: &'d str,
     /// The payee (N1*PE, 1000B) as a Reference.
@@ -166,6 +172,7 @@ fn read_set(document: &Document, set: &TransactionSet) -> Result<SetReading, Edi
     Ok(SetReading {
         remittance: Remittance {
             trace_number: header.trace,
+            remittance_key: header.key,
             payment,
             claim_responses: claims.into_iter().map(|c| c.payment).collect(),
         },
@@ -225,6 +232,7 @@ fn read_header<'d>(
         method: bpr.element(4),
         bpr,
         trace: required(&trn, 2, "the check or EFT trace number")?.to_owned(),
+        key: format!("{}:{}", trn.element(3), trn.element(2)),
         payer: required(&payer, 2, "the payer's name")?,
         payee: organization_reference(&payee),
     })
@@ -616,7 +624,7 @@ fn payment_reconciliation(
     let mut resource = json!({
         "resourceType": "PaymentReconciliation",
         "status": "active",
-        "identifier": [trace],
+        "identifier": [trace, {"system": systems::REMITTANCE_KEY, "value": header.key}],
         "created": header.date,
         "paymentIssuer": {"display": header.payer},
         "requestor": header.payee,

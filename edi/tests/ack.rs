@@ -84,21 +84,21 @@ fn pyx12_accepts(text: &str, name: &str) {
 #[test]
 fn a_sound_837_is_accepted() {
     let ack = acknowledge_837(inbound().as_bytes(), &ours());
-    assert!(ack.accepted);
+    assert!(ack.accepted && ack.envelope_accepted);
+    let functional = ack.interchange;
     assert!(
-        ack.ta1.contains("TA1*000000321*261201*1200*A*000~"),
-        "{}",
-        ack.ta1
+        functional.contains("TA1*000000321*261201*1200*A*000~"),
+        "{functional}"
     );
-    let functional = ack.functional.unwrap();
+    assert_eq!(functional.matches("ISA*").count(), 1, "one control number");
     assert!(
         functional.contains("AK1*HC*321*005010X222A1~"),
         "{functional}"
     );
+    assert!(functional.contains("ST*999*0001*005010X231A1~"));
     assert!(functional.contains("AK2*837*0321*005010X222A1~\nIK5*A~"));
     assert!(functional.contains("AK9*A*1*1*1~"));
-    edi::parse(functional.as_bytes()).expect("our 999 parses");
-    edi::parse(ack.ta1.as_bytes()).expect("our TA1 parses");
+    edi::parse(functional.as_bytes()).expect("our acknowledgment parses");
     pyx12_accepts(&functional, "accepted");
     let read = read_999(&edi::parse(functional.as_bytes()).unwrap()).unwrap();
     assert_eq!(read.groups[0].status, "A");
@@ -111,9 +111,9 @@ fn errors_are_named_in_ik3_and_ik4() {
         .replace("CLM*c9*80*", "CLM*c9*95*")
         .replace("DTP*472*D8*20261102~", "DTP*472*D8*20261302~");
     let ack = acknowledge_837(text.as_bytes(), &ours());
-    assert!(!ack.accepted);
-    assert!(ack.ta1.contains("*A*000~"), "the envelope is fine");
-    let functional = ack.functional.unwrap();
+    assert!(!ack.accepted && ack.envelope_accepted);
+    let functional = ack.interchange;
+    assert!(functional.contains("*A*000~"), "the envelope is fine");
     let clm = text
         .lines()
         .skip(2)
@@ -147,13 +147,54 @@ fn errors_are_named_in_ik3_and_ik4() {
 fn a_broken_envelope_is_rejected_by_ta1() {
     let text = inbound().replace("IEA*1*000000321~", "IEA*1*000000999~");
     let ack = acknowledge_837(text.as_bytes(), &ours());
-    assert!(!ack.accepted);
-    assert!(ack.functional.is_none());
+    assert!(!ack.accepted && !ack.envelope_accepted);
     assert!(
-        ack.ta1.contains("TA1*000000321*261201*1200*R*001~"),
-        "{}",
-        ack.ta1
+        !ack.interchange.contains("GS*"),
+        "no 999 after a rejected envelope"
     );
+    assert!(
+        ack.interchange.contains("TA1*000000321*261201*1200*R*001~"),
+        "{}",
+        ack.interchange
+    );
+    edi::parse(ack.interchange.as_bytes()).expect("a lone TA1 parses");
     let garbage = acknowledge_837(b"hello", &ours());
-    assert!(garbage.ta1.contains("*R*"), "{}", garbage.ta1);
+    assert!(
+        garbage.interchange.contains("*R*"),
+        "{}",
+        garbage.interchange
+    );
+}
+
+/// Two functional groups in: one 999 per group, in one group of ours.
+#[test]
+fn each_group_gets_its_999() {
+    let one = inbound();
+    let lines: Vec<&str> = one.lines().collect();
+    let group: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+    let second: Vec<String> = group
+        .iter()
+        .map(|l| {
+            l.replace(
+                "GS*HC*CLINIC01*CLEARINGHOUSE*20261201*1200*321*",
+                "GS*HC*CLINIC01*CLEARINGHOUSE*20261201*1200*322*",
+            )
+            .replace("GE*1*321~", "GE*1*322~")
+        })
+        .collect();
+    let text = format!(
+        "{}\n{}\n{}\n{}\n",
+        lines[0],
+        group.join("\n"),
+        second.join("\n"),
+        lines[lines.len() - 1].replace("IEA*1*", "IEA*2*")
+    );
+    let ack = acknowledge_837(text.as_bytes(), &ours());
+    assert!(ack.accepted, "{}", ack.interchange);
+    assert_eq!(ack.interchange.matches("ST*999*").count(), 2);
+    assert!(ack.interchange.contains("GE*2*555~"), "{}", ack.interchange);
+    assert!(ack.interchange.contains("AK1*HC*321*") && ack.interchange.contains("AK1*HC*322*"));
+    let read = read_999(&edi::parse(ack.interchange.as_bytes()).unwrap()).unwrap();
+    assert_eq!(read.groups.len(), 2);
+    pyx12_accepts(&ack.interchange, "two-groups");
 }

@@ -227,6 +227,17 @@ fn large_claim() -> Value {
     ])
 }
 
+/// `large_claim` sent to the second payer: the focal insurance is sequence 2 (SBR*S in
+/// 2000B), the first payer goes in 2320 (SBR*P).
+fn secondary_claim() -> Value {
+    let mut bundle = large_claim();
+    let claim = &mut bundle["entry"][0]["resource"];
+    claim["insurance"] = json!([
+        {"sequence": 1, "focal": false, "coverage": {"reference": "Coverage/parent"}},
+        {"sequence": 2, "focal": true, "coverage": {"reference": "Coverage/second"}}]);
+    bundle
+}
+
 /// `simple_claim` replacing (frequency 7) or voiding (8) an earlier one.
 fn corrected_claim(void: bool) -> Value {
     let mut bundle = simple_claim();
@@ -280,6 +291,7 @@ fn varied_claims_pass_pyx12() {
     for (name, bundle) in [
         ("simple", simple_claim()),
         ("large", large_claim()),
+        ("secondary", secondary_claim()),
         ("replacement", corrected_claim(false)),
         ("void", corrected_claim(true)),
     ] {
@@ -349,6 +361,7 @@ fn claims_round_trip() {
     for (name, bundle) in [
         ("simple", simple_claim()),
         ("large", large_claim()),
+        ("secondary", secondary_claim()),
         ("replacement", corrected_claim(false)),
         ("void", corrected_claim(true)),
     ] {
@@ -502,6 +515,36 @@ fn missing_and_inconsistent_data_is_listed() {
         &envelope(1),
     )
     .unwrap_err();
+
+    // Values that would break the file, and facts that do not hold together.
+    let mut bundle = simple_claim();
+    {
+        let claim = &mut bundle["entry"][0]["resource"];
+        claim["identifier"][0]["value"] = json!("A~B*C");
+        claim["diagnosis"][0]["diagnosisCodeableConcept"]["coding"][0]["code"] = json!("J06*9");
+        claim["item"][0]["locationCodeableConcept"]["coding"][0]["code"] = json!("1:1");
+        claim["item"][0]["modifier"] = json!([{"coding": [{"code": "25~"}]}]);
+        claim["item"][0]["quantity"] = json!({"value": 0});
+    }
+    bundle["entry"][1]["resource"]["identifier"][0]["value"] = json!("1234567890");
+    bundle["entry"][4]["resource"]["subscriber"] = json!({"reference": "Organization/acme"});
+    let broken = claim837::generate(&bundle, &envelope(1)).unwrap_err();
+    for (element, words) in [
+        ("Claim.identifier", "* ~ : ^"),
+        ("Claim.diagnosis[0]", "J06*9"),
+        ("Claim.item[0].locationCodeableConcept", "1:1"),
+        ("Claim.item[0].modifier", "25~"),
+        ("Claim.item[0].quantity", "units"),
+        ("Claim.provider", "check digit"),
+        ("Coverage.relationship", "not the patient"),
+    ] {
+        assert!(
+            broken
+                .iter()
+                .any(|p| p.element == element && p.message.contains(words)),
+            "no problem '{words}' at {element}: {broken:#?}"
+        );
+    }
     assert_eq!(problems[0].element, "Bundle");
 }
 

@@ -298,9 +298,6 @@ fn validate(path: &std::path::Path) -> Result<(), String> {
 fn ack(path: &std::path::Path, envelope: &EnvelopeArgs) -> Result<(), String> {
     let bytes = read(path)?;
     let acknowledgment = edi::ack::acknowledge_837(&bytes, &envelope.envelope());
-    print!("{}", acknowledgment.ta1);
-    if let Some(functional) = &acknowledgment.functional {
-        print!("{functional}");
-    }
+    print!("{}", acknowledgment.interchange);
     Ok(())
 }

@@ -140,8 +140,18 @@ async fn submit_writes_the_837_and_marks_the_claim(server: Server) {
     assert_eq!(status, 200);
     assert_eq!(decoded(&stored), text);
 
-    // A second submission is a new interchange with a new control number.
-    let (_, again) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    // A second submission is refused unless asked for: then it is a new interchange
+    // with a new control number.
+    let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409, "{outcome}");
+    let (status, again) = post_op(
+        &server,
+        "Claim/clm/$submit?resubmit=true",
+        JSON,
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
     let isa13 = |text: &str| text[90..99].to_owned();
     assert_ne!(isa13(&decoded(&again)), isa13(&text));
 
@@ -172,11 +182,31 @@ both!(submit_writes_the_837_and_marks_the_claim);
 /// An 835 paying PCN-77 (150 charged, 45 contractual, 20 deductible, 85 paid) and a claim
 /// the server does not know; `bpr` is the payment total.
 fn remittance(trace: &str, bpr: &str) -> String {
-    let body = [
+    let claims = [
+        "CLP*PCN-77*1*150*85*20*12*PAYERCLM1",
+        "NM1*QC*1*GARCIA*ANA****MI*LSH-555",
+        "SVC*HC:99214*110*65**1",
+        "DTM*472*20261124",
+        "CAS*CO*45*25",
+        "CAS*PR*1*20",
+        "AMT*B6*85",
+        "SVC*HC:97110*40*20**1",
+        "DTM*472*20261124",
+        "CAS*CO*45*20",
+        "CLP*UNKNOWN-1*4*50*0**12*PAYERCLM2",
+        "NM1*QC*1*SMITH*JO****MI*X1",
+        "CAS*CO*29*50",
+    ];
+    remittance_of(trace, "1512345678", bpr, &claims)
+}
+
+/// An 835 from the payer `trn03` with these claim segments.
+fn remittance_of(trace: &str, trn03: &str, bpr: &str, claims: &[&str]) -> String {
+    let mut body = vec![
         format!(
             "BPR*I*{bpr}*C*ACH*CCP*01*111000025*DA*1234*1512345678**01*111000026*DA*5678*20261201"
         ),
-        format!("TRN*1*{trace}*1512345678"),
+        format!("TRN*1*{trace}*{trn03}"),
         "DTM*405*20261130".into(),
         "N1*PR*LONE STAR HEALTH".into(),
         "N3*1 PAYER WAY".into(),
@@ -184,20 +214,8 @@ fn remittance(trace: &str, bpr: &str) -> String {
         "PER*BL*EDI DESK*TE*5550109999".into(),
         "N1*PE*HILL CLINIC*XX*1234567893".into(),
         "LX*1".into(),
-        "CLP*PCN-77*1*150*85*20*12*PAYERCLM1".into(),
-        "NM1*QC*1*GARCIA*ANA****MI*LSH-555".into(),
-        "SVC*HC:99214*110*65**1".into(),
-        "DTM*472*20261124".into(),
-        "CAS*CO*45*25".into(),
-        "CAS*PR*1*20".into(),
-        "AMT*B6*85".into(),
-        "SVC*HC:97110*40*20**1".into(),
-        "DTM*472*20261124".into(),
-        "CAS*CO*45*20".into(),
-        "CLP*UNKNOWN-1*4*50*0**12*PAYERCLM2".into(),
-        "NM1*QC*1*SMITH*JO****MI*X1".into(),
-        "CAS*CO*29*50".into(),
     ];
+    body.extend(claims.iter().map(|c| c.to_string()));
     let mut text = "ISA*00*          *00*          *ZZ*LSH01          *ZZ*HILLCLINIC     *261201*0900*^*00501*000000501*0*T*:~\nGS*HP*LSH01*HILLCLINIC*20261201*0900*501*X*005010X221A1~\nST*835*0001~\n".to_owned();
     for segment in &body {
         text.push_str(segment);
@@ -313,6 +331,41 @@ async fn an_835_is_posted_once(server: Server) {
     )
     .await;
     assert_eq!(status, 422, "{outcome}");
+
+    // Another payer's trace number EFT-1 is another remittance; it reverses the payment of
+    // PCN-77 and pays it again: one update of the Claim.
+    let reversal = [
+        "CLP*PCN-77*22*-150*-85*-20*12*PAYERCLM1",
+        "NM1*QC*1*GARCIA*ANA****MI*LSH-555",
+        "CAS*CO*45*-45",
+        "CAS*PR*1*-20",
+        "CLP*PCN-77*1*150*85*20*12*PAYERCLM3",
+        "NM1*QC*1*GARCIA*ANA****MI*LSH-555",
+        "CAS*CO*45*45",
+        "CAS*PR*1*20",
+    ];
+    let (status, result) = post_op(
+        &server,
+        "$import-835",
+        "application/edi-x12",
+        remittance_of("EFT-1", "1999999999", "0", &reversal),
+    )
+    .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(
+        parameters(&result, "outcome")[0]["valueString"],
+        "posted: EFT-1"
+    );
+    assert_eq!(parameters(&result, "claim").len(), 1, "{result}");
+    assert_eq!(count(&server, "PaymentReconciliation").await, 2);
+    let (_, claim) = get(&server, "Claim/clm").await;
+    assert!(
+        claim["meta"]["tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["code"] == "paid")
+    );
 }
 both!(an_835_is_posted_once);
 

@@ -77,7 +77,8 @@ struct Party {
     first: String,
     middle: String,
     npi: Option<String>,
-    tax_id: Option<String>,
+    /// The tax id and its REF qualifier: `EI` (employer id) or `SY` (social security).
+    tax_id: Option<(&'static str, String)>,
     address: Option<fhir::Address>,
     birth_date: Option<String>,
     gender: Option<&'static str>,
@@ -105,8 +106,11 @@ impl Party {
             middle: clean(&middle),
             npi: fhir::identifier(resource, systems::NPI).map(str::to_owned),
             tax_id: fhir::identifier(resource, systems::EIN)
-                .or_else(|| fhir::identifier(resource, systems::SSN))
-                .map(|t| t.chars().filter(char::is_ascii_digit).collect()),
+                .map(|t| ("EI", t))
+                .or_else(|| fhir::identifier(resource, systems::SSN).map(|t| ("SY", t)))
+                .map(|(qualifier, t)| {
+                    (qualifier, t.chars().filter(char::is_ascii_digit).collect())
+                }),
             address: fhir::address(resource),
             birth_date: resource["birthDate"].as_str().and_then(fhir::x12_date),
             gender: match resource["gender"].as_str() {
@@ -120,6 +124,8 @@ impl Party {
                 .into_iter()
                 .flatten()
                 .find_map(|q| fhir::code(&q["code"], systems::TAXONOMY))
+                // An optional fact: one that is not a taxonomy code is left out.
+                .filter(|t| code_like(t, 10, 10))
                 .map(str::to_owned),
         }
     }
@@ -291,6 +297,7 @@ impl Content {
             (patient?, provider?, coverage?, payer_resource?);
 
         let billing = Party::of(provider);
+        check_npi(&billing, "Claim.provider", problems);
         if billing.npi.is_none() {
             problems.push(problem(
                 "Claim.provider",
@@ -347,6 +354,12 @@ impl Content {
             .unwrap_or(patient);
         let relationship = relationship_code(coverage);
         let patient_is_subscriber = relationship == "18";
+        if patient_is_subscriber && !std::ptr::eq(subscriber_resource, patient) {
+            problems.push(problem(
+                "Coverage.relationship",
+                "the subscriber is not the patient: say how they are related (spouse, child, ...)",
+            ));
+        }
         let subscriber = Party::of(subscriber_resource);
         let subscriber_id = coverage["subscriberId"]
             .as_str()
@@ -381,10 +394,10 @@ impl Content {
             .or(claim["id"].as_str())
             .unwrap_or_default()
             .to_owned();
-        if control_number.is_empty() || control_number.len() > 20 {
+        if control_number.is_empty() || control_number.len() > 20 || !x12_safe(&control_number) {
             problems.push(problem(
                 "Claim.identifier",
-                "the patient control number (identifier urn:x12:clm01, else the id) must be 1 to 20 characters",
+                "the patient control number (identifier urn:x12:clm01, else the id) must be 1 to 20 characters without * ~ : ^",
             ));
         }
 
@@ -425,6 +438,9 @@ impl Content {
                 }
             })
             .map(Party::of);
+        if let Some(rendering) = &rendering {
+            check_npi(rendering, "Claim.careTeam.provider", problems);
+        }
         if let Some(rendering) = &rendering
             && rendering.npi.is_none()
         {
@@ -438,6 +454,7 @@ impl Content {
                 let location = required_in(resources, reference, "Claim.facility", problems);
                 location.map(|l| {
                     let party = Party::of(l);
+                    check_npi(&party, "Claim.facility", problems);
                     check_address(&party, "Claim.facility", false, problems);
                     party
                 })
@@ -548,11 +565,14 @@ impl Services {
             .enumerate()
         {
             let code = fhir::code(&diagnosis["diagnosisCodeableConcept"], systems::ICD10CM);
-            match code {
-                Some(code) => diagnoses.push((
-                    diagnosis["sequence"].as_i64().unwrap_or(i as i64 + 1),
-                    fhir::icd10_to_x12(code),
+            match code.map(fhir::icd10_to_x12) {
+                Some(code) if !code_like(&code, 3, 7) => problems.push(problem(
+                    &format!("Claim.diagnosis[{i}]"),
+                    format!("'{code}' is not an ICD-10-CM code"),
                 )),
+                Some(code) => {
+                    diagnoses.push((diagnosis["sequence"].as_i64().unwrap_or(i as i64 + 1), code))
+                }
                 None => problems.push(problem(
                     &format!("Claim.diagnosis[{i}]"),
                     format!("needs an ICD-10-CM code ({})", systems::ICD10CM),
@@ -596,7 +616,16 @@ impl Services {
                 lines.push(line);
             }
         }
-        let total: i64 = lines.iter().map(|l| l.charge).sum();
+        let total = lines
+            .iter()
+            .try_fold(0i64, |sum, l| sum.checked_add(l.charge))
+            .unwrap_or_else(|| {
+                problems.push(problem(
+                    "Claim.item",
+                    "the line charges add up to more than X12 can carry",
+                ));
+                0
+            });
         if let Some(stated) = claim["total"].get("value").and_then(fhir::cents)
             && stated != total
         {
@@ -694,6 +723,40 @@ fn phone(resource: &Value) -> Option<String> {
     })
 }
 
+/// An NPI, when there is one, must have its check digit right: a payer rejects the claim
+/// otherwise.
+fn check_npi(party: &Party, element: &str, problems: &mut Vec<Problem>) {
+    if let Some(npi) = &party.npi
+        && !super::validate::is_npi(npi)
+    {
+        problems.push(problem(
+            element,
+            format!("'{npi}' is not an NPI (ten digits with a valid check digit)"),
+        ));
+    }
+}
+
+/// A value that fits in an element as it is: X12 characters, none of the separators.
+fn x12_safe(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| (c.is_ascii_graphic() || c == ' ') && !matches!(c, '*' | '~' | ':' | '^'))
+}
+
+/// `min` to `max` letters and digits.
+fn code_like(value: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A positive decimal of at most 15 digits.
+fn is_quantity(value: &str) -> bool {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    (1..=15).contains(&digits)
+        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && value.bytes().filter(|&b| b == b'.').count() <= 1
+        && value.bytes().any(|b| b.is_ascii_digit() && b != b'0')
+}
+
 fn check_address(party: &Party, element: &str, nine_digit_zip: bool, problems: &mut Vec<Problem>) {
     match &party.address {
         None => problems.push(problem(element, "needs an address")),
@@ -744,10 +807,10 @@ fn read_line(
     let code = fhir::code(service, systems::CPT)
         .or_else(|| fhir::code(service, systems::HCPCS))
         .map(str::to_owned);
-    if code.is_none() {
+    if !code.as_deref().is_some_and(|c| code_like(c, 5, 5)) {
         problems.push(problem(
             &format!("{at}.productOrService"),
-            "needs a CPT or HCPCS code",
+            "needs a CPT or HCPCS code (five letters and digits)",
         ));
     }
     let modifiers: Vec<String> = item["modifier"]
@@ -755,10 +818,16 @@ fn read_line(
         .into_iter()
         .flatten()
         .filter_map(fhir::any_code)
-        .map(clean)
+        .map(str::to_owned)
         .collect();
     if modifiers.len() > 4 {
         problems.push(problem(&format!("{at}.modifier"), "at most 4 modifiers"));
+    }
+    if let Some(bad) = modifiers.iter().find(|m| !code_like(m, 2, 2)) {
+        problems.push(problem(
+            &format!("{at}.modifier"),
+            format!("'{bad}' is not a procedure modifier (two letters or digits)"),
+        ));
     }
     let quantity = item["quantity"]["value"].clone();
     let units = match &quantity {
@@ -766,13 +835,19 @@ fn read_line(
         Value::Number(n) => n.to_string(),
         _ => String::new(),
     };
+    if !is_quantity(&units) {
+        problems.push(problem(
+            &format!("{at}.quantity"),
+            "needs a positive number of units (at most 15 digits)",
+        ));
+    }
     let charge = item["net"]["value"]
         .as_number()
         .and_then(|_| fhir::cents(&item["net"]["value"]))
         .or_else(|| {
             let unit = fhir::cents(&item["unitPrice"]["value"])?;
             let count: i64 = units.parse().ok()?;
-            Some(unit * count)
+            unit.checked_mul(count)
         });
     if charge.is_none_or(|c| c <= 0) {
         problems.push(problem(
@@ -846,6 +921,17 @@ fn read_line(
                 .unwrap_or(index as i64 + 1)
                 .to_string()
         });
+    let place =
+        fhir::code(&item["locationCodeableConcept"], systems::PLACE_OF_SERVICE).map(str::to_owned);
+    if let Some(bad) = place
+        .as_deref()
+        .filter(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        problems.push(problem(
+            &format!("{at}.locationCodeableConcept"),
+            format!("'{bad}' is not a place of service code (two digits)"),
+        ));
+    }
     if problems.len() > before {
         return None;
     }
@@ -857,15 +943,15 @@ fn read_line(
         pointers,
         date: date?,
         control,
-        place: fhir::code(&item["locationCodeableConcept"], systems::PLACE_OF_SERVICE)
-            .map(str::to_owned),
+        place,
     })
 }
 
 fn write(content: &Content, envelope: &Envelope) -> String {
     let mut w = Writer::default();
     envelope.open(&mut w, Some(("HC", "005010X222A1")));
-    envelope.start_set(&mut w, "837", "005010X222A1");
+    let set_control = envelope.set_control();
+    envelope.start_set(&mut w, "837", &set_control, "005010X222A1");
     w.segment(
         "BHT",
         &[
@@ -895,10 +981,9 @@ fn write(content: &Content, envelope: &Envelope) -> String {
         content.billing.npi.as_deref().unwrap_or_default(),
     );
     content.billing.n3_n4(&mut w);
-    w.segment(
-        "REF",
-        &["EI", content.billing.tax_id.as_deref().unwrap_or_default()],
-    );
+    if let Some((qualifier, tax_id)) = &content.billing.tax_id {
+        w.segment("REF", &[qualifier, tax_id]);
+    }
     // 2000B subscriber.
     let has_dependent = content.dependent.is_some();
     w.segment(
@@ -1033,8 +1118,8 @@ fn write(content: &Content, envelope: &Envelope) -> String {
         w.segment("DTP", &["472", &line.date.0, &line.date.1]);
         w.segment("REF", &["6R", &line.control]);
     }
-    envelope.end_set(&mut w);
-    envelope.close(&mut w, 1);
+    envelope.end_set(&mut w, &set_control);
+    envelope.close(&mut w, Some(1));
     w.text
 }
 

@@ -81,6 +81,8 @@ fn party(document: &Document, l: &Loop, resource_type: &str, id_value: &str) -> 
     }
     if let Some(tax) = l.get(document, "REF", Some("EI")) {
         identifiers.push(json!({"system": systems::EIN, "value": tax.element(2)}));
+    } else if let Some(ssn) = l.get(document, "REF", Some("SY")) {
+        identifiers.push(json!({"system": systems::SSN, "value": ssn.element(2)}));
     }
     if !identifiers.is_empty() {
         resource.insert("identifier".into(), json!(identifiers));
@@ -233,15 +235,13 @@ fn set_to_fhir(document: &Document, set: &TransactionSet) -> Result<Vec<Value>, 
                         resources.push(subscriber.clone());
                     }
                     resources.push(patient.clone());
-                    let claim = claim(
-                        document,
-                        claim_loop,
-                        &st,
-                        &billing,
-                        &patient,
-                        &coverage,
-                        &mut resources,
-                    )?;
+                    let around = Around {
+                        billing: &billing,
+                        patient: &patient,
+                        coverage: &coverage,
+                        sbr01: sbr.element(1),
+                    };
+                    let claim = claim(document, claim_loop, &st, &around, &mut resources)?;
                     resources.push(coverage);
                     resources.insert(0, claim);
                     bundles.push(json!({
@@ -322,15 +322,28 @@ fn coverage_of(
     coverage
 }
 
+/// What a claim refers to, read from the loops above its 2300.
+struct Around<'a> {
+    billing: &'a Value,
+    patient: &'a Value,
+    coverage: &'a Value,
+    /// SBR01 of 2000B: the payer's responsibility sequence (P, S, T, ...).
+    sbr01: &'a str,
+}
+
 fn claim(
     document: &Document,
     claim_loop: &Loop,
     st: &Segment,
-    billing: &Value,
-    patient: &Value,
-    coverage: &Value,
+    around: &Around,
     resources: &mut Vec<Value>,
 ) -> Result<Value, EdiError> {
+    let Around {
+        billing,
+        patient,
+        coverage,
+        sbr01,
+    } = *around;
     let clm = first_segment(document, claim_loop);
     let control = clm.element(1);
     let total = fhir::parse_cents(clm.element(2))
@@ -359,7 +372,11 @@ fn claim(
             "reference": {"system": systems::PAYER_CLAIM_NUMBER, "value": f8.element(2)},
         }]);
     }
-    let mut insurance = json!({"sequence": 1, "focal": true, "coverage": reference(coverage)});
+    let mut insurance = json!({
+        "sequence": sequence_of(sbr01),
+        "focal": true,
+        "coverage": reference(coverage),
+    });
     if let Some(g1) = claim_loop.get(document, "REF", Some("G1")) {
         insurance["preAuthRef"] = json!([g1.element(2)]);
     }

@@ -338,13 +338,14 @@ impl<'d> Checker<'d> {
                     .with_kind(ErrorKind::UnexpectedSegment),
             );
         }
-        let mut charges = Some(0i64);
+        // In i128: amounts of 15 digits on many lines must not overflow.
+        let mut charges = Some(0i128);
         for line in lines {
             let charge = self.line(line, diagnoses);
-            charges = charges.zip(charge).map(|(a, b)| a + b);
+            charges = charges.zip(charge).map(|(a, b)| a + i128::from(b));
         }
         if let (Some(total), Some(charges)) = (total, charges)
-            && total != charges
+            && i128::from(total) != charges
         {
             self.element(
                 &clm,

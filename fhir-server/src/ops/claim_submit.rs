@@ -10,7 +10,9 @@
 //! `Content-Location` names it.
 //!
 //! Each interchange gets the tenant's next control number (ISA13), drawn from the
-//! `counters` table, so no two submissions repeat one.
+//! `counters` table, so no two submissions repeat one. A Claim submitted already is
+//! refused (409) unless the caller asks `?resubmit=true`: a retried request must not
+//! send the same claim twice.
 
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_LOCATION;
@@ -36,6 +38,16 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
     let (claim, version) = read(app, request, "Claim", id)
         .await?
         .ok_or_else(|| FhirError::not_found(format!("Claim/{id} is not known")))?;
+    let resubmit = request
+        .params
+        .iter()
+        .any(|(name, value)| name == "resubmit" && value == "true");
+    if claim_state(&claim) == Some("submitted") && !resubmit {
+        // A retried request must not send the payer the same claim twice.
+        return Err(FhirError::conflict(format!(
+            "Claim/{id} was submitted already; send ?resubmit=true to send it again"
+        )));
+    }
     let resources = gather(app, request, &claim).await?;
     let bundle = json!({
         "resourceType": "Bundle",
@@ -104,6 +116,15 @@ fn mark_submitted(claim: &mut Value, binary: &str) {
         .collect();
     extensions.push(json!({"url": SUBMISSION_EXTENSION, "valueReference": {"reference": binary}}));
     claim["extension"] = json!(extensions);
+}
+
+/// The Claim's `urn:x12:claim-state` tag, if any.
+pub fn claim_state(claim: &Value) -> Option<&str> {
+    claim["meta"]["tag"]
+        .as_array()?
+        .iter()
+        .find(|t| t["system"] == CLAIM_STATE)
+        .and_then(|t| t["code"].as_str())
 }
 
 /// Sets the Claim's `urn:x12:claim-state` tag (R4 Claim.status has no submitted or paid),

@@ -10,8 +10,10 @@
 //! tagged with its new state (`urn:x12:claim-state`: paid, denied, reversed or
 //! forwarded), under If-Match so that no concurrent change is lost.
 //!
-//! Posting is idempotent: an 835 whose trace number (TRN02) was posted already changes
-//! nothing and answers `already-posted`.
+//! Posting is idempotent: an 835 whose trace number (TRN02, with TRN03, the payer that
+//! issued it) was posted already changes nothing and answers `already-posted`. When the
+//! same 835 is posted twice at the same moment, the If-Match on each matched Claim lets
+//! one win and fails the other with 412 (a retry then answers `already-posted`).
 
 use axum::http::StatusCode;
 use base64::Engine;
@@ -23,7 +25,7 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 
-const TRACE_NUMBER: &str = edi::fhir::systems::TRACE_NUMBER;
+const REMITTANCE_KEY: &str = edi::fhir::systems::REMITTANCE_KEY;
 const PATIENT_CONTROL_NUMBER: &str = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
 
 pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -98,8 +100,9 @@ async fn post(
     remittance: edi::remit835::Remittance,
 ) -> Result<Vec<Value>, FhirError> {
     let trace = remittance.trace_number.clone();
+    let key = remittance.remittance_key.clone();
     if let Some(existing) =
-        find(app, request, "PaymentReconciliation", TRACE_NUMBER, &trace).await?
+        find(app, request, "PaymentReconciliation", REMITTANCE_KEY, &key).await?
     {
         return Ok(vec![
             json!({"name": "outcome", "valueString": format!("already-posted: {trace}")}),
@@ -109,30 +112,28 @@ async fn post(
     let mut entries = Vec::new();
     let mut payment = remittance.payment;
     let mut unmatched = Vec::new();
-    let mut claim_updates = Vec::new();
+    // One update per Claim, with the state of its last CLP: an 835 may reverse a payment
+    // and pay the claim again (CLP02 22, then 1).
+    let mut claim_updates: Vec<(String, Value, i64)> = Vec::new();
     for (n, claim_payment) in remittance.claim_responses.into_iter().enumerate() {
         let mut response = claim_payment.claim_response;
         let number = &claim_payment.patient_control_number;
-        let claim = match find(app, request, "Claim", PATIENT_CONTROL_NUMBER, number).await? {
-            Some(id) => read(app, request, "Claim", &id)
-                .await?
-                .map(|(c, v)| (id, c, v)),
-            None => read(app, request, "Claim", number)
-                .await?
-                .map(|(c, v)| (number.clone(), c, v)),
-        };
-        match claim {
-            Some((id, mut claim, version)) => {
+        match find_claim(app, request, number).await? {
+            Some((id, claim, version)) => {
                 response["request"] = json!({"reference": format!("Claim/{id}")});
                 if claim["patient"].is_object() {
                     response["patient"] = claim["patient"].clone();
                 }
                 link_detail(&mut payment, number, &id);
-                set_claim_state(&mut claim, state(&claim_payment.status_code));
-                claim_updates.push(json!({
-                    "resource": claim,
-                    "request": {"method": "PUT", "url": format!("Claim/{id}"), "ifMatch": format!("W/\"{version}\"")},
-                }));
+                let state = state(&claim_payment.status_code);
+                match claim_updates.iter_mut().find(|(known, _, _)| *known == id) {
+                    Some((_, pending, _)) => set_claim_state(pending, state),
+                    None => {
+                        let mut claim = claim;
+                        set_claim_state(&mut claim, state);
+                        claim_updates.push((id, claim, version));
+                    }
+                }
             }
             None => unmatched.push(number.clone()),
         }
@@ -142,15 +143,20 @@ async fn post(
             "request": {"method": "POST", "url": "ClaimResponse"},
         }));
     }
+    let if_none_exist = format!("identifier={}", query_value(&token(REMITTANCE_KEY, &key)));
     entries.insert(
         0,
         json!({
             "resource": payment,
-            "request": {"method": "POST", "url": "PaymentReconciliation",
-                        "ifNoneExist": format!("identifier={TRACE_NUMBER}|{trace}")},
+            "request": {"method": "POST", "url": "PaymentReconciliation", "ifNoneExist": if_none_exist},
         }),
     );
-    entries.extend(claim_updates);
+    entries.extend(claim_updates.into_iter().map(|(id, claim, version)| {
+        json!({
+            "resource": claim,
+            "request": {"method": "PUT", "url": format!("Claim/{id}"), "ifMatch": format!("W/\"{version}\"")},
+        })
+    }));
     let results = crate::interaction::transaction::run(
         app,
         request,
@@ -179,6 +185,41 @@ async fn post(
     Ok(parameters)
 }
 
+/// The Claim a CLP01 names: by its identifier `urn:x12:clm01`, else by id; with its
+/// current content and version.
+async fn find_claim(
+    app: &App,
+    request: &FhirRequest,
+    number: &str,
+) -> Result<Option<(String, Value, i64)>, FhirError> {
+    let id = match find(app, request, "Claim", PATIENT_CONTROL_NUMBER, number).await? {
+        Some(id) => id,
+        None if crate::resource::is_valid_id(number) => number.to_owned(),
+        None => return Ok(None),
+    };
+    Ok(read(app, request, "Claim", &id)
+        .await?
+        .map(|(claim, version)| (id, claim, version)))
+}
+
+/// `system|value` as a token search value: the value's `\`, `,`, `$` and `|` escaped, so
+/// that whatever an 835 holds is matched as it is.
+fn token(system: &str, value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        if matches!(c, '\\' | ',' | '$' | '|') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    format!("{system}|{escaped}")
+}
+
+/// A value percent-encoded for a query string (`ifNoneExist`).
+fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 /// The id of the one current resource with this identifier, if any.
 async fn find(
     app: &App,
@@ -187,7 +228,7 @@ async fn find(
     system: &str,
     value: &str,
 ) -> Result<Option<String>, FhirError> {
-    let params = vec![("identifier".to_owned(), format!("{system}|{value}"))];
+    let params = vec![("identifier".to_owned(), token(system, value))];
     let query = crate::interaction::conditional_criteria(resource_type, &params, "A lookup")?;
     let query = crate::search::Query {
         count: Some(1),
