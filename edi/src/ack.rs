@@ -2,9 +2,11 @@
 //! (005010X231A1) for the functional groups and transaction sets, in one interchange of
 //! ours; and 999s read back.
 //!
-//! A TA1 per received interchange accepts it (A, note 000) when its envelopes are sound;
-//! otherwise a lone TA1 rejects it (R) with the TA105 note code of the first envelope
-//! error, and no 999 follows, as the groups cannot be trusted. A 999 per received
+//! A TA1 per received interchange accepts it (A, note 000) when it can be read; otherwise
+//! a lone TA1 rejects it (R) with the TA105 note code of the first envelope error, and no
+//! 999 follows, as the groups cannot be trusted. Groups and sets whose trailers disagree
+//! with them (counts, control numbers) are rejected in the 999 instead: IK5 R with IK502
+//! 3, 4 or 5; AK9 R with AK905 4 or 5. A 999 per received
 //! functional group acknowledges each 837 set: accepted (IK5 A), or rejected (IK5 R) with
 //! an IK3 per segment in error (its id, position in the set and loop) and an IK4 per
 //! element (its position, code and the bad value).
@@ -32,7 +34,7 @@ const MAX_SEGMENT_ERRORS: usize = 100;
 /// Acknowledges an inbound 837P input. `ours` is our envelope (we are the sender of the
 /// acknowledgment); its control number is the acknowledgment's.
 pub fn acknowledge_837(input: &[u8], ours: &Envelope) -> Acknowledgment {
-    let parsed = match crate::parse(input) {
+    let parsed = match crate::parse_lenient(input) {
         Ok(parsed) => parsed,
         Err(error) => return rejected(input, ours, &error),
     };
@@ -73,6 +75,11 @@ fn acknowledge_group(w: &mut Writer, document: &Document, group: &crate::Group) 
     for set in &group.sets {
         let st = document.segment(set.st);
         w.segment("AK2", &[st.element(1), st.element(2), st.element(3)]);
+        if let Some(problem) = set.problems.first() {
+            // The set's own envelope is wrong: IK5 says how, with no IK3.
+            w.segment("IK5", &["R", set_error_code(problem)]);
+            continue;
+        }
         let errors = if st.element(1) == "837" && gs.element(1) == "HC" {
             validate(document, set)
         } else {
@@ -89,20 +96,49 @@ fn acknowledge_group(w: &mut Writer, document: &Document, group: &crate::Group) 
     }
     let received = group.sets.len();
     let status = match accepted {
+        _ if !group.problems.is_empty() => "R",
         a if a == received => "A",
         0 => "R",
         _ => "P",
     };
-    w.segment(
-        "AK9",
-        &[
-            status,
-            &received.to_string(),
-            &received.to_string(),
-            &accepted.to_string(),
-        ],
+    // AK902 is what GE01 said; AK903 what arrived.
+    let ge = document.segment(group.ge);
+    let included = match ge.element(1).parse::<usize>() {
+        Ok(n) => n.to_string(),
+        Err(_) => received.to_string(),
+    };
+    let mut ak9 = vec![
+        status.to_owned(),
+        included,
+        received.to_string(),
+        accepted.to_string(),
+    ];
+    ak9.extend(
+        group
+            .problems
+            .iter()
+            .map(|p| group_error_code(p).to_owned()),
     );
+    let ak9: Vec<&str> = ak9.iter().map(String::as_str).collect();
+    w.segment("AK9", &ak9);
     status == "A"
+}
+
+/// IK502 for an error of a set's own envelope.
+fn set_error_code(error: &EdiError) -> &'static str {
+    match (error.segment.as_str(), error.element) {
+        ("SE", Some(1)) => "4",
+        ("SE", Some(2)) => "3",
+        _ => "5",
+    }
+}
+
+/// AK905 for an error of a group's trailer.
+fn group_error_code(error: &EdiError) -> &'static str {
+    match error.element {
+        Some(2) => "4",
+        _ => "5",
+    }
 }
 
 /// A lone TA1 rejecting an input whose envelopes are broken.

@@ -127,6 +127,8 @@ pub struct Group {
     pub gs: usize,
     pub ge: usize,
     pub sets: Vec<TransactionSet>,
+    /// What is wrong with its trailer (GE01, GE02); see `read_lenient`.
+    pub problems: Vec<EdiError>,
 }
 
 /// A transaction set: its ST and SE, and the segments between them.
@@ -134,6 +136,8 @@ pub struct Group {
 pub struct TransactionSet {
     pub st: usize,
     pub se: usize,
+    /// What is wrong with its header and trailer (SE01, SE02, ST03); see `read_lenient`.
+    pub problems: Vec<EdiError>,
 }
 
 impl TransactionSet {
@@ -147,6 +151,22 @@ impl TransactionSet {
 /// control number and the right group count, every GS its GE, every ST its SE with the
 /// segment count; GS08 and ST03 agree.
 pub fn read(document: &Document) -> Result<Vec<Interchange>, EdiError> {
+    let interchanges = read_lenient(document)?;
+    let first_problem = interchanges
+        .iter()
+        .flat_map(|i| &i.groups)
+        .flat_map(|g| g.sets.iter().flat_map(|s| &s.problems).chain(&g.problems))
+        .min_by_key(|e| e.position);
+    match first_problem {
+        Some(problem) => Err(problem.clone()),
+        None => Ok(interchanges),
+    }
+}
+
+/// Like `read`, but a group or set whose trailer does not agree with it (counts, control
+/// numbers, ST03) is kept, with its problems: a 999 reports those (IK5, AK9), where only
+/// an interchange that cannot be read at all is rejected by TA1.
+pub fn read_lenient(document: &Document) -> Result<Vec<Interchange>, EdiError> {
     let mut interchanges = Vec::new();
     let mut at = 0;
     while at < document.len() {
@@ -262,8 +282,9 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
             end += 1;
         }
         let se = expect(document, end, "SE")?;
+        let mut problems = Vec::new();
         if se.element(2) != st.element(2) || st.element(2).is_empty() {
-            return Err(se.element_error(
+            problems.push(se.element_error(
                 2,
                 format!(
                     "SE02 '{}' does not match ST02 '{}'",
@@ -274,7 +295,7 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
         }
         let segments = end - at + 1;
         if count(se.element(1)) != Some(segments) {
-            return Err(se.element_error(
+            problems.push(se.element_error(
                 1,
                 format!(
                     "SE01 says {} segments, the transaction set has {segments}",
@@ -284,7 +305,7 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
         }
         if !st.element(3).is_empty() && !gs.element(8).is_empty() && st.element(3) != gs.element(8)
         {
-            return Err(st.element_error(
+            problems.push(st.element_error(
                 3,
                 format!(
                     "ST03 '{}' differs from GS08 '{}'",
@@ -293,18 +314,26 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
                 ),
             ));
         }
-        sets.push(TransactionSet { st: at, se: end });
+        sets.push(TransactionSet {
+            st: at,
+            se: end,
+            problems: problems
+                .into_iter()
+                .map(|e| e.with_kind(crate::error::ErrorKind::Envelope))
+                .collect(),
+        });
         at = end + 1;
     }
     let ge = expect(document, at, "GE")?;
+    let mut problems = Vec::new();
     if ge.element(2) != control {
-        return Err(ge.element_error(
+        problems.push(ge.element_error(
             2,
             format!("GE02 '{}' does not match GS06 '{control}'", ge.element(2)),
         ));
     }
     if count(ge.element(1)) != Some(sets.len()) {
-        return Err(ge.element_error(
+        problems.push(ge.element_error(
             1,
             format!(
                 "GE01 says {} transaction sets, the group has {}",
@@ -318,6 +347,10 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
             gs: start,
             ge: at,
             sets,
+            problems: problems
+                .into_iter()
+                .map(|e| e.with_kind(crate::error::ErrorKind::Envelope))
+                .collect(),
         },
         at + 1,
     ))

@@ -43,6 +43,18 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// Parses like `parse`, but keeps groups and sets whose trailers disagree with them,
+/// with their problems (`Group::problems`, `TransactionSet::problems`): what a 999
+/// reports rather than a TA1.
+pub fn parse_lenient(input: &[u8]) -> Result<Parsed<'_>, EdiError> {
+    let document = Document::parse(input)?;
+    let interchanges = envelope::read_lenient(&document)?;
+    Ok(Parsed {
+        document,
+        interchanges,
+    })
+}
+
 /// Parses an interchange (or several, one after the other) and checks the envelopes.
 pub fn parse(input: &[u8]) -> Result<Parsed<'_>, EdiError> {
     let document = Document::parse(input)?;

@@ -198,3 +198,44 @@ fn each_group_gets_its_999() {
     assert_eq!(read.groups.len(), 2);
     pyx12_accepts(&ack.interchange, "two-groups");
 }
+
+/// Wrong counts and control numbers in a group's or set's trailer are reported in the 999,
+/// not by rejecting the interchange.
+#[test]
+fn trailer_errors_are_reported_in_the_999() {
+    let text = inbound();
+    let se = text
+        .lines()
+        .find(|l| l.starts_with("SE*"))
+        .unwrap()
+        .to_owned();
+    let wrong_count = text.replace(&se, "SE*3*0321~");
+    let ack = acknowledge_837(wrong_count.as_bytes(), &ours());
+    assert!(ack.envelope_accepted && !ack.accepted);
+    assert!(ack.interchange.contains("*A*000~"), "{}", ack.interchange);
+    assert!(
+        ack.interchange
+            .contains("AK2*837*0321*005010X222A1~\nIK5*R*4~"),
+        "{}",
+        ack.interchange
+    );
+    assert!(
+        ack.interchange.contains("AK9*R*1*1*0~"),
+        "{}",
+        ack.interchange
+    );
+    assert!(
+        edi::parse(wrong_count.as_bytes()).is_err(),
+        "a strict reading refuses it"
+    );
+    pyx12_accepts(&ack.interchange, "set-trailer");
+
+    let wrong_group = text.replace("GE*1*321~", "GE*1*999~");
+    let ack = acknowledge_837(wrong_group.as_bytes(), &ours());
+    assert!(ack.envelope_accepted && !ack.accepted);
+    assert!(
+        ack.interchange.contains("AK9*R*1*1*1*4~"),
+        "{}",
+        ack.interchange
+    );
+}
