@@ -454,11 +454,23 @@ async fn export_survives_restart_and_expires(backend: Backend) {
             .await;
     }
     let status_url = kick_off(&server, "$export").await;
-    server.restart().await;
+    let job = status_url.rsplit('/').next().unwrap().to_owned();
+    // The server dies while the job runs: whatever state it reached, the row says running
+    // with a lease that lapsed long ago, as a dead worker leaves it.
+    server.kill9().await;
+    server.sql(&format!(
+        "UPDATE jobs SET status = 'running', updated_at = 0 WHERE id = '{job}'"
+    ));
+    let starts = server.log().matches("export started").count();
+    server.start_again().await;
     let done = manifest(&server, &status_url).await;
     assert_eq!(exported(&server, &done).await.len(), 50);
-    let job = status_url.rsplit('/').next().unwrap();
-    let files = server.dir.join("exports").join(job);
+    assert_eq!(
+        server.log().matches("export started").count(),
+        starts + 1,
+        "the restarted server's worker took the abandoned job over"
+    );
+    let files = server.dir.join("exports").join(&job);
     assert!(files.is_dir(), "the files are in FHIR_EXPORT_DIR");
 
     // Three seconds later it has expired, and the worker removes it.

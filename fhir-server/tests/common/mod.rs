@@ -235,6 +235,22 @@ impl Server {
         self.spawn(Some(port)).await;
     }
 
+    /// Starts the server again, on the same database and port, after `kill9`.
+    pub async fn start_again(&mut self) {
+        let port = self.port();
+        self.spawn(Some(port)).await;
+    }
+
+    /// Runs SQL statements on the server's database directly (as another process would).
+    pub fn sql(&self, statements: &str) {
+        match self.backend {
+            Backend::Sqlite => rusqlite::Connection::open(&self.database_url)
+                .and_then(|conn| conn.execute_batch(statements))
+                .expect("the SQL runs"),
+            Backend::Postgres => psql(&self.database_url, statements),
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
