@@ -78,14 +78,17 @@ impl SqliteStore {
         }
         super::sqlite_memory::configure();
         let mut conn = Connection::open(path)?;
-        // The writer keeps a larger page cache (32 MiB instead of 2): every write touches
-        // the pages of a dozen indexes, and evicting them costs a re-read per insert.
+        // The writer keeps a larger page cache (8 MiB instead of 2): every write touches
+        // the pages of a dozen indexes, and evicting them costs a re-read per insert (from
+        // the OS's cache: cheap). Measured with 100,000 Patients: 8 MiB writes as fast as
+        // 32 MiB did and the server stays at 64 MB instead of 94; bulk loads (import,
+        // transaction Bundles) are about 15% slower than with 32 MiB.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 10000;
              PRAGMA foreign_keys = OFF;
-             PRAGMA cache_size = -32768;
+             PRAGMA cache_size = -8192;
              PRAGMA temp_store = MEMORY;
              PRAGMA wal_autocheckpoint = 0;",
         )?;
