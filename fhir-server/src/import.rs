@@ -118,7 +118,9 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let mut children: Vec<PathBuf> = std::fs::read_dir(path)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
-        children.sort();
+        // Synthea's patient Bundles refer to its hospitals and practitioners by
+        // conditional references: load those files first.
+        children.sort_by_key(|child| (!is_synthea_directory(child), child.clone()));
         for child in children {
             if child.is_dir() || is_data_file(&child) {
                 collect(&child, files)?;
@@ -133,6 +135,13 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Synthea's `hospitalInformation*.json` and `practitionerInformation*.json`.
+fn is_synthea_directory(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.starts_with("hospitalInformation") || n.starts_with("practitionerInformation")
+    })
 }
 
 fn is_data_file(path: &Path) -> bool {
@@ -161,7 +170,8 @@ fn read_all(
             read_json(file, &name, tally, &mut pending, sender)
         };
         if let Err(error) = result {
-            tally.fail(0, format!("{name}: {error}"));
+            // A file that cannot be read is one failure at least: the exit status says so.
+            tally.fail(1, format!("{name}: {error}"));
         }
         tally.bytes.store(read_before + size, Ordering::Relaxed);
         read_before += size;
@@ -275,18 +285,26 @@ fn read_ndjson(
     pending: &mut Pending,
     sender: &tokio::sync::mpsc::Sender<Work>,
 ) -> Result<(), String> {
-    let reader = BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| e.to_string())?);
-    for (number, line) in reader.lines().enumerate() {
-        let origin = format!("{name}:{}", number + 1);
-        let line = match line {
-            Ok(line) => line,
-            Err(error) => return Err(format!("unreadable at line {}: {error}", number + 1)),
-        };
-        tally.bytes.fetch_add(line.len() + 1, Ordering::Relaxed);
-        if line.trim().is_empty() {
+    let mut reader =
+        BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| e.to_string())?);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        // Bytes, not text: a line that is not UTF-8 fails alone (the JSON parser says so),
+        // not the rest of the file.
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => return Err(format!("unreadable after line {number}: {error}")),
+        }
+        number += 1;
+        let origin = format!("{name}:{number}");
+        tally.bytes.fetch_add(line.len(), Ordering::Relaxed);
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match crate::http::request::parse_json(line.as_bytes())
+        match crate::http::request::parse_json(&line)
             .map_err(|e| describe(&e))
             .and_then(check)
         {
@@ -320,6 +338,33 @@ fn read_json(
                 super::interaction::transaction::read_bundle(value, "", usize::MAX)
                     .map_err(|e| describe(&e))?;
             let count = entries.len();
+            if kind == "batch" {
+                // Each entry on its own, as a server runs a batch: one bad entry fails
+                // alone.
+                for (i, entry) in entries.iter_mut().enumerate() {
+                    let origin = format!("{name} entry {i}");
+                    let planned =
+                        super::interaction::transaction::plan(std::slice::from_mut(entry));
+                    let (writes, reads) = match planned {
+                        Ok(planned) => planned,
+                        Err(error) => {
+                            tally.fail(1, format!("{origin}: {}", describe(&error)));
+                            continue;
+                        }
+                    };
+                    tally.skipped.fetch_add(reads.len(), Ordering::Relaxed);
+                    for write in writes {
+                        let mut transaction = Transaction::new(vec![TxEntry { index: 0, ..write }]);
+                        transaction.settle_locally();
+                        let _ = sender.blocking_send(Work {
+                            transaction,
+                            origins: vec![origin.clone()],
+                            atomic: true,
+                        });
+                    }
+                }
+                return Ok(());
+            }
             let (writes, reads) = match super::interaction::transaction::plan(&mut entries) {
                 Ok(planned) => planned,
                 Err(error) => {
@@ -328,20 +373,8 @@ fn read_json(
                 }
             };
             tally.skipped.fetch_add(reads.len(), Ordering::Relaxed);
+            // By the entry's position in the Bundle (the index a failure names).
             let origins = (0..count).map(|i| format!("{name} entry {i}")).collect();
-            if kind == "batch" {
-                // Each entry on its own.
-                for (entry, origin) in writes.into_iter().zip(origins) {
-                    let mut transaction = Transaction::new(vec![TxEntry { index: 0, ..entry }]);
-                    transaction.settle_locally();
-                    let _ = sender.blocking_send(Work {
-                        transaction,
-                        origins: vec![origin],
-                        atomic: true,
-                    });
-                }
-                return Ok(());
-            }
             let mut transaction = Transaction::new(writes);
             transaction.settle_locally();
             let _ = sender.blocking_send(Work {
@@ -397,14 +430,23 @@ async fn write(store: &Store, tenant: TenantId, work: Work, tally: &Tally) {
             Err(TxFailure { index, error }) => (index, error),
         };
         let origin = origins.get(index).cloned().unwrap_or_default();
-        let reason = match error {
-            StoreError::Rejected(error) => describe(&error),
-            other => format!("{other:?}"),
+        let (reason, of_the_entry) = match error {
+            StoreError::Rejected(error) => (describe(&error), true),
+            other => (format!("{other:?}"), false),
         };
         if atomic {
             tally.fail(
                 count,
                 format!("{origin}: {reason} (the whole Bundle was not loaded)"),
+            );
+            return;
+        }
+        // A failure of the database itself (it stopped, a commit failed) is no entry's
+        // fault: the batch fails whole rather than being retried without an innocent one.
+        if !of_the_entry || !entries.iter().any(|entry| entry.index == index) {
+            tally.fail(
+                count,
+                format!("a batch of {count} from {origin}: {reason} (not loaded)"),
             );
             return;
         }

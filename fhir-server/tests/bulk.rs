@@ -180,6 +180,11 @@ async fn everything_is_the_record_and_what_it_references(server: Server) {
     .await;
     assert_eq!(changed, vec![refs["encounter_alice"].clone()]);
 
+    // Nothing changed since a moment to come: an empty page, not an error.
+    let (status, empty) = get(&server, &format!("{url}?_since=2999-01-01T00:00:00Z")).await;
+    assert_eq!(status, 200, "{empty}");
+    assert!(entry_ids(&empty).is_empty());
+
     // Errors: an unknown patient, a bad _since, an unknown _type.
     let (status, outcome) = get(
         &server,
@@ -246,9 +251,11 @@ async fn manifest(server: &Server, status_url: &str) -> Value {
 async fn exported(server: &Server, manifest: &Value) -> BTreeMap<String, Value> {
     let mut resources = BTreeMap::new();
     for file in manifest["output"].as_array().unwrap() {
+        // As a Bulk Data client asks for them.
         let response = server
             .client
             .get(file["url"].as_str().unwrap())
+            .header("accept", "application/fhir+ndjson")
             .send()
             .await
             .unwrap();
@@ -344,6 +351,46 @@ async fn export_levels_types_and_since(server: Server) {
     ]
     .into();
     assert_eq!(found, expected);
+
+    // POST with a Parameters body, as Bulk Data 2.0 allows.
+    let response = server
+        .client
+        .post(format!("{}/$export", server.base))
+        .header("prefer", "respond-async")
+        .header("content-type", JSON)
+        .body(
+            json!({"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueString": "Practitioner"},
+            {"name": "_outputFormat", "valueString": "application/fhir+ndjson"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let status_url = response.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let posted = manifest(&server, &status_url).await;
+    let found: BTreeSet<String> = exported(&server, &posted).await.into_keys().collect();
+    assert_eq!(found, [refs["doctor"].clone()].into());
+
+    // A group without patients exports nothing of any patient.
+    let empty_group = server
+        .create(
+            &server.base,
+            &json!({"resourceType": "Group", "type": "practitioner", "actual": true,
+                    "member": [{"entity": {"reference": refs["doctor"]}}]}),
+        )
+        .await;
+    let nobody = manifest(
+        &server,
+        &kick_off(&server, &format!("{}/$export", reference(&empty_group))).await,
+    )
+    .await;
+    let found: BTreeSet<String> = exported(&server, &nobody).await.into_keys().collect();
+    assert!(found.iter().all(|r| r.starts_with("Group/")), "{found:?}");
 
     // _since: only what changed after it.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -657,6 +704,45 @@ async fn import_goes_on_past_bad_input(backend: Backend) {
     )
     .unwrap();
     std::fs::write(input.join("ignored.txt"), "not read").unwrap();
+    // A batch: its bad entry fails alone.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "gender": "never"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "id": "from-batch"},
+         "request": {"method": "PUT", "url": "Patient/from-batch"}}]});
+    std::fs::write(input.join("f-batch.json"), batch.to_string()).unwrap();
+    // A line that is not UTF-8 fails alone; the next one loads.
+    let mut bytes = b"{\"resourceType\": \"Patient\", \"id\": \"bad\xff\"}\n".to_vec();
+    bytes.extend_from_slice(
+        json!({"resourceType": "Patient", "id": "after-bad-byte"})
+            .to_string()
+            .as_bytes(),
+    );
+    std::fs::write(input.join("g.ndjson"), bytes).unwrap();
+    // Synthea: a patient Bundle (its name sorts first) refers to its hospital by a
+    // conditional reference; the hospital file is loaded first.
+    let patient_bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7c1a2b3c-0000-4000-8000-0000000000c1",
+         "resource": {"resourceType": "Patient", "id": "synthea-kid",
+                      "managingOrganization": {"reference": "Organization?identifier=https://github.com/synthetichealth/synthea|hosp-1"}},
+         "request": {"method": "PUT", "url": "Patient/synthea-kid"}}]});
+    std::fs::write(
+        input.join("Aaron697_Smith.json"),
+        patient_bundle.to_string(),
+    )
+    .unwrap();
+    let hospital = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7c1a2b3c-0000-4000-8000-0000000000c2",
+         "resource": {"resourceType": "Organization", "name": "General",
+                      "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "hosp-1"}]},
+         "request": {"method": "POST", "url": "Organization",
+                     "ifNoneExist": "identifier=https://github.com/synthetichealth/synthea|hosp-1"}}]});
+    std::fs::write(
+        input.join("hospitalInformation1.json"),
+        hospital.to_string(),
+    )
+    .unwrap();
 
     let output = server.run_cli(&["import", input.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -664,8 +750,14 @@ async fn import_goes_on_past_bad_input(backend: Backend) {
         !output.status.success(),
         "failures make the exit status 1: {stdout}"
     );
-    assert!(stdout.contains("imported 5 files"), "{stdout}");
-    assert!(stdout.contains("5 resources loaded"), "{stdout}");
+    assert!(stdout.contains("imported 9 files"), "{stdout}");
+    assert!(stdout.contains("9 resources loaded"), "{stdout}");
+    assert!(
+        stdout.contains("1 entries skipped"),
+        "the batch's read: {stdout}"
+    );
+    assert!(stdout.contains("f-batch.json entry 1"), "{stdout}");
+    assert!(stdout.contains("g.ndjson:1"), "{stdout}");
     assert!(
         stdout.contains("c.ndjson:2"),
         "the bad line is named: {stdout}"
@@ -685,6 +777,9 @@ async fn import_goes_on_past_bad_input(backend: Backend) {
         ("Practitioner/dr-1", 200),
         ("Organization/org-1", 200),
         ("Patient/never", 404),
+        ("Patient/from-batch", 200),
+        ("Patient/after-bad-byte", 200),
+        ("Patient/synthea-kid", 200),
     ] {
         let (status, _) = get(&server, &format!("{}/{path}", server.base)).await;
         assert_eq!(status, expected, "{path}");

@@ -93,7 +93,12 @@ pub fn negotiate(params: &[(String, String)], headers: &HeaderMap) -> Result<For
             continue;
         }
         let xml = match media.as_str() {
-            "*/*" | "application/*" | "text/*" => false,
+            // NDJSON is what bulk export files are; a client fetching them may say so.
+            "*/*"
+            | "application/*"
+            | "text/*"
+            | "application/fhir+ndjson"
+            | "application/ndjson" => false,
             other => match media_format(other) {
                 Some(xml) => xml,
                 None => continue,

@@ -189,9 +189,6 @@ fn page(
             sql.push(" AND q.res_id IN (SELECT x.res_id FROM idx_reference x WHERE x.tid = ");
             sql.bind(Arg::Int(tenant));
             sql.push(" AND x.key IN (");
-            if keys.is_empty() {
-                sql.push("NULL");
-            }
             push_list(&mut sql, keys.into_iter());
             sql.push(") AND x.target_type = 'Patient'");
             if let Some(ids) = patients {
@@ -207,11 +204,18 @@ fn page(
     sql
 }
 
+/// The items of an `IN (...)` list; `NULL` (which matches nothing) for none, as an empty
+/// list is not SQL PostgreSQL accepts (a Group without Patient members).
 fn push_list(sql: &mut Sql, values: impl Iterator<Item = Arg>) {
+    let mut empty = true;
     for (i, value) in values.enumerate() {
         if i > 0 {
             sql.push(", ");
         }
         sql.bind(value);
+        empty = false;
+    }
+    if empty {
+        sql.push("NULL");
     }
 }

@@ -41,6 +41,10 @@ pub struct ExportJob {
     pub output: Vec<OutputFile>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The claim (owner token) whose files the finished job serves: each attempt writes
+    /// its own folder, so a worker that lost its job never touches the next one's files.
+    #[serde(default)]
+    pub attempt: Option<String>,
 }
 
 /// A job's status, as `$export-status` reports it.
@@ -50,9 +54,14 @@ pub enum Status {
     Failed(ExportJob),
 }
 
-/// Where a job's files are.
+/// The folder of all of a job's attempts (removed with the job).
 pub fn job_dir(root: &std::path::Path, id: &str) -> PathBuf {
     root.join(id)
+}
+
+/// Where the files of a finished job are.
+pub fn files_dir(root: &std::path::Path, id: &str, job: &ExportJob) -> PathBuf {
+    job_dir(root, id).join(job.attempt.as_deref().unwrap_or("files"))
 }
 
 /// Queues an export; its id.
@@ -132,7 +141,7 @@ pub fn start(app: SharedApp) {
                 last_cleanup = std::time::Instant::now();
             }
             match claim(&app.store, lease(&app)).await {
-                Ok(Some((id, job))) => run(&app, &id, job).await,
+                Ok(Some((id, owner, job))) => run(&app, &id, &owner, job).await,
                 Ok(None) => tokio::time::sleep(POLL).await,
                 Err(error) => {
                     tracing::warn!(?error, "cannot look for export jobs");
@@ -148,11 +157,18 @@ fn lease(app: &SharedApp) -> Duration {
     Duration::from_secs(app.config.job_lease_seconds.max(1))
 }
 
-/// Claims the oldest queued job, or an abandoned running one (lease older than `lease`).
-async fn claim(store: &Store, lease: Duration) -> Result<Option<(String, ExportJob)>, StoreError> {
+/// Claims the oldest queued job, or an abandoned running one (lease older than `lease`):
+/// its id, this claim's owner token, and its state.
+async fn claim(
+    store: &Store,
+    lease: Duration,
+) -> Result<Option<(String, String, ExportJob)>, StoreError> {
     let now = crate::resource::now_micros();
+    let owner = uuid::Uuid::new_v4().simple().to_string();
     let mut sql = Sql::default();
-    sql.push("UPDATE jobs SET status = 'running', updated_at = ");
+    sql.push("UPDATE jobs SET status = 'running', owner = ");
+    sql.bind_text(&owner);
+    sql.push(", updated_at = ");
     sql.bind(Arg::Int(now));
     sql.push(
         " WHERE id = (SELECT id FROM jobs WHERE kind = 'export' AND (status = 'queued' \
@@ -169,27 +185,26 @@ async fn claim(store: &Store, lease: Duration) -> Result<Option<(String, ExportJ
         return Ok(None);
     };
     match serde_json::from_str(&state) {
-        Ok(job) => Ok(Some((id, job))),
+        Ok(job) => Ok(Some((id, owner, job))),
         Err(error) => {
-            finish(store, &id, "failed", None).await?;
+            finish(store, &id, &owner, "failed", None).await?;
             tracing::error!(%id, %error, "an export job's state does not parse; failed it");
             Ok(None)
         }
     }
 }
 
-/// Runs a claimed job to its end.
-async fn run(app: &SharedApp, id: &str, mut job: ExportJob) {
-    let dir = job_dir(&app.config.export_dir, id);
-    // A job claimed again after its worker died starts over.
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+/// Runs a claimed job to its end, in a folder of this attempt's own.
+async fn run(app: &SharedApp, id: &str, owner: &str, mut job: ExportJob) {
+    job.attempt = Some(owner.to_owned());
+    let dir = files_dir(&app.config.export_dir, id, &job);
     tracing::info!(%id, "export started");
     let store = &app.store;
     let types = if job.types.is_empty() {
         match export::default_types(store, job.tenant, &job.scope).await {
             Ok(types) => types,
             Err(error) => {
-                fail(app, id, job, format!("{error:?}")).await;
+                fail(app, id, owner, job, format!("{error:?}")).await;
                 return;
             }
         }
@@ -197,20 +212,20 @@ async fn run(app: &SharedApp, id: &str, mut job: ExportJob) {
         job.types.clone()
     };
     // A task beside the writing keeps the lease and records the progress; it tells the
-    // writing to stop when the job was cancelled.
+    // writing to stop when the job was cancelled or another worker owns it now.
     let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let cancelled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Three beats per lease: one late beat does not lose the job.
     let beat_every = lease(app) / 3;
     let beat = {
-        let (store, id, job) = (store.clone(), id.to_owned(), job.clone());
+        let (store, id, owner, job) = (store.clone(), id.to_owned(), owner.to_owned(), job.clone());
         let (progress, cancelled) = (progress.clone(), cancelled.clone());
         tokio::spawn(async move {
             let mut job = job;
             loop {
                 tokio::time::sleep(beat_every).await;
                 job.progress = progress.lock().map(|p| p.clone()).unwrap_or_default();
-                if let Ok(false) = heartbeat(&store, &id, &job).await {
+                if let Ok(false) = heartbeat(&store, &id, &owner, &job).await {
                     cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
@@ -234,7 +249,7 @@ async fn run(app: &SharedApp, id: &str, mut job: ExportJob) {
     .await;
     beat.abort();
     if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::info!(%id, "export cancelled");
+        tracing::info!(%id, "export stopped: cancelled, or taken over by another worker");
         let _ = tokio::fs::remove_dir_all(&dir).await;
         return;
     }
@@ -245,28 +260,33 @@ async fn run(app: &SharedApp, id: &str, mut job: ExportJob) {
             job.progress = format!("done: {total} resources");
             let expires =
                 crate::resource::now_micros() + app.config.export_ttl_seconds as i64 * 1_000_000;
-            match finish(store, id, "done", Some((&job, expires))).await {
+            match finish(store, id, owner, "done", Some((&job, expires))).await {
                 Ok(true) => tracing::info!(%id, resources = total, "export done"),
-                // Cancelled meanwhile.
+                // Cancelled or taken over meanwhile: these files are nobody's.
                 _ => {
                     let _ = tokio::fs::remove_dir_all(&dir).await;
                 }
             }
         }
-        Err(error) => fail(app, id, job, error).await,
+        Err(error) => fail(app, id, owner, job, error).await,
     }
 }
 
-async fn fail(app: &SharedApp, id: &str, mut job: ExportJob, error: String) {
+async fn fail(app: &SharedApp, id: &str, owner: &str, mut job: ExportJob, error: String) {
     tracing::error!(%id, %error, "export failed");
     job.error = Some(error);
     let expires = crate::resource::now_micros() + app.config.export_ttl_seconds as i64 * 1_000_000;
-    let _ = finish(&app.store, id, "failed", Some((&job, expires))).await;
+    let _ = finish(&app.store, id, owner, "failed", Some((&job, expires))).await;
 }
 
 /// Keeps the lease of a running job and records its progress; `false` when the job is no
-/// longer running here (cancelled).
-async fn heartbeat(store: &Store, id: &str, job: &ExportJob) -> Result<bool, StoreError> {
+/// longer running here (cancelled, or claimed by another worker after a lapsed lease).
+async fn heartbeat(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    job: &ExportJob,
+) -> Result<bool, StoreError> {
     let mut sql = Sql::default();
     sql.push("UPDATE jobs SET updated_at = ");
     sql.bind(Arg::Int(crate::resource::now_micros()));
@@ -274,15 +294,17 @@ async fn heartbeat(store: &Store, id: &str, job: &ExportJob) -> Result<bool, Sto
     sql.bind_text(&state(job));
     sql.push(" WHERE id = ");
     sql.bind_text(id);
-    sql.push(" AND status = 'running'");
+    sql.push(" AND status = 'running' AND owner = ");
+    sql.bind_text(owner);
     Ok(store.execute(sql).await? > 0)
 }
 
 /// Ends a running job with `status` (and its final state and expiry); `false` when it was
-/// no longer running (cancelled).
+/// no longer running here (cancelled, or claimed by another worker).
 async fn finish(
     store: &Store,
     id: &str,
+    owner: &str,
     status: &str,
     end: Option<(&ExportJob, i64)>,
 ) -> Result<bool, StoreError> {
@@ -299,7 +321,8 @@ async fn finish(
     }
     sql.push(" WHERE id = ");
     sql.bind_text(id);
-    sql.push(" AND status = 'running'");
+    sql.push(" AND status = 'running' AND owner = ");
+    sql.bind_text(owner);
     Ok(store.execute(sql).await? > 0)
 }
 

@@ -123,10 +123,15 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
     let more = page.len() > page_size;
     let page = &page[..page.len().min(page_size)];
 
-    let rows = app
-        .store
-        .select_rows(sql::fetch_by_res_ids(page), Vec::new())
-        .await?;
+    // An empty page (nothing since `_since`, or past the end) needs no query: an empty
+    // `IN ()` list is not SQL PostgreSQL accepts.
+    let rows = if page.is_empty() {
+        Vec::new()
+    } else {
+        app.store
+            .select_rows(sql::fetch_by_res_ids(page), Vec::new())
+            .await?
+    };
     let mut by_res_id: BTreeMap<i64, Row> = rows.into_iter().map(|r| (r.res_id, r)).collect();
     let entries: Vec<Entry> = page
         .iter()

@@ -20,6 +20,10 @@ use crate::jobs::{self, ExportJob, Status};
 /// The formats `_outputFormat` may name; all mean FHIR NDJSON.
 const NDJSON: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
+/// The most patients a Group export names: each page's query lists them all, and the
+/// databases bind at most 32,766 (SQLite) and 65,535 (PostgreSQL) values per statement.
+const MAX_GROUP_MEMBERS: usize = 20_000;
+
 /// Kick-off. `scope` is the level; `group` the Group's id for a group export.
 pub async fn kick_off(
     app: &App,
@@ -35,9 +39,9 @@ pub async fn kick_off(
             "$export runs asynchronously: send 'Prefer: respond-async'",
         ));
     }
-    let mut types = Vec::new();
+    let mut types: Vec<String> = Vec::new();
     let mut since = None;
-    for (name, value) in &request.params {
+    for (name, value) in &parameters(request)? {
         match name.as_str() {
             "_outputFormat" if !NDJSON.contains(&value.replace(' ', "+").as_str()) => {
                 return Err(FhirError::bad_request(format!(
@@ -51,7 +55,9 @@ pub async fn kick_off(
                             "_type names an unknown resource type '{resource_type}'"
                         )));
                     }
-                    types.push(resource_type.to_owned());
+                    if !types.iter().any(|t| t == resource_type) {
+                        types.push(resource_type.to_owned());
+                    }
                 }
             }
             "_since" => {
@@ -72,7 +78,20 @@ pub async fn kick_off(
     let scope = match (level, group) {
         ("system", _) => Scope::All,
         ("Patient", _) => Scope::Patients(None),
-        (_, Some(group)) => Scope::Patients(Some(group_members(app, request, group).await?)),
+        (_, Some(group)) => {
+            let members = group_members(app, request, group).await?;
+            if members.len() > MAX_GROUP_MEMBERS {
+                return Err(FhirError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-costly",
+                    format!(
+                        "Group/{group} has {} patients; a group export takes at most {MAX_GROUP_MEMBERS} (export Patient/$export instead)",
+                        members.len()
+                    ),
+                ));
+            }
+            Scope::Patients(Some(members))
+        }
         _ => return Err(FhirError::not_found("No such export level")),
     };
     let job = ExportJob {
@@ -87,12 +106,41 @@ pub async fn kick_off(
         progress: "queued".into(),
         output: Vec::new(),
         error: None,
+        attempt: None,
     };
     let id = jobs::queue(&app.store, &job).await?;
     Ok(FhirResponse::new(StatusCode::ACCEPTED, None).header(
         CONTENT_LOCATION,
         &format!("{}/$export-status/{id}", request.base),
     ))
+}
+
+/// The kick-off parameters: the query's and, for a POST with a body, those of its
+/// Parameters resource (`valueString`, `valueInstant`, `valueCode`, ...).
+fn parameters(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
+    let mut all = request.params.clone();
+    if request.method == Method::POST && !request.body.is_empty() {
+        let body = request.parse_body()?;
+        if body["resourceType"] != "Parameters" {
+            return Err(FhirError::bad_request(
+                "A POST $export takes a Parameters resource (or no body)",
+            ));
+        }
+        crate::http::request::check_resource(&body, "Parameters")?;
+        for parameter in body["parameter"].as_array().into_iter().flatten() {
+            let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+            let value = parameter
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(key, _)| key.starts_with("value"))
+                .and_then(|(_, value)| value.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            all.push((name, value));
+        }
+    }
+    Ok(all)
 }
 
 fn query_string(params: &[(String, String)]) -> String {
@@ -211,7 +259,7 @@ pub async fn file(
             "Export {id} has no file '{name}'"
         )));
     }
-    let path = jobs::job_dir(&app.config.export_dir, id).join(name);
+    let path = jobs::files_dir(&app.config.export_dir, id, &job).join(name);
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| FhirError::not_found(format!("Export {id} has no file '{name}'")))?;
