@@ -269,15 +269,8 @@ impl SqliteStore {
     }
 
     pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
-        self.blocking_read(move |conn| {
-            let mut statement = conn.prepare_cached(&sql.text)?;
-            let rows = statement
-                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.blocking_read(move |conn| query_pairs(conn, &sql))
+            .await
     }
 
     pub async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
@@ -290,16 +283,9 @@ impl SqliteStore {
         .await
     }
 
+    /// A writing statement that returns two text columns (`RETURNING a, b`).
     pub async fn write_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
-        self.run_write(move |conn| {
-            let mut statement = conn.prepare_cached(&sql.text)?;
-            let rows = statement
-                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.run_write(move |conn| query_pairs(conn, &sql)).await
     }
 
     pub async fn current_after(
@@ -891,6 +877,15 @@ impl SqliteTx<'_> {
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
+}
+
+/// The rows of a statement that returns two text columns.
+fn query_pairs(conn: &Connection, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let rows = statement.query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Removes the index rows of one resource (a range of each table's primary key).
