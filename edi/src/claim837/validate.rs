@@ -114,11 +114,7 @@ impl<'d> Checker<'d> {
             self.element(
                 segment,
                 n,
-                if value.is_empty() {
-                    ErrorKind::MissingElement
-                } else {
-                    ErrorKind::InvalidValue
-                },
+                missing_or_invalid(value),
                 format!("'{value}' is not one of {}", allowed.join(", ")),
             );
         }
@@ -131,11 +127,7 @@ impl<'d> Checker<'d> {
             self.element(
                 segment,
                 n,
-                if value.is_empty() {
-                    ErrorKind::MissingElement
-                } else {
-                    ErrorKind::InvalidValue
-                },
+                missing_or_invalid(value),
                 format!("'{value}' is not an amount"),
             );
         }
@@ -431,6 +423,15 @@ impl<'d> Checker<'d> {
             }
         }
         charge
+    }
+}
+
+/// An empty element is missing; any other bad value is invalid.
+fn missing_or_invalid(value: &str) -> ErrorKind {
+    if value.is_empty() {
+        ErrorKind::MissingElement
+    } else {
+        ErrorKind::InvalidValue
     }
 }
 
