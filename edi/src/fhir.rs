@@ -15,6 +15,13 @@ pub mod systems {
     pub const CPT: &str = "http://www.ama-assn.org/go/cpt";
     pub const HCPCS: &str = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets";
     pub const CPT_MODIFIER: &str = "http://www.ama-assn.org/go/cpt-modifier";
+    /// National Drug Code (837P LIN03 with LIN02 `N4`, the 11-digit 5-4-2 form).
+    pub const NDC: &str = "http://hl7.org/fhir/sid/ndc";
+    pub const UCUM: &str = "http://unitsofmeasure.org";
+    /// A drug's pharmacy prescription number (837P loop 2410 REF*XZ).
+    pub const PRESCRIPTION_NUMBER_EXTENSION: &str = "urn:x12:prescription-number";
+    /// The link sequence number tying a compound drug's lines (837P loop 2410 REF*VY).
+    pub const LINK_SEQUENCE_EXTENSION: &str = "urn:x12:link-sequence-number";
     pub const PLACE_OF_SERVICE: &str =
         "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set";
     pub const CLAIM_TYPE: &str = "http://terminology.hl7.org/CodeSystem/claim-type";

@@ -523,13 +523,20 @@ fn cas_triplets<'d>(cas: &Segment<'d>) -> Result<Vec<Adjustment<'d>>, EdiError> 
     Ok(found)
 }
 
-/// A CAS triplet as an adjudication: PR-1 and PR-3 are the deductible and copay
-/// categories FHIR has; any other adjustment is categorized by its CAS group.
+/// A CAS triplet as an adjudication. Every one keeps its CAS group (PR, CO, OA, PI) as
+/// a category coding and its reason (CARC) as `reason`, so posting can tell what the
+/// patient owes from what is written off. PR-1 and PR-3 are also the deductible and copay
+/// categories FHIR has: that coding comes first, the CAS group second.
 fn adjudication(adjustment: &Adjustment) -> Value {
+    let group = json!({"system": systems::CAS_GROUP, "code": adjustment.group});
     let category = match (adjustment.group, adjustment.reason) {
-        ("PR", "1") => concept(systems::ADJUDICATION, "deductible"),
-        ("PR", "3") => concept(systems::ADJUDICATION, "copay"),
-        (group, _) => concept(systems::CAS_GROUP, group),
+        ("PR", "1") => {
+            json!({"coding": [{"system": systems::ADJUDICATION, "code": "deductible"}, group]})
+        }
+        ("PR", "3") => {
+            json!({"coding": [{"system": systems::ADJUDICATION, "code": "copay"}, group]})
+        }
+        _ => json!({"coding": [group]}),
     };
     json!({
         "category": category,
@@ -980,6 +987,81 @@ mod tests {
         assert_eq!(
             codes(&items[1]["adjudication"]),
             ["submitted", "benefit", "CO", "copay"]
+        );
+    }
+
+    /// Every CAS adjustment's (group, reason, amount), read back from its adjudication
+    /// entry: the group from the category's CAS group coding, the reason from CARC.
+    fn adjustments_of(entries: &Value) -> Vec<(String, String, String)> {
+        let code_of = |concept: &Value, system: &str| -> String {
+            concept["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["system"] == system)
+                .and_then(|c| c["code"].as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        entries
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter(|e| e.get("reason").is_some())
+            .map(|e| {
+                (
+                    code_of(&e["category"], systems::CAS_GROUP),
+                    code_of(&e["reason"], systems::CARC),
+                    value(&e["amount"]),
+                )
+            })
+            .collect()
+    }
+
+    /// Deductible and copay keep their CAS group (PR) beside their category, as every
+    /// other adjustment does: patient responsibility is told from a write-off.
+    #[test]
+    fn every_adjustment_keeps_its_group_and_reason() {
+        let (result, _) = run(&[balanced()]);
+        let remittances = result.expect("balanced");
+        let response = &remittances[0].claim_responses[0].claim_response;
+        let owned = |cases: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+            cases
+                .iter()
+                .map(|(g, r, a)| (g.to_string(), r.to_string(), a.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            adjustments_of(&response["adjudication"]),
+            owned(&[("OA", "23", "10.00")])
+        );
+        assert_eq!(
+            adjustments_of(&response["item"][0]["adjudication"]),
+            owned(&[
+                ("CO", "45", "40.00"),
+                ("PR", "1", "15.00"),
+                ("PR", "2", "5.00")
+            ])
+        );
+        assert_eq!(
+            adjustments_of(&response["item"][1]["adjudication"]),
+            owned(&[("CO", "45", "20.00"), ("PR", "3", "10.00")])
+        );
+        // A deductible taken as a contractual adjustment is not patient responsibility.
+        let (result, _) = run(&[body_with("CAS*PR*1*15*1*2*5", "CAS*CO*1*15**2*5")]);
+        let remittances = result.expect("balanced");
+        let line = &remittances[0].claim_responses[0].claim_response["item"][0];
+        assert_eq!(
+            adjustments_of(&line["adjudication"]),
+            owned(&[
+                ("CO", "45", "40.00"),
+                ("CO", "1", "15.00"),
+                ("CO", "2", "5.00")
+            ])
+        );
+        assert_eq!(
+            codes(&line["adjudication"]),
+            ["submitted", "benefit", "eligible", "CO", "CO", "CO", "N130"]
         );
     }
 

@@ -267,11 +267,22 @@ impl Writer {
 /// An X12 string value: upper case, separators and characters outside the basic and
 /// extended character sets replaced by a space, runs of spaces collapsed, trimmed.
 pub fn clean(text: &str) -> String {
+    clean_as(text, true)
+}
+
+/// Like `clean`, but keeping lower case (part of the extended character set): for free
+/// text such as a procedure description, which an 837P read back should give unchanged.
+pub fn clean_text(text: &str) -> String {
+    clean_as(text, false)
+}
+
+fn clean_as(text: &str, upper: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let c = match c {
             '*' | '~' | ':' | '^' => ' ',
-            c if c.is_ascii_graphic() || c == ' ' => c.to_ascii_uppercase(),
+            c if (c.is_ascii_graphic() || c == ' ') && upper => c.to_ascii_uppercase(),
+            c if c.is_ascii_graphic() => c,
             _ => ' ',
         };
         if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
@@ -358,5 +369,9 @@ mod tests {
     #[test]
     fn clean_values_fit_x12() {
         assert_eq!(clean(" Dr. José  O'Brien*~ "), "DR. JOS O'BRIEN");
+        assert_eq!(
+            clean_text(" Sod Chl 0.9%:see  NDC# "),
+            "Sod Chl 0.9% see NDC#"
+        );
     }
 }

@@ -250,6 +250,43 @@ fn corrected_claim(void: bool) -> Value {
     bundle
 }
 
+/// A drug for a line: its NDC, quantity and unit, and a prescription (`XZ`) or link
+/// sequence (`VY`) number.
+fn drug(ndc: &str, quantity: &str, unit: &str, reference: Option<(&str, &str)>) -> Value {
+    let mut detail = json!({"sequence": 1,
+        "productOrService": {"coding": [{"system": systems::NDC, "code": ndc}]},
+        "quantity": {"value": quantity.parse::<serde_json::Number>().unwrap(),
+                     "system": systems::UCUM, "code": unit}});
+    if let Some((qualifier, number)) = reference {
+        let url = if qualifier == "XZ" {
+            systems::PRESCRIPTION_NUMBER_EXTENSION
+        } else {
+            systems::LINK_SEQUENCE_EXTENSION
+        };
+        detail["extension"] = json!([{"url": url, "valueString": number}]);
+    }
+    detail
+}
+
+/// `simple_claim` with two drug lines: one described and identified by its NDC with a
+/// prescription number, one with a modifier, a description and a link sequence number.
+fn drug_claim() -> Value {
+    let mut bundle = simple_claim();
+    let claim = &mut bundle["entry"][0]["resource"];
+    let mut saline = line(2, "J3490", &[], "67.69", 7, &[1], "2026-11-18");
+    saline["productOrService"]["text"] = json!("Sodium chloride see NDC");
+    saline["detail"] = json!([drug("00338004938", "7", "mL", Some(("XZ", "2530001")))]);
+    let mut heparin = line(3, "J1642", &["JW"], "10.5", 2, &[1], "2026-11-18");
+    heparin["productOrService"]["text"] = json!("Hep lock flush");
+    heparin["detail"] = json!([drug("08290038005", "2.5", "{unit}", Some(("VY", "1")))]);
+    claim["item"]
+        .as_array_mut()
+        .unwrap()
+        .extend([saline, heparin]);
+    claim["total"] = json!({"value": 203.19, "currency": "USD"});
+    bundle
+}
+
 /// A line's mapped facts: code, modifiers, charge in cents, units, pointers, date.
 type ItemFacts = (String, Vec<String>, Option<i64>, String, Value, String);
 
@@ -294,6 +331,7 @@ fn varied_claims_pass_pyx12() {
         ("secondary", secondary_claim()),
         ("replacement", corrected_claim(false)),
         ("void", corrected_claim(true)),
+        ("drug", drug_claim()),
     ] {
         let text = generated(&bundle, 17);
         let parsed =
@@ -364,6 +402,7 @@ fn claims_round_trip() {
         ("secondary", secondary_claim()),
         ("replacement", corrected_claim(false)),
         ("void", corrected_claim(true)),
+        ("drug", drug_claim()),
     ] {
         let text = generated(&bundle, 7);
         let parsed = edi::parse(text.as_bytes()).unwrap();
@@ -429,6 +468,7 @@ fn claims_round_trip() {
                 .collect()
         };
         assert_eq!(items(back), items(original), "{name}");
+        assert_eq!(drugs(back), drugs(original), "{name}");
         assert_eq!(
             back["insurance"].as_array().unwrap().len(),
             original["insurance"].as_array().unwrap().len()
@@ -442,6 +482,88 @@ fn claims_round_trip() {
             original["related"][0]["reference"]["value"]
         );
     }
+}
+
+/// Per item: the description, and the drug's NDC, quantity, unit and REF extension.
+fn drugs(claim: &Value) -> Vec<(Value, Value, String, Value, Value)> {
+    claim["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let detail = &i["detail"][0];
+            (
+                i["productOrService"]["text"].clone(),
+                detail["productOrService"]["coding"][0]["code"].clone(),
+                detail["quantity"]["value"].to_string(),
+                detail["quantity"]["code"].clone(),
+                detail["extension"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// SV101-7 is the description, not a modifier; the drug is loop 2410 after REF*6R.
+#[test]
+fn drug_lines_map_to_the_expected_segments() {
+    let text = generated(&drug_claim(), 46);
+    for segments in [
+        "SV1*HC:99213*125*UN*1***1~\nDTP*472*D8*20261118~\nREF*6R*1~\nLX*2~",
+        "SV1*HC:J3490:::::Sodium chloride see NDC*67.69*UN*7***1~\nDTP*472*D8*20261118~\n\
+         REF*6R*2~\nLIN**N4*00338004938~\nCTP****7*ML~\nREF*XZ*2530001~\nLX*3~",
+        "SV1*HC:J1642:JW::::Hep lock flush*10.5*UN*2***1~\nDTP*472*D8*20261118~\n\
+         REF*6R*3~\nLIN**N4*08290038005~\nCTP****2.5*UN~\nREF*VY*1~\nSE*",
+    ] {
+        assert!(text.contains(segments), "{segments} not in\n{text}");
+    }
+    // A 10-digit NDC with hyphens is written in its 11-digit form.
+    let mut bundle = drug_claim();
+    bundle["entry"][0]["resource"]["item"][1]["detail"][0]["productOrService"]["coding"][0]["code"] =
+        json!("0338-0049-38");
+    assert!(generated(&bundle, 46).contains("LIN**N4*00338004938~"));
+}
+
+/// An 837P from elsewhere with a described drug line (SV101-7, LIN, CTP, REF*XZ) reads
+/// into the description and a detail, and gives the same 837P again.
+#[test]
+fn a_drug_line_from_elsewhere_survives_the_round_trip() {
+    let plain = generated(&simple_claim(), 47);
+    let mut lines: Vec<String> = plain.lines().map(str::to_owned).collect();
+    for line in &mut lines {
+        if line.starts_with("CLM*") {
+            *line = line.replace("*125*", "*67.69*");
+        }
+        if line.starts_with("SV1*") {
+            *line = "SV1*HC:J3490:::::Sodium chloride see NDC*67.69*UN*7***1~".into();
+        }
+    }
+    let after = lines.iter().position(|l| l.starts_with("REF*6R")).unwrap() + 1;
+    let drug = ["LIN**N4*00338004938~", "CTP****7.00*UN~", "REF*XZ*2530001~"];
+    lines.splice(after..after, drug.iter().map(|s| s.to_string()));
+    let se = lines.iter().position(|l| l.starts_with("SE*")).unwrap();
+    let count = se - lines.iter().position(|l| l.starts_with("ST*")).unwrap() + 1;
+    lines[se] = format!("SE*{count}*0047~");
+    let text = lines.join("\n") + "\n";
+
+    let parsed = edi::parse(text.as_bytes()).unwrap();
+    let bundles = claim837::to_fhir(&parsed).unwrap();
+    let item = &bundles[0]["entry"][0]["resource"]["item"][0];
+    assert!(item.get("modifier").is_none(), "{item:#}");
+    assert_eq!(item["productOrService"]["text"], "Sodium chloride see NDC");
+    assert_eq!(item["productOrService"]["coding"][0]["code"], "J3490");
+    let detail = &item["detail"][0];
+    assert_eq!(
+        detail["productOrService"]["coding"][0],
+        json!({"system": systems::NDC, "code": "00338004938"})
+    );
+    assert_eq!(detail["quantity"]["value"].to_string(), "7.00");
+    assert_eq!(detail["quantity"]["code"], "{unit}");
+    assert_eq!(
+        detail["extension"][0],
+        json!({"url": systems::PRESCRIPTION_NUMBER_EXTENSION, "valueString": "2530001"})
+    );
+    assert_eq!(generated(&bundles[0], 47), text);
+    pyx12(&text, "drug-from-elsewhere");
 }
 
 #[test]

@@ -1,12 +1,17 @@
 //! `fhir-server edi ...`: the X12 translators from the command line.
 //!
 //! - `to-837 BUNDLE.json`: the 837P of the Claim in a Bundle (with the resources it
-//!   references); each problem of the claim is listed and the exit status is 1;
+//!   references), or of each Bundle of an array of them (what `parse --to fhir` prints,
+//!   so the two compose), one interchange each; each problem of a claim is listed and the
+//!   exit status is 1;
 //! - `parse FILE [--to fhir]`: the structure of an interchange (envelopes and loops), or
 //!   its FHIR resources (837P claims, 835 remittances, 999 statuses) as JSON;
 //! - `validate FILE`: envelopes, then the 837P implementation checks, the 835 balancing
 //!   rules, or the reading of a 999; every error with its segment position and element;
 //! - `ack FILE`: the TA1 and 999 acknowledging an inbound 837P.
+//!
+//! Every FILE (and BUNDLE) may be `-`, standard input, so the commands can be piped:
+//! `fhir-server edi parse --to fhir f.837 | fhir-server edi to-837 -`.
 
 use std::path::PathBuf;
 
@@ -16,7 +21,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Subcommand)]
 pub enum EdiCommand {
     /// Write the 837P of the Claim in a FHIR Bundle (JSON) that also holds the resources it
-    /// references.
+    /// references, or of each Bundle in an array of them (what `parse --to fhir` prints),
+    /// one interchange per Bundle with consecutive control numbers. `-` reads standard
+    /// input.
     #[command(name = "to-837")]
     To837 {
         bundle: PathBuf,
@@ -110,7 +117,14 @@ pub fn run(command: EdiCommand) -> Result<(), String> {
     }
 }
 
+/// A file's bytes; `-` is standard input, so that the commands can be piped together.
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| format!("standard input: {e}"))?;
+        return Ok(bytes);
+    }
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -120,26 +134,63 @@ fn to_837(
     out: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let bytes = read(path)?;
-    let bundle: Value =
+    let input: Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    match edi::claim837::generate(&bundle, &envelope.envelope()) {
-        Ok(text) => match out {
-            Some(out) => std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display())),
-            None => {
-                print!("{text}");
-                Ok(())
-            }
-        },
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("  {problem}");
-            }
-            Err(format!(
-                "the claim cannot be written as an 837P: {} problems",
-                problems.len()
-            ))
+    let text = interchanges_837(&input, &envelope.envelope())?;
+    match out {
+        Some(out) => std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display())),
+        None => {
+            print!("{text}");
+            Ok(())
         }
     }
+}
+
+/// The 837P of one Bundle, or of each Bundle of an array (what `parse --to fhir` prints),
+/// one interchange after the other, numbered on from `envelope`'s control number so that
+/// none repeats. Every problem of every claim is listed (naming the Bundle, from 1, when
+/// there is an array) before giving up, so one run shows all that needs fixing.
+fn interchanges_837(input: &Value, envelope: &edi::Envelope) -> Result<String, String> {
+    let (bundles, numbered) = match input {
+        Value::Array(bundles) => (bundles.iter().collect::<Vec<_>>(), true),
+        bundle => (vec![bundle], false),
+    };
+    if bundles.is_empty() {
+        return Err("the input is an empty array: no Bundle to write".into());
+    }
+    let mut text = String::new();
+    let mut problems = 0;
+    for (n, bundle) in bundles.into_iter().enumerate() {
+        let mut envelope = envelope.clone();
+        envelope.control_number = nth_control(envelope.control_number, n);
+        match edi::claim837::generate(bundle, &envelope) {
+            Ok(interchange) => text.push_str(&interchange),
+            Err(found) => {
+                let bundle = if numbered {
+                    format!("Bundle {}: ", n + 1)
+                } else {
+                    String::new()
+                };
+                for problem in &found {
+                    eprintln!("  {bundle}{problem}");
+                }
+                problems += found.len();
+            }
+        }
+    }
+    if problems > 0 {
+        return Err(format!(
+            "the claims cannot be written as an 837P: {problems} problems"
+        ));
+    }
+    Ok(text)
+}
+
+/// The `n`th (from 0) control number from `first`, within ISA13's 1 to 999,999,999.
+fn nth_control(first: u32, n: usize) -> u32 {
+    const MAX: u64 = 999_999_999;
+    let next = (u64::from(first.max(1)) - 1 + n as u64) % MAX + 1;
+    u32::try_from(next).unwrap_or(1)
 }
 
 /// The transaction set type of every set in the input (`837`, `835`, `999`).
@@ -300,4 +351,26 @@ fn ack(path: &std::path::Path, envelope: &EnvelopeArgs) -> Result<(), String> {
     let acknowledgment = edi::ack::acknowledge_837(&bytes, &envelope.envelope());
     print!("{}", acknowledgment.interchange);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_numbers_go_on_and_wrap_within_isa13() {
+        assert_eq!(nth_control(21, 0), 21);
+        assert_eq!(nth_control(21, 1), 22);
+        assert_eq!(nth_control(999_999_999, 1), 1);
+        assert_eq!(nth_control(0, 0), 1);
+        assert!((1..=999_999_999).contains(&nth_control(u32::MAX, 7)));
+    }
+
+    #[test]
+    fn an_empty_array_is_refused() {
+        let envelope = envelope_now("A", "B", Some(1), 'T');
+        assert!(interchanges_837(&json!([]), &envelope).is_err());
+        let error = interchanges_837(&json!([{"resourceType": "Bundle"}]), &envelope);
+        assert!(error.is_err());
+    }
 }

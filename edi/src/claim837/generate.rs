@@ -17,18 +17,21 @@
 //! - Claim.careTeam (role primary, else the first): rendering provider 2310B;
 //!   Claim.facility (Location): 2310C;
 //! - the other Claim.insurance entries: 2320/2330A/2330B;
-//! - Claim.item (up to 50): LX, SV1 (CPT/HCPCS with up to 4 modifiers, net charge, units,
-//!   diagnosis pointers), DTP*472 (servicedDate or servicedPeriod), REF*6R (extension
-//!   `urn:x12:line-item-control-number`, else the sequence).
+//! - Claim.item (up to 50): LX, SV1 (CPT/HCPCS with up to 4 modifiers, the description
+//!   from productOrService.text in SV101-7, net charge, units, diagnosis pointers),
+//!   DTP*472 (servicedDate or servicedPeriod), REF*6R (extension
+//!   `urn:x12:line-item-control-number`, else the sequence), and loop 2410 (LIN, CTP,
+//!   REF*XZ/VY) from the item's detail coded with an NDC (see `drug`).
 //!
 //! Missing or inconsistent data is not written as a broken file: `generate` returns every
 //! problem found, each naming the FHIR element.
 
 use serde_json::Value;
 
+use super::drug::Drug;
 pub use crate::envelope::Envelope;
 use crate::fhir::{self, Resources, systems};
-use crate::syntax::{Writer, clean};
+use crate::syntax::{Writer, clean, clean_text};
 
 /// A problem that keeps a claim from being written, naming the FHIR element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,8 @@ impl std::fmt::Display for Problem {
 /// The most diagnoses and service lines an 837P claim holds.
 pub const MAX_DIAGNOSES: usize = 12;
 pub const MAX_LINES: usize = 50;
+/// SV101-7, the procedure description, is at most 80 characters.
+pub const MAX_DESCRIPTION: usize = 80;
 
 /// Writes the 837P of the Claim in `bundle` (a Bundle holding the Claim and what it
 /// references, or the resources found by the caller).
@@ -62,7 +67,7 @@ pub fn generate(bundle: &Value, envelope: &Envelope) -> Result<String, Vec<Probl
     }
 }
 
-fn problem(element: &str, message: impl Into<String>) -> Problem {
+pub(super) fn problem(element: &str, message: impl Into<String>) -> Problem {
     Problem {
         element: element.to_owned(),
         message: message.into(),
@@ -181,6 +186,8 @@ struct Line {
     code: String,
     /// `HC` (CPT/HCPCS).
     modifiers: Vec<String>,
+    /// SV101-7.
+    description: Option<String>,
     charge: i64,
     units: String,
     pointers: Vec<String>,
@@ -188,6 +195,8 @@ struct Line {
     date: (String, String),
     control: String,
     place: Option<String>,
+    /// Loop 2410.
+    drug: Option<Drug>,
 }
 
 struct OtherInsurance {
@@ -409,11 +418,7 @@ impl Content {
         let payer_claim_number = related_prior
             .and_then(|r| r["reference"]["value"].as_str())
             .map(str::to_owned);
-        let frequency = match (claim["status"].as_str(), related_prior) {
-            (Some("cancelled"), _) => "8",
-            (_, Some(_)) => "7",
-            _ => "1",
-        };
+        let frequency = super::frequency_code(claim);
         if frequency != "1" && payer_claim_number.is_none() {
             problems.push(problem(
                 "Claim.related",
@@ -749,7 +754,7 @@ fn code_like(value: &str, min: usize, max: usize) -> bool {
 }
 
 /// A positive decimal of at most 15 digits.
-fn is_quantity(value: &str) -> bool {
+pub(super) fn is_quantity(value: &str) -> bool {
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     (1..=15).contains(&digits)
         && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -932,19 +937,43 @@ fn read_line(
             format!("'{bad}' is not a place of service code (two digits)"),
         ));
     }
+    let drug = Drug::read(item, &at, problems);
     if problems.len() > before {
         return None;
     }
     Some(Line {
         code: code?,
         modifiers,
+        description: description(service),
         charge: charge?,
         units,
         pointers,
         date: date?,
         control,
         place,
+        drug,
     })
+}
+
+/// SV101-7 from productOrService.text: free text, so its case is kept; cut to the 80
+/// characters the element holds rather than refusing the claim for a long label.
+fn description(service: &Value) -> Option<String> {
+    let mut text = clean_text(service["text"].as_str()?);
+    text.truncate(MAX_DESCRIPTION);
+    let text = text.trim_end().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// SV101: `HC`, the code, the modifiers (SV101-3 to -6) and the description (SV101-7),
+/// with the empty modifier places kept before a description.
+fn procedure(line: &Line) -> String {
+    let mut components = vec!["HC", line.code.as_str()];
+    components.extend(line.modifiers.iter().map(String::as_str));
+    if let Some(description) = &line.description {
+        components.resize(6, "");
+        components.push(description);
+    }
+    components.join(":")
 }
 
 fn write(content: &Content, envelope: &Envelope) -> String {
@@ -1094,11 +1123,7 @@ fn write(content: &Content, envelope: &Envelope) -> String {
     // 2400 lines.
     for (n, line) in content.lines.iter().enumerate() {
         w.segment("LX", &[&(n + 1).to_string()]);
-        let mut procedure = format!("HC:{}", line.code);
-        for modifier in &line.modifiers {
-            procedure.push(':');
-            procedure.push_str(modifier);
-        }
+        let procedure = procedure(line);
         let place = match &line.place {
             Some(place) if *place != content.place => place.as_str(),
             _ => "",
@@ -1117,6 +1142,9 @@ fn write(content: &Content, envelope: &Envelope) -> String {
         );
         w.segment("DTP", &["472", &line.date.0, &line.date.1]);
         w.segment("REF", &["6R", &line.control]);
+        if let Some(drug) = &line.drug {
+            drug.write(&mut w);
+        }
     }
     envelope.end_set(&mut w, &set_control);
     envelope.close(&mut w, Some(1));

@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::drug;
 use crate::error::EdiError;
 use crate::fhir::{self, systems};
 use crate::loops::{self, Loop};
@@ -479,6 +480,8 @@ fn claim(
     Ok(claim)
 }
 
+/// A service line (2400) as a Claim.item: SV1 (SV101-7, the description, as
+/// productOrService.text), DTP*472, REF*6R, and its drug (2410) as the item's detail.
 fn item(
     document: &Document,
     line: &Loop,
@@ -487,17 +490,16 @@ fn item(
     claim_place: &str,
     diagnoses: usize,
 ) -> Result<Value, EdiError> {
-    let mut parts = sv1.components(1);
-    let qualifier = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
+    let (qualifier, code) = (sv1.component(1, 1), sv1.component(1, 2));
     if qualifier != "HC" || code.is_empty() {
         return Err(sv1
             .element_error(1, "SV101 is HC and a CPT/HCPCS code")
             .at_component(1));
     }
-    let modifiers: Vec<Value> = parts
+    // SV101-3 to -6 are the modifiers; SV101-7 is the description, not a modifier.
+    let modifiers: Vec<Value> = (3..=6)
+        .map(|c| sv1.component(1, c))
         .filter(|m| !m.is_empty())
-        .take(4)
         .map(|m| json!({"coding": [{"system": systems::CPT_MODIFIER, "code": m}]}))
         .collect();
     let charge = fhir::parse_cents(sv1.element(2))
@@ -512,9 +514,14 @@ fn item(
     } else {
         sv1.element(5)
     };
+    let mut service = json!({"coding": [{"system": system, "code": code}]});
+    let description = sv1.component(1, 7);
+    if !description.is_empty() {
+        service["text"] = json!(description);
+    }
     let mut item = json!({
         "sequence": sequence,
-        "productOrService": {"coding": [{"system": system, "code": code}]},
+        "productOrService": service,
         "net": fhir::money(charge),
         "locationCodeableConcept": {"coding": [{"system": systems::PLACE_OF_SERVICE, "code": place}]},
     });
@@ -563,6 +570,9 @@ fn item(
     if let Some(reference) = line.get(document, "REF", Some("6R")) {
         item["extension"] =
             json!([{"url": systems::LINE_CONTROL_EXTENSION, "valueString": reference.element(2)}]);
+    }
+    if let Some(drug) = line.first("2410") {
+        item["detail"] = json!([drug::to_fhir(document, drug)?]);
     }
     Ok(item)
 }
