@@ -7,6 +7,7 @@
 pub mod compartment;
 pub mod defs;
 pub mod fhirpath;
+pub mod fhirpath_patch;
 pub mod json;
 pub mod validate;
 pub mod xml;
