@@ -43,6 +43,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_BASE_URL")]
     pub base_url: Option<String>,
 
+    /// Origins allowed to call the API from a browser (CORS), comma-separated, e.g.
+    /// `https://app.example.org,http://localhost:3000`; `*` allows any origin. Default:
+    /// none (no CORS headers; browsers block cross-origin calls).
+    #[arg(long, env = "FHIR_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "FHIR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -214,7 +214,7 @@ impl Pending {
         if self.entries.is_empty() {
             return;
         }
-        let mut transaction = Transaction::new(std::mem::take(&mut self.entries));
+        let mut transaction = Transaction::new(std::mem::take(&mut self.entries)).by_server();
         transaction.settle_locally();
         let work = Work {
             transaction,
@@ -354,7 +354,8 @@ fn read_json(
                     };
                     tally.skipped.fetch_add(reads.len(), Ordering::Relaxed);
                     for write in writes {
-                        let mut transaction = Transaction::new(vec![TxEntry { index: 0, ..write }]);
+                        let mut transaction =
+                            Transaction::new(vec![TxEntry { index: 0, ..write }]).by_server();
                         transaction.settle_locally();
                         let _ = sender.blocking_send(Work {
                             transaction,
@@ -375,7 +376,7 @@ fn read_json(
             tally.skipped.fetch_add(reads.len(), Ordering::Relaxed);
             // By the entry's position in the Bundle (the index a failure names).
             let origins = (0..count).map(|i| format!("{name} entry {i}")).collect();
-            let mut transaction = Transaction::new(writes);
+            let mut transaction = Transaction::new(writes).by_server();
             transaction.settle_locally();
             let _ = sender.blocking_send(Work {
                 transaction,
@@ -452,7 +453,7 @@ async fn write(store: &Store, tenant: TenantId, work: Work, tally: &Tally) {
         }
         tally.fail(1, format!("{origin}: {reason}"));
         entries.retain(|entry| entry.index != index);
-        let mut again = Transaction::new(entries.clone());
+        let mut again = Transaction::new(entries.clone()).by_server();
         again.settle_locally();
         attempt = Some(again);
     }

@@ -239,6 +239,7 @@ async fn create_tenant(
 }
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
+    http::cors::layer(&config.cors_origins).map_err(|e| format!("--cors-origins: {e}"))?;
     let store = open(&config.database).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -248,7 +249,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let backend = store.backend_name();
     let app = app::App::new(store, config);
     jobs::start(app.clone());
-    let router = http::router(app);
+    let router = http::router(app)?;
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("fhir-server listening on http://{address}");

@@ -102,6 +102,96 @@ pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) ->
     serde_json::to_vec(resource).unwrap_or_default()
 }
 
+/// Tag systems whose codes only the server sets: the X12 claim state that `$submit` and
+/// `$import-835` record. A client's write cannot set, change or drop them (a billing
+/// system's sync that PUTs its own copy of a Claim without `meta` must not make a paid
+/// claim look unsent): `keep_server_owned` puts the stored version's values back.
+pub const SERVER_TAG_SYSTEMS: &[&str] = &["urn:x12:claim-state"];
+
+/// Extensions only the server sets: the pointer from a Claim to its submitted 837P.
+pub const SERVER_EXTENSIONS: &[&str] = &["urn:x12:submission"];
+
+/// Whether the server keeps state of its own in resources of this type, so that a
+/// client's update must read the stored version to carry that state over.
+pub fn has_server_owned(resource_type: &str) -> bool {
+    resource_type == "Claim"
+}
+
+/// Replaces the server-owned tags and extensions of `resource` (a client's write) with
+/// those of `previous` (the stored version; `None` for a new resource, so a client's own
+/// values are dropped). Whether anything changed (the caller's index rows are then stale).
+pub fn keep_server_owned(resource: &mut Value, previous: Option<&Value>) -> bool {
+    let tag = ["meta", "tag"];
+    let extension = ["extension"];
+    let before = (
+        server_owned(Some(resource), &tag, "system", SERVER_TAG_SYSTEMS),
+        server_owned(Some(resource), &extension, "url", SERVER_EXTENSIONS),
+    );
+    let kept = (
+        server_owned(previous, &tag, "system", SERVER_TAG_SYSTEMS),
+        server_owned(previous, &extension, "url", SERVER_EXTENSIONS),
+    );
+    if before == kept {
+        return false;
+    }
+    replace_owned(resource, &tag, "system", SERVER_TAG_SYSTEMS, kept.0);
+    replace_owned(resource, &extension, "url", SERVER_EXTENSIONS, kept.1);
+    true
+}
+
+/// The server-owned items (`key` in `owned`) of the array at `path` in `resource`.
+fn server_owned(resource: Option<&Value>, path: &[&str], key: &str, owned: &[&str]) -> Vec<Value> {
+    let mut value = resource;
+    for step in path {
+        value = value.and_then(|v| v.get(step));
+    }
+    value
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|item| item[key].as_str().is_some_and(|k| owned.contains(&k)))
+        .cloned()
+        .collect()
+}
+
+/// Drops the items of the array at `path` whose `key` is in `owned`, then appends `kept`;
+/// an array left empty is removed (FHIR has no empty arrays), and so is an empty `meta`.
+fn replace_owned(resource: &mut Value, path: &[&str], key: &str, owned: &[&str], kept: Vec<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut object = resource.as_object_mut();
+    for step in parents {
+        if object.as_ref().is_some_and(|o| !o.contains_key(*step)) && kept.is_empty() {
+            return;
+        }
+        object = object.and_then(|o| {
+            o.entry(step.to_string())
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+        });
+    }
+    let Some(object) = object else {
+        return;
+    };
+    let mut items: Vec<Value> = match object.shift_remove(*last) {
+        Some(Value::Array(items)) => items,
+        Some(other) => vec![other],
+        None => Vec::new(),
+    };
+    items.retain(|item| !item[key].as_str().is_some_and(|k| owned.contains(&k)));
+    items.extend(kept);
+    if !items.is_empty() {
+        object.insert(last.to_string(), Value::Array(items));
+    }
+    if let [parent] = parents
+        && resource[parent].as_object().is_some_and(Map::is_empty)
+        && let Some(top) = resource.as_object_mut()
+    {
+        top.shift_remove(*parent);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +226,36 @@ mod tests {
             Some(1_700_000_000_000_000)
         );
         assert!(parse_instant("2023-11-14").is_none());
+    }
+
+    #[test]
+    fn server_owned_tags_and_extensions_are_carried_over_and_client_values_dropped() {
+        let stored = json!({"resourceType": "Claim", "meta": {"tag": [
+            {"system": "urn:x12:claim-state", "code": "paid"}, {"system": "s", "code": "a"}]},
+            "extension": [{"url": "urn:x12:submission", "valueReference": {"reference": "Binary/1"}}]});
+        let mut sync = json!({"resourceType": "Claim", "status": "active"});
+        keep_server_owned(&mut sync, Some(&stored));
+        assert_eq!(
+            sync["meta"]["tag"],
+            json!([{"system": "urn:x12:claim-state", "code": "paid"}])
+        );
+        assert_eq!(sync["extension"][0]["url"], "urn:x12:submission");
+
+        let mut forged = json!({"resourceType": "Claim", "meta": {"tag": [
+            {"system": "urn:x12:claim-state", "code": "submitted"}, {"system": "s", "code": "b"}]}});
+        keep_server_owned(&mut forged, Some(&stored));
+        assert_eq!(
+            forged["meta"]["tag"],
+            json!([{"system": "s", "code": "b"},
+            {"system": "urn:x12:claim-state", "code": "paid"}])
+        );
+
+        let mut new = json!({"resourceType": "Claim", "meta": {"tag": [
+            {"system": "urn:x12:claim-state", "code": "paid"}]}});
+        keep_server_owned(&mut new, None);
+        assert_eq!(new, json!({"resourceType": "Claim"}));
+        let mut plain = json!({"resourceType": "Patient"});
+        keep_server_owned(&mut plain, None);
+        assert_eq!(plain, json!({"resourceType": "Patient"}));
     }
 }

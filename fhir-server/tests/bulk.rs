@@ -240,7 +240,11 @@ async fn manifest(server: &Server, status_url: &str) -> Value {
                 assert!(response.headers().contains_key("x-progress"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            200 => return response.json().await.unwrap(),
+            200 => {
+                // The manifest is not a FHIR resource: plain JSON, as the Bulk Data spec says.
+                assert_eq!(response.headers()["content-type"], "application/json");
+                return response.json().await.unwrap();
+            }
             other => panic!("export status {other}: {:?}", response.text().await),
         }
     }

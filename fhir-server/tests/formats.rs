@@ -496,3 +496,93 @@ async fn bodies_over_the_limit_are_413(backend: Backend) {
     assert_eq!(small.status, 201, "{}", small.text);
 }
 both_backends!(bodies_over_the_limit_are_413);
+
+async fn summary_and_elements_apply_to_read_and_vread(server: Server) {
+    let created = server
+        .create(&server.base, &patient("Summary", "s-1"))
+        .await;
+    let url = format!(
+        "{}/Patient/{}",
+        server.base,
+        created["id"].as_str().unwrap()
+    );
+    for read in [url.clone(), format!("{url}/_history/1")] {
+        let answer = get(&server, &format!("{read}?_elements=gender"), None).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let resource = answer.json();
+        assert_eq!(resource["gender"], "female", "{resource}");
+        assert!(resource.get("name").is_none(), "{resource}");
+        assert!(
+            resource["meta"]["tag"][0]["code"] == "SUBSETTED",
+            "{resource}"
+        );
+
+        let summary = get(&server, &format!("{read}?_summary=true"), None)
+            .await
+            .json();
+        assert!(summary.get("name").is_some(), "name is a summary element");
+        let text = get(&server, &format!("{read}?_summary=text&_format=xml"), None).await;
+        assert!(
+            text.is_xml() && !text.text.contains("Summary"),
+            "{}",
+            text.text
+        );
+    }
+    let answer = get(&server, &format!("{url}?_summary=count"), None).await;
+    answer.assert_outcome(400);
+    let answer = get(&server, &format!("{url}?_summary=maybe"), None).await;
+    answer.assert_outcome(400);
+}
+both!(summary_and_elements_apply_to_read_and_vread);
+
+async fn paging_links_keep_the_format(server: Server) {
+    for n in 0..3 {
+        server
+            .create(&server.base, &patient("Paged", &format!("p-{n}")))
+            .await;
+    }
+    let first = get(
+        &server,
+        &format!("{}/Patient?_count=1&_format=json&_pretty=true", server.base),
+        None,
+    )
+    .await;
+    let bundle = first.json();
+    let next = bundle["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .expect("a next link")
+        .to_owned();
+    assert!(
+        next.contains("_format=json") && next.contains("_pretty=true"),
+        "{next}"
+    );
+    let xml = get(
+        &server,
+        &format!("{}/Patient?_count=1&_format=xml", server.base),
+        None,
+    )
+    .await;
+    assert!(xml.is_xml());
+    let next = xml
+        .text
+        .split("<relation value=\"next\"/>")
+        .nth(1)
+        .and_then(|rest| rest.split("<url value=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next link")
+        .replace("&amp;", "&");
+    let page_two = get(&server, &next, None).await;
+    assert!(page_two.is_xml(), "page 2 of an XML search is XML: {next}");
+    let history = get(
+        &server,
+        &format!("{}/_history?_count=1&_format=xml", server.base),
+        None,
+    )
+    .await;
+    assert!(history.text.contains("_format=xml"), "{}", history.text);
+}
+both!(paging_links_keep_the_format);

@@ -1424,3 +1424,178 @@ async fn metadata_describes_the_server(server: Server) {
     );
 }
 both!(metadata_describes_the_server);
+
+// --- What clients send by mistake ---------------------------------------------------
+
+async fn create_with_search_parameters_is_400_not_a_duplicate(server: Server) {
+    let mrn = "get-or-create-1";
+    let body = patient_with(Some(MRN), mrn);
+    send(post(&server, "Patient", &body)).await.expect(201);
+    // fhirpy's get_or_create sends the criteria as query parameters.
+    let query = format!("Patient?{}", by_mrn(mrn));
+    let reply = send(post(&server, &query, &body)).await.expect(400);
+    reply.expect_outcome();
+    assert!(reply.text.contains("identifier"), "{}", reply.text);
+    assert_eq!(count(&server, &by_mrn(mrn)).await, 1);
+    // The format parameters are fine.
+    send(post(&server, "Patient?_format=json&_pretty=true", &body))
+        .await
+        .expect(201);
+    // Likewise inside a transaction.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": body, "request": {"method": "POST", "url": query}}]});
+    let reply = send(post(&server, "", &bundle)).await.expect(400);
+    assert!(reply.text.contains("Bundle.entry[0]"), "{}", reply.text);
+}
+both!(create_with_search_parameters_is_400_not_a_duplicate);
+
+async fn method_not_allowed_says_what_is(server: Server) {
+    let created = create_patient(&server, "Allow", "allow-1").await;
+    let id = id_of(&created);
+    for (request, allow) in [
+        (
+            server.client.post(url(&server, &format!("Patient/{id}"))),
+            "GET, PUT, PATCH, DELETE",
+        ),
+        (server.client.delete(url(&server, "metadata")), "GET"),
+        (server.client.get(url(&server, "")), "POST"),
+        (
+            server
+                .client
+                .put(url(&server, &format!("Patient/{id}/_history"))),
+            "GET",
+        ),
+    ] {
+        let reply = send(request).await.expect(405);
+        reply.expect_outcome();
+        assert_eq!(reply.header("allow"), allow);
+    }
+}
+both!(method_not_allowed_says_what_is);
+
+// --- FHIRPath Patch -------------------------------------------------------------------
+
+fn fhirpath_patch(server: &Server, path: &str, parameters: &Value) -> RequestBuilder {
+    server
+        .client
+        .patch(url(server, path))
+        .header("content-type", JSON)
+        .body(parameters.to_string())
+}
+
+fn operation(parts: Value) -> Value {
+    json!({"name": "operation", "part": parts})
+}
+
+async fn fhirpath_patch_applies_every_operation(server: Server) {
+    let mut patient = patient_with(Some(MRN), "fp-1");
+    patient["name"] = json!([{"family": "Old", "given": ["A", "B", "C"]}]);
+    patient["telecom"] = json!([{"system": "phone", "value": "555-0100"}]);
+    let created = send(post(&server, "Patient", &patient))
+        .await
+        .expect(201)
+        .body;
+    let path = format!("Patient/{}", id_of(&created));
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        operation(json!([{"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.name[0].family"},
+            {"name": "value", "valueString": "New"}])),
+        operation(json!([{"name": "type", "valueCode": "add"},
+            {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "birthDate"},
+            {"name": "value", "valueDate": "1980-02-03"}])),
+        operation(json!([{"name": "type", "valueCode": "insert"},
+            {"name": "path", "valueString": "Patient.name[0].given"},
+            {"name": "index", "valueInteger": 0},
+            {"name": "value", "valueString": "Z"}])),
+        operation(json!([{"name": "type", "valueCode": "move"},
+            {"name": "path", "valueString": "Patient.name[0].given"},
+            {"name": "source", "valueInteger": 3},
+            {"name": "destination", "valueInteger": 1}])),
+        operation(json!([{"name": "type", "valueCode": "delete"},
+            {"name": "path", "valueString": "Patient.telecom.where(system = 'phone')"}])),
+    ]});
+    let patched = send(fhirpath_patch(&server, &path, &parameters))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(patched["name"][0]["family"], "New");
+    assert_eq!(patched["name"][0]["given"], json!(["Z", "C", "A", "B"]));
+    assert_eq!(patched["birthDate"], "1980-02-03");
+    assert!(patched.get("telecom").is_none(), "{patched}");
+    assert_eq!(version_of(&patched), "2");
+
+    // The same in XML.
+    let xml = r#"<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="operation"/>
+        <part><name value="type"/><valueCode value="replace"/></part>
+        <part><name value="path"/><valueString value="Patient.gender"/></part>
+        <part><name value="value"/><valueCode value="other"/></part></parameter></Parameters>"#;
+    let patched = send(
+        server
+            .client
+            .patch(url(&server, &path))
+            .header("content-type", "application/fhir+xml")
+            .header("accept", JSON)
+            .body(xml),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(patched["gender"], "other");
+
+    // A patch that does not apply, or leaves an invalid resource: 422 naming it; nothing written.
+    let missing = json!({"resourceType": "Parameters", "parameter": [
+        operation(json!([{"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.maritalStatus"},
+            {"name": "value", "valueCodeableConcept": {"text": "x"}}]))]});
+    let reply = send(fhirpath_patch(&server, &path, &missing))
+        .await
+        .expect(422);
+    assert!(
+        reply.text.contains("Parameters.parameter[0]"),
+        "{}",
+        reply.text
+    );
+    let invalid = json!({"resourceType": "Parameters", "parameter": [
+        operation(json!([{"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Patient.gender"},
+            {"name": "value", "valueCode": "robot"}]))]});
+    let reply = send(fhirpath_patch(&server, &path, &invalid))
+        .await
+        .expect(422);
+    assert!(reply.text.contains("Patient.gender"), "{}", reply.text);
+    let not_a_patch =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]});
+    send(fhirpath_patch(&server, &path, &not_a_patch))
+        .await
+        .expect(400);
+    let current = send(get(&server, &path)).await.expect(200).body;
+    assert_eq!(version_of(&current), "3");
+
+    // In a transaction, as the entry's Parameters resource.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Parameters", "parameter": [
+            operation(json!([{"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.name[0].family"},
+                {"name": "value", "valueString": "InTransaction"}]))]},
+         "request": {"method": "PATCH", "url": path}}]});
+    send(post(&server, "", &bundle)).await.expect(200);
+    let current = send(get(&server, &path)).await.expect(200).body;
+    assert_eq!(current["name"][0]["family"], "InTransaction");
+    // And in a batch.
+    let mut batch = bundle.clone();
+    batch["type"] = json!("batch");
+    batch["entry"][0]["resource"]["parameter"][0]["part"][2]["valueString"] = json!("InBatch");
+    let reply = send(post(&server, "", &batch)).await.expect(200);
+    assert!(
+        reply.body["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("200"),
+        "{}",
+        reply.text
+    );
+    let current = send(get(&server, &path)).await.expect(200).body;
+    assert_eq!(current["name"][0]["family"], "InBatch");
+}
+both!(fhirpath_patch_applies_every_operation);

@@ -464,3 +464,128 @@ async fn reindex_rebuilds_the_search_index(server: Server) {
     assert_eq!(find().await, vec![id]);
 }
 both!(reindex_rebuilds_the_search_index);
+
+/// Browser apps on a configured origin get CORS answers; other origins get none.
+async fn cors_for_configured_origins(backend: Backend) {
+    let origin = "https://app.example.org";
+    let Some(server) = Server::start_with(
+        backend,
+        &["--cors-origins", &format!("{origin},http://localhost:3000")],
+        &[],
+    )
+    .await
+    else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let preflight = server
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/Patient", server.base))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, if-none-exist",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], origin);
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in [
+        "authorization",
+        "content-type",
+        "if-none-exist",
+        "prefer",
+        "if-match",
+    ] {
+        assert!(allowed.contains(header), "{header} in {allowed}");
+    }
+
+    let created = server
+        .client
+        .post(format!("{}/Patient", server.base))
+        .header("origin", origin)
+        .header("content-type", JSON)
+        .body(patient("Cors", "c-1").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["access-control-allow-origin"], origin);
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for header in [
+        "location",
+        "etag",
+        "content-location",
+        "last-modified",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+
+    // Another origin is not let in.
+    let other = server
+        .client
+        .get(format!("{}/metadata", server.base))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+both_backends!(cors_for_configured_origins);
+
+/// Without configured origins no CORS header is sent, and a bad origin stops the start.
+async fn no_cors_by_default(server: Server) {
+    let answer = server
+        .client
+        .get(format!("{}/metadata", server.base))
+        .header("origin", "https://app.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let preflight = server
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/Patient", server.base))
+        .header("origin", "https://app.example.org")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 405);
+    assert!(preflight.headers().contains_key("allow"));
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cors-origins",
+            "app.example.org",
+        ])
+        .args(["--database", &server.dir.join("other.db").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cors"));
+}
+both!(no_cors_by_default);

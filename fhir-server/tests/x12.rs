@@ -276,6 +276,18 @@ async fn an_835_is_posted_once(server: Server) {
     let response = &responses["entry"][0]["resource"];
     assert_eq!(response["patient"]["reference"], "Patient/pat");
     assert_eq!(response["payment"]["amount"]["value"].to_string(), "85.00");
+    // The deductible keeps its CAS group (PR: the patient owes it) and its reason.
+    let deductible = response["item"][0]["adjudication"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["category"]["coding"][0]["code"] == "deductible")
+        .unwrap();
+    assert_eq!(
+        deductible["category"]["coding"][1],
+        json!({"system": "https://x12.org/codes/claim-adjustment-group-codes", "code": "PR"})
+    );
+    assert_eq!(deductible["reason"]["coding"][0]["code"], "1");
     let (_, claim) = get(&server, "Claim/clm").await;
     assert!(
         claim["meta"]["tag"]
@@ -369,11 +381,9 @@ async fn an_835_is_posted_once(server: Server) {
 }
 both!(an_835_is_posted_once);
 
-#[tokio::test]
-async fn the_edi_commands() {
-    let dir = std::env::temp_dir().join(format!("edi-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+/// The claim of `claim("active")` in a Bundle with what it references, for the commands.
+fn claim_bundle() -> Value {
+    json!({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": claim("active")},
         {"resource": {"resourceType": "Organization", "id": "clinic", "name": "Hill Clinic",
             "identifier": [{"system": NPI, "value": "1234567893"}, {"system": EIN, "value": "987654321"}],
@@ -383,7 +393,95 @@ async fn the_edi_commands() {
         {"resource": {"resourceType": "Patient", "id": "pat", "name": [{"family": "Garcia"}], "gender": "female",
             "birthDate": "1975-05-05", "address": [{"line": ["4 Elm"], "city": "Austin", "state": "TX", "postalCode": "78702"}]}},
         {"resource": {"resourceType": "Coverage", "id": "cov", "status": "active", "subscriberId": "LSH-555",
-            "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}]}}]});
+            "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}]}}]})
+}
+
+/// Runs `fhir-server` with these arguments, `stdin` on its standard input.
+fn fhir_server(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// An 837P without the lines that carry the time it was written (ISA, GS, BHT).
+fn undated(text: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter(|l| !["ISA*", "GS*", "BHT*"].iter().any(|p| l.starts_with(p)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What `edi parse --to fhir` prints (an array of Bundles) is what `edi to-837` reads,
+/// from a file or from standard input (`-`): the two commands compose, one interchange
+/// per Bundle.
+#[test]
+fn parse_to_fhir_composes_with_to_837() {
+    let dir = std::env::temp_dir().join(format!("edi-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("claim.json"), claim_bundle().to_string()).unwrap();
+    let run = |args: &[&str], stdin: &[u8]| {
+        let output = fhir_server(args, stdin);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        output.stdout
+    };
+    let original = run(
+        &["edi", "to-837", &path("claim.json"), "--control", "21"],
+        b"",
+    );
+    let fhir = run(&["edi", "parse", "-", "--to", "fhir"], &original);
+    std::fs::write(path("fhir.json"), &fhir).unwrap();
+
+    let from_file = run(
+        &["edi", "to-837", &path("fhir.json"), "--control", "21"],
+        b"",
+    );
+    assert_eq!(undated(&from_file), undated(&original));
+    let piped = run(&["edi", "to-837", "-", "--control", "21"], &fhir);
+    assert_eq!(undated(&piped), undated(&original));
+
+    // Two Bundles: two interchanges, with consecutive control numbers, both sound.
+    let bundles: Value = serde_json::from_slice(&fhir).unwrap();
+    let two = json!([bundles[0], bundles[0]]).to_string();
+    let out = path("two.837");
+    run(
+        &["edi", "to-837", "-", "--control", "21", "--out", &out],
+        two.as_bytes(),
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("*000000021*0*T*:~") && text.contains("*000000022*0*T*:~"));
+    let report = run(&["edi", "validate", &out], b"");
+    assert!(
+        String::from_utf8_lossy(&report).contains(": OK (2 transaction sets: 837, 837)"),
+        "{}",
+        String::from_utf8_lossy(&report)
+    );
+
+    // A problem names the Bundle it is in.
+    let mut broken = bundles.clone();
+    broken[0]["entry"][0]["resource"]["diagnosis"] = json!([]);
+    let output = fhir_server(&["edi", "to-837", "-"], broken.to_string().as_bytes());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Bundle 1: Claim.diagnosis"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_edi_commands() {
+    let dir = std::env::temp_dir().join(format!("edi-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundle = claim_bundle();
     let bundle_path = dir.join("claim.json");
     std::fs::write(&bundle_path, bundle.to_string()).unwrap();
     let run = |args: &[&str]| {
@@ -441,3 +539,251 @@ async fn the_edi_commands() {
     assert!(!output.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn claim_state(claim: &Value) -> Option<String> {
+    claim["meta"]["tag"]
+        .as_array()?
+        .iter()
+        .find(|t| t["system"] == "urn:x12:claim-state")
+        .and_then(|t| t["code"].as_str())
+        .map(str::to_owned)
+}
+
+async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    content_type: &str,
+    body: Value,
+) -> (u16, Value) {
+    json(
+        server
+            .client
+            .request(method, format!("{}/{path}", server.base))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// The claim state is the server's: no client write sets, changes or drops it.
+async fn the_claim_state_survives_every_client_write(server: Server) {
+    practice(&server).await;
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200);
+
+    // 1. A billing system's sync: PUT its own copy, without meta.
+    let mut copy = claim("active");
+    copy["total"] = json!({"value": 150, "currency": "USD"});
+    let (status, stored) = send(
+        &server,
+        reqwest::Method::PUT,
+        "Claim/clm",
+        JSON,
+        copy.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        claim_state(&stored).as_deref(),
+        Some("submitted"),
+        "{stored}"
+    );
+    assert!(
+        stored["extension"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["url"] == "urn:x12:submission"))
+    );
+
+    // 2. A conditional update by identifier, trying to say it was never sent.
+    let mut forged = copy.clone();
+    forged.as_object_mut().unwrap().shift_remove("id");
+    forged["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "draft"}]});
+    let (status, stored) = send(
+        &server,
+        reqwest::Method::PUT,
+        "Claim?identifier=urn:x12:clm01|PCN-77",
+        JSON,
+        forged,
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        claim_state(&stored).as_deref(),
+        Some("submitted"),
+        "{stored}"
+    );
+
+    // 3. A JSON Patch that removes the tags.
+    let (status, stored) = send(
+        &server,
+        reqwest::Method::PATCH,
+        "Claim/clm",
+        "application/json-patch+json",
+        json!([{"op": "remove", "path": "/meta/tag"}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        claim_state(&stored).as_deref(),
+        Some("submitted"),
+        "{stored}"
+    );
+
+    // 4. A transaction PUT.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": copy, "request": {"method": "PUT", "url": "Claim/clm"}}]});
+    let (status, answer) = send(&server, reqwest::Method::POST, "", JSON, bundle).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, stored) = get(&server, "Claim/clm").await;
+    assert_eq!(
+        claim_state(&stored).as_deref(),
+        Some("submitted"),
+        "{stored}"
+    );
+    // ... and the index agrees with the body.
+    let (_, found) = get(&server, "Claim?_tag=urn:x12:claim-state|submitted").await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    // So $submit still refuses to send it twice.
+    let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409, "{outcome}");
+
+    // A client cannot create a claim in a state either.
+    let mut other = claim("active");
+    other.as_object_mut().unwrap().shift_remove("id");
+    other["identifier"] = json!([{"system": "urn:x12:clm01", "value": "PCN-78"}]);
+    other["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}, {"system": "urn:mine", "code": "kept"}]});
+    let (status, created) = send(&server, reqwest::Method::POST, "Claim", JSON, other).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(claim_state(&created), None, "{created}");
+    assert_eq!(created["meta"]["tag"][0]["code"], "kept");
+
+    // Every state change is in the history.
+    let (_, history) = get(&server, "Claim/clm/_history").await;
+    assert_eq!(history["total"], 6, "{history}");
+}
+both!(the_claim_state_survives_every_client_write);
+
+/// Only a claim never sent goes without asking; replacements and voids follow a sent one.
+async fn a_claim_is_sent_again_only_on_purpose(server: Server) {
+    practice(&server).await;
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200);
+    let (status, result) = post_op(
+        &server,
+        "$import-835",
+        "application/edi-x12",
+        remittance("EFT-9", "85"),
+    )
+    .await;
+    assert_eq!(status, 200, "{result}");
+    let (_, paid) = get(&server, "Claim/clm").await;
+    assert_eq!(claim_state(&paid).as_deref(), Some("paid"));
+
+    // A paid claim is not sent again by accident, and stays paid.
+    let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409, "{outcome}");
+    let (_, still) = get(&server, "Claim/clm").await;
+    assert_eq!(claim_state(&still).as_deref(), Some("paid"));
+
+    // A replacement (frequency 7) may follow.
+    let mut replacement = claim("active");
+    replacement["related"] = json!([{"relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/related-claim-relationship", "code": "prior"}]},
+        "reference": {"value": "PAYERCLM1"}}]);
+    put(&server, replacement).await;
+    let (status, binary) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200, "{binary}");
+    assert!(decoded(&binary).contains(":B:7*"), "frequency 7");
+    let (_, replaced) = get(&server, "Claim/clm").await;
+    assert_eq!(claim_state(&replaced).as_deref(), Some("submitted"));
+
+    // A void (frequency 8) too; then nothing more without asking.
+    let mut void = claim("cancelled");
+    void["related"] = replaced["related"].clone();
+    put(&server, void).await;
+    let (status, binary) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200, "{binary}");
+    assert!(decoded(&binary).contains(":B:8*"), "frequency 8");
+    let (_, voided) = get(&server, "Claim/clm").await;
+    assert_eq!(claim_state(&voided).as_deref(), Some("voided"));
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409);
+    let (status, _) = post_op(
+        &server,
+        "Claim/clm/$submit?resubmit=true",
+        JSON,
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+both!(a_claim_is_sent_again_only_on_purpose);
+
+/// A Claim with a server-made id (36 characters) and no CLM01 gets one that fits, kept on
+/// the Claim, and the 835 that answers finds it.
+async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
+    practice(&server).await;
+    let mut new = claim("active");
+    new.as_object_mut().unwrap().shift_remove("id");
+    new.as_object_mut().unwrap().shift_remove("identifier");
+    let (status, created) = send(&server, reqwest::Method::POST, "Claim", JSON, new).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap();
+    assert!(id.len() > 20);
+    let (status, binary) =
+        post_op(&server, &format!("Claim/{id}/$submit"), JSON, String::new()).await;
+    assert_eq!(status, 200, "{binary}");
+    let (_, stored) = get(&server, &format!("Claim/{id}")).await;
+    let number = stored["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["system"] == "urn:x12:clm01")
+        .and_then(|i| i["value"].as_str())
+        .expect("a CLM01 kept on the Claim")
+        .to_owned();
+    assert!(number.len() <= 20, "{number}");
+    assert!(
+        decoded(&binary).contains(&format!("CLM*{number}*150*")),
+        "{}",
+        decoded(&binary)
+    );
+    // A second such claim gets another number.
+    let mut second = claim("active");
+    second.as_object_mut().unwrap().shift_remove("id");
+    second.as_object_mut().unwrap().shift_remove("identifier");
+    let (_, created) = send(&server, reqwest::Method::POST, "Claim", JSON, second).await;
+    let second_id = created["id"].as_str().unwrap();
+    post_op(
+        &server,
+        &format!("Claim/{second_id}/$submit"),
+        JSON,
+        String::new(),
+    )
+    .await;
+    let (_, second_stored) = get(&server, &format!("Claim/{second_id}")).await;
+    assert_ne!(second_stored["identifier"][0]["value"], json!(number));
+
+    // The payer answers with that number, and the 835 finds the claim.
+    let segments = [
+        format!("CLP*{number}*1*150*150**12*PAYERCLM7"),
+        "NM1*QC*1*GARCIA*ANA****MI*LSH-555".to_owned(),
+    ];
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (status, result) = post_op(
+        &server,
+        "$import-835",
+        "application/edi-x12",
+        remittance_of("EFT-CLM01", "1512345678", "150", &segments),
+    )
+    .await;
+    assert_eq!(status, 200, "{result}");
+    assert!(parameters(&result, "unmatched").is_empty(), "{result}");
+    let (_, paid) = get(&server, &format!("Claim/{id}")).await;
+    assert_eq!(claim_state(&paid).as_deref(), Some("paid"), "{paid}");
+}
+both!(a_posted_claim_gets_a_patient_control_number);

@@ -163,6 +163,9 @@ pub enum Payload {
     Bundle(Box<crate::interaction::bundle::Bundle>),
     Value(Value),
     Ndjson(tokio::fs::File),
+    /// JSON that is not a FHIR resource (the bulk export manifest): `application/json`,
+    /// whatever format was negotiated.
+    PlainJson(Bytes),
 }
 
 const NDJSON_TYPE: &str = "application/fhir+ndjson";
@@ -200,6 +203,13 @@ pub fn encode(status: StatusCode, payload: Option<Payload>, format: Format) -> R
                 .body(file_body(file))
                 .unwrap_or_default();
         }
+        Some(Payload::PlainJson(bytes)) => {
+            return Response::builder()
+                .status(status)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Body::from(bytes))
+                .unwrap_or_default();
+        }
         Some(payload) => payload,
     };
     let (body, content_type) = match render(payload, format) {
@@ -228,14 +238,18 @@ fn render(payload: Payload, format: Format) -> Result<(Bytes, &'static str), Str
             Payload::Stored(bytes) => (bytes, JSON_TYPE),
             Payload::Bundle(bundle) => (Bytes::from(bundle.to_json()?), JSON_TYPE),
             Payload::Value(value) => (to_json(&value, false)?, JSON_TYPE),
-            Payload::Ndjson(_) => return Err("an NDJSON file is not a resource".into()),
+            Payload::Ndjson(_) | Payload::PlainJson(_) => {
+                return Err("an NDJSON file or plain JSON is not a resource".into());
+            }
         });
     }
     let value = match payload {
         Payload::Stored(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string())?,
         Payload::Bundle(bundle) => bundle.into_value()?,
         Payload::Value(value) => value,
-        Payload::Ndjson(_) => return Err("an NDJSON file is not a resource".into()),
+        Payload::Ndjson(_) | Payload::PlainJson(_) => {
+            return Err("an NDJSON file or plain JSON is not a resource".into());
+        }
     };
     if format.xml {
         let xml = fhir_model::xml::json_to_xml(&value, format.pretty).map_err(|e| e.message)?;

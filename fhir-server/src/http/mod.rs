@@ -4,6 +4,7 @@
 //! `{root}/fhir` is tenant `default`; `{root}/t/{tenant}/fhir` is any other tenant.
 
 pub mod admin;
+pub mod cors;
 pub mod format;
 pub mod request;
 pub mod response;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{ALLOW, CONTENT_LENGTH};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,9 +29,10 @@ use request::{FhirRequest, parse_query};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole router.
-pub fn router(app: SharedApp) -> Router {
-    Router::new()
+/// The whole router; an error names a setting that is not valid (a CORS origin).
+pub fn router(app: SharedApp) -> Result<Router, String> {
+    let cors = cors::layer(&app.config.cors_origins)?;
+    let router = Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/admin/tenants", post(admin::create_tenant))
@@ -42,7 +44,11 @@ pub fn router(app: SharedApp) -> Router {
         .route("/t/{tenant}/fhir/{*path}", any(fhir))
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
-        .with_state(app)
+        .with_state(app);
+    Ok(match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
 }
 
 async fn not_found() -> Response {
@@ -136,7 +142,16 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
             encoded.headers_mut().extend(response.headers);
             encoded
         }
-        Err(error) => encode_error(&error, format),
+        Err(error) => {
+            let mut response = encode_error(&error, format);
+            if error.status == StatusCode::METHOD_NOT_ALLOWED {
+                let allowed = route::allowed_methods(&request);
+                if let Ok(value) = HeaderValue::from_str(&allowed) {
+                    response.headers_mut().insert(ALLOW, value);
+                }
+            }
+            response
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::error::FhirError;
 use crate::interaction::{
     capabilities, create, delete, history, patch, read, search, transaction, update, vread,
 };
+use crate::ops::Target;
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
@@ -48,6 +49,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                 ([id, rest @ ..], _) if !id.starts_with('$') && !id.starts_with('_') => {
                     check_id(id)?;
                     match (rest, method) {
+                        ([], &Method::GET) if *resource_type == "OperationDefinition" => {
+                            crate::ops::definition::read(app, request, id).await
+                        }
                         ([], &Method::GET) => read::handle(app, request, resource_type, id).await,
                         ([], &Method::PUT) => update::handle(app, request, resource_type, id).await,
                         ([], &Method::PATCH) => {
@@ -62,10 +66,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         (["_history", version], &Method::GET) => {
                             vread::handle(app, request, resource_type, id, version).await
                         }
-                        ([operation], &Method::GET | &Method::POST)
-                            if operation.starts_with('$') =>
-                        {
-                            crate::ops::instance(app, request, resource_type, id, operation).await
+                        ([operation], _) if operation.starts_with('$') => {
+                            let target = Target::Instance(resource_type, id);
+                            crate::ops::invoke(app, request, operation, target).await
                         }
                         ([compartment_type], &Method::GET)
                             if !compartment_type.starts_with(['_', '$']) =>
@@ -80,8 +83,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         _ => Err(unknown_path(request)),
                     }
                 }
-                ([operation], &Method::GET | &Method::POST) if operation.starts_with('$') => {
-                    crate::ops::type_level(app, request, resource_type, operation).await
+                ([operation], _) if operation.starts_with('$') => {
+                    let target = Target::Type(resource_type);
+                    crate::ops::invoke(app, request, operation, target).await
                 }
                 ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
                     "Operation {op} is not supported on {resource_type}"
@@ -91,6 +95,33 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             }
         }
     }
+}
+
+/// The methods the path of `request` answers to, for the `Allow` header of a 405.
+pub fn allowed_methods(request: &FhirRequest) -> String {
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let operation = |name: &str, target: Target<'_>| {
+        crate::ops::find(name, target).map_or("GET, POST", |op| op.methods())
+    };
+    let methods = match segments.as_slice() {
+        [] => "POST",
+        ["metadata"] | ["_history"] => "GET",
+        ["$export-status", _] => "GET, DELETE",
+        ["$export-file", ..] => "GET",
+        [name] if name.starts_with('$') => operation(name, Target::System),
+        [_] => "GET, POST, PUT, PATCH, DELETE",
+        [_, "_search"] => "POST",
+        [resource_type, name] if name.starts_with('$') => {
+            operation(name, Target::Type(resource_type))
+        }
+        [_, "_history"] => "GET",
+        [_, _] => "GET, PUT, PATCH, DELETE",
+        [resource_type, id, name] if name.starts_with('$') => {
+            operation(name, Target::Instance(resource_type, id))
+        }
+        _ => "GET",
+    };
+    methods.to_owned()
 }
 
 fn check_type(resource_type: &str) -> Result<(), FhirError> {

@@ -143,9 +143,14 @@ pub fn link_url(request: &FhirRequest, path: &str, params: &[(String, String)]) 
     } else {
         format!("{}/{path}", request.base)
     };
-    if !params.is_empty() {
+    // The next page comes in the format this one was asked for (`_format`, `_pretty`).
+    let format = request.params.iter().filter(|(name, _)| {
+        (name == "_format" || name == "_pretty") && !params.iter().any(|(n, _)| n == name)
+    });
+    let all: Vec<&(String, String)> = params.iter().chain(format).collect();
+    if !all.is_empty() {
         let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
+            .extend_pairs(all.iter().map(|(name, value)| (name, value)))
             .finish();
         url.push('?');
         url.push_str(&query);

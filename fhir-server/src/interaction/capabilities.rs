@@ -47,6 +47,8 @@ pub fn statement() -> Value {
                 "conditionalRead": "full-support",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
+                "searchInclude": search_includes(resource_type),
+                "searchRevInclude": search_rev_includes(resource_type),
                 "searchParam": search_params(resource_type),
             });
             let operations = operations(resource_type);
@@ -62,11 +64,12 @@ pub fn statement() -> Value {
         "date": crate::resource::format_instant(crate::resource::now_micros()),
         "publisher": "fhir-server",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-server", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "FHIR R4 server for medical practices"},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
         "rest": [{
             "mode": "server",
             "resource": resources,
@@ -84,9 +87,45 @@ pub fn statement() -> Value {
 fn operations(resource_type: &str) -> Vec<Value> {
     crate::ops::OPERATIONS
         .iter()
-        .filter(|(_, on, _)| *on == resource_type)
-        .map(|(name, _, definition)| json!({"name": name, "definition": definition}))
+        .filter(|operation| match resource_type {
+            "" => operation.system,
+            _ => operation.on_type(resource_type),
+        })
+        .map(|operation| json!({"name": operation.name, "definition": operation.url}))
         .collect()
+}
+
+/// The `_include` values a search of `resource_type` takes: `*` and each of its
+/// reference parameters (with each target type, when it can name several).
+fn search_includes(resource_type: &str) -> Vec<Value> {
+    let mut includes = vec![json!("*")];
+    for param in reference_params(resource_type) {
+        includes.push(json!(format!("{resource_type}:{}", param.code)));
+    }
+    includes
+}
+
+/// The `_revinclude` values a search of `resource_type` takes: `*` and every reference
+/// parameter of any type that can point at it.
+fn search_rev_includes(resource_type: &str) -> Vec<Value> {
+    let mut includes = vec![json!("*")];
+    for source in fhir_model::Definitions::r4().resource_types() {
+        for param in reference_params(source) {
+            if param.targets.iter().any(|t| t == resource_type) {
+                includes.push(json!(format!("{source}:{}", param.code)));
+            }
+        }
+    }
+    includes
+}
+
+fn reference_params(
+    resource_type: &str,
+) -> impl Iterator<Item = &'static std::sync::Arc<crate::search::registry::SearchParam>> {
+    Registry::r4()
+        .params(resource_type)
+        .iter()
+        .filter(|p| p.is_indexed() && p.kind == crate::search::registry::ParamType::Reference)
 }
 
 /// The search parameters the query parser accepts for a type: `_id`, `_lastUpdated` and

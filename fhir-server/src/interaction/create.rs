@@ -16,6 +16,7 @@ pub async fn handle(
     request: &FhirRequest,
     resource_type: &str,
 ) -> Result<FhirResponse, FhirError> {
+    refuse_search_parameters(&request.params, resource_type)?;
     let if_none_exist = super::if_none_exist(request, resource_type)?;
     let resource = request.resource(resource_type)?;
     let index = index::extract(resource_type, &resource);
@@ -41,5 +42,24 @@ pub async fn handle(
             Ok(FhirResponse::written(request, StatusCode::OK, &version))
         }
         Outcome::Deleted(_) => Err(FhirError::internal("create answered with a delete")),
+    }
+}
+
+/// A create takes no search parameters: `POST [type]?identifier=...` (what some clients
+/// send for "get or create") would otherwise create a duplicate while the client believes
+/// it asked for a conditional create. Only the format parameters are allowed.
+pub fn refuse_search_parameters(
+    params: &[(String, String)],
+    resource_type: &str,
+) -> Result<(), FhirError> {
+    match params
+        .iter()
+        .find(|(name, _)| name != "_format" && name != "_pretty")
+    {
+        None => Ok(()),
+        Some((name, _)) => Err(FhirError::bad_request(format!(
+            "POST {resource_type} is a create and takes no parameter '{name}'; for a conditional create send the criteria in the If-None-Exist header, to search use GET or POST {resource_type}/_search"
+        ))
+        .at(name.clone())),
     }
 }

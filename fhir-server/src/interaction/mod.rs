@@ -9,6 +9,7 @@ pub mod history;
 pub mod patch;
 pub mod read;
 pub mod search;
+pub mod subset;
 pub mod transaction;
 pub mod update;
 pub mod vread;

@@ -1,5 +1,7 @@
-//! patch: `PATCH [base]/[type]/[id]` with a JSON Patch (application/json-patch+json,
-//! https://hl7.org/fhir/R4/http.html#patch), and conditional patch `PATCH [type]?criteria`.
+//! patch: `PATCH [base]/[type]/[id]` (https://hl7.org/fhir/R4/http.html#patch) with a
+//! JSON Patch (`application/json-patch+json`) or a FHIRPath Patch (a Parameters resource,
+//! `application/fhir+json` or `application/fhir+xml`,
+//! https://hl7.org/fhir/R4/fhirpatch.html), and conditional patch `PATCH [type]?criteria`.
 //!
 //! The patch is applied to the current version and the result validated like any update.
 //! The write is conditioned on the version the patch was applied to: if another client
@@ -16,6 +18,42 @@ use crate::http::request::{FhirRequest, check_resource, parse_json};
 use crate::http::response::FhirResponse;
 use crate::index;
 use crate::store::{Method, StoreError, WriteOp};
+
+/// A patch, in either of the forms R4 defines.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// An RFC 6902 JSON Patch document.
+    Json(json_patch::Patch),
+    /// A FHIRPath Patch: a Parameters resource of `operation`s.
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// The patch as a request body, with its Content-Type (a batch entry runs as a request).
+    pub fn to_body(&self) -> Result<(Vec<u8>, &'static str), FhirError> {
+        let (bytes, content_type) = match self {
+            Patch::Json(patch) => (serde_json::to_vec(patch), "application/json-patch+json"),
+            Patch::FhirPath(parameters) => {
+                (serde_json::to_vec(parameters), "application/fhir+json")
+            }
+        };
+        Ok((
+            bytes.map_err(|e| FhirError::internal(e.to_string()))?,
+            content_type,
+        ))
+    }
+
+    /// A FHIRPath Patch from a parsed body: a Parameters resource of `operation`s.
+    pub fn fhirpath(parameters: Value) -> Result<Patch, FhirError> {
+        if !fhir_model::fhirpath_patch::is_fhirpath_patch(&parameters) {
+            return Err(FhirError::bad_request(
+                "A FHIRPath Patch is a Parameters resource whose parameters are all named 'operation'",
+            )
+            .at("Parameters.parameter"));
+        }
+        Ok(Patch::FhirPath(parameters))
+    }
+}
 
 /// Attempts before giving up when other writers keep winning the race.
 const ATTEMPTS: usize = 5;
@@ -95,22 +133,31 @@ pub async fn conditional(
     }
 }
 
-/// A stored resource with a JSON Patch applied, checked like any update: 422 when the
-/// patch does not apply, changes the id, or leaves a resource that is not valid R4.
+/// A stored resource with a patch applied, checked like any update: 422 when the patch
+/// does not apply, changes the id, or leaves a resource that is not valid R4.
 pub fn patched(
     resource_type: &str,
     id: &str,
     stored: &[u8],
-    patch: &json_patch::Patch,
+    patch: &Patch,
 ) -> Result<Value, FhirError> {
-    let mut resource: Value = parse_json(stored)?;
-    json_patch::patch(&mut resource, patch).map_err(|e| {
+    let cannot = |message: String| {
         FhirError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "processing",
-            format!("The patch cannot be applied: {e}"),
+            format!("The patch cannot be applied: {message}"),
         )
-    })?;
+    };
+    let mut resource: Value = parse_json(stored)?;
+    match patch {
+        Patch::Json(patch) => {
+            json_patch::patch(&mut resource, patch).map_err(|e| cannot(e.to_string()))?;
+        }
+        Patch::FhirPath(parameters) => {
+            resource = fhir_model::fhirpath_patch::apply(&resource, parameters)
+                .map_err(|e| cannot(e.message).at(e.expression))?;
+        }
+    }
     if resource.get("id").and_then(Value::as_str) != Some(id) {
         return Err(FhirError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -130,15 +177,24 @@ pub fn parse_patch_document(bytes: &[u8]) -> Result<json_patch::Patch, FhirError
         .map_err(|e| FhirError::bad_request(format!("Not a JSON Patch document: {e}")))
 }
 
-fn parse_patch(request: &FhirRequest) -> Result<json_patch::Patch, FhirError> {
-    if body_format(&request.headers)? != BodyFormat::JsonPatch {
-        return Err(FhirError::new(
+fn parse_patch(request: &FhirRequest) -> Result<Patch, FhirError> {
+    match body_format(&request.headers)? {
+        BodyFormat::JsonPatch => parse_patch_document(&request.body).map(Patch::Json),
+        // A JSON array is a JSON Patch document sent with the wrong type.
+        BodyFormat::Json if request.body.trim_ascii_start().starts_with(b"[") => {
+            Err(FhirError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-supported",
+                "A JSON Patch document is sent as application/json-patch+json; application/fhir+json carries a FHIRPath Patch (Parameters)",
+            ))
+        }
+        BodyFormat::Json | BodyFormat::Xml => Patch::fhirpath(request.parse_body()?),
+        BodyFormat::Form => Err(FhirError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "not-supported",
-            "PATCH takes a JSON Patch document (Content-Type: application/json-patch+json)",
-        ));
+            "PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath Patch (Parameters as application/fhir+json or application/fhir+xml)",
+        )),
     }
-    parse_patch_document(&request.body)
 }
 
 /// A patched resource that breaks the rules is a content problem of the patch: 422.

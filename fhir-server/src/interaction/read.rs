@@ -30,7 +30,8 @@ pub async fn handle(
             FhirResponse::new(StatusCode::NOT_MODIFIED, None).header(ETAG, &etag(version.version))
         );
     }
-    Ok(FhirResponse::version(StatusCode::OK, &version))
+    let response = FhirResponse::version(StatusCode::OK, &version);
+    super::subset::read_answer(response, resource_type, &request.params)
 }
 
 /// 410 for a deleted resource.

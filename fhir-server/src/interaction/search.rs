@@ -132,7 +132,7 @@ fn entry(request: &FhirRequest, row: &Row, mode: &str, query: &Query) -> Result<
             Some(resource) => resource.into_value().map_err(not_json)?,
             None => Value::Null,
         };
-        subset(
+        super::subset::subset(
             &mut value,
             &version.resource_type,
             query.summary,
@@ -150,64 +150,4 @@ fn entry(request: &FhirRequest, row: &Row, mode: &str, query: &Query) -> Result<
         resource,
         rest,
     })
-}
-
-/// Applies `_summary` and `_elements` to a resource's top-level elements. The id, meta and
-/// mandatory elements always stay; a subsetted resource is tagged SUBSETTED.
-fn subset(
-    resource: &mut Value,
-    resource_type: &str,
-    summary: Summary,
-    elements: Option<&[String]>,
-) {
-    if summary == Summary::False && elements.is_none() {
-        return;
-    }
-    let Some(definition) = fhir_model::Definitions::r4().type_def(resource_type) else {
-        return;
-    };
-    let Some(object) = resource.as_object_mut() else {
-        return;
-    };
-    let keep = |key: &str| -> bool {
-        if matches!(key, "resourceType" | "id" | "meta") {
-            return true;
-        }
-        let name = key.strip_prefix('_').unwrap_or(key);
-        let Some(child) = definition.child("", name) else {
-            return false;
-        };
-        let element = child.element;
-        if element.min > 0 {
-            return true;
-        }
-        if let Some(elements) = elements {
-            return elements.iter().any(|e| e == element.name());
-        }
-        match summary {
-            Summary::True => element.summary,
-            Summary::Text => name == "text",
-            Summary::Data => name != "text",
-            Summary::False | Summary::Count => true,
-        }
-    };
-    let before = object.len();
-    object.retain(|key, _| keep(key));
-    if object.len() < before || summary == Summary::Text {
-        tag_subsetted(object);
-    }
-}
-
-fn tag_subsetted(object: &mut Map<String, Value>) {
-    let meta = object.entry("meta").or_insert_with(|| json!({}));
-    if let Some(meta) = meta.as_object_mut() {
-        let tags = meta.entry("tag").or_insert_with(|| json!([]));
-        if let Some(tags) = tags.as_array_mut() {
-            tags.push(json!({
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                "code": "SUBSETTED",
-                "display": "Resource encoded in summary mode"
-            }));
-        }
-    }
 }

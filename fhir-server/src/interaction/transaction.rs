@@ -14,6 +14,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::bundle::{Entry, Resource, bundle};
+use super::patch::Patch;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::format::Payload;
@@ -278,6 +279,10 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
             .at(format!("Bundle.entry[{index}].resource.resourceType"))),
         }
     };
+    if request.method == Method::POST && rest.is_empty() {
+        super::create::refuse_search_parameters(&request.params, &resource_type)
+            .map_err(|error| error.at(format!("Bundle.entry[{index}].request.url")))?;
+    }
     Ok(match request.method {
         Method::POST if rest.is_empty() => TxAction::Create {
             if_none_exist: match request.headers.get("if-none-exist") {
@@ -315,7 +320,7 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
         }
         Method::PATCH => TxAction::Patch {
             target: target()?,
-            patch: binary_patch(request.resource.as_ref())?,
+            patch: entry_patch(request.resource.as_ref())?,
             if_match,
             resource_type,
         },
@@ -332,16 +337,22 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
     })
 }
 
-/// A PATCH entry's patch: a Binary of a JSON Patch document (R4 carries patches in
-/// Bundles as Binary resources).
-fn binary_patch(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError> {
-    let binary = resource
-        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Binary"))
-        .ok_or_else(|| {
-            FhirError::bad_request(
-                "A PATCH entry takes a Binary resource holding a JSON Patch document",
-            )
-        })?;
+/// A PATCH entry's patch: a Binary of a JSON Patch document, or a Parameters resource that
+/// is a FHIRPath Patch (how R4 carries patches in Bundles).
+fn entry_patch(resource: Option<&Value>) -> Result<Patch, FhirError> {
+    let kind = resource.and_then(|r| r.get("resourceType").and_then(Value::as_str));
+    let binary = match (kind, resource) {
+        (Some("Binary"), Some(binary)) => binary,
+        (Some("Parameters"), Some(parameters)) => {
+            check_resource(parameters, "Parameters")?;
+            return Patch::fhirpath(parameters.clone());
+        }
+        _ => {
+            return Err(FhirError::bad_request(
+                "A PATCH entry takes a Binary holding a JSON Patch document, or a Parameters resource that is a FHIRPath Patch",
+            ));
+        }
+    };
     let content_type = binary
         .get("contentType")
         .and_then(Value::as_str)
@@ -358,7 +369,7 @@ fn binary_patch(resource: Option<&Value>) -> Result<json_patch::Patch, FhirError
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| FhirError::bad_request(format!("The Binary's data is not base64: {e}")))?;
-    super::patch::parse_patch_document(&bytes)
+    super::patch::parse_patch_document(&bytes).map(Patch::Json)
 }
 
 /// Names the entry in an error about it: its index and fullUrl.
@@ -392,17 +403,17 @@ pub async fn run(
 ) -> Result<Vec<TxResult>, FhirError> {
     let (_, mut entries) = read_bundle(bundle, &request.base, usize::MAX)?;
     let (writes, _) = plan(&mut entries)?;
-    write_all(app, request, writes, &entries).await
+    let transaction = Transaction::new(writes).by_server();
+    write_all(app, request, transaction, &entries).await
 }
 
 /// The writes of a transaction, in one database transaction; an error names its entry.
 async fn write_all(
     app: &App,
     request: &FhirRequest,
-    writes: Vec<TxEntry>,
+    mut transaction: Transaction,
     entries: &[Parsed],
 ) -> Result<Vec<TxResult>, FhirError> {
-    let mut transaction = Transaction::new(writes);
     transaction.settle_locally();
     match app.store.transaction(request.tenant, transaction).await {
         Ok(results) => Ok(results),
@@ -427,7 +438,7 @@ async fn transaction(
     mut entries: Vec<Parsed>,
 ) -> Result<FhirResponse, FhirError> {
     let (writes, reads) = plan(&mut entries)?;
-    let results = write_all(app, request, writes, &entries).await?;
+    let results = write_all(app, request, Transaction::new(writes), &entries).await?;
     let representation =
         request.prefer_return() == Return::Representation && request.header("prefer").is_some();
     let mut answers: Vec<Option<Entry>> = vec![None; entries.len()];
@@ -491,13 +502,11 @@ async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest) -> Entry {
     let mut headers = entry.headers.clone();
     let body = match &entry.resource {
         Some(resource) if entry.method == Method::PATCH => {
-            match binary_patch(Some(resource)).and_then(|patch| {
-                serde_json::to_vec(&patch).map_err(|e| FhirError::internal(e.to_string()))
-            }) {
-                Ok(bytes) => {
+            match entry_patch(Some(resource)).and_then(|patch| patch.to_body()) {
+                Ok((bytes, content_type)) => {
                     headers.insert(
                         axum::http::header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json-patch+json"),
+                        HeaderValue::from_static(content_type),
                     );
                     bytes.into()
                 }
@@ -578,7 +587,7 @@ fn answered(response: FhirResponse) -> Entry {
             Ok(value) => entry.resource = Some(Resource::Value(value)),
             Err(error) => return failed(&FhirError::internal(error)),
         },
-        Some(Payload::Ndjson(_)) | None => {}
+        Some(Payload::Ndjson(_) | Payload::PlainJson(_)) | None => {}
     }
     entry.rest.insert("response".into(), Value::Object(answer));
     entry

@@ -27,5 +27,6 @@ pub async fn handle(
     if found.is_deleted() {
         return Err(super::read::gone(&found));
     }
-    Ok(FhirResponse::version(StatusCode::OK, &found))
+    let response = FhirResponse::version(StatusCode::OK, &found);
+    super::subset::read_answer(response, resource_type, &request.params)
 }

@@ -10,15 +10,20 @@
 //! `Content-Location` names it.
 //!
 //! Each interchange gets the tenant's next control number (ISA13), drawn from the
-//! `counters` table, so no two submissions repeat one. A Claim submitted already is
-//! refused (409) unless the caller asks `?resubmit=true`: a retried request must not
-//! send the same claim twice.
+//! `counters` table, so no two submissions repeat one. A Claim sent already (any state
+//! but "never sent") is refused (409) unless the caller asks `?resubmit=true`: a retried
+//! request must not send the same claim twice. A replacement (frequency 7) or a void
+//! (frequency 8) may follow a submitted, paid, denied or forwarded claim. A Claim without
+//! a patient control number (identifier `urn:x12:clm01`) gets one of at most 20
+//! characters, kept on the Claim. The state tag is the server's own: clients' writes
+//! cannot change or drop it (see `resource::keep_server_owned`).
 
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_LOCATION;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::{Operation, Param};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
 use crate::http::request::FhirRequest;
@@ -29,12 +34,40 @@ use crate::search::sql::{Arg, Sql};
 pub const CLAIM_STATE: &str = "urn:x12:claim-state";
 pub const SUBMISSION_EXTENSION: &str = "urn:x12:submission";
 
+/// `Claim/[id]/$submit`, as registered in `ops::OPERATIONS`.
+pub const OPERATION: Operation = Operation {
+    name: "submit",
+    id: "Claim-submit",
+    url: "urn:fhir-server:OperationDefinition/Claim-submit-837P",
+    title: "Submit a Claim as an X12 837P",
+    description: "Writes the Claim as an X12 5010 837P, stores it as a Binary and records the claim state. A Claim sent already is refused unless resubmit=true; a replacement or a void may follow a submitted, paid, denied or forwarded claim.",
+    types: &["Claim"],
+    system: false,
+    type_level: false,
+    instance: true,
+    affects_state: true,
+    parameters: &[
+        Param {
+            name: "resubmit",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "boolean",
+            documentation: "Send a claim that was sent already, on purpose (URL parameter)",
+        },
+        Param {
+            name: "return",
+            use_: "out",
+            min: 1,
+            max: "1",
+            type_: "Binary",
+            documentation: "The stored 837P",
+        },
+    ],
+    handler: |app, request, target| Box::pin(handle(app, request, target.id().unwrap_or_default())),
+};
+
 pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
-    if request.method != axum::http::Method::POST {
-        return Err(FhirError::method_not_allowed(
-            "$submit is invoked with POST",
-        ));
-    }
     let (claim, version) = read(app, request, "Claim", id)
         .await?
         .ok_or_else(|| FhirError::not_found(format!("Claim/{id} is not known")))?;
@@ -42,11 +75,13 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         .params
         .iter()
         .any(|(name, value)| name == "resubmit" && value == "true");
-    if claim_state(&claim) == Some("submitted") && !resubmit {
-        // A retried request must not send the payer the same claim twice.
-        return Err(FhirError::conflict(format!(
-            "Claim/{id} was submitted already; send ?resubmit=true to send it again"
-        )));
+    let frequency = edi::claim837::frequency_code(&claim);
+    may_submit(claim_state(&claim), frequency, resubmit)
+        .map_err(|why| FhirError::conflict(format!("Claim/{id} cannot be sent: {why}")))?;
+    let mut claim = claim;
+    if patient_control_number(&claim).is_none() {
+        let number = derived_control_number(app, request, id).await?;
+        add_patient_control_number(&mut claim, &number);
     }
     let resources = gather(app, request, &claim).await?;
     let bundle = json!({
@@ -83,7 +118,12 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
     });
     let mut marked = claim.clone();
-    mark_submitted(&mut marked, binary_url);
+    let state = if frequency == "8" {
+        "voided"
+    } else {
+        "submitted"
+    };
+    mark_submitted(&mut marked, state, binary_url);
     let results = crate::interaction::transaction::run(
         app,
         request,
@@ -106,9 +146,63 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
     Ok(FhirResponse::version(StatusCode::OK, &stored).header(CONTENT_LOCATION, &location))
 }
 
-/// Tags the Claim submitted and points it at the stored file.
-fn mark_submitted(claim: &mut Value, binary: &str) {
-    set_claim_state(claim, "submitted");
+/// Whether a Claim in `state` (its `urn:x12:claim-state`, `None` when never sent) may be
+/// sent with claim frequency `frequency` (1 original, 7 replacement, 8 void); else why not.
+///
+/// A payer must never get the same claim twice by accident: once sent, an original goes
+/// again only when the caller asks on purpose (`?resubmit=true`). A replacement or a void
+/// follows a claim the payer has (submitted, paid, denied, forwarded).
+fn may_submit(state: Option<&str>, frequency: &str, resubmit: bool) -> Result<(), String> {
+    match (state, frequency) {
+        (None, _) => Ok(()),
+        _ if resubmit => Ok(()),
+        (Some("submitted" | "paid" | "denied" | "forwarded"), "7" | "8") => Ok(()),
+        (Some(state), "1") => Err(format!(
+            "it was sent already (state {state}); send ?resubmit=true to send the same claim again, \
+             or send a replacement (Claim.related with relationship prior) or a void (status cancelled)"
+        )),
+        (Some(state), _) => Err(format!(
+            "a replacement or void follows a claim that was submitted, paid, denied or forwarded, \
+             and this one is {state}; send ?resubmit=true to send it anyway"
+        )),
+    }
+}
+
+/// The Claim's patient control number (CLM01), when it has one.
+fn patient_control_number(claim: &Value) -> Option<&str> {
+    claim["identifier"]
+        .as_array()?
+        .iter()
+        .find(|i| i["system"] == edi::fhir::systems::PATIENT_CONTROL_NUMBER)
+        .and_then(|i| i["value"].as_str())
+}
+
+/// A CLM01 for a Claim that has none: its id when that fits the 20 characters CLM01
+/// allows, else `FS` and the tenant's next claim number (ids the server makes are 36
+/// characters). It is kept on the Claim, so the 835 that answers finds it.
+async fn derived_control_number(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+) -> Result<String, FhirError> {
+    if id.len() <= 20 {
+        return Ok(id.to_owned());
+    }
+    let number = next_counter(app, request, "x12-clm01").await?;
+    Ok(format!("FS{number:08}"))
+}
+
+fn add_patient_control_number(claim: &mut Value, number: &str) {
+    let identifier = json!({"system": edi::fhir::systems::PATIENT_CONTROL_NUMBER, "value": number});
+    match claim["identifier"].as_array_mut() {
+        Some(identifiers) => identifiers.push(identifier),
+        None => claim["identifier"] = json!([identifier]),
+    }
+}
+
+/// Tags the Claim with its new state and points it at the stored file.
+fn mark_submitted(claim: &mut Value, state: &str, binary: &str) {
+    set_claim_state(claim, state);
     let extensions = claim["extension"].as_array().cloned().unwrap_or_default();
     let mut extensions: Vec<Value> = extensions
         .into_iter()
@@ -223,4 +317,33 @@ pub async fn next_counter(app: &App, request: &FhirRequest, name: &str) -> Resul
     rows.first()
         .and_then(|(value, _)| value.parse().ok())
         .ok_or_else(|| FhirError::internal("the counter did not answer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_submit;
+
+    #[test]
+    fn only_a_claim_never_sent_goes_without_asking() {
+        assert!(may_submit(None, "1", false).is_ok());
+        for state in [
+            "submitted",
+            "paid",
+            "denied",
+            "reversed",
+            "forwarded",
+            "voided",
+        ] {
+            assert!(may_submit(Some(state), "1", false).is_err(), "{state}");
+            assert!(may_submit(Some(state), "1", true).is_ok(), "{state}");
+        }
+        for state in ["submitted", "paid", "denied", "forwarded"] {
+            assert!(may_submit(Some(state), "7", false).is_ok(), "{state}");
+            assert!(may_submit(Some(state), "8", false).is_ok(), "{state}");
+        }
+        for state in ["reversed", "voided"] {
+            assert!(may_submit(Some(state), "7", false).is_err(), "{state}");
+            assert!(may_submit(Some(state), "8", false).is_err(), "{state}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use serde_json::{Map, json};
 
+use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
@@ -31,6 +32,55 @@ const REFERENCED: &[&str] = &[
 
 /// How many res_ids go into one `IN (...)` list.
 const CHUNK: usize = 500;
+
+/// `Patient/[id]/$everything`, as registered in `ops::OPERATIONS`.
+pub const OPERATION: Operation = Operation {
+    name: "everything",
+    id: "Patient-everything",
+    url: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    title: "Fetch Patient Record",
+    description: "The patient, every resource in the patient's compartment, and the Practitioners, PractitionerRoles, Organizations and Locations they reference, as a searchset Bundle in pages.",
+    types: &["Patient"],
+    system: false,
+    type_level: false,
+    instance: true,
+    affects_state: false,
+    parameters: &[
+        Param {
+            name: "_since",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "instant",
+            documentation: "Only resources updated since this instant",
+        },
+        Param {
+            name: "_type",
+            use_: "in",
+            min: 0,
+            max: "*",
+            type_: "code",
+            documentation: "Only resources of these types (comma-separated)",
+        },
+        Param {
+            name: "_count",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "integer",
+            documentation: "Page size",
+        },
+        Param {
+            name: "return",
+            use_: "out",
+            min: 1,
+            max: "1",
+            type_: "Bundle",
+            documentation: "A searchset Bundle, paged",
+        },
+    ],
+    handler: |app, request, target| Box::pin(handle(app, request, target.id().unwrap_or_default())),
+};
 
 pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
     let store = &app.store;

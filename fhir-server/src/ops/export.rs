@@ -9,6 +9,7 @@ use axum::http::header::{CONTENT_LOCATION, RETRY_AFTER};
 use axum::http::{HeaderName, Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::format::Payload;
@@ -23,6 +24,82 @@ const NDJSON: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjs
 /// The most patients a Group export names: each page's query lists them all, and the
 /// databases bind at most 32,766 (SQLite) and 65,535 (PostgreSQL) values per statement.
 const MAX_GROUP_MEMBERS: usize = 20_000;
+
+/// The parameters of every level of `$export`.
+const EXPORT_PARAMETERS: &[Param] = &[
+    Param {
+        name: "_outputFormat",
+        use_: "in",
+        min: 0,
+        max: "1",
+        type_: "string",
+        documentation: "application/fhir+ndjson (the default and only format)",
+    },
+    Param {
+        name: "_since",
+        use_: "in",
+        min: 0,
+        max: "1",
+        type_: "instant",
+        documentation: "Only resources updated since this instant",
+    },
+    Param {
+        name: "_type",
+        use_: "in",
+        min: 0,
+        max: "*",
+        type_: "string",
+        documentation: "Only resources of these types (comma-separated)",
+    },
+];
+
+/// `[base]/$export`.
+pub const SYSTEM: Operation = Operation {
+    name: "export",
+    id: "export",
+    url: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    title: "FHIR Bulk Data System Level Export",
+    description: "Every resource of the tenant as NDJSON files, one per type; asynchronous (Prefer: respond-async).",
+    types: &[],
+    system: true,
+    type_level: false,
+    instance: false,
+    affects_state: false,
+    parameters: EXPORT_PARAMETERS,
+    handler: |app, request, _| Box::pin(kick_off(app, request, "system", None)),
+};
+
+/// `Patient/$export`.
+pub const PATIENT: Operation = Operation {
+    name: "export",
+    id: "patient-export",
+    url: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+    title: "FHIR Bulk Data Patient Level Export",
+    description: "Every patient's compartment as NDJSON files; asynchronous (Prefer: respond-async).",
+    types: &["Patient"],
+    system: false,
+    type_level: true,
+    instance: false,
+    affects_state: false,
+    parameters: EXPORT_PARAMETERS,
+    handler: |app, request, _| Box::pin(kick_off(app, request, "Patient", None)),
+};
+
+/// `Group/[id]/$export`.
+pub const GROUP: Operation = Operation {
+    name: "export",
+    id: "group-export",
+    url: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+    title: "FHIR Bulk Data Group Level Export",
+    description: "The compartments of a Group's patients as NDJSON files; asynchronous (Prefer: respond-async).",
+    types: &["Group"],
+    system: false,
+    type_level: false,
+    instance: true,
+    affects_state: false,
+    parameters: EXPORT_PARAMETERS,
+    handler: |app, request, target| Box::pin(kick_off(app, request, "Group", target.id())),
+};
 
 /// Kick-off. `scope` is the level; `group` the Group's id for a group export.
 pub async fn kick_off(
@@ -226,7 +303,7 @@ pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
             });
             Ok(FhirResponse::new(
                 StatusCode::OK,
-                Some(Payload::Stored(
+                Some(Payload::PlainJson(
                     serde_json::to_vec(&manifest).unwrap_or_default().into(),
                 )),
             )

@@ -20,6 +20,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::claim_submit::{read, set_claim_state};
+use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
@@ -28,12 +29,40 @@ use crate::http::response::FhirResponse;
 const REMITTANCE_KEY: &str = edi::fhir::systems::REMITTANCE_KEY;
 const PATIENT_CONTROL_NUMBER: &str = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
 
+/// `[base]/$import-835`, as registered in `ops::OPERATIONS`.
+pub const OPERATION: Operation = Operation {
+    name: "import-835",
+    id: "import-835",
+    url: "urn:fhir-server:OperationDefinition/import-835",
+    title: "Post an X12 835 remittance",
+    description: "Reads an X12 5010 835 (raw, or as the Parameters part 'file'), checks its balancing, and in one transaction writes its ClaimResponses and PaymentReconciliation and the states of the Claims it pays; the same 835 again writes nothing.",
+    types: &[],
+    system: true,
+    type_level: false,
+    instance: false,
+    affects_state: true,
+    parameters: &[
+        Param {
+            name: "file",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "Attachment",
+            documentation: "The 835 (or send it raw as the body)",
+        },
+        Param {
+            name: "return",
+            use_: "out",
+            min: 1,
+            max: "1",
+            type_: "Parameters",
+            documentation: "What was posted",
+        },
+    ],
+    handler: |app, request, _| Box::pin(handle(app, request)),
+};
+
 pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
-    if request.method != axum::http::Method::POST {
-        return Err(FhirError::method_not_allowed(
-            "$import-835 is invoked with POST",
-        ));
-    }
     let bytes = body(request)?;
     let parsed = edi::parse(&bytes).map_err(edi_error)?;
     let remittances = edi::remit835::to_fhir(&parsed).map_err(edi_error)?;

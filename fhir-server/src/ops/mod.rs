@@ -1,52 +1,174 @@
-//! FHIR operations (`$name`), one file each, dispatched by level and name. Each is listed
-//! in the CapabilityStatement (see `OPERATIONS`).
+//! FHIR operations (`$name`), one file each, registered once in [`OPERATIONS`]: its name,
+//! where it may be invoked, its parameters and its handler. Dispatch, the
+//! CapabilityStatement and the OperationDefinitions served at `OperationDefinition/[id]`
+//! all read that one list, so they cannot disagree.
 
 pub mod claim_submit;
+pub mod definition;
 pub mod everything;
 pub mod export;
 pub mod import_835;
+pub mod meta;
+pub mod validate;
 
 use axum::http::Method;
+use futures::future::BoxFuture;
 
 use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 
-/// The operations the server offers: name, the resource type they apply to (`""` at the
-/// system level), and their definition's canonical URL.
-pub const OPERATIONS: &[(&str, &str, &str)] = &[
-    (
-        "everything",
-        "Patient",
-        "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-    ),
-    (
-        "export",
-        "",
-        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-    ),
-    (
-        "export",
-        "Patient",
-        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
-    ),
-    (
-        "export",
-        "Group",
-        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
-    ),
-    (
-        "submit",
-        "Claim",
-        "urn:fhir-server:OperationDefinition/Claim-submit-837P",
-    ),
-    (
-        "import-835",
-        "",
-        "urn:fhir-server:OperationDefinition/import-835",
-    ),
+/// Where an operation was invoked: on the system, a type, or one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+impl<'a> Target<'a> {
+    /// The resource type, at the type and instance levels.
+    pub fn resource_type(self) -> Option<&'a str> {
+        match self {
+            Target::System => None,
+            Target::Type(resource_type) | Target::Instance(resource_type, _) => Some(resource_type),
+        }
+    }
+
+    /// The resource id, at the instance level.
+    pub fn id(self) -> Option<&'a str> {
+        match self {
+            Target::Instance(_, id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// An operation's handler.
+pub type Handler = for<'a> fn(
+    &'a App,
+    &'a FhirRequest,
+    Target<'a>,
+) -> BoxFuture<'a, Result<FhirResponse, FhirError>>;
+
+/// Every resource type (for `Operation::types`).
+pub const ANY_TYPE: &[&str] = &["Resource"];
+
+/// One parameter of an operation, as its OperationDefinition lists it.
+pub struct Param {
+    pub name: &'static str,
+    /// `in` or `out`.
+    pub use_: &'static str,
+    pub min: u32,
+    /// `1`, `*`, ...
+    pub max: &'static str,
+    /// The FHIR type; `""` for a resource of any type.
+    pub type_: &'static str,
+    pub documentation: &'static str,
+}
+
+/// An operation the server offers.
+pub struct Operation {
+    /// The name without `$`.
+    pub name: &'static str,
+    /// The id of its OperationDefinition, served at `OperationDefinition/[id]`.
+    pub id: &'static str,
+    /// The OperationDefinition's canonical URL (the spec's, for the spec's operations).
+    pub url: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    /// The types it applies to ([`ANY_TYPE`] for all); empty at the system level only.
+    pub types: &'static [&'static str],
+    pub system: bool,
+    pub type_level: bool,
+    pub instance: bool,
+    /// Whether it changes anything: then only POST invokes it (FHIR allows GET for the
+    /// others).
+    pub affects_state: bool,
+    pub parameters: &'static [Param],
+    pub handler: Handler,
+}
+
+impl Operation {
+    /// Whether the operation may be invoked at `target`.
+    fn applies(&self, target: Target<'_>) -> bool {
+        let on_type =
+            |resource_type: &str| self.types == ANY_TYPE || self.types.contains(&resource_type);
+        match target {
+            Target::System => self.system,
+            Target::Type(resource_type) => self.type_level && on_type(resource_type),
+            Target::Instance(resource_type, _) => self.instance && on_type(resource_type),
+        }
+    }
+
+    /// Whether it applies to `resource_type` at the type or instance level.
+    pub fn on_type(&self, resource_type: &str) -> bool {
+        (self.type_level || self.instance)
+            && (self.types == ANY_TYPE || self.types.contains(&resource_type))
+    }
+
+    /// The methods that invoke it (for `Allow`).
+    pub fn methods(&self) -> &'static str {
+        if self.affects_state {
+            "POST"
+        } else {
+            "GET, POST"
+        }
+    }
+}
+
+/// The operations the server offers.
+pub static OPERATIONS: &[Operation] = &[
+    everything::OPERATION,
+    export::SYSTEM,
+    export::PATIENT,
+    export::GROUP,
+    claim_submit::OPERATION,
+    import_835::OPERATION,
+    validate::OPERATION,
+    meta::META,
+    meta::META_ADD,
+    meta::META_DELETE,
 ];
+
+/// The operation named `name` (with its `$`) at `target`.
+pub fn find(name: &str, target: Target<'_>) -> Option<&'static Operation> {
+    let name = name.strip_prefix('$')?;
+    OPERATIONS
+        .iter()
+        .find(|operation| operation.name == name && operation.applies(target))
+}
+
+/// Invokes the operation `name` at `target`: 404 when there is none, 405 when it changes
+/// state and was not POSTed.
+pub async fn invoke(
+    app: &App,
+    request: &FhirRequest,
+    name: &str,
+    target: Target<'_>,
+) -> Result<FhirResponse, FhirError> {
+    let Some(operation) = find(name, target) else {
+        let place = match target {
+            Target::System => "the system".to_owned(),
+            Target::Type(resource_type) => resource_type.to_owned(),
+            Target::Instance(resource_type, id) => format!("{resource_type}/{id}"),
+        };
+        return Err(FhirError::not_supported(format!(
+            "Operation {name} is not supported on {place}"
+        )));
+    };
+    let allowed = request.method == Method::POST
+        || (request.method == Method::GET && !operation.affects_state);
+    if !allowed {
+        return Err(FhirError::method_not_allowed(format!(
+            "${} is invoked with {}",
+            operation.name,
+            operation.methods()
+        )));
+    }
+    (operation.handler)(app, request, target).await
+}
 
 /// `[base]/$op...`: system-level operations, and the status and files of exports.
 pub async fn system(
@@ -55,50 +177,14 @@ pub async fn system(
     segments: &[&str],
 ) -> Result<FhirResponse, FhirError> {
     match (segments, &request.method) {
-        (["$export"], &Method::GET | &Method::POST) => {
-            export::kick_off(app, request, "system", None).await
-        }
         (["$export-status", id], &Method::GET | &Method::DELETE) => {
             export::status(app, request, id).await
         }
         (["$export-file", id, name], &Method::GET) => export::file(app, request, id, name).await,
-        (["$import-835"], _) => import_835::handle(app, request).await,
-        ([operation, ..], _) => Err(unknown(operation, "the system")),
-        ([], _) => Err(unknown("", "the system")),
+        ([operation], _) => invoke(app, request, operation, Target::System).await,
+        ([operation, ..], _) => Err(FhirError::not_supported(format!(
+            "Operation {operation} is not supported on the system"
+        ))),
+        ([], _) => Err(FhirError::not_supported("No operation named")),
     }
-}
-
-/// `[type]/$op`.
-pub async fn type_level(
-    app: &App,
-    request: &FhirRequest,
-    resource_type: &str,
-    operation: &str,
-) -> Result<FhirResponse, FhirError> {
-    match (resource_type, operation) {
-        ("Patient", "$export") => export::kick_off(app, request, "Patient", None).await,
-        _ => Err(unknown(operation, resource_type)),
-    }
-}
-
-/// `[type]/[id]/$op`.
-pub async fn instance(
-    app: &App,
-    request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
-    operation: &str,
-) -> Result<FhirResponse, FhirError> {
-    match (resource_type, operation) {
-        ("Patient", "$everything") => everything::handle(app, request, id).await,
-        ("Group", "$export") => export::kick_off(app, request, "Group", Some(id)).await,
-        ("Claim", "$submit") => claim_submit::handle(app, request, id).await,
-        _ => Err(unknown(operation, &format!("{resource_type}/{id}"))),
-    }
-}
-
-fn unknown(operation: &str, target: &str) -> FhirError {
-    FhirError::not_supported(format!(
-        "Operation {operation} is not supported on {target}"
-    ))
 }

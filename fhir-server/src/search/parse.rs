@@ -141,29 +141,8 @@ fn parse_result_parameter(query: &mut Query, name: &str, value: &str) -> Result<
                 }
             };
         }
-        "_summary" => {
-            query.summary = match value {
-                "true" => Summary::True,
-                "false" => Summary::False,
-                "text" => Summary::Text,
-                "data" => Summary::Data,
-                "count" => Summary::Count,
-                _ => {
-                    return Err(bad(format!(
-                        "Invalid _summary '{value}': true, text, data, count or false"
-                    )));
-                }
-            };
-        }
-        "_elements" => {
-            let elements: Vec<String> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned)
-                .collect();
-            query.elements = Some(elements);
-        }
+        "_summary" => query.summary = Summary::parse(value).map_err(bad)?,
+        "_elements" => query.elements = Some(super::query::parse_elements(value)),
         _ => return Ok(false),
     }
     if name != "_page" {

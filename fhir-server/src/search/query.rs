@@ -182,6 +182,34 @@ pub enum Summary {
     Count,
 }
 
+impl Summary {
+    /// A `_summary` value; the error says what it may be.
+    pub fn parse(value: &str) -> Result<Summary, String> {
+        Ok(match value {
+            "true" => Summary::True,
+            "false" => Summary::False,
+            "text" => Summary::Text,
+            "data" => Summary::Data,
+            "count" => Summary::Count,
+            _ => {
+                return Err(format!(
+                    "Invalid _summary '{value}': true, text, data, count or false"
+                ));
+            }
+        })
+    }
+}
+
+/// An `_elements` value: the element names it lists.
+pub fn parse_elements(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A parsed search on one resource type.
 #[derive(Debug, Clone, Default)]
 pub struct Query {

@@ -232,6 +232,7 @@ impl PgStore {
             // moment in one statement (see `pg_creates`).
             let now = crate::resource::now_micros();
             let id = crate::resource::new_id();
+            let index = write::own(&resource_type, &mut resource, None, index);
             let version = write::first_version(&resource_type, &mut resource, &id, now);
             let created = self.creates.create(tenant, version, index).await?;
             return Ok(Outcome::Created(created));

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::write::{self, Outcome, Tx};
+use super::write::{self, Outcome, ServerOwned, Tx};
 use super::{Method, StoreError, Version};
 use crate::error::FhirError;
 use crate::index::{self, IndexRows};
@@ -46,11 +46,11 @@ pub enum TxAction {
         resource: Value,
         if_match: Option<i64>,
     },
-    /// PATCH `Type/id` or `Type?criteria` with a JSON Patch.
+    /// PATCH `Type/id` or `Type?criteria` with a JSON Patch or a FHIRPath Patch.
     Patch {
         resource_type: String,
         target: Target,
-        patch: json_patch::Patch,
+        patch: crate::interaction::patch::Patch,
         if_match: Option<i64>,
     },
     /// DELETE `Type/id` or `Type?criteria`.
@@ -75,6 +75,9 @@ pub struct Transaction {
     /// Per entry: the id given to a create and the index rows of its resource, when they
     /// were settled beforehand.
     settled: Vec<Option<(String, IndexRows)>>,
+    /// Whose values of the server-owned tags the writes carry: a client's Bundle cannot
+    /// set them; the server's own (operations, imports) can.
+    owned: ServerOwned,
 }
 
 /// What an entry did: its status, and the version it wrote or found (none for a delete).
@@ -102,7 +105,18 @@ impl From<StoreError> for TxFailure {
 impl Transaction {
     pub fn new(entries: Vec<TxEntry>) -> Transaction {
         let settled = vec![None; entries.len()];
-        Transaction { entries, settled }
+        Transaction {
+            entries,
+            settled,
+            owned: ServerOwned::Carry,
+        }
+    }
+
+    /// A transaction the server itself made (an operation's writes, an import of an
+    /// export): its server-owned tags and extensions are stored as given.
+    pub fn by_server(mut self) -> Transaction {
+        self.owned = ServerOwned::AsGiven;
+        self
     }
 
     /// Whether the transaction can lose a race with another writer on a unique key: it
@@ -174,6 +188,11 @@ impl Transaction {
                 && let Some(id) = id
             {
                 rewrite_references(resource, &names);
+                // A client's values are dropped now, before the rows are extracted (an
+                // update of a stored resource gets the stored values back when it runs).
+                if self.owned == ServerOwned::Carry {
+                    crate::resource::keep_server_owned(resource, None);
+                }
                 *settled = Some((id, index::extract(resource_type, resource)));
             }
         }
@@ -204,7 +223,7 @@ enum Step {
     /// A conditional create that matched: nothing to write.
     Matched,
     Update(Value, Option<IndexRows>, Option<i64>),
-    Patch(json_patch::Patch, Option<i64>),
+    Patch(crate::interaction::patch::Patch, Option<i64>),
 }
 
 /// Applies a transaction inside the caller's database transaction.
@@ -213,6 +232,7 @@ pub async fn apply<T: Tx>(
     transaction: Transaction,
 ) -> Result<Vec<TxResult>, TxFailure> {
     let now = crate::resource::now_micros();
+    let owned = transaction.owned;
     let mut results: Vec<TxResult> = Vec::with_capacity(transaction.entries.len());
     let mut touched: HashSet<(String, String)> = HashSet::new();
     let mut claim = |index: usize, resource_type: &str, id: &str| -> Result<(), TxFailure> {
@@ -430,7 +450,16 @@ pub async fn apply<T: Tx>(
                 continue;
             }
         };
-        let rows = rows.unwrap_or_else(|| index::extract(&plan.resource_type, &resource));
+        let rows = match rows {
+            // Settled rows were extracted after `settle_locally` dropped a client's values.
+            Some(rows) => rows,
+            None => {
+                if owned == ServerOwned::Carry {
+                    crate::resource::keep_server_owned(&mut resource, None);
+                }
+                index::extract(&plan.resource_type, &resource)
+            }
+        };
         let mut version = write::first_version(&plan.resource_type, &mut resource, &plan.id, now);
         version.method = method;
         creates.push((plan.index, version, rows));
@@ -457,9 +486,17 @@ pub async fn apply<T: Tx>(
             }
             Step::Update(mut resource, rows, if_match) => {
                 let rows = rows.unwrap_or_else(|| index::extract(target.0, &resource));
-                write::put_by_id(tx, target, &mut resource, &rows, if_match, Method::Put, now)
-                    .await
-                    .map_err(at)?
+                write::put_by_id(
+                    tx,
+                    target,
+                    &mut resource,
+                    &rows,
+                    (if_match, owned),
+                    Method::Put,
+                    now,
+                )
+                .await
+                .map_err(at)?
             }
             Step::Patch(patch, if_match) => write::patch_by_id(tx, target, &patch, if_match, now)
                 .await

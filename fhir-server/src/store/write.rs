@@ -179,6 +179,7 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
                 }
             }
             let id = resource::new_id();
+            let index = own(&resource_type, &mut resource, None, index);
             create(tx, &resource_type, &id, &mut resource, &index, now).await
         }
         WriteOp::Update {
@@ -190,7 +191,17 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             method,
         } => {
             let target = (resource_type.as_str(), id.as_str());
-            put_by_id(tx, target, &mut resource, &index, if_match, method, now).await
+            let owned = ServerOwned::Carry;
+            put_by_id(
+                tx,
+                target,
+                &mut resource,
+                &index,
+                (if_match, owned),
+                method,
+                now,
+            )
+            .await
         }
         WriteOp::ConditionalUpdate {
             resource_type,
@@ -229,7 +240,7 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
                         target,
                         &mut resource,
                         &index,
-                        if_match,
+                        (if_match, ServerOwned::Carry),
                         Method::Put,
                         now,
                     )
@@ -251,7 +262,7 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
                         target,
                         &mut resource,
                         &index,
-                        if_match,
+                        (if_match, ServerOwned::Carry),
                         Method::Put,
                         now,
                     )
@@ -300,6 +311,17 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
     }
 }
 
+/// Whose values of the server-owned tags and extensions (`resource::SERVER_TAG_SYSTEMS`)
+/// a write carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerOwned {
+    /// A client's write: the stored version's values are kept, the client's ignored.
+    Carry,
+    /// The server's own write (an operation recording a claim state, an import restoring
+    /// an export): the values are taken as given.
+    AsGiven,
+}
+
 /// Writes `resource` as the next version of `(type, id)`, creating it when absent, once
 /// the If-Match precondition holds against the current version.
 pub(super) async fn put_by_id<T: Tx>(
@@ -307,16 +329,55 @@ pub(super) async fn put_by_id<T: Tx>(
     (resource_type, id): (&str, &str),
     resource: &mut Value,
     index: &IndexRows,
-    if_match: Option<i64>,
+    (if_match, owned): (Option<i64>, ServerOwned),
     method: Method,
     now: i64,
 ) -> Result<Outcome, StoreError> {
     let head = tx.head(resource_type, id).await?;
     check_if_match(if_match, head.as_ref(), resource_type, id)?;
+    let mut carried = None;
+    if owned == ServerOwned::Carry {
+        let previous = match &head {
+            Some(head) if !head.deleted && resource::has_server_owned(resource_type) => {
+                stored_resource(tx, resource_type, id, head.version).await?
+            }
+            _ => None,
+        };
+        if resource::keep_server_owned(resource, previous.as_ref()) {
+            carried = Some(crate::index::extract(resource_type, resource));
+        }
+    }
+    let index = carried.as_ref().unwrap_or(index);
     match head {
         None => create_with(tx, resource_type, id, resource, index, now, Method::Put).await,
         Some(head) => update(tx, resource_type, id, resource, index, head, method, now).await,
     }
+}
+
+/// A client's resource with the server-owned values of `previous` (see
+/// `resource::keep_server_owned`), and its index rows, extracted again when that changed it.
+pub fn own(
+    resource_type: &str,
+    resource: &mut Value,
+    previous: Option<&Value>,
+    index: IndexRows,
+) -> IndexRows {
+    if resource::keep_server_owned(resource, previous) {
+        crate::index::extract(resource_type, resource)
+    } else {
+        index
+    }
+}
+
+/// A stored version as JSON (`None` when it has no body).
+async fn stored_resource<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+) -> Result<Option<Value>, StoreError> {
+    let body = tx.body(resource_type, id, version).await?;
+    Ok(body.and_then(|body| serde_json::from_slice(&body).ok()))
 }
 
 fn multiple(what: &str, resource_type: &str) -> StoreError {
@@ -407,13 +468,13 @@ pub(super) async fn create_many<T: Tx>(
         .collect())
 }
 
-/// Applies a JSON Patch to the current version of `(type, id)` and stores the result,
+/// Applies a patch to the current version of `(type, id)` and stores the result,
 /// once `If-Match` holds: the patched resource is checked like any update (422 if it is
 /// not valid R4 or changes the id).
 pub(super) async fn patch_by_id<T: Tx>(
     tx: &mut T,
     (resource_type, id): (&str, &str),
-    patch: &json_patch::Patch,
+    patch: &crate::interaction::patch::Patch,
     if_match: Option<i64>,
     now: i64,
 ) -> Result<Outcome, StoreError> {
@@ -437,6 +498,10 @@ pub(super) async fn patch_by_id<T: Tx>(
         .unwrap_or_default();
     let mut resource = crate::interaction::patch::patched(resource_type, id, &body, patch)
         .map_err(StoreError::Rejected)?;
+    if resource::has_server_owned(resource_type) {
+        let previous: Option<Value> = serde_json::from_slice(&body).ok();
+        resource::keep_server_owned(&mut resource, previous.as_ref());
+    }
     let index = crate::index::extract(resource_type, &resource);
     update(
         tx,

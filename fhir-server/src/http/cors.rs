@@ -1,0 +1,104 @@
+//! CORS (https://fetch.spec.whatwg.org/#http-cors-protocol), so that browser apps (SMART
+//! apps above all) on the configured origins can call the API: preflight `OPTIONS`
+//! answered, and the headers a FHIR client needs to read (Location, ETag, ...) exposed.
+//! Without configured origins no CORS header is sent and browsers keep other origins out.
+
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The request headers a FHIR client sends.
+const ALLOWED_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "accept",
+    "if-match",
+    "if-none-match",
+    "if-none-exist",
+    "if-modified-since",
+    "prefer",
+    "x-request-id",
+];
+
+/// The answer headers a FHIR client reads.
+const EXPOSED_HEADERS: &[&str] = &[
+    "location",
+    "etag",
+    "content-location",
+    "last-modified",
+    "x-progress",
+    "x-request-id",
+    "www-authenticate",
+    "retry-after",
+];
+
+/// The CORS layer for `origins` (`*` for any); `None` when there are none, or when one is
+/// not a valid origin (the error names it).
+pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let mut values = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin["https://".len().min(origin.len())..].contains('/');
+            let value = HeaderValue::from_str(origin).ok().filter(|_| valid);
+            values.push(value.ok_or_else(|| {
+                format!("'{origin}' is not an origin (scheme://host[:port], e.g. https://app.example.org)")
+            })?);
+        }
+        AllowOrigin::list(values)
+    };
+    let names = |names: &[&'static str]| -> Vec<HeaderName> {
+        names
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect()
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::HEAD,
+            ])
+            .allow_headers(names(ALLOWED_HEADERS))
+            .expose_headers(names(EXPOSED_HEADERS))
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked() {
+        assert!(layer(&[]).unwrap().is_none());
+        assert!(
+            layer(&["https://app.example.org".into()])
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            layer(&["http://localhost:3000/".into(), "*".into()])
+                .unwrap()
+                .is_some()
+        );
+        assert!(layer(&["app.example.org".into()]).is_err());
+        assert!(layer(&["https://app.example.org/path".into()]).is_err());
+    }
+}
