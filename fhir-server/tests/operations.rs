@@ -279,3 +279,46 @@ async fn meta_operations_change_tags(server: Server) {
     assert_eq!(response.headers()["allow"], "POST");
 }
 both!(meta_operations_change_tags);
+
+/// Twenty clients add a tag each at once: every tag is there, each change a version.
+async fn concurrent_meta_adds_lose_nothing(server: Server) {
+    let created = server.create(&server.base, &patient("Race", "r-1")).await;
+    let url = format!(
+        "{}/Patient/{}/$meta-add",
+        server.base,
+        created["id"].as_str().unwrap()
+    );
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let client = server.client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"resourceType": "Parameters", "parameter": [{"name": "meta",
+                "valueMeta": {"tag": [{"system": "urn:race", "code": format!("t{n}")}]}}]});
+            client
+                .post(url)
+                .header("content-type", JSON)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let added = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| [200, 409].contains(s)),
+        "{statuses:?}"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (_, now) = get(&server, &format!("Patient/{id}")).await;
+    let tags = now["meta"]["tag"].as_array().map_or(0, Vec::len);
+    assert_eq!(tags, added, "every acknowledged tag is kept: {now}");
+    assert_eq!(now["meta"]["versionId"], json!((added + 1).to_string()));
+}
+both!(concurrent_meta_adds_lose_nothing);

@@ -787,3 +787,33 @@ async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
     assert_eq!(claim_state(&paid).as_deref(), Some("paid"), "{paid}");
 }
 both!(a_posted_claim_gets_a_patient_control_number);
+
+/// Twenty clients submit the same claim at once: the payer gets it once.
+async fn concurrent_submissions_send_a_claim_once(server: Server) {
+    practice(&server).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = server.client.clone();
+        let url = format!("{}/Claim/clm/$submit", server.base);
+        tasks.push(tokio::spawn(async move {
+            client.post(url).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 409, 412].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(count(&server, "Binary").await, 1, "one 837P stored");
+    let (_, claim) = get(&server, "Claim/clm").await;
+    assert_eq!(claim["meta"]["versionId"], "2", "{claim}");
+}
+both!(concurrent_submissions_send_a_claim_once);
