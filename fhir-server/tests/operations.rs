@@ -5,33 +5,16 @@
 
 mod common;
 
-use common::{JSON, Server, json, patient};
+use common::{JSON, Server, patient};
 use serde_json::{Value, json};
 
 async fn get(server: &Server, path: &str) -> (u16, Value) {
-    json(
-        server
-            .client
-            .get(format!("{}/{path}", server.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    server.get_json(path).await
 }
 
 async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    json(
-        server
-            .client
-            .post(format!("{}/{path}", server.base))
-            .header("content-type", JSON)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    let post = reqwest::Method::POST;
+    server.send_json(post, path, JSON, body.to_string()).await
 }
 
 fn of_type<'v>(statement: &'v Value, resource_type: &str) -> &'v Value {

@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine;
-use common::{JSON, Server, json};
+use common::{JSON, Server};
 use serde_json::{Value, json};
 
 const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
@@ -34,29 +34,12 @@ async fn put(server: &Server, resource: Value) {
 }
 
 async fn get(server: &Server, path: &str) -> (u16, Value) {
-    json(
-        server
-            .client
-            .get(format!("{}/{path}", server.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    server.get_json(path).await
 }
 
 async fn post_op(server: &Server, path: &str, content_type: &str, body: String) -> (u16, Value) {
-    json(
-        server
-            .client
-            .post(format!("{}/{path}", server.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    let post = reqwest::Method::POST;
+    server.send_json(post, path, content_type, body).await
 }
 
 /// A practice with one claim of 150.00 (two lines) for patient control number PCN-77.
@@ -556,17 +539,9 @@ async fn send(
     content_type: &str,
     body: Value,
 ) -> (u16, Value) {
-    json(
-        server
-            .client
-            .request(method, format!("{}/{path}", server.base))
-            .header("content-type", content_type)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    server
+        .send_json(method, path, content_type, body.to_string())
+        .await
 }
 
 /// The claim state is the server's: no client write sets, changes or drops it.

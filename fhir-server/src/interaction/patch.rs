@@ -67,14 +67,7 @@ pub async fn handle(
     let patch = parse_patch(request)?;
     let pinned = request.if_match()?;
     for _ in 0..ATTEMPTS {
-        let current = app
-            .store
-            .read(request.tenant, resource_type, id)
-            .await?
-            .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")))?;
-        if current.is_deleted() {
-            return Err(super::read::gone(&current));
-        }
+        let current = super::read::current(app, request, resource_type, id).await?;
         if let Some(pinned) = pinned
             && pinned != current.version
         {

@@ -17,6 +17,23 @@ pub async fn handle(
     resource_type: &str,
     id: &str,
 ) -> Result<FhirResponse, FhirError> {
+    let version = current(app, request, resource_type, id).await?;
+    if not_modified(request, &version) {
+        return Ok(
+            FhirResponse::new(StatusCode::NOT_MODIFIED, None).header(ETAG, &etag(version.version))
+        );
+    }
+    let response = FhirResponse::version(StatusCode::OK, &version);
+    super::subset::read_answer(response, resource_type, &request.params)
+}
+
+/// The current version of a resource: 404 when it is not known, 410 when it was deleted.
+pub async fn current(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    id: &str,
+) -> Result<Version, FhirError> {
     let version = app
         .store
         .read(request.tenant, resource_type, id)
@@ -25,13 +42,7 @@ pub async fn handle(
     if version.is_deleted() {
         return Err(gone(&version));
     }
-    if not_modified(request, &version) {
-        return Ok(
-            FhirResponse::new(StatusCode::NOT_MODIFIED, None).header(ETAG, &etag(version.version))
-        );
-    }
-    let response = FhirResponse::version(StatusCode::OK, &version);
-    super::subset::read_answer(response, resource_type, &request.params)
+    Ok(version)
 }
 
 /// 410 for a deleted resource.

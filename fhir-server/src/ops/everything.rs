@@ -46,14 +46,7 @@ pub const OPERATION: Operation = Operation {
     instance: true,
     affects_state: false,
     parameters: &[
-        Param {
-            name: "_since",
-            use_: "in",
-            min: 0,
-            max: "1",
-            type_: "instant",
-            documentation: "Only resources updated since this instant",
-        },
+        super::SINCE,
         Param {
             name: "_type",
             use_: "in",

@@ -35,14 +35,7 @@ const EXPORT_PARAMETERS: &[Param] = &[
         type_: "string",
         documentation: "application/fhir+ndjson (the default and only format)",
     },
-    Param {
-        name: "_since",
-        use_: "in",
-        min: 0,
-        max: "1",
-        type_: "instant",
-        documentation: "Only resources updated since this instant",
-    },
+    super::SINCE,
     Param {
         name: "_type",
         use_: "in",

@@ -170,14 +170,7 @@ async fn current(
             "$meta names one resource: [type]/[id]/$meta",
         ));
     };
-    let version = app
-        .store
-        .read(request.tenant, resource_type, id)
-        .await?
-        .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")))?;
-    if version.is_deleted() {
-        return Err(crate::interaction::read::gone(&version));
-    }
+    let version = crate::interaction::read::current(app, request, resource_type, id).await?;
     let body = version.body.as_deref().unwrap_or_default();
     let resource = serde_json::from_slice(body)
         .map_err(|e| FhirError::internal(format!("stored body: {e}")))?;

@@ -68,6 +68,16 @@ pub struct Param {
     pub documentation: &'static str,
 }
 
+/// `_since`, as the operations that take it define it.
+pub const SINCE: Param = Param {
+    name: "_since",
+    use_: "in",
+    min: 0,
+    max: "1",
+    type_: "instant",
+    documentation: "Only resources updated since this instant",
+};
+
 /// An operation the server offers.
 pub struct Operation {
     /// The name without `$`.

@@ -286,6 +286,34 @@ impl Server {
         assert_eq!(response.status(), 201, "tenant {id} created");
     }
 
+    /// GET `{base}/{path}`: the status and the body as JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}/{path}", self.base))
+            .send()
+            .await;
+        json(response.expect("the server answers")).await
+    }
+
+    /// `method` `{base}/{path}` with `body` of `content_type`: the status and the body as JSON.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}/{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
+        json(response.expect("the server answers")).await
+    }
+
     /// POSTs a resource to `{base}/{type}` and returns the created resource (asserting 201).
     pub async fn create(&self, base: &str, resource: &Value) -> Value {
         let resource_type = resource["resourceType"].as_str().expect("resourceType");
