@@ -537,3 +537,78 @@ async fn bundles_of_other_types_and_malformed_entries_are_refused(server: Server
     }
 }
 both!(bundles_of_other_types_and_malformed_entries_are_refused);
+
+/// Twenty transactions with the same `ifNoneExist`, and ten plain conditional creates
+/// beside them, all at once: one Patient, and the others found it.
+async fn concurrent_conditional_entries_create_once(server: Server) {
+    let criteria = "identifier=http://example.org/mrn|race-1";
+    let patient = json!({"resourceType": "Patient",
+        "identifier": [{"system": "http://example.org/mrn", "value": "race-1"}]});
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let client = server.client.clone();
+        let base = server.base.clone();
+        let patient = patient.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = if n % 3 == 2 {
+                client
+                    .post(format!("{base}/Patient"))
+                    .header("if-none-exist", criteria)
+                    .body(patient.to_string())
+            } else if n % 3 == 1 {
+                // A conditional update by criteria creates when nothing matches.
+                let bundle = transaction(vec![json!({"resource": patient,
+                    "request": {"method": "PUT", "url": format!("Patient?{criteria}")}})]);
+                client.post(&base).body(bundle.to_string())
+            } else {
+                let bundle = transaction(vec![
+                    json!({"fullUrl": format!("urn:uuid:00000000-0000-4000-8000-{n:012}"),
+                    "resource": patient,
+                    "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria}}),
+                ]);
+                client.post(&base).body(bundle.to_string())
+            };
+            let response = request.header("content-type", JSON).send().await.unwrap();
+            response.status().as_u16()
+        }));
+    }
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!([200, 201].contains(&status), "{status}");
+    }
+    let found = search(&server, &format!("Patient?{criteria}")).await;
+    assert_eq!(found.len(), 1, "exactly one Patient: {found:?}");
+}
+both!(concurrent_conditional_entries_create_once);
+
+async fn a_full_url_names_one_entry(server: Server) {
+    let url = "urn:uuid:0b4c6f5e-0000-4000-8000-0000000000aa";
+    let bundle = transaction(vec![
+        post(url, json!({"resourceType": "Patient"})),
+        post(
+            "urn:uuid:0b4c6f5e-0000-4000-8000-0000000000bb",
+            json!({"resourceType": "Patient"}),
+        ),
+        post(url, json!({"resourceType": "Patient"})),
+    ]);
+    let (status, outcome) = post_bundle(&server, &bundle).await;
+    assert_eq!(status, 400, "{outcome}");
+    let expressions = common::issue_expressions(&outcome);
+    assert!(
+        expressions.contains(&"Bundle.entry[0].fullUrl".to_owned()),
+        "{outcome}"
+    );
+    assert!(
+        expressions.contains(&"Bundle.entry[2].fullUrl".to_owned()),
+        "{outcome}"
+    );
+    let mut batch = bundle.clone();
+    batch["type"] = json!("batch");
+    let (status, _) = post_bundle(&server, &batch).await;
+    assert_eq!(status, 400);
+    assert!(
+        search(&server, "Patient").await.is_empty(),
+        "nothing written"
+    );
+}
+both!(a_full_url_names_one_entry);

@@ -73,6 +73,7 @@ pub fn read_bundle(
         )
         .at("Bundle.entry"));
     }
+    check_unique_full_urls(&entries, &resources)?;
     let entries = entries
         .into_iter()
         .zip(resources)
@@ -80,6 +81,29 @@ pub fn read_bundle(
         .map(|(index, (entry, resource))| parse_entry(base, index, entry, resource))
         .collect();
     Ok((kind, entries))
+}
+
+/// A Bundle's `fullUrl`s are unique, or else the entries that share one differ in
+/// `meta.versionId` (R4 invariant bdl-7): otherwise a reference to it names two resources.
+fn check_unique_full_urls(entries: &[Value], resources: &[Option<Value>]) -> Result<(), FhirError> {
+    let mut seen: std::collections::HashMap<(&str, Option<&str>), usize> =
+        std::collections::HashMap::new();
+    for (index, (entry, resource)) in entries.iter().zip(resources).enumerate() {
+        let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) else {
+            continue;
+        };
+        let version = resource
+            .as_ref()
+            .and_then(|r| r["meta"]["versionId"].as_str());
+        if let Some(first) = seen.insert((full_url, version), index) {
+            return Err(FhirError::bad_request(format!(
+                "Entries {first} and {index} have the same fullUrl '{full_url}'; a fullUrl names one entry of a Bundle"
+            ))
+            .at(format!("Bundle.entry[{first}].fullUrl"))
+            .at(format!("Bundle.entry[{index}].fullUrl")));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an entry's resource against R4; the issues name it inside the Bundle

@@ -7,7 +7,6 @@
 //! ends in a unique-key violation, which the caller retries. PostgreSQL's own group commit
 //! shares WAL flushes between concurrent commits (`synchronous_commit` stays on).
 
-use std::hash::{Hash, Hasher};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
@@ -597,11 +596,10 @@ impl Tx for PgTx<'_> {
         Ok(found.and_then(|v| v.body.map(|b| b.to_vec())))
     }
 
+    /// An advisory lock on (tenant, type), held to the end of the transaction.
     async fn lock_type(&mut self, resource_type: &str) -> Result<(), StoreError> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (self.tenant, resource_type).hash(&mut hasher);
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(hasher.finish() as i64)
+            .bind(type_lock_key(self.tenant, resource_type))
             .execute(&mut *self.conn)
             .await?;
         Ok(())
@@ -712,4 +710,15 @@ impl Tx for PgTx<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// The advisory lock key of (tenant, type): FNV-1a, so that every server process, whatever
+/// its build, takes the same key (std's hasher may change between Rust releases).
+fn type_lock_key(tenant: TenantId, resource_type: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tenant.to_le_bytes().iter().chain(resource_type.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }

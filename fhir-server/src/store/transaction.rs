@@ -249,6 +249,8 @@ pub async fn apply<T: Tx>(
         })
     };
 
+    lock_conditional_types(tx, &transaction.entries).await?;
+
     // 1. Deletes.
     for entry in &transaction.entries {
         let TxAction::Delete {
@@ -516,6 +518,49 @@ pub async fn apply<T: Tx>(
     }
     results.sort_by_key(|r| r.index);
     Ok(results)
+}
+
+/// Takes the per-type lock of every type that an entry writes by criteria (If-None-Exist,
+/// conditional update, patch or delete), as the plain conditional interactions do, so two
+/// transactions (or a transaction and a plain request) cannot both see "no match" and both
+/// create. The types are locked in name order, so transactions cannot deadlock on them.
+async fn lock_conditional_types<T: Tx>(
+    tx: &mut T,
+    entries: &[TxEntry],
+) -> Result<(), TxFailure> {
+    let mut types: Vec<(&str, usize)> = entries
+        .iter()
+        .filter_map(|entry| match &entry.action {
+            TxAction::Create {
+                resource_type,
+                if_none_exist: Some(_),
+                ..
+            } => Some((resource_type.as_str(), entry.index)),
+            TxAction::Update {
+                resource_type,
+                target: Target::Criteria(_),
+                ..
+            }
+            | TxAction::Patch {
+                resource_type,
+                target: Target::Criteria(_),
+                ..
+            }
+            | TxAction::Delete {
+                resource_type,
+                target: Target::Criteria(_),
+            } => Some((resource_type.as_str(), entry.index)),
+            _ => None,
+        })
+        .collect();
+    types.sort_unstable();
+    types.dedup_by_key(|(resource_type, _)| *resource_type);
+    for (resource_type, index) in types {
+        tx.lock_type(resource_type)
+            .await
+            .map_err(|error| TxFailure { index, error })?;
+    }
+    Ok(())
 }
 
 /// The one match of `query`, none, or an error when there are several.
