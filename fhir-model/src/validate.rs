@@ -770,6 +770,16 @@ fn check_lexical(type_code: &str, value: &str) -> Result<(), Problem> {
             ),
         });
     }
+    if let Some(at) = value.find(is_control) {
+        let c = value[at..].chars().next().unwrap_or_default();
+        return Err(Problem {
+            code: "value",
+            message: format!(
+                "Control character U+{:04X} at byte {at} is not allowed in FHIR strings (only tab, CR and LF are)",
+                u32::from(c)
+            ),
+        });
+    }
     let b = value.as_bytes();
     let (ok, expected) = match code {
         "boolean" => (value == "true" || value == "false", "true or false"),
@@ -814,6 +824,13 @@ fn check_lexical(type_code: &str, value: &str) -> Result<(), Problem> {
             message: format!("Invalid {code} '{}' (expected {expected})", shown(value)),
         })
     }
+}
+
+/// A code point below U+0020 other than tab, CR and LF: FHIR strings must not carry them
+/// (https://hl7.org/fhir/R4/datatypes.html#string), XML cannot, and PostgreSQL cannot
+/// store U+0000.
+pub fn is_control(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// `\s` of the spec regexes (Java, ASCII): space, tab, newline, vertical tab, form feed, CR.

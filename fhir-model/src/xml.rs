@@ -1113,7 +1113,8 @@ impl<'d> Writer<'d> {
                     let Value::String(div) = value else {
                         return Err(self.error("the narrative div must be a string"));
                     };
-                    let div = checked_xhtml(div).map_err(|m| self.error(m))?;
+                    let div = without_control_characters(div);
+                    let div = checked_xhtml(&div).map_err(|m| self.error(m))?;
                     self.newline(level);
                     self.out.push_str(&div);
                 }
@@ -1252,7 +1253,8 @@ fn items(value: Option<&Value>) -> &[Value] {
 }
 
 /// Appends `text` escaped for a double-quoted attribute; whitespace other than the space
-/// becomes a character reference so it survives attribute-value normalisation.
+/// becomes a character reference so it survives attribute-value normalisation, and a
+/// character XML cannot hold becomes U+FFFD.
 fn escape_attribute(out: &mut String, text: &str) -> Result<(), String> {
     let mut rest = text;
     while let Some(at) = rest.find(|c: char| {
@@ -1271,17 +1273,24 @@ fn escape_attribute(out: &mut String, text: &str) -> Result<(), String> {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            _ => {
-                return Err(format!(
-                    "character U+{:04X} cannot be written in XML",
-                    u32::from(c)
-                ));
-            }
+            // XML 1.0 cannot carry these even as references. The validator refuses them,
+            // but a value stored before it did must still be served: as U+FFFD.
+            _ => out.push('\u{fffd}'),
         }
         rest = &rest[at + c.len_utf8()..];
     }
     out.push_str(rest);
     Ok(())
+}
+
+/// `text` with the characters XML 1.0 cannot hold (controls other than tab, CR and LF) as
+/// U+FFFD: a narrative stored before the validator refused them is still served.
+fn without_control_characters(text: &str) -> Cow<'_, str> {
+    if text.contains(crate::validate::is_control) {
+        Cow::Owned(text.replace(crate::validate::is_control, "\u{fffd}"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// Checks that a narrative string is one well-formed XHTML `div` element and returns it

@@ -202,16 +202,23 @@ async fn reindex(database: &DatabaseConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;
     let started = std::time::Instant::now();
+    let mut with_controls = 0usize;
     let done = store
-        .reindex(|done| {
-            if done % 10_000 == 0 {
-                eprintln!("reindexed {done} resources");
-            }
-        })
+        .reindex(
+            |done| {
+                if done % 10_000 == 0 {
+                    eprintln!("reindexed {done} resources");
+                }
+            },
+            |resource| {
+                with_controls += 1;
+                println!("{resource} holds a control character (shown as U+FFFD in XML; fix it with an update)");
+            },
+        )
         .await
         .map_err(|e| format!("reindex failed: {e:?}"))?;
     println!(
-        "reindexed {done} resources in {:.1}s",
+        "reindexed {done} resources in {:.1}s; {with_controls} hold control characters",
         started.elapsed().as_secs_f64()
     );
     Ok(())

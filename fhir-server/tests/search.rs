@@ -3581,3 +3581,54 @@ async fn index_follows_updates_deletes_and_recreation(server: Server) {
     check(&server, &has, &set(["moving"])).await;
 }
 both!(index_follows_updates_deletes_and_recreation);
+
+/// Searches past the server's bounds are refused with a clear 400, not run for minutes.
+async fn searches_beyond_the_bounds_are_400(server: Server) {
+    let many_params: Vec<String> = (0..65).map(|n| format!("family=f{n}")).collect();
+    let many_values: Vec<String> = (0..1001).map(|n| format!("id{n}")).collect();
+    let sort_keys: Vec<&str> = [
+        "family",
+        "given",
+        "birthdate",
+        "gender",
+        "address",
+        "name",
+        "_id",
+        "_lastUpdated",
+        "telecom",
+    ]
+    .to_vec();
+    let includes: Vec<String> = (0..17).map(|_| "_revinclude=*".to_owned()).collect();
+    for (query, says) in [
+        (many_params.join("&"), "at most 64"),
+        (format!("_id={}", many_values.join(",")), "at most 1000"),
+        (format!("_sort={}", sort_keys.join(",")), "at most 8"),
+        (includes.join("&"), "at most 16"),
+        (
+            "organization.partof.partof.partof.partof.partof.name=x".to_owned(),
+            "deeper",
+        ),
+    ] {
+        let response = server
+            .client
+            .get(format!("{}/Patient?{query}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(says), "{says}: {text}");
+    }
+    // POST _search is bounded the same way.
+    let response = server
+        .client
+        .post(format!("{}/Patient/_search", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(many_params.join("&"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+both!(searches_beyond_the_bounds_are_400);

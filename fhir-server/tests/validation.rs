@@ -529,3 +529,96 @@ async fn garbage_never_breaks_the_server(server: Server) {
     }
 }
 both!(garbage_never_breaks_the_server);
+
+/// Control characters (below U+0020 but tab, CR and LF) are refused in bodies and in
+/// search values, naming where; tab, CR and LF are fine.
+async fn control_characters_are_refused(server: Server) {
+    for (character, escaped) in [
+        ("U+0001", "\\u0001"),
+        ("U+0000", "\\u0000"),
+        ("U+001F", "\\u001f"),
+    ] {
+        let body = format!(r#"{{"resourceType":"Patient","name":[{{"family":"Ctrl{escaped}"}}]}}"#);
+        let (status, outcome) = send(&server, "POST", "Patient", body).await;
+        assert!(
+            status == 400 || status == 422,
+            "{character}: {status} {outcome}"
+        );
+        assert!(
+            common::issue_expressions(&outcome).contains(&"Patient.name[0].family".to_owned()),
+            "{character}: {outcome}"
+        );
+    }
+    let fine = r#"{"resourceType":"Patient","name":[{"family":"Tab\tand\r\nlines"}]}"#;
+    let (status, outcome) = send(&server, "POST", "Patient", fine).await;
+    assert_eq!(status, 201, "{outcome}");
+    for query in [
+        "name:contains=%00",
+        "name=%01",
+        "family:exact=a%1Fb",
+        "identifier=x|%00",
+    ] {
+        let (status, outcome) = json(
+            server
+                .client
+                .get(format!("{}/Patient?{query}", server.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {outcome}");
+    }
+    assert_eq!(total(&server, "Patient").await, 1);
+}
+both!(control_characters_are_refused);
+
+/// A value stored before the validator refused control characters is still served, in
+/// XML too, and `reindex` names the resource.
+async fn stored_control_characters_do_not_break_answers(server: Server) {
+    let (status, created) = send(
+        &server,
+        "POST",
+        "Patient",
+        r#"{"resourceType":"Patient","name":[{"family":"Ctrl"}],"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ctrl</div>"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap();
+    server.sql(match server.backend {
+        common::Backend::Sqlite => {
+            r"UPDATE resource_versions SET body = CAST(replace(CAST(body AS TEXT), 'Ctrl', 'Ct\u0001rl') AS BLOB);"
+        }
+        common::Backend::Postgres => {
+            r"UPDATE resource_versions SET body = convert_to(replace(convert_from(body, 'UTF8'), 'Ctrl', 'Ct\u0001rl'), 'UTF8');"
+        }
+    });
+    for path in [
+        format!("Patient/{id}?_format=xml"),
+        format!("Patient/{id}/_history?_format=xml"),
+        "Patient?_format=xml".to_owned(),
+        format!("Patient/{id}"),
+    ] {
+        let response = server
+            .client
+            .get(format!("{}/{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        if path.contains("xml") {
+            assert!(text.contains("Ct\u{fffd}rl"), "{path}: {text}");
+        }
+    }
+    let output = server.run_cli(&["reindex"]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("Patient/{id} holds a control character")),
+        "{report}"
+    );
+    assert!(report.contains("1 hold control characters"), "{report}");
+}
+both!(stored_control_characters_do_not_break_answers);

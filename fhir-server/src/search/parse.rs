@@ -20,6 +20,28 @@ const IGNORED: &[&str] = &["_format", "_pretty"];
 /// How deep chains and `_has` may nest.
 const MAX_DEPTH: usize = 4;
 
+/// Bounds on one search, so that no request can take the database's time or the server's
+/// memory: search parameters (each an AND), values in all (each comma an OR), `_sort` keys,
+/// and `_include` / `_revinclude` parameters. Real searches stay far below them.
+pub const MAX_CONDITIONS: usize = 64;
+pub const MAX_VALUES: usize = 1000;
+pub const MAX_SORT_KEYS: usize = 8;
+pub const MAX_INCLUDES: usize = 16;
+
+/// The parameters that shape the answer rather than select resources.
+const RESULT_PARAMETERS: &[&str] = &[
+    "_count",
+    "_page",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_format",
+    "_pretty",
+    "_contained",
+    "_containedType",
+];
+
 impl Query {
     /// Parses query parameters for a search on `resource_type`.
     pub fn parse(
@@ -31,6 +53,7 @@ impl Query {
             resource_type: resource_type.to_owned(),
             ..Query::default()
         };
+        check_bounds(params)?;
         for (name, value) in params {
             if IGNORED.contains(&name.as_str()) {
                 continue;
@@ -95,6 +118,51 @@ fn merge_date_windows(clauses: &mut Vec<Clause>) {
 
 fn bad(message: String) -> FhirError {
     FhirError::bad_request(message)
+}
+
+/// Refuses control characters and searches beyond the bounds above, naming what is wrong.
+fn check_bounds(params: &[(String, String)]) -> Result<(), FhirError> {
+    let mut conditions = 0;
+    let mut values = 0;
+    let mut includes = 0;
+    for (name, value) in params {
+        if name.contains(fhir_model::validate::is_control)
+            || value.contains(fhir_model::validate::is_control)
+        {
+            return Err(bad(format!(
+                "The search parameter '{}' holds a control character; FHIR strings allow only tab, CR and LF below U+0020",
+                name.replace(fhir_model::validate::is_control, "?")
+            )));
+        }
+        let base = name.split(':').next().unwrap_or_default();
+        match base {
+            "_sort" if value.split(',').count() > MAX_SORT_KEYS => {
+                return Err(bad(format!("_sort takes at most {MAX_SORT_KEYS} keys")));
+            }
+            "_include" | "_revinclude" => includes += 1,
+            _ if RESULT_PARAMETERS.contains(&base) => {}
+            _ => {
+                conditions += 1;
+                values += value.split(',').count();
+            }
+        }
+    }
+    if conditions > MAX_CONDITIONS {
+        return Err(bad(format!(
+            "The search has {conditions} parameters; this server takes at most {MAX_CONDITIONS}"
+        )));
+    }
+    if values > MAX_VALUES {
+        return Err(bad(format!(
+            "The search has {values} values; this server takes at most {MAX_VALUES}"
+        )));
+    }
+    if includes > MAX_INCLUDES {
+        return Err(bad(format!(
+            "The search has {includes} _include and _revinclude parameters; this server takes at most {MAX_INCLUDES}"
+        )));
+    }
+    Ok(())
 }
 
 /// Handles `_count`, `_page`, `_sort`, `_include`, `_revinclude`, `_total`, `_summary`,

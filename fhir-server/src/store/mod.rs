@@ -177,6 +177,18 @@ pub struct StoredBody {
     pub body: Vec<u8>,
 }
 
+/// Whether any string of `value` holds a control character.
+fn holds_control_character(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains(fhir_model::validate::is_control),
+        serde_json::Value::Array(items) => items.iter().any(holds_control_character),
+        serde_json::Value::Object(members) => members.iter().any(|(key, value)| {
+            key.contains(fhir_model::validate::is_control) || holds_control_character(value)
+        }),
+        _ => false,
+    }
+}
+
 /// A resource's new index rows, as `reindex` writes them.
 #[derive(Debug)]
 pub struct Reindexed {
@@ -393,9 +405,15 @@ impl Store {
     }
 
     /// Rebuilds the search index of every current resource, in batches of res_id order;
-    /// `progress` is told how many were done so far. Runs beside normal traffic: each batch
-    /// is its own transaction.
-    pub async fn reindex(&self, mut progress: impl FnMut(usize)) -> Result<usize, StoreError> {
+    /// `progress` is told how many were done so far, and `found` of each resource holding a
+    /// control character (stored before the validator refused them: see
+    /// `fhir_model::validate::is_control`). Runs beside normal traffic: each batch is its
+    /// own transaction.
+    pub async fn reindex(
+        &self,
+        mut progress: impl FnMut(usize),
+        mut found: impl FnMut(&str),
+    ) -> Result<usize, StoreError> {
         const BATCH: usize = 500;
         let (mut after, mut done) = (0, 0);
         loop {
@@ -411,6 +429,10 @@ impl Store {
                 .map(|s| {
                     let resource: serde_json::Value =
                         serde_json::from_slice(&s.body).unwrap_or_default();
+                    if holds_control_character(&resource) {
+                        let id = resource["id"].as_str().unwrap_or_default();
+                        found(&format!("{}/{id}", s.resource_type));
+                    }
                     let index = crate::index::extract(&s.resource_type, &resource);
                     Reindexed {
                         res_id: s.res_id,
@@ -444,11 +466,14 @@ impl Store {
         tracing::info!("the search index was built with other rules; rebuilding it");
         let started = std::time::Instant::now();
         let done = self
-            .reindex(|done| {
-                if done % 50_000 == 0 {
-                    tracing::info!(done, "reindexing");
-                }
-            })
+            .reindex(
+                |done| {
+                    if done % 50_000 == 0 {
+                        tracing::info!(done, "reindexing");
+                    }
+                },
+                |_| {},
+            )
             .await?;
         tracing::info!(
             resources = done,

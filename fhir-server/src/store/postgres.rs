@@ -7,7 +7,6 @@
 //! ends in a unique-key violation, which the caller retries. PostgreSQL's own group commit
 //! shares WAL flushes between concurrent commits (`synchronous_commit` stays on).
 
-
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 

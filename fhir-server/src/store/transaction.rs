@@ -524,10 +524,7 @@ pub async fn apply<T: Tx>(
 /// conditional update, patch or delete), as the plain conditional interactions do, so two
 /// transactions (or a transaction and a plain request) cannot both see "no match" and both
 /// create. The types are locked in name order, so transactions cannot deadlock on them.
-async fn lock_conditional_types<T: Tx>(
-    tx: &mut T,
-    entries: &[TxEntry],
-) -> Result<(), TxFailure> {
+async fn lock_conditional_types<T: Tx>(tx: &mut T, entries: &[TxEntry]) -> Result<(), TxFailure> {
     let mut types: Vec<(&str, usize)> = entries
         .iter()
         .filter_map(|entry| match &entry.action {
