@@ -70,6 +70,11 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_BUNDLE_ENTRIES", default_value_t = 20_000)]
     pub max_bundle_entries: usize,
 
+    /// The largest answer a batch or transaction Bundle may get, in bytes: past it a batch
+    /// entry is answered 413 on its own, and a transaction is refused whole (413).
+    #[arg(long, env = "FHIR_MAX_BUNDLE_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_bundle_response_bytes: usize,
+
     /// Where bulk export files are written (one folder per export).
     #[arg(long, env = "FHIR_EXPORT_DIR", default_value = "./data/exports")]
     pub export_dir: std::path::PathBuf,

@@ -612,3 +612,58 @@ async fn a_full_url_names_one_entry(server: Server) {
     );
 }
 both!(a_full_url_names_one_entry);
+
+/// A Bundle's answer is bounded: past the limit a batch entry gets its own 413, and a
+/// transaction is refused whole, before anything is written.
+async fn bundle_answers_are_bounded(backend: common::Backend) {
+    let Some(server) =
+        Server::start_with(backend, &["--max-bundle-response-bytes", "20000"], &[]).await
+    else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let patients: Vec<Value> = (0..40)
+        .map(|n| {
+            post(
+                &format!("urn:uuid:0b4c6f5e-0000-4000-8000-{n:012}"),
+                json!({"resourceType": "Patient", "name": [{"family": format!("Bounded{n}"), "given": ["A long given name to take some room"]}]}),
+            )
+        })
+        .collect();
+    let (status, _) = post_bundle(&server, &transaction(patients)).await;
+    assert_eq!(status, 200);
+    let get = json!({"request": {"method": "GET", "url": "Patient?_count=40"}});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [get, get, get, get]});
+    let (status, answer) = post_bundle(&server, &batch).await;
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<&str> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses[0].starts_with("200"), "{statuses:?}");
+    assert!(
+        statuses[1..].iter().any(|s| s.starts_with("413")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.starts_with("200") || s.starts_with("413")),
+        "{statuses:?}"
+    );
+
+    let write = post(
+        "urn:uuid:0b4c6f5e-0000-4000-8000-00000000ffff",
+        json!({"resourceType": "Patient", "name": [{"family": "NotWritten"}]}),
+    );
+    let (status, outcome) = post_bundle(&server, &transaction(vec![write, get.clone(), get])).await;
+    assert_eq!(status, 413, "{outcome}");
+    assert!(
+        search(&server, "Patient?family=NotWritten")
+            .await
+            .is_empty()
+    );
+}
+both_backends!(bundle_answers_are_bounded);

@@ -51,6 +51,20 @@ impl Resource {
     }
 }
 
+impl Entry {
+    /// About how many bytes the entry adds to a Bundle in JSON: what a batch's answer is
+    /// measured by (see `FHIR_MAX_BUNDLE_RESPONSE_BYTES`).
+    pub fn approximate_size(&self) -> usize {
+        let resource = match &self.resource {
+            Some(Resource::Stored(bytes)) => bytes.len(),
+            Some(Resource::Value(value)) => serde_json::to_vec(value).map_or(0, |v| v.len()),
+            None => 0,
+        };
+        let rest = serde_json::to_vec(&self.rest).map_or(0, |v| v.len());
+        resource + rest + self.full_url.as_ref().map_or(0, String::len) + 32
+    }
+}
+
 impl Bundle {
     /// The whole Bundle as a value (for XML and pretty JSON).
     pub fn into_value(self) -> Result<Value, String> {

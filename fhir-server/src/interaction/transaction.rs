@@ -462,17 +462,34 @@ async fn transaction(
     mut entries: Vec<Parsed>,
 ) -> Result<FhirResponse, FhirError> {
     let (writes, reads) = plan(&mut entries)?;
+    let limit = app.config.max_bundle_response_bytes;
+    // The reads are answered after the commit, as the spec orders; a transaction whose
+    // answer would be too large must be refused before anything is written, so its reads
+    // are first measured against the state before it.
+    if !reads.is_empty() {
+        let mut budget = Budget::new(limit);
+        for index in &reads {
+            if let Ok(entry_request) = &entries[*index].request
+                && !budget.fits(&read(app, request, entry_request).await)
+            {
+                return Err(budget.too_large());
+            }
+        }
+    }
     let results = write_all(app, request, Transaction::new(writes), &entries).await?;
     let representation =
         request.prefer_return() == Return::Representation && request.header("prefer").is_some();
+    let mut budget = Budget::new(limit);
     let mut answers: Vec<Option<Entry>> = vec![None; entries.len()];
     for result in results {
         let index = result.index;
-        answers[index] = Some(written(request, result, representation));
+        answers[index] = Some(budget.charge(written(request, result, representation)));
     }
     for index in reads {
         if let Ok(entry_request) = &entries[index].request {
-            answers[index] = Some(read(app, request, entry_request).await);
+            // Only when the writes made a read larger than it was measured: the writes
+            // are committed, so that read alone is answered 413.
+            answers[index] = Some(budget.charge(read(app, request, entry_request).await));
         }
     }
     let answers = answers.into_iter().map(Option::unwrap_or_default).collect();
@@ -607,14 +624,60 @@ fn answered(response: FhirResponse) -> Entry {
         Some(Payload::Value(outcome)) => {
             answer.insert("outcome".into(), outcome);
         }
-        Some(Payload::Bundle(bundle)) => match bundle.into_value() {
-            Ok(value) => entry.resource = Some(Resource::Value(value)),
+        // Kept as JSON bytes: a page of resources as values takes many times the memory.
+        Some(Payload::Bundle(bundle)) => match bundle.to_json() {
+            Ok(bytes) => entry.resource = Some(Resource::Stored(bytes.into())),
             Err(error) => return failed(&FhirError::internal(error)),
         },
         Some(Payload::Ndjson(_) | Payload::PlainJson(_)) | None => {}
     }
     entry.rest.insert("response".into(), Value::Object(answer));
     entry
+}
+
+/// What is left of the size a Bundle's answer may reach (`--max-bundle-response-bytes`):
+/// one request must not take the server's memory, however many searches it bundles.
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { left: limit, limit }
+    }
+
+    /// Whether `entry` still fits (and, if so, takes its size).
+    fn fits(&mut self, entry: &Entry) -> bool {
+        let size = entry.approximate_size();
+        match self.left.checked_sub(size) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `entry`, or a 413 in its place when it does not fit.
+    fn charge(&mut self, entry: Entry) -> Entry {
+        if self.fits(&entry) {
+            entry
+        } else {
+            failed(&self.too_large())
+        }
+    }
+
+    fn too_large(&self) -> FhirError {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!(
+                "The answer would pass the limit of {} bytes for a Bundle's answer; ask for less (a smaller _count, fewer entries)",
+                self.limit
+            ),
+        )
+    }
 }
 
 /// The answer of an entry that failed: its status and OperationOutcome.
@@ -628,12 +691,14 @@ fn failed(error: &FhirError) -> Entry {
 }
 
 async fn batch(app: &App, request: &FhirRequest, entries: Vec<Parsed>) -> FhirResponse {
+    let mut budget = Budget::new(app.config.max_bundle_response_bytes);
     let mut answers = Vec::with_capacity(entries.len());
     for entry in &entries {
-        answers.push(match &entry.request {
+        let answer = match &entry.request {
             Ok(entry_request) => read(app, request, entry_request).await,
             Err(error) => failed(&in_entry(error.clone(), entry)),
-        });
+        };
+        answers.push(budget.charge(answer));
     }
     FhirResponse::bundle(
         StatusCode::OK,
