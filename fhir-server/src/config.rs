@@ -75,6 +75,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_BUNDLE_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_bundle_response_bytes: usize,
 
+    /// How long one database statement of a request may run, in milliseconds (0: no
+    /// limit); past it the request gets 503. Background work (bulk export, the start-up
+    /// reindex, migrations) is not bounded, nor are the command-line tools.
+    #[arg(long, env = "FHIR_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub statement_timeout_ms: u64,
+
     /// Where bulk export files are written (one folder per export).
     #[arg(long, env = "FHIR_EXPORT_DIR", default_value = "./data/exports")]
     pub export_dir: std::path::PathBuf,

@@ -187,18 +187,25 @@ pub(crate) async fn open_tenant(
 
 /// Opens and migrates the database, and brings its search index up to date.
 pub(crate) async fn open(database: &DatabaseConfig) -> Result<Store, String> {
-    let store = Store::open(&database.url, database.db_pool)
+    open_bounded(database, None).await
+}
+
+/// `open`, with each statement of a request bounded by `timeout` (the server's).
+async fn open_bounded(
+    database: &DatabaseConfig,
+    timeout: Option<Duration>,
+) -> Result<Store, String> {
+    let store = Store::open(&database.url, database.db_pool, timeout)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;
-    store
-        .ensure_index_current()
+    store::limits::in_background(store.ensure_index_current())
         .await
         .map_err(|e| format!("cannot rebuild the search index: {e:?}"))?;
     Ok(store)
 }
 
 async fn reindex(database: &DatabaseConfig) -> Result<(), String> {
-    let store = Store::open(&database.url, database.db_pool)
+    let store = Store::open(&database.url, database.db_pool, None)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;
     let started = std::time::Instant::now();
@@ -247,7 +254,9 @@ async fn create_tenant(
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
     http::cors::layer(&config.cors_origins).map_err(|e| format!("--cors-origins: {e}"))?;
-    let store = open(&config.database).await?;
+    let timeout = (config.statement_timeout_ms > 0)
+        .then(|| Duration::from_millis(config.statement_timeout_ms));
+    let store = open_bounded(&config.database, timeout).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -804,3 +804,54 @@ async fn import_goes_on_past_bad_input(backend: Backend) {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no such file"));
 }
 both_backends!(import_goes_on_past_bad_input);
+
+/// The statement timeout bounds a request's search (503), but neither `import` nor an
+/// export job, which must finish however long they take.
+async fn the_statement_timeout_bounds_requests_not_jobs(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--statement-timeout-ms", "1"], &[]).await
+    else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let input = server.dir.join("patients.ndjson");
+    let lines: Vec<String> = (0..3000)
+        .map(|n| {
+            json!({"resourceType": "Patient", "id": format!("t{n}"),
+                "name": [{"family": format!("Family{n}"), "given": [format!("Given{n}"), "Other"]}],
+                "address": [{"line": [format!("{n} Main Street")], "city": "Town"}]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let output = server.run_cli(&["import", input.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let costly =
+        "Patient?name:contains=a,b,c,d,e,f,g&address:contains=x,y,z&_total=accurate&_sort=family";
+    let response = server
+        .client
+        .get(format!("{}/{costly}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let outcome: Value = response.json().await.unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "timeout", "{outcome}");
+
+    // Export jobs are not bounded: all 3,000 come out.
+    let files = manifest(&server, &kick_off(&server, "$export?_type=Patient").await).await;
+    assert_eq!(files["output"][0]["count"], 3000, "{files}");
+    // And the server still answers.
+    let response = server
+        .client
+        .get(format!("{}/metadata", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+both_backends!(the_statement_timeout_bounds_requests_not_jobs);

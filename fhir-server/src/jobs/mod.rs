@@ -131,7 +131,9 @@ pub async fn cancel(store: &Store, tenant: TenantId, id: &str) -> Result<bool, S
 pub fn start(app: SharedApp) {
     // Expired files go within a minute, or sooner when they live shorter than that.
     let cleanup_every = Duration::from_secs(app.config.export_ttl_seconds.clamp(1, 60));
-    tokio::spawn(async move {
+    // Jobs read in pages and must finish however long the whole takes: no statement
+    // timeout (see `store::limits`).
+    tokio::spawn(crate::store::limits::in_background(async move {
         let mut last_cleanup = std::time::Instant::now() - cleanup_every;
         loop {
             if last_cleanup.elapsed() >= cleanup_every {
@@ -149,7 +151,7 @@ pub fn start(app: SharedApp) {
                 }
             }
         }
-    });
+    }));
 }
 
 /// A running job whose lease is older than this is taken to be abandoned.
@@ -220,7 +222,7 @@ async fn run(app: &SharedApp, id: &str, owner: &str, mut job: ExportJob) {
     let beat = {
         let (store, id, owner, job) = (store.clone(), id.to_owned(), owner.to_owned(), job.clone());
         let (progress, cancelled) = (progress.clone(), cancelled.clone());
-        tokio::spawn(async move {
+        tokio::spawn(crate::store::limits::in_background(async move {
             let mut job = job;
             loop {
                 tokio::time::sleep(beat_every).await;
@@ -230,7 +232,7 @@ async fn run(app: &SharedApp, id: &str, owner: &str, mut job: ExportJob) {
                     return;
                 }
             }
-        })
+        }))
     };
     let result = export::write_files(
         store,

@@ -7,6 +7,7 @@
 
 mod coalesce;
 mod history;
+pub mod limits;
 mod pg_creates;
 mod pg_put;
 mod pg_reads;
@@ -212,6 +213,10 @@ pub enum StoreError {
     Conflict,
     /// The database failed.
     Database(String),
+    /// The statement ran past the statement timeout (or its client went away).
+    Timeout,
+    /// No connection came free in time: the server is overloaded.
+    Busy,
 }
 
 impl From<StoreError> for FhirError {
@@ -222,6 +227,16 @@ impl From<StoreError> for FhirError {
                 FhirError::conflict("A concurrent write changed this resource; retry")
             }
             StoreError::Database(detail) => FhirError::internal(detail),
+            StoreError::Timeout => FhirError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took longer than this server allows (the statement timeout); ask for less",
+            ),
+            StoreError::Busy => FhirError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "The server is too busy to answer now; retry shortly",
+            ),
         }
     }
 }
@@ -254,10 +269,16 @@ const WRITE_RETRIES: usize = 3;
 impl Store {
     /// Opens the database named by `url` (`postgres://...`, `sqlite://PATH` or a file
     /// path) and runs its migrations.
-    pub async fn open(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+    /// Opens (and migrates) the database; `timeout` bounds each statement of a request
+    /// (see `limits`), none for the command-line tools.
+    pub async fn open(
+        url: &str,
+        pool_size: u32,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Store, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(
-                postgres::PgStore::open(url, pool_size).await?,
+                postgres::PgStore::open(url, pool_size, timeout).await?,
             ))
         } else {
             let path = url
@@ -267,6 +288,7 @@ impl Store {
             Ok(Store::Sqlite(sqlite::SqliteStore::open(
                 path,
                 pool_size as usize,
+                timeout,
             )?))
         }
     }

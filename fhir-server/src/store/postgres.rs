@@ -7,6 +7,8 @@
 //! ends in a unique-key violation, which the caller retries. PostgreSQL's own group commit
 //! shares WAL flushes between concurrent commits (`synchronous_commit` stays on).
 
+use std::sync::Arc;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row as _};
 
@@ -23,20 +25,40 @@ use crate::search::sql::{self, Arg, KeyKind, Sql};
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    /// The connections of requests: each statement bounded by the statement timeout.
+    bounded: PgPool,
+    /// A few connections without the bound, for background work (see `limits`).
+    unbounded: PgPool,
     /// Reads by id, coalesced into batches.
     reads: super::pg_reads::Reads,
     /// Unconditional creates, coalesced into batches.
     creates: super::pg_creates::Creates,
+    /// Resources written by transactions since the maintenance last ran: a bulk load
+    /// wakes it at once (see `note_bulk_writes`).
+    bulk_writes: Arc<std::sync::atomic::AtomicUsize>,
+    maintenance: Arc<tokio::sync::Notify>,
 }
+
+/// Resources written in transactions after which the table statistics are refreshed at
+/// once rather than at the next tick: right after a bulk load, stale statistics make
+/// PostgreSQL plan searches as scans (a soak after loading 2,000 patients timed out
+/// until ANALYZE ran).
+const BULK_WRITES: usize = 2_000;
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &error
             && let Some(code) = db.code()
-            && matches!(code.as_ref(), "23505" | "40001" | "40P01")
         {
-            return StoreError::Conflict;
+            match code.as_ref() {
+                "23505" | "40001" | "40P01" => return StoreError::Conflict,
+                // query_canceled: the statement timeout (or a cancel) stopped it.
+                "57014" => return StoreError::Timeout,
+                _ => {}
+            }
+        }
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            return StoreError::Busy;
         }
         StoreError::Database(error.to_string())
     }
@@ -51,38 +73,74 @@ const ANALYZE_LOCK: i64 = 0x0046_4849_525f_414e;
 const ANALYZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl PgStore {
-    pub async fn open(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        pool_size: u32,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<PgStore, StoreError> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(2))
-            // The default pings every connection before handing it out: a round trip per
-            // query. A broken connection fails its query instead, and the pool drops it.
-            .test_before_acquire(false)
-            .connect_with(options)
+        let bounded = pool_options(pool_size.max(2), timeout)
+            .connect_with(options.clone())
             .await?;
-        let reads = super::pg_reads::Reads::start(pool.clone());
-        let creates = super::pg_creates::Creates::start(pool.clone());
+        let unbounded = match timeout {
+            Some(_) => pool_options(4, None).connect_lazy_with(options),
+            None => bounded.clone(),
+        };
+        let reads = super::pg_reads::Reads::start(bounded.clone());
+        let creates = super::pg_creates::Creates::start(bounded.clone());
         let store = PgStore {
-            pool,
+            bounded,
+            unbounded,
             reads,
             creates,
+            bulk_writes: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            maintenance: Arc::new(tokio::sync::Notify::new()),
         };
-        store.migrate().await?;
+        super::limits::in_background(store.migrate()).await?;
         // Maintenance runs in the background (its first round at once), so a large
         // database does not delay the start.
         let maintained = store.clone();
-        tokio::spawn(async move {
+        tokio::spawn(super::limits::in_background(async move {
             let mut ticks = tokio::time::interval(ANALYZE_INTERVAL);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = maintained.maintenance.notified() => {
+                        // Let the writers' statistics reach pg_stat (flushed each second).
+                        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+                    }
+                }
+                maintained
+                    .bulk_writes
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 if let Err(error) = maintained.analyze_changed_tables().await {
                     tracing::warn!(?error, "table statistics refresh failed");
                 }
             }
-        });
+        }));
         Ok(store)
+    }
+
+    /// Counts resources written by a transaction; past `BULK_WRITES`, wakes the maintenance.
+    fn note_bulk_writes(&self, written: usize) {
+        let before = self
+            .bulk_writes
+            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+        if before < BULK_WRITES && before + written >= BULK_WRITES {
+            self.maintenance.notify_one();
+        }
+    }
+
+    /// The connections a statement of the current task runs on: background work gets the
+    /// unbounded ones.
+    fn pool(&self) -> &PgPool {
+        if super::limits::is_background() {
+            &self.unbounded
+        } else {
+            &self.bounded
+        }
     }
 
     /// Vacuums and analyzes our tables that changed much since they were last analyzed.
@@ -93,7 +151,7 @@ impl PgStore {
     /// made from stale statistics. Neither blocks reads or writes. Several servers on one
     /// database take turns through an advisory lock.
     async fn analyze_changed_tables(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
             .bind(ANALYZE_LOCK)
             .fetch_one(&mut *conn)
@@ -138,7 +196,7 @@ impl PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *conn)
@@ -152,7 +210,7 @@ impl PgStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
 
@@ -164,7 +222,7 @@ impl PgStore {
         .bind(id)
         .bind(name)
         .bind(crate::resource::now_micros())
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -172,7 +230,7 @@ impl PgStore {
     pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>, StoreError> {
         let row = sqlx::query("SELECT tid FROM tenants WHERE id = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         match row {
             Some(row) => Ok(Some(i64::from(row.try_get::<i32, _>(0)?))),
@@ -184,7 +242,7 @@ impl PgStore {
     pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM store_meta WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         match row {
             Some(row) => Ok(Some(row.try_get(0)?)),
@@ -199,7 +257,7 @@ impl PgStore {
         )
         .bind(name)
         .bind(value)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -214,7 +272,7 @@ impl PgStore {
         if version.is_none() {
             return self.reads.current(tenant, resource_type, id).await;
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         read_version(&mut conn, tenant, resource_type, id, version).await
     }
 
@@ -235,7 +293,7 @@ impl PgStore {
             let created = self.creates.create(tenant, version, index).await?;
             return Ok(Outcome::Created(created));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         let outcome = {
             let mut pg = PgTx {
                 conn: &mut tx,
@@ -261,7 +319,7 @@ impl PgStore {
         tenant: TenantId,
         transaction: super::transaction::Transaction,
     ) -> Result<Vec<super::transaction::TxResult>, super::transaction::TxFailure> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let mut tx = self.pool().begin().await.map_err(StoreError::from)?;
         let outcome = {
             let mut pg = PgTx {
                 conn: &mut tx,
@@ -272,6 +330,7 @@ impl PgStore {
         match outcome {
             Ok(results) => {
                 tx.commit().await.map_err(StoreError::from)?;
+                self.note_bulk_writes(results.len());
                 Ok(results)
             }
             Err(failure) => {
@@ -287,7 +346,7 @@ impl PgStore {
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
         let select = history::select(tenant, query);
-        let rows = bind(&select).fetch_all(&self.pool).await?;
+        let rows = bind(&select).fetch_all(self.pool()).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.try_get(0)?;
@@ -306,13 +365,15 @@ impl PgStore {
                 },
             ));
         }
-        let total = count(&self.pool, &history::count(tenant, query)).await?;
+        let total = count(self.pool(), &history::count(tenant, query)).await?;
         Ok(HistoryPage { entries, total })
     }
 
     pub async fn select_rows(&self, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Row>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        select_rows(&mut conn, sql, kinds).await
+        let mut conn = Cancellable::acquire(self.pool()).await?;
+        let rows = select_rows(conn.conn()?, sql, kinds).await?;
+        conn.release();
+        Ok(rows)
     }
 
     pub async fn current_after(
@@ -327,7 +388,7 @@ impl PgStore {
         sql.push(parts.next().unwrap_or_default());
         sql.bind(Arg::Int(limit as i64));
         sql.push(parts.next().unwrap_or_default());
-        let rows = bind(&sql).fetch_all(&self.pool).await?;
+        let rows = bind(&sql).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredBody {
@@ -342,7 +403,7 @@ impl PgStore {
 
     /// Replaces the index rows of each resource, in one transaction.
     pub async fn replace_index(&self, batch: Vec<Reindexed>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         for item in &batch {
             let target = pg_put::Target::Reindex(item.res_id);
             let (text, args) =
@@ -360,7 +421,9 @@ impl PgStore {
         sql: &Sql,
         kinds: &[KeyKind],
     ) -> Result<Vec<(i64, Vec<KeyValue>)>, StoreError> {
-        let rows = bind(sql).fetch_all(&self.pool).await?;
+        let mut conn = Cancellable::acquire(self.pool()).await?;
+        let rows = bind(sql).fetch_all(conn.conn()?).await?;
+        conn.release();
         let mut decoded = Vec::with_capacity(rows.len());
         for row in rows {
             let mut keys = Vec::with_capacity(kinds.len());
@@ -377,15 +440,18 @@ impl PgStore {
     }
 
     pub async fn select_count(&self, sql: &Sql) -> Result<i64, StoreError> {
-        count(&self.pool, sql).await
+        let mut conn = Cancellable::acquire(self.pool()).await?;
+        let total = count(conn.conn()?, sql).await?;
+        conn.release();
+        Ok(total)
     }
 
     pub async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
-        Ok(bind(sql).execute(&self.pool).await?.rows_affected())
+        Ok(bind(sql).execute(self.pool()).await?.rows_affected())
     }
 
     pub async fn select_pairs(&self, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = bind(sql).fetch_all(&self.pool).await?;
+        let rows = bind(sql).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -720,4 +786,57 @@ fn type_lock_key(tenant: TenantId, resource_type: &str) -> i64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
+}
+
+/// A pool's options: each connection's statements bounded by `timeout`, if any, and
+/// checked for a vanished client every second, so that a query whose request was dropped
+/// (its connection closed, see `Cancellable`) stops instead of running to its end.
+fn pool_options(size: u32, timeout: Option<std::time::Duration>) -> PgPoolOptions {
+    let timeout_ms = timeout.map_or(0, |t| t.as_millis().max(1));
+    PgPoolOptions::new()
+        .max_connections(size)
+        // The default pings every connection before handing it out: a round trip per
+        // query. A broken connection fails its query instead, and the pool drops it.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let set = format!("SET statement_timeout = {timeout_ms}");
+                sqlx::query(AssertSqlSafe(set)).execute(&mut *conn).await?;
+                // PostgreSQL 14 and later; older servers just lack the check.
+                let _ = sqlx::query("SET client_connection_check_interval = 1000")
+                    .execute(&mut *conn)
+                    .await;
+                Ok(())
+            })
+        })
+}
+
+/// A connection running a request's statement: closed, not returned to the pool, when the
+/// request is dropped before the statement ends (its client went away), so that PostgreSQL
+/// cancels the statement.
+struct Cancellable(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Cancellable {
+    async fn acquire(pool: &PgPool) -> Result<Cancellable, StoreError> {
+        Ok(Cancellable(Some(pool.acquire().await?)))
+    }
+
+    fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        self.0
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Database("the connection was released".into()))
+    }
+
+    /// The statement ended: the connection goes back to the pool.
+    fn release(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }

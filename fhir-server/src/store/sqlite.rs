@@ -58,17 +58,27 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
     writer: mpsc::Sender<Job>,
+    /// The bound on a request's search reads (see `limits`).
+    timeout: Option<std::time::Duration>,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(error.to_string())
+        match error.sqlite_error_code() {
+            // The progress handler stopped it (see `blocking_read`).
+            Some(rusqlite::ErrorCode::OperationInterrupted) => StoreError::Timeout,
+            _ => StoreError::Database(error.to_string()),
+        }
     }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file, migrates it and starts the writer.
-    pub fn open(path: &str, readers: usize) -> Result<SqliteStore, StoreError> {
+    pub fn open(
+        path: &str,
+        readers: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = Path::new(path).parent()
             && !parent.as_os_str().is_empty()
         {
@@ -109,6 +119,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 max_idle_readers: readers.max(1),
                 writer: sender,
+                timeout,
             }),
         })
     }
@@ -332,15 +343,35 @@ impl SqliteStore {
         self.inner.with_reader(f)
     }
 
-    /// Runs `f` on a pooled read connection, on the blocking pool.
+    /// Runs `f` on a pooled read connection, on the blocking pool. A request's read stops
+    /// (`StoreError::Timeout`) at the statement timeout, or when the request is dropped
+    /// (its client went away): SQLite's progress handler asks every 1,000 instructions.
     async fn blocking_read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.with_reader(f))
-            .await
-            .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+        let deadline = super::limits::deadline(inner.timeout);
+        let abandoned = super::limits::Abandoned::new();
+        let stop = abandoned.flag();
+        let result = tokio::task::spawn_blocking(move || {
+            inner.with_reader(|conn| {
+                conn.progress_handler(
+                    1000,
+                    Some(move || {
+                        stop.load(std::sync::atomic::Ordering::Relaxed)
+                            || deadline.is_some_and(|d| std::time::Instant::now() > d)
+                    }),
+                )?;
+                let result = f(conn);
+                conn.progress_handler(0, None::<fn() -> bool>)?;
+                result
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?;
+        abandoned.finish();
+        result
     }
 
     /// Queues `f` for the writer thread and waits until its group has committed. `f` must
