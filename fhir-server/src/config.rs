@@ -106,6 +106,19 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_X12_USAGE", default_value = "T")]
     pub x12_usage: char,
 
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection is kept); then the connection is closed.
+    #[arg(long, env = "FHIR_HEADER_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's body; then it gets 408.
+    #[arg(long, env = "FHIR_BODY_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub body_timeout_seconds: u64,
+
+    /// Connections held open at once; more wait in the listen backlog.
+    #[arg(long, env = "FHIR_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

@@ -25,7 +25,6 @@ mod resource;
 mod search;
 mod store;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -261,7 +260,11 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let limits = http::serve::Limits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_secs(config.header_timeout_seconds.max(1)),
+        grace: Duration::from_secs(config.shutdown_grace_seconds),
+    };
     let backend = store.backend_name();
     let app = app::App::new(store, config);
     jobs::start(app.clone());
@@ -269,25 +272,8 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("fhir-server listening on http://{address}");
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing requests in flight");
-        let _ = stopped_tx.send(());
-    });
-    let serving = tokio::spawn(async move { server.await });
-    // Bound the drain: after the grace period, stop even if connections linger.
-    let _ = stopped_rx.await;
-    match tokio::time::timeout(grace, serving).await {
-        Ok(Ok(Ok(()))) => tracing::info!("stopped"),
-        Ok(Ok(Err(error))) => return Err(format!("server error: {error}")),
-        Ok(Err(error)) => return Err(format!("server task failed: {error}")),
-        Err(_) => tracing::warn!("grace period over; stopping with requests still open"),
-    }
+    http::serve::serve(listener, router, limits, shutdown_signal()).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -589,3 +589,136 @@ async fn no_cors_by_default(server: Server) {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cors"));
 }
 both!(no_cors_by_default);
+
+/// Opens a raw connection to the server and sends `text`, holding the connection open.
+async fn raw(server: &Server, text: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .expect("connects");
+    stream.write_all(text.as_bytes()).await.expect("writes");
+    stream
+}
+
+/// Reads what the server sends until it closes the connection (or 20 s pass).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the server closes the connection");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Clients that never finish their headers or body are cut off, and the connection limit
+/// keeps them from starving everyone else.
+async fn slow_clients_are_cut_off(backend: Backend) {
+    let args = [
+        "--header-timeout-seconds",
+        "1",
+        "--body-timeout-seconds",
+        "1",
+        "--max-connections",
+        "20",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        slow.push(raw(&server, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    let healthy = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap()
+        .get(format!("{}/healthz", server.root))
+        .send()
+        .await
+        .expect("the server still answers");
+    assert_eq!(healthy.status(), 200);
+    let answer = read_to_close(&mut slow[0]).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    let mut trickle = raw(
+        &server,
+        "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resource",
+    )
+    .await;
+    let answer = read_to_close(&mut trickle).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let log = server.log();
+    assert!(log.contains("connection limit reached"), "{log}");
+    assert!(
+        log.contains("did not send its request headers in time"),
+        "{log}"
+    );
+    assert!(
+        log.contains("did not send its request body in time"),
+        "{log}"
+    );
+}
+both_backends!(slow_clients_are_cut_off);
+
+/// On SIGTERM, keep-alive clients in the middle of their work get answers (no request is
+/// reset), and a client trickling its headers does not hold the shutdown.
+async fn sigterm_drains_keep_alive_clients(backend: Backend) {
+    let args = [
+        "--header-timeout-seconds",
+        "2",
+        "--shutdown-grace-seconds",
+        "60",
+    ];
+    let Some(mut server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let created = server.create(&server.base, &patient("Drain", "d-1")).await;
+    let url = format!(
+        "{}/Patient/{}",
+        server.base,
+        created["id"].as_str().unwrap()
+    );
+    let _trickler = raw(&server, "GET /healthz HTTP/1.1\r\nHo").await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let (mut answered, mut reset) = (0, Vec::new());
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+            while std::time::Instant::now() < until {
+                match client.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => {
+                        answered += 1;
+                        let _ = response.bytes().await;
+                    }
+                    Ok(response) => reset.push(format!("status {}", response.status())),
+                    // Refused: the listener is closed, nothing was sent.
+                    Err(error) if error.is_connect() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(error) => reset.push(format!("{error:?}")),
+                }
+            }
+            (answered, reset)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    assert!(server.terminate().await, "exit 0; log:\n{}", server.log());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the trickling client held the shutdown"
+    );
+    for client in clients {
+        let (answered, reset) = client.await.unwrap();
+        assert!(answered > 0);
+        assert!(reset.is_empty(), "requests without an answer: {reset:?}");
+    }
+}
+both_backends!(sigterm_drains_keep_alive_clients);

@@ -9,6 +9,7 @@ pub mod format;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod serve;
 
 use std::time::Instant;
 
@@ -112,7 +113,15 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         Ok(tenant) => tenant,
         Err(error) => return encode_error(&error, format),
     };
-    let body = match read_body(body, &parts.headers, app.config.max_body_bytes).await {
+    let body_timeout = std::time::Duration::from_secs(app.config.body_timeout_seconds.max(1));
+    let body = match read_body(
+        body,
+        &parts.headers,
+        app.config.max_body_bytes,
+        body_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(error) => return encode_error(&error, format),
     };
@@ -155,8 +164,31 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
     }
 }
 
-/// Reads the body up to `limit` bytes; a larger one is 413.
+/// Reads the body up to `limit` bytes (a larger one is 413) within `timeout` (a client
+/// that trickles its body gets 408: it must not hold a connection and its memory).
 async fn read_body(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, FhirError> {
+    match tokio::time::timeout(timeout, read_body_within(body, headers, limit)).await {
+        Ok(read) => read,
+        Err(_) => {
+            tracing::info!("a client did not send its request body in time");
+            Err(FhirError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "The request body did not arrive within {} seconds",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    }
+}
+
+async fn read_body_within(
     body: Body,
     headers: &axum::http::HeaderMap,
     limit: usize,
