@@ -3632,3 +3632,72 @@ async fn searches_beyond_the_bounds_are_400(server: Server) {
     assert_eq!(response.status(), 400);
 }
 both!(searches_beyond_the_bounds_are_400);
+
+/// The ids, sorted, of a search of Observations by one parameter.
+async fn found(server: &Server, name: &str, value: &str) -> Vec<String> {
+    let mut ids = search_ids(server, &query("Observation", &[(name, value)])).await;
+    ids.sort();
+    ids
+}
+
+/// Any valid resource can be stored on both databases, however long its indexed strings,
+/// and searches past the indexed prefix (512 bytes) still find what they should.
+async fn long_values_are_stored_and_found(server: Server) {
+    // Prose (repeating words) and random-looking text, past PostgreSQL's b-tree entry size.
+    let prose: String = (0..1200)
+        .map(|n| format!("word{} ", n % 97))
+        .collect::<String>()
+        + "needle at the end";
+    let random: String = (0..3000u32)
+        .map(|n| char::from(b'a' + ((n.wrapping_mul(2_654_435_761) >> 13) % 26) as u8))
+        .collect();
+    let long_code = "C".repeat(3000);
+    let mut other_code = "C".repeat(2999);
+    other_code.push('D');
+    let observation = |id: &str, text: &str, code: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://example.org/long", "code": code}]},
+            "valueString": text})
+    };
+    put_new(&server, &observation("prose", &prose, &long_code)).await;
+    put_new(&server, &observation("random", &random, "short")).await;
+    let mut near = random.clone();
+    near.replace_range(
+        2000..2001,
+        if &random[2000..2001] == "z" { "y" } else { "z" },
+    );
+    put_new(&server, &observation("near", &near, &other_code)).await;
+
+    assert_eq!(
+        found(&server, "value-string", &prose[..40]).await,
+        ["prose"]
+    );
+    // A search value longer than the indexed prefix.
+    assert_eq!(
+        found(&server, "value-string", &random[..1500]).await,
+        ["near", "random"]
+    );
+    assert_eq!(
+        found(&server, "value-string", &random[..2500]).await,
+        ["random"]
+    );
+    assert_eq!(found(&server, "value-string", &random).await, ["random"]);
+    assert_eq!(
+        found(&server, "value-string:contains", "needle at the end").await,
+        ["prose"]
+    );
+    assert_eq!(found(&server, "value-string:exact", &near).await, ["near"]);
+    // Long codes are told apart.
+    let system_and_code = format!("http://example.org/long|{long_code}");
+    assert_eq!(found(&server, "code", &system_and_code).await, ["prose"]);
+    assert_eq!(found(&server, "code", &other_code).await, ["near"]);
+    // Updates keep working on them.
+    let mut changed = observation("prose", &format!("{prose} and more"), &long_code);
+    changed["status"] = json!("amended");
+    put_update(&server, &changed).await;
+    assert_eq!(
+        found(&server, "value-string:contains", "and more").await,
+        ["prose"]
+    );
+}
+both!(long_values_are_stored_and_found);

@@ -5,6 +5,7 @@
 //! parameter type's table. Rows exist for current versions only; the store replaces them in
 //! the same transaction as the version, so a search right after a write sees it.
 
+pub mod bounded;
 mod normalize;
 
 use fhir_model::fhirpath::Node;
@@ -31,6 +32,8 @@ pub struct StringRow {
     pub part: u8,
     pub norm: String,
     pub exact: String,
+    /// The whole normalized value when `norm` holds only its first bytes (see `bounded`).
+    pub long: Option<String>,
 }
 
 /// The string parts of HumanName and Address, numbered from 1 by their place here (0 is a
@@ -161,7 +164,7 @@ pub struct IndexRows {
 
 /// The version of the extraction rules below and of the index tables' layout. Bump it
 /// when a change needs every index row rebuilt; the server then reindexes at start.
-const INDEX_FORMAT: u32 = 3;
+const INDEX_FORMAT: u32 = 4;
 
 /// Names the rules the search index is built with: the format above and the registry's
 /// SearchParameter table. Stored beside the index (`store_meta.index_fingerprint`); a
@@ -240,6 +243,7 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     rows.numbers.dedup();
     rows.quantities.dedup();
     add_reference_date_pairs(&mut rows, resource_type);
+    bounded::bound_rows(&mut rows);
     rows
 }
 
@@ -311,6 +315,7 @@ fn push_part(rows: &mut IndexRows, param: &str, part: u8, text: &str) {
             part,
             norm,
             exact: text.to_owned(),
+            long: None,
         });
     }
 }

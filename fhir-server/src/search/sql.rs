@@ -13,6 +13,7 @@ use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
 };
 use super::registry;
+use crate::index::bounded::{self, MAX_INDEXED_BYTES, equality_key};
 use crate::index::{self, identifier_key, text_key};
 use crate::store::TenantId;
 
@@ -832,6 +833,14 @@ fn escape_like(text: &str) -> String {
 
 fn push_condition(sql: &mut Sql, condition: &Condition) {
     match condition {
+        Condition::StringPrefix(prefix) if prefix.len() > MAX_INDEXED_BYTES => {
+            // Longer than the indexed prefix: that prefix, then the whole value.
+            sql.push("x.value_norm = ");
+            sql.bind_text(bounded::prefix(prefix, MAX_INDEXED_BYTES));
+            sql.push(" AND x.value_long LIKE ");
+            sql.bind_text(&format!("{}%", escape_like(prefix)));
+            sql.push(" ESCAPE '\\'");
+        }
         Condition::StringPrefix(prefix) => {
             sql.push("x.value_norm >= ");
             sql.bind_text(prefix);
@@ -843,19 +852,23 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
             sql.bind_text(value);
         }
         Condition::StringContains(part) => {
-            sql.push("x.value_norm LIKE ");
-            sql.bind_text(&format!("%{}%", escape_like(part)));
-            sql.push(" ESCAPE '\\'");
+            // A long value's text past the indexed prefix is in value_long.
+            let pattern = format!("%{}%", escape_like(part));
+            sql.push("(x.value_norm LIKE ");
+            sql.bind_text(&pattern);
+            sql.push(" ESCAPE '\\' OR x.value_long LIKE ");
+            sql.bind_text(&pattern);
+            sql.push(" ESCAPE '\\')");
         }
         Condition::Token { system, code } => {
             sql.push("1 = 1");
             if let Some(code) = code {
                 sql.push(" AND x.code = ");
-                sql.bind_text(code);
+                sql.bind_text(&equality_key(code));
             }
             if let Some(system) = system {
                 sql.push(" AND x.system = ");
-                sql.bind_text(system);
+                sql.bind_text(&equality_key(system));
             }
         }
         Condition::Date(bounds) => push_date_rows(sql, bounds),
@@ -867,17 +880,17 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
             sql.push("1 = 1");
             if let Some(target_type) = target_type {
                 sql.push(" AND x.target_type = ");
-                sql.bind_text(target_type);
+                sql.bind_text(&equality_key(target_type));
             }
             if let Some(target_id) = target_id {
                 sql.push(" AND x.target_id = ");
-                sql.bind_text(target_id);
+                sql.bind_text(&equality_key(target_id));
             }
             if let Some(url) = url {
                 // URL rows have no target (see `index::push_reference`): saying so keeps
                 // the lookup one range of the index.
                 sql.push(" AND x.target_id = '' AND x.target_type = '' AND x.url = ");
-                sql.bind_text(url);
+                sql.bind_text(&equality_key(url));
             }
         }
         Condition::Number {
@@ -897,16 +910,16 @@ fn push_condition(sql: &mut Sql, condition: &Condition) {
             push_number(sql, *prefix, *value, *low, *high);
             if let Some(system) = system {
                 sql.push(" AND x.system = ");
-                sql.bind_text(system);
+                sql.bind_text(&equality_key(system));
             }
             if let Some(code) = code {
                 sql.push(" AND x.code = ");
-                sql.bind_text(code);
+                sql.bind_text(&equality_key(code));
             }
         }
         Condition::UriEquals(value) => {
             sql.push("x.value = ");
-            sql.bind_text(value);
+            sql.bind_text(&equality_key(value));
         }
         Condition::UriBelow(prefix) => {
             sql.push("x.value >= ");

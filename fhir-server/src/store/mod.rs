@@ -52,6 +52,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "counters",
         include_str!("../../../migrations/sqlite/0005_counters.sql"),
     ),
+    (
+        6,
+        "long_strings",
+        include_str!("../../../migrations/sqlite/0006_long_strings.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -78,6 +83,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "counters",
         include_str!("../../../migrations/postgres/0005_counters.sql"),
+    ),
+    (
+        6,
+        "long_strings",
+        include_str!("../../../migrations/postgres/0006_long_strings.sql"),
     ),
 ];
 

@@ -248,11 +248,14 @@ fn push_index_inserts(s: &mut Statement, tid: &str, resources: &[(i64, &str, &In
             array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
                 .exact
                 .as_str()),
+            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
+                .long
+                .as_deref()),
         ];
         insert(
             s,
             "idx_string",
-            "key, part, value_norm, value_exact",
+            "key, part, value_norm, value_exact, value_long",
             arrays,
         );
     }

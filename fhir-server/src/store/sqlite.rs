@@ -972,8 +972,9 @@ fn insert_index(
         token.execute(params![res_id, key, row.system, row.code, tenant])?;
     }
     let mut string = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_string (res_id, key, part, value_norm, value_exact, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO idx_string \
+         (res_id, key, part, value_norm, value_exact, tid, value_long) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let rows = sorted(
         items,
@@ -982,7 +983,9 @@ fn insert_index(
         |a, b| (&a.2.norm, a.2.part, a.1).cmp(&(&b.2.norm, b.2.part, b.1)),
     );
     for (key, res_id, row) in rows {
-        string.execute(params![res_id, key, row.part, row.norm, row.exact, tenant])?;
+        string.execute(params![
+            res_id, key, row.part, row.norm, row.exact, tenant, row.long
+        ])?;
     }
     let mut date = conn.prepare_cached(
         "INSERT OR IGNORE INTO idx_date (res_id, key, low, high, short, tid) \
