@@ -3701,3 +3701,58 @@ async fn long_values_are_stored_and_found(server: Server) {
     );
 }
 both!(long_values_are_stored_and_found);
+
+/// A lookup with more matches than a page pages through them all, both ways, with the
+/// total as asked for.
+async fn a_lookup_with_many_matches_pages_both_ways(server: Server) {
+    let mut created = Vec::new();
+    for n in 0..25 {
+        let patient = json!({"resourceType": "Patient", "id": format!("many{n:02}"),
+            "identifier": [{"system": "http://example.org/mrn", "value": "SHARED"},
+                           {"system": "http://example.org/mrn", "value": "SHARED"}]});
+        created.push(id_of(&put_new(&server, &patient).await));
+    }
+    let path = "Patient?identifier=http://example.org/mrn|SHARED&_count=10";
+    let pages = all_pages(&server, path).await;
+    assert_eq!(pages.len(), 3);
+    assert!(
+        pages.iter().all(|p| p["total"] == 25),
+        "{:?}",
+        pages[0]["total"]
+    );
+    let ids: Vec<String> = pages.iter().flat_map(match_ids).collect();
+    let mut expected = created.clone();
+    expected.sort();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "each once");
+    // Back from the last page.
+    let previous = link(&pages[2], "previous").expect("a previous link");
+    let back = send(server.client.get(&previous)).await.expect(200).body;
+    assert_eq!(match_ids(&back), match_ids(&pages[1]));
+    // The total as asked for.
+    let none = get(&server, &format!("{path}&_total=none"))
+        .await
+        .expect(200)
+        .body;
+    assert!(none.get("total").is_none());
+    let estimate = get(&server, &format!("{path}&_total=estimate"))
+        .await
+        .expect(200)
+        .body;
+    assert!(estimate.get("total").is_none() || estimate["total"] == 25);
+    let small = get(
+        &server,
+        "Patient?identifier=http://example.org/mrn|SHARED&_count=30&_total=estimate",
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(small["total"], 25);
+    let count = get(&server, &format!("{path}&_summary=count"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(count["total"], 25);
+}
+both!(a_lookup_with_many_matches_pages_both_ways);

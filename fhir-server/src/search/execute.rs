@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::cursor::{Cursor, KeyValue};
 use super::query::{Include, PageLimits, Query, Summary, Total};
 use super::sql;
+use super::streamed;
 use crate::error::FhirError;
 use crate::store::{Row, Store, TenantId};
 
@@ -51,6 +52,9 @@ pub async fn execute(
     query: &Query,
     limits: PageLimits,
 ) -> Result<SearchResult, FhirError> {
+    if let Some(lookup) = streamed::lookup(query) {
+        return lookup_page(store, tenant, query, limits, &lookup).await;
+    }
     let all_ids = match sql::select_match_ids(tenant, query) {
         Some(ids_sql) => Some(match_ids(store, ids_sql).await?),
         None => None,
@@ -72,6 +76,41 @@ pub async fn execute(
             (page_of(&all, query.cursor.as_ref(), limit + 1), total)
         }
         None => ordered_ids(store, tenant, query, limit).await?,
+    };
+    page(store, tenant, query, limit, ids, total).await
+}
+
+/// A page of a search that one ordered index range answers (see `streamed`): it reads
+/// the page's entries, and counts only when a total is asked for and the page does not
+/// show it already. `_total=estimate` is given only when it is exact for free (every match
+/// is on the first page): a count is what an estimate was asked to spare.
+async fn lookup_page(
+    store: &Store,
+    tenant: TenantId,
+    query: &Query,
+    limits: PageLimits,
+    lookup: &streamed::Lookup<'_>,
+) -> Result<SearchResult, FhirError> {
+    let counted = || store.select_count(streamed::count(tenant, query, lookup));
+    if query.summary == Summary::Count {
+        return Ok(SearchResult {
+            total: Some(counted().await?),
+            ..SearchResult::default()
+        });
+    }
+    let limit = query.page_size(limits);
+    let ids: Vec<(i64, Vec<KeyValue>)> = store
+        .select_keys(
+            streamed::select_ids(tenant, query, lookup, limit + 1),
+            Vec::new(),
+        )
+        .await?;
+    let whole = query.cursor.is_none() && ids.len() <= limit;
+    let total = match query.total {
+        Total::None => None,
+        _ if whole => Some(ids.len() as i64),
+        Total::Estimate => None,
+        Total::Default | Total::Accurate => Some(counted().await?),
     };
     page(store, tenant, query, limit, ids, total).await
 }

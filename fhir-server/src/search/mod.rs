@@ -9,5 +9,6 @@ pub mod parse;
 pub mod query;
 pub mod registry;
 pub mod sql;
+pub mod streamed;
 
 pub use query::{PageLimits, Query};

@@ -788,7 +788,7 @@ fn element_keys(table: Table, param: &str) -> Vec<(Table, String)> {
 }
 
 /// `x.tid = ? AND x.key = ?`: the leading columns of every lookup index.
-fn push_index_head(sql: &mut Sql, tenant: TenantId, resource_type: &str, param: &str) {
+pub(super) fn push_index_head(sql: &mut Sql, tenant: TenantId, resource_type: &str, param: &str) {
     sql.push("x.tid = ");
     sql.bind(Arg::Int(tenant));
     sql.push(" AND ");
@@ -831,7 +831,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-fn push_condition(sql: &mut Sql, condition: &Condition) {
+pub(super) fn push_condition(sql: &mut Sql, condition: &Condition) {
     match condition {
         Condition::StringPrefix(prefix) if prefix.len() > MAX_INDEXED_BYTES => {
             // Longer than the indexed prefix: that prefix, then the whole value.

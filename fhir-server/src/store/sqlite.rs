@@ -609,7 +609,7 @@ fn fail(job: Job, message: &str) {
 }
 
 /// Applies the embedded migrations that this database has not seen yet.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -652,7 +652,7 @@ fn log_plan(conn: &Connection, sql: &Sql) {
     }
 }
 
-fn to_sql(arg: &Arg) -> rusqlite::types::Value {
+pub(crate) fn to_sql(arg: &Arg) -> rusqlite::types::Value {
     match arg {
         Arg::Text(text) => rusqlite::types::Value::Text(text.clone()),
         Arg::Int(int) => rusqlite::types::Value::Integer(*int),
