@@ -45,7 +45,7 @@ pub enum BenchPhase {
     Read,
 }
 
-struct Phase {
+pub struct Phase {
     name: &'static str,
     clients: usize,
     requests: usize,
@@ -63,7 +63,7 @@ impl Phase {
         f64::from(self.latencies[index]) / 1000.0
     }
 
-    fn report(&self) {
+    pub fn report(&self) {
         println!(
             "{:<7} clients={:<3} requests={:<8} errors={:<5} rate={:>9.0}/s  p50={:>7.2}ms  p99={:>7.2}ms  max={:>8.2}ms",
             self.name,
@@ -79,25 +79,11 @@ impl Phase {
 }
 
 pub async fn run(config: BenchConfig) -> Result<(), String> {
-    let base = config.url.trim_end_matches('/').to_owned();
-    // The path of the FHIR base on the server (`/fhir`, `/t/acme/fhir`).
-    let path = base
-        .strip_prefix("http://")
-        .and_then(|rest| rest.find('/').map(|at| rest[at..].to_owned()))
-        .unwrap_or_default();
-    let metadata = Connection::open(&base)
-        .await?
-        .send(Method::GET, &format!("{path}/metadata"), &[], Bytes::new())
-        .await
-        .map_err(|e| format!("cannot reach {base}: {e}"))?;
-    if metadata.status != 200 {
-        return Err(format!("{base}/metadata answered {}", metadata.status));
-    }
-    let target = Target {
-        base: base.clone(),
-        path,
-    };
-    println!("benchmarking {base} for {}s per phase", config.seconds);
+    let target = Target::reach(&config.url).await?;
+    println!(
+        "benchmarking {} for {}s per phase",
+        target.base, config.seconds
+    );
     let duration = Duration::from_secs(config.seconds);
     let mut ids = Vec::new();
     if config.preload > 0 {
@@ -127,7 +113,7 @@ pub async fn run(config: BenchConfig) -> Result<(), String> {
 }
 
 /// A realistic small Patient, varied by `n`.
-fn patient(n: u64) -> String {
+pub fn patient(n: u64) -> String {
     let family = [
         "Smith", "Garcia", "Nguyen", "Okafor", "Müller", "Rossi", "Kowalski",
     ];
@@ -150,13 +136,34 @@ fn patient(n: u64) -> String {
 }
 
 /// The server under test: its FHIR base URL, and that base's path.
-struct Target {
-    base: String,
-    path: String,
+pub struct Target {
+    pub base: String,
+    pub path: String,
+}
+
+impl Target {
+    /// The server at `base` (`http://host:port/fhir`), once its `metadata` answers.
+    pub async fn reach(base: &str) -> Result<Target, String> {
+        let base = base.trim_end_matches('/').to_owned();
+        // The path of the FHIR base on the server (`/fhir`, `/t/acme/fhir`).
+        let path = base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|at| rest[at..].to_owned()))
+            .unwrap_or_default();
+        let metadata = Connection::open(&base)
+            .await?
+            .send(Method::GET, &format!("{path}/metadata"), &[], Bytes::new())
+            .await
+            .map_err(|e| format!("cannot reach {base}: {e}"))?;
+        if metadata.status != 200 {
+            return Err(format!("{base}/metadata answered {}", metadata.status));
+        }
+        Ok(Target { base, path })
+    }
 }
 
 /// Creates patients with `clients` loops until `duration` passes or `total` are made.
-async fn create_until(
+pub async fn create_until(
     target: &Target,
     clients: usize,
     duration: Option<Duration>,
@@ -241,31 +248,46 @@ async fn read_for(
     duration: Duration,
     ids: Arc<Vec<String>>,
 ) -> Phase {
+    let path = target.path.clone();
+    let paths = move |state: u64| {
+        format!(
+            "{path}/Patient/{}",
+            ids[(state % ids.len() as u64) as usize]
+        )
+    };
+    get_for(target, "read", clients, duration, Arc::new(paths)).await
+}
+
+/// The path of one request, from a pseudo-random number.
+pub type MakePath = Arc<dyn Fn(u64) -> String + Send + Sync>;
+
+/// GETs the paths `paths` makes with `clients` loops for `duration`; a 200 counts.
+pub async fn get_for(
+    target: &Target,
+    name: &'static str,
+    clients: usize,
+    duration: Duration,
+    paths: MakePath,
+) -> Phase {
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task_number in 0..clients.max(1) {
-        let (base, path, ids, errors) = (
-            target.base.clone(),
-            target.path.clone(),
-            ids.clone(),
-            errors.clone(),
-        );
+        let (base, paths, errors) = (target.base.clone(), paths.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let Ok(mut connection) = Connection::open(&base).await else {
                 errors.fetch_add(1, Ordering::Relaxed);
                 return latencies;
             };
-            // A small xorshift generator: enough to spread reads, no dependency needed.
+            // A small xorshift generator: enough to spread requests, no dependency needed.
             let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (task_number as u64 + 1);
             while started.elapsed() < duration {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let id = &ids[(state % ids.len() as u64) as usize];
+                let url = paths(state);
                 let sent = Instant::now();
-                let url = format!("{path}/Patient/{id}");
                 match connection.send(Method::GET, &url, &[], Bytes::new()).await {
                     Ok(answer) if answer.status == 200 => {
                         latencies.push(sent.elapsed().as_micros() as u32);
@@ -293,7 +315,7 @@ async fn read_for(
     }
     latencies.sort_unstable();
     Phase {
-        name: "read",
+        name,
         clients,
         requests: latencies.len(),
         errors: errors.load(Ordering::Relaxed),

@@ -48,14 +48,32 @@ impl Connection {
         Ok(Connection { sender, authority })
     }
 
-    /// Sends a request to `path` (absolute path on the server) and reads the whole answer.
-    pub async fn send(
+    /// Like `send`, with the answer's body: its status and bytes.
+    pub async fn send_for_body(
         &mut self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: Bytes,
-    ) -> Result<Answer, String> {
+    ) -> Result<(u16, Bytes), String> {
+        let response = self.request(method, path, headers, body).await?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -65,11 +83,21 @@ impl Connection {
         }
         let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
         self.sender.ready().await.map_err(|e| e.to_string())?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a request to `path` (absolute path on the server) and reads the whole answer.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Answer, String> {
+        let response = self.request(method, path, headers, body).await?;
         let status = response.status().as_u16();
         let location = response
             .headers()

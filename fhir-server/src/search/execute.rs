@@ -99,20 +99,25 @@ async fn lookup_page(
         });
     }
     let limit = query.page_size(limits);
-    let ids: Vec<(i64, Vec<KeyValue>)> = store
-        .select_keys(
-            streamed::select_ids(tenant, query, lookup, limit + 1),
+    let mut rows = store
+        .select_rows(
+            streamed::select_page(tenant, query, lookup, limit + 1),
             Vec::new(),
         )
         .await?;
-    let whole = query.cursor.is_none() && ids.len() <= limit;
+    let whole = query.cursor.is_none() && rows.len() <= limit;
     let total = match query.total {
         Total::None => None,
-        _ if whole => Some(ids.len() as i64),
+        _ if whole => Some(rows.len() as i64),
         Total::Estimate => None,
         Total::Default | Total::Accurate => Some(counted().await?),
     };
-    page(store, tenant, query, limit, ids, total).await
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    if query.cursor.as_ref().is_some_and(|c| !c.forward) {
+        rows.reverse();
+    }
+    paged(store, tenant, query, more, rows, total).await
 }
 
 /// Every match's res_id (`sql::select_match_ids`), sorted, without repeats.
@@ -192,6 +197,20 @@ async fn page(
         ids.reverse();
     }
     let matches = with_bodies(store, ids).await?;
+    paged(store, tenant, query, more, matches, total).await
+}
+
+/// The page of `matches` (in page order; `more` when rows past the page exist in the
+/// direction read): its neighbours' cursors and its includes.
+async fn paged(
+    store: &Store,
+    tenant: TenantId,
+    query: &Query,
+    more: bool,
+    matches: Vec<Row>,
+    total: Option<i64>,
+) -> Result<SearchResult, FhirError> {
+    let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
     let at = |row: &Row, forward: bool| Cursor {
         forward,
         keys: row.keys.clone(),

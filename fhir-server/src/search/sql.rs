@@ -1134,7 +1134,7 @@ pub fn fetch_referencing(
 
 /// The columns of a page row, from the head table `q`. The body is a correlated lookup per
 /// head row rather than a join, so no planner can start from resource_versions.
-const PAGE_SELECT: &str = "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
+pub(super) const PAGE_SELECT: &str = "SELECT q.res_id, q.type, q.id, q.version, q.last_updated, \
     (SELECT v.body FROM resource_versions v WHERE v.tid = q.tid AND v.type = q.type \
     AND v.id = q.id AND v.version = q.version) FROM resources q";
 

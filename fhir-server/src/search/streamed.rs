@@ -8,7 +8,7 @@
 //! `_count + 1` index entries, and the total, when asked for, is an index-only count.
 
 use super::query::{Clause, Condition, Query, Table};
-use super::sql::{Arg, Sql, push_condition, push_index_head};
+use super::sql::{Arg, PAGE_SELECT, Sql, push_condition, push_index_head};
 use crate::store::TenantId;
 
 /// The one lookup a query is, when it is one whose range is in res_id order.
@@ -89,6 +89,24 @@ pub fn select_ids(tenant: TenantId, query: &Query, lookup: &Lookup<'_>, limit: u
     sql
 }
 
+/// The page rows themselves (at most `limit`, in the page's direction), in one statement:
+/// the ids of [`select_ids`] and their current versions.
+pub fn select_page(tenant: TenantId, query: &Query, lookup: &Lookup<'_>, limit: usize) -> Sql {
+    let backward = query.cursor.as_ref().is_some_and(|c| !c.forward);
+    // The ids come from the tenant's own index rows: the head rows are found by res_id
+    // alone (a condition on the tenant here made SQLite scan the tenant's resources).
+    let mut sql = Sql::default();
+    sql.push(PAGE_SELECT);
+    sql.push(" WHERE q.deleted = 0 AND q.res_id IN (");
+    sql.append(select_ids(tenant, query, lookup, limit));
+    sql.push(if backward {
+        ") ORDER BY q.res_id DESC"
+    } else {
+        ") ORDER BY q.res_id"
+    });
+    sql
+}
+
 /// How many resources match: an index-only count of the range.
 pub fn count(tenant: TenantId, query: &Query, lookup: &Lookup<'_>) -> Sql {
     let mut sql = Sql::default();
@@ -136,6 +154,14 @@ mod tests {
         let page = plan(&select_ids(1, &query, &lookup, 11));
         assert!(page.contains("idx_token_lookup"), "{page}");
         assert!(!page.contains("TEMP B-TREE"), "{page}");
+        let rows = plan(&select_page(1, &query, &lookup, 11));
+        assert!(!rows.contains("SCAN"), "{rows}");
+        assert!(
+            rows.contains("SEARCH q USING INTEGER PRIMARY KEY")
+                || rows.contains("SEARCH q USING PRIMARY KEY")
+                || rows.contains("(res_id=?)"),
+            "{rows}"
+        );
         let total = plan(&count(1, &query, &lookup));
         assert!(total.contains("COVERING INDEX idx_token_lookup"), "{total}");
         assert!(!total.contains("TEMP B-TREE"), "{total}");
