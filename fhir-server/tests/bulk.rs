@@ -855,3 +855,49 @@ async fn the_statement_timeout_bounds_requests_not_jobs(backend: Backend) {
     assert_eq!(response.status(), 200);
 }
 both_backends!(the_statement_timeout_bounds_requests_not_jobs);
+
+/// Right after a bulk load PostgreSQL's statistics are stale and it plans searches as
+/// scans: the server refreshes them at once after a load, not at its next 15 s round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_refreshed_after_a_bulk_load() {
+    let Some(server) = Server::start(Backend::Postgres).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let analyzed = || {
+        let output = std::process::Command::new("psql")
+            .arg(&server.database_url)
+            .args(["-At", "-c", "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'idx_token' AND last_analyze IS NOT NULL"])
+            .output()
+            .expect("psql runs");
+        String::from_utf8_lossy(&output.stdout).trim() == "1"
+    };
+    // The server's first round ran at its start, on empty tables: nothing to analyze.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!analyzed());
+    let entries: Vec<Value> = (0..2500)
+        .map(|n| {
+            json!({"fullUrl": format!("urn:uuid:00000000-0000-4000-8000-{n:012}"),
+                "resource": patient("Bulk", &format!("bulk-{n}")),
+                "request": {"method": "POST", "url": "Patient"}})
+        })
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let response = server
+        .client
+        .post(&server.base)
+        .header("content-type", JSON)
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let loaded = std::time::Instant::now();
+    while !analyzed() {
+        assert!(
+            loaded.elapsed() < Duration::from_secs(10),
+            "the tables were not analyzed after the load"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
