@@ -98,6 +98,28 @@ impl Expression {
         into_nodes(env.eval(&self.ast, &root))
     }
 
+    /// Evaluates the expression doing at most `budget` units of work (a step of the
+    /// evaluation, or an item of a result), or fails. For expressions a client wrote (a
+    /// FHIRPath Patch's paths): `where`, `select` and `%resource` nest into work that grows
+    /// as a power of the resource's size.
+    pub fn evaluate_bounded<'a>(
+        &self,
+        resource: &'a Value,
+        budget: u64,
+    ) -> Result<Vec<Node<'a>>, String> {
+        let mut env = Env::new(resource);
+        env.budget = Some(std::cell::Cell::new(budget));
+        let root = [env.root_item()];
+        let items = env.eval(&self.ast, &root);
+        drop(root);
+        match env.budget.as_ref().map(std::cell::Cell::get) {
+            Some(0) => Err(format!(
+                "the expression takes more than {budget} steps to evaluate"
+            )),
+            _ => Ok(into_nodes(items)),
+        }
+    }
+
     /// For composite search parameters: evaluates the expression over the resource, then
     /// each component expression relative to every resulting item (`%resource` stays the
     /// resource). Result: per item of `self`, per component, the component's nodes.
@@ -738,6 +760,9 @@ struct Env<'a> {
     defs: &'static Definitions,
     root: &'a Value,
     root_ty: Ty,
+    /// The work left (see `Expression::evaluate_bounded`); `None`: unbounded. At 0 every
+    /// step answers empty, and the caller reports the evaluation as too costly.
+    budget: Option<std::cell::Cell<u64>>,
 }
 
 impl<'a> Env<'a> {
@@ -747,6 +772,25 @@ impl<'a> Env<'a> {
             defs,
             root,
             root_ty: resource_ty(defs, root, None),
+            budget: None,
+        }
+    }
+
+    /// Takes `units` of work from the budget; false when it is spent.
+    fn spend(&self, units: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let left = budget.get();
+        match left.checked_sub(units as u64) {
+            Some(rest) if left > 0 => {
+                budget.set(rest);
+                true
+            }
+            _ => {
+                budget.set(0);
+                false
+            }
         }
     }
 
@@ -758,6 +802,17 @@ impl<'a> Env<'a> {
     }
 
     fn eval(&self, ast: &Ast, focus: &[Item<'a>]) -> Vec<Item<'a>> {
+        if !self.spend(1 + focus.len()) {
+            return Vec::new();
+        }
+        let items = self.eval_step(ast, focus);
+        if !self.spend(items.len()) {
+            return Vec::new();
+        }
+        items
+    }
+
+    fn eval_step(&self, ast: &Ast, focus: &[Item<'a>]) -> Vec<Item<'a>> {
         match ast {
             Ast::Empty => Vec::new(),
             Ast::Literal(value, code) => vec![Item {

@@ -73,6 +73,13 @@ pub fn is_fhirpath_patch(parameters: &Value) -> bool {
 /// resource. The operations apply in order, each to the result of the one before; the
 /// first failure fails the whole patch. Does not validate the result against R4 (the
 /// caller does, as the spec requires of the outcome).
+/// The most operations one patch may have: each one walks the resource.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// The most work one path's evaluation may take (see `Expression::evaluate_bounded`): far
+/// above any path a client means, far below what a hostile one would take.
+const PATH_BUDGET: u64 = 1_000_000;
+
 pub fn apply(resource: &Value, patch: &Value) -> Result<Value, PatchError> {
     let error = |expression: &str, message: &str| PatchError {
         message: message.to_owned(),
@@ -100,6 +107,12 @@ pub fn apply(resource: &Value, patch: &Value) -> Result<Value, PatchError> {
             ));
         }
     };
+    if operations.len() > MAX_OPERATIONS {
+        return Err(error(
+            "Parameters.parameter",
+            &format!("a patch has at most {MAX_OPERATIONS} operations"),
+        ));
+    }
     let mut out = resource.clone();
     for (index, parameter) in operations.iter().enumerate() {
         Operation::read(index, parameter)?.apply(&mut out)?;
@@ -248,7 +261,9 @@ impl<'p> Operation<'p> {
     fn select(&self, resource: &Value, path: &str) -> Result<Option<Vec<Step>>, PatchError> {
         let expression = Expression::parse(path)
             .map_err(|e| self.fail(format!("invalid FHIRPath '{path}': {e}")))?;
-        let nodes = expression.evaluate(resource);
+        let nodes = expression
+            .evaluate_bounded(resource, PATH_BUDGET)
+            .map_err(|e| self.fail(format!("'{path}' is too costly: {e}")))?;
         let node = match nodes.as_slice() {
             [] => return Ok(None),
             [node] => node,
@@ -1079,6 +1094,40 @@ fn remove(resource: &mut Value, place: &Place) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use serde_json::json;
+
+    fn replace_at(path: &str) -> Value {
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": path},
+            {"name": "value", "valueString": "x"}]}]})
+    }
+
+    #[test]
+    fn paths_that_multiply_work_are_refused_quickly() {
+        let identifiers: Vec<Value> = (0..1000)
+            .map(|n| json!({"value": format!("v{n}")}))
+            .collect();
+        let patient = json!({"resourceType": "Patient", "identifier": identifiers});
+        let path =
+            "Patient.identifier.select(%resource.identifier.select(%resource.identifier)).value";
+        let error = apply(&patient, &replace_at(path)).unwrap_err();
+        assert!(error.message.contains("too costly"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_patch_has_a_bounded_number_of_operations() {
+        let operation = replace_at("Patient.gender")["parameter"][0].clone();
+        let patch =
+            json!({"resourceType": "Parameters", "parameter": vec![operation; MAX_OPERATIONS + 1]});
+        let patient = json!({"resourceType": "Patient", "gender": "male"});
+        assert!(apply(&patient, &patch).is_err());
+    }
 }
 
 #[cfg(test)]

@@ -106,10 +106,42 @@ pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) ->
 /// `$import-835` record. A client's write cannot set, change or drop them (a billing
 /// system's sync that PUTs its own copy of a Claim without `meta` must not make a paid
 /// claim look unsent): `keep_server_owned` puts the stored version's values back.
-pub const SERVER_TAG_SYSTEMS: &[&str] = &["urn:x12:claim-state"];
+pub const SERVER_TAG_SYSTEMS: &[&str] = &[CLAIM_STATE];
+
+/// The tag system of a Claim's X12 state (submitted, paid, ...: R4 Claim.status has none).
+pub const CLAIM_STATE: &str = "urn:x12:claim-state";
 
 /// Extensions only the server sets: the pointer from a Claim to its submitted 837P.
-pub const SERVER_EXTENSIONS: &[&str] = &["urn:x12:submission"];
+pub const SERVER_EXTENSIONS: &[&str] = &[SUBMISSION_EXTENSION];
+
+/// The extension that points a submitted Claim at its stored 837P.
+pub const SUBMISSION_EXTENSION: &str = "urn:x12:submission";
+
+/// Sets the server's tag of `system` to `code`, keeping the resource's other tags (the
+/// server's own writes: see `keep_server_owned` for clients').
+pub fn set_server_tag(resource: &mut Value, system: &str, code: &str) {
+    let tag = serde_json::json!({"system": system, "code": code});
+    replace_owned(resource, &["meta", "tag"], "system", &[system], vec![tag]);
+}
+
+/// Sets the server's extension `url` to `extension`, keeping the resource's others.
+pub fn set_server_extension(resource: &mut Value, url: &str, extension: Value) {
+    replace_owned(resource, &["extension"], "url", &[url], vec![extension]);
+}
+
+/// The code of the resource's tag of `system`, if any.
+pub fn tag_code<'v>(resource: &'v Value, system: &str) -> Option<&'v str> {
+    resource["meta"]["tag"]
+        .as_array()?
+        .iter()
+        .find(|t| t["system"] == system)
+        .and_then(|t| t["code"].as_str())
+}
+
+/// Identifier systems that a client's update keeps when it leaves them out: the patient
+/// control number a `$submit` derived (`urn:x12:clm01`), which the 835 answering the
+/// claim is matched by. A client that sends its own replaces it.
+pub const STICKY_IDENTIFIER_SYSTEMS: &[&str] = &["urn:x12:clm01"];
 
 /// Whether the server keeps state of its own in resources of this type, so that a
 /// client's update must read the stored version to carry that state over.
@@ -119,7 +151,8 @@ pub fn has_server_owned(resource_type: &str) -> bool {
 
 /// Replaces the server-owned tags and extensions of `resource` (a client's write) with
 /// those of `previous` (the stored version; `None` for a new resource, so a client's own
-/// values are dropped). Whether anything changed (the caller's index rows are then stale).
+/// values are dropped), and keeps `previous`'s sticky identifiers when `resource` has none
+/// of their systems. Whether anything changed (the caller's index rows are then stale).
 pub fn keep_server_owned(resource: &mut Value, previous: Option<&Value>) -> bool {
     let tag = ["meta", "tag"];
     let extension = ["extension"];
@@ -131,8 +164,16 @@ pub fn keep_server_owned(resource: &mut Value, previous: Option<&Value>) -> bool
         server_owned(previous, &tag, "system", SERVER_TAG_SYSTEMS),
         server_owned(previous, &extension, "url", SERVER_EXTENSIONS),
     );
+    let identifier = ["identifier"];
+    let sticky = STICKY_IDENTIFIER_SYSTEMS;
+    let left_out = server_owned(Some(resource), &identifier, "system", sticky).is_empty()
+        && !server_owned(previous, &identifier, "system", sticky).is_empty();
+    if left_out {
+        let carried = server_owned(previous, &identifier, "system", sticky);
+        replace_owned(resource, &identifier, "system", sticky, carried);
+    }
     if before == kept {
-        return false;
+        return left_out;
     }
     replace_owned(resource, &tag, "system", SERVER_TAG_SYSTEMS, kept.0);
     replace_owned(resource, &extension, "url", SERVER_EXTENSIONS, kept.1);

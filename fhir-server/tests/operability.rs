@@ -537,6 +537,20 @@ async fn cors_for_configured_origins(backend: Backend) {
         assert!(exposed.contains(header), "{header} in {exposed}");
     }
 
+    // The admin API and the health checks are not opened to browsers.
+    let admin = server
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/admin/tenants", server.root),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(admin.headers().get("access-control-allow-origin").is_none());
+
     // Another origin is not let in.
     let other = server
         .client

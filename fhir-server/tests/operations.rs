@@ -112,6 +112,18 @@ async fn capabilities_say_what_the_server_does(server: Server) {
     }
     let (status, _) = get(&server, "OperationDefinition/no-such-operation").await;
     assert_eq!(status, 404);
+    // The server's own definitions cannot be overwritten.
+    let (_, mine) = get(&server, "OperationDefinition/Claim-submit").await;
+    let put = reqwest::Method::PUT;
+    let (status, _) = server
+        .send_json(
+            put,
+            "OperationDefinition/Claim-submit",
+            JSON,
+            mine.to_string(),
+        )
+        .await;
+    assert_eq!(status, 409);
 }
 both!(capabilities_say_what_the_server_does);
 
@@ -205,8 +217,9 @@ async fn meta_operations_change_tags(server: Server) {
     let returned = &answer["parameter"][0]["valueMeta"];
     assert_eq!(returned["tag"][0]["code"], "vip");
     assert_eq!(returned["versionId"], "2");
-    // Adding again changes nothing in the sets.
+    // Adding again changes nothing in the sets, and makes no version.
     let (_, answer) = post(&server, &format!("Patient/{id}/$meta-add"), &add).await;
+    assert_eq!(answer["parameter"][0]["valueMeta"]["versionId"], "2");
     assert_eq!(
         answer["parameter"][0]["valueMeta"]["tag"]
             .as_array()

@@ -674,7 +674,10 @@ async fn a_claim_is_sent_again_only_on_purpose(server: Server) {
     assert_eq!(status, 200, "{binary}");
     assert!(decoded(&binary).contains(":B:7*"), "frequency 7");
     let (_, replaced) = get(&server, "Claim/clm").await;
-    assert_eq!(claim_state(&replaced).as_deref(), Some("submitted"));
+    assert_eq!(
+        claim_state(&replaced).as_deref(),
+        Some("replacement-submitted")
+    );
 
     // A void (frequency 8) too; then nothing more without asking.
     let mut void = claim("cancelled");
@@ -792,3 +795,132 @@ async fn concurrent_submissions_send_a_claim_once(server: Server) {
     assert_eq!(claim["meta"]["versionId"], "2", "{claim}");
 }
 both!(concurrent_submissions_send_a_claim_once);
+
+/// The holes a review found in the claim state: deleting and re-creating a sent Claim,
+/// $meta-delete, transaction PATCH and POST, batch PUT, a sync that drops the derived
+/// CLM01, a retried replacement, and `resubmit` in a Parameters body.
+async fn the_claim_state_has_no_back_doors(server: Server) {
+    practice(&server).await;
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200);
+    let state = |claim: &Value| claim_state(claim).unwrap_or_default();
+
+    // Delete, then PUT it back: still sent.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::DELETE,
+        "Claim/clm",
+        JSON,
+        Value::Null,
+    )
+    .await;
+    assert!(status == 200 || status == 204, "{status}");
+    let (status, back) = send(
+        &server,
+        reqwest::Method::PUT,
+        "Claim/clm",
+        JSON,
+        claim("active"),
+    )
+    .await;
+    assert_eq!(status, 201, "{back}");
+    assert_eq!(state(&back), "submitted", "{back}");
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409);
+
+    // $meta-delete cannot remove it.
+    let remove = json!({"resourceType": "Parameters", "parameter": [{"name": "meta",
+        "valueMeta": {"tag": [{"system": "urn:x12:claim-state", "code": "submitted"}]}}]});
+    let (_, _) = post_op(&server, "Claim/clm/$meta-delete", JSON, remove.to_string()).await;
+    let (_, now) = get(&server, "Claim/clm").await;
+    assert_eq!(state(&now), "submitted");
+
+    // Transaction PATCH of a Patient, POST of a Claim, batch PUT of the Claim.
+    let tag = json!([{"op": "add", "path": "/meta", "value": {"tag": [{"system": "urn:x12:claim-state", "code": "paid"}]}}]);
+    let binary = json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+        "data": base64::engine::general_purpose::STANDARD.encode(tag.to_string())});
+    let mut posted = claim("active");
+    posted["id"] = json!("other");
+    posted["identifier"] = json!([{"system": "urn:x12:clm01", "value": "PCN-99"}]);
+    posted["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}]});
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": binary, "request": {"method": "PATCH", "url": "Patient/pat"}},
+        {"fullUrl": "urn:uuid:7d3e1a52-0000-4000-8000-000000000001", "resource": posted,
+         "request": {"method": "POST", "url": "Claim"}}]});
+    let (status, answer) = send(&server, reqwest::Method::POST, "", JSON, bundle).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, patient) = get(&server, "Patient/pat").await;
+    assert_eq!(claim_state(&patient), None, "{patient}");
+    let (_, found) = get(&server, "Claim?identifier=urn:x12:clm01|PCN-99").await;
+    assert_eq!(claim_state(&found["entry"][0]["resource"]), None, "{found}");
+    let mut unsent = claim("active");
+    unsent["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}]});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": unsent, "request": {"method": "PUT", "url": "Claim/clm"}}]});
+    send(&server, reqwest::Method::POST, "", JSON, batch).await;
+    let (_, now) = get(&server, "Claim/clm").await;
+    assert_eq!(state(&now), "submitted");
+
+    // `resubmit` in a Parameters body sends it again on purpose.
+    let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "resubmit", "valueBoolean": true}]});
+    let (status, outcome) =
+        post_op(&server, "Claim/clm/$submit", JSON, parameters.to_string()).await;
+    assert_eq!(status, 200, "{outcome}");
+
+    // A replacement goes once; a retry of it is refused; a void may follow.
+    let mut replacement = claim("active");
+    replacement["related"] = json!([{"relationship": {"coding": [{"code": "prior"}]}, "reference": {"value": "PAYERCLM1"}}]);
+    put(&server, replacement.clone()).await;
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200);
+    let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 409, "{outcome}");
+    replacement["status"] = json!("cancelled");
+    put(&server, replacement).await;
+    let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200);
+}
+both!(the_claim_state_has_no_back_doors);
+
+/// A derived CLM01 is one no other Claim answers to, a sync that leaves it out keeps it,
+/// and an 835 whose CLM01 two Claims bear is refused rather than posted to either.
+async fn patient_control_numbers_name_one_claim(server: Server) {
+    practice(&server).await;
+    // Claim "short1" has no CLM01 and an id that fits, but another claim has CLM01 short1.
+    let mut taken = claim("active");
+    taken["id"] = json!("holder");
+    taken["identifier"] = json!([{"system": "urn:x12:clm01", "value": "short1"}]);
+    put(&server, taken).await;
+    let mut short = claim("active");
+    short["id"] = json!("short1");
+    short.as_object_mut().unwrap().shift_remove("identifier");
+    put(&server, short.clone()).await;
+    let (status, binary) = post_op(&server, "Claim/short1/$submit", JSON, String::new()).await;
+    assert_eq!(status, 200, "{binary}");
+    let (_, stored) = get(&server, "Claim/short1").await;
+    let number = stored["identifier"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(number, "short1");
+    assert!(number.starts_with("FS"), "{number}");
+    // A billing system's sync without identifiers keeps it.
+    put(&server, short).await;
+    let (_, synced) = get(&server, "Claim/short1").await;
+    assert_eq!(synced["identifier"][0]["value"], json!(number), "{synced}");
+
+    // Two claims bear CLM01 PCN-77: the remittance is refused, nothing posted.
+    let mut twin = claim("active");
+    twin["id"] = json!("twin");
+    put(&server, twin).await;
+    let (status, outcome) = post_op(
+        &server,
+        "$import-835",
+        "application/edi-x12",
+        remittance("EFT-TWIN", "85"),
+    )
+    .await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(count(&server, "PaymentReconciliation").await, 0);
+}
+both!(patient_control_numbers_name_one_claim);

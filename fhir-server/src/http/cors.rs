@@ -45,14 +45,14 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
         return Ok(None);
     }
     let allow_origin = if origins.contains(&"*") {
+        tracing::warn!(
+            "CORS allows any origin (--cors-origins '*'): any web page a user opens can call this server's FHIR API from the user's browser"
+        );
         AllowOrigin::any()
     } else {
         let mut values = Vec::with_capacity(origins.len());
         for origin in origins {
-            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin["https://".len().min(origin.len())..].contains('/');
-            let value = HeaderValue::from_str(origin).ok().filter(|_| valid);
-            values.push(value.ok_or_else(|| {
+            values.push(origin_value(origin).ok_or_else(|| {
                 format!("'{origin}' is not an origin (scheme://host[:port], e.g. https://app.example.org)")
             })?);
         }
@@ -81,6 +81,21 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     ))
 }
 
+/// An origin as browsers send it: `http` or `https`, a host, perhaps a port, and nothing
+/// else (no path, query, fragment or user).
+fn origin_value(origin: &str) -> Option<HeaderValue> {
+    let uri: axum::http::Uri = origin.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority = uri.authority()?;
+    let plain = !authority.host().is_empty()
+        && !authority.as_str().contains('@')
+        && uri
+            .path_and_query()
+            .is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/")
+        && !origin.ends_with('/');
+    (scheme_ok && plain).then(|| HeaderValue::from_str(origin).ok())?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +115,11 @@ mod tests {
         );
         assert!(layer(&["app.example.org".into()]).is_err());
         assert!(layer(&["https://app.example.org/path".into()]).is_err());
+        assert!(layer(&["https://".into()]).is_err());
+        assert!(layer(&["https://a.org?x=1".into()]).is_err());
+        assert!(layer(&["https://user@a.org".into()]).is_err());
+        assert!(layer(&["ftp://a.org".into()]).is_err());
+        assert!(layer(&["https://é.example".into()]).is_err());
+        assert!(layer(&["http://localhost:3000".into()]).unwrap().is_some());
     }
 }

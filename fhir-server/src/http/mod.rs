@@ -33,23 +33,25 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole router; an error names a setting that is not valid (a CORS origin).
 pub fn router(app: SharedApp) -> Result<Router, String> {
     let cors = cors::layer(&app.config.cors_origins)?;
-    let router = Router::new()
-        .route("/healthz", get(admin::healthz))
-        .route("/readyz", get(admin::readyz))
-        .route("/admin/tenants", post(admin::create_tenant))
+    let mut fhir_api = Router::new()
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*path}", any(fhir))
         .route("/t/{tenant}/fhir", any(fhir))
         .route("/t/{tenant}/fhir/", any(fhir))
-        .route("/t/{tenant}/fhir/{*path}", any(fhir))
+        .route("/t/{tenant}/fhir/{*path}", any(fhir));
+    // CORS opens the FHIR API to browser apps, never the admin API or the health checks.
+    if let Some(cors) = cors {
+        fhir_api = fhir_api.layer(cors);
+    }
+    Ok(Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/admin/tenants", post(admin::create_tenant))
+        .merge(fhir_api)
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
-        .with_state(app);
-    Ok(match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    })
+        .with_state(app))
 }
 
 async fn not_found() -> Response {

@@ -52,6 +52,14 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
                         ([], &Method::GET) if *resource_type == "OperationDefinition" => {
                             crate::ops::definition::read(app, request, id).await
                         }
+                        ([], _)
+                            if *resource_type == "OperationDefinition"
+                                && crate::ops::definition::is_reserved(id) =>
+                        {
+                            Err(FhirError::conflict(format!(
+                                "OperationDefinition/{id} is the server's own definition of one of its operations; it cannot be changed"
+                            )))
+                        }
                         ([], &Method::GET) => read::handle(app, request, resource_type, id).await,
                         ([], &Method::PUT) => update::handle(app, request, resource_type, id).await,
                         ([], &Method::PATCH) => {

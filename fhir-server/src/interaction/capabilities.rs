@@ -96,7 +96,7 @@ fn operations(resource_type: &str) -> Vec<Value> {
 }
 
 /// The `_include` values a search of `resource_type` takes: `*` and each of its
-/// reference parameters (with each target type, when it can name several).
+/// reference parameters.
 fn search_includes(resource_type: &str) -> Vec<Value> {
     let mut includes = vec![json!("*")];
     for param in reference_params(resource_type) {
@@ -105,10 +105,10 @@ fn search_includes(resource_type: &str) -> Vec<Value> {
     includes
 }
 
-/// The `_revinclude` values a search of `resource_type` takes: `*` and every reference
-/// parameter of any type that can point at it.
+/// The `_revinclude` values a search of `resource_type` takes: every reference parameter
+/// of any type that can point at it (`*` is refused: see `search::parse`).
 fn search_rev_includes(resource_type: &str) -> Vec<Value> {
-    let mut includes = vec![json!("*")];
+    let mut includes = Vec::new();
     for source in fhir_model::Definitions::r4().resource_types() {
         for param in reference_params(source) {
             if param.targets.iter().any(|t| t == resource_type) {

@@ -143,9 +143,7 @@ pub fn patched(
     };
     let mut resource: Value = parse_json(stored)?;
     match patch {
-        Patch::Json(patch) => {
-            json_patch::patch(&mut resource, patch).map_err(|e| cannot(e.to_string()))?;
-        }
+        Patch::Json(patch) => apply_json_patch(&mut resource, patch).map_err(cannot)?,
         Patch::FhirPath(parameters) => {
             resource = fhir_model::fhirpath_patch::apply(&resource, parameters)
                 .map_err(|e| cannot(e.message).at(e.expression))?;
@@ -162,6 +160,33 @@ pub fn patched(
     check_resource(&resource, resource_type).map_err(as_unprocessable)?;
     Ok(resource)
 }
+
+/// Applies a JSON Patch one operation at a time: at most
+/// `fhirpath_patch::MAX_OPERATIONS` of them, and a `copy` may not grow the resource past
+/// the size of a request body (each copy can double it: a short hostile patch would
+/// otherwise build a document of terabytes).
+fn apply_json_patch(resource: &mut Value, patch: &json_patch::Patch) -> Result<(), String> {
+    let operations = &patch.0;
+    let most = fhir_model::fhirpath_patch::MAX_OPERATIONS;
+    if operations.len() > most {
+        return Err(format!("a patch has at most {most} operations"));
+    }
+    for operation in operations {
+        let one = json_patch::Patch(vec![operation.clone()]);
+        json_patch::patch(resource, &one).map_err(|e| e.to_string())?;
+        if matches!(operation, json_patch::PatchOperation::Copy(_))
+            && serde_json::to_vec(resource).map_or(0, |v| v.len()) > MAX_PATCHED_BYTES
+        {
+            return Err(format!(
+                "the patched resource would be larger than {MAX_PATCHED_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The largest resource a patch may make: the default request body limit.
+const MAX_PATCHED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Parses a JSON Patch document.
 pub fn parse_patch_document(bytes: &[u8]) -> Result<json_patch::Patch, FhirError> {

@@ -28,11 +28,8 @@ use crate::app::App;
 use crate::error::{FhirError, Issue};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::resource::{self, CLAIM_STATE, SUBMISSION_EXTENSION};
 use crate::search::sql::{Arg, Sql};
-
-/// The tag and extension that record a submission on the Claim.
-pub const CLAIM_STATE: &str = "urn:x12:claim-state";
-pub const SUBMISSION_EXTENSION: &str = "urn:x12:submission";
 
 /// `Claim/[id]/$submit`, as registered in `ops::OPERATIONS`.
 pub const OPERATION: Operation = Operation {
@@ -68,26 +65,54 @@ pub const OPERATION: Operation = Operation {
 };
 
 pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
-    let (claim, version) = read(app, request, "Claim", id)
+    let (mut claim, version) = read(app, request, "Claim", id)
         .await?
         .ok_or_else(|| FhirError::not_found(format!("Claim/{id} is not known")))?;
-    let resubmit = request
-        .params
-        .iter()
-        .any(|(name, value)| name == "resubmit" && value == "true");
     let frequency = edi::claim837::frequency_code(&claim);
-    may_submit(claim_state(&claim), frequency, resubmit)
+    may_submit(claim_state(&claim), frequency, resubmit_asked(request)?)
         .map_err(|why| FhirError::conflict(format!("Claim/{id} cannot be sent: {why}")))?;
-    let mut claim = claim;
     if patient_control_number(&claim).is_none() {
         let number = derived_control_number(app, request, id).await?;
         add_patient_control_number(&mut claim, &number);
     }
-    let resources = gather(app, request, &claim).await?;
+    let text = write_837(app, request, &claim).await?;
+    let state = match frequency {
+        "8" => "voided",
+        "7" => "replacement-submitted",
+        _ => "submitted",
+    };
+    let stored = record(app, request, (id, version), claim, state, &text).await?;
+    let location = format!(
+        "{}/Binary/{}/_history/{}",
+        request.base, stored.id, stored.version
+    );
+    Ok(FhirResponse::version(StatusCode::OK, &stored).header(CONTENT_LOCATION, &location))
+}
+
+/// `resubmit=true`, in the URL or in a Parameters body.
+fn resubmit_asked(request: &FhirRequest) -> Result<bool, FhirError> {
+    let in_url = request
+        .params
+        .iter()
+        .any(|(name, value)| name == "resubmit" && value == "true");
+    if in_url || request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(in_url);
+    }
+    let body = request.parse_body()?;
+    Ok(body["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["name"] == "resubmit" && p["valueBoolean"] == true))
+}
+
+/// The Claim as an 837P, with everything it draws on; 422 naming each problem.
+async fn write_837(app: &App, request: &FhirRequest, claim: &Value) -> Result<String, FhirError> {
+    let resources = gather(app, request, claim).await?;
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "collection",
-        "entry": std::iter::once(&claim).chain(resources.iter())
+        "entry": std::iter::once(claim).chain(resources.iter())
             .map(|r| json!({"resource": r}))
             .collect::<Vec<_>>(),
     });
@@ -98,7 +123,7 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         Some((control % 999_999_999 + 1) as u32),
         app.config.x12_usage,
     );
-    let text = edi::claim837::generate(&bundle, &envelope).map_err(|problems| FhirError {
+    edi::claim837::generate(&bundle, &envelope).map_err(|problems| FhirError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         issues: problems
             .iter()
@@ -109,7 +134,20 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
                 expression: vec![p.element.clone()],
             })
             .collect(),
-    })?;
+    })
+}
+
+/// Stores the 837P as a Binary and the Claim in its new `state`, in one transaction that
+/// holds only if the Claim is still at `version`: of two submissions at once, one wins and
+/// the other is a 409. The stored Binary.
+async fn record(
+    app: &App,
+    request: &FhirRequest,
+    (id, version): (&str, i64),
+    mut claim: Value,
+    state: &str,
+    text: &str,
+) -> Result<crate::store::Version, FhirError> {
     let binary_url = "urn:uuid:6a1d1c0e-7b0a-4c1e-9a51-5b1f0c2d3e4f";
     let binary = json!({
         "resourceType": "Binary",
@@ -117,33 +155,28 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         "securityContext": {"reference": format!("Claim/{id}")},
         "data": base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
     });
-    let mut marked = claim.clone();
-    let state = if frequency == "8" {
-        "voided"
-    } else {
-        "submitted"
-    };
-    mark_submitted(&mut marked, state, binary_url);
+    mark_submitted(&mut claim, state, binary_url);
     let results = crate::interaction::transaction::run(
         app,
         request,
         json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": binary_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}},
-            {"resource": marked, "request": {"method": "PUT", "url": format!("Claim/{id}"),
-                                             "ifMatch": format!("W/\"{version}\"")}},
+            {"resource": claim, "request": {"method": "PUT", "url": format!("Claim/{id}"),
+                                            "ifMatch": format!("W/\"{version}\"")}},
         ]}),
     )
-    .await?;
-    let stored = results
+    .await
+    .map_err(|error| match error.status {
+        StatusCode::PRECONDITION_FAILED => FhirError::conflict(format!(
+            "Claim/{id} changed while it was being sent (another submission?); nothing was sent"
+        )),
+        _ => error,
+    })?;
+    results
         .into_iter()
         .find(|r| r.index == 0)
         .and_then(|r| r.version)
-        .ok_or_else(|| FhirError::internal("the Binary was not written"))?;
-    let location = format!(
-        "{}/Binary/{}/_history/{}",
-        request.base, stored.id, stored.version
-    );
-    Ok(FhirResponse::version(StatusCode::OK, &stored).header(CONTENT_LOCATION, &location))
+        .ok_or_else(|| FhirError::internal("the Binary was not written"))
 }
 
 /// Whether a Claim in `state` (its `urn:x12:claim-state`, `None` when never sent) may be
@@ -151,12 +184,16 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
 ///
 /// A payer must never get the same claim twice by accident: once sent, an original goes
 /// again only when the caller asks on purpose (`?resubmit=true`). A replacement or a void
-/// follows a claim the payer has (submitted, paid, denied, forwarded).
+/// follows a claim the payer has (submitted, paid, denied, forwarded); a replacement sent
+/// is not sent again unless asked (the payer's answer to it, paid or denied, allows the
+/// next one).
 fn may_submit(state: Option<&str>, frequency: &str, resubmit: bool) -> Result<(), String> {
     match (state, frequency) {
         (None, _) => Ok(()),
         _ if resubmit => Ok(()),
         (Some("submitted" | "paid" | "denied" | "forwarded"), "7" | "8") => Ok(()),
+        // A replacement sent is not sent again by a retry; it may still be voided.
+        (Some("replacement-submitted"), "8") => Ok(()),
         (Some(state), "1") => Err(format!(
             "it was sent already (state {state}); send ?resubmit=true to send the same claim again, \
              or send a replacement (Claim.related with relationship prior) or a void (status cancelled)"
@@ -179,17 +216,44 @@ fn patient_control_number(claim: &Value) -> Option<&str> {
 
 /// A CLM01 for a Claim that has none: its id when that fits the 20 characters CLM01
 /// allows, else `FS` and the tenant's next claim number (ids the server makes are 36
-/// characters). It is kept on the Claim, so the 835 that answers finds it.
+/// characters). It is kept on the Claim, so the 835 that answers finds it. A candidate
+/// another Claim already answers to (as its CLM01, or as its id) is not used: the 835
+/// must find one claim.
 async fn derived_control_number(
     app: &App,
     request: &FhirRequest,
     id: &str,
 ) -> Result<String, FhirError> {
-    if id.len() <= 20 {
+    if id.len() <= 20 && is_free(app, request, id, id).await? {
         return Ok(id.to_owned());
     }
-    let number = next_counter(app, request, "x12-clm01").await?;
-    Ok(format!("FS{number:08}"))
+    for _ in 0..5 {
+        let number = next_counter(app, request, "x12-clm01").await?;
+        let candidate = format!("FS{number:08}");
+        if is_free(app, request, &candidate, id).await? {
+            return Ok(candidate);
+        }
+    }
+    Err(FhirError::conflict(
+        "No free patient control number could be found; give the Claim an identifier urn:x12:clm01",
+    ))
+}
+
+/// Whether no Claim but `own` answers to `number` as its CLM01 or its id.
+async fn is_free(
+    app: &App,
+    request: &FhirRequest,
+    number: &str,
+    own: &str,
+) -> Result<bool, FhirError> {
+    let system = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
+    let holders = super::import_835::with_identifier(app, request, "Claim", system, number).await?;
+    if holders.iter().any(|holder| holder != own) {
+        return Ok(false);
+    }
+    Ok(number == own
+        || !crate::resource::is_valid_id(number)
+        || read(app, request, "Claim", number).await?.is_none())
 }
 
 fn add_patient_control_number(claim: &mut Value, number: &str) {
@@ -203,41 +267,18 @@ fn add_patient_control_number(claim: &mut Value, number: &str) {
 /// Tags the Claim with its new state and points it at the stored file.
 fn mark_submitted(claim: &mut Value, state: &str, binary: &str) {
     set_claim_state(claim, state);
-    let extensions = claim["extension"].as_array().cloned().unwrap_or_default();
-    let mut extensions: Vec<Value> = extensions
-        .into_iter()
-        .filter(|e| e["url"] != SUBMISSION_EXTENSION)
-        .collect();
-    extensions.push(json!({"url": SUBMISSION_EXTENSION, "valueReference": {"reference": binary}}));
-    claim["extension"] = json!(extensions);
+    let extension = json!({"url": SUBMISSION_EXTENSION, "valueReference": {"reference": binary}});
+    resource::set_server_extension(claim, SUBMISSION_EXTENSION, extension);
 }
 
 /// The Claim's `urn:x12:claim-state` tag, if any.
 pub fn claim_state(claim: &Value) -> Option<&str> {
-    claim["meta"]["tag"]
-        .as_array()?
-        .iter()
-        .find(|t| t["system"] == CLAIM_STATE)
-        .and_then(|t| t["code"].as_str())
+    resource::tag_code(claim, CLAIM_STATE)
 }
 
-/// Sets the Claim's `urn:x12:claim-state` tag (R4 Claim.status has no submitted or paid),
-/// keeping its other tags and meta.
+/// Sets the Claim's `urn:x12:claim-state` tag, keeping its other tags and meta.
 pub fn set_claim_state(claim: &mut Value, code: &str) {
-    let mut tags: Vec<Value> = claim["meta"]["tag"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t["system"] != CLAIM_STATE)
-        .collect();
-    tags.push(json!({"system": CLAIM_STATE, "code": code}));
-    match claim["meta"].as_object_mut() {
-        Some(meta) => {
-            meta.insert("tag".into(), json!(tags));
-        }
-        None => claim["meta"] = json!({"tag": tags}),
-    }
+    resource::set_server_tag(claim, CLAIM_STATE, code);
 }
 
 /// A current resource of this tenant and its version; `None` when absent or deleted.
@@ -345,5 +386,8 @@ mod tests {
             assert!(may_submit(Some(state), "7", false).is_err(), "{state}");
             assert!(may_submit(Some(state), "8", false).is_err(), "{state}");
         }
+        assert!(may_submit(Some("replacement-submitted"), "7", false).is_err());
+        assert!(may_submit(Some("replacement-submitted"), "8", false).is_ok());
+        assert!(may_submit(Some("replacement-submitted"), "7", true).is_ok());
     }
 }

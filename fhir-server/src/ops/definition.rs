@@ -19,6 +19,12 @@ pub async fn read(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResp
     }
 }
 
+/// Whether `id` is the id of one of the server's own definitions (which clients cannot
+/// write: a read would answer the server's, a search the stored one).
+pub fn is_reserved(id: &str) -> bool {
+    OPERATIONS.iter().any(|operation| operation.id == id)
+}
+
 /// The OperationDefinition of `operation`.
 pub fn definition(operation: &Operation) -> Value {
     let resources: Vec<&str> = if operation.types == ANY_TYPE {

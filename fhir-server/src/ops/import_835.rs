@@ -249,7 +249,8 @@ fn query_value(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// The id of the one current resource with this identifier, if any.
+/// The id of the one current resource with this identifier, if any. Two or more are an
+/// error: posting a payment to either could be the wrong one.
 async fn find(
     app: &App,
     request: &FhirRequest,
@@ -257,16 +258,41 @@ async fn find(
     system: &str,
     value: &str,
 ) -> Result<Option<String>, FhirError> {
+    match with_identifier(app, request, resource_type, system, value)
+        .await?
+        .as_slice()
+    {
+        [] => Ok(None),
+        [id] => Ok(Some(id.clone())),
+        _ => Err(FhirError::conflict(format!(
+            "More than one {resource_type} has the identifier {system}|{value}; the remittance cannot tell which it pays"
+        ))),
+    }
+}
+
+/// The ids of (up to two) current resources with this identifier.
+pub async fn with_identifier(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    system: &str,
+    value: &str,
+) -> Result<Vec<String>, FhirError> {
     let params = vec![("identifier".to_owned(), token(system, value))];
     let query = crate::interaction::conditional_criteria(resource_type, &params, "A lookup")?;
     let query = crate::search::Query {
-        count: Some(1),
+        count: Some(2),
+        total: crate::search::query::Total::None,
         ..query
     };
     let found =
         crate::search::execute::execute(&app.store, request.tenant, &query, app.page_limits())
             .await?;
-    Ok(found.matches.first().map(|row| row.version.id.clone()))
+    Ok(found
+        .matches
+        .iter()
+        .map(|row| row.version.id.clone())
+        .collect())
 }
 
 /// The Claim's state after a CLP02 status.

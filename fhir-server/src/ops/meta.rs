@@ -6,7 +6,9 @@
 //! matching), profiles by URL. Unlike the spec's note that these operations leave the
 //! version alone, every change here is a new version: history is how this server answers
 //! who changed what, and versions are never edited in place. The tags the server owns
-//! (`resource::SERVER_TAG_SYSTEMS`) cannot be added or removed this way.
+//! (`resource::SERVER_TAG_SYSTEMS`) cannot be added or removed this way. Only the instance
+//! level is offered, so the definitions are the server's own (urn:fhir-server:...), not the
+//! spec's, which also has the system and type levels.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -31,7 +33,7 @@ const RETURN: Param = Param {
 pub const META: Operation = Operation {
     name: "meta",
     id: "Resource-meta",
-    url: "http://hl7.org/fhir/OperationDefinition/Resource-meta",
+    url: "urn:fhir-server:OperationDefinition/Resource-meta",
     title: "Access a list of profiles, tags, and security labels",
     description: "The profiles, tags and security labels of one resource.",
     types: ANY_TYPE,
@@ -47,7 +49,7 @@ pub const META: Operation = Operation {
 pub const META_ADD: Operation = Operation {
     name: "meta-add",
     id: "Resource-meta-add",
-    url: "http://hl7.org/fhir/OperationDefinition/Resource-meta-add",
+    url: "urn:fhir-server:OperationDefinition/Resource-meta-add",
     title: "Add profiles, tags, and security labels to a resource",
     description: "Adds the profiles, tags and security labels of the given Meta to the resource (a new version).",
     types: ANY_TYPE,
@@ -73,7 +75,7 @@ pub const META_ADD: Operation = Operation {
 pub const META_DELETE: Operation = Operation {
     name: "meta-delete",
     id: "Resource-meta-delete",
-    url: "http://hl7.org/fhir/OperationDefinition/Resource-meta-delete",
+    url: "urn:fhir-server:OperationDefinition/Resource-meta-delete",
     title: "Delete profiles, tags, and security labels for a resource",
     description: "Removes the profiles, tags and security labels of the given Meta from the resource (a new version).",
     types: ANY_TYPE,
@@ -130,7 +132,12 @@ async fn change(
     };
     for _ in 0..ATTEMPTS {
         let (mut resource, version) = current(app, request, target).await?;
+        let before = resource["meta"].clone();
         apply(&mut resource, &given, change);
+        if resource["meta"] == before {
+            // Nothing to add or remove: no new version.
+            return Ok(answer(&resource));
+        }
         let index = crate::index::extract(resource_type, &resource);
         let op = WriteOp::Update {
             resource_type: resource_type.to_owned(),

@@ -267,6 +267,13 @@ fn parse_include(
     iterate: bool,
 ) -> Result<Vec<Include>, FhirError> {
     let registry = Registry::r4();
+    if value == "*" && reverse {
+        // Every parameter of every type that can point here: hundreds of lookups per page
+        // for a Patient. Refused rather than run; name the references wanted.
+        return Err(bad(
+            "_revinclude=* is not supported: name each one as Type:parameter (see searchRevInclude in the CapabilityStatement)".to_owned(),
+        ));
+    }
     if value == "*" {
         // Every reference parameter of the searched type.
         return Ok(registry

@@ -338,8 +338,15 @@ pub(super) async fn put_by_id<T: Tx>(
     let mut carried = None;
     if owned == ServerOwned::Carry {
         let previous = match &head {
-            Some(head) if !head.deleted && resource::has_server_owned(resource_type) => {
-                stored_resource(tx, resource_type, id, head.version).await?
+            Some(head) if resource::has_server_owned(resource_type) => {
+                // A deleted resource keeps the state of its last version with a body:
+                // deleting and re-creating a sent Claim must not make it look unsent.
+                let version = if head.deleted {
+                    head.version - 1
+                } else {
+                    head.version
+                };
+                stored_resource(tx, resource_type, id, version).await?
             }
             _ => None,
         };
@@ -498,10 +505,11 @@ pub(super) async fn patch_by_id<T: Tx>(
         .unwrap_or_default();
     let mut resource = crate::interaction::patch::patched(resource_type, id, &body, patch)
         .map_err(StoreError::Rejected)?;
-    if resource::has_server_owned(resource_type) {
-        let previous: Option<Value> = serde_json::from_slice(&body).ok();
-        resource::keep_server_owned(&mut resource, previous.as_ref());
-    }
+    let previous: Option<Value> = match resource::has_server_owned(resource_type) {
+        true => serde_json::from_slice(&body).ok(),
+        false => None,
+    };
+    resource::keep_server_owned(&mut resource, previous.as_ref());
     let index = crate::index::extract(resource_type, &resource);
     update(
         tx,
