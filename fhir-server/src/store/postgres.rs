@@ -105,17 +105,14 @@ impl PgStore {
         tokio::spawn(super::limits::in_background(async move {
             let mut ticks = tokio::time::interval(ANALYZE_INTERVAL);
             loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = maintained.maintenance.notified() => {
-                        // Let the writers' statistics reach pg_stat (flushed each second).
-                        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-                    }
-                }
+                let after_bulk = tokio::select! {
+                    _ = ticks.tick() => false,
+                    () = maintained.maintenance.notified() => true,
+                };
                 maintained
                     .bulk_writes
                     .store(0, std::sync::atomic::Ordering::Relaxed);
-                if let Err(error) = maintained.analyze_changed_tables().await {
+                if let Err(error) = maintained.analyze_changed_tables(after_bulk).await {
                     tracing::warn!(?error, "table statistics refresh failed");
                 }
             }
@@ -150,7 +147,9 @@ impl PgStore {
     /// search drivers) still visit every heap row. ANALYZE also invalidates cached plans
     /// made from stale statistics. Neither blocks reads or writes. Several servers on one
     /// database take turns through an advisory lock.
-    async fn analyze_changed_tables(&self) -> Result<(), StoreError> {
+    /// After a bulk load (`everything`) every table is done: the writers' statistics may
+    /// not have reached pg_stat yet (a backend flushes them up to 10 s later when idle).
+    async fn analyze_changed_tables(&self, everything: bool) -> Result<(), StoreError> {
         let mut conn = self.pool().acquire().await?;
         let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
             .bind(ANALYZE_LOCK)
@@ -164,10 +163,11 @@ impl PgStore {
             "SELECT relname FROM pg_stat_user_tables \
              WHERE schemaname = current_schema() \
              AND (relname IN ('resources', 'resource_versions') OR relname LIKE 'idx\\_%') \
-             AND (n_mod_since_analyze > 1000 + 0.2 * n_live_tup \
+             AND ($1 OR n_mod_since_analyze > 1000 + 0.2 * n_live_tup \
                   OR n_ins_since_vacuum + n_dead_tup > 1000 + 0.2 * n_live_tup \
                   OR (last_analyze IS NULL AND last_autoanalyze IS NULL AND n_mod_since_analyze > 0))",
         )
+        .bind(everything)
         .fetch_all(&mut *conn)
         .await;
         let result = match stale {
