@@ -42,8 +42,6 @@ pub enum EdiCommand {
     },
     /// Check an interchange (837P, 835 or 999); exit status 1 when it has errors.
     Validate { file: PathBuf },
-    /// Measure 837P generation and 835 parsing (and, with --pyx12, compare with pyx12).
-    Bench(crate::edi_bench::EdiBenchConfig),
     /// Write the TA1 and 999 acknowledging an inbound 837P.
     Ack {
         file: PathBuf,
@@ -113,7 +111,6 @@ pub fn run(command: EdiCommand) -> Result<(), String> {
         EdiCommand::Parse { file, to } => parse(&file, to.as_deref()),
         EdiCommand::Validate { file } => validate(&file),
         EdiCommand::Ack { file, envelope } => ack(&file, &envelope),
-        EdiCommand::Bench(config) => crate::edi_bench::run(config),
     }
 }
 

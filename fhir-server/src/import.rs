@@ -80,7 +80,7 @@ impl Tally {
 }
 
 pub async fn run(config: ImportConfig) -> Result<(), String> {
-    let (store, tenant) = crate::open_tenant(&config.database, &config.tenant).await?;
+    let (store, tenant) = crate::cli::open_tenant(&config.database, &config.tenant).await?;
     let mut files = Vec::new();
     for path in &config.paths {
         collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;

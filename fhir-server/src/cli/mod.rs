@@ -1,30 +1,7 @@
-//! `fhir-server`: a FHIR R4 server for medical practices.
-//!
-//! `serve` runs the server; `migrate` prepares a database; `tenant create` adds a tenant;
-//! `bench` measures a running server; `generate` loads a realistic practice into one;
-//! `db-stats` shows the stored size of the data and of the search index.
-
-mod app;
-mod bench;
-mod bench_client;
-mod bench_search;
-mod bench_workload;
-mod config;
-mod db_stats;
-mod edi_bench;
-mod edi_cli;
-mod error;
-mod export;
-mod generate;
-mod http;
-mod import;
-mod index;
-mod interaction;
-mod jobs;
-mod ops;
-mod resource;
-mod search;
-mod store;
+//! The `fhir-server` commands: `serve` runs the server; `migrate` prepares a database;
+//! `reindex` rebuilds the search index; `tenant create` adds a tenant; `import` and
+//! `export` move resources in and out; `edi` translates X12. Developer tooling (load
+//! generators, benchmarks, database statistics) is the `fhir-tools` crate.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,13 +9,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use config::{DatabaseConfig, LogFormat, ServeConfig};
-
-/// mimalloc: the server allocates and frees many small objects per request (JSON values,
-/// headers); glibc malloc spent about 15% of the request time on them in a profile.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use store::Store;
+use crate::config::{DatabaseConfig, LogFormat, ServeConfig};
+use crate::store::{self, Store};
+use crate::{app, edi_cli, export, http, import, jobs};
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +19,7 @@ use store::Store;
     version,
     about = "FHIR R4 server for medical practices"
 )]
-struct Cli {
+pub struct Cli {
     /// Log format: human lines or JSON objects.
     #[arg(long, env = "FHIR_LOG_FORMAT", default_value = "human", global = true)]
     log_format: LogFormat,
@@ -68,19 +41,6 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
-    /// Measure create and read-by-id throughput and latency of a running server;
-    /// `bench search` measures searches over the data `generate` made.
-    #[command(args_conflicts_with_subcommands = true)]
-    Bench {
-        #[command(flatten)]
-        config: bench::BenchConfig,
-        #[command(subcommand)]
-        command: Option<BenchCommand>,
-    },
-    /// Generate a realistic practice and load it into a running server.
-    Generate(generate::GenerateConfig),
-    /// Print the stored size of the data and of the search index.
-    DbStats(db_stats::DbStatsConfig),
     /// Load resources from NDJSON files, Bundles (e.g. Synthea output) or folders of them.
     Import(import::ImportConfig),
     /// Write a tenant's current resources as NDJSON files, one per type.
@@ -90,15 +50,6 @@ enum Command {
         #[command(subcommand)]
         command: edi_cli::EdiCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Measure the search queries of a practice (latency, rate, result sizes).
-    Search(bench_search::SearchBenchConfig),
-    /// The side-by-side workload (ingest, reads, name prefix, a lookup with many matches,
-    /// creates), with the server's memory after each phase.
-    Workload(bench_workload::WorkloadConfig),
 }
 
 #[derive(Subcommand)]
@@ -121,7 +72,8 @@ enum TenantCommand {
 /// threads than this only wait on each other.
 const BLOCKING_THREADS: usize = 16;
 
-fn main() -> ExitCode {
+/// Parses the command line and runs the command: the whole of `fhir-server`'s `main`.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -147,17 +99,6 @@ fn main() -> ExitCode {
             Command::Tenant {
                 command: TenantCommand::Create { id, name, database },
             } => create_tenant(&database, &id, name.as_deref()).await,
-            Command::Bench {
-                command: Some(BenchCommand::Search(config)),
-                ..
-            } => bench_search::run(config).await,
-            Command::Bench {
-                command: Some(BenchCommand::Workload(config)),
-                ..
-            } => bench_workload::run(config).await,
-            Command::Bench { config, .. } => bench::run(config).await,
-            Command::Generate(config) => generate::run(config).await,
-            Command::DbStats(config) => db_stats::run(config).await,
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
             Command::Edi { command } => edi_cli::run(command),

@@ -45,6 +45,12 @@ pub struct Abandoned {
     finished: bool,
 }
 
+impl Default for Abandoned {
+    fn default() -> Self {
+        Abandoned::new()
+    }
+}
+
 impl Abandoned {
     pub fn new() -> Abandoned {
         Abandoned {
