@@ -181,18 +181,21 @@ pub fn build(document: &Document, body: std::ops::Range<usize>, defs: &[LoopDef]
             close_to(&mut open, depth + 1);
             open.push(Loop::new(def.id));
         }
-        open.last_mut()
-            .expect("the root is never closed")
-            .segments
-            .push(index);
+        // The root is never closed (`close_to` keeps at least one loop open).
+        if let Some(current) = open.last_mut() {
+            current.segments.push(index);
+        }
     }
     close_to(&mut open, 1);
-    open.pop().expect("the root")
+    open.pop().unwrap_or_else(|| Loop::new("HEADER"))
 }
 
+/// Closes the innermost loops until `keep` (at least 1) are open, each into its parent.
 fn close_to(open: &mut Vec<Loop>, keep: usize) {
-    while open.len() > keep {
-        let done = open.pop().expect("more than keep");
-        open.last_mut().expect("a parent").children.push(done);
+    while open.len() > keep.max(1) {
+        let Some(done) = open.pop() else { break };
+        if let Some(parent) = open.last_mut() {
+            parent.children.push(done);
+        }
     }
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+// The data is compiled in and checked by the crate's tests: it cannot fail at run time.
+#[allow(clippy::expect_used)]
 static PATIENT: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
     serde_json::from_str(include_str!(
         "../../conformance/r4/compartment-patient.json"

@@ -187,6 +187,8 @@ pub struct Definitions {
     resource_types: Vec<String>,
 }
 
+// The data is compiled in and checked by the crate's tests: it cannot fail at run time.
+#[allow(clippy::expect_used)]
 static R4: LazyLock<Definitions> = LazyLock::new(|| {
     Definitions::from_json(include_str!("../../conformance/r4/elements.json"))
         .expect("conformance/r4/elements.json is valid (checked by tests)")

@@ -1,5 +1,6 @@
 //! Patient `$everything`, Bulk Data `$export` (kick-off, status, manifest, files, cancel,
 //! restart, expiry) and the `import` / `export` commands, on both databases.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

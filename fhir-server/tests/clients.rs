@@ -6,6 +6,7 @@
 //! The libraries are installed by `.ci/run` (`pip install -r tests/clients/requirements.txt`,
 //! `npm install` in `tests/clients`). Without them these tests are skipped with a note,
 //! unless `FHIR_TEST_REQUIRE_CLIENTS=1` (set by `.ci/run`), when they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Formats over real HTTP: content negotiation (`_format`, `Accept`, `_pretty`, 406), reading
 //! JSON and XML bodies (201, 400, 415), exact decimals, and the body size limit (413).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! update, delete, history, If-Match, conditional read / create / update / delete / patch,
 //! `Prefer: return`, JSON Patch, search by `_id` and `identifier`, and the capability
 //! statement. Every expected result is computed from the data the test itself loaded.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

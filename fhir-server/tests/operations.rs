@@ -2,6 +2,7 @@
 //! CapabilityStatement lists them (with includes and the Bulk Data capability) and their
 //! OperationDefinitions are served; `$validate` checks without storing; `$meta`,
 //! `$meta-add` and `$meta-delete` read and change tags, profiles and security labels.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

@@ -24,6 +24,7 @@
 //!   CodeableConcept.text, Coding.display and Identifier.type.text.
 //! - `:missing=true` means the element is absent: a CodeableConcept with only text, or a
 //!   Reference with only an identifier, is present.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

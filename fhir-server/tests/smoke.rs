@@ -1,4 +1,5 @@
 //! The harness itself: a server starts on each backend and answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

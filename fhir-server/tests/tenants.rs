@@ -1,6 +1,7 @@
 //! Tenants over real HTTP: creating them (admin API and CLI), unknown tenants, and
 //! isolation: no read, search, history, write or delete in one tenant sees or touches
 //! another tenant's resources.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

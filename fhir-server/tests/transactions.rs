@@ -1,6 +1,7 @@
 //! Batch and transaction Bundles (`POST [base]`), on both databases: atomicity, the
 //! processing order, references between entries, conditional entries and references,
 //! concurrency, size, and the errors that name the failing entry.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

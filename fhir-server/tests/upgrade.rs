@@ -1,6 +1,7 @@
 //! Upgrading a database that an older server left: the migrations carry the data over, the
 //! server rebuilds the search index before it serves, and nothing is lost or mixed up
 //! between tenants. The old database is made here with the old migrations' own SQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

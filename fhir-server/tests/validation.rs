@@ -2,6 +2,7 @@
 //! when the JSON is not an R4 resource, 422 when it breaks a rule) and an OperationOutcome
 //! whose `issue.expression` names the offending element; nothing rejected is stored; and no
 //! garbage body, however hostile, makes the server fail (5xx) or fall over.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

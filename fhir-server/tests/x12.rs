@@ -1,6 +1,7 @@
 //! X12 in the server, on both databases: `Claim/{id}/$submit` writes the 837P, stores it
 //! as a Binary and marks the Claim; `$import-835` posts a remittance once (idempotent by
 //! TRN02), with its balancing checked; and the `edi` commands.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
 
 mod common;
 

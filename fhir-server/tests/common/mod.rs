@@ -4,7 +4,8 @@
 //! PostgreSQL tests run when `FHIR_TEST_POSTGRES_URL` names a server database to connect to
 //! (e.g. `postgres://postgres@127.0.0.1:5432/test`); each server gets its own new database.
 //! When the variable is set, a PostgreSQL that cannot be reached fails the test; when it is
-//! unset, the PostgreSQL half of each test is skipped with a note.
+//! unset, the PostgreSQL half of each test is skipped with a note, unless
+//! `FHIR_TEST_REQUIRE_POSTGRES=1` (set by `.ci/run`), when it fails.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -62,10 +63,18 @@ macro_rules! both {
     };
 }
 
+/// The PostgreSQL URL the tests use, if any. With `FHIR_TEST_REQUIRE_POSTGRES=1` (as
+/// `.ci/run` sets) a missing one fails the test instead of skipping its PostgreSQL half.
 fn postgres_admin_url() -> Option<String> {
-    std::env::var("FHIR_TEST_POSTGRES_URL")
+    let url = std::env::var("FHIR_TEST_POSTGRES_URL")
         .ok()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty());
+    let required = std::env::var("FHIR_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    assert!(
+        url.is_some() || !required,
+        "FHIR_TEST_REQUIRE_POSTGRES=1 but FHIR_TEST_POSTGRES_URL is not set"
+    );
+    url
 }
 
 fn psql(admin_url: &str, sql: &str) {
