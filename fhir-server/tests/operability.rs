@@ -319,6 +319,15 @@ async fn json_logs_are_json(backend: Backend) {
         .send()
         .await
         .unwrap();
+    let _ = server
+        .client
+        .get(format!(
+            "{}/Patient?identifier=secret-mrn-4711",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
     assert!(server.terminate().await);
 
     let log = server.log();
@@ -332,6 +341,15 @@ async fn json_logs_are_json(backend: Backend) {
     assert!(
         log.contains("request_id"),
         "requests are logged with their id: {log}"
+    );
+    // Each request's span names its tenant and interaction, never its query.
+    assert!(log.contains(r#""interaction":"create""#), "{log}");
+    assert!(log.contains(r#""interaction":"read""#), "{log}");
+    assert!(log.contains(r#""interaction":"search-type""#), "{log}");
+    assert!(log.contains(r#""tenant":"default""#), "{log}");
+    assert!(
+        !log.contains("secret-mrn-4711"),
+        "no query strings in the log: {log}"
     );
 }
 both_backends!(json_logs_are_json);

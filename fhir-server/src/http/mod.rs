@@ -73,7 +73,13 @@ async fn request_id(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id);
+    // The tenant and the interaction are filled in once the request is routed (`fhir`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        tenant = tracing::field::Empty,
+        interaction = tracing::field::Empty
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.in_scope(|| {
@@ -111,6 +117,12 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.as_str());
+    span.record(
+        "interaction",
+        route::interaction_name(&parts.method, &segments),
+    );
     let tenant = match app.tenant(&tenant).await {
         Ok(tenant) => tenant,
         Err(error) => return encode_error(&error, format),

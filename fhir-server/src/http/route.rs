@@ -105,6 +105,34 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     }
 }
 
+/// What a request is, for its log span: the FHIR interaction (`read`, `search-type`, ...)
+/// or `operation` (the operation's name is in the path, which the log also has).
+pub fn interaction_name(method: &Method, segments: &[String]) -> &'static str {
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let is_op = |s: &str| s.starts_with('$');
+    match (segments.as_slice(), method) {
+        ([], &Method::POST) => "transaction",
+        (["metadata"], _) => "capabilities",
+        (["_history"], _) => "history-system",
+        ([first, ..], _) if is_op(first) => "operation",
+        ([_], &Method::GET) | ([_, "_search"], _) => "search-type",
+        ([_], &Method::POST) => "create",
+        ([_], &Method::PUT) => "update",
+        ([_], &Method::PATCH) => "patch",
+        ([_], &Method::DELETE) => "delete",
+        ([_, "_history"], _) => "history-type",
+        ([_, op], _) | ([_, _, op], _) if is_op(op) => "operation",
+        ([_, _], &Method::GET) => "read",
+        ([_, _], &Method::PUT) => "update",
+        ([_, _], &Method::PATCH) => "patch",
+        ([_, _], &Method::DELETE) => "delete",
+        ([_, _, "_history"], _) => "history-instance",
+        ([_, _, "_history", _], _) => "vread",
+        ([_, _, _], _) => "search-compartment",
+        _ => "unknown",
+    }
+}
+
 /// The methods the path of `request` answers to, for the `Allow` header of a 405.
 pub fn allowed_methods(request: &FhirRequest) -> String {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();

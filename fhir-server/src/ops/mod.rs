@@ -152,6 +152,7 @@ pub fn find(name: &str, target: Target<'_>) -> Option<&'static Operation> {
 
 /// Invokes the operation `name` at `target`: 404 when there is none, 405 when it changes
 /// state and was not POSTed.
+#[tracing::instrument(level = "debug", skip_all, fields(operation = name))]
 pub async fn invoke(
     app: &App,
     request: &FhirRequest,

@@ -46,6 +46,7 @@ pub struct SearchResult {
     pub previous: Option<Cursor>,
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(resource_type = %query.resource_type))]
 pub async fn execute(
     store: &Store,
     tenant: TenantId,

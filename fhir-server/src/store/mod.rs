@@ -335,6 +335,7 @@ impl Store {
     }
 
     /// The current version of a resource (a delete version if it was deleted).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn read(
         &self,
         tenant: TenantId,
@@ -347,6 +348,7 @@ impl Store {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn vread(
         &self,
         tenant: TenantId,
@@ -361,6 +363,7 @@ impl Store {
     }
 
     /// Applies a write in its own transaction; acknowledged only once committed.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
         let mut op = op;
         for attempt in 0.. {
@@ -385,6 +388,7 @@ impl Store {
     /// on the first failure (whose entry it names), none. A PostgreSQL transaction that
     /// loses a race with another writer (a new id taken, a serialization failure) is run
     /// again from the start, as a single write is.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn transaction(
         &self,
         tenant: TenantId,
@@ -416,6 +420,7 @@ impl Store {
         unreachable!("the retry loop returns")
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn history(
         &self,
         tenant: TenantId,
