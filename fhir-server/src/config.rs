@@ -119,6 +119,11 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// For tests only: `POST /admin/clock {"advance_seconds": N}` moves the server's clock
+    /// forward, so that tests of expiry need not sleep. Never on in production.
+    #[arg(long, env = "FHIR_TEST_CLOCK", hide = true)]
+    pub test_clock: bool,
+
     /// Seconds to let requests in flight finish on shutdown.
     #[arg(long, env = "FHIR_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

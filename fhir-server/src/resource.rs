@@ -1,18 +1,16 @@
 //! What the server itself writes into a resource: its id and `meta.versionId` /
 //! `meta.lastUpdated`, and the clock and formats behind them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Microseconds since the Unix epoch: how versions are timed in storage.
+/// Microseconds since the Unix epoch, on the server's clock (`clock`): how versions are
+/// timed in storage.
 pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    crate::clock::now_micros()
 }
 
 /// A new server-assigned id: a time-ordered UUID (version 7: the millisecond, then 74

@@ -755,3 +755,49 @@ async fn sigterm_drains_keep_alive_clients(backend: Backend) {
     }
 }
 both_backends!(sigterm_drains_keep_alive_clients);
+
+/// A server started with `--test-clock` lets a test move its clock forward instead of
+/// sleeping; without the flag the endpoint does not exist.
+async fn the_test_clock_moves_forward(backend: Backend) {
+    let Some(server) = Server::start_with(backend, &["--test-clock"], &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let before = server.create(&server.base, &patient("Clock", "c-1")).await;
+    let moved = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .body(r#"{"advance_seconds": 172800}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let after = server.create(&server.base, &patient("Clock", "c-2")).await;
+    let instant = |r: &Value| r["meta"]["lastUpdated"].as_str().unwrap().to_owned();
+    let (day_before, day_after) = (
+        instant(&before)[..10].to_owned(),
+        instant(&after)[..10].to_owned(),
+    );
+    assert!(day_after > day_before, "{day_before} then {day_after}");
+    let back = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .body(r#"{"advance_seconds": -5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 400, "the clock never goes back");
+
+    let Some(plain) = Server::start(backend).await else {
+        return;
+    };
+    let refused = plain
+        .client
+        .post(format!("{}/admin/clock", plain.root))
+        .body(r#"{"advance_seconds": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+}
+both_backends!(the_test_clock_moves_forward);

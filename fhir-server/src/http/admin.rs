@@ -91,6 +91,28 @@ pub async fn create_tenant(
         .into_response())
 }
 
+/// `POST /admin/clock` with `{"advance_seconds": N}`: moves the server's clock forward
+/// (see `clock`), when the server was started with `--test-clock`; 404 otherwise.
+pub async fn advance_clock(
+    State(app): State<SharedApp>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, FhirError> {
+    if !app.config.test_clock {
+        return Err(FhirError::not_found("No such endpoint"));
+    }
+    authorize_admin(&app, peer, &headers)?;
+    let seconds = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["advance_seconds"].as_i64())
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| FhirError::bad_request("Expected {\"advance_seconds\": N}, N >= 0"))?;
+    let offset = crate::clock::advance(seconds.saturating_mul(1_000_000));
+    tracing::warn!(seconds, "the test clock was moved forward");
+    Ok(Json(json!({"offset_seconds": offset / 1_000_000, "now": crate::resource::format_instant(crate::clock::now_micros())})).into_response())
+}
+
 /// With an admin token configured, the caller must present it; without one, only clients
 /// on the loopback interface may administer the server.
 fn authorize_admin(

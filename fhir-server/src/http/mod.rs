@@ -48,6 +48,7 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/admin/tenants", post(admin::create_tenant))
+        .route("/admin/clock", post(admin::advance_clock))
         .merge(fhir_api)
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
