@@ -14,6 +14,7 @@ pub mod config;
 pub mod edi_cli;
 pub mod error;
 pub mod export;
+pub mod fhir;
 pub mod http;
 pub mod import;
 pub mod index;

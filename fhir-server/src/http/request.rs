@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use super::format::{BodyFormat, body_format};
 use crate::error::FhirError;
+pub use crate::fhir::json::{check_resource, parse_json};
+pub use crate::fhir::query::parse_query;
 use crate::store::TenantId;
 
 pub struct FhirRequest {
@@ -110,48 +112,11 @@ impl FhirRequest {
     }
 }
 
-/// Parses JSON strictly (no repeated keys), answering 400 with the position of the error.
-pub fn parse_json(bytes: &[u8]) -> Result<Value, FhirError> {
-    fhir_model::json::parse(bytes).map_err(|e| {
-        FhirError::structure(format!(
-            "Malformed JSON at line {}, column {}: {}",
-            e.line, e.column, e.message
-        ))
-    })
-}
-
-/// Checks a parsed resource: its type matches the URL, and it is valid R4.
-pub fn check_resource(resource: &Value, resource_type: &str) -> Result<(), FhirError> {
-    match resource.get("resourceType").and_then(Value::as_str) {
-        Some(found) if found == resource_type => {}
-        Some(found) => {
-            return Err(FhirError::bad_request(format!(
-                "The body is a {found}, but the URL is for {resource_type}"
-            ))
-            .at(format!("{found}.resourceType")));
-        }
-        None => {
-            return Err(FhirError::structure(
-                "The body has no resourceType; it is not a FHIR resource",
-            )
-            .at("resourceType"));
-        }
-    }
-    fhir_model::validate::validate_resource(resource).map_err(FhirError::from)
-}
-
 /// Parses an ETag (`W/"3"`, `"3"` or `3`) into a version number.
 pub fn parse_etag(value: &str) -> Option<i64> {
     let value = value.trim();
     let value = value.strip_prefix("W/").unwrap_or(value);
     value.trim_matches('"').parse().ok()
-}
-
-/// Parses a query string (`a=1&b=2`) into ordered pairs.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -18,21 +18,7 @@ use crate::error::FhirError;
 use crate::http::request::{FhirRequest, parse_query};
 use crate::search::Query;
 
-/// Parses the criteria of a conditional interaction (a query string). Criteria must select
-/// something: an empty or unknown-only query would match every resource.
-pub fn conditional_criteria(
-    resource_type: &str,
-    params: &[(String, String)],
-    what: &str,
-) -> Result<Query, FhirError> {
-    let query = Query::parse(resource_type, params, true)?;
-    if query.clauses.is_empty() {
-        return Err(FhirError::bad_request(format!(
-            "{what} needs search criteria (e.g. ?identifier=system|value)"
-        )));
-    }
-    Ok(query)
-}
+pub use crate::search::conditional_criteria;
 
 /// The criteria of the `If-None-Exist` header, if present.
 pub fn if_none_exist(

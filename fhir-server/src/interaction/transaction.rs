@@ -14,9 +14,9 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::bundle::{Entry, Resource, bundle};
-use super::patch::Patch;
 use crate::app::App;
 use crate::error::FhirError;
+use crate::fhir::patch::Patch;
 use crate::http::format::Payload;
 use crate::http::request::{FhirRequest, Return, check_resource, parse_etag, parse_query};
 use crate::http::response::{FhirResponse, etag};
@@ -393,7 +393,7 @@ fn entry_patch(resource: Option<&Value>) -> Result<Patch, FhirError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| FhirError::bad_request(format!("The Binary's data is not base64: {e}")))?;
-    super::patch::parse_patch_document(&bytes).map(Patch::Json)
+    crate::fhir::patch::parse_patch_document(&bytes).map(Patch::Json)
 }
 
 /// Names the entry in an error about it: its index and fullUrl.

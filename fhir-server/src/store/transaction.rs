@@ -50,7 +50,7 @@ pub enum TxAction {
     Patch {
         resource_type: String,
         target: Target,
-        patch: crate::interaction::patch::Patch,
+        patch: crate::fhir::patch::Patch,
         if_match: Option<i64>,
     },
     /// DELETE `Type/id` or `Type?criteria`.
@@ -223,7 +223,7 @@ enum Step {
     /// A conditional create that matched: nothing to write.
     Matched,
     Update(Value, Option<IndexRows>, Option<i64>),
-    Patch(crate::interaction::patch::Patch, Option<i64>),
+    Patch(crate::fhir::patch::Patch, Option<i64>),
 }
 
 /// Applies a transaction inside the caller's database transaction.
@@ -635,13 +635,10 @@ async fn resolve_conditional_references<T: Tx>(
         let Some((resource_type, criteria)) = conditional_reference(&text) else {
             continue;
         };
-        let params = crate::http::request::parse_query(criteria);
-        let query = crate::interaction::conditional_criteria(
-            resource_type,
-            &params,
-            "A conditional reference",
-        )
-        .map_err(StoreError::Rejected)?;
+        let params = crate::fhir::query::parse_query(criteria);
+        let query =
+            crate::search::conditional_criteria(resource_type, &params, "A conditional reference")
+                .map_err(StoreError::Rejected)?;
         match one_or_none(tx, resource_type, &query, "conditional reference").await? {
             Some(id) => {
                 let name = format!("{resource_type}/{id}");

@@ -481,7 +481,7 @@ pub(super) async fn create_many<T: Tx>(
 pub(super) async fn patch_by_id<T: Tx>(
     tx: &mut T,
     (resource_type, id): (&str, &str),
-    patch: &crate::interaction::patch::Patch,
+    patch: &crate::fhir::patch::Patch,
     if_match: Option<i64>,
     now: i64,
 ) -> Result<Outcome, StoreError> {
@@ -503,7 +503,7 @@ pub(super) async fn patch_by_id<T: Tx>(
         .body(resource_type, id, head.version)
         .await?
         .unwrap_or_default();
-    let mut resource = crate::interaction::patch::patched(resource_type, id, &body, patch)
+    let mut resource = crate::fhir::patch::patched(resource_type, id, &body, patch)
         .map_err(StoreError::Rejected)?;
     let previous: Option<Value> = match resource::has_server_owned(resource_type) {
         true => serde_json::from_slice(&body).ok(),

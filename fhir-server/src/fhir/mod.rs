@@ -1,0 +1,6 @@
+//! The bottom layer: pure FHIR pieces that every layer above may use and that use none
+//! of them (no storage, no HTTP framework).
+
+pub mod json;
+pub mod patch;
+pub mod query;
