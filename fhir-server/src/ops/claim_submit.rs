@@ -29,7 +29,6 @@ use crate::error::{FhirError, Issue};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::resource::{self, CLAIM_STATE, SUBMISSION_EXTENSION};
-use crate::search::sql::{Arg, Sql};
 
 /// `Claim/[id]/$submit`, as registered in `ops::OPERATIONS`.
 pub const OPERATION: Operation = Operation {
@@ -344,20 +343,8 @@ async fn gather(app: &App, request: &FhirRequest, claim: &Value) -> Result<Vec<V
 }
 
 /// The next value of one of the tenant's counters (1 the first time).
-pub async fn next_counter(app: &App, request: &FhirRequest, name: &str) -> Result<i64, FhirError> {
-    let mut sql = Sql::default();
-    sql.push("INSERT INTO counters (tid, name, value) VALUES (");
-    sql.bind(Arg::Int(request.tenant));
-    sql.push(", ");
-    sql.bind_text(name);
-    sql.push(
-        ", 1) ON CONFLICT (tid, name) DO UPDATE SET value = counters.value + 1 \
-         RETURNING CAST(value AS TEXT), name",
-    );
-    let rows = app.store.write_pairs(sql).await?;
-    rows.first()
-        .and_then(|(value, _)| value.parse().ok())
-        .ok_or_else(|| FhirError::internal("the counter did not answer"))
+async fn next_counter(app: &App, request: &FhirRequest, name: &str) -> Result<i64, FhirError> {
+    Ok(app.store.next_counter(request.tenant, name).await?)
 }
 
 #[cfg(test)]

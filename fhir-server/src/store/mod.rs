@@ -6,6 +6,7 @@
 //! row, key and query leads with the tenant.
 
 mod coalesce;
+mod counters;
 mod history;
 pub mod limits;
 mod pg_creates;
