@@ -15,7 +15,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::app::SharedApp;
-use crate::search::sql::{Arg, Sql};
 use crate::store::{Store, StoreError, TenantId};
 use export::{OutputFile, Scope};
 
@@ -66,22 +65,7 @@ pub fn files_dir(root: &std::path::Path, id: &str, job: &ExportJob) -> PathBuf {
 
 /// Queues an export; its id.
 pub async fn queue(store: &Store, job: &ExportJob) -> Result<String, StoreError> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let now = crate::resource::now_micros();
-    let mut sql = Sql::default();
-    sql.push("INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state) VALUES (");
-    sql.bind_text(&id);
-    sql.push(", ");
-    sql.bind(Arg::Int(job.tenant));
-    sql.push(", 'export', 'queued', ");
-    sql.bind(Arg::Int(now));
-    sql.push(", ");
-    sql.bind(Arg::Int(now));
-    sql.push(", ");
-    sql.bind_text(&state(job));
-    sql.push(")");
-    store.execute(sql).await?;
-    Ok(id)
+    store.queue_job(job.tenant, "export", &state(job)).await
 }
 
 fn state(job: &ExportJob) -> String {
@@ -94,12 +78,7 @@ pub async fn status(
     tenant: TenantId,
     id: &str,
 ) -> Result<Option<Status>, StoreError> {
-    let mut sql = Sql::default();
-    sql.push("SELECT status, state FROM jobs WHERE id = ");
-    sql.bind_text(id);
-    sql.push(" AND tid = ");
-    sql.bind(Arg::Int(tenant));
-    let Some((status, state)) = store.select_pairs(sql).await?.into_iter().next() else {
+    let Some((status, state)) = store.job(tenant, id).await? else {
         return Ok(None);
     };
     let Ok(job) = serde_json::from_str::<ExportJob>(&state) else {
@@ -116,15 +95,7 @@ pub async fn status(
 /// Cancels a job (or forgets a finished one): its files are removed by the worker or the
 /// cleanup. `false` when there is no such job.
 pub async fn cancel(store: &Store, tenant: TenantId, id: &str) -> Result<bool, StoreError> {
-    let mut sql = Sql::default();
-    sql.push("UPDATE jobs SET status = 'cancelled', updated_at = ");
-    sql.bind(Arg::Int(crate::resource::now_micros()));
-    sql.push(" WHERE id = ");
-    sql.bind_text(id);
-    sql.push(" AND tid = ");
-    sql.bind(Arg::Int(tenant));
-    sql.push(" AND status <> 'cancelled'");
-    Ok(store.execute(sql).await? > 0)
+    store.cancel_job(tenant, id).await
 }
 
 /// Starts the worker of this process.
@@ -159,38 +130,20 @@ fn lease(app: &SharedApp) -> Duration {
     Duration::from_secs(app.config.job_lease_seconds.max(1))
 }
 
-/// Claims the oldest queued job, or an abandoned running one (lease older than `lease`):
-/// its id, this claim's owner token, and its state.
+/// Claims the oldest queued export, or an abandoned running one (lease older than
+/// `lease`): its id, this claim's owner token, and its state.
 async fn claim(
     store: &Store,
     lease: Duration,
 ) -> Result<Option<(String, String, ExportJob)>, StoreError> {
-    let now = crate::resource::now_micros();
-    let owner = uuid::Uuid::new_v4().simple().to_string();
-    let mut sql = Sql::default();
-    sql.push("UPDATE jobs SET status = 'running', owner = ");
-    sql.bind_text(&owner);
-    sql.push(", updated_at = ");
-    sql.bind(Arg::Int(now));
-    sql.push(
-        " WHERE id = (SELECT id FROM jobs WHERE kind = 'export' AND (status = 'queued' \
-         OR (status = 'running' AND updated_at < ",
-    );
-    sql.bind(Arg::Int(now - lease.as_micros() as i64));
-    sql.push(")) ORDER BY created_at LIMIT 1");
-    if store.backend_name() == "postgres" {
-        // Another process's worker skips the row this one is claiming.
-        sql.push(" FOR UPDATE SKIP LOCKED");
-    }
-    sql.push(") RETURNING id, state");
-    let Some((id, state)) = store.write_pairs(sql).await?.into_iter().next() else {
+    let Some(claimed) = store.claim_job("export", lease).await? else {
         return Ok(None);
     };
-    match serde_json::from_str(&state) {
-        Ok(job) => Ok(Some((id, owner, job))),
+    match serde_json::from_str(&claimed.state) {
+        Ok(job) => Ok(Some((claimed.id, claimed.owner, job))),
         Err(error) => {
-            finish(store, &id, &owner, "failed", None).await?;
-            tracing::error!(%id, %error, "an export job's state does not parse; failed it");
+            finish(store, &claimed.id, &claimed.owner, "failed", None).await?;
+            tracing::error!(id = %claimed.id, %error, "an export job's state does not parse; failed it");
             Ok(None)
         }
     }
@@ -289,16 +242,7 @@ async fn heartbeat(
     owner: &str,
     job: &ExportJob,
 ) -> Result<bool, StoreError> {
-    let mut sql = Sql::default();
-    sql.push("UPDATE jobs SET updated_at = ");
-    sql.bind(Arg::Int(crate::resource::now_micros()));
-    sql.push(", state = ");
-    sql.bind_text(&state(job));
-    sql.push(" WHERE id = ");
-    sql.bind_text(id);
-    sql.push(" AND status = 'running' AND owner = ");
-    sql.bind_text(owner);
-    Ok(store.execute(sql).await? > 0)
+    store.renew_job(id, owner, &state(job)).await
 }
 
 /// Ends a running job with `status` (and its final state and expiry); `false` when it was
@@ -310,40 +254,19 @@ async fn finish(
     status: &str,
     end: Option<(&ExportJob, i64)>,
 ) -> Result<bool, StoreError> {
-    let mut sql = Sql::default();
-    sql.push("UPDATE jobs SET status = ");
-    sql.bind_text(status);
-    sql.push(", updated_at = ");
-    sql.bind(Arg::Int(crate::resource::now_micros()));
-    if let Some((job, expires)) = end {
-        sql.push(", state = ");
-        sql.bind_text(&state(job));
-        sql.push(", expires_at = ");
-        sql.bind(Arg::Int(expires));
-    }
-    sql.push(" WHERE id = ");
-    sql.bind_text(id);
-    sql.push(" AND status = 'running' AND owner = ");
-    sql.bind_text(owner);
-    Ok(store.execute(sql).await? > 0)
+    let end = end.map(|(job, expires)| (state(job), expires));
+    let end = end
+        .as_ref()
+        .map(|(state, expires)| (state.as_str(), *expires));
+    store.finish_job(id, owner, status, end).await
 }
 
 /// Removes expired jobs and cancelled ones (after their worker had time to notice), with
 /// their files.
 async fn cleanup(app: &SharedApp) -> Result<(), StoreError> {
-    let now = crate::resource::now_micros();
-    let mut sql = Sql::default();
-    sql.push("SELECT id, status FROM jobs WHERE (status IN ('done', 'failed') AND expires_at < ");
-    sql.bind(Arg::Int(now));
-    sql.push(") OR (status = 'cancelled' AND updated_at < ");
-    sql.bind(Arg::Int(now - lease(app).as_micros() as i64));
-    sql.push(")");
-    for (id, _) in app.store.select_pairs(sql).await? {
+    for id in app.store.expired_jobs(lease(app)).await? {
         let _ = tokio::fs::remove_dir_all(job_dir(&app.config.export_dir, &id)).await;
-        let mut delete = Sql::default();
-        delete.push("DELETE FROM jobs WHERE id = ");
-        delete.bind_text(&id);
-        app.store.execute(delete).await?;
+        app.store.delete_job(&id).await?;
         tracing::info!(%id, "export removed");
     }
     Ok(())

@@ -8,6 +8,7 @@
 mod coalesce;
 mod counters;
 mod history;
+pub mod jobs;
 pub mod limits;
 mod pg_creates;
 mod pg_put;
