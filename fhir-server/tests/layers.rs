@@ -4,6 +4,9 @@
 //! - the index, the search planner and the store import nothing from the request layers
 //!   (`http`, `interaction`, `ops`, `jobs`, `cli`, `app`, `import`, `export`, `edi_cli`).
 //!
+//! - SQL is written only in the store and the search planner: no other module builds
+//!   `Sql`, or uses sqlx or rusqlite.
+//!
 //! Not yet checked, because it does not hold yet: `search::execute` calls the store, and
 //! `http` and `interaction` import each other (issue 12).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
@@ -76,4 +79,33 @@ fn the_bottom_layer_imports_nothing_above_it() {
 fn index_search_and_store_import_no_request_layer() {
     let found = imports(DATA, REQUEST_LAYERS);
     assert!(found.is_empty(), "imports upward: {found:?}");
+}
+
+#[test]
+fn sql_lives_only_in_the_store_and_the_search_planner() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut folders = vec![src.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path == src.join("store") || path == src.join("search") {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for marker in ["Sql::default()", "sqlx::", "rusqlite::"] {
+                    if text.contains(marker) {
+                        found.push(format!("{}: {marker}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "SQL outside store/ and search/: {found:?}"
+    );
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::search::sql::{Arg, Sql};
+use crate::search::sql::Sql;
 use crate::store::{Store, StoreError, TenantId};
 
 /// Resources read per page.
@@ -49,10 +49,7 @@ pub async fn default_types(
         types.sort();
         return Ok(types);
     }
-    let mut sql = Sql::default();
-    sql.push("SELECT DISTINCT type, type FROM resources WHERE tid = ");
-    sql.bind(Arg::Int(tenant));
-    sql.push(" AND deleted = 0");
+    let sql = crate::search::compartment::types(tenant);
     let mut types: Vec<String> = store
         .select_pairs(sql)
         .await?
@@ -168,54 +165,10 @@ fn page(
     since: Option<i64>,
     after: i64,
 ) -> Sql {
-    let mut sql = crate::search::sql::current_page(tenant, resource_type, after);
-    if let Some(since) = since {
-        sql.push(" AND q.last_updated >= ");
-        sql.bind(Arg::Int(since));
-    }
-    if let Scope::Patients(patients) = scope {
-        if resource_type == "Patient" {
-            if let Some(ids) = patients {
-                sql.push(" AND q.id IN (");
-                push_list(&mut sql, ids.iter().map(|id| Arg::Text(id.clone())));
-                sql.push(")");
-            }
-        } else {
-            // In some (listed) patient's compartment.
-            let keys: Vec<Arg> = fhir_model::compartment::patient_compartment_params(resource_type)
-                .iter()
-                .map(|param| Arg::Int(crate::index::slot(resource_type, param).0))
-                .collect();
-            sql.push(" AND q.res_id IN (SELECT x.res_id FROM idx_reference x WHERE x.tid = ");
-            sql.bind(Arg::Int(tenant));
-            sql.push(" AND x.key IN (");
-            push_list(&mut sql, keys.into_iter());
-            sql.push(") AND x.target_type = 'Patient'");
-            if let Some(ids) = patients {
-                sql.push(" AND x.target_id IN (");
-                push_list(&mut sql, ids.iter().map(|id| Arg::Text(id.clone())));
-                sql.push(")");
-            }
-            sql.push(")");
-        }
-    }
-    sql.push(" ORDER BY q.res_id LIMIT ");
-    sql.bind(Arg::Int(PAGE as i64));
-    sql
-}
-
-/// The items of an `IN (...)` list; `NULL` (which matches nothing) for none, as an empty
-/// list is not SQL PostgreSQL accepts (a Group without Patient members).
-fn push_list(sql: &mut Sql, values: impl Iterator<Item = Arg>) {
-    let mut empty = true;
-    for (i, value) in values.enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(value);
-        empty = false;
-    }
-    if empty {
-        sql.push("NULL");
-    }
+    use crate::search::compartment::{Patients, export_page};
+    let patients = match scope {
+        Scope::All => Patients::All,
+        Scope::Patients(ids) => Patients::Compartments(ids.as_deref()),
+    };
+    export_page(tenant, &patients, resource_type, since, (after, PAGE))
 }

@@ -18,8 +18,9 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::bundle::{Entry, Resource, bundle, full_url, link_url};
+use crate::search::compartment;
 use crate::search::cursor::{Cursor, KeyValue};
-use crate::search::sql::{self, Arg, KeyKind, Sql};
+use crate::search::sql::{self, KeyKind};
 use crate::store::{Row, TenantId};
 
 /// The types whose referenced resources join the patient's record.
@@ -235,26 +236,11 @@ async fn compartment(
     id: &str,
     wanted: &impl Fn(&str) -> bool,
 ) -> Result<Vec<i64>, FhirError> {
-    let keys: Vec<i64> = fhir_model::compartment::patient_compartment()
-        .iter()
-        .filter(|(resource_type, _)| wanted(resource_type))
-        .flat_map(|(resource_type, params)| {
-            params
-                .iter()
-                .map(|param| crate::index::slot(resource_type, param).0)
-        })
-        .collect();
+    let keys = compartment::compartment_keys(wanted);
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::default();
-    sql.push("SELECT DISTINCT x.res_id FROM idx_reference x WHERE x.tid = ");
-    sql.bind(Arg::Int(tenant));
-    sql.push(" AND x.key IN (");
-    push_list(&mut sql, keys.iter().map(|k| Arg::Int(*k)));
-    sql.push(") AND x.target_id = ");
-    sql.bind_text(id);
-    sql.push(" AND x.target_type = 'Patient'");
+    let sql = compartment::members(tenant, &keys, id);
     Ok(ids(app.store.select_keys(sql, Vec::new()).await?))
 }
 
@@ -271,14 +257,7 @@ async fn referenced(
     }
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in members.chunks(CHUNK) {
-        let mut sql = Sql::default();
-        sql.push(
-            "SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.res_id IN (",
-        );
-        push_list(&mut sql, chunk.iter().map(|r| Arg::Int(*r)));
-        sql.push(") AND x.target_id <> '' AND x.target_type IN (");
-        push_list(&mut sql, targets.iter().map(|t| Arg::Text((*t).to_owned())));
-        sql.push(")");
+        let sql = compartment::referenced(chunk, &targets);
         for (target_type, target_id) in app.store.select_pairs(sql).await? {
             by_type.entry(target_type).or_default().push(target_id);
         }
@@ -302,10 +281,7 @@ async fn referenced(
 async fn updated_since(app: &App, members: &[i64], since: i64) -> Result<Vec<i64>, FhirError> {
     let mut kept = Vec::new();
     for chunk in members.chunks(CHUNK) {
-        let mut sql = Sql::default();
-        sql.push("SELECT res_id, last_updated FROM resources WHERE res_id IN (");
-        push_list(&mut sql, chunk.iter().map(|r| Arg::Int(*r)));
-        sql.push(")");
+        let sql = compartment::last_updated(chunk);
         for (res_id, keys) in app.store.select_keys(sql, vec![KeyKind::Int]).await? {
             if matches!(keys.first(), Some(KeyValue::Int(time)) if *time >= since) {
                 kept.push(res_id);
@@ -313,15 +289,6 @@ async fn updated_since(app: &App, members: &[i64], since: i64) -> Result<Vec<i64
         }
     }
     Ok(kept)
-}
-
-fn push_list(sql: &mut Sql, values: impl Iterator<Item = Arg>) {
-    for (i, value) in values.enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(value);
-    }
 }
 
 fn ids(rows: Vec<(i64, Vec<KeyValue>)>) -> Vec<i64> {

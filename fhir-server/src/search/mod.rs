@@ -2,6 +2,7 @@
 //! string into clauses, planning them into SQL, and running a search with its paging and
 //! includes.
 
+pub mod compartment;
 pub mod cursor;
 pub mod dates;
 pub mod execute;
