@@ -36,72 +36,85 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         },
         [resource_type, rest @ ..] => {
             check_type(resource_type)?;
-            match (rest, method) {
-                ([], &Method::GET) => search::handle(app, request, resource_type).await,
-                ([], &Method::POST) => create::handle(app, request, resource_type).await,
-                ([], &Method::PUT) => update::conditional(app, request, resource_type).await,
-                ([], &Method::PATCH) => patch::conditional(app, request, resource_type).await,
-                ([], &Method::DELETE) => delete::conditional(app, request, resource_type).await,
-                (["_search"], &Method::POST) => search::handle(app, request, resource_type).await,
-                (["_history"], &Method::GET) => {
-                    history::handle(app, request, Some(resource_type), None).await
-                }
-                ([id, rest @ ..], _) if !id.starts_with('$') && !id.starts_with('_') => {
-                    check_id(id)?;
-                    match (rest, method) {
-                        ([], &Method::GET) if *resource_type == "OperationDefinition" => {
-                            crate::ops::definition::read(app, request, id).await
-                        }
-                        ([], _)
-                            if *resource_type == "OperationDefinition"
-                                && crate::ops::definition::is_reserved(id) =>
-                        {
-                            Err(FhirError::conflict(format!(
-                                "OperationDefinition/{id} is the server's own definition of one of its operations; it cannot be changed"
-                            )))
-                        }
-                        ([], &Method::GET) => read::handle(app, request, resource_type, id).await,
-                        ([], &Method::PUT) => update::handle(app, request, resource_type, id).await,
-                        ([], &Method::PATCH) => {
-                            patch::handle(app, request, resource_type, id).await
-                        }
-                        ([], &Method::DELETE) => {
-                            delete::handle(app, request, resource_type, id).await
-                        }
-                        (["_history"], &Method::GET) => {
-                            history::handle(app, request, Some(resource_type), Some(id)).await
-                        }
-                        (["_history", version], &Method::GET) => {
-                            vread::handle(app, request, resource_type, id, version).await
-                        }
-                        ([operation], _) if operation.starts_with('$') => {
-                            let target = Target::Instance(resource_type, id);
-                            crate::ops::invoke(app, request, operation, target).await
-                        }
-                        ([compartment_type], &Method::GET)
-                            if !compartment_type.starts_with(['_', '$']) =>
-                        {
-                            check_type(compartment_type)?;
-                            search::compartment(app, request, resource_type, id, compartment_type)
-                                .await
-                        }
-                        ([] | ["_history"] | ["_history", _], _) => {
-                            Err(not_allowed(method, &format!("{resource_type}/{id}")))
-                        }
-                        _ => Err(unknown_path(request)),
-                    }
-                }
-                ([operation], _) if operation.starts_with('$') => {
-                    let target = Target::Type(resource_type);
-                    crate::ops::invoke(app, request, operation, target).await
-                }
-                ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
-                    "Operation {op} is not supported on {resource_type}"
-                ))),
-                ([] | ["_search"] | ["_history"], _) => Err(not_allowed(method, resource_type)),
-                _ => Err(unknown_path(request)),
-            }
+            on_type(app, request, resource_type, rest).await
         }
+    }
+}
+
+/// `[type]...`: the type-level interactions, or on to one resource.
+async fn on_type(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: &str,
+    rest: &[&str],
+) -> Result<FhirResponse, FhirError> {
+    let method = &request.method;
+    match (rest, method) {
+        ([], &Method::GET) => search::handle(app, request, resource_type).await,
+        ([], &Method::POST) => create::handle(app, request, resource_type).await,
+        ([], &Method::PUT) => update::conditional(app, request, resource_type).await,
+        ([], &Method::PATCH) => patch::conditional(app, request, resource_type).await,
+        ([], &Method::DELETE) => delete::conditional(app, request, resource_type).await,
+        (["_search"], &Method::POST) => search::handle(app, request, resource_type).await,
+        (["_history"], &Method::GET) => {
+            history::handle(app, request, Some(resource_type), None).await
+        }
+        ([id, rest @ ..], _) if !id.starts_with('$') && !id.starts_with('_') => {
+            check_id(id)?;
+            on_instance(app, request, (resource_type, id), rest).await
+        }
+        ([operation], _) if operation.starts_with('$') => {
+            let target = Target::Type(resource_type);
+            crate::ops::invoke(app, request, operation, target).await
+        }
+        ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
+            "Operation {op} is not supported on {resource_type}"
+        ))),
+        ([] | ["_search"] | ["_history"], _) => Err(not_allowed(method, resource_type)),
+        _ => Err(unknown_path(request)),
+    }
+}
+
+/// `[type]/[id]...`: the instance-level interactions, operations and compartments.
+async fn on_instance(
+    app: &App,
+    request: &FhirRequest,
+    (resource_type, id): (&str, &str),
+    rest: &[&str],
+) -> Result<FhirResponse, FhirError> {
+    let method = &request.method;
+    let own_definition = resource_type == "OperationDefinition";
+    match (rest, method) {
+        ([], &Method::GET) if own_definition => {
+            crate::ops::definition::read(app, request, id).await
+        }
+        ([], _) if own_definition && crate::ops::definition::is_reserved(id) => {
+            Err(FhirError::conflict(format!(
+                "OperationDefinition/{id} is the server's own definition of one of its operations; it cannot be changed"
+            )))
+        }
+        ([], &Method::GET) => read::handle(app, request, resource_type, id).await,
+        ([], &Method::PUT) => update::handle(app, request, resource_type, id).await,
+        ([], &Method::PATCH) => patch::handle(app, request, resource_type, id).await,
+        ([], &Method::DELETE) => delete::handle(app, request, resource_type, id).await,
+        (["_history"], &Method::GET) => {
+            history::handle(app, request, Some(resource_type), Some(id)).await
+        }
+        (["_history", version], &Method::GET) => {
+            vread::handle(app, request, resource_type, id, version).await
+        }
+        ([operation], _) if operation.starts_with('$') => {
+            let target = Target::Instance(resource_type, id);
+            crate::ops::invoke(app, request, operation, target).await
+        }
+        ([compartment_type], &Method::GET) if !compartment_type.starts_with(['_', '$']) => {
+            check_type(compartment_type)?;
+            search::compartment(app, request, resource_type, id, compartment_type).await
+        }
+        ([] | ["_history"] | ["_history", _], _) => {
+            Err(not_allowed(method, &format!("{resource_type}/{id}")))
+        }
+        _ => Err(unknown_path(request)),
     }
 }
 
