@@ -265,68 +265,22 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
         )));
     }
     let resource_type = resource_type.clone();
-    let target = || -> Result<Target, FhirError> {
-        match rest {
-            [id] if crate::resource::is_valid_id(id) => Ok(Target::Id(id.clone())),
-            [] => {
-                let what = format!("A conditional {}", request.method);
-                super::conditional_criteria(&resource_type, &request.params, &what)
-                    .map(|query| Target::Criteria(Box::new(query)))
-            }
-            _ => Err(FhirError::bad_request(format!(
-                "'{}' is not a {} URL ([type]/[id] or [type]?criteria)",
-                request.url, request.method
-            ))),
-        }
-    };
-    let if_match = match request.headers.get("if-match") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(parse_etag)
-                .ok_or_else(|| FhirError::bad_request("Malformed ifMatch: expected W/\"n\""))?,
-        ),
-    };
-    let mut resource = || -> Result<Value, FhirError> {
-        let resource = request
-            .resource
-            .take()
-            .ok_or_else(|| FhirError::bad_request("The entry has no resource"))?;
-        match resource.get("resourceType").and_then(Value::as_str) {
-            Some(found) if found == resource_type => Ok(resource),
-            found => Err(FhirError::bad_request(format!(
-                "The entry's resource is a {}, but its url is for {resource_type}",
-                found.unwrap_or("resource of no type")
-            ))
-            .at(format!("Bundle.entry[{index}].resource.resourceType"))),
-        }
-    };
-    if request.method == Method::POST && rest.is_empty() {
+    let to_type = rest.is_empty();
+    let target = || entry_target(request, &resource_type);
+    let if_match = entry_if_match(request)?;
+    if request.method == Method::POST && to_type {
         super::create::refuse_search_parameters(&request.params, &resource_type)
             .map_err(|error| error.at(format!("Bundle.entry[{index}].request.url")))?;
     }
     Ok(match request.method {
-        Method::POST if rest.is_empty() => TxAction::Create {
-            if_none_exist: match request.headers.get("if-none-exist") {
-                None => None,
-                Some(value) => {
-                    let criteria = value.to_str().unwrap_or_default().trim_start_matches('?');
-                    let criteria = criteria.rsplit_once('?').map_or(criteria, |(_, q)| q);
-                    Some(super::conditional_criteria(
-                        &resource_type,
-                        &parse_query(criteria),
-                        "ifNoneExist",
-                    )?)
-                }
-            },
-            resource: resource()?,
+        Method::POST if to_type => TxAction::Create {
+            if_none_exist: entry_if_none_exist(request, &resource_type)?,
+            resource: entry_resource(request, &resource_type, index)?,
             resource_type,
         },
         Method::PUT => {
             let target = target()?;
-            let resource = resource()?;
+            let resource = entry_resource(request, &resource_type, index)?;
             if let Target::Id(id) = &target
                 && resource.get("id").and_then(Value::as_str) != Some(id)
             {
@@ -359,6 +313,70 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
             )));
         }
     })
+}
+
+/// What a PUT, PATCH or DELETE entry names: `[type]/[id]`, or `[type]?criteria`.
+fn entry_target(request: &EntryRequest, resource_type: &str) -> Result<Target, FhirError> {
+    match request.segments.get(1..).unwrap_or(&[]) {
+        [id] if crate::resource::is_valid_id(id) => Ok(Target::Id(id.clone())),
+        [] => {
+            let what = format!("A conditional {}", request.method);
+            super::conditional_criteria(resource_type, &request.params, &what)
+                .map(|query| Target::Criteria(Box::new(query)))
+        }
+        _ => Err(FhirError::bad_request(format!(
+            "'{}' is not a {} URL ([type]/[id] or [type]?criteria)",
+            request.url, request.method
+        ))),
+    }
+}
+
+/// The entry's `ifMatch`, as a version number.
+fn entry_if_match(request: &EntryRequest) -> Result<Option<i64>, FhirError> {
+    request
+        .headers
+        .get("if-match")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(parse_etag)
+                .ok_or_else(|| FhirError::bad_request("Malformed ifMatch: expected W/\"n\""))
+        })
+        .transpose()
+}
+
+/// The entry's `ifNoneExist` criteria, if any.
+fn entry_if_none_exist(
+    request: &EntryRequest,
+    resource_type: &str,
+) -> Result<Option<crate::search::Query>, FhirError> {
+    let Some(value) = request.headers.get("if-none-exist") else {
+        return Ok(None);
+    };
+    let criteria = value.to_str().unwrap_or_default().trim_start_matches('?');
+    let criteria = criteria.rsplit_once('?').map_or(criteria, |(_, q)| q);
+    super::conditional_criteria(resource_type, &parse_query(criteria), "ifNoneExist").map(Some)
+}
+
+/// The entry's resource (taken out of it), which must be of the url's type.
+fn entry_resource(
+    request: &mut EntryRequest,
+    resource_type: &str,
+    index: usize,
+) -> Result<Value, FhirError> {
+    let resource = request
+        .resource
+        .take()
+        .ok_or_else(|| FhirError::bad_request("The entry has no resource"))?;
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(found) if found == resource_type => Ok(resource),
+        found => Err(FhirError::bad_request(format!(
+            "The entry's resource is a {}, but its url is for {resource_type}",
+            found.unwrap_or("resource of no type")
+        ))
+        .at(format!("Bundle.entry[{index}].resource.resourceType"))),
+    }
 }
 
 /// A PATCH entry's patch: a Binary of a JSON Patch document, or a Parameters resource that
