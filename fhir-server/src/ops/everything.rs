@@ -77,81 +77,17 @@ pub const OPERATION: Operation = Operation {
 };
 
 pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
-    let store = &app.store;
-    let patient = store
-        .read(request.tenant, "Patient", id)
-        .await?
-        .ok_or_else(|| FhirError::not_found(format!("Patient/{id} is not known")))?;
-    if patient.is_deleted() {
-        return Err(crate::interaction::read::gone(&patient));
-    }
-    let mut since = None;
-    let mut types: Option<Vec<String>> = None;
-    let mut count = None;
-    let mut cursor = None;
-    for (name, value) in &request.params {
-        match name.as_str() {
-            "_since" => {
-                since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
-                    FhirError::bad_request(format!(
-                        "_since must be an instant with a time zone, not '{value}'"
-                    ))
-                })?);
-            }
-            "_type" => {
-                let listed: Vec<String> = value.split(',').map(|t| t.trim().to_owned()).collect();
-                if let Some(unknown) = listed
-                    .iter()
-                    .find(|t| !fhir_model::Definitions::r4().is_resource_type(t))
-                {
-                    return Err(FhirError::bad_request(format!(
-                        "_type names an unknown resource type '{unknown}'"
-                    )));
-                }
-                types.get_or_insert_with(Vec::new).extend(listed);
-            }
-            "_count" => {
-                count = Some(value.parse::<usize>().map_err(|_| {
-                    FhirError::bad_request(format!("_count must be a number, not '{value}'"))
-                })?);
-            }
-            "_page" => {
-                cursor = Some(Cursor::decode(value).ok_or_else(|| {
-                    FhirError::bad_request(format!("Invalid paging cursor '{value}'"))
-                })?);
-            }
-            _ => {}
-        }
-    }
-    let wanted = |t: &str| {
-        types
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|w| w == t))
-    };
+    crate::interaction::read::current(app, request, "Patient", id).await?;
+    let asked = Asked::from(&request.params)?;
     let limits = app.page_limits();
-    let page_size = count
+    let page_size = asked
+        .count
         .unwrap_or(limits.default_count)
         .clamp(1, limits.max_count);
-
-    // Every member's res_id: the compartment, the resources it references, the patient.
-    let patient_res_id = head_res_id(app, request.tenant, id).await?;
-    let mut members = compartment(app, request.tenant, id, &wanted).await?;
-    // What the patient references (e.g. its managing organization) joins too.
-    members.push(patient_res_id);
-    let referenced = referenced(app, request.tenant, &members, &wanted).await?;
-    if !wanted("Patient") {
-        members.retain(|&r| r != patient_res_id);
-    }
-    members.extend(referenced);
-    members.sort_unstable();
-    members.dedup();
-    if let Some(since) = since {
-        members = updated_since(app, &members, since).await?;
-    }
+    let (members, patient_res_id) = members(app, request, id, &asked).await?;
     // The patient first, then by res_id.
     let order = |res_id: i64| (i64::from(res_id != patient_res_id), res_id);
-    members.sort_unstable_by_key(|&r| order(r));
-    let after = cursor.as_ref().map(|c| {
+    let after = asked.cursor.as_ref().map(|c| {
         let rank = match c.keys.first() {
             Some(KeyValue::Int(rank)) => *rank,
             _ => 1,
@@ -166,30 +102,7 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         .collect();
     let more = page.len() > page_size;
     let page = &page[..page.len().min(page_size)];
-
-    // An empty page (nothing since `_since`, or past the end) needs no query: an empty
-    // `IN ()` list is not SQL PostgreSQL accepts.
-    let rows = if page.is_empty() {
-        Vec::new()
-    } else {
-        app.store
-            .select_rows(sql::fetch_by_res_ids(page), Vec::new())
-            .await?
-    };
-    let mut by_res_id: BTreeMap<i64, Row> = rows.into_iter().map(|r| (r.res_id, r)).collect();
-    let entries: Vec<Entry> = page
-        .iter()
-        .filter_map(|res_id| by_res_id.remove(res_id))
-        .map(|row| {
-            let mut rest = Map::new();
-            rest.insert("search".into(), json!({"mode": "match"}));
-            Entry {
-                full_url: Some(full_url(request, &row.version)),
-                resource: Resource::of(&row.version),
-                rest,
-            }
-        })
-        .collect();
+    let entries = entries(app, request, page).await?;
     let path = format!("Patient/{id}/$everything");
     let mut params: Vec<(String, String)> = request
         .params
@@ -212,6 +125,126 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
         StatusCode::OK,
         bundle("searchset", Some(members.len() as i64), links, entries),
     ))
+}
+
+/// The parameters of a `$everything`.
+struct Asked {
+    since: Option<i64>,
+    types: Option<Vec<String>>,
+    count: Option<usize>,
+    cursor: Option<Cursor>,
+}
+
+impl Asked {
+    fn from(params: &[(String, String)]) -> Result<Asked, FhirError> {
+        let bad = |message: String| FhirError::bad_request(message);
+        let mut asked = Asked {
+            since: None,
+            types: None,
+            count: None,
+            cursor: None,
+        };
+        for (name, value) in params {
+            match name.as_str() {
+                "_since" => {
+                    asked.since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
+                        bad(format!(
+                            "_since must be an instant with a time zone, not '{value}'"
+                        ))
+                    })?);
+                }
+                "_type" => {
+                    let listed: Vec<String> =
+                        value.split(',').map(|t| t.trim().to_owned()).collect();
+                    if let Some(unknown) = listed
+                        .iter()
+                        .find(|t| !fhir_model::Definitions::r4().is_resource_type(t))
+                    {
+                        return Err(bad(format!(
+                            "_type names an unknown resource type '{unknown}'"
+                        )));
+                    }
+                    asked.types.get_or_insert_with(Vec::new).extend(listed);
+                }
+                "_count" => {
+                    asked.count = Some(
+                        value
+                            .parse::<usize>()
+                            .map_err(|_| bad(format!("_count must be a number, not '{value}'")))?,
+                    );
+                }
+                "_page" => {
+                    asked.cursor = Some(
+                        Cursor::decode(value)
+                            .ok_or_else(|| bad(format!("Invalid paging cursor '{value}'")))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(asked)
+    }
+
+    /// Whether resources of `resource_type` are wanted (`_type`).
+    fn wants(&self, resource_type: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|w| w == resource_type))
+    }
+}
+
+/// Every member's res_id, sorted (the patient first), and the patient's: the compartment,
+/// the resources it and the patient reference, updated since `_since`.
+async fn members(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+    asked: &Asked,
+) -> Result<(Vec<i64>, i64), FhirError> {
+    let wanted = |t: &str| asked.wants(t);
+    let patient_res_id = head_res_id(app, request.tenant, id).await?;
+    let mut members = compartment(app, request.tenant, id, &wanted).await?;
+    // What the patient references (e.g. its managing organization) joins too.
+    members.push(patient_res_id);
+    let referenced = referenced(app, request.tenant, &members, &wanted).await?;
+    if !wanted("Patient") {
+        members.retain(|&r| r != patient_res_id);
+    }
+    members.extend(referenced);
+    members.sort_unstable();
+    members.dedup();
+    if let Some(since) = asked.since {
+        members = updated_since(app, &members, since).await?;
+    }
+    members.sort_unstable_by_key(|&r| (i64::from(r != patient_res_id), r));
+    Ok((members, patient_res_id))
+}
+
+/// The Bundle entries of a page of res_ids, in that order.
+async fn entries(app: &App, request: &FhirRequest, page: &[i64]) -> Result<Vec<Entry>, FhirError> {
+    // An empty page (nothing since `_since`, or past the end) needs no query: an empty
+    // `IN ()` list is not SQL PostgreSQL accepts.
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = app
+        .store
+        .select_rows(sql::fetch_by_res_ids(page), Vec::new())
+        .await?;
+    let mut by_res_id: BTreeMap<i64, Row> = rows.into_iter().map(|r| (r.res_id, r)).collect();
+    Ok(page
+        .iter()
+        .filter_map(|res_id| by_res_id.remove(res_id))
+        .map(|row| {
+            let mut rest = Map::new();
+            rest.insert("search".into(), json!({"mode": "match"}));
+            Entry {
+                full_url: Some(full_url(request, &row.version)),
+                resource: Resource::of(&row.version),
+                rest,
+            }
+        })
+        .collect())
 }
 
 /// The res_id of a current resource.
