@@ -16,13 +16,10 @@ use crate::fhir::patch::{Patch, parse_patch_document};
 use crate::http::format::{BodyFormat, body_format};
 use crate::http::request::FhirRequest;
 
+use super::update::Rewritten;
 pub use crate::fhir::patch::patched;
 use crate::http::response::FhirResponse;
-use crate::index;
-use crate::store::{Method, StoreError, WriteOp};
-
-/// Attempts before giving up when other writers keep winning the race.
-const ATTEMPTS: usize = 5;
+use crate::store::Method;
 
 pub async fn handle(
     app: &App,
@@ -32,40 +29,21 @@ pub async fn handle(
 ) -> Result<FhirResponse, FhirError> {
     let patch = parse_patch(request)?;
     let pinned = request.if_match()?;
-    for _ in 0..ATTEMPTS {
-        let current = super::read::current(app, request, resource_type, id).await?;
-        if let Some(pinned) = pinned
-            && pinned != current.version
-        {
-            return Err(FhirError::precondition_failed(format!(
-                "If-Match version {pinned} does not match the current version {} of {resource_type}/{id}",
-                current.version
-            )));
-        }
-        let body = current.body.as_deref().unwrap_or_default();
-        let resource = patched(resource_type, id, body, &patch)?;
-        let index = index::extract(resource_type, &resource);
-        let op = WriteOp::Update {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            resource,
-            index,
-            if_match: Some(current.version),
-            method: Method::Patch,
-        };
-        match app.store.write(request.tenant, op).await {
-            Ok(outcome) => return super::update::written(request, outcome),
-            Err(StoreError::Rejected(error))
-                if error.status == StatusCode::PRECONDITION_FAILED && pinned.is_none() =>
-            {
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        }
+    let rewritten = super::update::rewrite(
+        app,
+        request,
+        (resource_type, id),
+        (pinned, Method::Patch),
+        |current| {
+            let body = current.body.as_deref().unwrap_or_default();
+            patched(resource_type, id, body, &patch).map(Some)
+        },
+    )
+    .await?;
+    match rewritten {
+        Rewritten::Written(outcome) => super::update::written(request, outcome),
+        Rewritten::Unchanged(_) => Err(FhirError::internal("a patch always writes")),
     }
-    Err(FhirError::conflict(format!(
-        "{resource_type}/{id} kept changing while the patch was applied; retry"
-    )))
 }
 
 pub async fn conditional(

@@ -10,7 +10,7 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::index;
-use crate::store::{Method, Outcome, WriteOp};
+use crate::store::{Method, Outcome, StoreError, Version, WriteOp};
 
 pub async fn handle(
     app: &App,
@@ -90,4 +90,60 @@ pub fn written(request: &FhirRequest, outcome: Outcome) -> Result<FhirResponse, 
         }
         Outcome::Deleted(_) => Err(FhirError::internal("update answered with a delete")),
     }
+}
+
+/// What [`rewrite`] did: nothing (the change left the resource as it was), or a write.
+pub enum Rewritten {
+    Unchanged(Version),
+    Written(Outcome),
+}
+
+/// How often [`rewrite`] tries again when other writers keep winning the race.
+const ATTEMPTS: usize = 5;
+
+/// Reads the current version of `(type, id)`, lets `change` make the next one from it
+/// (`None`: nothing to write) and writes it conditioned on the version read; when another
+/// write got in between, reads and changes again. With `pinned` (the client's If-Match)
+/// a different current version is 412 instead. For PATCH and `$meta-add`/`$meta-delete`.
+pub async fn rewrite(
+    app: &App,
+    request: &FhirRequest,
+    (resource_type, id): (&str, &str),
+    (pinned, method): (Option<i64>, Method),
+    mut change: impl FnMut(&Version) -> Result<Option<Value>, FhirError>,
+) -> Result<Rewritten, FhirError> {
+    for _ in 0..ATTEMPTS {
+        let current = super::read::current(app, request, resource_type, id).await?;
+        if let Some(pinned) = pinned
+            && pinned != current.version
+        {
+            return Err(FhirError::precondition_failed(format!(
+                "If-Match version {pinned} does not match the current version {} of {resource_type}/{id}",
+                current.version
+            )));
+        }
+        let Some(resource) = change(&current)? else {
+            return Ok(Rewritten::Unchanged(current));
+        };
+        let op = WriteOp::Update {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            index: index::extract(resource_type, &resource),
+            resource,
+            if_match: Some(current.version),
+            method,
+        };
+        match app.store.write(request.tenant, op).await {
+            Ok(outcome) => return Ok(Rewritten::Written(outcome)),
+            Err(StoreError::Rejected(error))
+                if error.status == StatusCode::PRECONDITION_FAILED && pinned.is_none() =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(FhirError::conflict(format!(
+        "{resource_type}/{id} kept changing while it was being changed; retry"
+    )))
 }

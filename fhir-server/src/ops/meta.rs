@@ -18,7 +18,8 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::{FhirRequest, check_resource};
 use crate::http::response::FhirResponse;
-use crate::store::{Method, Outcome, StoreError, WriteOp};
+use crate::interaction::update::Rewritten;
+use crate::store::{Method, Outcome};
 
 const RETURN: Param = Param {
     name: "return",
@@ -28,6 +29,18 @@ const RETURN: Param = Param {
     type_: "Meta",
     documentation: "The resource's meta after the operation",
 };
+
+/// The `meta` input of `$meta-add` and `$meta-delete`.
+const fn meta_in(documentation: &'static str) -> Param {
+    Param {
+        name: "meta",
+        use_: "in",
+        min: 1,
+        max: "1",
+        type_: "Meta",
+        documentation,
+    }
+}
 
 /// `$meta` on one resource.
 pub const META: Operation = Operation {
@@ -57,17 +70,7 @@ pub const META_ADD: Operation = Operation {
     type_level: false,
     instance: true,
     affects_state: true,
-    parameters: &[
-        Param {
-            name: "meta",
-            use_: "in",
-            min: 1,
-            max: "1",
-            type_: "Meta",
-            documentation: "What to add",
-        },
-        RETURN,
-    ],
+    parameters: &[meta_in("What to add"), RETURN],
     handler: |app, request, target| Box::pin(change(app, request, target, Change::Add)),
 };
 
@@ -83,17 +86,7 @@ pub const META_DELETE: Operation = Operation {
     type_level: false,
     instance: true,
     affects_state: true,
-    parameters: &[
-        Param {
-            name: "meta",
-            use_: "in",
-            min: 1,
-            max: "1",
-            type_: "Meta",
-            documentation: "What to remove",
-        },
-        RETURN,
-    ],
+    parameters: &[meta_in("What to remove"), RETURN],
     handler: |app, request, target| Box::pin(change(app, request, target, Change::Delete)),
 };
 
@@ -103,16 +96,12 @@ enum Change {
     Delete,
 }
 
-/// How often a change is tried again when another write got in between.
-const ATTEMPTS: usize = 5;
-
 async fn read_meta(
     app: &App,
     request: &FhirRequest,
     target: Target<'_>,
 ) -> Result<FhirResponse, FhirError> {
-    let (resource, _) = current(app, request, target).await?;
-    Ok(answer(&resource))
+    Ok(answer(&current(app, request, target).await?))
 }
 
 async fn change(
@@ -130,58 +119,43 @@ async fn change(
             ));
         }
     };
-    for _ in 0..ATTEMPTS {
-        let (mut resource, version) = current(app, request, target).await?;
-        let before = resource["meta"].clone();
-        apply(&mut resource, &given, change);
-        if resource["meta"] == before {
+    let rewritten = crate::interaction::update::rewrite(
+        app,
+        request,
+        (resource_type, id),
+        (None, Method::Put),
+        |current| {
+            let mut resource = parse_stored(current)?;
+            let before = resource["meta"].clone();
+            apply(&mut resource, &given, change);
             // Nothing to add or remove: no new version.
-            return Ok(answer(&resource));
-        }
-        let index = crate::index::extract(resource_type, &resource);
-        let op = WriteOp::Update {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            resource,
-            index,
-            if_match: Some(version),
-            method: Method::Put,
-        };
-        match app.store.write(request.tenant, op).await {
-            Ok(Outcome::Updated(version) | Outcome::Created(version)) => {
-                let body = version.body.as_deref().unwrap_or_default();
-                let stored: Value = serde_json::from_slice(body)
-                    .map_err(|e| FhirError::internal(format!("stored body: {e}")))?;
-                return Ok(answer(&stored));
-            }
-            Ok(_) => return Err(FhirError::internal("the update answered otherwise")),
-            Err(StoreError::Rejected(error)) if error.status == StatusCode::PRECONDITION_FAILED => {
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(FhirError::conflict(format!(
-        "{resource_type}/{id} kept changing; try again"
-    )))
+            Ok((resource["meta"] != before).then_some(resource))
+        },
+    )
+    .await?;
+    let version = match rewritten {
+        Rewritten::Unchanged(version)
+        | Rewritten::Written(Outcome::Updated(version) | Outcome::Created(version)) => version,
+        Rewritten::Written(_) => return Err(FhirError::internal("the update answered otherwise")),
+    };
+    Ok(answer(&parse_stored(&version)?))
 }
 
-/// The current resource and its version: 404 when unknown, 410 when deleted.
-async fn current(
-    app: &App,
-    request: &FhirRequest,
-    target: Target<'_>,
-) -> Result<(Value, i64), FhirError> {
+/// A stored version's resource.
+fn parse_stored(version: &crate::store::Version) -> Result<Value, FhirError> {
+    let body = version.body.as_deref().unwrap_or_default();
+    serde_json::from_slice(body).map_err(|e| FhirError::internal(format!("stored body: {e}")))
+}
+
+/// The current resource: 404 when unknown, 410 when deleted.
+async fn current(app: &App, request: &FhirRequest, target: Target<'_>) -> Result<Value, FhirError> {
     let Target::Instance(resource_type, id) = target else {
         return Err(FhirError::bad_request(
             "$meta names one resource: [type]/[id]/$meta",
         ));
     };
     let version = crate::interaction::read::current(app, request, resource_type, id).await?;
-    let body = version.body.as_deref().unwrap_or_default();
-    let resource = serde_json::from_slice(body)
-        .map_err(|e| FhirError::internal(format!("stored body: {e}")))?;
-    Ok((resource, version.version))
+    parse_stored(&version)
 }
 
 /// The `meta` part of the Parameters body.
