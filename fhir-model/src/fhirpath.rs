@@ -279,90 +279,115 @@ const SYMBOLS: [&str; 22] = [
 ];
 
 fn lex(text: &str) -> Result<Vec<Token>, String> {
-    let bytes = text.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let start = i;
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        if text[i..].starts_with("//") {
-            i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-            continue;
-        }
-        if text[i..].starts_with("/*") {
-            let end = text[i + 2..]
-                .find("*/")
-                .ok_or_else(|| format!("unterminated comment at position {start}"))?;
-            i += end + 4;
-            continue;
-        }
-        let tok = if c.is_ascii_alphabetic() || c == b'_' {
-            i = ident_end(bytes, i);
-            Tok::Ident(text[start..i].to_owned())
-        } else if c.is_ascii_digit() {
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
-                i += 1;
-                while i < bytes.len() && bytes[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            Tok::Num(text[start..i].to_owned())
-        } else if c == b'\'' || c == b'`' {
-            let (s, end) = quoted(text, i)?;
+    while i < text.len() {
+        if let Some(end) = trivia_end(text, i)? {
             i = end;
-            if c == b'\'' {
-                Tok::Str(s)
-            } else {
-                Tok::Quoted(s)
-            }
-        } else if c == b'%' || c == b'$' {
-            i += 1;
-            let name = if i < bytes.len() && (bytes[i] == b'`' || bytes[i] == b'\'') {
-                let (s, end) = quoted(text, i)?;
-                i = end;
-                s
-            } else {
-                let end = ident_end(bytes, i);
-                let name = text[i..end].to_owned();
-                i = end;
-                name
-            };
-            if name.is_empty() {
-                return Err(format!(
-                    "expected a name after '{}' at position {start}",
-                    c as char
-                ));
-            }
-            if c == b'%' {
-                Tok::Var(name)
-            } else {
-                Tok::Dollar(name)
-            }
-        } else if c == b'@' {
-            return Err(format!(
-                "date/time literals are not supported (position {start})"
-            ));
-        } else if let Some(sym) = SYMBOLS.iter().find(|s| text[i..].starts_with(**s)) {
-            i += sym.len();
-            Tok::Sym(sym)
-        } else {
-            let ch = text[i..].chars().next().unwrap_or('?');
-            return Err(format!("unexpected character '{ch}' at position {start}"));
-        };
-        tokens.push(Token { tok, pos: start });
+            continue;
+        }
+        let (tok, end) = token_at(text, i)?;
+        tokens.push(Token { tok, pos: i });
+        i = end;
     }
     tokens.push(Token {
         tok: Tok::End,
         pos: text.len(),
     });
     Ok(tokens)
+}
+
+/// Where the whitespace or comment starting at `i` ends, if one does: the parser never
+/// sees them.
+fn trivia_end(text: &str, i: usize) -> Result<Option<usize>, String> {
+    if text.as_bytes()[i].is_ascii_whitespace() {
+        return Ok(Some(i + 1));
+    }
+    let rest = &text[i..];
+    if rest.starts_with("//") {
+        return Ok(Some(rest.find('\n').map_or(text.len(), |n| i + n)));
+    }
+    if rest.starts_with("/*") {
+        let end = text[i + 2..]
+            .find("*/")
+            .ok_or_else(|| format!("unterminated comment at position {i}"))?;
+        return Ok(Some(i + end + 4));
+    }
+    Ok(None)
+}
+
+/// The token starting at `start` (which is not whitespace or a comment) and the offset
+/// just past it.
+fn token_at(text: &str, start: usize) -> Result<(Tok, usize), String> {
+    let bytes = text.as_bytes();
+    let c = bytes[start];
+    if c.is_ascii_alphabetic() || c == b'_' {
+        let end = ident_end(bytes, start);
+        Ok((Tok::Ident(text[start..end].to_owned()), end))
+    } else if c.is_ascii_digit() {
+        let end = number_end(bytes, start);
+        Ok((Tok::Num(text[start..end].to_owned()), end))
+    } else if c == b'\'' || c == b'`' {
+        let (s, end) = quoted(text, start)?;
+        let tok = if c == b'\'' {
+            Tok::Str(s)
+        } else {
+            Tok::Quoted(s)
+        };
+        Ok((tok, end))
+    } else if c == b'%' || c == b'$' {
+        variable(text, start)
+    } else if c == b'@' {
+        Err(format!(
+            "date/time literals are not supported (position {start})"
+        ))
+    } else if let Some(sym) = SYMBOLS.iter().find(|s| text[start..].starts_with(**s)) {
+        Ok((Tok::Sym(sym), start + sym.len()))
+    } else {
+        let ch = text[start..].chars().next().unwrap_or('?');
+        Err(format!("unexpected character '{ch}' at position {start}"))
+    }
+}
+
+/// Where the number starting at `i` ends. The fraction counts only when a digit follows
+/// the dot, so that in `1.exists()` the dot stays a member step.
+fn number_end(bytes: &[u8], mut i: usize) -> usize {
+    let digits_end = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    i = digits_end(i);
+    if i + 1 < bytes.len() && bytes[i] == b'.' && bytes[i + 1].is_ascii_digit() {
+        i = digits_end(i + 1);
+    }
+    i
+}
+
+/// A `%variable` or `$variable` (its name plain or quoted) starting at `start`, and the
+/// offset just past it.
+fn variable(text: &str, start: usize) -> Result<(Tok, usize), String> {
+    let bytes = text.as_bytes();
+    let (sigil, i) = (bytes[start], start + 1);
+    let (name, end) = if i < bytes.len() && (bytes[i] == b'`' || bytes[i] == b'\'') {
+        quoted(text, i)?
+    } else {
+        let end = ident_end(bytes, i);
+        (text[i..end].to_owned(), end)
+    };
+    if name.is_empty() {
+        return Err(format!(
+            "expected a name after '{}' at position {start}",
+            sigil as char
+        ));
+    }
+    let tok = if sigil == b'%' {
+        Tok::Var(name)
+    } else {
+        Tok::Dollar(name)
+    };
+    Ok((tok, end))
 }
 
 fn ident_end(bytes: &[u8], mut i: usize) -> usize {
@@ -1995,35 +2020,7 @@ mod tests {
     /// The types an expression can yield, found from the definitions alone; records the
     /// member steps that match no element of any focus type.
     fn static_types(ast: &Ast, focus: &[Ty], unknown: &mut Vec<String>) -> Vec<Ty> {
-        let defs = Definitions::r4();
         let env = Env::new(&Value::Null);
-        let members = |focus: &[Ty], name: &str, unknown: &mut Vec<String>| {
-            let mut out = Vec::new();
-            for ty in focus {
-                let Some(def) = ty.def else { continue };
-                let Some(element) = def.children_of(ty.path).find(|e| e.name() == name) else {
-                    continue;
-                };
-                let keys: Vec<String> = if element.is_choice() {
-                    element
-                        .types
-                        .iter()
-                        .map(|t| format!("{name}{}", crate::defs::upper_first(t)))
-                        .collect()
-                } else {
-                    vec![name.to_owned()]
-                };
-                for key in keys {
-                    let child = def.child(ty.path, &key).unwrap();
-                    out.push(child_ty(def, child, &Value::Null));
-                }
-            }
-            if out.is_empty() && !focus.is_empty() && focus.iter().any(|t| t.def.is_some()) {
-                let names: Vec<&str> = focus.iter().map(|t| t.code).collect();
-                unknown.push(format!("{name} on {names:?}"));
-            }
-            out
-        };
         match ast {
             Ast::Empty => vec![],
             Ast::Literal(_, code) => vec![Ty::leaf(code)],
@@ -2034,10 +2031,10 @@ mod tests {
                 .filter(|t| env.is_type(t.code, name))
                 .copied()
                 .collect(),
-            Ast::Ident(name) => members(focus, name, unknown),
+            Ast::Ident(name) => member_types(focus, name, unknown),
             Ast::Member(base, name) => {
                 let base = static_types(base, focus, unknown);
-                members(&base, name, unknown)
+                member_types(&base, name, unknown)
             }
             Ast::Index(base, _) => static_types(base, focus, unknown),
             Ast::Call(target, func) => {
@@ -2045,41 +2042,7 @@ mod tests {
                     Some(t) => static_types(t, focus, unknown),
                     None => focus.to_vec(),
                 };
-                match func {
-                    Func::Where(c) => {
-                        for ty in &input {
-                            static_types(c, std::slice::from_ref(ty), unknown);
-                        }
-                        input
-                    }
-                    Func::Select(c) => input
-                        .iter()
-                        .flat_map(|ty| static_types(c, std::slice::from_ref(ty), unknown))
-                        .collect(),
-                    Func::Resolve => defs
-                        .resource_types()
-                        .iter()
-                        .map(|t| Ty::leaf(defs.type_def(t).unwrap().name.as_str()))
-                        .collect(),
-                    Func::OfType(t) => {
-                        let out: Vec<Ty> = input
-                            .iter()
-                            .filter(|i| env.is_type(i.code, &t.0))
-                            .copied()
-                            .collect();
-                        if out.is_empty() && !input.is_empty() {
-                            unknown.push(format!(
-                                "ofType({}) on {:?}",
-                                t.0,
-                                input.iter().map(|t| t.code).collect::<Vec<_>>()
-                            ));
-                        }
-                        out
-                    }
-                    Func::First | Func::Last => input,
-                    Func::Extension(_) => members(&input, "extension", unknown),
-                    _ => vec![Ty::leaf("boolean")],
-                }
+                call_types(func, input, &env, unknown)
             }
             Ast::Binary(Op::Union, l, r) => {
                 let mut out = static_types(l, focus, unknown);
@@ -2099,6 +2062,78 @@ mod tests {
                 .into_iter()
                 .filter(|i| env.is_type(i.code, &t.0))
                 .collect(),
+        }
+    }
+
+    /// The types of the `name` children of the focus types (each variant of a choice);
+    /// records the step when no focus type with definitions has such a child.
+    fn member_types(focus: &[Ty], name: &str, unknown: &mut Vec<String>) -> Vec<Ty> {
+        let mut out = Vec::new();
+        for ty in focus {
+            let Some(def) = ty.def else { continue };
+            let Some(element) = def.children_of(ty.path).find(|e| e.name() == name) else {
+                continue;
+            };
+            let keys: Vec<String> = if element.is_choice() {
+                element
+                    .types
+                    .iter()
+                    .map(|t| format!("{name}{}", crate::defs::upper_first(t)))
+                    .collect()
+            } else {
+                vec![name.to_owned()]
+            };
+            for key in keys {
+                let child = def.child(ty.path, &key).unwrap();
+                out.push(child_ty(def, child, &Value::Null));
+            }
+        }
+        if out.is_empty() && !focus.is_empty() && focus.iter().any(|t| t.def.is_some()) {
+            let names: Vec<&str> = focus.iter().map(|t| t.code).collect();
+            unknown.push(format!("{name} on {names:?}"));
+        }
+        out
+    }
+
+    /// The types a function yields on `input`, checking the expressions it takes on the
+    /// way.
+    fn call_types(func: &Func, input: Vec<Ty>, env: &Env, unknown: &mut Vec<String>) -> Vec<Ty> {
+        match func {
+            Func::Where(c) => {
+                for ty in &input {
+                    static_types(c, std::slice::from_ref(ty), unknown);
+                }
+                input
+            }
+            Func::Select(c) => input
+                .iter()
+                .flat_map(|ty| static_types(c, std::slice::from_ref(ty), unknown))
+                .collect(),
+            Func::Resolve => {
+                let defs = Definitions::r4();
+                defs.resource_types()
+                    .iter()
+                    .map(|t| Ty::leaf(defs.type_def(t).unwrap().name.as_str()))
+                    .collect()
+            }
+            Func::OfType(t) => {
+                let out: Vec<Ty> = input
+                    .iter()
+                    .filter(|i| env.is_type(i.code, &t.0))
+                    .copied()
+                    .collect();
+                if out.is_empty() && !input.is_empty() {
+                    unknown.push(format!(
+                        "ofType({}) on {:?}",
+                        t.0,
+                        input.iter().map(|t| t.code).collect::<Vec<_>>()
+                    ));
+                }
+                out
+            }
+            Func::First | Func::Last => input,
+            Func::Extension(_) => member_types(&input, "extension", unknown),
+            _ => vec![Ty::leaf("boolean")],
         }
     }
 

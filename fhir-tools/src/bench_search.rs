@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Args;
 use serde::Deserialize;
 use time::Weekday;
@@ -273,6 +274,7 @@ struct Sample {
 }
 
 /// The measurements of one query.
+#[derive(Default)]
 struct Report {
     elapsed: Duration,
     samples: Vec<Sample>,
@@ -282,6 +284,61 @@ struct Report {
     example: String,
 }
 
+impl Report {
+    /// Adds one client's measurements to the query's; the first error and example seen
+    /// are the ones kept.
+    fn absorb(&mut self, mut part: Report) {
+        self.samples.append(&mut part.samples);
+        self.transport_errors += part.transport_errors;
+        if self.first_error.is_none() {
+            self.first_error = part.first_error;
+        }
+        if self.example.is_empty() {
+            self.example = part.example;
+        }
+    }
+}
+
+/// The server measured, and how the queries are sent to it.
+#[derive(Clone)]
+struct Server {
+    client: reqwest::Client,
+    base: String,
+    /// Without `Prefer: handling=strict`.
+    lenient: bool,
+}
+
+impl Server {
+    /// Sends one search; returns how long the answer took in microseconds, and its status
+    /// and body (an error when the request or the body did not get through).
+    async fn search(
+        &self,
+        resource_type: &str,
+        params: &[(String, String)],
+    ) -> (u32, reqwest::Result<(u16, Bytes)>) {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let mut request = self
+            .client
+            .get(format!("{}/{resource_type}?{query}", self.base))
+            .header("accept", "application/fhir+json");
+        if !self.lenient {
+            request = request.header("prefer", "handling=strict");
+        }
+        let sent = Instant::now();
+        let answer = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                response.bytes().await.map(|body| (status, body))
+            }
+            Err(error) => Err(error),
+        };
+        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        (micros, answer)
+    }
+}
+
 pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
     if config.resources < generate::MIN_RESOURCES {
         return Err(format!(
@@ -289,7 +346,46 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
             generate::MIN_RESOURCES
         ));
     }
-    for name in &config.queries {
+    check_query_names(&config.queries)?;
+    // A query that takes longer than this is counted as failed rather than holding the run.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .http1_only()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let server = Server {
+        client,
+        base: config.url.trim_end_matches('/').to_owned(),
+        lenient: config.lenient,
+    };
+    let picker = Arc::new(Picker::new(Practice::new(config.resources, config.seed)));
+    check_data(&server, &picker).await?;
+    print_header(&config, &server.base);
+    let mut misses = Vec::new();
+    for (number, kind) in QUERIES.iter().enumerate() {
+        if !config.queries.is_empty() && !config.queries.iter().any(|q| q == kind.name) {
+            continue;
+        }
+        let run = |seconds: u64| {
+            let duration = Duration::from_secs(seconds);
+            measure(&server, &picker, kind, number, config.clients, duration)
+        };
+        if config.warmup > 0 {
+            run(config.warmup).await;
+        }
+        let report = run(config.seconds).await;
+        if let Some(miss) = print_report(kind, &report) {
+            misses.push(miss);
+        }
+    }
+    print_misses(&misses);
+    Ok(())
+}
+
+/// Refuses a misspelt `--queries` name before anything runs, rather than measuring nothing.
+fn check_query_names(names: &[String]) -> Result<(), String> {
+    for name in names {
         if !QUERIES.iter().any(|q| q.name == name) {
             let known: Vec<&str> = QUERIES.iter().map(|q| q.name).collect();
             return Err(format!(
@@ -298,16 +394,11 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
             ));
         }
     }
-    // A query that takes longer than this is counted as failed rather than holding the run.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .http1_only()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let base = config.url.trim_end_matches('/').to_owned();
-    let picker = Arc::new(Picker::new(Practice::new(config.resources, config.seed)));
-    check_data(&client, &base, &picker).await?;
+    Ok(())
+}
+
+/// The run's settings and the report's column titles.
+fn print_header(config: &SearchBenchConfig, base: &str) {
     println!(
         "searching {base}: {} clients, {}s per query{}; data of --resources {} --seed {}",
         config.clients,
@@ -333,31 +424,10 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
         "total",
         "empty"
     );
-    let mut misses = Vec::new();
-    for (number, kind) in QUERIES.iter().enumerate() {
-        if !config.queries.is_empty() && !config.queries.iter().any(|q| q == kind.name) {
-            continue;
-        }
-        let run = |seconds: u64| {
-            measure(
-                &client,
-                &base,
-                &picker,
-                kind,
-                number,
-                config.clients,
-                Duration::from_secs(seconds),
-                config.lenient,
-            )
-        };
-        if config.warmup > 0 {
-            run(config.warmup).await;
-        }
-        let report = run(config.seconds).await;
-        if let Some(miss) = print_report(kind, &report) {
-            misses.push(miss);
-        }
-    }
+}
+
+/// The verdict: every query that missed its targets, or that all met them.
+fn print_misses(misses: &[String]) {
     if misses.is_empty() {
         println!(
             "all selective queries met the targets (p50 < {TARGET_P50_MS} ms, p99 < {TARGET_P99_MS} ms) with non-empty results"
@@ -368,20 +438,13 @@ pub async fn run(config: SearchBenchConfig) -> Result<(), String> {
             println!("  {miss}");
         }
     }
-    Ok(())
 }
 
 /// Checks that the server holds the data these values come from: a mismatch of
 /// `--resources` or `--seed` would otherwise show only as empty results.
-async fn check_data(client: &reqwest::Client, base: &str, picker: &Picker) -> Result<(), String> {
-    let metadata = client
-        .get(format!("{base}/metadata"))
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {base}: {e}"))?;
-    if !metadata.status().is_success() {
-        return Err(format!("{base}/metadata answered {}", metadata.status()));
-    }
+async fn check_data(server: &Server, picker: &Picker) -> Result<(), String> {
+    let Server { client, base, .. } = server;
+    generate::check_server(client, base).await?;
     let last_patient = picker.patients - 1;
     for path in [
         format!("Patient/{}", patient_id(0)),
@@ -404,109 +467,90 @@ async fn check_data(client: &reqwest::Client, base: &str, picker: &Picker) -> Re
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs `kind` for `duration` with `clients` concurrent clients.
 async fn measure(
-    client: &reqwest::Client,
-    base: &str,
+    server: &Server,
     picker: &Arc<Picker>,
     kind: &'static QueryKind,
     number: usize,
     clients: usize,
     duration: Duration,
-    lenient: bool,
 ) -> Report {
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..clients.max(1) {
-        let (client, base, picker) = (client.clone(), base.to_owned(), picker.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(0x005E_A2C4 ^ ((number as u64) << 32) ^ task as u64);
-            let mut samples = Vec::new();
-            let mut transport_errors = 0;
-            let mut first_error = None;
-            let mut example = String::new();
-            while started.elapsed() < duration {
-                let (resource_type, params) = (kind.make)(&picker, &mut rng);
-                let query = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&params)
-                    .finish();
-                if example.is_empty() {
-                    let readable: Vec<String> =
-                        params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    example = format!("{resource_type}?{}", readable.join("&"));
-                }
-                let mut request = client
-                    .get(format!("{base}/{resource_type}?{query}"))
-                    .header("accept", "application/fhir+json");
-                if !lenient {
-                    request = request.header("prefer", "handling=strict");
-                }
-                let sent = Instant::now();
-                let answer = match request.send().await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        response.bytes().await.map(|body| (status, body))
-                    }
-                    Err(error) => Err(error),
-                };
-                let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                let Ok((status, body)) = answer else {
-                    transport_errors += 1;
-                    continue;
-                };
-                let mut sample = Sample {
-                    micros,
-                    status,
-                    matches: 0,
-                    includes: 0,
-                    total: None,
-                };
-                if status == 200 {
-                    if let Ok(bundle) = serde_json::from_slice::<BundleCounts>(&body) {
-                        sample.total = bundle.total;
-                        for entry in &bundle.entry {
-                            match entry.search.as_ref().and_then(|s| s.mode.as_deref()) {
-                                Some("include") => sample.includes += 1,
-                                _ => sample.matches += 1,
-                            }
-                        }
-                    }
-                } else if first_error.is_none() {
-                    let readable: Vec<String> =
-                        params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    let text = String::from_utf8_lossy(&body);
-                    first_error = Some((
-                        format!("{resource_type}?{}", readable.join("&")),
-                        status,
-                        diagnostics(&text),
-                    ));
-                }
-                samples.push(sample);
-            }
-            (samples, transport_errors, first_error, example)
-        }));
-    }
-    let mut report = Report {
-        elapsed: Duration::ZERO,
-        samples: Vec::new(),
-        transport_errors: 0,
-        first_error: None,
-        example: String::new(),
-    };
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|task| {
+            let rng = Rng::new(0x005E_A2C4 ^ ((number as u64) << 32) ^ task as u64);
+            let (server, picker) = (server.clone(), picker.clone());
+            tokio::spawn(client_run(server, picker, kind, rng, started, duration))
+        })
+        .collect();
+    let mut report = Report::default();
     for task in tasks {
-        if let Ok((mut samples, errors, first_error, example)) = task.await {
-            report.samples.append(&mut samples);
-            report.transport_errors += errors;
-            if report.first_error.is_none() {
-                report.first_error = first_error;
-            }
-            if report.example.is_empty() {
-                report.example = example;
-            }
+        if let Ok(part) = task.await {
+            report.absorb(part);
         }
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// One client's requests until the run's time is up, each with fresh values from `rng`.
+async fn client_run(
+    server: Server,
+    picker: Arc<Picker>,
+    kind: &'static QueryKind,
+    mut rng: Rng,
+    started: Instant,
+    duration: Duration,
+) -> Report {
+    let mut report = Report::default();
+    while started.elapsed() < duration {
+        let (resource_type, params) = (kind.make)(&picker, &mut rng);
+        if report.example.is_empty() {
+            report.example = readable(&resource_type, &params);
+        }
+        let (micros, answer) = server.search(&resource_type, &params).await;
+        let Ok((status, body)) = answer else {
+            report.transport_errors += 1;
+            continue;
+        };
+        if status != 200 && report.first_error.is_none() {
+            let text = String::from_utf8_lossy(&body);
+            let query = readable(&resource_type, &params);
+            report.first_error = Some((query, status, diagnostics(&text)));
+        }
+        report.samples.push(sample(micros, status, &body));
+    }
+    report
+}
+
+/// A query as a person writes it (not percent-encoded), for the report.
+fn readable(resource_type: &str, params: &[(String, String)]) -> String {
+    let pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{resource_type}?{}", pairs.join("&"))
+}
+
+/// One answer's measurements; for a search Bundle, how many matches and includes it holds.
+fn sample(micros: u32, status: u16, body: &[u8]) -> Sample {
+    let mut sample = Sample {
+        micros,
+        status,
+        matches: 0,
+        includes: 0,
+        total: None,
+    };
+    if status == 200
+        && let Ok(bundle) = serde_json::from_slice::<BundleCounts>(body)
+    {
+        sample.total = bundle.total;
+        for entry in &bundle.entry {
+            match entry.search.as_ref().and_then(|s| s.mode.as_deref()) {
+                Some("include") => sample.includes += 1,
+                _ => sample.matches += 1,
+            }
+        }
+    }
+    sample
 }
 
 /// The diagnostics of an OperationOutcome, or the start of whatever the body is.

@@ -91,64 +91,15 @@ pub async fn run(config: DbStatsConfig) -> Result<(), String> {
 }
 
 fn sqlite(path: &str) -> Result<Database, String> {
-    let error = |e: rusqlite::Error| format!("{path}: {e}");
     // Read-only, and without creating a missing file.
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(error)?;
-    let pragma = |name: &str| -> Result<u64, String> {
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
-            .map(|v| v as u64)
-            .map_err(error)
-    };
-    let (page_size, page_count, free_pages) = (
-        pragma("page_size")?,
-        pragma("page_count")?,
-        pragma("freelist_count")?,
-    );
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
-    {
-        let mut statement = conn
-            .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")
-            .map_err(|e| format!("{path}: the dbstat table is not available: {e}"))?;
-        let rows = statement
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(error)?;
-        for row in rows {
-            let (name, bytes) = row.map_err(error)?;
-            sizes.insert(name, bytes as u64);
-        }
-    }
-    let mut objects = Vec::new();
-    {
-        let mut statement = conn
-            .prepare(
-                "SELECT type, name, tbl_name FROM sqlite_schema \
-                 WHERE type IN ('table', 'index') ORDER BY tbl_name, type DESC, name",
-            )
-            .map_err(error)?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(error)?;
-        for row in rows {
-            let (kind, name, table) = row.map_err(error)?;
-            objects.push(Object {
-                bytes: sizes.remove(&name).unwrap_or(0),
-                is_index: kind == "index",
-                name,
-                table,
-                rows: None,
-            });
-        }
-    }
+    .map_err(in_file(path))?;
+    let pages = Pages::read(&conn, path)?;
+    let mut sizes = sqlite_sizes(&conn, path)?;
+    let mut objects = sqlite_schema(&conn, path, &mut sizes)?;
     // The catalog itself, and anything dbstat knows that the schema does not list.
     for (name, bytes) in sizes {
         objects.push(Object {
@@ -159,6 +110,113 @@ fn sqlite(path: &str) -> Result<Database, String> {
             rows: None,
         });
     }
+    count_sqlite_rows(&conn, &mut objects);
+    let per_type = sqlite_per_type(&conn);
+    Ok(Database {
+        description: pages.describe(path),
+        objects,
+        per_type,
+    })
+}
+
+/// An SQLite error, prefixed with the file it is about.
+fn in_file(path: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
+    move |e| format!("{path}: {e}")
+}
+
+/// The pages of an SQLite file, from its pragmas.
+struct Pages {
+    size: u64,
+    count: u64,
+    free: u64,
+}
+
+impl Pages {
+    fn read(conn: &Connection, path: &str) -> Result<Pages, String> {
+        let pragma = |name: &str| -> Result<u64, String> {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+                .map_err(in_file(path))
+        };
+        Ok(Pages {
+            size: pragma("page_size")?,
+            count: pragma("page_count")?,
+            free: pragma("freelist_count")?,
+        })
+    }
+
+    /// The report's first line: the pages, and what the file and its WAL take on disk.
+    fn describe(&self, path: &str) -> String {
+        let file_bytes =
+            |suffix: &str| std::fs::metadata(format!("{path}{suffix}")).map_or(0, |m| m.len());
+        format!(
+            "SQLite {path}: {} pages of {} bytes ({}), {} free; file {}, WAL {}",
+            self.count,
+            self.size,
+            size(self.count * self.size),
+            self.free,
+            size(file_bytes("")),
+            size(file_bytes("-wal"))
+        )
+    }
+}
+
+/// The bytes of every table and index, by name, from the `dbstat` virtual table.
+fn sqlite_sizes(conn: &Connection, path: &str) -> Result<BTreeMap<String, u64>, String> {
+    let error = in_file(path);
+    let mut statement = conn
+        .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")
+        .map_err(|e| format!("{path}: the dbstat table is not available: {e}"))?;
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(&error)?;
+    let mut sizes = BTreeMap::new();
+    for row in rows {
+        let (name, bytes) = row.map_err(&error)?;
+        sizes.insert(name, bytes as u64);
+    }
+    Ok(sizes)
+}
+
+/// The tables and indexes the schema lists, each with its size taken out of `sizes`
+/// (which keeps what the schema does not list).
+fn sqlite_schema(
+    conn: &Connection,
+    path: &str,
+    sizes: &mut BTreeMap<String, u64>,
+) -> Result<Vec<Object>, String> {
+    let error = in_file(path);
+    let mut statement = conn
+        .prepare(
+            "SELECT type, name, tbl_name FROM sqlite_schema \
+             WHERE type IN ('table', 'index') ORDER BY tbl_name, type DESC, name",
+        )
+        .map_err(&error)?;
+    let rows = statement
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(&error)?;
+    let mut objects = Vec::new();
+    for row in rows {
+        let (kind, name, table) = row.map_err(&error)?;
+        objects.push(Object {
+            bytes: sizes.remove(&name).unwrap_or(0),
+            is_index: kind == "index",
+            name,
+            table,
+            rows: None,
+        });
+    }
+    Ok(objects)
+}
+
+/// The rows of each table; a table that cannot be counted is left without.
+fn count_sqlite_rows(conn: &Connection, objects: &mut [Object]) {
     for object in objects.iter_mut().filter(|o| !o.is_index) {
         let quoted = object.name.replace('"', "\"\"");
         object.rows = conn
@@ -168,28 +226,18 @@ fn sqlite(path: &str) -> Result<Database, String> {
             .ok()
             .map(|n| n as u64);
     }
-    let per_type = (|| {
+}
+
+/// Current (not deleted) resources by type.
+fn sqlite_per_type(conn: &Connection) -> Result<Vec<(String, u64)>, String> {
+    let count = || {
         let mut statement = conn.prepare(
             "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type",
         )?;
         let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         rows.collect::<Result<Vec<_>, _>>()
-    })()
-    .map_err(|e: rusqlite::Error| e.to_string());
-    let file_bytes =
-        |suffix: &str| std::fs::metadata(format!("{path}{suffix}")).map_or(0, |m| m.len());
-    Ok(Database {
-        description: format!(
-            "SQLite {path}: {} pages of {page_size} bytes ({}), {free_pages} free; \
-             file {}, WAL {}",
-            page_count,
-            size(page_count * page_size),
-            size(file_bytes("")),
-            size(file_bytes("-wal"))
-        ),
-        objects,
-        per_type,
-    })
+    };
+    count().map_err(|e: rusqlite::Error| e.to_string())
 }
 
 async fn postgres(url: &str) -> Result<Database, String> {

@@ -1211,11 +1211,82 @@ struct Failure {
     body: String,
 }
 
+/// How many resources one request carried, and whether the server stored them.
+type Outcome = (usize, Result<(), Failure>);
+
+/// The counters the senders update and the progress reporter reads.
+#[derive(Default)]
+struct Progress {
+    done: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// What the loader sent, for the final report.
+#[derive(Default)]
+struct Tally {
+    /// The resources sent, by type.
+    per_type: BTreeMap<String, usize>,
+    /// The first few failures: enough to see what went wrong without flooding the output.
+    failures: Vec<Failure>,
+    /// The resources that were not stored.
+    failure_count: usize,
+}
+
+impl Tally {
+    /// Counts a batch by type before it is sent, whether it is then stored or not.
+    fn count_types(&mut self, batch: &[Item]) {
+        for item in batch {
+            *self.per_type.entry(item.resource_type.clone()).or_default() += 1;
+        }
+    }
+
+    /// Counts the failures among a batch's outcomes (for the reporter too) and keeps the
+    /// first few.
+    fn record(&mut self, outcomes: Vec<Outcome>, progress: &Progress) {
+        for (count, result) in outcomes {
+            if let Err(failure) = result {
+                progress.failed.fetch_add(count, Ordering::Relaxed);
+                self.failure_count += count;
+                if self.failures.len() < 5 {
+                    self.failures.push(failure);
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(config: GenerateConfig) -> Result<(), String> {
     if config.resources < MIN_RESOURCES {
         return Err(format!("--resources must be at least {MIN_RESOURCES}"));
     }
     let practice = Practice::new(config.resources, config.seed);
+    print_plan(&practice);
+    if config.dry_run {
+        return dry_run(&practice);
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .http1_only()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = config.url.trim_end_matches('/').to_owned();
+    check_server(&client, &base).await?;
+    let receiver = spawn_generator(&practice)?;
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let reporter = spawn_reporter(progress.clone(), practice.shape.resources, started);
+    let tally = load(&config, &client, &base, receiver, &progress).await;
+    reporter.abort();
+    print_summary(&tally, started.elapsed().as_secs_f64(), config.clients);
+    if tally.failure_count > 0 {
+        return Err(format!("{} resources were not stored", tally.failure_count));
+    }
+    Ok(())
+}
+
+/// Says what will be made before the long part starts, so a wrong size or seed shows at
+/// once.
+fn print_plan(practice: &Practice) {
     let shape = &practice.shape;
     println!(
         "practice for {} resources (seed {}): {} practitioners, {} locations, {} payers, {} patients, \
@@ -1232,15 +1303,11 @@ pub async fn run(config: GenerateConfig) -> Result<(), String> {
         format_date(TODAY),
         shape.future_days
     );
-    if config.dry_run {
-        return dry_run(&practice);
-    }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .http1_only()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let base = config.url.trim_end_matches('/').to_owned();
+}
+
+/// Checks that the server at `base` answers `metadata`, so that a wrong URL fails at once
+/// rather than as one failure per resource.
+pub async fn check_server(client: &reqwest::Client, base: &str) -> Result<(), String> {
     let metadata = client
         .get(format!("{base}/metadata"))
         .send()
@@ -1249,9 +1316,13 @@ pub async fn run(config: GenerateConfig) -> Result<(), String> {
     if !metadata.status().is_success() {
         return Err(format!("{base}/metadata answered {}", metadata.status()));
     }
+    Ok(())
+}
 
-    // Generation and serialization run on their own thread, a few batches ahead.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
+/// Generation and serialization run on their own thread, a few batches ahead, so that the
+/// senders never wait for them.
+fn spawn_generator(practice: &Practice) -> Result<tokio::sync::mpsc::Receiver<Vec<Item>>, String> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
     let generator = practice.clone();
     std::thread::Builder::new()
         .name("generate".into())
@@ -1264,102 +1335,111 @@ pub async fn run(config: GenerateConfig) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start the generator: {e}"))?;
+    Ok(receiver)
+}
 
-    let done = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let reporter = {
-        let (done, failed, target) = (done.clone(), failed.clone(), shape.resources);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(5));
+/// Prints the progress every five seconds until aborted: a load of millions takes long
+/// enough that silence would look like a hang.
+fn spawn_reporter(
+    progress: Arc<Progress>,
+    target: usize,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        ticks.tick().await;
+        let mut last = (0, Instant::now());
+        loop {
             ticks.tick().await;
-            let mut last = (0, Instant::now());
-            loop {
-                ticks.tick().await;
-                let now = (done.load(Ordering::Relaxed), Instant::now());
-                println!(
-                    "  {:>9} of ~{target} resources  {:>6.0}/s (now {:>6.0}/s)  {} errors  {:.0}s",
-                    now.0,
-                    now.0 as f64 / started.elapsed().as_secs_f64(),
-                    (now.0 - last.0) as f64 / (now.1 - last.1).as_secs_f64(),
-                    failed.load(Ordering::Relaxed),
-                    started.elapsed().as_secs_f64()
-                );
-                last = now;
-            }
-        })
-    };
+            let now = (progress.done.load(Ordering::Relaxed), Instant::now());
+            println!(
+                "  {:>9} of ~{target} resources  {:>6.0}/s (now {:>6.0}/s)  {} errors  {:.0}s",
+                now.0,
+                now.0 as f64 / started.elapsed().as_secs_f64(),
+                (now.0 - last.0) as f64 / (now.1 - last.1).as_secs_f64(),
+                progress.failed.load(Ordering::Relaxed),
+                started.elapsed().as_secs_f64()
+            );
+            last = now;
+        }
+    })
+}
 
-    let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failures: Vec<Failure> = Vec::new();
-    let mut failure_count = 0usize;
+/// Sends the batches in order, each finished before the next starts (see the module
+/// documentation: later batches refer to earlier ones).
+async fn load(
+    config: &GenerateConfig,
+    client: &reqwest::Client,
+    base: &str,
+    mut receiver: tokio::sync::mpsc::Receiver<Vec<Item>>,
+    progress: &Progress,
+) -> Tally {
+    let mut tally = Tally::default();
     while let Some(batch) = receiver.recv().await {
-        for item in &batch {
-            *per_type.entry(item.resource_type.clone()).or_default() += 1;
-        }
-        let results: Vec<(usize, Result<(), Failure>)> = if config.bundle > 0 {
-            let chunks: Vec<Vec<Item>> = batch
-                .into_iter()
-                .collect::<Vec<_>>()
-                .chunks(config.bundle)
-                .map(|chunk| chunk.iter().map(Item::clone).collect())
-                .collect();
-            futures::stream::iter(chunks)
-                .map(|chunk| {
-                    let (client, base, done) = (&client, &base, &done);
-                    async move {
-                        let count = chunk.len();
-                        let result = post_bundle(client, base, &chunk).await;
-                        done.fetch_add(count, Ordering::Relaxed);
-                        (count, result)
-                    }
-                })
-                .buffer_unordered(config.clients.max(1))
-                .collect()
-                .await
+        tally.count_types(&batch);
+        let outcomes = if config.bundle > 0 {
+            send_bundles(client, base, &batch, config, progress).await
         } else {
-            futures::stream::iter(batch)
-                .map(|item| {
-                    let (client, base, done) = (&client, &base, &done);
-                    async move {
-                        let result = put(client, base, item).await;
-                        done.fetch_add(1, Ordering::Relaxed);
-                        (1, result)
-                    }
-                })
-                .buffer_unordered(config.clients.max(1))
-                .collect()
-                .await
+            send_singly(client, base, batch, config, progress).await
         };
-        for (count, result) in results {
-            if let Err(failure) = result {
-                failed.fetch_add(count, Ordering::Relaxed);
-                failure_count += count;
-                if failures.len() < 5 {
-                    failures.push(failure);
-                }
-            }
-        }
+        tally.record(outcomes, progress);
     }
-    reporter.abort();
-    let elapsed = started.elapsed().as_secs_f64();
-    let total: usize = per_type.values().sum();
+    tally
+}
+
+/// Sends `batch` as transaction Bundles of `--bundle` entries, `--clients` at a time.
+async fn send_bundles(
+    client: &reqwest::Client,
+    base: &str,
+    batch: &[Item],
+    config: &GenerateConfig,
+    progress: &Progress,
+) -> Vec<Outcome> {
+    futures::stream::iter(batch.chunks(config.bundle))
+        .map(|chunk| async move {
+            let result = post_bundle(client, base, chunk).await;
+            progress.done.fetch_add(chunk.len(), Ordering::Relaxed);
+            (chunk.len(), result)
+        })
+        .buffer_unordered(config.clients.max(1))
+        .collect()
+        .await
+}
+
+/// Sends `batch` one PUT per resource, `--clients` at a time.
+async fn send_singly(
+    client: &reqwest::Client,
+    base: &str,
+    batch: Vec<Item>,
+    config: &GenerateConfig,
+    progress: &Progress,
+) -> Vec<Outcome> {
+    futures::stream::iter(batch)
+        .map(|item| async move {
+            let result = put(client, base, item).await;
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            (1, result)
+        })
+        .buffer_unordered(config.clients.max(1))
+        .collect()
+        .await
+}
+
+/// The rate, the counts by type and the first failures.
+fn print_summary(tally: &Tally, elapsed: f64, clients: usize) {
+    let total: usize = tally.per_type.values().sum();
     println!(
-        "loaded {total} resources in {elapsed:.1}s: {:.0}/s with {} clients, {failure_count} errors",
+        "loaded {total} resources in {elapsed:.1}s: {:.0}/s with {clients} clients, {} errors",
         total as f64 / elapsed,
-        config.clients
+        tally.failure_count
     );
-    print_counts(&per_type);
-    for failure in &failures {
+    print_counts(&tally.per_type);
+    for failure in &tally.failures {
         let status = failure
             .status
             .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
         println!("failed: {} -> {status}\n  {}", failure.what, failure.body);
     }
-    if failure_count > 0 {
-        return Err(format!("{failure_count} resources were not stored"));
-    }
-    Ok(())
 }
 
 fn print_counts(per_type: &BTreeMap<String, usize>) {
