@@ -17,9 +17,6 @@ pub struct App {
     /// can be cached; an unknown name is looked up again each time (another server may
     /// create it).
     known_tenants: RwLock<HashMap<String, TenantId>>,
-    /// The CapabilityStatement, built once: what the server supports does not change while
-    /// it runs.
-    pub capabilities: serde_json::Value,
 }
 
 pub type SharedApp = Arc<App>;
@@ -30,7 +27,6 @@ impl App {
             store,
             config,
             known_tenants: RwLock::new(HashMap::new()),
-            capabilities: crate::interaction::capabilities::statement(),
         })
     }
 

@@ -31,7 +31,8 @@ pub struct EdiBenchConfig {
 }
 
 pub fn run(config: EdiBenchConfig) -> Result<(), String> {
-    let envelope = fhir_server::edi_cli::envelope_now("BENCHCLINIC", "CLEARINGHOUSE", Some(1), 'T');
+    let envelope =
+        fhir_server::ops::claim_submit::envelope_now("BENCHCLINIC", "CLEARINGHOUSE", Some(1), 'T');
     let bundles: Vec<Value> = (0..config.claims.min(1000)).map(claim_bundle).collect();
     let started = Instant::now();
     let mut bytes = 0;

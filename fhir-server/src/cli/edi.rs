@@ -69,35 +69,12 @@ pub struct EnvelopeArgs {
 
 impl EnvelopeArgs {
     pub fn envelope(&self) -> edi::Envelope {
-        envelope_now(&self.sender, &self.receiver, self.control, self.usage)
-    }
-}
-
-/// An envelope dated now; the control number defaults to seconds into the year plus a
-/// day count, unique enough for one sender that does not send twice a second.
-pub fn envelope_now(
-    sender: &str,
-    receiver: &str,
-    control: Option<u32>,
-    usage: char,
-) -> edi::Envelope {
-    let now = time::OffsetDateTime::now_utc();
-    let control = control.unwrap_or_else(|| {
-        let seconds = now.unix_timestamp().rem_euclid(1_000_000_000);
-        seconds as u32
-    });
-    edi::Envelope {
-        sender_id: sender.to_owned(),
-        receiver_id: receiver.to_owned(),
-        control_number: control.max(1),
-        date: format!(
-            "{:04}{:02}{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day()
-        ),
-        time: format!("{:02}{:02}", now.hour(), now.minute()),
-        usage: if usage == 'P' { 'P' } else { 'T' },
+        crate::ops::claim_submit::envelope_now(
+            &self.sender,
+            &self.receiver,
+            self.control,
+            self.usage,
+        )
     }
 }
 
@@ -365,7 +342,7 @@ mod tests {
 
     #[test]
     fn an_empty_array_is_refused() {
-        let envelope = envelope_now("A", "B", Some(1), 'T');
+        let envelope = crate::ops::claim_submit::envelope_now("A", "B", Some(1), 'T');
         assert!(interchanges_837(&json!([]), &envelope).is_err());
         let error = interchanges_837(&json!([{"resourceType": "Bundle"}]), &envelope);
         assert!(error.is_err());

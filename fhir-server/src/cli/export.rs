@@ -32,7 +32,7 @@ pub struct ExportConfig {
 }
 
 pub async fn run(config: ExportConfig) -> Result<(), String> {
-    let (store, tenant) = crate::cli::open_tenant(&config.database, &config.tenant).await?;
+    let (store, tenant) = super::open_tenant(&config.database, &config.tenant).await?;
     for resource_type in &config.types {
         if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
             return Err(format!("unknown resource type '{resource_type}'"));

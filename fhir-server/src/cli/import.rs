@@ -80,7 +80,7 @@ impl Tally {
 }
 
 pub async fn run(config: ImportConfig) -> Result<(), String> {
-    let (store, tenant) = crate::cli::open_tenant(&config.database, &config.tenant).await?;
+    let (store, tenant) = super::open_tenant(&config.database, &config.tenant).await?;
     let mut files = Vec::new();
     for path in &config.paths {
         collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -262,7 +262,7 @@ fn check(value: Value) -> Result<Value, String> {
     {
         return Err(format!("invalid id '{id}'"));
     }
-    crate::http::request::check_resource(&value, &resource_type).map_err(|e| describe(&e))?;
+    crate::fhir::json::check_resource(&value, &resource_type).map_err(|e| describe(&e))?;
     Ok(value)
 }
 
@@ -304,7 +304,7 @@ fn read_ndjson(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match crate::http::request::parse_json(&line)
+        match crate::fhir::json::parse_json(&line)
             .map_err(|e| describe(&e))
             .and_then(check)
         {
@@ -323,7 +323,7 @@ fn read_json(
     sender: &tokio::sync::mpsc::Sender<Work>,
 ) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
-    let value = crate::http::request::parse_json(&bytes).map_err(|e| describe(&e))?;
+    let value = crate::fhir::json::parse_json(&bytes).map_err(|e| describe(&e))?;
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         match check(value) {
             Ok(resource) => pending.add(resource, name.to_owned(), sender),
@@ -335,7 +335,7 @@ fn read_json(
     match kind.as_str() {
         "transaction" | "batch" => {
             let (_, mut entries) =
-                super::interaction::transaction::read_bundle(value, "", usize::MAX)
+                crate::interaction::transaction::read_bundle(value, "", usize::MAX)
                     .map_err(|e| describe(&e))?;
             let count = entries.len();
             if kind == "batch" {
@@ -344,7 +344,7 @@ fn read_json(
                 for (i, entry) in entries.iter_mut().enumerate() {
                     let origin = format!("{name} entry {i}");
                     let planned =
-                        super::interaction::transaction::plan(std::slice::from_mut(entry));
+                        crate::interaction::transaction::plan(std::slice::from_mut(entry));
                     let (writes, reads) = match planned {
                         Ok(planned) => planned,
                         Err(error) => {
@@ -366,7 +366,7 @@ fn read_json(
                 }
                 return Ok(());
             }
-            let (writes, reads) = match super::interaction::transaction::plan(&mut entries) {
+            let (writes, reads) = match crate::interaction::transaction::plan(&mut entries) {
                 Ok(planned) => planned,
                 Err(error) => {
                     tally.fail(count, format!("{name}: {}", describe(&error)));

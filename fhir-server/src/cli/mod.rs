@@ -11,7 +11,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{DatabaseConfig, LogFormat, ServeConfig};
 use crate::store::{self, Store};
-use crate::{app, edi_cli, export, http, import, jobs};
+use crate::{app, http, jobs};
+
+mod edi;
+mod export;
+mod import;
 
 #[derive(Parser)]
 #[command(
@@ -48,7 +52,7 @@ enum Command {
     /// X12: write an 837P from a FHIR Claim, parse and validate 837P/835/999, acknowledge.
     Edi {
         #[command(subcommand)]
-        command: edi_cli::EdiCommand,
+        command: edi::EdiCommand,
     },
 }
 
@@ -101,7 +105,7 @@ pub fn main() -> ExitCode {
             } => create_tenant(&database, &id, name.as_deref()).await,
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
-            Command::Edi { command } => edi_cli::run(command),
+            Command::Edi { command } => edi::run(command),
         }
     });
     match result {

@@ -4,13 +4,14 @@
 //! definitions, the interactions the router dispatches, and the search parameters the query
 //! parser accepts.
 
+use std::sync::LazyLock;
+
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::app::App;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
-use crate::search::registry::Registry;
+use crate::params::registry::Registry;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 /// The interactions every resource type supports (see `http::route`).
 const TYPE_INTERACTIONS: &[&str] = &[
@@ -121,11 +122,11 @@ fn search_rev_includes(resource_type: &str) -> Vec<Value> {
 
 fn reference_params(
     resource_type: &str,
-) -> impl Iterator<Item = &'static std::sync::Arc<crate::search::registry::SearchParam>> {
+) -> impl Iterator<Item = &'static std::sync::Arc<crate::params::registry::SearchParam>> {
     Registry::r4()
         .params(resource_type)
         .iter()
-        .filter(|p| p.is_indexed() && p.kind == crate::search::registry::ParamType::Reference)
+        .filter(|p| p.is_indexed() && p.kind == crate::params::registry::ParamType::Reference)
 }
 
 /// The search parameters the query parser accepts for a type: `_id`, `_lastUpdated` and
@@ -147,8 +148,11 @@ fn search_params(resource_type: &str) -> Vec<Value> {
     params
 }
 
-pub fn handle(app: &App, request: &FhirRequest) -> FhirResponse {
-    let mut statement = app.capabilities.clone();
+/// The statement, built once: what the server supports does not change while it runs.
+static STATEMENT: LazyLock<Value> = LazyLock::new(statement);
+
+pub fn handle(request: &FhirRequest) -> FhirResponse {
+    let mut statement = STATEMENT.clone();
     statement["implementation"]["url"] = json!(request.base);
     FhirResponse::value(StatusCode::OK, statement)
 }

@@ -4,10 +4,8 @@
 //! `{root}/fhir` is tenant `default`; `{root}/t/{tenant}/fhir` is any other tenant.
 
 pub mod admin;
+pub mod capabilities;
 pub mod cors;
-pub mod format;
-pub mod request;
-pub mod response;
 pub mod route;
 pub mod serve;
 
@@ -25,8 +23,8 @@ use tracing::Instrument;
 
 use crate::app::SharedApp;
 use crate::error::FhirError;
-use format::{Format, Payload, encode, negotiate};
-use request::{FhirRequest, parse_query};
+use crate::rest::format::{Format, Payload, encode, negotiate};
+use crate::rest::request::{FhirRequest, parse_query};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

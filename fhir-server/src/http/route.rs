@@ -6,25 +6,35 @@
 
 use axum::http::Method;
 
-use super::request::FhirRequest;
-use super::response::FhirResponse;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::interaction::{
-    capabilities, create, delete, history, patch, read, search, transaction, update, vread,
+    create, delete, history, patch, read, search, transaction, update, vread,
 };
 use crate::ops::Target;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
+
+/// [`dispatch`] as the batch and transaction handler takes it (see
+/// `interaction::transaction::Dispatch`): it answers each entry as the same request sent
+/// alone, and is given the router rather than importing the layer above it.
+fn dispatch_boxed<'a>(
+    app: &'a App,
+    request: &'a FhirRequest,
+) -> futures::future::BoxFuture<'a, Result<FhirResponse, FhirError>> {
+    Box::pin(dispatch(app, request))
+}
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let method = &request.method;
     match segments.as_slice() {
         [] => match *method {
-            Method::POST => transaction::handle(app, request).await,
+            Method::POST => transaction::handle(app, request, dispatch_boxed).await,
             _ => Err(not_allowed(method, "the base URL")),
         },
         ["metadata"] => match *method {
-            Method::GET => Ok(capabilities::handle(app, request)),
+            Method::GET => Ok(super::capabilities::handle(request)),
             _ => Err(not_allowed(method, "metadata")),
         },
         [operation, ..] if operation.starts_with('$') => {

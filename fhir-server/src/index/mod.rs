@@ -11,8 +11,9 @@ mod normalize;
 use fhir_model::fhirpath::Node;
 use serde_json::Value;
 
-use crate::search::dates;
-use crate::search::registry::{ParamType, Registry, SearchParam};
+use crate::params::dates;
+use crate::params::parts::{part_number, parts_of};
+use crate::params::registry::{ParamType, Registry, SearchParam};
 pub use normalize::normalize;
 
 /// A token value (`system|code`).
@@ -34,48 +35,6 @@ pub struct StringRow {
     pub exact: String,
     /// The whole normalized value when `norm` holds only its first bytes (see `bounded`).
     pub long: Option<String>,
-}
-
-/// The string parts of HumanName and Address, numbered from 1 by their place here (0 is a
-/// string that is not a part). A row keeps its part so that `family` or `address-city`
-/// can be answered from the rows of `name` or `address` (see `registry::Derived`).
-pub const PARTS: [&str; 11] = [
-    "text",
-    "family",
-    "given",
-    "prefix",
-    "suffix",
-    "line",
-    "city",
-    "district",
-    "state",
-    "postalCode",
-    "country",
-];
-
-/// The number of a part (see `PARTS`).
-pub fn part_number(name: &str) -> Option<u8> {
-    PARTS
-        .iter()
-        .position(|part| *part == name)
-        .map(|i| i as u8 + 1)
-}
-
-/// The string parts of a complex type whose values are indexed part by part.
-pub fn parts_of(type_code: &str) -> &'static [&'static str] {
-    match type_code {
-        "HumanName" => &PARTS[..5],
-        "Address" => &[
-            "text",
-            "line",
-            "city",
-            "district",
-            "state",
-            "postalCode",
-            "country",
-        ],
-        _ => &[],
-    }
 }
 
 /// Where the rows of a parameter are: its key and, for a parameter answered from another's
@@ -172,7 +131,7 @@ const INDEX_FORMAT: u32 = 4;
 pub fn fingerprint() -> String {
     format!(
         "{INDEX_FORMAT}:{:08x}",
-        key("", crate::search::registry::SOURCE)
+        key("", crate::params::registry::SOURCE)
     )
 }
 
@@ -250,11 +209,11 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
 /// The rows of each reference and date pair of the type: every local target of the
 /// reference with every range of the date.
 fn add_reference_date_pairs(rows: &mut IndexRows, resource_type: &str) {
-    for &(pair_type, reference, date) in crate::search::registry::REFERENCE_DATE_PAIRS {
+    for &(pair_type, reference, date) in crate::params::registry::REFERENCE_DATE_PAIRS {
         if pair_type != resource_type {
             continue;
         }
-        let name = crate::search::registry::pair_name(reference, date);
+        let name = crate::params::registry::pair_name(reference, date);
         for target in rows
             .references
             .iter()
@@ -688,8 +647,8 @@ mod tests {
                 }
             }
         }
-        for &(resource_type, reference, date) in crate::search::registry::REFERENCE_DATE_PAIRS {
-            let name = crate::search::registry::pair_name(reference, date);
+        for &(resource_type, reference, date) in crate::params::registry::REFERENCE_DATE_PAIRS {
+            let name = crate::params::registry::pair_name(reference, date);
             let pair = (resource_type.to_owned(), name.clone());
             if let Some(other) = seen.insert(key(resource_type, &name), pair.clone()) {
                 assert_eq!(other, pair, "index key of {name} collides");

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
 use crate::index;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 use crate::store::{Outcome, WriteOp};
 
 pub async fn handle(

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::{FhirError, information};
-use crate::http::request::{FhirRequest, Return};
-use crate::http::response::FhirResponse;
+use crate::rest::request::{FhirRequest, Return};
+use crate::rest::response::FhirResponse;
 use crate::store::{Outcome, WriteOp};
 
 pub async fn handle(

@@ -6,12 +6,12 @@
 use axum::http::StatusCode;
 use serde_json::{Map, json};
 
-use super::bundle::{Entry, Resource, bundle, full_url, link_url};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::{FhirResponse, etag};
 use crate::resource::{format_instant, parse_instant};
+use crate::rest::bundle::{Entry, Resource, bundle, full_url, link_url};
+use crate::rest::request::FhirRequest;
+use crate::rest::response::{FhirResponse, etag};
 use crate::store::{HistoryQuery, Method, Version};
 
 pub async fn handle(

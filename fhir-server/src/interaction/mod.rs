@@ -1,8 +1,6 @@
 //! One file per FHIR interaction (https://hl7.org/fhir/R4/http.html). Each parses what it
 //! needs from the request, applies it to the store, and builds the answer.
 
-pub mod bundle;
-pub mod capabilities;
 pub mod create;
 pub mod delete;
 pub mod history;
@@ -15,7 +13,7 @@ pub mod update;
 pub mod vread;
 
 use crate::error::FhirError;
-use crate::http::request::{FhirRequest, parse_query};
+use crate::rest::request::{FhirRequest, parse_query};
 use crate::search::Query;
 
 pub use crate::search::conditional_criteria;

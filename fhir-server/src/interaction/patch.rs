@@ -13,12 +13,12 @@ use axum::http::StatusCode;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::patch::{Patch, parse_patch_document};
-use crate::http::format::{BodyFormat, body_format};
-use crate::http::request::FhirRequest;
+use crate::rest::format::{BodyFormat, body_format};
+use crate::rest::request::FhirRequest;
 
 use super::update::Rewritten;
 pub use crate::fhir::patch::patched;
-use crate::http::response::FhirResponse;
+use crate::rest::response::FhirResponse;
 use crate::store::Method;
 
 pub async fn handle(
@@ -57,7 +57,7 @@ pub async fn conditional(
         ..query
     };
     let found =
-        crate::search::execute::execute(&app.store, request.tenant, &query, app.page_limits())
+        crate::store::search::execute(&app.store, request.tenant, &query, app.page_limits())
             .await?;
     match found.matches.as_slice() {
         [] => Err(FhirError::not_found(format!(

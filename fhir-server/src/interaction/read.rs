@@ -6,9 +6,9 @@ use axum::http::header::ETAG;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::{FhirRequest, parse_etag};
-use crate::http::response::{FhirResponse, etag};
 use crate::resource::parse_http_date;
+use crate::rest::request::{FhirRequest, parse_etag};
+use crate::rest::response::{FhirResponse, etag};
 use crate::store::Version;
 
 pub async fn handle(

@@ -6,16 +6,16 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::bundle::{Entry, Resource, bundle, link_url, not_json};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::format::{BodyFormat, body_format};
-use crate::http::request::{FhirRequest, parse_query};
-use crate::http::response::FhirResponse;
+use crate::rest::bundle::{Entry, Resource, bundle, link_url, not_json};
+use crate::rest::format::{BodyFormat, body_format};
+use crate::rest::request::{FhirRequest, parse_query};
+use crate::rest::response::FhirResponse;
 use crate::search::Query;
-use crate::search::execute::execute;
 use crate::search::query::{Clause, Condition, Summary, Table};
 use crate::store::Row;
+use crate::store::search::execute;
 
 pub async fn handle(
     app: &App,

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::FhirError;
-use crate::http::format::Payload;
-use crate::http::response::FhirResponse;
+use crate::rest::format::Payload;
+use crate::rest::response::FhirResponse;
 use crate::search::query::{Summary, parse_elements};
 
 /// What a read asks to see: its `_summary`, and the elements `_elements` names.

@@ -11,25 +11,36 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use base64::Engine;
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::bundle::{Entry, Resource, bundle};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::patch::Patch;
-use crate::http::format::Payload;
-use crate::http::request::{FhirRequest, Return, check_resource, parse_etag, parse_query};
-use crate::http::response::{FhirResponse, etag};
 use crate::resource::format_instant;
+use crate::rest::bundle::{Entry, Resource, bundle};
+use crate::rest::format::Payload;
+use crate::rest::request::{FhirRequest, Return, check_resource, parse_etag, parse_query};
+use crate::rest::response::{FhirResponse, etag};
 use crate::store::StoreError;
 use crate::store::transaction::{Target, Transaction, TxAction, TxEntry, TxFailure, TxResult};
 
-pub async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+/// How a batch entry, or a transaction's read, is answered: as the same request sent alone
+/// would be. The router passes itself in (as Blaze injects its batch handler), so that this
+/// layer does not import the one above it.
+pub type Dispatch =
+    for<'a> fn(&'a App, &'a FhirRequest) -> BoxFuture<'a, Result<FhirResponse, FhirError>>;
+
+pub async fn handle(
+    app: &App,
+    request: &FhirRequest,
+    dispatch: Dispatch,
+) -> Result<FhirResponse, FhirError> {
     let bundle = request.parse_body()?;
     let (kind, entries) = read_bundle(bundle, &request.base, app.config.max_bundle_entries)?;
     match kind.as_str() {
-        "transaction" => transaction(app, request, entries).await,
-        "batch" => Ok(batch(app, request, entries).await),
+        "transaction" => transaction(app, request, entries, dispatch).await,
+        "batch" => Ok(batch(app, request, entries, dispatch).await),
         _ => Err(FhirError::bad_request(format!(
             "POST to the base URL takes a Bundle of type transaction or batch, not '{kind}'"
         ))
@@ -478,6 +489,7 @@ async fn transaction(
     app: &App,
     request: &FhirRequest,
     mut entries: Vec<Parsed>,
+    dispatch: Dispatch,
 ) -> Result<FhirResponse, FhirError> {
     let (writes, reads) = plan(&mut entries)?;
     let limit = app.config.max_bundle_response_bytes;
@@ -488,7 +500,7 @@ async fn transaction(
         let mut budget = Budget::new(limit);
         for index in &reads {
             if let Ok(entry_request) = &entries[*index].request
-                && !budget.fits(&read(app, request, entry_request).await)
+                && !budget.fits(&read(app, request, entry_request, dispatch).await)
             {
                 return Err(budget.too_large());
             }
@@ -507,7 +519,7 @@ async fn transaction(
         if let Ok(entry_request) = &entries[index].request {
             // Only when the writes made a read larger than it was measured: the writes
             // are committed, so that read alone is answered 413.
-            answers[index] = Some(budget.charge(read(app, request, entry_request).await));
+            answers[index] = Some(budget.charge(read(app, request, entry_request, dispatch).await));
         }
     }
     let answers = answers.into_iter().map(Option::unwrap_or_default).collect();
@@ -535,7 +547,7 @@ fn written(request: &FhirRequest, result: TxResult, representation: bool) -> Ent
             "lastModified".into(),
             json!(format_instant(version.last_updated)),
         );
-        entry.full_url = Some(super::bundle::full_url(request, version));
+        entry.full_url = Some(crate::rest::bundle::full_url(request, version));
         if representation {
             entry.resource = Resource::of(version);
         }
@@ -557,7 +569,7 @@ fn status_line(status: StatusCode) -> String {
 
 /// Runs an entry as the request it describes, alone (a batch entry, or a read of a
 /// transaction), and answers with what that request would have answered.
-async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest) -> Entry {
+async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest, dispatch: Dispatch) -> Entry {
     let mut headers = entry.headers.clone();
     let body = match &entry.resource {
         Some(resource) if entry.method == Method::PATCH => {
@@ -600,7 +612,7 @@ async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest) -> Entry {
         headers,
         body,
     };
-    match Box::pin(crate::http::route::dispatch(app, &alone)).await {
+    match dispatch(app, &alone).await {
         Ok(response) => answered(response),
         Err(error) => failed(&error),
     }
@@ -708,12 +720,17 @@ fn failed(error: &FhirError) -> Entry {
     entry
 }
 
-async fn batch(app: &App, request: &FhirRequest, entries: Vec<Parsed>) -> FhirResponse {
+async fn batch(
+    app: &App,
+    request: &FhirRequest,
+    entries: Vec<Parsed>,
+    dispatch: Dispatch,
+) -> FhirResponse {
     let mut budget = Budget::new(app.config.max_bundle_response_bytes);
     let mut answers = Vec::with_capacity(entries.len());
     for entry in &entries {
         let answer = match &entry.request {
-            Ok(entry_request) => read(app, request, entry_request).await,
+            Ok(entry_request) => read(app, request, entry_request, dispatch).await,
             Err(error) => failed(&in_entry(error.clone(), entry)),
         };
         answers.push(budget.charge(answer));

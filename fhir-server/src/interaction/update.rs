@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
 use crate::index;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 use crate::store::{Method, Outcome, StoreError, Version, WriteOp};
 
 pub async fn handle(

@@ -4,8 +4,8 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 pub async fn handle(
     app: &App,

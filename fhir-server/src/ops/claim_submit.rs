@@ -26,9 +26,9 @@ use serde_json::{Value, json};
 use super::{Operation, Param};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
 use crate::resource::{self, CLAIM_STATE, SUBMISSION_EXTENSION};
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 /// `Claim/[id]/$submit`, as registered in `ops::OPERATIONS`.
 pub const OPERATION: Operation = Operation {
@@ -116,7 +116,7 @@ async fn write_837(app: &App, request: &FhirRequest, claim: &Value) -> Result<St
             .collect::<Vec<_>>(),
     });
     let control = next_counter(app, request, "x12-interchange").await?;
-    let envelope = crate::edi_cli::envelope_now(
+    let envelope = envelope_now(
         &app.config.x12_sender_id,
         &app.config.x12_receiver_id,
         Some((control % 999_999_999 + 1) as u32),
@@ -292,7 +292,7 @@ pub async fn read(
     };
     match &version.body {
         Some(body) if !version.is_deleted() => Ok(Some((
-            crate::http::request::parse_json(body)?,
+            crate::rest::request::parse_json(body)?,
             version.version,
         ))),
         _ => Ok(None),
@@ -345,6 +345,38 @@ async fn gather(app: &App, request: &FhirRequest, claim: &Value) -> Result<Vec<V
 /// The next value of one of the tenant's counters (1 the first time).
 async fn next_counter(app: &App, request: &FhirRequest, name: &str) -> Result<i64, FhirError> {
     Ok(app.store.next_counter(request.tenant, name).await?)
+}
+
+/// An envelope dated now (by the server clock); the control number defaults to seconds into the year plus a
+/// day count, unique enough for one sender that does not send twice a second.
+pub fn envelope_now(
+    sender: &str,
+    receiver: &str,
+    control: Option<u32>,
+    usage: char,
+) -> edi::Envelope {
+    // The server's clock, so that a test that moves it sees the envelope dated with it.
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(crate::clock::now_micros()) * 1000,
+    )
+    .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let control = control.unwrap_or_else(|| {
+        let seconds = now.unix_timestamp().rem_euclid(1_000_000_000);
+        seconds as u32
+    });
+    edi::Envelope {
+        sender_id: sender.to_owned(),
+        receiver_id: receiver.to_owned(),
+        control_number: control.max(1),
+        date: format!(
+            "{:04}{:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day()
+        ),
+        time: format!("{:02}{:02}", now.hour(), now.minute()),
+        usage: if usage == 'P' { 'P' } else { 'T' },
+    }
 }
 
 #[cfg(test)]

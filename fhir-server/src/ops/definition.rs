@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::{ANY_TYPE, OPERATIONS, Operation};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 /// `GET OperationDefinition/[id]`: one of ours, else whatever the tenant stored.
 pub async fn read(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::format::Payload;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
 use crate::jobs::export::Scope;
 use crate::jobs::{self, ExportJob, Status};
+use crate::rest::format::Payload;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 /// The formats `_outputFormat` may name; all mean FHIR NDJSON.
 const NDJSON: &[&str] = &["application/fhir+ndjson", "application/ndjson", "ndjson"];
@@ -196,7 +196,7 @@ fn parameters(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError>
                 "A POST $export takes a Parameters resource (or no body)",
             ));
         }
-        crate::http::request::check_resource(&body, "Parameters")?;
+        crate::rest::request::check_resource(&body, "Parameters")?;
         for parameter in body["parameter"].as_array().into_iter().flatten() {
             let name = parameter["name"].as_str().unwrap_or_default().to_owned();
             let value = parameter
@@ -235,7 +235,7 @@ async fn group_members(
         .await?
         .filter(|v| !v.is_deleted())
         .ok_or_else(|| FhirError::not_found(format!("Group/{id} is not known")))?;
-    let group: Value = crate::http::request::parse_json(group.body.as_deref().unwrap_or_default())?;
+    let group: Value = crate::rest::request::parse_json(group.body.as_deref().unwrap_or_default())?;
     Ok(group["member"]
         .as_array()
         .into_iter()

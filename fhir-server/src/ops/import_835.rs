@@ -23,8 +23,8 @@ use super::claim_submit::{read, set_claim_state};
 use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 const REMITTANCE_KEY: &str = edi::fhir::systems::REMITTANCE_KEY;
 const PATIENT_CONTROL_NUMBER: &str = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
@@ -286,7 +286,7 @@ pub async fn with_identifier(
         ..query
     };
     let found =
-        crate::search::execute::execute(&app.store, request.tenant, &query, app.page_limits())
+        crate::store::search::execute(&app.store, request.tenant, &query, app.page_limits())
             .await?;
     Ok(found
         .matches

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use super::{ANY_TYPE, Operation, Param, Target};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::{FhirRequest, check_resource};
-use crate::http::response::FhirResponse;
 use crate::interaction::update::Rewritten;
+use crate::rest::request::{FhirRequest, check_resource};
+use crate::rest::response::FhirResponse;
 use crate::store::{Method, Outcome};
 
 const RETURN: Param = Param {

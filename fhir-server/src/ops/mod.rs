@@ -16,8 +16,8 @@ use futures::future::BoxFuture;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
-use crate::http::response::FhirResponse;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
 
 /// Where an operation was invoked: on the system, a type, or one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

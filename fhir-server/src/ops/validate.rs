@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::{ANY_TYPE, Operation, Param, Target};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::http::request::{FhirRequest, check_resource};
-use crate::http::response::FhirResponse;
+use crate::rest::request::{FhirRequest, check_resource};
+use crate::rest::response::FhirResponse;
 
 /// As registered in `ops::OPERATIONS`.
 pub const OPERATION: Operation = Operation {

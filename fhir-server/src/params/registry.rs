@@ -262,9 +262,9 @@ fn derive_string_parts(
                                 .type_def(resource_type)
                                 .and_then(|t| t.element(path))
                                 .and_then(|e| e.types.first())
-                                .is_some_and(|t| crate::index::parts_of(t).contains(part))
+                                .is_some_and(|t| crate::params::parts::parts_of(t).contains(part))
                         })
-                        .and_then(crate::index::part_number)
+                        .and_then(crate::params::parts::part_number)
                         .map(Some)
                 };
                 if let Some(part) = found {
@@ -318,7 +318,7 @@ mod tests {
         let part = |base: &str, name: &str| {
             Some(Derived {
                 base: base.to_owned(),
-                part: crate::index::part_number(name),
+                part: crate::params::parts::part_number(name),
             })
         };
         assert_eq!(derived("Patient", "family"), part("name", "family"));

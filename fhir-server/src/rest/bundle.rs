@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::error::FhirError;
-use crate::http::request::FhirRequest;
+use crate::rest::request::FhirRequest;
 use crate::store::Version;
 
 /// A Bundle: its own elements, and its entries.

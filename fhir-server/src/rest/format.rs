@@ -160,7 +160,7 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, FhirError> {
 #[derive(Debug)]
 pub enum Payload {
     Stored(Bytes),
-    Bundle(Box<crate::interaction::bundle::Bundle>),
+    Bundle(Box<crate::rest::bundle::Bundle>),
     Value(Value),
     Ndjson(tokio::fs::File),
     /// JSON that is not a FHIR resource (the bulk export manifest): `application/json`,

@@ -29,7 +29,7 @@ impl FhirResponse {
         Self::new(status, Some(Payload::Value(value)))
     }
 
-    pub fn bundle(status: StatusCode, bundle: crate::interaction::bundle::Bundle) -> Self {
+    pub fn bundle(status: StatusCode, bundle: crate::rest::bundle::Bundle) -> Self {
         Self::new(status, Some(Payload::Bundle(Box::new(bundle))))
     }
 

@@ -4,7 +4,7 @@
 //! of their own.
 
 use super::sql::{self, Arg, Sql};
-use crate::store::TenantId;
+use crate::ids::TenantId;
 
 /// The index keys of the Patient compartment's parameters of the types `wanted` keeps.
 pub fn compartment_keys(wanted: &impl Fn(&str) -> bool) -> Vec<i64> {

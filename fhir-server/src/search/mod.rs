@@ -4,11 +4,8 @@
 
 pub mod compartment;
 pub mod cursor;
-pub mod dates;
-pub mod execute;
 pub mod parse;
 pub mod query;
-pub mod registry;
 pub mod sql;
 pub mod streamed;
 

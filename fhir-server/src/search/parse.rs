@@ -6,13 +6,13 @@
 use fhir_model::Definitions;
 
 use super::cursor::Cursor;
-use super::dates;
 use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Summary, Table, Total,
 };
-use super::registry::{ParamType, Registry};
 use crate::error::FhirError;
 use crate::index::{identifier_key, normalize, of_type_key, parse_reference, text_key};
+use crate::params::dates;
+use crate::params::registry::{ParamType, Registry};
 
 /// Parameters that never select resources and are handled elsewhere (format, paging).
 const IGNORED: &[&str] = &["_format", "_pretty"];

@@ -8,14 +8,14 @@
 //! renumbers them to `$1, $2, ...`.
 
 use super::cursor::{Cursor, KeyValue};
-use super::dates;
 use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Table,
 };
-use super::registry;
+use crate::ids::TenantId;
 use crate::index::bounded::{self, MAX_INDEXED_BYTES, equality_key};
 use crate::index::{self, identifier_key, text_key};
-use crate::store::TenantId;
+use crate::params::dates;
+use crate::params::registry;
 
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@
 
 use super::query::{Clause, Condition, Query, Table};
 use super::sql::{Arg, PAGE_SELECT, Sql, push_condition, push_index_head};
-use crate::store::TenantId;
+use crate::ids::TenantId;
 
 /// The one lookup a query is, when it is one whose range is in res_id order.
 pub struct Lookup<'q> {
@@ -120,51 +120,12 @@ pub fn count(tenant: TenantId, query: &Query, lookup: &Lookup<'_>) -> Sql {
 mod tests {
     use super::*;
 
-    /// The plan SQLite makes for `sql`, one line per step.
-    fn plan(sql: &Sql) -> String {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        crate::store::sqlite::migrate(&mut conn).unwrap();
-        let args: Vec<rusqlite::types::Value> =
-            sql.args.iter().map(crate::store::sqlite::to_sql).collect();
-        let mut statement = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
-            .unwrap();
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(args), |row| {
-                row.get::<_, String>(3)
-            })
-            .unwrap();
-        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
-    }
-
     fn query(params: &[(&str, &str)]) -> Query {
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
             .collect();
         Query::parse("Patient", &params, true).unwrap()
-    }
-
-    /// A page reads its entries from the lookup index in order: no sort, no temporary
-    /// b-tree, so its cost does not grow with the number of matches.
-    #[test]
-    fn a_page_is_read_in_index_order() {
-        let query = query(&[("identifier", "http://example.org/mrn|X1")]);
-        let lookup = lookup(&query).expect("a lookup");
-        let page = plan(&select_ids(1, &query, &lookup, 11));
-        assert!(page.contains("idx_token_lookup"), "{page}");
-        assert!(!page.contains("TEMP B-TREE"), "{page}");
-        let rows = plan(&select_page(1, &query, &lookup, 11));
-        assert!(!rows.contains("SCAN"), "{rows}");
-        assert!(
-            rows.contains("SEARCH q USING INTEGER PRIMARY KEY")
-                || rows.contains("SEARCH q USING PRIMARY KEY")
-                || rows.contains("(res_id=?)"),
-            "{rows}"
-        );
-        let total = plan(&count(1, &query, &lookup));
-        assert!(total.contains("COVERING INDEX idx_token_lookup"), "{total}");
-        assert!(!total.contains("TEMP B-TREE"), "{total}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod pg_creates;
 mod pg_put;
 mod pg_reads;
 pub mod postgres;
+pub mod search;
 pub mod sqlite;
 mod sqlite_memory;
 pub mod transaction;
@@ -93,9 +94,7 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// A tenant as the store knows it: the small integer (`tenants.tid`) that every row below
-/// the tenants table carries in place of the tenant's name.
-pub type TenantId = i64;
+pub use crate::ids::TenantId;
 
 /// What made a version, as history reports it (`request.method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::cursor::{Cursor, KeyValue};
-use super::query::{Include, PageLimits, Query, Summary, Total};
-use super::sql;
-use super::streamed;
+use super::{Row, Store, TenantId};
 use crate::error::FhirError;
-use crate::store::{Row, Store, TenantId};
+use crate::search::cursor::{Cursor, KeyValue};
+use crate::search::query::{Include, PageLimits, Query, Summary, Total};
+use crate::search::sql;
+use crate::search::streamed;
 
 /// How many match ids a first page reads at most to learn the total without a count.
 const TOTAL_FROM_IDS: usize = 10_000;
@@ -331,5 +331,59 @@ fn add_new(seen: &mut HashSet<(String, String)>, found: &mut Vec<Row>, rows: Vec
         if seen.insert((row.version.resource_type.clone(), row.version.id.clone())) {
             found.push(row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::search::Query;
+    use crate::search::sql::Sql;
+    use crate::search::streamed::{count, lookup, select_ids, select_page};
+
+    /// The plan SQLite makes for `sql`, one line per step.
+    fn plan(sql: &Sql) -> String {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::sqlite::migrate(&mut conn).unwrap();
+        let args: Vec<rusqlite::types::Value> =
+            sql.args.iter().map(super::super::sqlite::to_sql).collect();
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .unwrap();
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(args), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    fn query(params: &[(&str, &str)]) -> Query {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        Query::parse("Patient", &params, true).unwrap()
+    }
+
+    /// A page reads its entries from the lookup index in order: no sort, no temporary
+    /// b-tree, so its cost does not grow with the number of matches.
+    #[test]
+    fn a_page_is_read_in_index_order() {
+        let query = query(&[("identifier", "http://example.org/mrn|X1")]);
+        let lookup = lookup(&query).expect("a lookup");
+        let page = plan(&select_ids(1, &query, &lookup, 11));
+        assert!(page.contains("idx_token_lookup"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "{page}");
+        let rows = plan(&select_page(1, &query, &lookup, 11));
+        assert!(!rows.contains("SCAN"), "{rows}");
+        assert!(
+            rows.contains("SEARCH q USING INTEGER PRIMARY KEY")
+                || rows.contains("SEARCH q USING PRIMARY KEY")
+                || rows.contains("(res_id=?)"),
+            "{rows}"
+        );
+        let total = plan(&count(1, &query, &lookup));
+        assert!(total.contains("COVERING INDEX idx_token_lookup"), "{total}");
+        assert!(!total.contains("TEMP B-TREE"), "{total}");
     }
 }
