@@ -262,6 +262,7 @@ fn interchange(document: &Document, start: usize) -> Result<(Interchange, usize)
     ))
 }
 
+/// The functional group whose GS is at `start`, and where what follows it starts.
 fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> {
     let gs = document.segment(start);
     let control = gs.element(6);
@@ -271,60 +272,92 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
     let mut sets = Vec::new();
     let mut at = start + 1;
     while at < document.len() && document.segment(at).id == "ST" {
-        let st = document.segment(at);
-        let mut end = at + 1;
-        while end < document.len()
-            && !matches!(
-                document.segment(end).id,
-                "SE" | "ST" | "GE" | "IEA" | "ISA" | "GS"
-            )
-        {
-            end += 1;
-        }
-        let se = expect(document, end, "SE")?;
-        let mut problems = Vec::new();
-        if se.element(2) != st.element(2) || st.element(2).is_empty() {
-            problems.push(se.element_error(
-                2,
-                format!(
-                    "SE02 '{}' does not match ST02 '{}'",
-                    se.element(2),
-                    st.element(2)
-                ),
-            ));
-        }
-        let segments = end - at + 1;
-        if count(se.element(1)) != Some(segments) {
-            problems.push(se.element_error(
-                1,
-                format!(
-                    "SE01 says {} segments, the transaction set has {segments}",
-                    se.element(1)
-                ),
-            ));
-        }
-        if !st.element(3).is_empty() && !gs.element(8).is_empty() && st.element(3) != gs.element(8)
-        {
-            problems.push(st.element_error(
-                3,
-                format!(
-                    "ST03 '{}' differs from GS08 '{}'",
-                    st.element(3),
-                    gs.element(8)
-                ),
-            ));
-        }
-        sets.push(TransactionSet {
-            st: at,
-            se: end,
-            problems: problems
-                .into_iter()
-                .map(|e| e.with_kind(crate::error::ErrorKind::Envelope))
-                .collect(),
-        });
-        at = end + 1;
+        let set = transaction_set(document, &gs, at)?;
+        at = set.se + 1;
+        sets.push(set);
     }
     let ge = expect(document, at, "GE")?;
+    let problems = group_problems(&ge, control, sets.len());
+    Ok((
+        Group {
+            gs: start,
+            ge: at,
+            sets,
+            problems,
+        },
+        at + 1,
+    ))
+}
+
+/// The transaction set whose ST is at `start` in the group `gs`, with what is wrong with
+/// its header and trailer.
+fn transaction_set(
+    document: &Document,
+    gs: &Segment,
+    start: usize,
+) -> Result<TransactionSet, EdiError> {
+    let st = document.segment(start);
+    let end = set_end(document, start);
+    let se = expect(document, end, "SE")?;
+    Ok(TransactionSet {
+        st: start,
+        se: end,
+        problems: set_problems(gs, &st, &se, end - start + 1),
+    })
+}
+
+/// Where the set starting at `start` ends: its SE, or the segment where its SE should be
+/// (the next envelope segment, or the end of the input).
+fn set_end(document: &Document, start: usize) -> usize {
+    let mut end = start + 1;
+    while end < document.len()
+        && !matches!(
+            document.segment(end).id,
+            "SE" | "ST" | "GE" | "IEA" | "ISA" | "GS"
+        )
+    {
+        end += 1;
+    }
+    end
+}
+
+/// SE02 against ST02, SE01 against the set's `segments`, ST03 against GS08.
+fn set_problems(gs: &Segment, st: &Segment, se: &Segment, segments: usize) -> Vec<EdiError> {
+    let mut problems = Vec::new();
+    if se.element(2) != st.element(2) || st.element(2).is_empty() {
+        problems.push(se.element_error(
+            2,
+            format!(
+                "SE02 '{}' does not match ST02 '{}'",
+                se.element(2),
+                st.element(2)
+            ),
+        ));
+    }
+    if count(se.element(1)) != Some(segments) {
+        problems.push(se.element_error(
+            1,
+            format!(
+                "SE01 says {} segments, the transaction set has {segments}",
+                se.element(1)
+            ),
+        ));
+    }
+    if !st.element(3).is_empty() && !gs.element(8).is_empty() && st.element(3) != gs.element(8) {
+        problems.push(st.element_error(
+            3,
+            format!(
+                "ST03 '{}' differs from GS08 '{}'",
+                st.element(3),
+                gs.element(8)
+            ),
+        ));
+    }
+    envelope_errors(problems)
+}
+
+/// GE02 against GS06 (`control`), GE01 against the group's number of `sets`.
+fn group_problems(ge: &Segment, control: &str, sets: usize) -> Vec<EdiError> {
     let mut problems = Vec::new();
     if ge.element(2) != control {
         problems.push(ge.element_error(
@@ -332,28 +365,24 @@ fn group(document: &Document, start: usize) -> Result<(Group, usize), EdiError> 
             format!("GE02 '{}' does not match GS06 '{control}'", ge.element(2)),
         ));
     }
-    if count(ge.element(1)) != Some(sets.len()) {
+    if count(ge.element(1)) != Some(sets) {
         problems.push(ge.element_error(
             1,
             format!(
-                "GE01 says {} transaction sets, the group has {}",
-                ge.element(1),
-                sets.len()
+                "GE01 says {} transaction sets, the group has {sets}",
+                ge.element(1)
             ),
         ));
     }
-    Ok((
-        Group {
-            gs: start,
-            ge: at,
-            sets,
-            problems: problems
-                .into_iter()
-                .map(|e| e.with_kind(crate::error::ErrorKind::Envelope))
-                .collect(),
-        },
-        at + 1,
-    ))
+    envelope_errors(problems)
+}
+
+/// Trailer problems are envelope errors: a 999 reports them as such (IK5, AK9).
+fn envelope_errors(problems: Vec<EdiError>) -> Vec<EdiError> {
+    problems
+        .into_iter()
+        .map(|e| e.with_kind(crate::error::ErrorKind::Envelope))
+        .collect()
 }
 
 fn count(text: &str) -> Option<usize> {

@@ -5,6 +5,7 @@
 //! pyx12 runs when `x12valid` is on the PATH; with `EDI_REQUIRE_PYX12=1` (as `.ci/run`
 //! sets) a missing validator fails the test instead of skipping the check.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 use std::process::Command;
 

@@ -151,110 +151,202 @@ fn reference(resource: &Value) -> Value {
     )})
 }
 
+/// The Bundles of the claims of one 837P set: per billing provider (2000A), per subscriber
+/// (2000B).
 fn set_to_fhir(document: &Document, set: &TransactionSet) -> Result<Vec<Value>, EdiError> {
     let tree = loops::build(document, set.body(), loops::LOOPS_837P);
     let st = document.segment(set.st);
+    let submitter_contact = submitter_contact(document, &tree);
     let mut bundles = Vec::new();
-    let submitter = tree.first("1000A");
-    let submitter_phone = submitter
-        .and_then(|l| l.get(document, "PER", Some("IC")))
-        .map(|per| (per.element(2).to_owned(), per.element(4).to_owned()));
     for billing_loop in tree.loops("2000A") {
-        let hl = first_segment(document, billing_loop);
-        let name_loop = billing_loop
-            .first("2010AA")
-            .ok_or_else(|| hl.error("loop 2000A has no billing provider (2010AA)"))?;
-        let nm1 = first_segment(document, name_loop);
-        let billing_type = if nm1.element(2) == "1" {
-            "Practitioner"
-        } else {
-            "Organization"
-        };
-        let mut billing = party(document, name_loop, billing_type, nm1.element(9));
-        if let Some(prv) = billing_loop
-            .get(document, "PRV", Some("BI"))
-            .filter(|_| billing_type == "Practitioner")
-        {
-            billing["qualification"] = json!([{"code": {"coding": [{"system": systems::TAXONOMY, "code": prv.element(3)}]}}]);
-        }
-        if let Some((contact, phone)) = &submitter_phone {
-            billing["telecom"] = json!([{"system": "phone", "value": phone}]);
-            if billing_type == "Organization" && !contact.is_empty() {
-                billing["contact"] = json!([{"name": {"text": contact}}]);
-            }
-        }
+        let billing = billing_provider(document, billing_loop, submitter_contact.as_ref())?;
         for subscriber_loop in billing_loop.loops("2000B") {
-            let hl = first_segment(document, subscriber_loop);
-            let sbr = required(document, subscriber_loop, "SBR", None, hl)?;
-            let member_loop = subscriber_loop
-                .first("2010BA")
-                .ok_or_else(|| hl.error("loop 2000B has no subscriber (2010BA)"))?;
-            let payer_loop = subscriber_loop
-                .first("2010BB")
-                .ok_or_else(|| hl.error("loop 2000B has no payer (2010BB)"))?;
-            let member_nm1 = first_segment(document, member_loop);
-            let payer = payer_of(document, payer_loop);
-            let subscriber = party(document, member_loop, "Patient", member_nm1.element(9));
-            // Claims sit in 2000B (patient = subscriber) or in its 2000C loops.
-            let mut claim_parents: Vec<(&Loop, Option<(Value, &str)>)> = Vec::new();
-            if subscriber_loop.first("2300").is_some() {
-                claim_parents.push((subscriber_loop, None));
-            }
-            for patient_loop in subscriber_loop.loops("2000C") {
-                let hl = first_segment(document, patient_loop);
-                let pat = required(document, patient_loop, "PAT", None, hl)?;
-                let name_loop = patient_loop
-                    .first("2010CA")
-                    .ok_or_else(|| hl.error("loop 2000C has no patient (2010CA)"))?;
-                let nm1 = first_segment(document, name_loop);
-                let key = format!(
-                    "{}-{}-{}",
-                    member_nm1.element(9),
-                    nm1.element(3),
-                    nm1.element(4)
-                );
-                let patient = party(document, name_loop, "Patient", &key);
-                claim_parents.push((patient_loop, Some((patient, pat.element(1)))));
-            }
-            for (parent, dependent) in claim_parents {
-                let (patient, relationship) = match &dependent {
-                    Some((patient, code)) => (patient.clone(), relationship_from_pat(code)),
-                    None => (subscriber.clone(), "self"),
-                };
-                for claim_loop in parent.loops("2300") {
-                    let mut resources = vec![billing.clone(), payer.clone()];
-                    let coverage = coverage_of(
-                        &sbr,
-                        member_nm1.element(9),
-                        &patient,
-                        dependent.as_ref().map(|_| &subscriber),
-                        &payer,
-                        relationship,
-                        &format!("{}-1", member_nm1.element(9)),
-                    );
-                    if dependent.is_some() {
-                        resources.push(subscriber.clone());
-                    }
-                    resources.push(patient.clone());
-                    let around = Around {
-                        billing: &billing,
-                        patient: &patient,
-                        coverage: &coverage,
-                        sbr01: sbr.element(1),
-                    };
-                    let claim = claim(document, claim_loop, &st, &around, &mut resources)?;
-                    resources.push(coverage);
-                    resources.insert(0, claim);
-                    bundles.push(json!({
-                        "resourceType": "Bundle",
-                        "type": "collection",
-                        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
-                    }));
-                }
-            }
+            bundles.extend(subscriber_claims(document, subscriber_loop, &st, &billing)?);
         }
     }
     Ok(bundles)
+}
+
+/// The submitter's contact name and phone (1000A PER*IC): `generate` writes the billing
+/// provider's there.
+fn submitter_contact(document: &Document, tree: &Loop) -> Option<(String, String)> {
+    tree.first("1000A")
+        .and_then(|l| l.get(document, "PER", Some("IC")))
+        .map(|per| (per.element(2).to_owned(), per.element(4).to_owned()))
+}
+
+/// The billing provider of a 2000A loop (2010AA): an Organization, or a Practitioner
+/// with its taxonomy (PRV*BI), reached at the submitter's phone and contact.
+fn billing_provider(
+    document: &Document,
+    billing_loop: &Loop,
+    submitter_contact: Option<&(String, String)>,
+) -> Result<Value, EdiError> {
+    let hl = first_segment(document, billing_loop);
+    let name_loop = billing_loop
+        .first("2010AA")
+        .ok_or_else(|| hl.error("loop 2000A has no billing provider (2010AA)"))?;
+    let nm1 = first_segment(document, name_loop);
+    let billing_type = if nm1.element(2) == "1" {
+        "Practitioner"
+    } else {
+        "Organization"
+    };
+    let mut billing = party(document, name_loop, billing_type, nm1.element(9));
+    if let Some(prv) = billing_loop
+        .get(document, "PRV", Some("BI"))
+        .filter(|_| billing_type == "Practitioner")
+    {
+        billing["qualification"] =
+            json!([{"code": {"coding": [{"system": systems::TAXONOMY, "code": prv.element(3)}]}}]);
+    }
+    if let Some((contact, phone)) = submitter_contact {
+        billing["telecom"] = json!([{"system": "phone", "value": phone}]);
+        if billing_type == "Organization" && !contact.is_empty() {
+            billing["contact"] = json!([{"name": {"text": contact}}]);
+        }
+    }
+    Ok(billing)
+}
+
+/// What a subscriber loop (2000B) gives each of its claims.
+struct Subscription<'d> {
+    sbr: Segment<'d>,
+    /// NM109 of 2010BA.
+    member_id: &'d str,
+    subscriber: Value,
+    payer: Value,
+}
+
+/// A patient who is not the subscriber (2000C), with PAT01.
+struct Dependent<'d> {
+    patient: Value,
+    pat01: &'d str,
+}
+
+/// The Bundles of the claims of a subscriber loop (2000B): its own claims (the patient is
+/// the subscriber) and those of its dependents (2000C).
+fn subscriber_claims(
+    document: &Document,
+    subscriber_loop: &Loop,
+    st: &Segment,
+    billing: &Value,
+) -> Result<Vec<Value>, EdiError> {
+    let subscription = subscription(document, subscriber_loop)?;
+    let mut bundles = Vec::new();
+    for (parent, dependent) in claim_parents(document, subscriber_loop, subscription.member_id)? {
+        for claim_loop in parent.loops("2300") {
+            bundles.push(claim_bundle(
+                document,
+                claim_loop,
+                st,
+                billing,
+                &subscription,
+                dependent.as_ref(),
+            )?);
+        }
+    }
+    Ok(bundles)
+}
+
+/// A subscriber loop's SBR, subscriber (2010BA) and payer (2010BB), all required.
+fn subscription<'d>(
+    document: &'d Document,
+    subscriber_loop: &Loop,
+) -> Result<Subscription<'d>, EdiError> {
+    let hl = first_segment(document, subscriber_loop);
+    let sbr = required(document, subscriber_loop, "SBR", None, hl)?;
+    let member_loop = subscriber_loop
+        .first("2010BA")
+        .ok_or_else(|| hl.error("loop 2000B has no subscriber (2010BA)"))?;
+    let payer_loop = subscriber_loop
+        .first("2010BB")
+        .ok_or_else(|| hl.error("loop 2000B has no payer (2010BB)"))?;
+    let member_id = first_segment(document, member_loop).element(9);
+    let payer = payer_of(document, payer_loop);
+    let subscriber = party(document, member_loop, "Patient", member_id);
+    Ok(Subscription {
+        sbr,
+        member_id,
+        subscriber,
+        payer,
+    })
+}
+
+/// The loops claims sit in: the subscriber loop (2000B) itself, when it holds claims, and
+/// each of its patient loops (2000C) with its dependent.
+fn claim_parents<'l, 'd>(
+    document: &'d Document,
+    subscriber_loop: &'l Loop,
+    member_id: &str,
+) -> Result<Vec<(&'l Loop, Option<Dependent<'d>>)>, EdiError> {
+    let mut parents = Vec::new();
+    if subscriber_loop.first("2300").is_some() {
+        parents.push((subscriber_loop, None));
+    }
+    for patient_loop in subscriber_loop.loops("2000C") {
+        let hl = first_segment(document, patient_loop);
+        let pat = required(document, patient_loop, "PAT", None, hl)?;
+        let name_loop = patient_loop
+            .first("2010CA")
+            .ok_or_else(|| hl.error("loop 2000C has no patient (2010CA)"))?;
+        let nm1 = first_segment(document, name_loop);
+        let key = format!("{member_id}-{}-{}", nm1.element(3), nm1.element(4));
+        let patient = party(document, name_loop, "Patient", &key);
+        parents.push((
+            patient_loop,
+            Some(Dependent {
+                patient,
+                pat01: pat.element(1),
+            }),
+        ));
+    }
+    Ok(parents)
+}
+
+/// One claim (2300) as a collection Bundle: the Claim first, then the billing provider,
+/// the payer, the subscriber (when not the patient), the patient, what the claim itself
+/// names, and the focal Coverage.
+fn claim_bundle(
+    document: &Document,
+    claim_loop: &Loop,
+    st: &Segment,
+    billing: &Value,
+    subscription: &Subscription,
+    dependent: Option<&Dependent>,
+) -> Result<Value, EdiError> {
+    let (patient, relationship) = match dependent {
+        Some(dependent) => (&dependent.patient, relationship_from_pat(dependent.pat01)),
+        None => (&subscription.subscriber, "self"),
+    };
+    let mut resources = vec![billing.clone(), subscription.payer.clone()];
+    let coverage = coverage_of(
+        &subscription.sbr,
+        subscription.member_id,
+        patient,
+        dependent.map(|_| &subscription.subscriber),
+        &subscription.payer,
+        relationship,
+        &format!("{}-1", subscription.member_id),
+    );
+    if dependent.is_some() {
+        resources.push(subscription.subscriber.clone());
+    }
+    resources.push(patient.clone());
+    let around = Around {
+        billing,
+        patient,
+        coverage: &coverage,
+        sbr01: subscription.sbr.element(1),
+    };
+    let claim = claim(document, claim_loop, st, &around, &mut resources)?;
+    resources.push(coverage);
+    resources.insert(0, claim);
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
+    }))
 }
 
 fn relationship_from_pat(code: &str) -> &'static str {
@@ -332,6 +424,8 @@ struct Around<'a> {
     sbr01: &'a str,
 }
 
+/// The Claim of a claim loop (2300); what it names besides the parties `around` (the
+/// rendering provider, facility, other payers and their Coverages) goes to `resources`.
 fn claim(
     document: &Document,
     claim_loop: &Loop,
@@ -339,17 +433,56 @@ fn claim(
     around: &Around,
     resources: &mut Vec<Value>,
 ) -> Result<Value, EdiError> {
-    let Around {
-        billing,
-        patient,
-        coverage,
-        sbr01,
-    } = *around;
     let clm = first_segment(document, claim_loop);
+    let mut claim = claim_of_clm(document, &clm, st, around)?;
+    if let Some(f8) = claim_loop.get(document, "REF", Some("F8")) {
+        claim["related"] = json!([{
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/related-claim-relationship", "code": "prior"}]},
+            "reference": {"system": systems::PAYER_CLAIM_NUMBER, "value": f8.element(2)},
+        }]);
+    }
+    let hi = required(document, claim_loop, "HI", None, clm)?;
+    claim["diagnosis"] = json!(diagnoses(&hi)?);
+    if let Some(rendering_loop) = claim_loop.first("2310B") {
+        let practitioner = rendering_provider(document, rendering_loop);
+        claim["careTeam"] = json!([{
+            "sequence": 1,
+            "provider": reference(&practitioner),
+            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole", "code": "primary"}]},
+        }]);
+        resources.push(practitioner);
+    }
+    if let Some(facility_loop) = claim_loop.first("2310C") {
+        let location = facility(document, facility_loop, clm.element(1));
+        claim["facility"] = reference(&location);
+        resources.push(location);
+    }
+    let mut insurances = vec![focal_insurance(document, claim_loop, around)];
+    for (n, other) in claim_loop.loops("2320").enumerate() {
+        insurances.push(other_insurance(
+            document,
+            other,
+            n,
+            around.patient,
+            resources,
+        )?);
+    }
+    claim["insurance"] = json!(insurances);
+    claim["item"] = json!(items(document, claim_loop, &clm, hi.elements.len())?);
+    Ok(claim)
+}
+
+/// The Claim as CLM gives it: CLM01 its identifier (and id), CLM02 its total, CLM05-3 its
+/// status (8, a void, is cancelled); created is the date of ST's BHT.
+fn claim_of_clm(
+    document: &Document,
+    clm: &Segment,
+    st: &Segment,
+    around: &Around,
+) -> Result<Value, EdiError> {
     let control = clm.element(1);
     let total = fhir::parse_cents(clm.element(2))
         .ok_or_else(|| clm.element_error(2, format!("'{}' is not an amount", clm.element(2))))?;
-    let place = clm.component(5, 1);
     let frequency = clm.component(5, 3);
     let mut claim = json!({
         "resourceType": "Claim",
@@ -358,32 +491,20 @@ fn claim(
         "status": if frequency == "8" { "cancelled" } else { "active" },
         "type": {"coding": [{"system": systems::CLAIM_TYPE, "code": "professional"}]},
         "use": "claim",
-        "patient": reference(patient),
+        "patient": reference(around.patient),
         "created": fhir::fhir_date(document.segment(st.position).element(4)).unwrap_or_default(),
-        "provider": reference(billing),
+        "provider": reference(around.billing),
         "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
         "total": fhir::money(total),
     });
     if claim["created"] == "" {
         claim.as_object_mut().map(|c| c.remove("created"));
     }
-    if let Some(f8) = claim_loop.get(document, "REF", Some("F8")) {
-        claim["related"] = json!([{
-            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/related-claim-relationship", "code": "prior"}]},
-            "reference": {"system": systems::PAYER_CLAIM_NUMBER, "value": f8.element(2)},
-        }]);
-    }
-    let mut insurance = json!({
-        "sequence": sequence_of(sbr01),
-        "focal": true,
-        "coverage": reference(coverage),
-    });
-    if let Some(g1) = claim_loop.get(document, "REF", Some("G1")) {
-        insurance["preAuthRef"] = json!([g1.element(2)]);
-    }
-    let mut insurances = vec![insurance];
-    // Diagnoses.
-    let hi = required(document, claim_loop, "HI", None, clm)?;
+    Ok(claim)
+}
+
+/// Claim.diagnosis from HI, in order: the first (ABK) is the principal one.
+fn diagnoses(hi: &Segment) -> Result<Vec<Value>, EdiError> {
     let mut diagnoses = Vec::new();
     for (n, element) in hi.elements.iter().enumerate() {
         let mut parts = element.split(hi.delimiters.component as char);
@@ -404,80 +525,109 @@ fn claim(
         }
         diagnoses.push(diagnosis);
     }
-    claim["diagnosis"] = json!(diagnoses);
-    // Rendering provider and facility.
-    if let Some(rendering_loop) = claim_loop.first("2310B") {
-        let nm1 = first_segment(document, rendering_loop);
-        let mut practitioner = party(document, rendering_loop, "Practitioner", nm1.element(9));
-        if let Some(prv) = rendering_loop.get(document, "PRV", Some("PE")) {
-            practitioner["qualification"] = json!([{"code": {"coding": [{"system": systems::TAXONOMY, "code": prv.element(3)}]}}]);
-        }
-        claim["careTeam"] = json!([{
-            "sequence": 1,
-            "provider": reference(&practitioner),
-            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claimcareteamrole", "code": "primary"}]},
-        }]);
-        resources.push(practitioner);
+    Ok(diagnoses)
+}
+
+/// The rendering provider (2310B) as a Practitioner, with its taxonomy (PRV*PE).
+fn rendering_provider(document: &Document, rendering_loop: &Loop) -> Value {
+    let nm1 = first_segment(document, rendering_loop);
+    let mut practitioner = party(document, rendering_loop, "Practitioner", nm1.element(9));
+    if let Some(prv) = rendering_loop.get(document, "PRV", Some("PE")) {
+        practitioner["qualification"] =
+            json!([{"code": {"coding": [{"system": systems::TAXONOMY, "code": prv.element(3)}]}}]);
     }
-    if let Some(facility_loop) = claim_loop.first("2310C") {
-        let nm1 = first_segment(document, facility_loop);
-        let key = if nm1.element(9).is_empty() {
-            control
-        } else {
-            nm1.element(9)
-        };
-        let location = party(document, facility_loop, "Location", key);
-        claim["facility"] = reference(&location);
-        resources.push(location);
+    practitioner
+}
+
+/// The service facility (2310C) as a Location, its id from its NPI, else from CLM01
+/// (`control`).
+fn facility(document: &Document, facility_loop: &Loop, control: &str) -> Value {
+    let nm1 = first_segment(document, facility_loop);
+    let key = if nm1.element(9).is_empty() {
+        control
+    } else {
+        nm1.element(9)
+    };
+    party(document, facility_loop, "Location", key)
+}
+
+/// The Claim.insurance of the 2000B payer: the focal one, with the prior authorization
+/// (REF*G1) when there is one.
+fn focal_insurance(document: &Document, claim_loop: &Loop, around: &Around) -> Value {
+    let mut insurance = json!({
+        "sequence": sequence_of(around.sbr01),
+        "focal": true,
+        "coverage": reference(around.coverage),
+    });
+    if let Some(g1) = claim_loop.get(document, "REF", Some("G1")) {
+        insurance["preAuthRef"] = json!([g1.element(2)]);
     }
-    // Other insurance (2320/2330).
-    for (n, other) in claim_loop.loops("2320").enumerate() {
-        let sbr = first_segment(document, other);
-        let member = other
-            .first("2330A")
-            .ok_or_else(|| sbr.error("loop 2320 has no 2330A"))?;
-        let payer_loop = other
-            .first("2330B")
-            .ok_or_else(|| sbr.error("loop 2320 has no 2330B"))?;
-        let member_nm1 = first_segment(document, member);
-        let payer = payer_of(document, payer_loop);
-        let relationship = relationship_from_sbr(sbr.element(2));
-        let subscriber = if relationship == "self" {
-            None
-        } else {
-            Some(party(document, member, "Patient", member_nm1.element(9)))
-        };
-        let other_coverage = coverage_of(
-            &sbr,
-            member_nm1.element(9),
-            patient,
-            subscriber.as_ref(),
-            &payer,
-            relationship,
-            &format!("{}-{}", member_nm1.element(9), n + 2),
-        );
-        insurances.push(json!({
-            "sequence": sequence_of(sbr.element(1)),
-            "focal": false,
-            "coverage": reference(&other_coverage),
-        }));
-        resources.extend(subscriber);
-        resources.push(payer);
-        resources.push(other_coverage);
-    }
-    claim["insurance"] = json!(insurances);
-    // Lines.
+    insurance
+}
+
+/// The `n`th other insurance (2320/2330A/2330B) as a Claim.insurance; its subscriber
+/// (when not the patient), payer and Coverage go to `resources`.
+fn other_insurance(
+    document: &Document,
+    other: &Loop,
+    n: usize,
+    patient: &Value,
+    resources: &mut Vec<Value>,
+) -> Result<Value, EdiError> {
+    let sbr = first_segment(document, other);
+    let member = other
+        .first("2330A")
+        .ok_or_else(|| sbr.error("loop 2320 has no 2330A"))?;
+    let payer_loop = other
+        .first("2330B")
+        .ok_or_else(|| sbr.error("loop 2320 has no 2330B"))?;
+    let member_id = first_segment(document, member).element(9);
+    let payer = payer_of(document, payer_loop);
+    let relationship = relationship_from_sbr(sbr.element(2));
+    let subscriber = if relationship == "self" {
+        None
+    } else {
+        Some(party(document, member, "Patient", member_id))
+    };
+    let coverage = coverage_of(
+        &sbr,
+        member_id,
+        patient,
+        subscriber.as_ref(),
+        &payer,
+        relationship,
+        &format!("{member_id}-{}", n + 2),
+    );
+    let insurance = json!({
+        "sequence": sequence_of(sbr.element(1)),
+        "focal": false,
+        "coverage": reference(&coverage),
+    });
+    resources.extend(subscriber);
+    resources.push(payer);
+    resources.push(coverage);
+    Ok(insurance)
+}
+
+/// Claim.item from the service lines (2400), of which there must be at least one;
+/// `diagnoses` is how many HI holds.
+fn items(
+    document: &Document,
+    claim_loop: &Loop,
+    clm: &Segment,
+    diagnoses: usize,
+) -> Result<Vec<Value>, EdiError> {
+    let place = clm.component(5, 1);
     let mut items = Vec::new();
     for (n, line) in claim_loop.loops("2400").enumerate() {
         let lx = first_segment(document, line);
         let sv1 = required(document, line, "SV1", None, lx)?;
-        items.push(item(document, line, &sv1, n + 1, place, hi.elements.len())?);
+        items.push(item(document, line, &sv1, n + 1, place, diagnoses)?);
     }
     if items.is_empty() {
         return Err(clm.error("the claim has no service line (2400)"));
     }
-    claim["item"] = json!(items);
-    Ok(claim)
+    Ok(items)
 }
 
 /// A service line (2400) as a Claim.item: SV1 (SV101-7, the description, as
@@ -490,35 +640,15 @@ fn item(
     claim_place: &str,
     diagnoses: usize,
 ) -> Result<Value, EdiError> {
-    let (qualifier, code) = (sv1.component(1, 1), sv1.component(1, 2));
-    if qualifier != "HC" || code.is_empty() {
-        return Err(sv1
-            .element_error(1, "SV101 is HC and a CPT/HCPCS code")
-            .at_component(1));
-    }
-    // SV101-3 to -6 are the modifiers; SV101-7 is the description, not a modifier.
-    let modifiers: Vec<Value> = (3..=6)
-        .map(|c| sv1.component(1, c))
-        .filter(|m| !m.is_empty())
-        .map(|m| json!({"coding": [{"system": systems::CPT_MODIFIER, "code": m}]}))
-        .collect();
+    let service = product_or_service(sv1)?;
+    let modifiers = modifiers(sv1);
     let charge = fhir::parse_cents(sv1.element(2))
         .ok_or_else(|| sv1.element_error(2, format!("'{}' is not an amount", sv1.element(2))))?;
-    let system = if code.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        systems::HCPCS
-    } else {
-        systems::CPT
-    };
     let place = if sv1.element(5).is_empty() {
         claim_place
     } else {
         sv1.element(5)
     };
-    let mut service = json!({"coding": [{"system": system, "code": code}]});
-    let description = sv1.component(1, 7);
-    if !description.is_empty() {
-        service["text"] = json!(description);
-    }
     let mut item = json!({
         "sequence": sequence,
         "productOrService": service,
@@ -528,44 +658,13 @@ fn item(
     if !modifiers.is_empty() {
         item["modifier"] = json!(modifiers);
     }
-    let units = sv1.element(4);
-    if !units.is_empty() {
-        let number: serde_json::Number = units
-            .parse()
-            .map_err(|_| sv1.element_error(4, format!("'{units}' is not a quantity")))?;
-        item["quantity"] = json!({"value": number});
+    if let Some(quantity) = quantity(sv1)? {
+        item["quantity"] = json!({"value": quantity});
     }
-    let mut pointers = Vec::new();
-    for pointer in sv1.components(7) {
-        match pointer.parse::<usize>() {
-            Ok(p) if (1..=diagnoses).contains(&p) => pointers.push(p),
-            _ => {
-                return Err(sv1.element_error(
-                    7,
-                    format!(
-                        "'{pointer}' does not point at one of the claim's {diagnoses} diagnoses"
-                    ),
-                ));
-            }
-        }
-    }
-    item["diagnosisSequence"] = json!(pointers);
+    item["diagnosisSequence"] = json!(diagnosis_pointers(sv1, diagnoses)?);
     if let Some(dtp) = line.get(document, "DTP", Some("472")) {
-        match dtp.element(2) {
-            "D8" => {
-                let date = fhir::fhir_date(dtp.element(3))
-                    .ok_or_else(|| dtp.element_error(3, "not a CCYYMMDD date"))?;
-                item["servicedDate"] = json!(date);
-            }
-            "RD8" => {
-                let (start, end) = dtp.element(3).split_once('-').unwrap_or_default();
-                let (start, end) = fhir::fhir_date(start)
-                    .zip(fhir::fhir_date(end))
-                    .ok_or_else(|| dtp.element_error(3, "not a CCYYMMDD-CCYYMMDD range"))?;
-                item["servicedPeriod"] = json!({"start": start, "end": end});
-            }
-            other => return Err(dtp.element_error(2, format!("'{other}' is not D8 or RD8"))),
-        }
+        let (element, date) = serviced(&dtp)?;
+        item[element] = date;
     }
     if let Some(reference) = line.get(document, "REF", Some("6R")) {
         item["extension"] =
@@ -575,4 +674,80 @@ fn item(
         item["detail"] = json!([drug::to_fhir(document, drug)?]);
     }
     Ok(item)
+}
+
+/// productOrService from SV101: `HC` and a code, CPT when it starts with a digit, else
+/// HCPCS, with SV101-7 (the description) as its text.
+fn product_or_service(sv1: &Segment) -> Result<Value, EdiError> {
+    let (qualifier, code) = (sv1.component(1, 1), sv1.component(1, 2));
+    if qualifier != "HC" || code.is_empty() {
+        return Err(sv1
+            .element_error(1, "SV101 is HC and a CPT/HCPCS code")
+            .at_component(1));
+    }
+    let system = if code.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        systems::HCPCS
+    } else {
+        systems::CPT
+    };
+    let mut service = json!({"coding": [{"system": system, "code": code}]});
+    let description = sv1.component(1, 7);
+    if !description.is_empty() {
+        service["text"] = json!(description);
+    }
+    Ok(service)
+}
+
+/// The item's modifiers: SV101-3 to -6 (SV101-7 is the description, not a modifier).
+fn modifiers(sv1: &Segment) -> Vec<Value> {
+    (3..=6)
+        .map(|c| sv1.component(1, c))
+        .filter(|m| !m.is_empty())
+        .map(|m| json!({"coding": [{"system": systems::CPT_MODIFIER, "code": m}]}))
+        .collect()
+}
+
+/// SV104, the units, as a number kept as written; none when the element is empty.
+fn quantity(sv1: &Segment) -> Result<Option<serde_json::Number>, EdiError> {
+    let units = sv1.element(4);
+    if units.is_empty() {
+        return Ok(None);
+    }
+    units
+        .parse()
+        .map(Some)
+        .map_err(|_| sv1.element_error(4, format!("'{units}' is not a quantity")))
+}
+
+/// diagnosisSequence from SV107: each pointer names one of the claim's `diagnoses`.
+fn diagnosis_pointers(sv1: &Segment, diagnoses: usize) -> Result<Vec<usize>, EdiError> {
+    sv1.components(7)
+        .map(|pointer| match pointer.parse::<usize>() {
+            Ok(p) if (1..=diagnoses).contains(&p) => Ok(p),
+            _ => Err(sv1.element_error(
+                7,
+                format!("'{pointer}' does not point at one of the claim's {diagnoses} diagnoses"),
+            )),
+        })
+        .collect()
+}
+
+/// DTP*472 as the item's servicedDate (D8) or servicedPeriod (RD8): the element's name
+/// and value.
+fn serviced(dtp: &Segment) -> Result<(&'static str, Value), EdiError> {
+    match dtp.element(2) {
+        "D8" => {
+            let date = fhir::fhir_date(dtp.element(3))
+                .ok_or_else(|| dtp.element_error(3, "not a CCYYMMDD date"))?;
+            Ok(("servicedDate", json!(date)))
+        }
+        "RD8" => {
+            let (start, end) = dtp.element(3).split_once('-').unwrap_or_default();
+            let (start, end) = fhir::fhir_date(start)
+                .zip(fhir::fhir_date(end))
+                .ok_or_else(|| dtp.element_error(3, "not a CCYYMMDD-CCYYMMDD range"))?;
+            Ok(("servicedPeriod", json!({"start": start, "end": end})))
+        }
+        other => Err(dtp.element_error(2, format!("'{other}' is not D8 or RD8"))),
+    }
 }

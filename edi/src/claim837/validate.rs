@@ -261,8 +261,39 @@ impl<'d> Checker<'d> {
         }
     }
 
+    /// Checks a claim (2300): CLM, HI, the lines and CLM02 against their charges, and the
+    /// NPIs of its providers.
     fn claim(&mut self, l: &Loop) {
         let clm = self.document.segment(l.segments[0]);
+        let total = self.clm(l, clm);
+        let diagnoses = self.diagnoses(l);
+        let charges = self.lines(l, clm, diagnoses);
+        if let (Some(total), Some(charges)) = (total, charges)
+            && i128::from(total) != charges
+        {
+            self.element(
+                &clm,
+                2,
+                ErrorKind::Imbalance,
+                format!(
+                    "CLM02 {} is not the sum of the line charges, {}",
+                    fhir::format_cents(total),
+                    fhir::format_cents(charges)
+                ),
+            );
+        }
+        for (id, entity) in [("2310B", "82"), ("2310C", "77")] {
+            if let Some(provider) = l.first(id)
+                && let Some(nm1) = provider.get(self.document, "NM1", Some(entity))
+            {
+                self.npi(&nm1);
+            }
+        }
+    }
+
+    /// Checks CLM (CLM01, CLM05 place and frequency, REF*F8 for a replacement or void);
+    /// CLM02, the total, when it is an amount.
+    fn clm(&mut self, l: &Loop, clm: Segment) -> Option<i64> {
         let control = clm.element(1);
         if control.is_empty() || control.len() > 20 {
             self.element(
@@ -293,31 +324,42 @@ impl<'d> Checker<'d> {
         if matches!(frequency, "7" | "8") && l.get(self.document, "REF", Some("F8")).is_none() {
             self.missing(clm, "REF*F8", l.id);
         }
-        let mut diagnoses = 0;
-        if let Some(hi) = self.require(l, "HI", None) {
-            diagnoses = hi.elements.len();
-            for (n, element) in hi.elements.iter().enumerate() {
-                let qualifier = hi.component(n + 1, 1);
-                let expected = if n == 0 { "ABK" } else { "ABF" };
-                if qualifier != expected || hi.component(n + 1, 2).is_empty() {
-                    self.errors.push(
-                        hi.element_error(
-                            n + 1,
-                            format!("'{element}' is not {expected}:an ICD-10-CM code"),
-                        )
-                        .at_component(1),
-                    );
-                }
-            }
-            if diagnoses > 12 {
-                self.element(
-                    &hi,
-                    13,
-                    ErrorKind::UnexpectedSegment,
-                    "HI holds at most 12 diagnoses".into(),
+        total
+    }
+
+    /// Checks HI (ABK then ABF codes, at most 12); how many diagnoses it holds (none when
+    /// it is missing).
+    fn diagnoses(&mut self, l: &Loop) -> usize {
+        let Some(hi) = self.require(l, "HI", None) else {
+            return 0;
+        };
+        for (n, element) in hi.elements.iter().enumerate() {
+            let qualifier = hi.component(n + 1, 1);
+            let expected = if n == 0 { "ABK" } else { "ABF" };
+            if qualifier != expected || hi.component(n + 1, 2).is_empty() {
+                self.errors.push(
+                    hi.element_error(
+                        n + 1,
+                        format!("'{element}' is not {expected}:an ICD-10-CM code"),
+                    )
+                    .at_component(1),
                 );
             }
         }
+        if hi.elements.len() > 12 {
+            self.element(
+                &hi,
+                13,
+                ErrorKind::UnexpectedSegment,
+                "HI holds at most 12 diagnoses".into(),
+            );
+        }
+        hi.elements.len()
+    }
+
+    /// Checks the service lines (one to 50); the sum of their charges, none when one is
+    /// not an amount.
+    fn lines(&mut self, l: &Loop, clm: Segment, diagnoses: usize) -> Option<i128> {
         let lines: Vec<&Loop> = l.loops("2400").collect();
         if lines.is_empty() {
             self.missing(clm, "LX", l.id);
@@ -336,27 +378,7 @@ impl<'d> Checker<'d> {
             let charge = self.line(line, diagnoses);
             charges = charges.zip(charge).map(|(a, b)| a + i128::from(b));
         }
-        if let (Some(total), Some(charges)) = (total, charges)
-            && i128::from(total) != charges
-        {
-            self.element(
-                &clm,
-                2,
-                ErrorKind::Imbalance,
-                format!(
-                    "CLM02 {} is not the sum of the line charges, {}",
-                    fhir::format_cents(total),
-                    fhir::format_cents(charges)
-                ),
-            );
-        }
-        for (id, entity) in [("2310B", "82"), ("2310C", "77")] {
-            if let Some(provider) = l.first(id)
-                && let Some(nm1) = provider.get(self.document, "NM1", Some(entity))
-            {
-                self.npi(&nm1);
-            }
-        }
+        charges
     }
 
     /// Checks a service line; its charge.
