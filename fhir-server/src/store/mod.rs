@@ -8,6 +8,7 @@
 mod coalesce;
 mod counters;
 mod history;
+mod index_tables;
 pub mod jobs;
 pub mod limits;
 mod pg_creates;

@@ -15,6 +15,7 @@
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Encode, Postgres, Type};
 
+use super::index_tables::{Cell, EachTable, IndexTable, each_table};
 use super::{StoreError, TenantId};
 use crate::index::{IndexRows, key};
 
@@ -183,189 +184,102 @@ pub fn statement(
 /// One insert per index table that has rows: the rows of every resource as parallel
 /// arrays led by the resource's n, joined to its res_id in `rid`.
 fn push_index_inserts(s: &mut Statement, tid: &str, resources: &[(i64, &str, &IndexRows)]) {
-    /// Collects one column of a table's rows across the resources.
-    fn column<'r, R: 'r, V>(
-        resources: &[(i64, &'r str, &'r IndexRows)],
-        rows: impl Fn(&'r IndexRows) -> &'r [R],
-        value: impl Fn(i64, &'r str, &'r R) -> V,
-    ) -> Vec<V> {
-        resources
+    let Ok(()) = each_table(&mut IndexInsert { s, tid, resources });
+}
+
+/// The index rows of a statement's resources, table by table (see `push_index_inserts`).
+struct IndexInsert<'a> {
+    s: &'a mut Statement,
+    tid: &'a str,
+    resources: &'a [(i64, &'a str, &'a IndexRows)],
+}
+
+impl EachTable for IndexInsert<'_> {
+    type Error = std::convert::Infallible;
+
+    fn table<T: IndexTable>(&mut self) -> Result<(), Self::Error> {
+        let rows: Vec<(i64, &str, &T)> = self
+            .resources
             .iter()
             .flat_map(|&(n, resource_type, index)| {
-                rows(index).iter().map(move |row| (n, resource_type, row))
+                T::rows(index)
+                    .iter()
+                    .map(move |row| (n, resource_type, row))
             })
-            .map(|(n, resource_type, row)| value(n, resource_type, row))
-            .collect()
-    }
-    let insert = |s: &mut Statement, table: &str, columns: &str, arrays: Vec<String>| {
-        let names: Vec<String> = (0..arrays.len()).map(|i| format!("c{i}")).collect();
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let s = &mut *self.s;
+        let ns: Vec<i64> = rows.iter().map(|(n, _, _)| *n).collect();
+        let keys: Vec<i32> = rows
+            .iter()
+            .map(|(_, t, row)| key(t, row.param()) as i32)
+            .collect();
+        let mut arrays = vec![
+            format!("{}::int8[]", s.arg(ns)),
+            format!("{}::int4[]", s.arg(keys)),
+        ];
+        let cells: Vec<Vec<Cell<'_>>> = rows.iter().map(|(_, _, row)| row.cells()).collect();
+        for column in 0..T::COLUMNS.len() {
+            let array = column_array(cells.iter().filter_map(|row| row.get(column).copied()));
+            arrays.push(array.bind(s));
+        }
+        let names: Vec<String> = (1..arrays.len()).map(|i| format!("c{i}")).collect();
         s.parts.push(format!(
-            "ins_{table} AS (INSERT INTO {table} (res_id, tid, {columns}) \
-             SELECT rid.res_id, {tid}, u.{} FROM UNNEST({}) AS u(n, {}) JOIN rid ON rid.n = u.n)",
-            names[1..].join(", u."),
-            arrays.join(", "),
-            names[1..].join(", ")
+            "ins_{table} AS (INSERT INTO {table} (res_id, tid, key, {columns}) \
+             SELECT rid.res_id, {tid}, u.{names} FROM UNNEST({arrays}) AS u(n, {list}) \
+             JOIN rid ON rid.n = u.n)",
+            table = T::NAME,
+            columns = T::COLUMNS.join(", "),
+            tid = self.tid,
+            names = names.join(", u."),
+            arrays = arrays.join(", "),
+            list = names.join(", "),
         ));
+        Ok(())
+    }
+}
+
+/// One column of a table's rows, as the typed array PostgreSQL unnests.
+enum ColumnArray<'r> {
+    Int(Vec<i64>),
+    Small(Vec<i16>),
+    Float(Vec<f64>),
+    Text(Vec<Option<&'r str>>),
+}
+
+/// The column of `cells`, typed by their kind (a table's column has one kind).
+fn column_array<'r>(cells: impl Iterator<Item = Cell<'r>>) -> ColumnArray<'r> {
+    let mut cells = cells.peekable();
+    let mut array = match cells.peek() {
+        Some(Cell::Int(_)) => ColumnArray::Int(Vec::new()),
+        Some(Cell::Small(_)) => ColumnArray::Small(Vec::new()),
+        Some(Cell::Float(_)) => ColumnArray::Float(Vec::new()),
+        Some(Cell::Text(_) | Cell::OptionalText(_)) | None => ColumnArray::Text(Vec::new()),
     };
-    macro_rules! array {
-        ($rows:expr, $cast:literal, |$n:ident, $t:ident, $r:ident| $value:expr) => {{
-            let values = column(resources, $rows, |$n, $t, $r| $value);
-            format!("{}::{}", s.arg(values), $cast)
-        }};
+    for cell in cells {
+        match (&mut array, cell) {
+            (ColumnArray::Int(values), Cell::Int(value)) => values.push(value),
+            (ColumnArray::Small(values), Cell::Small(value)) => values.push(value),
+            (ColumnArray::Float(values), Cell::Float(value)) => values.push(value),
+            (ColumnArray::Text(values), Cell::Text(text)) => values.push(Some(text)),
+            (ColumnArray::Text(values), Cell::OptionalText(text)) => values.push(text),
+            // `IndexTable::cells` gives each column one kind; nothing else is built.
+            _ => {}
+        }
     }
-    let has = |rows: fn(&IndexRows) -> usize| resources.iter().any(|(_, _, i)| rows(i) > 0);
-    if has(|i| i.tokens.len()) {
-        let arrays = vec![
-            array!(|i| i.tokens.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.tokens.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.tokens.as_slice(), "text[]", |_n, _t, r| r
-                .system
-                .as_str()),
-            array!(|i| i.tokens.as_slice(), "text[]", |_n, _t, r| r
-                .code
-                .as_str()),
-        ];
-        insert(s, "idx_token", "key, system, code", arrays);
-    }
-    if has(|i| i.strings.len()) {
-        let arrays = vec![
-            array!(|i| i.strings.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.strings.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.strings.as_slice(), "int2[]", |_n, _t, r| i16::from(
-                r.part
-            )),
-            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
-                .norm
-                .as_str()),
-            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
-                .exact
-                .as_str()),
-            array!(|i| i.strings.as_slice(), "text[]", |_n, _t, r| r
-                .long
-                .as_deref()),
-        ];
-        insert(
-            s,
-            "idx_string",
-            "key, part, value_norm, value_exact, value_long",
-            arrays,
-        );
-    }
-    if has(|i| i.dates.len()) {
-        let arrays = vec![
-            array!(|i| i.dates.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.dates.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.dates.as_slice(), "int8[]", |_n, _t, r| r.low),
-            array!(|i| i.dates.as_slice(), "int8[]", |_n, _t, r| r.high),
-            array!(|i| i.dates.as_slice(), "int2[]", |_n, _t, r| i16::from(
-                r.is_short()
-            )),
-        ];
-        insert(s, "idx_date", "key, low, high, short", arrays);
-    }
-    if has(|i| i.references.len()) {
-        let arrays = vec![
-            array!(|i| i.references.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.references.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
-                .target_type
-                .as_str()),
-            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
-                .target_id
-                .as_str()),
-            array!(|i| i.references.as_slice(), "text[]", |_n, _t, r| r
-                .url
-                .as_str()),
-        ];
-        insert(
-            s,
-            "idx_reference",
-            "key, target_type, target_id, url",
-            arrays,
-        );
-    }
-    if has(|i| i.numbers.len()) {
-        let arrays = vec![
-            array!(|i| i.numbers.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.numbers.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.numbers.as_slice(), "float8[]", |_n, _t, r| r.value),
-        ];
-        insert(s, "idx_number", "key, value", arrays);
-    }
-    if has(|i| i.quantities.len()) {
-        let arrays = vec![
-            array!(|i| i.quantities.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.quantities.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.quantities.as_slice(), "float8[]", |_n, _t, r| r.value),
-            array!(|i| i.quantities.as_slice(), "text[]", |_n, _t, r| r
-                .system
-                .as_str()),
-            array!(|i| i.quantities.as_slice(), "text[]", |_n, _t, r| r
-                .code
-                .as_str()),
-        ];
-        insert(s, "idx_quantity", "key, value, system, code", arrays);
-    }
-    if has(|i| i.uris.len()) {
-        let arrays = vec![
-            array!(|i| i.uris.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(|i| i.uris.as_slice(), "int4[]", |_n, t, r| key(t, &r.param)
-                as i32),
-            array!(|i| i.uris.as_slice(), "text[]", |_n, _t, r| r
-                .value
-                .as_str()),
-        ];
-        insert(s, "idx_uri", "key, value", arrays);
-    }
-    if has(|i| i.ref_dates.len()) {
-        let arrays = vec![
-            array!(|i| i.ref_dates.as_slice(), "int8[]", |n, _t, _r| n),
-            array!(
-                |i| i.ref_dates.as_slice(),
-                "int4[]",
-                |_n, t, r| key(t, &r.param) as i32
-            ),
-            array!(|i| i.ref_dates.as_slice(), "text[]", |_n, _t, r| r
-                .target_type
-                .as_str()),
-            array!(|i| i.ref_dates.as_slice(), "text[]", |_n, _t, r| r
-                .target_id
-                .as_str()),
-            array!(|i| i.ref_dates.as_slice(), "int8[]", |_n, _t, r| r.low),
-            array!(|i| i.ref_dates.as_slice(), "int8[]", |_n, _t, r| r.high),
-            array!(|i| i.ref_dates.as_slice(), "int2[]", |_n, _t, r| i16::from(
-                r.is_short()
-            )),
-        ];
-        insert(
-            s,
-            "idx_ref_date",
-            "key, target_type, target_id, low, high, short",
-            arrays,
-        );
+    array
+}
+
+impl ColumnArray<'_> {
+    /// Binds the array; its placeholder with the cast PostgreSQL needs to unnest it.
+    fn bind(self, s: &mut Statement) -> String {
+        match self {
+            ColumnArray::Int(values) => format!("{}::int8[]", s.arg(values)),
+            ColumnArray::Small(values) => format!("{}::int2[]", s.arg(values)),
+            ColumnArray::Float(values) => format!("{}::float8[]", s.arg(values)),
+            ColumnArray::Text(values) => format!("{}::text[]", s.arg(values)),
+        }
     }
 }

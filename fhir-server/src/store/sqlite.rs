@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
+use super::index_tables::{Cell, EachTable, IndexTable, each_table};
 use super::write::{self, NewVersion, Tx};
 use super::{
     CURRENT_AFTER, HistoryPage, HistoryQuery, Method, Outcome, Reindexed, Row, SQLITE_MIGRATIONS,
@@ -940,170 +941,74 @@ fn insert_index(
     tenant: TenantId,
     items: &[(i64, &str, &IndexRows)],
 ) -> Result<(), StoreError> {
-    /// The rows of one table across the items, with their key and res_id, sorted.
-    fn sorted<'r, R: 'r>(
-        items: &[(i64, &'r str, &'r IndexRows)],
-        rows: impl Fn(&'r IndexRows) -> &'r [R],
-        param: impl Fn(&R) -> &str,
-        order: impl Fn(&(i64, i64, &'r R), &(i64, i64, &'r R)) -> std::cmp::Ordering,
-    ) -> Vec<(i64, i64, &'r R)> {
-        let mut all: Vec<(i64, i64, &R)> = Vec::new();
-        for &(res_id, resource_type, index) in items {
-            for row in rows(index) {
-                all.push((crate::index::key(resource_type, param(row)), res_id, row));
-            }
+    each_table(&mut IndexInsert {
+        conn,
+        tenant,
+        items,
+    })
+}
+
+/// The index rows of a batch, inserted table by table (see `insert_index`).
+struct IndexInsert<'a> {
+    conn: &'a Connection,
+    tenant: TenantId,
+    items: &'a [(i64, &'a str, &'a IndexRows)],
+}
+
+impl EachTable for IndexInsert<'_> {
+    type Error = StoreError;
+
+    fn table<T: IndexTable>(&mut self) -> Result<(), StoreError> {
+        let rows = in_lookup_order::<T>(self.items);
+        if rows.is_empty() {
+            return Ok(());
         }
-        if items.len() > 1 {
-            all.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| order(a, b)));
+        let columns = T::COLUMNS.len() + 3;
+        let placeholders: Vec<String> = (1..=columns).map(|i| format!("?{i}")).collect();
+        let mut statement = self.conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {} (res_id, key, tid, {}) VALUES ({})",
+            T::NAME,
+            T::COLUMNS.join(", "),
+            placeholders.join(", ")
+        ))?;
+        for (key, res_id, row) in rows {
+            let head = [Cell::Int(res_id), Cell::Int(key), Cell::Int(self.tenant)];
+            statement.execute(params_from_iter(head.into_iter().chain(row.cells())))?;
         }
-        all
+        Ok(())
     }
-    let mut token = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_token (res_id, key, system, code, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.tokens,
-        |r| &r.param,
-        |a, b| (&a.2.code, &a.2.system, a.1).cmp(&(&b.2.code, &b.2.system, b.1)),
-    );
-    for (key, res_id, row) in rows {
-        token.execute(params![res_id, key, row.system, row.code, tenant])?;
+}
+
+/// The rows of one table across the items, with their key and res_id, in the order of the
+/// table's lookup index when there are several resources.
+fn in_lookup_order<'r, T: IndexTable>(
+    items: &[(i64, &'r str, &'r IndexRows)],
+) -> Vec<(i64, i64, &'r T)> {
+    let mut all: Vec<(i64, i64, &T)> = Vec::new();
+    for &(res_id, resource_type, index) in items {
+        for row in T::rows(index) {
+            all.push((crate::index::key(resource_type, row.param()), res_id, row));
+        }
     }
-    let mut string = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_string \
-         (res_id, key, part, value_norm, value_exact, tid, value_long) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.strings,
-        |r| &r.param,
-        |a, b| (&a.2.norm, a.2.part, a.1).cmp(&(&b.2.norm, b.2.part, b.1)),
-    );
-    for (key, res_id, row) in rows {
-        string.execute(params![
-            res_id, key, row.part, row.norm, row.exact, tenant, row.long
-        ])?;
+    if items.len() > 1 {
+        all.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.2.lookup_order(b.2))
+                .then(a.1.cmp(&b.1))
+        });
     }
-    let mut date = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_date (res_id, key, low, high, short, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.dates,
-        |r| &r.param,
-        |a, b| {
-            (a.2.is_short(), a.2.low, a.2.high, a.1).cmp(&(b.2.is_short(), b.2.low, b.2.high, b.1))
-        },
-    );
-    for (key, res_id, row) in rows {
-        date.execute(params![
-            res_id,
-            key,
-            row.low,
-            row.high,
-            row.is_short(),
-            tenant
-        ])?;
+    all
+}
+
+impl rusqlite::ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{Null, ToSqlOutput};
+        Ok(match *self {
+            Cell::Int(value) => ToSqlOutput::from(value),
+            Cell::Small(value) => ToSqlOutput::from(value),
+            Cell::Float(value) => ToSqlOutput::from(value),
+            Cell::Text(text) | Cell::OptionalText(Some(text)) => ToSqlOutput::from(text),
+            Cell::OptionalText(None) => ToSqlOutput::from(Null),
+        })
     }
-    let mut reference = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_reference (res_id, key, target_type, target_id, url, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.references,
-        |r| &r.param,
-        |a, b| {
-            (&a.2.target_id, &a.2.target_type, &a.2.url, a.1).cmp(&(
-                &b.2.target_id,
-                &b.2.target_type,
-                &b.2.url,
-                b.1,
-            ))
-        },
-    );
-    for (key, res_id, row) in rows {
-        reference.execute(params![
-            res_id,
-            key,
-            row.target_type,
-            row.target_id,
-            row.url,
-            tenant
-        ])?;
-    }
-    let mut number = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_number (res_id, key, value, tid) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.numbers,
-        |r| &r.param,
-        |a, b| a.2.value.total_cmp(&b.2.value).then(a.1.cmp(&b.1)),
-    );
-    for (key, res_id, row) in rows {
-        number.execute(params![res_id, key, row.value, tenant])?;
-    }
-    let mut quantity = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_quantity (res_id, key, value, system, code, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.quantities,
-        |r| &r.param,
-        |a, b| a.2.value.total_cmp(&b.2.value).then(a.1.cmp(&b.1)),
-    );
-    for (key, res_id, row) in rows {
-        quantity.execute(params![
-            res_id, key, row.value, row.system, row.code, tenant
-        ])?;
-    }
-    let mut uri = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_uri (res_id, key, value, tid) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.uris,
-        |r| &r.param,
-        |a, b| (&a.2.value, a.1).cmp(&(&b.2.value, b.1)),
-    );
-    for (key, res_id, row) in rows {
-        uri.execute(params![res_id, key, row.value, tenant])?;
-    }
-    let mut ref_date = conn.prepare_cached(
-        "INSERT OR IGNORE INTO idx_ref_date \
-         (res_id, key, target_type, target_id, low, high, short, tid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let rows = sorted(
-        items,
-        |i| &i.ref_dates,
-        |r| &r.param,
-        |a, b| {
-            (&a.2.target_id, &a.2.target_type, a.2.low, a.1).cmp(&(
-                &b.2.target_id,
-                &b.2.target_type,
-                b.2.low,
-                b.1,
-            ))
-        },
-    );
-    for (key, res_id, row) in rows {
-        ref_date.execute(params![
-            res_id,
-            key,
-            row.target_type,
-            row.target_id,
-            row.low,
-            row.high,
-            row.is_short(),
-            tenant
-        ])?;
-    }
-    Ok(())
 }

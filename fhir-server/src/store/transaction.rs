@@ -226,17 +226,53 @@ enum Step {
     Patch(crate::fhir::patch::Patch, Option<i64>),
 }
 
-/// Applies a transaction inside the caller's database transaction.
+/// Applies a transaction inside the caller's database transaction, in the spec's order.
 pub async fn apply<T: Tx>(
     tx: &mut T,
     transaction: Transaction,
 ) -> Result<Vec<TxResult>, TxFailure> {
-    let now = crate::resource::now_micros();
-    let owned = transaction.owned;
-    let mut results: Vec<TxResult> = Vec::with_capacity(transaction.entries.len());
-    let mut touched: HashSet<(String, String)> = HashSet::new();
-    let mut claim = |index: usize, resource_type: &str, id: &str| -> Result<(), TxFailure> {
-        if touched.insert((resource_type.to_owned(), id.to_owned())) {
+    lock_conditional_types(tx, &transaction.entries).await?;
+    let mut run = Run {
+        tx,
+        now: crate::resource::now_micros(),
+        owned: transaction.owned,
+        touched: HashSet::new(),
+        results: Vec::with_capacity(transaction.entries.len()),
+    };
+    run.deletes(&transaction.entries).await?;
+    let (mut planned, mut names) = run
+        .identify(transaction.entries, transaction.settled)
+        .await?;
+    run.resolve_references(&mut planned, &mut names).await?;
+    let others = run.creates(planned).await?;
+    run.updates_and_patches(others).await?;
+    let mut results = run.results;
+    results.sort_by_key(|r| r.index);
+    Ok(results)
+}
+
+/// A transaction being applied: what it has written so far.
+struct Run<'t, T> {
+    tx: &'t mut T,
+    now: i64,
+    owned: ServerOwned,
+    /// The resources an entry has claimed: two entries may not write the same one.
+    touched: HashSet<(String, String)>,
+    results: Vec<TxResult>,
+}
+
+/// Names `error` as entry `index`'s.
+fn at(index: usize) -> impl Fn(StoreError) -> TxFailure {
+    move |error| TxFailure { index, error }
+}
+
+impl<T: Tx> Run<'_, T> {
+    /// Claims `(type, id)` for entry `index`; a second claim of it fails the transaction.
+    fn claim(&mut self, index: usize, resource_type: &str, id: &str) -> Result<(), TxFailure> {
+        if self
+            .touched
+            .insert((resource_type.to_owned(), id.to_owned()))
+        {
             return Ok(());
         }
         Err(TxFailure {
@@ -247,81 +283,111 @@ pub async fn apply<T: Tx>(
                 format!("{resource_type}/{id} is the target of more than one entry"),
             ),
         })
-    };
-
-    lock_conditional_types(tx, &transaction.entries).await?;
-
-    // 1. Deletes.
-    for entry in &transaction.entries {
-        let TxAction::Delete {
-            resource_type,
-            target,
-        } = &entry.action
-        else {
-            continue;
-        };
-        let at = |error| TxFailure {
-            index: entry.index,
-            error,
-        };
-        let ids = match target {
-            Target::Id(id) => vec![id.clone()],
-            Target::Criteria(query) => {
-                let found = tx.matches(resource_type, query, 2).await.map_err(at)?;
-                if found.len() > 1 {
-                    return Err(at(multiple("conditional delete", resource_type)));
-                }
-                found
-            }
-        };
-        for id in &ids {
-            claim(entry.index, resource_type, id)?;
-            if let Some(head) = tx.head(resource_type, id).await.map_err(at)?
-                && !head.deleted
-            {
-                write::delete(tx, resource_type, id, head, now)
-                    .await
-                    .map_err(at)?;
-            }
-        }
-        results.push(TxResult {
-            index: entry.index,
-            status: StatusCode::NO_CONTENT,
-            version: None,
-        });
     }
 
-    // 2. Every other entry's identity, and what each fullUrl names.
-    let mut names: HashMap<String, String> = HashMap::new();
-    let mut planned: Vec<Planned> = Vec::new();
-    for (entry, settled) in transaction.entries.into_iter().zip(transaction.settled) {
-        let at = |error| TxFailure {
-            index: entry.index,
-            error,
-        };
-        let (resource_type, id, step) = match entry.action {
-            TxAction::Delete { .. } => continue,
+    /// Step 1: the deletes, by id or by criteria (one match at most).
+    async fn deletes(&mut self, entries: &[TxEntry]) -> Result<(), TxFailure> {
+        for entry in entries {
+            let TxAction::Delete {
+                resource_type,
+                target,
+            } = &entry.action
+            else {
+                continue;
+            };
+            let ids = match target {
+                Target::Id(id) => vec![id.clone()],
+                Target::Criteria(query) => {
+                    let found = self.tx.matches(resource_type, query, 2).await;
+                    let found = found.map_err(at(entry.index))?;
+                    if found.len() > 1 {
+                        return Err(at(entry.index)(multiple(
+                            "conditional delete",
+                            resource_type,
+                        )));
+                    }
+                    found
+                }
+            };
+            for id in &ids {
+                self.claim(entry.index, resource_type, id)?;
+                let head = self
+                    .tx
+                    .head(resource_type, id)
+                    .await
+                    .map_err(at(entry.index))?;
+                if let Some(head) = head
+                    && !head.deleted
+                {
+                    write::delete(self.tx, resource_type, id, head, self.now)
+                        .await
+                        .map_err(at(entry.index))?;
+                }
+            }
+            self.results.push(TxResult {
+                index: entry.index,
+                status: StatusCode::NO_CONTENT,
+                version: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Step 2: every other entry's identity, and what each fullUrl names.
+    async fn identify(
+        &mut self,
+        entries: Vec<TxEntry>,
+        settled: Vec<Option<(String, IndexRows)>>,
+    ) -> Result<(Vec<Planned>, HashMap<String, String>), TxFailure> {
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut planned: Vec<Planned> = Vec::new();
+        for (entry, settled) in entries.into_iter().zip(settled) {
+            let Some((resource_type, id, step)) = self
+                .identity(entry.action, settled)
+                .await
+                .map_err(at(entry.index))?
+            else {
+                continue;
+            };
+            self.claim(entry.index, &resource_type, &id)?;
+            if let Some(url) = &entry.full_url {
+                names.insert(url.clone(), format!("{resource_type}/{id}"));
+            }
+            planned.push(Planned {
+                index: entry.index,
+                resource_type,
+                id,
+                step,
+            });
+        }
+        Ok((planned, names))
+    }
+
+    /// The type, id and step of an entry that is not a delete (`None` for a delete).
+    async fn identity(
+        &mut self,
+        action: TxAction,
+        settled: Option<(String, IndexRows)>,
+    ) -> Result<Option<(String, String, Step)>, StoreError> {
+        Ok(Some(match action {
+            TxAction::Delete { .. } => return Ok(None),
             TxAction::Create {
                 resource_type,
                 resource,
                 if_none_exist,
             } => {
                 let matched = match &if_none_exist {
-                    Some(query) => one_or_none(tx, &resource_type, query, "ifNoneExist")
-                        .await
-                        .map_err(at)?,
+                    Some(query) => {
+                        one_or_none(self.tx, &resource_type, query, "ifNoneExist").await?
+                    }
                     None => None,
                 };
-                match (matched, settled) {
-                    (Some(id), _) => (resource_type, id, Step::Matched),
-                    (None, Some((id, rows))) => {
-                        (resource_type, id, Step::Create(resource, Some(rows)))
-                    }
-                    (None, None) => {
-                        let id = crate::resource::new_id();
-                        (resource_type, id, Step::Create(resource, None))
-                    }
-                }
+                let (id, step) = match (matched, settled) {
+                    (Some(id), _) => (id, Step::Matched),
+                    (None, Some((id, rows))) => (id, Step::Create(resource, Some(rows))),
+                    (None, None) => (crate::resource::new_id(), Step::Create(resource, None)),
+                };
+                (resource_type, id, step)
             }
             TxAction::Update {
                 resource_type,
@@ -329,30 +395,9 @@ pub async fn apply<T: Tx>(
                 resource,
                 if_match,
             } => {
-                let id = match target {
-                    Target::Id(id) => id,
-                    Target::Criteria(query) => {
-                        let body_id = resource.get("id").and_then(Value::as_str);
-                        match one_or_none(tx, &resource_type, &query, "conditional update")
-                            .await
-                            .map_err(at)?
-                        {
-                            Some(id) if body_id.is_some_and(|b| b != id) => {
-                                return Err(at(rejected(
-                                    StatusCode::BAD_REQUEST,
-                                    "invalid",
-                                    format!(
-                                        "The resource id does not match {resource_type}/{id}, which the criteria found"
-                                    ),
-                                )));
-                            }
-                            Some(id) => id,
-                            None => body_id
-                                .map(str::to_owned)
-                                .unwrap_or_else(crate::resource::new_id),
-                        }
-                    }
-                };
+                let id = self
+                    .update_target(&resource_type, target, &resource)
+                    .await?;
                 let rows = settled.map(|(_, rows)| rows);
                 (resource_type, id, Step::Update(resource, rows, if_match))
             }
@@ -362,162 +407,208 @@ pub async fn apply<T: Tx>(
                 patch,
                 if_match,
             } => {
-                let id = match target {
-                    Target::Id(id) => id,
-                    Target::Criteria(query) => {
-                        one_or_none(tx, &resource_type, &query, "conditional patch")
-                            .await
-                            .map_err(at)?
-                            .ok_or_else(|| {
-                                at(rejected(
-                                    StatusCode::NOT_FOUND,
-                                    "not-found",
-                                    format!(
-                                        "No {resource_type} matches the conditional patch criteria"
-                                    ),
-                                ))
-                            })?
-                    }
-                };
+                let id = self.patch_target(&resource_type, target).await?;
                 (resource_type, id, Step::Patch(patch, if_match))
             }
+        }))
+    }
+
+    /// The id an update writes: its own, or the one match of its criteria; with none, the
+    /// body's id or a new one.
+    async fn update_target(
+        &mut self,
+        resource_type: &str,
+        target: Target,
+        resource: &Value,
+    ) -> Result<String, StoreError> {
+        let query = match target {
+            Target::Id(id) => return Ok(id),
+            Target::Criteria(query) => query,
         };
-        claim(entry.index, &resource_type, &id)?;
-        if let Some(url) = &entry.full_url {
-            names.insert(url.clone(), format!("{resource_type}/{id}"));
-        }
-        planned.push(Planned {
-            index: entry.index,
-            resource_type,
-            id,
-            step,
-        });
-    }
-
-    // 3. References, where they were not settled beforehand.
-    for plan in &mut planned {
-        if let Step::Create(resource, None) | Step::Update(resource, None, _) = &mut plan.step {
-            resolve_conditional_references(tx, resource, &mut names)
-                .await
-                .map_err(|error| TxFailure {
-                    index: plan.index,
-                    error,
-                })?;
-            rewrite_references(resource, &names);
+        let body_id = resource.get("id").and_then(Value::as_str);
+        match one_or_none(self.tx, resource_type, &query, "conditional update").await? {
+            Some(id) if body_id.is_some_and(|b| b != id) => Err(rejected(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!(
+                    "The resource id does not match {resource_type}/{id}, which the criteria found"
+                ),
+            )),
+            Some(id) => Ok(id),
+            None => Ok(body_id
+                .map(str::to_owned)
+                .unwrap_or_else(crate::resource::new_id)),
         }
     }
 
-    // 4. Creates (together, so a store may write them in one statement), then updates and
-    // patches. An update of a resource that does not exist yet is a create too: the heads
-    // of all the updates' targets are looked up at once to find them.
-    let targets: Vec<(&str, &str)> = planned
-        .iter()
-        .filter(|p| matches!(p.step, Step::Update(..)))
-        .map(|p| (p.resource_type.as_str(), p.id.as_str()))
-        .collect();
-    let mut heads = tx
-        .heads(&targets)
-        .await
-        .map_err(|error| TxFailure {
-            index: planned.first().map_or(0, |p| p.index),
-            error,
-        })?
-        .into_iter();
-    let mut creates = Vec::new();
-    let mut others = Vec::new();
-    for plan in planned {
-        let (mut resource, rows, method) = match plan.step {
-            Step::Create(resource, rows) => (resource, rows, Method::Post),
-            Step::Update(resource, rows, if_match) => {
-                if heads.next().flatten().is_some() {
-                    others.push(Planned {
-                        step: Step::Update(resource, rows, if_match),
-                        ..plan
-                    });
+    /// The id a patch changes: its own, or the one match of its criteria (none is 404).
+    async fn patch_target(
+        &mut self,
+        resource_type: &str,
+        target: Target,
+    ) -> Result<String, StoreError> {
+        let query = match target {
+            Target::Id(id) => return Ok(id),
+            Target::Criteria(query) => query,
+        };
+        one_or_none(self.tx, resource_type, &query, "conditional patch")
+            .await?
+            .ok_or_else(|| {
+                rejected(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("No {resource_type} matches the conditional patch criteria"),
+                )
+            })
+    }
+
+    /// Step 3: references, where they were not settled beforehand.
+    async fn resolve_references(
+        &mut self,
+        planned: &mut [Planned],
+        names: &mut HashMap<String, String>,
+    ) -> Result<(), TxFailure> {
+        for plan in planned {
+            if let Step::Create(resource, None) | Step::Update(resource, None, _) = &mut plan.step {
+                resolve_conditional_references(self.tx, resource, names)
+                    .await
+                    .map_err(at(plan.index))?;
+                rewrite_references(resource, names);
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 4: the creates, together, so a store may write them in one statement. An update of
+    /// a resource that does not exist yet is a create too: the heads of all the updates'
+    /// targets are looked up at once to find them. Returns the updates and patches left.
+    async fn creates(&mut self, planned: Vec<Planned>) -> Result<Vec<Planned>, TxFailure> {
+        let targets: Vec<(&str, &str)> = planned
+            .iter()
+            .filter(|p| matches!(p.step, Step::Update(..)))
+            .map(|p| (p.resource_type.as_str(), p.id.as_str()))
+            .collect();
+        let first = planned.first().map_or(0, |p| p.index);
+        let mut heads = self
+            .tx
+            .heads(&targets)
+            .await
+            .map_err(at(first))?
+            .into_iter();
+        let mut creates = Vec::new();
+        let mut others = Vec::new();
+        for plan in planned {
+            let (resource, rows, method) = match plan.step {
+                Step::Create(resource, rows) => (resource, rows, Method::Post),
+                Step::Update(resource, rows, if_match) => {
+                    if heads.next().flatten().is_some() {
+                        others.push(Planned {
+                            step: Step::Update(resource, rows, if_match),
+                            ..plan
+                        });
+                        continue;
+                    }
+                    if if_match.is_some() {
+                        return Err(at(plan.index)(StoreError::Rejected(
+                            FhirError::precondition_failed(format!(
+                                "If-Match given but {}/{} does not exist",
+                                plan.resource_type, plan.id
+                            )),
+                        )));
+                    }
+                    (resource, rows, Method::Put)
+                }
+                _ => {
+                    others.push(plan);
                     continue;
                 }
-                if if_match.is_some() {
-                    return Err(TxFailure {
-                        index: plan.index,
-                        error: StoreError::Rejected(FhirError::precondition_failed(format!(
-                            "If-Match given but {}/{} does not exist",
-                            plan.resource_type, plan.id
-                        ))),
-                    });
-                }
-                (resource, rows, Method::Put)
-            }
-            _ => {
-                others.push(plan);
-                continue;
-            }
-        };
+            };
+            let entry = (plan.index, plan.resource_type.as_str(), plan.id.as_str());
+            creates.push(self.first_version(entry, resource, rows, method));
+        }
+        let created = write::create_many(self.tx, &creates)
+            .await
+            .map_err(|(index, error)| TxFailure { index, error })?;
+        for ((index, _, _), version) in creates.iter().zip(created) {
+            self.results.push(TxResult {
+                index: *index,
+                status: StatusCode::CREATED,
+                version: Some(version),
+            });
+        }
+        Ok(others)
+    }
+
+    /// A created resource's first version and index rows.
+    fn first_version(
+        &self,
+        (index, resource_type, id): (usize, &str, &str),
+        mut resource: Value,
+        rows: Option<IndexRows>,
+        method: Method,
+    ) -> (usize, Version, IndexRows) {
         let rows = match rows {
             // Settled rows were extracted after `settle_locally` dropped a client's values.
             Some(rows) => rows,
             None => {
-                if owned == ServerOwned::Carry {
+                if self.owned == ServerOwned::Carry {
                     crate::resource::keep_server_owned(&mut resource, None);
                 }
-                index::extract(&plan.resource_type, &resource)
+                index::extract(resource_type, &resource)
             }
         };
-        let mut version = write::first_version(&plan.resource_type, &mut resource, &plan.id, now);
+        let mut version = write::first_version(resource_type, &mut resource, id, self.now);
         version.method = method;
-        creates.push((plan.index, version, rows));
+        (index, version, rows)
     }
-    let created = write::create_many(tx, &creates)
-        .await
-        .map_err(|(index, error)| TxFailure { index, error })?;
-    for ((index, _, _), version) in creates.iter().zip(created) {
-        results.push(TxResult {
-            index: *index,
-            status: StatusCode::CREATED,
-            version: Some(version),
-        });
+
+    /// Step 5: the updates of resources that exist, the patches, and the conditional creates
+    /// that matched (reported with the version they found).
+    async fn updates_and_patches(&mut self, others: Vec<Planned>) -> Result<(), TxFailure> {
+        for plan in others {
+            let index = plan.index;
+            let outcome = self.write_one(plan).await.map_err(at(index))?;
+            let (status, version) = match outcome {
+                Some(Outcome::Created(version)) => (StatusCode::CREATED, version),
+                Some(Outcome::Updated(version) | Outcome::Matched(version)) => {
+                    (StatusCode::OK, version)
+                }
+                Some(Outcome::Deleted(_)) | None => continue,
+            };
+            self.results.push(TxResult {
+                index,
+                status,
+                version: Some(version),
+            });
+        }
+        Ok(())
     }
-    for plan in others {
-        let at = |error| TxFailure {
-            index: plan.index,
-            error,
-        };
+
+    /// One update, patch or matched create.
+    async fn write_one(&mut self, plan: Planned) -> Result<Option<Outcome>, StoreError> {
         let target = (plan.resource_type.as_str(), plan.id.as_str());
-        let outcome = match plan.step {
-            Step::Matched => {
-                Outcome::Matched(write::current(tx, target.0, target.1).await.map_err(at)?)
-            }
+        Ok(Some(match plan.step {
+            Step::Matched => Outcome::Matched(write::current(self.tx, target.0, target.1).await?),
             Step::Update(mut resource, rows, if_match) => {
                 let rows = rows.unwrap_or_else(|| index::extract(target.0, &resource));
+                let how = (if_match, self.owned);
                 write::put_by_id(
-                    tx,
+                    self.tx,
                     target,
                     &mut resource,
                     &rows,
-                    (if_match, owned),
+                    how,
                     Method::Put,
-                    now,
+                    self.now,
                 )
-                .await
-                .map_err(at)?
+                .await?
             }
-            Step::Patch(patch, if_match) => write::patch_by_id(tx, target, &patch, if_match, now)
-                .await
-                .map_err(at)?,
-            Step::Create(..) => continue,
-        };
-        let (status, version) = match outcome {
-            Outcome::Created(version) => (StatusCode::CREATED, version),
-            Outcome::Updated(version) | Outcome::Matched(version) => (StatusCode::OK, version),
-            Outcome::Deleted(_) => continue,
-        };
-        results.push(TxResult {
-            index: plan.index,
-            status,
-            version: Some(version),
-        });
+            Step::Patch(patch, if_match) => {
+                write::patch_by_id(self.tx, target, &patch, if_match, self.now).await?
+            }
+            Step::Create(..) => return Ok(None),
+        }))
     }
-    results.sort_by_key(|r| r.index);
-    Ok(results)
 }
 
 /// Takes the per-type lock of every type that an entry writes by criteria (If-None-Exist,

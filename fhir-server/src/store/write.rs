@@ -169,14 +169,10 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             index,
             if_none_exist,
         } => {
-            if let Some(query) = if_none_exist {
-                tx.lock_type(&resource_type).await?;
-                let found = tx.matches(&resource_type, &query, 2).await?;
-                match found.as_slice() {
-                    [] => {}
-                    [id] => return matched(tx, &resource_type, id).await,
-                    _ => return Err(multiple("If-None-Exist", &resource_type)),
-                }
+            if let Some(query) = if_none_exist
+                && let Some(matched) = existing_match(tx, &resource_type, &query).await?
+            {
+                return Ok(matched);
             }
             let id = resource::new_id();
             let index = own(&resource_type, &mut resource, None, index);
@@ -191,17 +187,8 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             method,
         } => {
             let target = (resource_type.as_str(), id.as_str());
-            let owned = ServerOwned::Carry;
-            put_by_id(
-                tx,
-                target,
-                &mut resource,
-                &index,
-                (if_match, owned),
-                method,
-                now,
-            )
-            .await
+            let how = (if_match, ServerOwned::Carry);
+            put_by_id(tx, target, &mut resource, &index, how, method, now).await
         }
         WriteOp::ConditionalUpdate {
             resource_type,
@@ -210,66 +197,10 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             index,
             if_match,
         } => {
-            tx.lock_type(&resource_type).await?;
-            let found = tx.matches(&resource_type, &query, 2).await?;
-            let body_id = resource
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            match found.as_slice() {
-                [] => {
-                    let id = match body_id {
-                        // A client-chosen id must not already belong to a resource that
-                        // did not match the criteria.
-                        Some(id)
-                            if tx
-                                .head(&resource_type, &id)
-                                .await?
-                                .is_some_and(|h| !h.deleted) =>
-                        {
-                            return Err(StoreError::Rejected(FhirError::conflict(format!(
-                                "{resource_type}/{id} exists but does not match the conditional update criteria"
-                            ))));
-                        }
-                        Some(id) => id,
-                        None => resource::new_id(),
-                    };
-                    let target = (resource_type.as_str(), id.as_str());
-                    put_by_id(
-                        tx,
-                        target,
-                        &mut resource,
-                        &index,
-                        (if_match, ServerOwned::Carry),
-                        Method::Put,
-                        now,
-                    )
-                    .await
-                }
-                [id] => {
-                    if body_id.as_deref().is_some_and(|b| b != id) {
-                        return Err(StoreError::Rejected(
-                            FhirError::bad_request(format!(
-                                "The resource id '{}' does not match the resource found by the criteria ({resource_type}/{id})",
-                                body_id.unwrap_or_default()
-                            ))
-                            .at(format!("{resource_type}.id")),
-                        ));
-                    }
-                    let target = (resource_type.as_str(), id.as_str());
-                    put_by_id(
-                        tx,
-                        target,
-                        &mut resource,
-                        &index,
-                        (if_match, ServerOwned::Carry),
-                        Method::Put,
-                        now,
-                    )
-                    .await
-                }
-                _ => Err(multiple("conditional update", &resource_type)),
-            }
+            let id = conditional_update_target(tx, &resource_type, &query, &resource).await?;
+            let target = (resource_type.as_str(), id.as_str());
+            let how = (if_match, ServerOwned::Carry);
+            put_by_id(tx, target, &mut resource, &index, how, Method::Put, now).await
         }
         WriteOp::Delete { resource_type, id } => {
             let head = tx.head(&resource_type, &id).await?;
@@ -285,30 +216,91 @@ pub async fn apply<T: Tx>(tx: &mut T, op: WriteOp) -> Result<Outcome, StoreError
             resource_type,
             query,
             multiple: allow_many,
-        } => {
-            tx.lock_type(&resource_type).await?;
-            let limit = if allow_many {
-                MAX_CONDITIONAL_DELETE + 1
-            } else {
-                2
-            };
-            let found = tx.matches(&resource_type, &query, limit).await?;
-            if found.len() > 1 && !allow_many {
-                return Err(multiple("conditional delete", &resource_type));
-            }
-            if found.len() > MAX_CONDITIONAL_DELETE {
-                return Err(StoreError::Rejected(FhirError::multiple_matches(format!(
-                    "More than {MAX_CONDITIONAL_DELETE} resources match the conditional delete; narrow the criteria"
+        } => conditional_delete(tx, &resource_type, &query, allow_many, now).await,
+    }
+}
+
+/// A conditional create's match: the resource that answers If-None-Exist, if one does
+/// (then nothing is written); more than one is 412.
+async fn existing_match<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    query: &Query,
+) -> Result<Option<Outcome>, StoreError> {
+    tx.lock_type(resource_type).await?;
+    let found = tx.matches(resource_type, query, 2).await?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [id] => matched(tx, resource_type, id).await.map(Some),
+        _ => Err(multiple("If-None-Exist", resource_type)),
+    }
+}
+
+/// The id a conditional update writes (https://hl7.org/fhir/R4/http.html#cond-update):
+/// the one match; with none, the body's id (unless another resource has it) or a new one;
+/// several matches are 412.
+async fn conditional_update_target<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    query: &Query,
+    resource: &Value,
+) -> Result<String, StoreError> {
+    tx.lock_type(resource_type).await?;
+    let found = tx.matches(resource_type, query, 2).await?;
+    let body_id = resource.get("id").and_then(Value::as_str);
+    match (found.as_slice(), body_id) {
+        // A client-chosen id must not already belong to a resource that did not match
+        // the criteria.
+        ([], Some(id)) => {
+            if tx.head(resource_type, id).await?.is_some_and(|h| !h.deleted) {
+                return Err(StoreError::Rejected(FhirError::conflict(format!(
+                    "{resource_type}/{id} exists but does not match the conditional update criteria"
                 ))));
             }
-            for id in &found {
-                if let Some(head) = tx.head(&resource_type, id).await? {
-                    delete(tx, &resource_type, id, head, now).await?;
-                }
-            }
-            Ok(Outcome::Deleted(found.len()))
+            Ok(id.to_owned())
+        }
+        ([], None) => Ok(resource::new_id()),
+        ([id], Some(body_id)) if body_id != id => Err(StoreError::Rejected(
+            FhirError::bad_request(format!(
+                "The resource id '{body_id}' does not match the resource found by the criteria ({resource_type}/{id})"
+            ))
+            .at(format!("{resource_type}.id")),
+        )),
+        ([id], _) => Ok(id.clone()),
+        _ => Err(multiple("conditional update", resource_type)),
+    }
+}
+
+/// Deletes what matches `query`: one match, or up to `MAX_CONDITIONAL_DELETE` when
+/// several are allowed.
+async fn conditional_delete<T: Tx>(
+    tx: &mut T,
+    resource_type: &str,
+    query: &Query,
+    allow_many: bool,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    tx.lock_type(resource_type).await?;
+    let limit = if allow_many {
+        MAX_CONDITIONAL_DELETE + 1
+    } else {
+        2
+    };
+    let found = tx.matches(resource_type, query, limit).await?;
+    if found.len() > 1 && !allow_many {
+        return Err(multiple("conditional delete", resource_type));
+    }
+    if found.len() > MAX_CONDITIONAL_DELETE {
+        return Err(StoreError::Rejected(FhirError::multiple_matches(format!(
+            "More than {MAX_CONDITIONAL_DELETE} resources match the conditional delete; narrow the criteria"
+        ))));
+    }
+    for id in &found {
+        if let Some(head) = tx.head(resource_type, id).await? {
+            delete(tx, resource_type, id, head, now).await?;
         }
     }
+    Ok(Outcome::Deleted(found.len()))
 }
 
 /// Whose values of the server-owned tags and extensions (`resource::SERVER_TAG_SYSTEMS`)
