@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::config::DatabaseConfig;
+use crate::ids::ResourceType;
 use crate::jobs::export::{self, Scope};
 
 #[derive(Debug, Clone, Args)]
@@ -34,7 +35,7 @@ pub struct ExportConfig {
 pub async fn run(config: ExportConfig) -> Result<(), String> {
     let (store, tenant) = super::open_tenant(&config.database, &config.tenant).await?;
     for resource_type in &config.types {
-        if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
+        if ResourceType::parse(resource_type).is_none() {
             return Err(format!("unknown resource type '{resource_type}'"));
         }
     }

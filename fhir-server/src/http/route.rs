@@ -8,6 +8,7 @@ use axum::http::Method;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::interaction::{
     create, delete, history, patch, read, search, transaction, update, vread,
 };
@@ -45,7 +46,7 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed(method, "_history")),
         },
         [resource_type, rest @ ..] => {
-            check_type(resource_type)?;
+            let resource_type = ResourceType::from_path(resource_type)?;
             on_type(app, request, resource_type, rest).await
         }
     }
@@ -55,7 +56,7 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
 async fn on_type(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
     rest: &[&str],
 ) -> Result<FhirResponse, FhirError> {
     let method = &request.method;
@@ -70,17 +71,16 @@ async fn on_type(
             history::handle(app, request, Some(resource_type), None).await
         }
         ([id, rest @ ..], _) if !id.starts_with('$') && !id.starts_with('_') => {
-            check_id(id)?;
-            on_instance(app, request, (resource_type, id), rest).await
+            on_instance(app, request, (resource_type, Id::parse(id)?), rest).await
         }
         ([operation], _) if operation.starts_with('$') => {
-            let target = Target::Type(resource_type);
+            let target = Target::Type(resource_type.as_str());
             crate::ops::invoke(app, request, operation, target).await
         }
         ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
             "Operation {op} is not supported on {resource_type}"
         ))),
-        ([] | ["_search"] | ["_history"], _) => Err(not_allowed(method, resource_type)),
+        ([] | ["_search"] | ["_history"], _) => Err(not_allowed(method, &resource_type)),
         _ => Err(unknown_path(request)),
     }
 }
@@ -89,7 +89,7 @@ async fn on_type(
 async fn on_instance(
     app: &App,
     request: &FhirRequest,
-    (resource_type, id): (&str, &str),
+    (resource_type, id): (ResourceType, Id<'_>),
     rest: &[&str],
 ) -> Result<FhirResponse, FhirError> {
     let method = &request.method;
@@ -98,7 +98,7 @@ async fn on_instance(
         ([], &Method::GET) if own_definition => {
             crate::ops::definition::read(app, request, id).await
         }
-        ([], _) if own_definition && crate::ops::definition::is_reserved(id) => {
+        ([], _) if own_definition && crate::ops::definition::is_reserved(&id) => {
             Err(FhirError::conflict(format!(
                 "OperationDefinition/{id} is the server's own definition of one of its operations; it cannot be changed"
             )))
@@ -114,11 +114,11 @@ async fn on_instance(
             vread::handle(app, request, resource_type, id, version).await
         }
         ([operation], _) if operation.starts_with('$') => {
-            let target = Target::Instance(resource_type, id);
+            let target = Target::Instance(resource_type.as_str(), id.as_str());
             crate::ops::invoke(app, request, operation, target).await
         }
         ([compartment_type], &Method::GET) if !compartment_type.starts_with(['_', '$']) => {
-            check_type(compartment_type)?;
+            let compartment_type = ResourceType::from_path(compartment_type)?;
             search::compartment(app, request, resource_type, id, compartment_type).await
         }
         ([] | ["_history"] | ["_history", _], _) => {
@@ -181,26 +181,6 @@ pub fn allowed_methods(request: &FhirRequest) -> String {
         _ => "GET",
     };
     methods.to_owned()
-}
-
-fn check_type(resource_type: &str) -> Result<(), FhirError> {
-    if fhir_model::Definitions::r4().is_resource_type(resource_type) {
-        Ok(())
-    } else {
-        Err(FhirError::not_found(format!(
-            "Unknown resource type '{resource_type}'"
-        )))
-    }
-}
-
-fn check_id(id: &str) -> Result<(), FhirError> {
-    if crate::resource::is_valid_id(id) {
-        Ok(())
-    } else {
-        Err(FhirError::bad_request(format!(
-            "Invalid resource id '{id}': ids are 1 to 64 letters, digits, '-' or '.'"
-        )))
-    }
 }
 
 fn not_allowed(method: &Method, what: &str) -> FhirError {

@@ -11,6 +11,7 @@ mod normalize;
 use fhir_model::fhirpath::Node;
 use serde_json::Value;
 
+use crate::ids::{ResourceType, is_valid_id};
 use crate::params::dates;
 use crate::params::parts::{part_number, parts_of};
 use crate::params::registry::{ParamType, Registry, SearchParam};
@@ -458,9 +459,7 @@ pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
     let mut segments = reference.rsplit('/');
     let id = segments.next()?;
     let resource_type = segments.next()?;
-    (fhir_model::Definitions::r4().is_resource_type(resource_type)
-        && crate::resource::is_valid_id(id))
-    .then_some((resource_type, id))
+    (ResourceType::parse(resource_type).is_some() && is_valid_id(id)).then_some((resource_type, id))
 }
 
 /// The target of a reference to a resource on this server: a relative `Type/id` (with or

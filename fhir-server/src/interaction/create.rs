@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::ResourceType;
 use crate::index;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
@@ -14,18 +15,18 @@ use crate::store::{Outcome, WriteOp};
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
-    refuse_search_parameters(&request.params, resource_type)?;
-    let if_none_exist = super::if_none_exist(request, resource_type)?;
-    let resource = request.resource(resource_type)?;
-    let index = index::extract(resource_type, &resource);
+    refuse_search_parameters(&request.params, &resource_type)?;
+    let if_none_exist = super::if_none_exist(request, &resource_type)?;
+    let resource = request.resource(&resource_type)?;
+    let index = index::extract(&resource_type, &resource);
     let outcome = app
         .store
         .write(
             request.tenant,
             WriteOp::Create {
-                resource_type: resource_type.to_owned(),
+                resource_type: resource_type.to_string(),
                 resource,
                 index,
                 if_none_exist,

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::{FhirError, information};
+use crate::ids::{Id, ResourceType};
 use crate::rest::request::{FhirRequest, Return};
 use crate::rest::response::FhirResponse;
 use crate::store::{Outcome, WriteOp};
@@ -14,12 +15,12 @@ use crate::store::{Outcome, WriteOp};
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
+    resource_type: ResourceType,
+    id: Id<'_>,
 ) -> Result<FhirResponse, FhirError> {
     let op = WriteOp::Delete {
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
     };
     let outcome = app.store.write(request.tenant, op).await?;
     Ok(answer(request, outcome, &format!("{resource_type}/{id}")))
@@ -28,17 +29,17 @@ pub async fn handle(
 pub async fn conditional(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
     let query =
-        super::conditional_criteria(resource_type, &request.params, "A conditional delete")?;
+        super::conditional_criteria(&resource_type, &request.params, "A conditional delete")?;
     let op = WriteOp::ConditionalDelete {
-        resource_type: resource_type.to_owned(),
+        resource_type: resource_type.to_string(),
         query,
         multiple: false,
     };
     let outcome = app.store.write(request.tenant, op).await?;
-    Ok(answer(request, outcome, resource_type))
+    Ok(answer(request, outcome, &resource_type))
 }
 
 fn answer(request: &FhirRequest, outcome: Outcome, what: &str) -> FhirResponse {

@@ -8,6 +8,7 @@ use serde_json::{Map, json};
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::resource::{format_instant, parse_instant};
 use crate::rest::bundle::{Entry, Resource, bundle, full_url, link_url};
 use crate::rest::request::FhirRequest;
@@ -17,12 +18,12 @@ use crate::store::{HistoryQuery, Method, Version};
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: Option<&str>,
-    id: Option<&str>,
+    resource_type: Option<ResourceType>,
+    id: Option<Id<'_>>,
 ) -> Result<FhirResponse, FhirError> {
     let mut query = HistoryQuery {
-        resource_type: resource_type.map(str::to_owned),
-        id: id.map(str::to_owned),
+        resource_type: resource_type.map(|t| t.to_string()),
+        id: id.map(|id| id.to_string()),
         count: app.page_limits().default_count,
         ..HistoryQuery::default()
     };

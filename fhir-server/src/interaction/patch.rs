@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::patch::{Patch, parse_patch_document};
+use crate::ids::{Id, ResourceType};
 use crate::rest::format::{BodyFormat, body_format};
 use crate::rest::request::FhirRequest;
 
@@ -24,19 +25,19 @@ use crate::store::Method;
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
+    resource_type: ResourceType,
+    id: Id<'_>,
 ) -> Result<FhirResponse, FhirError> {
     let patch = parse_patch(request)?;
     let pinned = request.if_match()?;
     let rewritten = super::update::rewrite(
         app,
         request,
-        (resource_type, id),
+        (&resource_type, &id),
         (pinned, Method::Patch),
         |current| {
             let body = current.body.as_deref().unwrap_or_default();
-            patched(resource_type, id, body, &patch).map(Some)
+            patched(&resource_type, &id, body, &patch).map(Some)
         },
     )
     .await?;
@@ -49,9 +50,10 @@ pub async fn handle(
 pub async fn conditional(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
-    let query = super::conditional_criteria(resource_type, &request.params, "A conditional patch")?;
+    let query =
+        super::conditional_criteria(&resource_type, &request.params, "A conditional patch")?;
     let query = crate::search::Query {
         count: Some(2),
         ..query
@@ -63,7 +65,7 @@ pub async fn conditional(
         [] => Err(FhirError::not_found(format!(
             "No {resource_type} matches the conditional patch criteria"
         ))),
-        [row] => handle(app, request, resource_type, &row.version.id.clone()).await,
+        [row] => handle(app, request, resource_type, Id::parse(&row.version.id)?).await,
         _ => Err(FhirError::multiple_matches(format!(
             "The conditional patch criteria match more than one {resource_type}"
         ))),

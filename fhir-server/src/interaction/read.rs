@@ -6,6 +6,7 @@ use axum::http::header::ETAG;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::resource::parse_http_date;
 use crate::rest::request::{FhirRequest, parse_etag};
 use crate::rest::response::{FhirResponse, etag};
@@ -14,17 +15,17 @@ use crate::store::Version;
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
+    resource_type: ResourceType,
+    id: Id<'_>,
 ) -> Result<FhirResponse, FhirError> {
-    let version = current(app, request, resource_type, id).await?;
+    let version = current(app, request, &resource_type, &id).await?;
     if not_modified(request, &version) {
         return Ok(
             FhirResponse::new(StatusCode::NOT_MODIFIED, None).header(ETAG, &etag(version.version))
         );
     }
     let response = FhirResponse::version(StatusCode::OK, &version);
-    super::subset::read_answer(response, resource_type, &request.params)
+    super::subset::read_answer(response, &resource_type, &request.params)
 }
 
 /// The current version of a resource: 404 when it is not known, 410 when it was deleted.

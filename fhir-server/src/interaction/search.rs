@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::rest::bundle::{Entry, Resource, bundle, link_url, not_json};
 use crate::rest::format::{BodyFormat, body_format};
 use crate::rest::request::{FhirRequest, parse_query};
@@ -20,11 +21,11 @@ use crate::store::search::execute;
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
     let params = search_params(request)?;
-    let query = Query::parse(resource_type, &params, request.strict_handling())?;
-    respond(app, request, resource_type, query).await
+    let query = Query::parse(&resource_type, &params, request.strict_handling())?;
+    respond(app, request, &resource_type, query).await
 }
 
 /// `GET [base]/Patient/[id]/[type]`: the search on `[type]`, limited to resources that
@@ -32,26 +33,26 @@ pub async fn handle(
 pub async fn compartment(
     app: &App,
     request: &FhirRequest,
-    compartment_type: &str,
-    id: &str,
-    resource_type: &str,
+    compartment_type: ResourceType,
+    id: Id<'_>,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
-    let links = fhir_model::compartment::patient_compartment_params(resource_type);
+    let links = fhir_model::compartment::patient_compartment_params(&resource_type);
     if compartment_type != "Patient" || links.is_empty() {
         return Err(FhirError::not_found(format!(
             "{resource_type} is not in the {compartment_type} compartment"
         )));
     }
     let params = search_params(request)?;
-    let mut query = Query::parse(resource_type, &params, request.strict_handling())?;
+    let mut query = Query::parse(&resource_type, &params, request.strict_handling())?;
     let membership = links
         .iter()
         .map(|param| Clause::Index {
             table: Table::Reference,
             param: param.clone(),
             any: vec![Condition::Reference {
-                target_type: Some(compartment_type.to_owned()),
-                target_id: Some(id.to_owned()),
+                target_type: Some(compartment_type.to_string()),
+                target_id: Some(id.to_string()),
                 url: None,
             }],
             negate: false,

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::patch::Patch;
+use crate::ids::{ResourceType, is_valid_id};
 use crate::resource::format_instant;
 use crate::rest::bundle::{Entry, Resource, bundle};
 use crate::rest::format::Payload;
@@ -270,12 +271,7 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
             "The entry's url names no resource type",
         ));
     };
-    if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
-        return Err(FhirError::not_found(format!(
-            "Unknown resource type '{resource_type}'"
-        )));
-    }
-    let resource_type = resource_type.clone();
+    let resource_type = ResourceType::from_path(resource_type)?.to_string();
     let to_type = rest.is_empty();
     let target = || entry_target(request, &resource_type);
     let if_match = entry_if_match(request)?;
@@ -329,7 +325,7 @@ fn action(index: usize, request: &mut EntryRequest) -> Result<TxAction, FhirErro
 /// What a PUT, PATCH or DELETE entry names: `[type]/[id]`, or `[type]?criteria`.
 fn entry_target(request: &EntryRequest, resource_type: &str) -> Result<Target, FhirError> {
     match request.segments.get(1..).unwrap_or(&[]) {
-        [id] if crate::resource::is_valid_id(id) => Ok(Target::Id(id.clone())),
+        [id] if is_valid_id(id) => Ok(Target::Id(id.clone())),
         [] => {
             let what = format!("A conditional {}", request.method);
             super::conditional_criteria(resource_type, &request.params, &what)

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::index;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
@@ -15,12 +16,12 @@ use crate::store::{Method, Outcome, StoreError, Version, WriteOp};
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
+    resource_type: ResourceType,
+    id: Id<'_>,
 ) -> Result<FhirResponse, FhirError> {
-    let resource = request.resource(resource_type)?;
+    let resource = request.resource(&resource_type)?;
     match resource.get("id").and_then(Value::as_str) {
-        Some(body_id) if body_id == id => {}
+        Some(body_id) if body_id == id.as_str() => {}
         Some(body_id) => {
             return Err(FhirError::bad_request(format!(
                 "The body's id '{body_id}' does not match the URL's id '{id}'"
@@ -34,14 +35,14 @@ pub async fn handle(
             );
         }
     }
-    let index = index::extract(resource_type, &resource);
+    let index = index::extract(&resource_type, &resource);
     let outcome = app
         .store
         .write(
             request.tenant,
             WriteOp::Update {
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
                 resource,
                 index,
                 if_match: request.if_match()?,
@@ -55,18 +56,18 @@ pub async fn handle(
 pub async fn conditional(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
+    resource_type: ResourceType,
 ) -> Result<FhirResponse, FhirError> {
     let query =
-        super::conditional_criteria(resource_type, &request.params, "A conditional update")?;
-    let resource = request.resource(resource_type)?;
-    let index = index::extract(resource_type, &resource);
+        super::conditional_criteria(&resource_type, &request.params, "A conditional update")?;
+    let resource = request.resource(&resource_type)?;
+    let index = index::extract(&resource_type, &resource);
     let outcome = app
         .store
         .write(
             request.tenant,
             WriteOp::ConditionalUpdate {
-                resource_type: resource_type.to_owned(),
+                resource_type: resource_type.to_string(),
                 query,
                 resource,
                 index,
@@ -126,8 +127,8 @@ pub async fn rewrite(
             return Ok(Rewritten::Unchanged(current));
         };
         let op = WriteOp::Update {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
             index: index::extract(resource_type, &resource),
             resource,
             if_match: Some(current.version),

@@ -4,14 +4,15 @@ use axum::http::StatusCode;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 
 pub async fn handle(
     app: &App,
     request: &FhirRequest,
-    resource_type: &str,
-    id: &str,
+    resource_type: ResourceType,
+    id: Id<'_>,
     version: &str,
 ) -> Result<FhirResponse, FhirError> {
     let number: i64 = version.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -19,7 +20,7 @@ pub async fn handle(
     })?;
     let found = app
         .store
-        .vread(request.tenant, resource_type, id, number)
+        .vread(request.tenant, &resource_type, &id, number)
         .await?
         .ok_or_else(|| {
             FhirError::not_found(format!("{resource_type}/{id} has no version {version}"))
@@ -28,5 +29,5 @@ pub async fn handle(
         return Err(super::read::gone(&found));
     }
     let response = FhirResponse::version(StatusCode::OK, &found);
-    super::subset::read_answer(response, resource_type, &request.params)
+    super::subset::read_answer(response, &resource_type, &request.params)
 }

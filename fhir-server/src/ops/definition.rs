@@ -8,14 +8,21 @@ use serde_json::{Value, json};
 use super::{ANY_TYPE, OPERATIONS, Operation};
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 
 /// `GET OperationDefinition/[id]`: one of ours, else whatever the tenant stored.
-pub async fn read(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
-    match OPERATIONS.iter().find(|operation| operation.id == id) {
+pub async fn read(app: &App, request: &FhirRequest, id: Id<'_>) -> Result<FhirResponse, FhirError> {
+    match OPERATIONS
+        .iter()
+        .find(|operation| operation.id == id.as_str())
+    {
         Some(operation) => Ok(FhirResponse::value(StatusCode::OK, definition(operation))),
-        None => crate::interaction::read::handle(app, request, "OperationDefinition", id).await,
+        None => {
+            let resource_type = ResourceType::from_path("OperationDefinition")?;
+            crate::interaction::read::handle(app, request, resource_type, id).await
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, json};
 use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::ResourceType;
 use crate::rest::bundle::{Entry, Resource, bundle, full_url, link_url};
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
@@ -156,9 +157,7 @@ impl Asked {
                 "_type" => {
                     let listed: Vec<String> =
                         value.split(',').map(|t| t.trim().to_owned()).collect();
-                    if let Some(unknown) = listed
-                        .iter()
-                        .find(|t| !fhir_model::Definitions::r4().is_resource_type(t))
+                    if let Some(unknown) = listed.iter().find(|t| ResourceType::parse(t).is_none())
                     {
                         return Err(bad(format!(
                             "_type names an unknown resource type '{unknown}'"

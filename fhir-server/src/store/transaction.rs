@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::write::{self, Outcome, ServerOwned, Tx};
 use super::{Method, StoreError, Version};
 use crate::error::FhirError;
+use crate::ids::ResourceType;
 use crate::index::{self, IndexRows};
 use crate::search::Query;
 
@@ -695,8 +696,7 @@ pub fn rewrite_references(value: &mut Value, names: &HashMap<String, String>) {
 /// A conditional reference: `Type?criteria`.
 fn conditional_reference(text: &str) -> Option<(&str, &str)> {
     let (resource_type, query) = text.split_once('?')?;
-    (!resource_type.contains('/') && fhir_model::Definitions::r4().is_resource_type(resource_type))
-        .then_some((resource_type, query))
+    ResourceType::parse(resource_type).map(|_| (resource_type, query))
 }
 
 fn has_conditional_reference(value: &Value) -> bool {
