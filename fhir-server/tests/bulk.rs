@@ -1,18 +1,15 @@
 //! Patient `$everything`, Bulk Data `$export` (kick-off, status, manifest, files, cancel,
 //! restart, expiry) and the `import` / `export` commands, on both databases.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Backend, JSON, Server, json, patient};
+use common::{Backend, JSON, Server, all_pages, patient};
 use serde_json::{Value, json};
-
-async fn get(server: &Server, url: &str) -> (u16, Value) {
-    json(server.client.get(url).send().await.expect("answers")).await
-}
 
 /// `Type/id` of every entry of a Bundle page.
 fn entry_ids(bundle: &Value) -> Vec<String> {
@@ -30,24 +27,15 @@ fn entry_ids(bundle: &Value) -> Vec<String> {
         .collect()
 }
 
-fn next_link(bundle: &Value) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .and_then(|l| l["url"].as_str().map(str::to_owned))
-}
-
 /// Every `Type/id` of `url` and its next pages; asserts no page repeats an entry.
-async fn all_pages(server: &Server, url: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut url = Some(url.to_owned());
-    while let Some(page) = url {
-        let (status, bundle) = get(server, &page).await;
-        assert_eq!(status, 200, "{page}: {bundle}");
-        found.extend(entry_ids(&bundle));
-        url = next_link(&bundle);
-    }
+async fn all_entry_ids(server: &Server, url: &str) -> Vec<String> {
+    let (status, first) = server.get_json_url(url).await;
+    assert_eq!(status, 200, "{url}: {first}");
+    let found: Vec<String> = all_pages(server, first)
+        .await
+        .iter()
+        .flat_map(entry_ids)
+        .collect();
     let unique: BTreeSet<&String> = found.iter().collect();
     assert_eq!(unique.len(), found.len(), "no entry twice: {found:?}");
     found
@@ -126,7 +114,7 @@ async fn practice(server: &Server) -> BTreeMap<&'static str, String> {
 async fn everything_is_the_record_and_what_it_references(server: Server) {
     let refs = practice(&server).await;
     let url = format!("{}/{}/$everything", server.base, refs["alice"]);
-    let (status, bundle) = get(&server, &url).await;
+    let (status, bundle) = server.get_json_url(&url).await;
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["type"], "searchset");
     let found = entry_ids(&bundle);
@@ -145,12 +133,12 @@ async fn everything_is_the_record_and_what_it_references(server: Server) {
     assert_eq!(found.iter().cloned().collect::<BTreeSet<_>>(), expected);
 
     // Pages of two: the same members, each once.
-    let paged = all_pages(&server, &format!("{url}?_count=2")).await;
+    let paged = all_entry_ids(&server, &format!("{url}?_count=2")).await;
     assert_eq!(paged.len(), expected.len());
     assert_eq!(paged.into_iter().collect::<BTreeSet<_>>(), expected);
 
     // _type keeps only those types.
-    let encounters = all_pages(&server, &format!("{url}?_type=Encounter,Appointment")).await;
+    let encounters = all_entry_ids(&server, &format!("{url}?_type=Encounter,Appointment")).await;
     let expected_types: BTreeSet<String> =
         [refs["appointment"].clone(), refs["encounter_alice"].clone()].into();
     assert_eq!(
@@ -174,7 +162,7 @@ async fn everything_is_the_record_and_what_it_references(server: Server) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let changed = all_pages(
+    let changed = all_entry_ids(
         &server,
         &format!("{url}?_since={}", since.replace('+', "%2B")),
     )
@@ -182,21 +170,23 @@ async fn everything_is_the_record_and_what_it_references(server: Server) {
     assert_eq!(changed, vec![refs["encounter_alice"].clone()]);
 
     // Nothing changed since a moment to come: an empty page, not an error.
-    let (status, empty) = get(&server, &format!("{url}?_since=2999-01-01T00:00:00Z")).await;
+    let (status, empty) = server
+        .get_json_url(&format!("{url}?_since=2999-01-01T00:00:00Z"))
+        .await;
     assert_eq!(status, 200, "{empty}");
     assert!(entry_ids(&empty).is_empty());
 
     // Errors: an unknown patient, a bad _since, an unknown _type.
-    let (status, outcome) = get(
-        &server,
-        &format!("{}/Patient/nobody/$everything", server.base),
-    )
-    .await;
+    let (status, outcome) = server
+        .get_json_url(&format!("{}/Patient/nobody/$everything", server.base))
+        .await;
     assert_eq!(status, 404, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
-    let (status, _) = get(&server, &format!("{url}?_since=yesterday")).await;
+    let (status, _) = server
+        .get_json_url(&format!("{url}?_since=yesterday"))
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = get(&server, &format!("{url}?_type=Nonsense")).await;
+    let (status, _) = server.get_json_url(&format!("{url}?_type=Nonsense")).await;
     assert_eq!(status, 400);
 }
 both!(everything_is_the_record_and_what_it_references);
@@ -311,7 +301,9 @@ async fn export_levels_types_and_since(server: Server) {
         expected
     );
     // The files hold the resources as they are read.
-    let (_, alice) = get(&server, &format!("{}/{}", server.base, refs["alice"])).await;
+    let (_, alice) = server
+        .get_json_url(&format!("{}/{}", server.base, refs["alice"]))
+        .await;
     assert_eq!(everything[&refs["alice"]], alice);
 
     // _type.
@@ -444,11 +436,9 @@ async fn export_levels_types_and_since(server: Server) {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    let (status, _) = get(
-        &server,
-        &format!("{}/$export-status/nosuchjob", server.base),
-    )
-    .await;
+    let (status, _) = server
+        .get_json_url(&format!("{}/$export-status/nosuchjob", server.base))
+        .await;
     assert_eq!(status, 404);
 }
 both!(export_levels_types_and_since);
@@ -466,19 +456,21 @@ async fn export_cancel_and_tenants(server: Server) {
     let found: Vec<String> = exported(&server, &done).await.into_keys().collect();
     assert_eq!(found.len(), 1, "{found:?}");
     let job = status_url.rsplit('/').next().unwrap();
-    let (status, _) = get(&server, &format!("{other}/$export-status/{job}")).await;
+    let (status, _) = server
+        .get_json_url(&format!("{other}/$export-status/{job}"))
+        .await;
     assert_eq!(status, 404, "another tenant cannot see the job");
     let file = done["output"][0]["url"].as_str().unwrap();
     let other_file = file.replace(&server.base, &other);
-    let (status, _) = get(&server, &other_file).await;
+    let (status, _) = server.get_json_url(&other_file).await;
     assert_eq!(status, 404, "nor its files");
 
     // DELETE removes a finished export: its status and files are gone.
     let response = server.client.delete(&status_url).send().await.unwrap();
     assert_eq!(response.status(), 202);
-    let (status, _) = get(&server, &status_url).await;
+    let (status, _) = server.get_json_url(&status_url).await;
     assert_eq!(status, 404);
-    let (status, _) = get(&server, file).await;
+    let (status, _) = server.get_json_url(file).await;
     assert_eq!(status, 404);
     let response = server.client.delete(&status_url).send().await.unwrap();
     assert_eq!(response.status(), 404, "cancelled once");
@@ -530,13 +522,13 @@ async fn export_survives_restart_and_expires(backend: Backend) {
     let mut gone = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if get(&server, &status_url).await.0 == 404 {
+        if server.get_json_url(&status_url).await.0 == 404 {
             gone = true;
             break;
         }
     }
     assert!(gone, "the expired export is removed");
-    assert_eq!(get(&server, &file).await.0, 404);
+    assert_eq!(server.get_json_url(&file).await.0, 404);
     assert!(!files.exists(), "the expired files are deleted");
 }
 both_backends!(export_survives_restart_and_expires);
@@ -591,7 +583,8 @@ async fn export_then_import_gives_the_same_resources(backend: Backend) {
     };
     let refs = practice(&source).await;
     // A second version, and a deleted resource that must not travel.
-    let mut bob = get(&source, &format!("{}/{}", source.base, refs["bob"]))
+    let mut bob = source
+        .get_json_url(&format!("{}/{}", source.base, refs["bob"]))
         .await
         .1;
     bob["active"] = json!(true);
@@ -647,14 +640,17 @@ async fn export_then_import_gives_the_same_resources(backend: Backend) {
     run_ok(&target, &["export", "--out", copy.to_str().unwrap()]);
     assert_eq!(comparable(read_folder(&copy)), comparable(files.clone()));
     // The server on the target database reads them, and searches find them.
-    let (status, alice) = get(&target, &format!("{}/{}", target.base, refs["alice"])).await;
+    let (status, alice) = target
+        .get_json_url(&format!("{}/{}", target.base, refs["alice"]))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(alice["name"][0]["family"], "Alice");
-    let (_, found) = get(
-        &target,
-        &format!("{}/Appointment?patient={}", target.base, refs["alice"]),
-    )
-    .await;
+    let (_, found) = target
+        .get_json_url(&format!(
+            "{}/Appointment?patient={}",
+            target.base, refs["alice"]
+        ))
+        .await;
     assert_eq!(found["entry"].as_array().map(Vec::len), Some(1), "{found}");
 
     // $export of the source gives the same resources as the command.
@@ -786,16 +782,22 @@ async fn import_goes_on_past_bad_input(backend: Backend) {
         ("Patient/after-bad-byte", 200),
         ("Patient/synthea-kid", 200),
     ] {
-        let (status, _) = get(&server, &format!("{}/{path}", server.base)).await;
+        let (status, _) = server
+            .get_json_url(&format!("{}/{path}", server.base))
+            .await;
         assert_eq!(status, expected, "{path}");
     }
     // The transaction's encounter points at its patient's new id.
-    let (_, encounters) = get(&server, &format!("{}/Encounter", server.base)).await;
+    let (_, encounters) = server
+        .get_json_url(&format!("{}/Encounter", server.base))
+        .await;
     let subject = encounters["entry"][0]["resource"]["subject"]["reference"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, synthea) = get(&server, &format!("{}/{subject}", server.base)).await;
+    let (status, synthea) = server
+        .get_json_url(&format!("{}/{subject}", server.base))
+        .await;
     assert_eq!(status, 200, "{subject}");
     assert_eq!(synthea["name"][0]["family"], "Synthea");
 

@@ -4,15 +4,15 @@
 //! `Prefer: return`, JSON Patch, search by `_id` and `identifier`, and the capability
 //! statement. Every expected result is computed from the data the test itself loaded.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use common::{JSON, Server, patient};
+use common::{JSON, Reply, Server, all_pages, entries, get, id_of, link, patient, send, set};
 use reqwest::RequestBuilder;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 const MRN: &str = "http://example.org/mrn";
@@ -23,84 +23,15 @@ const FORM: &str = "application/x-www-form-urlencoded";
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// A response: status, headers, raw text and the body parsed as JSON (`Null` when empty).
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-    body: Value,
-}
-
-impl Reply {
-    /// Asserts the status, showing the body when it differs.
-    fn expect(self, status: u16) -> Reply {
-        assert_eq!(
-            self.status, status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        self
-    }
-
-    /// A header that must be present.
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_else(|| panic!("no {name} header; status {}", self.status))
-    }
-
-    /// Asserts the body is an OperationOutcome with at least one issue.
-    fn expect_outcome(&self) {
-        assert_eq!(
-            self.body["resourceType"], "OperationOutcome",
-            "{}",
-            self.text
-        );
-        assert!(
-            self.body["issue"].as_array().is_some_and(|i| !i.is_empty()),
-            "{}",
-            self.text
-        );
-    }
-}
-
-async fn send(request: RequestBuilder) -> Reply {
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("a body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    Reply {
-        status,
-        headers,
-        text,
-        body,
-    }
-}
-
-/// `{base}/{path}`.
-fn url(server: &Server, path: &str) -> String {
-    format!("{}/{path}", server.base)
-}
-
 /// Percent-encodes a query parameter value.
 fn enc(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn get(server: &Server, path: &str) -> RequestBuilder {
-    server.client.get(url(server, path))
-}
-
 fn post(server: &Server, path: &str, body: &Value) -> RequestBuilder {
     server
         .client
-        .post(url(server, path))
+        .post(server.url(path))
         .header("content-type", JSON)
         .body(body.to_string())
 }
@@ -108,7 +39,7 @@ fn post(server: &Server, path: &str, body: &Value) -> RequestBuilder {
 fn put(server: &Server, path: &str, body: &Value) -> RequestBuilder {
     server
         .client
-        .put(url(server, path))
+        .put(server.url(path))
         .header("content-type", JSON)
         .body(body.to_string())
 }
@@ -116,17 +47,13 @@ fn put(server: &Server, path: &str, body: &Value) -> RequestBuilder {
 fn patch(server: &Server, path: &str, operations: &Value) -> RequestBuilder {
     server
         .client
-        .patch(url(server, path))
+        .patch(server.url(path))
         .header("content-type", JSON_PATCH)
         .body(operations.to_string())
 }
 
 fn delete(server: &Server, path: &str) -> RequestBuilder {
-    server.client.delete(url(server, path))
-}
-
-fn id_of(resource: &Value) -> String {
-    resource["id"].as_str().expect("an id").to_owned()
+    server.client.delete(server.url(path))
 }
 
 fn version_of(resource: &Value) -> String {
@@ -163,44 +90,20 @@ async fn rename(server: &Server, current: &Value, family: &str) -> Value {
     send(put(server, &path, &next)).await.expect(200).body
 }
 
-async fn read(server: &Server, path: &str) -> Reply {
-    send(get(server, path)).await
-}
-
-/// The `next` link of a Bundle, if any.
-fn next_link(bundle: &Value) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .and_then(|l| l["url"].as_str())
-        .map(str::to_owned)
-}
-
 fn self_link(bundle: &Value) -> String {
-    bundle["link"]
-        .as_array()
-        .and_then(|links| links.iter().find(|l| l["relation"] == "self"))
-        .and_then(|l| l["url"].as_str())
-        .expect("a self link")
-        .to_owned()
-}
-
-fn entries(bundle: &Value) -> Vec<Value> {
-    bundle["entry"].as_array().cloned().unwrap_or_default()
+    link(bundle, "self").expect("a self link")
 }
 
 /// Follows a Bundle and all its `next` links; returns every entry in order, checking
 /// each page's `total` is `expected_total` (when given) and no page is larger than `page_size`.
-async fn all_pages(
+async fn paged_entries(
     server: &Server,
     first: Reply,
     page_size: usize,
     expected_total: Option<i64>,
 ) -> Vec<Value> {
-    let mut page = first.expect(200).body;
     let mut all = Vec::new();
-    for _ in 0..1000 {
+    for page in all_pages(server, first.expect(200).body).await {
         if let Some(total) = expected_total {
             assert_eq!(page["total"].as_i64(), Some(total), "total on every page");
         }
@@ -210,31 +113,23 @@ async fn all_pages(
             "a page has at most {page_size} entries"
         );
         all.extend(found);
-        match next_link(&page) {
-            Some(next) => page = send(server.client.get(next)).await.expect(200).body,
-            None => return all,
-        }
     }
-    panic!("the next links never end");
+    all
 }
 
 /// Ids of every Patient a search finds, following `next` links.
 async fn search_ids(server: &Server, query: &str) -> Vec<String> {
-    let first = read(server, &format!("Patient?{query}")).await;
-    all_pages(server, first, 1000, None)
+    let first = get(server, &format!("Patient?{query}")).await;
+    paged_entries(server, first, 1000, None)
         .await
         .iter()
         .map(|e| id_of(&e["resource"]))
         .collect()
 }
 
-fn set(ids: &[String]) -> BTreeSet<String> {
-    ids.iter().cloned().collect()
-}
-
 /// How many Patients a search matches (`_summary=count`).
 async fn count(server: &Server, query: &str) -> i64 {
-    let reply = read(server, &format!("Patient?{query}&_summary=count"))
+    let reply = get(server, &format!("Patient?{query}&_summary=count"))
         .await
         .expect(200);
     reply.body["total"].as_i64().expect("a total")
@@ -317,8 +212,8 @@ async fn create_replaces_a_client_id(server: Server) {
     let created = send(post(&server, "Patient", &body)).await.expect(201).body;
     assert_ne!(id_of(&created), "chosen-by-client");
     assert_eq!(version_of(&created), "1");
-    read(&server, "Patient/chosen-by-client").await.expect(404);
-    read(&server, &format!("Patient/{}", id_of(&created)))
+    get(&server, "Patient/chosen-by-client").await.expect(404);
+    get(&server, &format!("Patient/{}", id_of(&created)))
         .await
         .expect(200);
 }
@@ -330,7 +225,7 @@ both!(create_replaces_a_client_id);
 
 async fn read_returns_the_resource_with_etag_and_last_modified(server: Server) {
     let created = create_patient(&server, "Read", "r-1").await;
-    let reply = read(&server, &format!("Patient/{}", id_of(&created)))
+    let reply = get(&server, &format!("Patient/{}", id_of(&created)))
         .await
         .expect(200);
     assert_eq!(reply.body, created);
@@ -339,30 +234,30 @@ async fn read_returns_the_resource_with_etag_and_last_modified(server: Server) {
 both!(read_returns_the_resource_with_etag_and_last_modified);
 
 async fn read_of_an_unknown_id_is_404(server: Server) {
-    let reply = read(&server, "Patient/does-not-exist").await.expect(404);
+    let reply = get(&server, "Patient/does-not-exist").await.expect(404);
     reply.expect_outcome();
 }
 both!(read_of_an_unknown_id_is_404);
 
 async fn read_of_an_invalid_id_is_400(server: Server) {
-    read(&server, "Patient/a%24b")
+    get(&server, "Patient/a%24b")
         .await
         .expect(400)
         .expect_outcome();
-    read(&server, &format!("Patient/{}", "a".repeat(65)))
+    get(&server, &format!("Patient/{}", "a".repeat(65)))
         .await
         .expect(400)
         .expect_outcome();
     // 64 characters is still a valid (unknown) id.
-    read(&server, &format!("Patient/{}", "a".repeat(64)))
+    get(&server, &format!("Patient/{}", "a".repeat(64)))
         .await
         .expect(404);
 }
 both!(read_of_an_invalid_id_is_400);
 
 async fn unknown_resource_type_is_404(server: Server) {
-    read(&server, "Foo/1").await.expect(404).expect_outcome();
-    read(&server, "Foo").await.expect(404).expect_outcome();
+    get(&server, "Foo/1").await.expect(404).expect_outcome();
+    get(&server, "Foo").await.expect(404).expect_outcome();
 }
 both!(unknown_resource_type_is_404);
 
@@ -376,7 +271,7 @@ async fn vread_returns_each_version(server: Server) {
     let id = id_of(&v1);
     for expected in [&v1, &v2] {
         let path = format!("Patient/{id}/_history/{}", version_of(expected));
-        let reply = read(&server, &path).await.expect(200);
+        let reply = get(&server, &path).await.expect(200);
         assert_eq!(&reply.body, expected);
         assert_version_headers(&reply, expected);
     }
@@ -385,15 +280,15 @@ both!(vread_returns_each_version);
 
 async fn vread_of_a_missing_version_is_404(server: Server) {
     let id = id_of(&create_patient(&server, "Once", "v-2").await);
-    read(&server, &format!("Patient/{id}/_history/2"))
+    get(&server, &format!("Patient/{id}/_history/2"))
         .await
         .expect(404)
         .expect_outcome();
-    read(&server, &format!("Patient/{id}/_history/abc"))
+    get(&server, &format!("Patient/{id}/_history/abc"))
         .await
         .expect(404)
         .expect_outcome();
-    read(&server, "Patient/never/_history/1")
+    get(&server, "Patient/never/_history/1")
         .await
         .expect(404)
         .expect_outcome();
@@ -419,7 +314,7 @@ async fn update_makes_version_2(server: Server) {
         reply.header("location"),
         format!("{}/Patient/{id}/_history/2", server.base)
     );
-    let current = read(&server, &format!("Patient/{id}")).await.expect(200);
+    let current = get(&server, &format!("Patient/{id}")).await.expect(200);
     assert_eq!(current.body["name"][0]["family"], "After");
     assert_eq!(current.body, reply.body);
 }
@@ -437,7 +332,7 @@ async fn update_with_a_new_client_id_creates(server: Server) {
         reply.header("location"),
         format!("{}/Patient/client-chosen-1/_history/1", server.base)
     );
-    let current = read(&server, "Patient/client-chosen-1").await.expect(200);
+    let current = get(&server, "Patient/client-chosen-1").await.expect(200);
     assert_eq!(current.body["name"][0]["family"], "Chosen");
 }
 both!(update_with_a_new_client_id_creates);
@@ -459,13 +354,13 @@ async fn update_needs_the_body_id_to_match_the_url(server: Server) {
         .expect_outcome();
     // Nothing was written.
     assert_eq!(
-        read(&server, &format!("Patient/{id}"))
+        get(&server, &format!("Patient/{id}"))
             .await
             .expect(200)
             .body,
         created
     );
-    read(&server, "Patient/someone-else").await.expect(404);
+    get(&server, "Patient/someone-else").await.expect(404);
 }
 both!(update_needs_the_body_id_to_match_the_url);
 
@@ -476,8 +371,8 @@ async fn update_with_another_resource_type_is_400(server: Server) {
         .await
         .expect(400)
         .expect_outcome();
-    read(&server, "Patient/x").await.expect(404);
-    read(&server, "Observation/x").await.expect(404);
+    get(&server, "Patient/x").await.expect(404);
+    get(&server, "Observation/x").await.expect(404);
 }
 both!(update_with_another_resource_type_is_400);
 
@@ -492,16 +387,16 @@ async fn delete_makes_reads_gone_but_keeps_versions(server: Server) {
         .await
         .expect(204);
     assert!(reply.text.is_empty());
-    read(&server, &format!("Patient/{id}"))
+    get(&server, &format!("Patient/{id}"))
         .await
         .expect(410)
         .expect_outcome();
-    let old = read(&server, &format!("Patient/{id}/_history/1"))
+    let old = get(&server, &format!("Patient/{id}/_history/1"))
         .await
         .expect(200);
     assert_eq!(old.body, created);
     // The delete itself is version 2, which has no content to read.
-    read(&server, &format!("Patient/{id}/_history/2"))
+    get(&server, &format!("Patient/{id}/_history/2"))
         .await
         .expect(410)
         .expect_outcome();
@@ -519,9 +414,9 @@ async fn delete_is_idempotent(server: Server) {
     send(delete(&server, "Patient/never-existed"))
         .await
         .expect(204);
-    read(&server, "Patient/never-existed").await.expect(404);
+    get(&server, "Patient/never-existed").await.expect(404);
     // The second delete wrote no version: the history holds the create and one delete.
-    let history = read(&server, &format!("Patient/{id}/_history"))
+    let history = get(&server, &format!("Patient/{id}/_history"))
         .await
         .expect(200);
     assert_eq!(history.body["total"], 2);
@@ -534,7 +429,7 @@ async fn update_after_delete_brings_it_back(server: Server) {
     send(delete(&server, &format!("Patient/{id}")))
         .await
         .expect(204);
-    let history = read(&server, &format!("Patient/{id}/_history"))
+    let history = get(&server, &format!("Patient/{id}/_history"))
         .await
         .expect(200);
     let delete_version = versions(&entries(&history.body))[0];
@@ -544,7 +439,7 @@ async fn update_after_delete_brings_it_back(server: Server) {
     let revived = (delete_version + 1).to_string();
     assert_eq!(version_of(&reply.body), revived);
     assert_eq!(reply.header("etag"), format!("W/\"{revived}\""));
-    let current = read(&server, &format!("Patient/{id}")).await.expect(200);
+    let current = get(&server, &format!("Patient/{id}")).await.expect(200);
     assert_eq!(version_of(&current.body), revived);
     assert_eq!(current.body["name"][0]["family"], "Back");
 }
@@ -555,7 +450,7 @@ async fn history_shows_the_delete(server: Server) {
     send(delete(&server, &format!("Patient/{id}")))
         .await
         .expect(204);
-    let history = read(&server, &format!("Patient/{id}/_history"))
+    let history = get(&server, &format!("Patient/{id}/_history"))
         .await
         .expect(200)
         .body;
@@ -590,7 +485,7 @@ async fn patient_with_versions(server: &Server, mrn: &str, count: usize) -> Vec<
 async fn instance_history_is_newest_first(server: Server) {
     let all = patient_with_versions(&server, "h-1", 4).await;
     let id = id_of(&all[0]);
-    let history = read(&server, &format!("Patient/{id}/_history"))
+    let history = get(&server, &format!("Patient/{id}/_history"))
         .await
         .expect(200)
         .body;
@@ -608,7 +503,7 @@ both!(instance_history_is_newest_first);
 async fn history_entries_carry_request_and_response(server: Server) {
     let all = patient_with_versions(&server, "h-2", 2).await;
     let id = id_of(&all[0]);
-    let history = read(&server, &format!("Patient/{id}/_history"))
+    let history = get(&server, &format!("Patient/{id}/_history"))
         .await
         .expect(200)
         .body;
@@ -650,7 +545,7 @@ async fn type_and_system_history(server: Server) {
     let second = patient_with_versions(&server, "h-4", 3).await;
     let obs = server.create(&server.base, &observation()).await;
 
-    let patients = read(&server, "Patient/_history").await.expect(200).body;
+    let patients = get(&server, "Patient/_history").await.expect(200).body;
     assert_eq!(patients["type"], "history");
     assert_eq!(patients["total"], 5);
     let mut seen: Vec<(String, i64)> = entries(&patients)
@@ -671,7 +566,7 @@ async fn type_and_system_history(server: Server) {
     expected.sort();
     assert_eq!(seen, expected);
 
-    let system = read(&server, "_history").await.expect(200).body;
+    let system = get(&server, "_history").await.expect(200).body;
     assert_eq!(system["total"], 6);
     let system_entries = entries(&system);
     assert_eq!(system_entries.len(), 6);
@@ -701,7 +596,7 @@ async fn history_since_filters_older_versions(server: Server) {
         .map(|v| version_of(v).parse().unwrap())
         .collect();
     assert!(expected.len() < all.len() && expected.contains(&3));
-    let history = read(
+    let history = get(
         &server,
         &format!("Patient/{id}/_history?_since={}", enc(&since)),
     )
@@ -710,7 +605,7 @@ async fn history_since_filters_older_versions(server: Server) {
     .body;
     assert_eq!(versions(&entries(&history)), expected);
     assert_eq!(history["total"].as_i64(), Some(expected.len() as i64));
-    let typed = read(&server, &format!("Patient/_history?_since={}", enc(&since)))
+    let typed = get(&server, &format!("Patient/_history?_since={}", enc(&since)))
         .await
         .expect(200)
         .body;
@@ -721,8 +616,8 @@ both!(history_since_filters_older_versions);
 async fn instance_history_pages_see_every_version_once(server: Server) {
     let all = patient_with_versions(&server, "h-6", 7).await;
     let id = id_of(&all[0]);
-    let first = read(&server, &format!("Patient/{id}/_history?_count=2")).await;
-    let found = all_pages(&server, first, 2, Some(7)).await;
+    let first = get(&server, &format!("Patient/{id}/_history?_count=2")).await;
+    let found = paged_entries(&server, first, 2, Some(7)).await;
     assert_eq!(versions(&found), vec![7, 6, 5, 4, 3, 2, 1]);
 }
 both!(instance_history_pages_see_every_version_once);
@@ -737,8 +632,8 @@ async fn type_history_pages_see_every_version_once(server: Server) {
             ));
         }
     }
-    let first = read(&server, "Patient/_history?_count=2").await;
-    let found = all_pages(&server, first, 2, Some(6)).await;
+    let first = get(&server, "Patient/_history?_count=2").await;
+    let found = paged_entries(&server, first, 2, Some(6)).await;
     let seen: Vec<(String, i64)> = found
         .iter()
         .map(|e| (id_of(&e["resource"]), versions(std::slice::from_ref(e))[0]))
@@ -764,10 +659,7 @@ async fn if_match_guards_updates(server: Server) {
         .await
         .expect(412)
         .expect_outcome();
-    assert_eq!(
-        version_of(&read(&server, &path).await.expect(200).body),
-        "2"
-    );
+    assert_eq!(version_of(&get(&server, &path).await.expect(200).body), "2");
 }
 both!(if_match_guards_updates);
 
@@ -778,16 +670,13 @@ async fn malformed_if_match_is_400(server: Server) {
         .await
         .expect(400)
         .expect_outcome();
-    assert_eq!(
-        version_of(&read(&server, &path).await.expect(200).body),
-        "1"
-    );
+    assert_eq!(version_of(&get(&server, &path).await.expect(200).body), "1");
 }
 both!(malformed_if_match_is_400);
 
 async fn concurrent_if_match_updates_let_exactly_one_win(server: Server) {
     let created = create_patient(&server, "Race", "m-3").await;
-    let path = url(&server, &format!("Patient/{}", id_of(&created)));
+    let path = server.url(&format!("Patient/{}", id_of(&created)));
     let tasks: Vec<_> = (0..24)
         .map(|n| {
             let client = server.client.clone();
@@ -812,7 +701,7 @@ async fn concurrent_if_match_updates_let_exactly_one_win(server: Server) {
     let won = statuses.iter().filter(|s| **s == 200).count();
     let lost = statuses.iter().filter(|s| **s == 412).count();
     assert_eq!((won, lost), (1, 23), "statuses: {statuses:?}");
-    let current = read(&server, &format!("Patient/{}", id_of(&created)))
+    let current = get(&server, &format!("Patient/{}", id_of(&created)))
         .await
         .expect(200);
     assert_eq!(version_of(&current.body), "2");
@@ -831,13 +720,23 @@ async fn if_none_match_answers_304_for_the_current_version(server: Server) {
     )
     .await;
     let path = format!("Patient/{}", id_of(&v2));
-    let reply = send(get(&server, &path).header("if-none-match", "W/\"2\""))
-        .await
-        .expect(304);
+    let reply = send(
+        server
+            .client
+            .get(server.url(&path))
+            .header("if-none-match", "W/\"2\""),
+    )
+    .await
+    .expect(304);
     assert!(reply.text.is_empty());
-    let reply = send(get(&server, &path).header("if-none-match", "W/\"1\""))
-        .await
-        .expect(200);
+    let reply = send(
+        server
+            .client
+            .get(server.url(&path))
+            .header("if-none-match", "W/\"1\""),
+    )
+    .await
+    .expect(200);
     assert_eq!(reply.body, v2);
 }
 both!(if_none_match_answers_304_for_the_current_version);
@@ -846,13 +745,23 @@ async fn if_modified_since_answers_304_when_unchanged(server: Server) {
     let created = create_patient(&server, "Dated", "cr-2").await;
     let path = format!("Patient/{}", id_of(&created));
     let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(86_400));
-    send(get(&server, &path).header("if-modified-since", future))
-        .await
-        .expect(304);
+    send(
+        server
+            .client
+            .get(server.url(&path))
+            .header("if-modified-since", future),
+    )
+    .await
+    .expect(304);
     let past = "Sat, 01 Jan 2000 00:00:00 GMT";
-    let reply = send(get(&server, &path).header("if-modified-since", past))
-        .await
-        .expect(200);
+    let reply = send(
+        server
+            .client
+            .get(server.url(&path))
+            .header("if-modified-since", past),
+    )
+    .await
+    .expect(200);
     assert_eq!(reply.body, created);
 }
 both!(if_modified_since_answers_304_when_unchanged);
@@ -940,14 +849,14 @@ async fn conditional_update_creates_updates_or_refuses(server: Server) {
         .expect(412)
         .expect_outcome();
     assert_eq!(
-        read(&server, &format!("Patient/{}", id_of(&created)))
+        get(&server, &format!("Patient/{}", id_of(&created)))
             .await
             .expect(200)
             .body,
         updated
     );
     assert_eq!(
-        read(&server, &format!("Patient/{}", id_of(&other)))
+        get(&server, &format!("Patient/{}", id_of(&other)))
             .await
             .expect(200)
             .body,
@@ -962,7 +871,7 @@ async fn conditional_delete_removes_one_match(server: Server) {
         .await
         .expect(204);
     assert_eq!(count(&server, &by_mrn("cd-1")).await, 0);
-    read(&server, &format!("Patient/{}", id_of(&created)))
+    get(&server, &format!("Patient/{}", id_of(&created)))
         .await
         .expect(410);
 }
@@ -1066,10 +975,10 @@ async fn patch_replaces_a_field(server: Server) {
     let reply = send(patch(&server, &path, &operations)).await.expect(200);
     assert_eq!(version_of(&reply.body), "2");
     assert_eq!(reply.header("etag"), "W/\"2\"");
-    let current = read(&server, &path).await.expect(200).body;
+    let current = get(&server, &path).await.expect(200).body;
     assert_eq!(current["birthDate"], "1990-01-01");
     assert_eq!(current["name"], created["name"]);
-    let history = read(&server, &format!("{path}/_history"))
+    let history = get(&server, &format!("{path}/_history"))
         .await
         .expect(200)
         .body;
@@ -1084,7 +993,7 @@ async fn assert_patch_refused(server: &Server, created: &Value, operations: Valu
         .await
         .expect(status)
         .expect_outcome();
-    assert_eq!(&read(server, &path).await.expect(200).body, created);
+    assert_eq!(&get(server, &path).await.expect(200).body, created);
 }
 
 async fn patch_with_a_failing_test_is_422(server: Server) {
@@ -1124,11 +1033,11 @@ async fn patch_with_another_content_type_is_415(server: Server) {
     let operations = json!([{"op": "replace", "path": "/birthDate", "value": "1990-01-01"}]);
     let request = server
         .client
-        .patch(url(&server, &path))
+        .patch(server.url(&path))
         .header("content-type", JSON)
         .body(operations.to_string());
     send(request).await.expect(415).expect_outcome();
-    assert_eq!(read(&server, &path).await.expect(200).body, created);
+    assert_eq!(get(&server, &path).await.expect(200).body, created);
 }
 both!(patch_with_another_content_type_is_415);
 
@@ -1140,7 +1049,7 @@ async fn patch_with_a_stale_if_match_is_412(server: Server) {
         .await
         .expect(412)
         .expect_outcome();
-    assert_eq!(read(&server, &path).await.expect(200).body, created);
+    assert_eq!(get(&server, &path).await.expect(200).body, created);
     let reply = send(patch(&server, &path, &operations).header("if-match", "W/\"1\""))
         .await
         .expect(200);
@@ -1178,7 +1087,7 @@ async fn conditional_patch_updates_the_single_match(server: Server) {
     .expect(200);
     assert_eq!(id_of(&reply.body), id_of(&created));
     assert_eq!(version_of(&reply.body), "2");
-    let current = read(&server, &format!("Patient/{}", id_of(&created)))
+    let current = get(&server, &format!("Patient/{}", id_of(&created)))
         .await
         .expect(200)
         .body;
@@ -1271,12 +1180,12 @@ async fn search_pages_see_every_match_once(server: Server) {
         ));
     }
     create_patient(&server, "Outsider", "s-out").await;
-    let first = read(
+    let first = get(
         &server,
         &format!("Patient?identifier={}&_count=3", enc(&format!("{SYSTEM}|"))),
     )
     .await;
-    let found: Vec<String> = all_pages(&server, first, 3, Some(7))
+    let found: Vec<String> = paged_entries(&server, first, 3, Some(7))
         .await
         .iter()
         .map(|e| id_of(&e["resource"]))
@@ -1297,7 +1206,7 @@ async fn post_search_finds_the_same_as_get(server: Server) {
         .finish();
     let request = server
         .client
-        .post(url(&server, "Patient/_search"))
+        .post(server.url("Patient/_search"))
         .header("content-type", FORM)
         .body(form);
     let posted = send(request).await.expect(200).body;
@@ -1313,7 +1222,7 @@ both!(post_search_finds_the_same_as_get);
 async fn unknown_search_parameters_are_ignored_unless_strict(server: Server) {
     let id = id_of(&create_patient(&server, "Lenient", "s-u").await);
     let query = format!("Patient?foo=bar&_id={id}");
-    let lenient = read(&server, &query).await.expect(200).body;
+    let lenient = get(&server, &query).await.expect(200).body;
     assert_eq!(entries(&lenient).len(), 1);
     let link = self_link(&lenient);
     assert!(
@@ -1321,7 +1230,13 @@ async fn unknown_search_parameters_are_ignored_unless_strict(server: Server) {
         "the self link leaves out what was ignored: {link}"
     );
     assert!(link.contains(&format!("_id={id}")), "{link}");
-    let strict = send(get(&server, &query).header("prefer", "handling=strict")).await;
+    let strict = send(
+        server
+            .client
+            .get(server.url(&query))
+            .header("prefer", "handling=strict"),
+    )
+    .await;
     strict.expect(400).expect_outcome();
 }
 both!(unknown_search_parameters_are_ignored_unless_strict);
@@ -1330,13 +1245,13 @@ async fn summary_count_gives_the_total_only(server: Server) {
     for n in 0..4 {
         create_patient(&server, "Counted", &format!("sc-{}", n % 2)).await;
     }
-    let all = read(&server, "Patient?_summary=count")
+    let all = get(&server, "Patient?_summary=count")
         .await
         .expect(200)
         .body;
     assert_eq!(all["total"], 4);
     assert!(all.get("entry").is_none(), "no entries: {all}");
-    let some = read(
+    let some = get(
         &server,
         &format!("Patient?{}&_summary=count", by_mrn("sc-1")),
     )
@@ -1353,7 +1268,7 @@ both!(summary_count_gives_the_total_only);
 // ---------------------------------------------------------------------------------------
 
 async fn metadata_describes_the_server(server: Server) {
-    let statement = read(&server, "metadata").await.expect(200).body;
+    let statement = get(&server, "metadata").await.expect(200).body;
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "4.0.1");
     let formats: Vec<&str> = statement["format"]
@@ -1455,15 +1370,15 @@ async fn method_not_allowed_says_what_is(server: Server) {
     let id = id_of(&created);
     for (request, allow) in [
         (
-            server.client.post(url(&server, &format!("Patient/{id}"))),
+            server.client.post(server.url(&format!("Patient/{id}"))),
             "GET, PUT, PATCH, DELETE",
         ),
-        (server.client.delete(url(&server, "metadata")), "GET"),
-        (server.client.get(url(&server, "")), "POST"),
+        (server.client.delete(server.url("metadata")), "GET"),
+        (server.client.get(server.url("")), "POST"),
         (
             server
                 .client
-                .put(url(&server, &format!("Patient/{id}/_history"))),
+                .put(server.url(&format!("Patient/{id}/_history"))),
             "GET",
         ),
     ] {
@@ -1479,7 +1394,7 @@ both!(method_not_allowed_says_what_is);
 fn fhirpath_patch(server: &Server, path: &str, parameters: &Value) -> RequestBuilder {
     server
         .client
-        .patch(url(server, path))
+        .patch(server.url(path))
         .header("content-type", JSON)
         .body(parameters.to_string())
 }
@@ -1534,7 +1449,7 @@ async fn fhirpath_patch_applies_every_operation(server: Server) {
     let patched = send(
         server
             .client
-            .patch(url(&server, &path))
+            .patch(server.url(&path))
             .header("content-type", "application/fhir+xml")
             .header("accept", JSON)
             .body(xml),
@@ -1570,7 +1485,7 @@ async fn fhirpath_patch_applies_every_operation(server: Server) {
     send(fhirpath_patch(&server, &path, &not_a_patch))
         .await
         .expect(400);
-    let current = send(get(&server, &path)).await.expect(200).body;
+    let current = get(&server, &path).await.expect(200).body;
     assert_eq!(version_of(&current), "3");
 
     // In a transaction, as the entry's Parameters resource.
@@ -1581,7 +1496,7 @@ async fn fhirpath_patch_applies_every_operation(server: Server) {
                 {"name": "value", "valueString": "InTransaction"}]))]},
          "request": {"method": "PATCH", "url": path}}]});
     send(post(&server, "", &bundle)).await.expect(200);
-    let current = send(get(&server, &path)).await.expect(200).body;
+    let current = get(&server, &path).await.expect(200).body;
     assert_eq!(current["name"][0]["family"], "InTransaction");
     // And in a batch.
     let mut batch = bundle.clone();
@@ -1596,7 +1511,7 @@ async fn fhirpath_patch_applies_every_operation(server: Server) {
         "{}",
         reply.text
     );
-    let current = send(get(&server, &path)).await.expect(200).body;
+    let current = get(&server, &path).await.expect(200).body;
     assert_eq!(current["name"][0]["family"], "InBatch");
 }
 both!(fhirpath_patch_applies_every_operation);

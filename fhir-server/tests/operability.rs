@@ -1,6 +1,7 @@
 //! Operability over real HTTP: durability across a crash (SIGKILL), health and readiness,
 //! request ids, graceful shutdown, JSON logs, the `migrate` command and the admin token.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 

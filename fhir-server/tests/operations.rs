@@ -3,20 +3,12 @@
 //! OperationDefinitions are served; `$validate` checks without storing; `$meta`,
 //! `$meta-add` and `$meta-delete` read and change tags, profiles and security labels.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
 use common::{JSON, Server, patient};
 use serde_json::{Value, json};
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    server.get_json(path).await
-}
-
-async fn post(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let post = reqwest::Method::POST;
-    server.send_json(post, path, JSON, body.to_string()).await
-}
 
 fn of_type<'v>(statement: &'v Value, resource_type: &str) -> &'v Value {
     statement["rest"][0]["resource"]
@@ -37,7 +29,7 @@ fn strings(value: &Value) -> Vec<&str> {
 }
 
 async fn capabilities_say_what_the_server_does(server: Server) {
-    let (status, statement) = get(&server, "metadata").await;
+    let (status, statement) = server.get_json("metadata").await;
     assert_eq!(status, 200);
     assert!(
         strings(&statement["instantiates"])
@@ -105,16 +97,18 @@ async fn capabilities_say_what_the_server_does(server: Server) {
         "Claim-submit",
         "import-835",
     ] {
-        let (status, definition) = get(&server, &format!("OperationDefinition/{id}")).await;
+        let (status, definition) = server.get_json(&format!("OperationDefinition/{id}")).await;
         assert_eq!(status, 200, "{id}: {definition}");
         assert_eq!(definition["resourceType"], "OperationDefinition");
         let url = definition["url"].as_str().unwrap();
         assert!(listed.iter().any(|(_, d)| d == url), "{url} is listed");
     }
-    let (status, _) = get(&server, "OperationDefinition/no-such-operation").await;
+    let (status, _) = server
+        .get_json("OperationDefinition/no-such-operation")
+        .await;
     assert_eq!(status, 404);
     // The server's own definitions cannot be overwritten.
-    let (_, mine) = get(&server, "OperationDefinition/Claim-submit").await;
+    let (_, mine) = server.get_json("OperationDefinition/Claim-submit").await;
     let put = reqwest::Method::PUT;
     let (status, _) = server
         .send_json(
@@ -130,14 +124,14 @@ both!(capabilities_say_what_the_server_does);
 
 async fn validate_checks_without_storing(server: Server) {
     let good = patient("Valid", "v-1");
-    let (status, outcome) = post(&server, "Patient/$validate", &good).await;
+    let (status, outcome) = server.post_json("Patient/$validate", &good).await;
     assert_eq!(status, 200, "{outcome}");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert_eq!(outcome["issue"][0]["severity"], "information");
 
     // Invalid: 200 with the errors, each naming its element.
     let bad = json!({"resourceType": "Patient", "gender": "robot", "birthDate": "25/12/1974"});
-    let (status, outcome) = post(&server, "Patient/$validate", &bad).await;
+    let (status, outcome) = server.post_json("Patient/$validate", &bad).await;
     assert_eq!(status, 200, "{outcome}");
     let expressions = common::issue_expressions(&outcome);
     assert!(
@@ -152,7 +146,7 @@ async fn validate_checks_without_storing(server: Server) {
     // As Parameters, with a mode.
     let parameters = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": bad}, {"name": "mode", "valueCode": "create"}]});
-    let (status, outcome) = post(&server, "Patient/$validate", &parameters).await;
+    let (status, outcome) = server.post_json("Patient/$validate", &parameters).await;
     assert_eq!(status, 200);
     assert!(
         outcome["issue"]
@@ -163,7 +157,7 @@ async fn validate_checks_without_storing(server: Server) {
     );
 
     // Nothing was stored.
-    let (_, bundle) = get(&server, "Patient?_summary=count").await;
+    let (_, bundle) = server.get_json("Patient?_summary=count").await;
     assert_eq!(bundle["total"], 0);
 
     // Update mode: the id must be the URL's; delete mode: the resource must exist.
@@ -173,33 +167,38 @@ async fn validate_checks_without_storing(server: Server) {
     other["id"] = json!("someone-else");
     let update = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": other}, {"name": "mode", "valueCode": "update"}]});
-    let (status, outcome) = post(&server, &format!("Patient/{id}/$validate"), &update).await;
+    let (status, outcome) = server
+        .post_json(&format!("Patient/{id}/$validate"), &update)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(outcome["issue"][0]["severity"], "error", "{outcome}");
-    let (status, outcome) = get(&server, &format!("Patient/{id}/$validate?mode=delete")).await;
+    let (status, outcome) = server
+        .get_json(&format!("Patient/{id}/$validate?mode=delete"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(outcome["issue"][0]["severity"], "information", "{outcome}");
-    let (_, outcome) = get(&server, "Patient/nobody/$validate?mode=delete").await;
+    let (_, outcome) = server
+        .get_json("Patient/nobody/$validate?mode=delete")
+        .await;
     assert_eq!(outcome["issue"][0]["code"], "not-found", "{outcome}");
 
     // What cannot be validated: 4xx.
-    let (status, _) = post(&server, "Patient/$validate?mode=sideways", &good).await;
+    let (status, _) = server
+        .post_json("Patient/$validate?mode=sideways", &good)
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = post(
-        &server,
-        "Patient/$validate?profile=http://example.org/StructureDefinition/mine",
-        &good,
-    )
-    .await;
+    let (status, _) = server
+        .post_json(
+            "Patient/$validate?profile=http://example.org/StructureDefinition/mine",
+            &good,
+        )
+        .await;
     assert_eq!(status, 400, "an unknown profile");
-    let (status, _) = post(
-        &server,
-        "Patient/$validate",
-        &json!({"resourceType": "Observation"}),
-    )
-    .await;
+    let (status, _) = server
+        .post_json("Patient/$validate", &json!({"resourceType": "Observation"}))
+        .await;
     assert_eq!(status, 200, "a wrong type is a finding");
-    let (_, versions) = get(&server, &format!("Patient/{id}/_history")).await;
+    let (_, versions) = server.get_json(&format!("Patient/{id}/_history")).await;
     assert_eq!(versions["total"], 1, "validation never writes");
 }
 both!(validate_checks_without_storing);
@@ -213,13 +212,17 @@ async fn meta_operations_change_tags(server: Server) {
         "profile": ["http://example.org/StructureDefinition/p"],
         "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]}),
     );
-    let (status, answer) = post(&server, &format!("Patient/{id}/$meta-add"), &add).await;
+    let (status, answer) = server
+        .post_json(&format!("Patient/{id}/$meta-add"), &add)
+        .await;
     assert_eq!(status, 200, "{answer}");
     let returned = &answer["parameter"][0]["valueMeta"];
     assert_eq!(returned["tag"][0]["code"], "vip");
     assert_eq!(returned["versionId"], "2");
     // Adding again changes nothing in the sets, and makes no version.
-    let (_, answer) = post(&server, &format!("Patient/{id}/$meta-add"), &add).await;
+    let (_, answer) = server
+        .post_json(&format!("Patient/{id}/$meta-add"), &add)
+        .await;
     assert_eq!(answer["parameter"][0]["valueMeta"]["versionId"], "2");
     assert_eq!(
         answer["parameter"][0]["valueMeta"]["tag"]
@@ -229,42 +232,50 @@ async fn meta_operations_change_tags(server: Server) {
         1
     );
 
-    let (status, answer) = get(&server, &format!("Patient/{id}/$meta")).await;
+    let (status, answer) = server.get_json(&format!("Patient/{id}/$meta")).await;
     assert_eq!(status, 200);
     assert_eq!(
         answer["parameter"][0]["valueMeta"]["security"][0]["code"],
         "R"
     );
-    let (_, found) = get(&server, "Patient?_tag=http://example.org/tags|vip").await;
+    let (_, found) = server
+        .get_json("Patient?_tag=http://example.org/tags|vip")
+        .await;
     assert_eq!(found["total"], 1, "the tag is searchable");
 
     let remove = meta(json!({"tag": [{"system": "http://example.org/tags", "code": "vip"}]}));
-    let (status, answer) = post(&server, &format!("Patient/{id}/$meta-delete"), &remove).await;
+    let (status, answer) = server
+        .post_json(&format!("Patient/{id}/$meta-delete"), &remove)
+        .await;
     assert_eq!(status, 200);
     assert!(
         answer["parameter"][0]["valueMeta"].get("tag").is_none(),
         "{answer}"
     );
-    let (_, found) = get(&server, "Patient?_tag=http://example.org/tags|vip").await;
+    let (_, found) = server
+        .get_json("Patient?_tag=http://example.org/tags|vip")
+        .await;
     assert_eq!(found["total"], 0);
 
     // The server's own claim state cannot be set this way.
     let state = meta(json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}]}));
-    let (_, answer) = post(&server, &format!("Patient/{id}/$meta-add"), &state).await;
+    let (_, answer) = server
+        .post_json(&format!("Patient/{id}/$meta-add"), &state)
+        .await;
     assert!(
         answer["parameter"][0]["valueMeta"].get("tag").is_none(),
         "{answer}"
     );
 
     // Bad requests.
-    let (status, _) = post(&server, "Patient/nobody/$meta-add", &add).await;
+    let (status, _) = server.post_json("Patient/nobody/$meta-add", &add).await;
     assert_eq!(status, 404);
-    let (status, _) = post(
-        &server,
-        &format!("Patient/{id}/$meta-add"),
-        &json!({"resourceType": "Parameters"}),
-    )
-    .await;
+    let (status, _) = server
+        .post_json(
+            &format!("Patient/{id}/$meta-add"),
+            &json!({"resourceType": "Parameters"}),
+        )
+        .await;
     assert_eq!(status, 400);
     let response = server
         .client
@@ -313,7 +324,7 @@ async fn concurrent_meta_adds_lose_nothing(server: Server) {
         "{statuses:?}"
     );
     let id = created["id"].as_str().unwrap();
-    let (_, now) = get(&server, &format!("Patient/{id}")).await;
+    let (_, now) = server.get_json(&format!("Patient/{id}")).await;
     let tags = now["meta"]["tag"].as_array().map_or(0, Vec::len);
     assert_eq!(tags, added, "every acknowledged tag is kept: {now}");
     assert_eq!(now["meta"]["versionId"], json!((added + 1).to_string()));

@@ -25,14 +25,14 @@
 //! - `:missing=true` means the element is absent: a CodeableConcept with only text, or a
 //!   Reference with only an identifier, is present.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{JSON, Server};
-use reqwest::RequestBuilder;
+use common::{JSON, Server, all_pages, entries, get, id_of, link, put_new, put_update, send, set};
 use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
@@ -64,10 +64,6 @@ fn expect<T: Fixture>(items: &[T], keep: impl Fn(&T) -> bool) -> BTreeSet<String
         .filter(|item| keep(item))
         .map(|item| item.id().to_owned())
         .collect()
-}
-
-fn set<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
-    ids.into_iter().map(str::to_owned).collect()
 }
 
 struct Org {
@@ -1032,121 +1028,12 @@ async fn load(server: &Server) -> Loaded {
 // HTTP helpers
 // ---------------------------------------------------------------------------------------
 
-/// A response: status, raw text and the body parsed as JSON (`Null` when empty).
-struct Reply {
-    status: u16,
-    text: String,
-    body: Value,
-}
-
-impl Reply {
-    /// Asserts the status, showing the body when it differs.
-    fn expect(self, status: u16) -> Reply {
-        assert_eq!(
-            self.status, status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        self
-    }
-
-    /// Asserts the body is an OperationOutcome with at least one issue.
-    fn expect_outcome(&self) {
-        assert_eq!(
-            self.body["resourceType"], "OperationOutcome",
-            "{}",
-            self.text
-        );
-        assert!(
-            self.body["issue"].as_array().is_some_and(|i| !i.is_empty()),
-            "{}",
-            self.text
-        );
-    }
-}
-
-async fn send(request: RequestBuilder) -> Reply {
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    Reply { status, text, body }
-}
-
-/// `{base}/{path}`.
-fn url(server: &Server, path: &str) -> String {
-    format!("{}/{path}", server.base)
-}
-
 /// `[path]?name=value&...`, every value percent-encoded.
 fn query(path: &str, params: &[(&str, &str)]) -> String {
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
     format!("{path}?{encoded}")
-}
-
-async fn get(server: &Server, path: &str) -> Reply {
-    send(server.client.get(url(server, path))).await
-}
-
-/// PUTs a resource that does not exist yet to `{type}/{id}`; returns it as stored.
-async fn put_new(server: &Server, resource: &Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().expect("resourceType"),
-        id_of(resource)
-    );
-    send(
-        server
-            .client
-            .put(url(server, &path))
-            .header("content-type", JSON)
-            .body(resource.to_string()),
-    )
-    .await
-    .expect(201)
-    .body
-}
-
-/// PUTs a new version of an existing resource (200).
-async fn put_update(server: &Server, resource: &Value) -> Value {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().expect("resourceType"),
-        id_of(resource)
-    );
-    send(
-        server
-            .client
-            .put(url(server, &path))
-            .header("content-type", JSON)
-            .body(resource.to_string()),
-    )
-    .await
-    .expect(200)
-    .body
-}
-
-fn id_of(resource: &Value) -> String {
-    resource["id"].as_str().expect("an id").to_owned()
-}
-
-fn link(bundle: &Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .and_then(|l| l["url"].as_str())
-        .map(str::to_owned)
-}
-
-fn entries(bundle: &Value) -> Vec<Value> {
-    bundle["entry"].as_array().cloned().unwrap_or_default()
 }
 
 /// `(type, id)` of the entries of a page in one search mode.
@@ -1183,19 +1070,15 @@ async fn first_page(server: &Server, path: &str) -> Value {
     page
 }
 
-/// Every page of a search, following `next` links (absolute URLs).
-async fn all_pages(server: &Server, path: &str) -> Vec<Value> {
-    let mut pages = vec![first_page(server, path).await];
-    while let Some(next) = pages.last().and_then(|p| link(p, "next")) {
-        assert!(pages.len() < 500, "{path}: the next links never end");
-        pages.push(send(server.client.get(&next)).await.expect(200).body);
-    }
-    pages
+/// Every page of a search: the first (asserting 200 and a searchset), then each one its
+/// `next` links lead to.
+async fn search_pages(server: &Server, path: &str) -> Vec<Value> {
+    all_pages(server, first_page(server, path).await).await
 }
 
 /// The ids of every match of a search, in order, across all pages (each exactly once).
 async fn search_ids(server: &Server, path: &str) -> Vec<String> {
-    let ids: Vec<String> = all_pages(server, path)
+    let ids: Vec<String> = search_pages(server, path)
         .await
         .iter()
         .flat_map(match_ids)
@@ -2886,7 +2769,7 @@ async fn paging_visits_every_match_once_both_ways(server: Server) {
             !params.iter().any(|(k, _)| *k == "gender")
                 || matches!(p.gender, Some("female" | "male"))
         });
-        let pages = all_pages(&server, &path).await;
+        let pages = search_pages(&server, &path).await;
         assert!(pages.len() > 1, "{path}: several pages");
         let mut forward: Vec<Vec<String>> = Vec::new();
         for page in &pages {
@@ -3028,15 +2911,15 @@ async fn total_modes(server: Server) {
         query("Patient", &params)
     };
     // Default: present and right, on the first and later pages.
-    let pages = all_pages(&server, &query("Patient", &base)).await;
+    let pages = search_pages(&server, &query("Patient", &base)).await;
     assert!(pages.len() > 1);
     for page in &pages {
         assert_eq!(page["total"].as_u64(), Some(females));
     }
-    for page in all_pages(&server, &with(("_total", "accurate"))).await {
+    for page in search_pages(&server, &with(("_total", "accurate"))).await {
         assert_eq!(page["total"].as_u64(), Some(females));
     }
-    for page in all_pages(&server, &with(("_total", "none"))).await {
+    for page in search_pages(&server, &with(("_total", "none"))).await {
         assert!(page.get("total").is_none(), "_total=none: {page}");
     }
     // _summary=count: the total, no entries.
@@ -3178,7 +3061,7 @@ async fn summary_and_elements(server: Server) {
         ])
     );
     // Over several pages too.
-    for page in all_pages(
+    for page in search_pages(
         &server,
         &query("Patient", &[("_elements", "gender"), ("_count", "4")]),
     )
@@ -3222,7 +3105,7 @@ async fn post_search_matches_get(server: Server) {
         let reply = send(
             server
                 .client
-                .post(url(&server, "Patient/_search"))
+                .post(server.url("Patient/_search"))
                 .header("content-type", FORM)
                 .body(form.clone()),
         )
@@ -3242,7 +3125,7 @@ async fn post_search_matches_get(server: Server) {
     send(
         server
             .client
-            .post(url(&server, "Patient/_search"))
+            .post(server.url("Patient/_search"))
             .header("content-type", JSON)
             .body("{}"),
     )
@@ -3253,7 +3136,7 @@ async fn post_search_matches_get(server: Server) {
     let reply = send(
         server
             .client
-            .post(url(&server, "Patient/_search?gender=female"))
+            .post(server.url("Patient/_search?gender=female"))
             .header("content-type", FORM)
             .body("name=smith"),
     )
@@ -3323,7 +3206,7 @@ async fn conditional_writes_with_search_criteria(server: Server) {
     let create = |criteria: &str| {
         server
             .client
-            .post(url(&server, "Patient"))
+            .post(server.url("Patient"))
             .header("content-type", JSON)
             .header("if-none-exist", criteria.to_owned())
             .body(unique.to_string())
@@ -3353,10 +3236,10 @@ async fn conditional_writes_with_search_criteria(server: Server) {
     let put = |family: &str, body: &Value| {
         server
             .client
-            .put(url(
-                &server,
-                &query("Patient", &[("family", family), ("gender", "female")]),
-            ))
+            .put(server.url(&query(
+                "Patient",
+                &[("family", family), ("gender", "female")],
+            )))
             .header("content-type", JSON)
             .body(body.to_string())
     };
@@ -3397,16 +3280,16 @@ async fn conditional_writes_with_search_criteria(server: Server) {
 
     // Conditional delete: refuses two matches, deletes one.
     let delete = |family: &str| {
-        server.client.delete(url(
-            &server,
-            &query("Patient", &[("family", family), ("gender", "female")]),
-        ))
+        server.client.delete(server.url(&query(
+            "Patient",
+            &[("family", family), ("gender", "female")],
+        )))
     };
     send(delete("condup")).await.expect(412).expect_outcome();
-    let reply = send(server.client.delete(url(
-        &server,
-        &query("Patient", &[("family", "unique"), ("gender", "male")]),
-    )))
+    let reply = send(server.client.delete(server.url(&query(
+        "Patient",
+        &[("family", "unique"), ("gender", "male")],
+    ))))
     .await;
     assert!(matches!(reply.status, 200 | 204), "{}", reply.text);
     let expected = set([id_of(&first).as_str()]);
@@ -3460,7 +3343,7 @@ async fn malformed_searches_are_400_and_unknown_parameters_ignored(server: Serve
     let strict = send(
         server
             .client
-            .get(url(&server, &path))
+            .get(server.url(&path))
             .header("prefer", "handling=strict"),
     )
     .await
@@ -3469,7 +3352,7 @@ async fn malformed_searches_are_400_and_unknown_parameters_ignored(server: Serve
     let lenient = send(
         server
             .client
-            .get(url(&server, &path))
+            .get(server.url(&path))
             .header("prefer", "handling=lenient"),
     )
     .await
@@ -3542,7 +3425,7 @@ async fn index_follows_updates_deletes_and_recreation(server: Server) {
     )
     .await;
     // Delete: gone from every search.
-    send(server.client.delete(url(&server, "Patient/moving")))
+    send(server.client.delete(server.url("Patient/moving")))
         .await
         .expect(204);
     check(&server, &by_family("aftername"), &BTreeSet::new()).await;
@@ -3571,7 +3454,7 @@ async fn index_follows_updates_deletes_and_recreation(server: Server) {
     let reply = send(
         server
             .client
-            .put(url(&server, "Patient/moving"))
+            .put(server.url("Patient/moving"))
             .header("content-type", JSON)
             .body(body.to_string()),
     )
@@ -3717,7 +3600,7 @@ async fn a_lookup_with_many_matches_pages_both_ways(server: Server) {
         created.push(id_of(&put_new(&server, &patient).await));
     }
     let path = "Patient?identifier=http://example.org/mrn|SHARED&_count=10";
-    let pages = all_pages(&server, path).await;
+    let pages = search_pages(&server, path).await;
     assert_eq!(pages.len(), 3);
     assert!(
         pages.iter().all(|p| p["total"] == 25),

@@ -38,10 +38,6 @@ async fn send(
     json(request.send().await.expect("the server answers")).await
 }
 
-async fn get(server: &Server, url: &str) -> (u16, Value) {
-    send(server, reqwest::Method::GET, url, None).await
-}
-
 /// The ids of the resources in a Bundle's entries.
 fn entry_ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]
@@ -81,7 +77,9 @@ async fn admin_api_creates_tenants(server: Server) {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["resourceType"], "OperationOutcome");
     }
-    let (status, _) = get(&server, &format!("{}/metadata", server.tenant_base("acme"))).await;
+    let (status, _) = server
+        .get_json_url(&format!("{}/metadata", server.tenant_base("acme")))
+        .await;
     assert_eq!(status, 200);
     server
         .create(&server.tenant_base("acme"), &patient("Acme", "acme-1"))
@@ -94,7 +92,7 @@ async fn unknown_tenants_are_404(server: Server) {
         format!("{}/Patient", server.tenant_base("nope")),
         format!("{}/metadata", server.tenant_base("nope")),
     ] {
-        let (status, body) = get(&server, &url).await;
+        let (status, body) = server.get_json_url(&url).await;
         assert_eq!(status, 404, "{url}: {body}");
         assert_eq!(body["resourceType"], "OperationOutcome");
     }
@@ -112,7 +110,7 @@ both!(unknown_tenants_are_404);
 async fn cli_creates_tenants_seen_without_restart(server: Server) {
     let metadata = format!("{}/metadata", server.tenant_base("clinic2"));
     // Asked before it exists: 404, which must not be remembered.
-    assert_eq!(get(&server, &metadata).await.0, 404);
+    assert_eq!(server.get_json_url(&metadata).await.0, 404);
 
     let output = server.run_cli(&["tenant", "create", "clinic2", "--name", "Clinic Two"]);
     assert!(
@@ -120,7 +118,7 @@ async fn cli_creates_tenants_seen_without_restart(server: Server) {
         "tenant create: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(get(&server, &metadata).await.0, 200);
+    assert_eq!(server.get_json_url(&metadata).await.0, 200);
 
     let again = server.run_cli(&["tenant", "create", "clinic2", "--name", "Clinic Two"]);
     assert!(!again.status.success(), "a second create fails");
@@ -160,19 +158,17 @@ impl Isolation {
 
     /// Asserts `a`'s patient is still exactly version 1 as created.
     async fn assert_alice_untouched(&self) {
-        let (status, body) = get(
-            &self.server,
-            &format!("{}/Patient/{}", self.a, self.alice_id),
-        )
-        .await;
+        let (status, body) = self
+            .server
+            .get_json_url(&format!("{}/Patient/{}", self.a, self.alice_id))
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, self.alice);
         assert_eq!(body["meta"]["versionId"], "1");
-        let (status, history) = get(
-            &self.server,
-            &format!("{}/Patient/{}/_history", self.a, self.alice_id),
-        )
-        .await;
+        let (status, history) = self
+            .server
+            .get_json_url(&format!("{}/Patient/{}/_history", self.a, self.alice_id))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(history["total"], 1, "{history}");
     }
@@ -193,7 +189,10 @@ async fn same_client_id_in_two_tenants(server: Server) {
         assert_eq!(status, 201, "update-as-create in {base}: {body}");
     }
     for (base, family) in [(&t.a, "InA"), (&t.b, "InB")] {
-        let (status, body) = get(&t.server, &format!("{base}/Patient/shared")).await;
+        let (status, body) = t
+            .server
+            .get_json_url(&format!("{base}/Patient/shared"))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(body["name"][0]["family"], family, "{base} sees its own");
         assert_eq!(
@@ -208,33 +207,38 @@ async fn reads_and_searches_stay_in_their_tenant(server: Server) {
     let t = Isolation::new(server).await;
     let id = &t.alice_id;
     assert_eq!(
-        get(&t.server, &format!("{}/Patient/{id}", t.b)).await.0,
+        t.server
+            .get_json_url(&format!("{}/Patient/{id}", t.b))
+            .await
+            .0,
         404
     );
     assert_eq!(
-        get(&t.server, &format!("{}/Patient/{id}/_history/1", t.b))
+        t.server
+            .get_json_url(&format!("{}/Patient/{id}/_history/1", t.b))
             .await
             .0,
         404
     );
 
-    let (status, bundle) = get(
-        &t.server,
-        &format!("{}/Patient?identifier={MRN}|alice-1", t.b),
-    )
-    .await;
+    let (status, bundle) = t
+        .server
+        .get_json_url(&format!("{}/Patient?identifier={MRN}|alice-1", t.b))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(bundle["total"], 0, "{bundle}");
-    let (_, bundle) = get(&t.server, &format!("{}/Patient?_id={id}", t.b)).await;
+    let (_, bundle) = t
+        .server
+        .get_json_url(&format!("{}/Patient?_id={id}", t.b))
+        .await;
     assert_eq!(bundle["total"], 0, "{bundle}");
-    let (_, bundle) = get(&t.server, &format!("{}/Patient", t.b)).await;
+    let (_, bundle) = t.server.get_json_url(&format!("{}/Patient", t.b)).await;
     assert_eq!(bundle["total"], 0, "{bundle}");
     // ... while `a` finds it.
-    let (_, bundle) = get(
-        &t.server,
-        &format!("{}/Patient?identifier={MRN}|alice-1", t.a),
-    )
-    .await;
+    let (_, bundle) = t
+        .server
+        .get_json_url(&format!("{}/Patient?identifier={MRN}|alice-1", t.a))
+        .await;
     assert_eq!(entry_ids(&bundle), vec![id.clone()]);
 }
 both!(reads_and_searches_stay_in_their_tenant);
@@ -246,7 +250,10 @@ async fn history_stays_in_its_tenant(server: Server) {
     let bob = t.server.create(&t.b, &patient("Bob", "bob-1")).await;
     let bob_id = bob["id"].as_str().unwrap().to_owned();
 
-    let (status, body) = get(&t.server, &format!("{}/Patient/{id}/_history", t.b)).await;
+    let (status, body) = t
+        .server
+        .get_json_url(&format!("{}/Patient/{id}/_history", t.b))
+        .await;
     assert!(
         status == 404 || (status == 200 && body["total"] == 0),
         "instance history in b: {status} {body}"
@@ -255,7 +262,7 @@ async fn history_stays_in_its_tenant(server: Server) {
         format!("{}/Patient/_history", t.b),
         format!("{}/_history", t.b),
     ] {
-        let (status, bundle) = get(&t.server, &url).await;
+        let (status, bundle) = t.server.get_json_url(&url).await;
         assert_eq!(status, 200, "{url}: {bundle}");
         assert_eq!(entry_ids(&bundle), vec![bob_id.clone()], "{url}: {bundle}");
         assert_eq!(bundle["total"], 1, "{url}: {bundle}");
@@ -264,7 +271,7 @@ async fn history_stays_in_its_tenant(server: Server) {
         format!("{}/Patient/_history", t.a),
         format!("{}/_history", t.a),
     ] {
-        let (_, bundle) = get(&t.server, &url).await;
+        let (_, bundle) = t.server.get_json_url(&url).await;
         assert_eq!(entry_ids(&bundle), vec![id.clone()], "{url}: {bundle}");
     }
 }
@@ -312,7 +319,10 @@ async fn writes_in_one_tenant_never_touch_another(server: Server) {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    let (_, carol) = get(&t.server, &format!("{}/Patient/{other_id}", t.a)).await;
+    let (_, carol) = t
+        .server
+        .get_json_url(&format!("{}/Patient/{other_id}", t.a))
+        .await;
     assert_eq!(carol, other, "PATCH in b changed nothing in a");
 
     // DELETE in b of an id only a has: nothing to delete there.
@@ -324,7 +334,10 @@ async fn writes_in_one_tenant_never_touch_another(server: Server) {
     )
     .await;
     assert_eq!(status, 204);
-    let (status, carol) = get(&t.server, &format!("{}/Patient/{other_id}", t.a)).await;
+    let (status, carol) = t
+        .server
+        .get_json_url(&format!("{}/Patient/{other_id}", t.a))
+        .await;
     assert_eq!(status, 200, "still readable in a: {carol}");
     assert_eq!(carol, other);
 }
@@ -381,33 +394,36 @@ async fn default_tenant_is_isolated(server: Server) {
     let dora_id = dora["id"].as_str().unwrap();
 
     assert_eq!(
-        get(&t.server, &format!("{default}/Patient/{}", t.alice_id))
+        t.server
+            .get_json_url(&format!("{default}/Patient/{}", t.alice_id))
             .await
             .0,
         404
     );
     assert_eq!(
-        get(&t.server, &format!("{}/Patient/{dora_id}", t.a))
+        t.server
+            .get_json_url(&format!("{}/Patient/{dora_id}", t.a))
             .await
             .0,
         404
     );
-    let (_, bundle) = get(&t.server, &format!("{default}/Patient")).await;
+    let (_, bundle) = t.server.get_json_url(&format!("{default}/Patient")).await;
     assert_eq!(entry_ids(&bundle), vec![dora_id.to_owned()], "{bundle}");
-    let (_, bundle) = get(&t.server, &format!("{default}/_history")).await;
+    let (_, bundle) = t.server.get_json_url(&format!("{default}/_history")).await;
     assert_eq!(entry_ids(&bundle), vec![dora_id.to_owned()], "{bundle}");
-    let (_, bundle) = get(
-        &t.server,
-        &format!("{}/Patient?identifier={MRN}|dora-1", t.a),
-    )
-    .await;
+    let (_, bundle) = t
+        .server
+        .get_json_url(&format!("{}/Patient?identifier={MRN}|dora-1", t.a))
+        .await;
     assert_eq!(bundle["total"], 0, "{bundle}");
     // `/t/default/fhir` is the default tenant's other address or unknown, never a.
-    let (status, body) = get(
-        &t.server,
-        &format!("{}/t/default/fhir/Patient/{}", t.server.root, t.alice_id),
-    )
-    .await;
+    let (status, body) = t
+        .server
+        .get_json_url(&format!(
+            "{}/t/default/fhir/Patient/{}",
+            t.server.root, t.alice_id
+        ))
+        .await;
     assert_eq!(status, 404, "{body}");
 }
 both!(default_tenant_is_isolated);

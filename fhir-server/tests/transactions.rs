@@ -2,10 +2,11 @@
 //! processing order, references between entries, conditional entries and references,
 //! concurrency, size, and the errors that name the failing entry.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
-use common::{JSON, Server, json};
+use common::{JSON, Server, json, resource_ids};
 use serde_json::{Value, json};
 
 async fn post_bundle(server: &Server, bundle: &Value) -> (u16, Value) {
@@ -22,28 +23,11 @@ async fn post_bundle(server: &Server, bundle: &Value) -> (u16, Value) {
     .await
 }
 
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    json(
-        server
-            .client
-            .get(format!("{}/{path}", server.base))
-            .send()
-            .await
-            .expect("answers"),
-    )
-    .await
-}
-
 /// The ids a search finds.
 async fn search(server: &Server, path: &str) -> Vec<String> {
-    let (status, bundle) = get(server, path).await;
+    let (status, bundle) = server.get_json(path).await;
     assert_eq!(status, 200, "{path}: {bundle}");
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
-        .collect()
+    resource_ids(&bundle)
 }
 
 fn transaction(entries: Vec<Value>) -> Value {
@@ -107,16 +91,16 @@ async fn references_between_new_resources_go_both_ways(server: Server) {
         located(&entries[1]),
         located(&entries[2]),
     );
-    let (_, stored) = get(&server, &patient_ref).await;
+    let (_, stored) = server.get_json(&patient_ref).await;
     assert_eq!(stored["generalPractitioner"][0]["reference"], doctor_ref);
     assert_eq!(stored["managingOrganization"]["reference"], clinic_ref);
     assert_eq!(stored["contained"][0]["patient"]["reference"], patient_ref);
-    let (_, stored) = get(&server, &doctor_ref).await;
+    let (_, stored) = server.get_json(&doctor_ref).await;
     assert_eq!(
         stored["extension"][0]["valueReference"]["reference"],
         patient_ref
     );
-    let (_, stored) = get(&server, &clinic_ref).await;
+    let (_, stored) = server.get_json(&clinic_ref).await;
     assert_eq!(stored["partOf"]["reference"], clinic_ref);
     // The index saw the rewritten references: chains and reverse chains work.
     let doctor_id = doctor_ref.trim_start_matches("Practitioner/");
@@ -135,7 +119,9 @@ async fn a_failing_entry_leaves_nothing_behind(server: Server) {
     server
         .create(&server.base, &common::patient("Keeper", "k-1"))
         .await;
-    let (_, found) = get(&server, "Patient?identifier=http://example.org/mrn|k-1").await;
+    let (_, found) = server
+        .get_json("Patient?identifier=http://example.org/mrn|k-1")
+        .await;
     let keeper = found["entry"][0]["resource"].clone();
     let keeper_id = keeper["id"].as_str().unwrap().to_owned();
     let other = server
@@ -206,7 +192,7 @@ async fn a_failing_entry_leaves_nothing_behind(server: Server) {
         // Nothing of the Bundle was stored, and the other resource is untouched.
         let ghosts = search(&server, &format!("Patient?name=ghost{position}")).await;
         assert!(ghosts.is_empty(), "case {position} left {ghosts:?}");
-        let (_, now) = get(&server, &format!("Patient/{keeper_id}")).await;
+        let (_, now) = server.get_json(&format!("Patient/{keeper_id}")).await;
         assert_eq!(now, keeper, "case {position} changed the kept patient");
     }
     // The failing entry is named by index and fullUrl.
@@ -277,12 +263,12 @@ async fn entries_run_deletes_then_creates_then_updates_then_reads(server: Server
             .unwrap()
             .starts_with("204")
     );
-    let (_, updated) = get(&server, &format!("Patient/{kept_id}")).await;
+    let (_, updated) = server.get_json(&format!("Patient/{kept_id}")).await;
     assert_eq!(
         updated["link"][0]["other"]["reference"],
         located(&entries[2])
     );
-    assert_eq!(get(&server, &format!("Patient/{old_id}")).await.0, 410);
+    assert_eq!(server.get_json(&format!("Patient/{old_id}")).await.0, 410);
 }
 both!(entries_run_deletes_then_creates_then_updates_then_reads);
 
@@ -323,7 +309,7 @@ async fn conditional_entries_and_references(server: Server) {
     assert_eq!(entries[1]["response"]["status"], "201 Created");
     assert_eq!(entries[2]["response"]["status"], "201 Created");
     assert_eq!(located(&entries[2]), "Patient/by-criteria");
-    let (_, visit) = get(&server, &located(&entries[3])).await;
+    let (_, visit) = server.get_json(&located(&entries[3])).await;
     assert_eq!(
         visit["subject"]["reference"],
         format!("Patient/{existing_id}")
@@ -369,7 +355,7 @@ async fn conditional_entries_and_references(server: Server) {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(get(&server, "Patient/by-criteria").await.0, 410);
+    assert_eq!(server.get_json("Patient/by-criteria").await.0, 410);
 }
 both!(conditional_entries_and_references);
 
@@ -409,7 +395,7 @@ async fn patches_and_concurrent_transactions_lose_no_update(server: Server) {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let (_, now) = get(&server, &format!("Patient/{id}")).await;
+    let (_, now) = server.get_json(&format!("Patient/{id}")).await;
     let given: Vec<&str> = now["name"][0]["given"]
         .as_array()
         .unwrap()
@@ -488,19 +474,19 @@ async fn large_bundles_work_and_the_limit_holds(server: Server) {
         answer.to_string().chars().take(500).collect::<String>()
     );
     assert_eq!(answer["entry"].as_array().unwrap().len(), 10_000);
-    let (_, counted) = get(
-        &server,
-        "Patient?identifier=http://example.org/big|&_summary=count",
-    )
-    .await;
+    let (_, counted) = server
+        .get_json("Patient?identifier=http://example.org/big|&_summary=count")
+        .await;
     assert_eq!(counted["total"], 10_000);
     // Every link points to a stored resource.
-    let (_, first) = get(&server, "Patient?identifier=http://example.org/big|0").await;
+    let (_, first) = server
+        .get_json("Patient?identifier=http://example.org/big|0")
+        .await;
     let next = first["entry"][0]["resource"]["link"][0]["other"]["reference"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, linked) = get(&server, &next).await;
+    let (_, linked) = server.get_json(&next).await;
     assert_eq!(linked["identifier"][0]["value"], "1");
     // Over the configured limit: 413.
     let small = Server::start_with(server.backend, &["--max-bundle-entries", "2"], &[])

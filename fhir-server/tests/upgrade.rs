@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Backend, JSON, Server, json};
+use common::{Backend, JSON, Server, resource_ids};
 use serde_json::{Value, json};
 
 /// The schema before the compact keys (migrations 1 and 2), with two tenants' data: a
@@ -66,38 +66,38 @@ fn old_database(backend: Backend) -> String {
     .join("\n")
 }
 
-async fn get(server: &Server, url: String) -> (u16, Value) {
-    json(server.client.get(url).send().await.expect("answers")).await
-}
-
-fn ids(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 async fn an_old_database_is_upgraded_and_reindexed(backend: Backend) {
     let Some(server) = Server::start_prepared(backend, &[], &[], &old_database(backend)).await
     else {
         return;
     };
     let acme = server.tenant_base("acme");
-    let (status, patient) = get(&server, format!("{}/Patient/p1", server.base)).await;
+    let (status, patient) = server
+        .get_json_url(&format!("{}/Patient/p1", server.base))
+        .await;
     assert_eq!(status, 200, "{patient}");
     assert_eq!(patient["meta"]["versionId"], "2");
-    let (_, history) = get(&server, format!("{}/Patient/p1/_history", server.base)).await;
+    let (_, history) = server
+        .get_json_url(&format!("{}/Patient/p1/_history", server.base))
+        .await;
     assert_eq!(history["total"], 2);
 
     // The index was rebuilt at start, per tenant.
-    let (_, found) = get(&server, format!("{}/Patient?name=chalmers", server.base)).await;
-    assert_eq!(ids(&found), ["p1"]);
-    let (_, found) = get(&server, format!("{}/Patient?name=windsor", server.base)).await;
-    assert!(ids(&found).is_empty(), "another tenant's data: {found}");
-    let (_, found) = get(&server, format!("{acme}/Patient?name=windsor")).await;
-    assert_eq!(ids(&found), ["a1"]);
+    let (_, found) = server
+        .get_json_url(&format!("{}/Patient?name=chalmers", server.base))
+        .await;
+    assert_eq!(resource_ids(&found), ["p1"]);
+    let (_, found) = server
+        .get_json_url(&format!("{}/Patient?name=windsor", server.base))
+        .await;
+    assert!(
+        resource_ids(&found).is_empty(),
+        "another tenant's data: {found}"
+    );
+    let (_, found) = server
+        .get_json_url(&format!("{acme}/Patient?name=windsor"))
+        .await;
+    assert_eq!(resource_ids(&found), ["a1"]);
     assert!(server.log().contains("search index rebuilt"));
 
     // Writes and new tenants work on the upgraded schema.
@@ -106,8 +106,10 @@ async fn an_old_database_is_upgraded_and_reindexed(backend: Backend) {
     let created = server
         .create(&beta, &common::patient("Windsor", "b-1"))
         .await;
-    let (_, found) = get(&server, format!("{beta}/Patient?name=windsor")).await;
-    assert_eq!(ids(&found), [created["id"].as_str().unwrap()]);
+    let (_, found) = server
+        .get_json_url(&format!("{beta}/Patient?name=windsor"))
+        .await;
+    assert_eq!(resource_ids(&found), [created["id"].as_str().unwrap()]);
     let response = server
         .client
         .put(format!("{acme}/Patient/a1"))
@@ -120,7 +122,9 @@ async fn an_old_database_is_upgraded_and_reindexed(backend: Backend) {
         .await
         .expect("update answers");
     assert_eq!(response.status(), 200);
-    let (_, found) = get(&server, format!("{acme}/Patient?name=tudor")).await;
-    assert_eq!(ids(&found), ["a1"]);
+    let (_, found) = server
+        .get_json_url(&format!("{acme}/Patient?name=tudor"))
+        .await;
+    assert_eq!(resource_ids(&found), ["a1"]);
 }
 both_backends!(an_old_database_is_upgraded_and_reindexed);

@@ -194,28 +194,12 @@ async fn send(
     body: impl Into<reqwest::Body>,
 ) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let response = server
-        .client
-        .request(method, format!("{}/{path}", server.base))
-        .header("content-type", JSON)
-        .body(body)
-        .send()
-        .await
-        .expect("the server answers");
-    json(response).await
+    server.send_json(method, path, JSON, body).await
 }
 
 /// The `total` of a type search.
 async fn total(server: &Server, resource_type: &str) -> u64 {
-    let (status, bundle) = json(
-        server
-            .client
-            .get(format!("{}/{resource_type}", server.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, bundle) = server.get_json(resource_type).await;
     assert_eq!(status, 200, "{bundle}");
     bundle["total"]
         .as_u64()

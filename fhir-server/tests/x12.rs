@@ -2,41 +2,16 @@
 //! as a Binary and marks the Claim; `$import-835` posts a remittance once (idempotent by
 //! TRN02), with its balancing checked; and the `edi` commands.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
 
 mod common;
 
 use base64::Engine;
-use common::{JSON, Server};
+use common::{JSON, Server, put_ok};
 use serde_json::{Value, json};
 
 const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
 const EIN: &str = "urn:oid:2.16.840.1.113883.4.4";
-
-async fn put(server: &Server, resource: Value) {
-    let url = format!(
-        "{}/{}/{}",
-        server.base,
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let response = server
-        .client
-        .put(url)
-        .header("content-type", JSON)
-        .body(resource.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{:?}",
-        response.text().await
-    );
-}
-
-async fn get(server: &Server, path: &str) -> (u16, Value) {
-    server.get_json(path).await
-}
 
 async fn post_op(server: &Server, path: &str, content_type: &str, body: String) -> (u16, Value) {
     let post = reqwest::Method::POST;
@@ -45,22 +20,22 @@ async fn post_op(server: &Server, path: &str, content_type: &str, body: String) 
 
 /// A practice with one claim of 150.00 (two lines) for patient control number PCN-77.
 async fn practice(server: &Server) {
-    put(server, json!({"resourceType": "Organization", "id": "clinic", "name": "Hill Clinic",
+    put_ok(server, &json!({"resourceType": "Organization", "id": "clinic", "name": "Hill Clinic",
         "identifier": [{"system": NPI, "value": "1234567893"}, {"system": EIN, "value": "98-7654321"}],
         "telecom": [{"system": "phone", "value": "555-010-3000"}],
         "address": [{"line": ["9 Hill Road"], "city": "Austin", "state": "TX", "postalCode": "787011234"}]})).await;
-    put(
+    put_ok(
         server,
-        json!({"resourceType": "Organization", "id": "payer", "name": "Lone Star Health",
+        &json!({"resourceType": "Organization", "id": "payer", "name": "Lone Star Health",
         "identifier": [{"system": "urn:x12:payer-id", "value": "LSH01"}]}),
     )
     .await;
-    put(server, json!({"resourceType": "Patient", "id": "pat", "name": [{"family": "Garcia", "given": ["Ana"]}],
+    put_ok(server, &json!({"resourceType": "Patient", "id": "pat", "name": [{"family": "Garcia", "given": ["Ana"]}],
         "gender": "female", "birthDate": "1975-05-05",
         "address": [{"line": ["4 Elm Street"], "city": "Austin", "state": "TX", "postalCode": "78702"}]})).await;
-    put(server, json!({"resourceType": "Coverage", "id": "cov", "status": "active", "subscriberId": "LSH-555",
+    put_ok(server, &json!({"resourceType": "Coverage", "id": "cov", "status": "active", "subscriberId": "LSH-555",
         "beneficiary": {"reference": "Patient/pat"}, "payor": [{"reference": "Organization/payer"}]})).await;
-    put(server, claim("active")).await;
+    put_ok(server, &claim("active")).await;
 }
 
 fn claim(status: &str) -> Value {
@@ -104,7 +79,7 @@ async fn submit_writes_the_837_and_marks_the_claim(server: Server) {
     assert!(edi::claim837::validate(&parsed.document, set).is_empty());
 
     // The Claim is marked submitted and points at the stored file.
-    let (_, stored_claim) = get(&server, "Claim/clm").await;
+    let (_, stored_claim) = server.get_json("Claim/clm").await;
     assert_eq!(stored_claim["meta"]["versionId"], "2");
     assert!(
         stored_claim["meta"]["tag"]
@@ -120,7 +95,7 @@ async fn submit_writes_the_837_and_marks_the_claim(server: Server) {
         reference,
         format!("Binary/{}", binary["id"].as_str().unwrap())
     );
-    let (status, stored) = get(&server, reference).await;
+    let (status, stored) = server.get_json(reference).await;
     assert_eq!(status, 200);
     assert_eq!(decoded(&stored), text);
 
@@ -144,7 +119,7 @@ async fn submit_writes_the_837_and_marks_the_claim(server: Server) {
     bad["id"] = json!("bad");
     bad["item"][0]["diagnosisSequence"] = json!([3]);
     bad["insurance"][0]["coverage"] = json!({"reference": "Coverage/none"});
-    put(&server, bad).await;
+    put_ok(&server, &bad).await;
     let (status, outcome) = post_op(&server, "Claim/bad/$submit", JSON, String::new()).await;
     assert_eq!(status, 422, "{outcome}");
     let expressions = common::issue_expressions(&outcome);
@@ -156,7 +131,7 @@ async fn submit_writes_the_837_and_marks_the_claim(server: Server) {
         expressions.contains(&"Claim.item[0].diagnosisSequence".to_owned()),
         "{outcome}"
     );
-    let (_, unchanged) = get(&server, "Claim/bad").await;
+    let (_, unchanged) = server.get_json("Claim/bad").await;
     assert_eq!(unchanged["meta"]["versionId"], "1");
     let (status, _) = post_op(&server, "Claim/nothing/$submit", JSON, String::new()).await;
     assert_eq!(status, 404);
@@ -222,7 +197,9 @@ fn parameters<'v>(parameters: &'v Value, name: &str) -> Vec<&'v Value> {
 }
 
 async fn count(server: &Server, resource_type: &str) -> u64 {
-    let (_, bundle) = get(server, &format!("{resource_type}?_summary=count")).await;
+    let (_, bundle) = server
+        .get_json(&format!("{resource_type}?_summary=count"))
+        .await;
     bundle["total"].as_u64().unwrap()
 }
 
@@ -251,12 +228,12 @@ async fn an_835_is_posted_once(server: Server) {
             .as_str()
             .unwrap()
             .to_owned();
-    let (_, payment) = get(&server, &payment_ref).await;
+    let (_, payment) = server.get_json(&payment_ref).await;
     assert_eq!(payment["paymentIdentifier"]["value"], "EFT-1");
     assert_eq!(payment["paymentAmount"]["value"].to_string(), "85.00");
     assert_eq!(payment["detail"][0]["request"]["reference"], "Claim/clm");
 
-    let (_, responses) = get(&server, "ClaimResponse?request=Claim/clm").await;
+    let (_, responses) = server.get_json("ClaimResponse?request=Claim/clm").await;
     let response = &responses["entry"][0]["resource"];
     assert_eq!(response["patient"]["reference"], "Patient/pat");
     assert_eq!(response["payment"]["amount"]["value"].to_string(), "85.00");
@@ -272,7 +249,7 @@ async fn an_835_is_posted_once(server: Server) {
         json!({"system": "https://x12.org/codes/claim-adjustment-group-codes", "code": "PR"})
     );
     assert_eq!(deductible["reason"]["coding"][0]["code"], "1");
-    let (_, claim) = get(&server, "Claim/clm").await;
+    let (_, claim) = server.get_json("Claim/clm").await;
     assert!(
         claim["meta"]["tag"]
             .as_array()
@@ -354,7 +331,7 @@ async fn an_835_is_posted_once(server: Server) {
     );
     assert_eq!(parameters(&result, "claim").len(), 1, "{result}");
     assert_eq!(count(&server, "PaymentReconciliation").await, 2);
-    let (_, claim) = get(&server, "Claim/clm").await;
+    let (_, claim) = server.get_json("Claim/clm").await;
     assert!(
         claim["meta"]["tag"]
             .as_array()
@@ -533,18 +510,6 @@ fn claim_state(claim: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn send(
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> (u16, Value) {
-    server
-        .send_json(method, path, content_type, body.to_string())
-        .await
-}
-
 /// The claim state is the server's: no client write sets, changes or drops it.
 async fn the_claim_state_survives_every_client_write(server: Server) {
     practice(&server).await;
@@ -554,14 +519,9 @@ async fn the_claim_state_survives_every_client_write(server: Server) {
     // 1. A billing system's sync: PUT its own copy, without meta.
     let mut copy = claim("active");
     copy["total"] = json!({"value": 150, "currency": "USD"});
-    let (status, stored) = send(
-        &server,
-        reqwest::Method::PUT,
-        "Claim/clm",
-        JSON,
-        copy.clone(),
-    )
-    .await;
+    let (status, stored) = server
+        .send_json(reqwest::Method::PUT, "Claim/clm", JSON, copy.to_string())
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(
         claim_state(&stored).as_deref(),
@@ -578,14 +538,14 @@ async fn the_claim_state_survives_every_client_write(server: Server) {
     let mut forged = copy.clone();
     forged.as_object_mut().unwrap().shift_remove("id");
     forged["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "draft"}]});
-    let (status, stored) = send(
-        &server,
-        reqwest::Method::PUT,
-        "Claim?identifier=urn:x12:clm01|PCN-77",
-        JSON,
-        forged,
-    )
-    .await;
+    let (status, stored) = server
+        .send_json(
+            reqwest::Method::PUT,
+            "Claim?identifier=urn:x12:clm01|PCN-77",
+            JSON,
+            forged.to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(
         claim_state(&stored).as_deref(),
@@ -594,14 +554,14 @@ async fn the_claim_state_survives_every_client_write(server: Server) {
     );
 
     // 3. A JSON Patch that removes the tags.
-    let (status, stored) = send(
-        &server,
-        reqwest::Method::PATCH,
-        "Claim/clm",
-        "application/json-patch+json",
-        json!([{"op": "remove", "path": "/meta/tag"}]),
-    )
-    .await;
+    let (status, stored) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "Claim/clm",
+            "application/json-patch+json",
+            json!([{"op": "remove", "path": "/meta/tag"}]).to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(
         claim_state(&stored).as_deref(),
@@ -612,16 +572,18 @@ async fn the_claim_state_survives_every_client_write(server: Server) {
     // 4. A transaction PUT.
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": copy, "request": {"method": "PUT", "url": "Claim/clm"}}]});
-    let (status, answer) = send(&server, reqwest::Method::POST, "", JSON, bundle).await;
+    let (status, answer) = server.post_json("", &bundle).await;
     assert_eq!(status, 200, "{answer}");
-    let (_, stored) = get(&server, "Claim/clm").await;
+    let (_, stored) = server.get_json("Claim/clm").await;
     assert_eq!(
         claim_state(&stored).as_deref(),
         Some("submitted"),
         "{stored}"
     );
     // ... and the index agrees with the body.
-    let (_, found) = get(&server, "Claim?_tag=urn:x12:claim-state|submitted").await;
+    let (_, found) = server
+        .get_json("Claim?_tag=urn:x12:claim-state|submitted")
+        .await;
     assert_eq!(found["total"], 1, "{found}");
 
     // So $submit still refuses to send it twice.
@@ -633,13 +595,13 @@ async fn the_claim_state_survives_every_client_write(server: Server) {
     other.as_object_mut().unwrap().shift_remove("id");
     other["identifier"] = json!([{"system": "urn:x12:clm01", "value": "PCN-78"}]);
     other["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}, {"system": "urn:mine", "code": "kept"}]});
-    let (status, created) = send(&server, reqwest::Method::POST, "Claim", JSON, other).await;
+    let (status, created) = server.post_json("Claim", &other).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(claim_state(&created), None, "{created}");
     assert_eq!(created["meta"]["tag"][0]["code"], "kept");
 
     // Every state change is in the history.
-    let (_, history) = get(&server, "Claim/clm/_history").await;
+    let (_, history) = server.get_json("Claim/clm/_history").await;
     assert_eq!(history["total"], 6, "{history}");
 }
 both!(the_claim_state_survives_every_client_write);
@@ -657,24 +619,24 @@ async fn a_claim_is_sent_again_only_on_purpose(server: Server) {
     )
     .await;
     assert_eq!(status, 200, "{result}");
-    let (_, paid) = get(&server, "Claim/clm").await;
+    let (_, paid) = server.get_json("Claim/clm").await;
     assert_eq!(claim_state(&paid).as_deref(), Some("paid"));
 
     // A paid claim is not sent again by accident, and stays paid.
     let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 409, "{outcome}");
-    let (_, still) = get(&server, "Claim/clm").await;
+    let (_, still) = server.get_json("Claim/clm").await;
     assert_eq!(claim_state(&still).as_deref(), Some("paid"));
 
     // A replacement (frequency 7) may follow.
     let mut replacement = claim("active");
     replacement["related"] = json!([{"relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/related-claim-relationship", "code": "prior"}]},
         "reference": {"value": "PAYERCLM1"}}]);
-    put(&server, replacement).await;
+    put_ok(&server, &replacement).await;
     let (status, binary) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 200, "{binary}");
     assert!(decoded(&binary).contains(":B:7*"), "frequency 7");
-    let (_, replaced) = get(&server, "Claim/clm").await;
+    let (_, replaced) = server.get_json("Claim/clm").await;
     assert_eq!(
         claim_state(&replaced).as_deref(),
         Some("replacement-submitted")
@@ -683,11 +645,11 @@ async fn a_claim_is_sent_again_only_on_purpose(server: Server) {
     // A void (frequency 8) too; then nothing more without asking.
     let mut void = claim("cancelled");
     void["related"] = replaced["related"].clone();
-    put(&server, void).await;
+    put_ok(&server, &void).await;
     let (status, binary) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 200, "{binary}");
     assert!(decoded(&binary).contains(":B:8*"), "frequency 8");
-    let (_, voided) = get(&server, "Claim/clm").await;
+    let (_, voided) = server.get_json("Claim/clm").await;
     assert_eq!(claim_state(&voided).as_deref(), Some("voided"));
     let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 409);
@@ -709,14 +671,14 @@ async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
     let mut new = claim("active");
     new.as_object_mut().unwrap().shift_remove("id");
     new.as_object_mut().unwrap().shift_remove("identifier");
-    let (status, created) = send(&server, reqwest::Method::POST, "Claim", JSON, new).await;
+    let (status, created) = server.post_json("Claim", &new).await;
     assert_eq!(status, 201);
     let id = created["id"].as_str().unwrap();
     assert!(id.len() > 20);
     let (status, binary) =
         post_op(&server, &format!("Claim/{id}/$submit"), JSON, String::new()).await;
     assert_eq!(status, 200, "{binary}");
-    let (_, stored) = get(&server, &format!("Claim/{id}")).await;
+    let (_, stored) = server.get_json(&format!("Claim/{id}")).await;
     let number = stored["identifier"]
         .as_array()
         .unwrap()
@@ -735,7 +697,7 @@ async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
     let mut second = claim("active");
     second.as_object_mut().unwrap().shift_remove("id");
     second.as_object_mut().unwrap().shift_remove("identifier");
-    let (_, created) = send(&server, reqwest::Method::POST, "Claim", JSON, second).await;
+    let (_, created) = server.post_json("Claim", &second).await;
     let second_id = created["id"].as_str().unwrap();
     post_op(
         &server,
@@ -744,7 +706,7 @@ async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
         String::new(),
     )
     .await;
-    let (_, second_stored) = get(&server, &format!("Claim/{second_id}")).await;
+    let (_, second_stored) = server.get_json(&format!("Claim/{second_id}")).await;
     assert_ne!(second_stored["identifier"][0]["value"], json!(number));
 
     // The payer answers with that number, and the 835 finds the claim.
@@ -762,7 +724,7 @@ async fn a_posted_claim_gets_a_patient_control_number(server: Server) {
     .await;
     assert_eq!(status, 200, "{result}");
     assert!(parameters(&result, "unmatched").is_empty(), "{result}");
-    let (_, paid) = get(&server, &format!("Claim/{id}")).await;
+    let (_, paid) = server.get_json(&format!("Claim/{id}")).await;
     assert_eq!(claim_state(&paid).as_deref(), Some("paid"), "{paid}");
 }
 both!(a_posted_claim_gets_a_patient_control_number);
@@ -792,7 +754,7 @@ async fn concurrent_submissions_send_a_claim_once(server: Server) {
         "{statuses:?}"
     );
     assert_eq!(count(&server, "Binary").await, 1, "one 837P stored");
-    let (_, claim) = get(&server, "Claim/clm").await;
+    let (_, claim) = server.get_json("Claim/clm").await;
     assert_eq!(claim["meta"]["versionId"], "2", "{claim}");
 }
 both!(concurrent_submissions_send_a_claim_once);
@@ -807,23 +769,23 @@ async fn the_claim_state_has_no_back_doors(server: Server) {
     let state = |claim: &Value| claim_state(claim).unwrap_or_default();
 
     // Delete, then PUT it back: still sent.
-    let (status, _) = send(
-        &server,
-        reqwest::Method::DELETE,
-        "Claim/clm",
-        JSON,
-        Value::Null,
-    )
-    .await;
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::DELETE,
+            "Claim/clm",
+            JSON,
+            Value::Null.to_string(),
+        )
+        .await;
     assert!(status == 200 || status == 204, "{status}");
-    let (status, back) = send(
-        &server,
-        reqwest::Method::PUT,
-        "Claim/clm",
-        JSON,
-        claim("active"),
-    )
-    .await;
+    let (status, back) = server
+        .send_json(
+            reqwest::Method::PUT,
+            "Claim/clm",
+            JSON,
+            claim("active").to_string(),
+        )
+        .await;
     assert_eq!(status, 201, "{back}");
     assert_eq!(state(&back), "submitted", "{back}");
     let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
@@ -833,7 +795,7 @@ async fn the_claim_state_has_no_back_doors(server: Server) {
     let remove = json!({"resourceType": "Parameters", "parameter": [{"name": "meta",
         "valueMeta": {"tag": [{"system": "urn:x12:claim-state", "code": "submitted"}]}}]});
     let (_, _) = post_op(&server, "Claim/clm/$meta-delete", JSON, remove.to_string()).await;
-    let (_, now) = get(&server, "Claim/clm").await;
+    let (_, now) = server.get_json("Claim/clm").await;
     assert_eq!(state(&now), "submitted");
 
     // Transaction PATCH of a Patient, POST of a Claim, batch PUT of the Claim.
@@ -848,18 +810,20 @@ async fn the_claim_state_has_no_back_doors(server: Server) {
         {"resource": binary, "request": {"method": "PATCH", "url": "Patient/pat"}},
         {"fullUrl": "urn:uuid:7d3e1a52-0000-4000-8000-000000000001", "resource": posted,
          "request": {"method": "POST", "url": "Claim"}}]});
-    let (status, answer) = send(&server, reqwest::Method::POST, "", JSON, bundle).await;
+    let (status, answer) = server.post_json("", &bundle).await;
     assert_eq!(status, 200, "{answer}");
-    let (_, patient) = get(&server, "Patient/pat").await;
+    let (_, patient) = server.get_json("Patient/pat").await;
     assert_eq!(claim_state(&patient), None, "{patient}");
-    let (_, found) = get(&server, "Claim?identifier=urn:x12:clm01|PCN-99").await;
+    let (_, found) = server
+        .get_json("Claim?identifier=urn:x12:clm01|PCN-99")
+        .await;
     assert_eq!(claim_state(&found["entry"][0]["resource"]), None, "{found}");
     let mut unsent = claim("active");
     unsent["meta"] = json!({"tag": [{"system": "urn:x12:claim-state", "code": "paid"}]});
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": unsent, "request": {"method": "PUT", "url": "Claim/clm"}}]});
-    send(&server, reqwest::Method::POST, "", JSON, batch).await;
-    let (_, now) = get(&server, "Claim/clm").await;
+    server.post_json("", &batch).await;
+    let (_, now) = server.get_json("Claim/clm").await;
     assert_eq!(state(&now), "submitted");
 
     // `resubmit` in a Parameters body sends it again on purpose.
@@ -871,13 +835,13 @@ async fn the_claim_state_has_no_back_doors(server: Server) {
     // A replacement goes once; a retry of it is refused; a void may follow.
     let mut replacement = claim("active");
     replacement["related"] = json!([{"relationship": {"coding": [{"code": "prior"}]}, "reference": {"value": "PAYERCLM1"}}]);
-    put(&server, replacement.clone()).await;
+    put_ok(&server, &replacement).await;
     let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 200);
     let (status, outcome) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 409, "{outcome}");
     replacement["status"] = json!("cancelled");
-    put(&server, replacement).await;
+    put_ok(&server, &replacement).await;
     let (status, _) = post_op(&server, "Claim/clm/$submit", JSON, String::new()).await;
     assert_eq!(status, 200);
 }
@@ -891,14 +855,14 @@ async fn patient_control_numbers_name_one_claim(server: Server) {
     let mut taken = claim("active");
     taken["id"] = json!("holder");
     taken["identifier"] = json!([{"system": "urn:x12:clm01", "value": "short1"}]);
-    put(&server, taken).await;
+    put_ok(&server, &taken).await;
     let mut short = claim("active");
     short["id"] = json!("short1");
     short.as_object_mut().unwrap().shift_remove("identifier");
-    put(&server, short.clone()).await;
+    put_ok(&server, &short).await;
     let (status, binary) = post_op(&server, "Claim/short1/$submit", JSON, String::new()).await;
     assert_eq!(status, 200, "{binary}");
-    let (_, stored) = get(&server, "Claim/short1").await;
+    let (_, stored) = server.get_json("Claim/short1").await;
     let number = stored["identifier"][0]["value"]
         .as_str()
         .unwrap()
@@ -906,14 +870,14 @@ async fn patient_control_numbers_name_one_claim(server: Server) {
     assert_ne!(number, "short1");
     assert!(number.starts_with("FS"), "{number}");
     // A billing system's sync without identifiers keeps it.
-    put(&server, short).await;
-    let (_, synced) = get(&server, "Claim/short1").await;
+    put_ok(&server, &short).await;
+    let (_, synced) = server.get_json("Claim/short1").await;
     assert_eq!(synced["identifier"][0]["value"], json!(number), "{synced}");
 
     // Two claims bear CLM01 PCN-77: the remittance is refused, nothing posted.
     let mut twin = claim("active");
     twin["id"] = json!("twin");
-    put(&server, twin).await;
+    put_ok(&server, &twin).await;
     let (status, outcome) = post_op(
         &server,
         "$import-835",

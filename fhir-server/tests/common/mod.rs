@@ -8,10 +8,13 @@
 //! `FHIR_TEST_REQUIRE_POSTGRES=1` (set by `.ci/run`), when it fails.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use reqwest::RequestBuilder;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -295,13 +298,20 @@ impl Server {
         assert_eq!(response.status(), 201, "tenant {id} created");
     }
 
+    /// `{base}/{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
     /// GET `{base}/{path}`: the status and the body as JSON.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(format!("{}/{path}", self.base))
-            .send()
-            .await;
+        self.get_json_url(&self.url(path)).await
+    }
+
+    /// GET an absolute `url` (another tenant's base, a link the server gave): the status and
+    /// the body as JSON.
+    pub async fn get_json_url(&self, url: &str) -> (u16, Value) {
+        let response = self.client.get(url).send().await;
         json(response.expect("the server answers")).await
     }
 
@@ -311,16 +321,22 @@ impl Server {
         method: reqwest::Method,
         path: &str,
         content_type: &str,
-        body: String,
+        body: impl Into<reqwest::Body>,
     ) -> (u16, Value) {
         let response = self
             .client
-            .request(method, format!("{}/{path}", self.base))
+            .request(method, self.url(path))
             .header("content-type", content_type)
             .body(body)
             .send()
             .await;
         json(response.expect("the server answers")).await
+    }
+
+    /// POST `{base}/{path}` with a JSON `body`: the status and the body as JSON.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let post = reqwest::Method::POST;
+        self.send_json(post, path, JSON, body.to_string()).await
     }
 
     /// POSTs a resource to `{base}/{type}` and returns the created resource (asserting 201).
@@ -425,4 +441,156 @@ pub fn issue_expressions(outcome: &Value) -> Vec<String> {
         .flat_map(|issue| issue["expression"].as_array().into_iter().flatten())
         .filter_map(|e| e.as_str().map(str::to_owned))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests and Bundles, as the test files use them
+// ---------------------------------------------------------------------------------------
+
+/// A response: status, headers, raw text and the body parsed as JSON (`Null` when empty).
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status, showing the body when it differs.
+    pub fn expect(self, status: u16) -> Reply {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// A header that must be present.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header; status {}", self.status))
+    }
+
+    /// Asserts the body is an OperationOutcome with at least one issue.
+    pub fn expect_outcome(&self) {
+        assert_eq!(
+            self.body["resourceType"], "OperationOutcome",
+            "{}",
+            self.text
+        );
+        assert!(
+            self.body["issue"].as_array().is_some_and(|i| !i.is_empty()),
+            "{}",
+            self.text
+        );
+    }
+}
+
+/// Sends a request; the body must be JSON (or empty).
+pub async fn send(request: RequestBuilder) -> Reply {
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    Reply {
+        status,
+        headers,
+        text,
+        body,
+    }
+}
+
+/// GET `{base}/{path}`.
+pub async fn get(server: &Server, path: &str) -> Reply {
+    send(server.client.get(server.url(path))).await
+}
+
+/// PUTs a resource to `{base}/{type}/{id}`, its own type and id, whatever the answer.
+pub async fn put_resource(server: &Server, resource: &Value) -> Reply {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().expect("resourceType"),
+        id_of(resource)
+    );
+    send(
+        server
+            .client
+            .put(server.url(&path))
+            .header("content-type", JSON)
+            .body(resource.to_string()),
+    )
+    .await
+}
+
+/// PUTs a resource that does not exist yet to `{type}/{id}` (asserting 201); returns it as
+/// stored.
+pub async fn put_new(server: &Server, resource: &Value) -> Value {
+    put_resource(server, resource).await.expect(201).body
+}
+
+/// PUTs a new version of an existing resource (asserting 200); returns it as stored.
+pub async fn put_update(server: &Server, resource: &Value) -> Value {
+    put_resource(server, resource).await.expect(200).body
+}
+
+/// PUTs a resource whether or not it exists yet (asserting any 2xx: created or updated);
+/// returns the body.
+pub async fn put_ok(server: &Server, resource: &Value) -> Value {
+    let reply = put_resource(server, resource).await;
+    assert!((200..300).contains(&reply.status), "{:?}", reply.text);
+    reply.body
+}
+
+/// A resource's `id`, which it must have.
+pub fn id_of(resource: &Value) -> String {
+    resource["id"].as_str().expect("an id").to_owned()
+}
+
+/// The entries of a Bundle (none when it has no `entry`).
+pub fn entries(bundle: &Value) -> Vec<Value> {
+    bundle["entry"].as_array().cloned().unwrap_or_default()
+}
+
+/// The ids of the resources of a Bundle's entries, in order (entries without one left out).
+pub fn resource_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The URL of a Bundle's link with this `relation` (`next`, `self`...), if any.
+pub fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+}
+
+/// Every page of a Bundle: `first`, then each page its `next` link (an absolute URL) leads
+/// to, in order, each asserted to answer 200.
+pub async fn all_pages(server: &Server, first: Value) -> Vec<Value> {
+    let mut pages = vec![first];
+    while let Some(next) = pages.last().and_then(|page| link(page, "next")) {
+        assert!(pages.len() < 1000, "the next links never end");
+        pages.push(send(server.client.get(&next)).await.expect(200).body);
+    }
+    pages
+}
+
+/// A set of ids, to compare what was found with what was expected regardless of order.
+pub fn set<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> BTreeSet<String> {
+    ids.into_iter().map(|id| id.as_ref().to_owned()).collect()
 }
