@@ -94,76 +94,21 @@ pub const GROUP: Operation = Operation {
     handler: |app, request, target| Box::pin(kick_off(app, request, "Group", target.id())),
 };
 
-/// Kick-off. `scope` is the level; `group` the Group's id for a group export.
+/// Kick-off. `level` is `system`, `Patient` or `Group`; `group` the Group's id for a group
+/// export.
 pub async fn kick_off(
     app: &App,
     request: &FhirRequest,
     level: &str,
     group: Option<&str>,
 ) -> Result<FhirResponse, FhirError> {
-    if !request.header("prefer").is_some_and(|p| {
-        p.split([',', ';'])
-            .any(|part| part.trim() == "respond-async")
-    }) {
+    if !asks_respond_async(request) {
         return Err(FhirError::bad_request(
             "$export runs asynchronously: send 'Prefer: respond-async'",
         ));
     }
-    let mut types: Vec<String> = Vec::new();
-    let mut since = None;
-    for (name, value) in &parameters(request)? {
-        match name.as_str() {
-            "_outputFormat" if !NDJSON.contains(&value.replace(' ', "+").as_str()) => {
-                return Err(FhirError::bad_request(format!(
-                    "_outputFormat '{value}' is not supported: this server writes application/fhir+ndjson"
-                )));
-            }
-            "_type" => {
-                for resource_type in value.split(',').map(str::trim) {
-                    if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
-                        return Err(FhirError::bad_request(format!(
-                            "_type names an unknown resource type '{resource_type}'"
-                        )));
-                    }
-                    if !types.iter().any(|t| t == resource_type) {
-                        types.push(resource_type.to_owned());
-                    }
-                }
-            }
-            "_since" => {
-                since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
-                    FhirError::bad_request(format!(
-                        "_since must be an instant with a time zone, not '{value}'"
-                    ))
-                })?);
-            }
-            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
-                return Err(FhirError::not_supported(format!(
-                    "The $export parameter {name} is not supported"
-                )));
-            }
-            _ => {}
-        }
-    }
-    let scope = match (level, group) {
-        ("system", _) => Scope::All,
-        ("Patient", _) => Scope::Patients(None),
-        (_, Some(group)) => {
-            let members = group_members(app, request, group).await?;
-            if members.len() > MAX_GROUP_MEMBERS {
-                return Err(FhirError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "too-costly",
-                    format!(
-                        "Group/{group} has {} patients; a group export takes at most {MAX_GROUP_MEMBERS} (export Patient/$export instead)",
-                        members.len()
-                    ),
-                ));
-            }
-            Scope::Patients(Some(members))
-        }
-        _ => return Err(FhirError::not_found("No such export level")),
-    };
+    let Selection { types, since } = parse_selection(&parameters(request)?)?;
+    let scope = export_scope(app, request, level, group).await?;
     let job = ExportJob {
         tenant: request.tenant,
         scope,
@@ -183,6 +128,100 @@ pub async fn kick_off(
         CONTENT_LOCATION,
         &format!("{}/$export-status/{id}", request.base),
     ))
+}
+
+/// Whether the request has `Prefer: respond-async`, which Bulk Data requires of a
+/// kick-off: the answer is a 202 with a status URL, not the data.
+fn asks_respond_async(request: &FhirRequest) -> bool {
+    request.header("prefer").is_some_and(|p| {
+        p.split([',', ';'])
+            .any(|part| part.trim() == "respond-async")
+    })
+}
+
+/// What the kick-off parameters ask for: the resource types (none means all) and the
+/// `_since` instant (microseconds).
+struct Selection {
+    types: Vec<String>,
+    since: Option<i64>,
+}
+
+/// Reads the kick-off parameters into a [`Selection`]. An output format other than NDJSON
+/// and the optional parameters this server does not implement are refused, not ignored:
+/// the client would otherwise get a different export than it asked for.
+fn parse_selection(parameters: &[(String, String)]) -> Result<Selection, FhirError> {
+    let mut types: Vec<String> = Vec::new();
+    let mut since = None;
+    for (name, value) in parameters {
+        match name.as_str() {
+            "_outputFormat" if !NDJSON.contains(&value.replace(' ', "+").as_str()) => {
+                return Err(FhirError::bad_request(format!(
+                    "_outputFormat '{value}' is not supported: this server writes application/fhir+ndjson"
+                )));
+            }
+            "_type" => add_types(&mut types, value)?,
+            "_since" => {
+                since = Some(crate::resource::parse_instant(value).ok_or_else(|| {
+                    FhirError::bad_request(format!(
+                        "_since must be an instant with a time zone, not '{value}'"
+                    ))
+                })?);
+            }
+            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
+                return Err(FhirError::not_supported(format!(
+                    "The $export parameter {name} is not supported"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(Selection { types, since })
+}
+
+/// Adds the types of one `_type` value (comma-separated) to `types`, each once. An unknown
+/// type is an error rather than a silently missing file.
+fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), FhirError> {
+    for resource_type in value.split(',').map(str::trim) {
+        if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
+            return Err(FhirError::bad_request(format!(
+                "_type names an unknown resource type '{resource_type}'"
+            )));
+        }
+        if !types.iter().any(|t| t == resource_type) {
+            types.push(resource_type.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Which resources the export covers at its level: all of them, every patient's
+/// compartment, or the compartments of a Group's patients, whose number is bounded by
+/// what one statement can bind (see [`MAX_GROUP_MEMBERS`]).
+async fn export_scope(
+    app: &App,
+    request: &FhirRequest,
+    level: &str,
+    group: Option<&str>,
+) -> Result<Scope, FhirError> {
+    match (level, group) {
+        ("system", _) => Ok(Scope::All),
+        ("Patient", _) => Ok(Scope::Patients(None)),
+        (_, Some(group)) => {
+            let members = group_members(app, request, group).await?;
+            if members.len() > MAX_GROUP_MEMBERS {
+                return Err(FhirError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-costly",
+                    format!(
+                        "Group/{group} has {} patients; a group export takes at most {MAX_GROUP_MEMBERS} (export Patient/$export instead)",
+                        members.len()
+                    ),
+                ));
+            }
+            Ok(Scope::Patients(Some(members)))
+        }
+        _ => Err(FhirError::not_found("No such export level")),
+    }
 }
 
 /// The kick-off parameters: the query's and, for a POST with a body, those of its

@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
+use crate::store::transaction::TxResult;
 
 const REMITTANCE_KEY: &str = edi::fhir::systems::REMITTANCE_KEY;
 const PATIENT_CONTROL_NUMBER: &str = edi::fhir::systems::PATIENT_CONTROL_NUMBER;
@@ -138,13 +139,58 @@ async fn post(
             json!({"name": "paymentReconciliation", "valueReference": {"reference": format!("PaymentReconciliation/{existing}")}}),
         ]);
     }
-    let mut entries = Vec::new();
     let mut payment = remittance.payment;
-    let mut unmatched = Vec::new();
-    // One update per Claim, with the state of its last CLP: an 835 may reverse a payment
-    // and pay the claim again (CLP02 22, then 1).
-    let mut claim_updates: Vec<(String, Value, i64)> = Vec::new();
-    for (n, claim_payment) in remittance.claim_responses.into_iter().enumerate() {
+    let Matched {
+        responses,
+        claim_updates,
+        unmatched,
+    } = match_claims(app, request, remittance.claim_responses, &mut payment).await?;
+    let bundle = transaction_bundle(payment, &key, responses, claim_updates);
+    let results = crate::interaction::transaction::run(app, request, bundle).await?;
+    Ok(report(&trace, &results, unmatched))
+}
+
+/// The ClaimResponses of a remittance, matched to the Claims they pay.
+#[derive(Default)]
+struct Matched {
+    /// The transaction entries that create the ClaimResponses, in the 835's order.
+    responses: Vec<Value>,
+    /// One update per Claim: its id, its content in its new state, the version it was read
+    /// at (for If-Match).
+    claim_updates: Vec<(String, Value, i64)>,
+    /// The patient control numbers (CLP01) that no Claim answers to.
+    unmatched: Vec<String>,
+}
+
+impl Matched {
+    /// Gives a Claim the state of a CLP. A Claim is updated once, with the state of its
+    /// last CLP: an 835 may reverse a payment and pay the claim again (CLP02 22, then 1).
+    fn set_state(&mut self, id: String, mut claim: Value, version: i64, state: &str) {
+        match self
+            .claim_updates
+            .iter_mut()
+            .find(|(known, _, _)| *known == id)
+        {
+            Some((_, pending, _)) => set_claim_state(pending, state),
+            None => {
+                set_claim_state(&mut claim, state);
+                self.claim_updates.push((id, claim, version));
+            }
+        }
+    }
+}
+
+/// Finds the Claim of each ClaimResponse by its patient control number. A matched
+/// response then names the Claim and its patient, the payment's detail for it points at
+/// the Claim, and the Claim takes the state the CLP gives it.
+async fn match_claims(
+    app: &App,
+    request: &FhirRequest,
+    claim_payments: Vec<edi::remit835::ClaimPayment>,
+    payment: &mut Value,
+) -> Result<Matched, FhirError> {
+    let mut matched = Matched::default();
+    for (n, claim_payment) in claim_payments.into_iter().enumerate() {
         let mut response = claim_payment.claim_response;
         let number = &claim_payment.patient_control_number;
         match find_claim(app, request, number).await? {
@@ -153,49 +199,51 @@ async fn post(
                 if claim["patient"].is_object() {
                     response["patient"] = claim["patient"].clone();
                 }
-                link_detail(&mut payment, number, &id);
-                let state = state(&claim_payment.status_code);
-                match claim_updates.iter_mut().find(|(known, _, _)| *known == id) {
-                    Some((_, pending, _)) => set_claim_state(pending, state),
-                    None => {
-                        let mut claim = claim;
-                        set_claim_state(&mut claim, state);
-                        claim_updates.push((id, claim, version));
-                    }
-                }
+                link_detail(payment, number, &id);
+                matched.set_state(id, claim, version, state(&claim_payment.status_code));
             }
-            None => unmatched.push(number.clone()),
+            None => matched.unmatched.push(number.clone()),
         }
-        entries.push(json!({
+        matched.responses.push(json!({
             "fullUrl": format!("urn:uuid:00000000-0000-4000-8000-{:012}", n + 1),
             "resource": response,
             "request": {"method": "POST", "url": "ClaimResponse"},
         }));
     }
-    let if_none_exist = format!("identifier={}", query_value(&token(REMITTANCE_KEY, &key)));
-    entries.insert(
-        0,
-        json!({
-            "resource": payment,
-            "request": {"method": "POST", "url": "PaymentReconciliation", "ifNoneExist": if_none_exist},
-        }),
-    );
+    Ok(matched)
+}
+
+/// The transaction that posts a remittance: the PaymentReconciliation first, created only
+/// if none has its remittance key yet (`ifNoneExist`), then the ClaimResponses, then the
+/// Claims' updates under If-Match, so that no concurrent change of a Claim is lost.
+fn transaction_bundle(
+    payment: Value,
+    key: &str,
+    responses: Vec<Value>,
+    claim_updates: Vec<(String, Value, i64)>,
+) -> Value {
+    let if_none_exist = format!("identifier={}", query_value(&token(REMITTANCE_KEY, key)));
+    let mut entries = vec![json!({
+        "resource": payment,
+        "request": {"method": "POST", "url": "PaymentReconciliation", "ifNoneExist": if_none_exist},
+    })];
+    entries.extend(responses);
     entries.extend(claim_updates.into_iter().map(|(id, claim, version)| {
         json!({
             "resource": claim,
             "request": {"method": "PUT", "url": format!("Claim/{id}"), "ifMatch": format!("W/\"{version}\"")},
         })
     }));
-    let results = crate::interaction::transaction::run(
-        app,
-        request,
-        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
-    )
-    .await?;
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// The parameters that report a posted remittance: the outcome, a reference to each
+/// resource written, and the patient control numbers that matched no Claim.
+fn report(trace: &str, results: &[TxResult], unmatched: Vec<String>) -> Vec<Value> {
     let mut parameters =
         vec![json!({"name": "outcome", "valueString": format!("posted: {trace}")})];
     for result in results {
-        let Some(version) = result.version else {
+        let Some(version) = &result.version else {
             continue;
         };
         let name = match version.resource_type.as_str() {
@@ -211,7 +259,7 @@ async fn post(
             .into_iter()
             .map(|n| json!({"name": "unmatched", "valueString": n})),
     );
-    Ok(parameters)
+    parameters
 }
 
 /// The Claim a CLP01 names: by its identifier `urn:x12:clm01`, else by id; with its

@@ -12,7 +12,7 @@ use super::query::{
 use crate::error::FhirError;
 use crate::index::{identifier_key, normalize, of_type_key, parse_reference, text_key};
 use crate::params::dates;
-use crate::params::registry::{ParamType, Registry};
+use crate::params::registry::{ParamType, Registry, SearchParam};
 
 /// Parameters that never select resources and are handled elsewhere (format, paging).
 const IGNORED: &[&str] = &["_format", "_pretty"];
@@ -364,28 +364,8 @@ fn parse_clause(
         Some((code, modifier)) => (code, Some(modifier)),
         None => (name, None),
     };
-    match code {
-        "_id" => {
-            if modifier.is_some_and(|m| m != "missing") {
-                return Err(bad(format!(
-                    "Modifier ':{}' is not supported on _id",
-                    modifier.unwrap_or_default()
-                )));
-            }
-            let ids = split_or(value);
-            if ids.iter().any(|id| !crate::resource::is_valid_id(id)) {
-                return Err(bad(format!("Invalid value for _id: '{value}'")));
-            }
-            return Ok(Some(Clause::Id(ids)));
-        }
-        "_lastUpdated" => {
-            let conditions = split_or(value)
-                .iter()
-                .map(|v| parse_date(code, v))
-                .collect::<Result<_, _>>()?;
-            return Ok(Some(Clause::LastUpdated(conditions)));
-        }
-        _ => {}
+    if let Some(clause) = parse_head_clause(code, modifier, value)? {
+        return Ok(Some(clause));
     }
     let Some(param) = Registry::r4()
         .get(resource_type, code)
@@ -393,61 +373,89 @@ fn parse_clause(
     else {
         return Ok(None);
     };
-    let table = table_of(param.kind).ok_or_else(|| {
-        FhirError::not_supported(format!(
-            "The {} parameter '{code}' is not supported",
-            param.kind.as_str()
-        ))
-    })?;
+    let table = table_of(param.kind).ok_or_else(|| unsupported_parameter(param.kind, code))?;
     if modifier == Some("missing") {
-        let missing = match value {
-            "true" => true,
-            "false" => false,
-            _ => {
-                return Err(bad(format!(
-                    "Invalid value for {name}: '{value}' (true or false)"
-                )));
-            }
-        };
-        return Ok(Some(Clause::Missing {
-            table,
-            param: code.to_owned(),
-            missing,
-        }));
+        return parse_missing(table, code, name, value).map(Some);
     }
     let values = split_or(value);
     if values.iter().any(String::is_empty) {
         return Err(bad(format!("Empty value in '{name}={value}'")));
     }
-    let unsupported = |modifier: &str| {
-        bad(format!(
-            "Modifier ':{modifier}' is not supported on the {} parameter '{code}'",
-            param.kind.as_str()
-        ))
+    parse_index_clause(param, table, code, modifier, &values).map(Some)
+}
+
+/// `_id` and `_lastUpdated`: the resource's head row answers them, not an index table, so
+/// they have no registry entry and are parsed here. `Ok(None)` for any other code.
+fn parse_head_clause(
+    code: &str,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Option<Clause>, FhirError> {
+    match code {
+        "_id" => {
+            if let Some(modifier) = modifier.filter(|m| *m != "missing") {
+                return Err(bad(format!(
+                    "Modifier ':{modifier}' is not supported on _id"
+                )));
+            }
+            let ids = split_or(value);
+            if ids.iter().any(|id| !crate::resource::is_valid_id(id)) {
+                return Err(bad(format!("Invalid value for _id: '{value}'")));
+            }
+            Ok(Some(Clause::Id(ids)))
+        }
+        "_lastUpdated" => {
+            let conditions = parse_each(&split_or(value), |v| parse_date(code, v))?;
+            Ok(Some(Clause::LastUpdated(conditions)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `name:missing=true|false`: whether a resource has no value for the parameter at all,
+/// which no value condition can express.
+fn parse_missing(table: Table, code: &str, name: &str, value: &str) -> Result<Clause, FhirError> {
+    let missing = match value {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return Err(bad(format!(
+                "Invalid value for {name}: '{value}' (true or false)"
+            )));
+        }
     };
-    let index = |table: Table, param: String, any: Vec<Condition>, negate: bool| {
-        Ok(Some(Clause::Index {
-            table,
-            param,
-            any,
-            negate,
-        }))
+    Ok(Clause::Missing {
+        table,
+        param: code.to_owned(),
+        missing,
+    })
+}
+
+/// The index clause of a parameter's (OR-ed) values, by the parameter's type and the
+/// modifier: a modifier may look in another table or key (`:text`, `:of-type`,
+/// `:identifier`) or negate (`:not`). A modifier the type does not take is an error.
+fn parse_index_clause(
+    param: &SearchParam,
+    table: Table,
+    code: &str,
+    modifier: Option<&str>,
+    values: &[String],
+) -> Result<Clause, FhirError> {
+    let index = |table: Table, key: String, any: Vec<Condition>, negate: bool| Clause::Index {
+        table,
+        param: key,
+        any,
+        negate,
     };
-    match (param.kind, modifier) {
+    // Most modifiers keep the parameter's own table and key.
+    let own = |any: Vec<Condition>| index(table, code.to_owned(), any, false);
+    let tokens = || values.iter().map(|v| parse_token(v)).collect();
+    Ok(match (param.kind, modifier) {
         (ParamType::String, None | Some("exact") | Some("contains")) => {
-            let any = values
-                .iter()
-                .map(|v| match modifier {
-                    Some("exact") => Condition::StringExact(v.clone()),
-                    Some("contains") => Condition::StringContains(normalize(v)),
-                    _ => Condition::StringPrefix(normalize(v)),
-                })
-                .collect();
-            index(table, code.to_owned(), any, false)
+            own(string_conditions(values, modifier))
         }
         (ParamType::Token, None | Some("not")) => {
-            let any = values.iter().map(|v| parse_token(v)).collect();
-            index(table, code.to_owned(), any, modifier == Some("not"))
+            index(table, code.to_owned(), tokens(), modifier == Some("not"))
         }
         (ParamType::Token, Some("text")) => {
             let any = values
@@ -457,95 +465,126 @@ fn parse_clause(
             index(Table::String, text_key(code), any, false)
         }
         (ParamType::Token, Some("of-type")) => {
-            let any = values
-                .iter()
-                .map(|v| {
-                    let parts: Vec<&str> = v.splitn(3, '|').collect();
-                    match parts.as_slice() {
-                        [system, kind, identifier]
-                            if !kind.is_empty() && !identifier.is_empty() =>
-                        {
-                            Ok(Condition::Token {
-                                system: Some((*system).to_owned()),
-                                code: Some(format!("{kind}|{identifier}")),
-                            })
-                        }
-                        _ => Err(bad(format!(
-                            "Invalid :of-type value '{v}': expected system|code|value"
-                        ))),
-                    }
-                })
-                .collect::<Result<_, _>>()?;
+            let any = parse_each(values, parse_of_type)?;
             index(Table::Token, of_type_key(code), any, false)
         }
-        (ParamType::Date, None) => {
-            let any = values
-                .iter()
-                .map(|v| parse_date(code, v))
-                .collect::<Result<_, _>>()?;
-            index(table, code.to_owned(), any, false)
-        }
+        (ParamType::Date, None) => own(parse_each(values, |v| parse_date(code, v))?),
         (ParamType::Reference, Some("identifier")) => {
-            let any = values.iter().map(|v| parse_token(v)).collect();
-            index(Table::Token, identifier_key(code), any, false)
+            index(Table::Token, identifier_key(code), tokens(), false)
         }
-        (ParamType::Reference, modifier) => {
-            let type_modifier = match modifier {
-                None => None,
-                Some(t) if Definitions::r4().is_resource_type(t) => Some(t),
-                Some(other) => return Err(unsupported(other)),
-            };
-            let mut any = Vec::new();
-            for v in &values {
-                any.extend(parse_reference_value(
-                    code,
-                    v,
-                    type_modifier,
-                    &param.targets,
-                )?);
-            }
-            index(table, code.to_owned(), any, false)
-        }
-        (ParamType::Number, None) => {
-            let any = values
-                .iter()
-                .map(|v| {
-                    let (prefix, number) = split_prefix(v);
-                    let (value, low, high) = parse_number(code, number)?;
-                    Ok(Condition::Number {
-                        prefix,
-                        value,
-                        low,
-                        high,
-                    })
-                })
-                .collect::<Result<_, FhirError>>()?;
-            index(table, code.to_owned(), any, false)
-        }
-        (ParamType::Quantity, None) => {
-            let any = values
-                .iter()
-                .map(|v| parse_quantity(code, v))
-                .collect::<Result<_, _>>()?;
-            index(table, code.to_owned(), any, false)
-        }
+        (ParamType::Reference, modifier) => own(parse_references(param, code, modifier, values)?),
+        (ParamType::Number, None) => own(parse_each(values, |v| parse_number_condition(code, v))?),
+        (ParamType::Quantity, None) => own(parse_each(values, |v| parse_quantity(code, v))?),
         (ParamType::Uri, None | Some("below") | Some("above")) => {
-            let any = values
-                .iter()
-                .map(|v| match modifier {
-                    Some("below") => Condition::UriBelow(v.clone()),
-                    Some("above") => Condition::UriAbove(v.clone()),
-                    _ => Condition::UriEquals(v.clone()),
-                })
-                .collect();
-            index(table, code.to_owned(), any, false)
+            own(uri_conditions(values, modifier))
         }
-        (_, Some(modifier)) => Err(unsupported(modifier)),
-        (_, None) => Err(FhirError::not_supported(format!(
-            "The {} parameter '{code}' is not supported",
-            param.kind.as_str()
+        (_, Some(modifier)) => return Err(unsupported_modifier(param.kind, code, modifier)),
+        (_, None) => return Err(unsupported_parameter(param.kind, code)),
+    })
+}
+
+/// Parses every value with `parse`, stopping at the first malformed one.
+fn parse_each(
+    values: &[String],
+    parse: impl Fn(&str) -> Result<Condition, FhirError>,
+) -> Result<Vec<Condition>, FhirError> {
+    values.iter().map(|v| parse(v)).collect()
+}
+
+/// A string parameter's values: a prefix of the normalized text by default, the text as
+/// written with `:exact`, a part of the normalized text anywhere with `:contains`.
+fn string_conditions(values: &[String], modifier: Option<&str>) -> Vec<Condition> {
+    values
+        .iter()
+        .map(|v| match modifier {
+            Some("exact") => Condition::StringExact(v.clone()),
+            Some("contains") => Condition::StringContains(normalize(v)),
+            _ => Condition::StringPrefix(normalize(v)),
+        })
+        .collect()
+}
+
+/// A `:of-type` value, `system|type-code|value`: the index keeps an identifier's type code
+/// and value together as the code of one token row under the system.
+fn parse_of_type(value: &str) -> Result<Condition, FhirError> {
+    let parts: Vec<&str> = value.splitn(3, '|').collect();
+    match parts.as_slice() {
+        [system, kind, identifier] if !kind.is_empty() && !identifier.is_empty() => {
+            Ok(Condition::Token {
+                system: Some((*system).to_owned()),
+                code: Some(format!("{kind}|{identifier}")),
+            })
+        }
+        _ => Err(bad(format!(
+            "Invalid :of-type value '{value}': expected system|code|value"
         ))),
     }
+}
+
+/// A reference parameter's values. Its only modifier here is a resource type
+/// (`subject:Patient=123`), which the values must match and which types a bare id.
+fn parse_references(
+    param: &SearchParam,
+    code: &str,
+    modifier: Option<&str>,
+    values: &[String],
+) -> Result<Vec<Condition>, FhirError> {
+    let type_modifier = match modifier {
+        None => None,
+        Some(t) if Definitions::r4().is_resource_type(t) => Some(t),
+        Some(other) => return Err(unsupported_modifier(param.kind, code, other)),
+    };
+    let mut any = Vec::new();
+    for v in values {
+        any.extend(parse_reference_value(
+            code,
+            v,
+            type_modifier,
+            &param.targets,
+        )?);
+    }
+    Ok(any)
+}
+
+/// `[prefix]number`, with the range its precision implies (see [`parse_number`]).
+fn parse_number_condition(code: &str, value: &str) -> Result<Condition, FhirError> {
+    let (prefix, number) = split_prefix(value);
+    let (value, low, high) = parse_number(code, number)?;
+    Ok(Condition::Number {
+        prefix,
+        value,
+        low,
+        high,
+    })
+}
+
+/// A URI's values: the URI itself by default, the URIs it is a prefix of with `:below`,
+/// the URIs that are a prefix of it with `:above`.
+fn uri_conditions(values: &[String], modifier: Option<&str>) -> Vec<Condition> {
+    values
+        .iter()
+        .map(|v| match modifier {
+            Some("below") => Condition::UriBelow(v.clone()),
+            Some("above") => Condition::UriAbove(v.clone()),
+            _ => Condition::UriEquals(v.clone()),
+        })
+        .collect()
+}
+
+/// A modifier the parameter's type does not take: the client's error (400).
+fn unsupported_modifier(kind: ParamType, code: &str, modifier: &str) -> FhirError {
+    bad(format!(
+        "Modifier ':{modifier}' is not supported on the {} parameter '{code}'",
+        kind.as_str()
+    ))
+}
+
+/// A parameter whose type this server cannot search (composite, special): ours (501).
+fn unsupported_parameter(kind: ParamType, code: &str) -> FhirError {
+    FhirError::not_supported(format!(
+        "The {} parameter '{code}' is not supported",
+        kind.as_str()
+    ))
 }
 
 /// `subject:Patient.name=x`: `first` is `subject:Patient`, `rest` is `name`.

@@ -676,6 +676,7 @@ fn condition_rank(param: &str, condition: &Condition) -> u8 {
     }
 }
 
+/// Writes `clause` as a predicate on the head row `alias` (a row of `resources`).
 fn push_clause(
     sql: &mut Sql,
     tenant: TenantId,
@@ -690,56 +691,18 @@ fn push_clause(
             push_texts(sql, ids);
             sql.push(")");
         }
-        Clause::LastUpdated(any) => {
-            let column = format!("{alias}.last_updated");
-            push_any(sql, any, |sql, condition| match condition {
-                Condition::Date(bounds) => {
-                    sql.push("1 = 1");
-                    for bound in bounds {
-                        sql.push(" AND ");
-                        push_point_date(sql, &column, *bound);
-                    }
-                }
-                _ => sql.push("1 = 0"),
-            });
-        }
+        Clause::LastUpdated(any) => push_last_updated(sql, alias, any),
         Clause::Index {
             table,
             param,
             any,
             negate,
-        } => {
-            sql.push(&format!(
-                "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
-                if *negate { "NOT " } else { "" },
-                table.name()
-            ));
-            push_key(sql, "x", resource_type, param);
-            sql.push(" AND ");
-            push_any(sql, any, push_condition);
-            sql.push(")");
-        }
+        } => push_index_exists(sql, resource_type, alias, (*table, param, any), *negate),
         Clause::Missing {
             table,
             param,
             missing,
-        } => {
-            // Missing: no row under any of the element's keys; present: a row under one.
-            sql.push("(");
-            for (i, (table, key)) in element_keys(*table, param).iter().enumerate() {
-                if i > 0 {
-                    sql.push(if *missing { " AND " } else { " OR " });
-                }
-                sql.push(&format!(
-                    "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
-                    if *missing { "NOT " } else { "" },
-                    table.name()
-                ));
-                push_key(sql, "x", resource_type, key);
-                sql.push(")");
-            }
-            sql.push(")");
-        }
+        } => push_missing(sql, resource_type, alias, *table, param, *missing),
         Clause::Chain { param, targets } => {
             sql.push(&format!("{alias}.res_id IN ("));
             push_chain_select(sql, tenant, resource_type, param, targets, depth);
@@ -772,6 +735,69 @@ fn push_clause(
             sql.push(")");
         }
     }
+}
+
+/// `_lastUpdated` on the head row's own column: a point in time, not an index row's range,
+/// so each bound is written by [`push_point_date`].
+fn push_last_updated(sql: &mut Sql, alias: &str, any: &[Condition]) {
+    let column = format!("{alias}.last_updated");
+    push_any(sql, any, |sql, condition| match condition {
+        Condition::Date(bounds) => {
+            sql.push("1 = 1");
+            for bound in bounds {
+                sql.push(" AND ");
+                push_point_date(sql, &column, *bound);
+            }
+        }
+        _ => sql.push("1 = 0"),
+    });
+}
+
+/// `[NOT] EXISTS` an index row of the resource under the parameter's key that meets one of
+/// the conditions: the form of an index clause that does not drive the query.
+fn push_index_exists(
+    sql: &mut Sql,
+    resource_type: &str,
+    alias: &str,
+    (table, param, any): (Table, &str, &[Condition]),
+    negate: bool,
+) {
+    sql.push(&format!(
+        "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
+        if negate { "NOT " } else { "" },
+        table.name()
+    ));
+    push_key(sql, "x", resource_type, param);
+    sql.push(" AND ");
+    push_any(sql, any, push_condition);
+    sql.push(")");
+}
+
+/// `:missing=true|false`: whether the resource has an index row under any of the keys
+/// that keep the parameter's element (see [`element_keys`]).
+fn push_missing(
+    sql: &mut Sql,
+    resource_type: &str,
+    alias: &str,
+    table: Table,
+    param: &str,
+    missing: bool,
+) {
+    // Missing: no row under any of the element's keys; present: a row under one.
+    sql.push("(");
+    for (i, (table, key)) in element_keys(table, param).iter().enumerate() {
+        if i > 0 {
+            sql.push(if missing { " AND " } else { " OR " });
+        }
+        sql.push(&format!(
+            "{}EXISTS (SELECT 1 FROM {} x WHERE x.res_id = {alias}.res_id AND ",
+            if missing { "NOT " } else { "" },
+            table.name()
+        ));
+        push_key(sql, "x", resource_type, key);
+        sql.push(")");
+    }
+    sql.push(")");
 }
 
 /// Where the index keeps the values of a parameter's element, for `:missing`: a token's
@@ -831,68 +857,31 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// Writes one condition on an index row `x` of the condition's table.
 pub(super) fn push_condition(sql: &mut Sql, condition: &Condition) {
     match condition {
-        Condition::StringPrefix(prefix) if prefix.len() > MAX_INDEXED_BYTES => {
-            // Longer than the indexed prefix: that prefix, then the whole value.
-            sql.push("x.value_norm = ");
-            sql.bind_text(bounded::prefix(prefix, MAX_INDEXED_BYTES));
-            sql.push(" AND x.value_long LIKE ");
-            sql.bind_text(&format!("{}%", escape_like(prefix)));
-            sql.push(" ESCAPE '\\'");
-        }
-        Condition::StringPrefix(prefix) => {
-            sql.push("x.value_norm >= ");
-            sql.bind_text(prefix);
-            sql.push(" AND x.value_norm < ");
-            sql.bind_text(&prefix_end(prefix));
-        }
+        Condition::StringPrefix(prefix) => push_string_prefix(sql, prefix),
         Condition::StringExact(value) => {
             sql.push("x.value_exact = ");
             sql.bind_text(value);
         }
-        Condition::StringContains(part) => {
-            // A long value's text past the indexed prefix is in value_long.
-            let pattern = format!("%{}%", escape_like(part));
-            sql.push("(x.value_norm LIKE ");
-            sql.bind_text(&pattern);
-            sql.push(" ESCAPE '\\' OR x.value_long LIKE ");
-            sql.bind_text(&pattern);
-            sql.push(" ESCAPE '\\')");
-        }
+        Condition::StringContains(part) => push_string_contains(sql, part),
         Condition::Token { system, code } => {
             sql.push("1 = 1");
-            if let Some(code) = code {
-                sql.push(" AND x.code = ");
-                sql.bind_text(&equality_key(code));
-            }
-            if let Some(system) = system {
-                sql.push(" AND x.system = ");
-                sql.bind_text(&equality_key(system));
-            }
+            push_equal_key(sql, "x.code", code.as_deref());
+            push_equal_key(sql, "x.system", system.as_deref());
         }
         Condition::Date(bounds) => push_date_rows(sql, bounds),
         Condition::Reference {
             target_type,
             target_id,
             url,
-        } => {
-            sql.push("1 = 1");
-            if let Some(target_type) = target_type {
-                sql.push(" AND x.target_type = ");
-                sql.bind_text(&equality_key(target_type));
-            }
-            if let Some(target_id) = target_id {
-                sql.push(" AND x.target_id = ");
-                sql.bind_text(&equality_key(target_id));
-            }
-            if let Some(url) = url {
-                // URL rows have no target (see `index::push_reference`): saying so keeps
-                // the lookup one range of the index.
-                sql.push(" AND x.target_id = '' AND x.target_type = '' AND x.url = ");
-                sql.bind_text(&equality_key(url));
-            }
-        }
+        } => push_reference(
+            sql,
+            target_type.as_deref(),
+            target_id.as_deref(),
+            url.as_deref(),
+        ),
         Condition::Number {
             prefix,
             value,
@@ -908,14 +897,8 @@ pub(super) fn push_condition(sql: &mut Sql, condition: &Condition) {
             code,
         } => {
             push_number(sql, *prefix, *value, *low, *high);
-            if let Some(system) = system {
-                sql.push(" AND x.system = ");
-                sql.bind_text(&equality_key(system));
-            }
-            if let Some(code) = code {
-                sql.push(" AND x.code = ");
-                sql.bind_text(&equality_key(code));
-            }
+            push_equal_key(sql, "x.system", system.as_deref());
+            push_equal_key(sql, "x.code", code.as_deref());
         }
         Condition::UriEquals(value) => {
             sql.push("x.value = ");
@@ -932,6 +915,62 @@ pub(super) fn push_condition(sql: &mut Sql, condition: &Condition) {
             sql.bind_text(value);
             sql.push(", 1, length(x.value)) = x.value");
         }
+    }
+}
+
+/// ` AND {column} = ?` with the value's equality key, when the condition names a value
+/// for that column; nothing when it leaves the column free.
+fn push_equal_key(sql: &mut Sql, column: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        sql.push(&format!(" AND {column} = "));
+        sql.bind_text(&equality_key(value));
+    }
+}
+
+/// A string starting with `prefix` (normalized): a range of `value_norm`, the column its
+/// index covers, while the prefix fits in the indexed bytes.
+fn push_string_prefix(sql: &mut Sql, prefix: &str) {
+    if prefix.len() > MAX_INDEXED_BYTES {
+        // Longer than the indexed prefix: that prefix, then the whole value.
+        sql.push("x.value_norm = ");
+        sql.bind_text(bounded::prefix(prefix, MAX_INDEXED_BYTES));
+        sql.push(" AND x.value_long LIKE ");
+        sql.bind_text(&format!("{}%", escape_like(prefix)));
+        sql.push(" ESCAPE '\\'");
+        return;
+    }
+    sql.push("x.value_norm >= ");
+    sql.bind_text(prefix);
+    sql.push(" AND x.value_norm < ");
+    sql.bind_text(&prefix_end(prefix));
+}
+
+/// `:contains`: `part` anywhere in the indexed text or in the long value.
+fn push_string_contains(sql: &mut Sql, part: &str) {
+    // A long value's text past the indexed prefix is in value_long.
+    let pattern = format!("%{}%", escape_like(part));
+    sql.push("(x.value_norm LIKE ");
+    sql.bind_text(&pattern);
+    sql.push(" ESCAPE '\\' OR x.value_long LIKE ");
+    sql.bind_text(&pattern);
+    sql.push(" ESCAPE '\\')");
+}
+
+/// A reference row by its target type and id (either may be free), or by its URL.
+fn push_reference(
+    sql: &mut Sql,
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    url: Option<&str>,
+) {
+    sql.push("1 = 1");
+    push_equal_key(sql, "x.target_type", target_type);
+    push_equal_key(sql, "x.target_id", target_id);
+    if let Some(url) = url {
+        // URL rows have no target (see `index::push_reference`): saying so keeps
+        // the lookup one range of the index.
+        sql.push(" AND x.target_id = '' AND x.target_type = '' AND x.url = ");
+        sql.bind_text(&equality_key(url));
     }
 }
 
