@@ -7,11 +7,28 @@
 use std::fmt;
 use std::ops::Deref;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::FhirError;
 
 /// A tenant as the store knows it: the small integer (`tenants.tid`) that every row below
-/// the tenants table carries in place of the tenant's name.
-pub type TenantId = i64;
+/// the tenants table carries in place of the tenant's name. Only the store makes one, from
+/// a tenant it found or created, so it cannot be mixed up with a row's other integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(i64);
+
+impl TenantId {
+    /// The tenant whose `tid` the store read from its own rows.
+    pub fn from_stored(tid: i64) -> TenantId {
+        TenantId(tid)
+    }
+
+    /// The `tid` the rows carry.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
 
 /// A concrete resource type of R4 (`Patient`, `Slot`, ...), as the definitions name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ pub fn compartment_keys(wanted: &impl Fn(&str) -> bool) -> Vec<i64> {
 pub fn members(tenant: TenantId, keys: &[i64], id: &str) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT DISTINCT x.res_id FROM idx_reference x WHERE x.tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql.push(" AND x.key IN (");
     push_list(&mut sql, keys.iter().map(|k| Arg::Int(*k)));
     sql.push(") AND x.target_id = ");
@@ -56,7 +56,7 @@ pub fn last_updated(res_ids: &[i64]) -> Sql {
 pub fn types(tenant: TenantId) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT DISTINCT type, type FROM resources WHERE tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql.push(" AND deleted = 0");
     sql
 }
@@ -109,7 +109,7 @@ fn push_in_compartments(
         .map(|param| Arg::Int(crate::index::slot(resource_type, param).0))
         .collect();
     sql.push(" AND q.res_id IN (SELECT x.res_id FROM idx_reference x WHERE x.tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql.push(" AND x.key IN (");
     push_list(sql, keys.into_iter());
     sql.push(") AND x.target_type = 'Patient'");

@@ -152,7 +152,7 @@ fn ordered_matches(tenant: TenantId, query: &Query, limit: usize, bodies: bool) 
     sql.push(") q");
     if bodies {
         sql.push(" JOIN resource_versions v ON v.tid = ");
-        sql.bind(Arg::Int(tenant));
+        sql.bind(Arg::Int(tenant.get()));
         sql.push(" AND v.type = q.type AND v.id = q.id AND v.version = q.version");
     }
     if let Some(cursor) = &query.cursor {
@@ -329,7 +329,7 @@ fn push_match(
         ));
     }
     sql.push(&format!("{alias}.tid = "));
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql.push(&format!(" AND {alias}.type = "));
     sql.bind_text(resource_type);
     sql.push(&format!(" AND {alias}.deleted = 0"));
@@ -489,7 +489,7 @@ fn push_pair_select(sql: &mut Sql, tenant: TenantId, resource_type: &str, pair: 
             }
             first = false;
             sql.push("SELECT x.res_id FROM idx_ref_date x WHERE x.tid = ");
-            sql.bind(Arg::Int(tenant));
+            sql.bind(Arg::Int(tenant.get()));
             sql.push(" AND x.key = ");
             sql.bind(Arg::Int(index::key(resource_type, &pair.name)));
             sql.push(" AND x.target_id = ");
@@ -540,7 +540,7 @@ fn push_driver_set(
             sql.push(&format!(
                 "SELECT {heads}.res_id FROM resources {heads} WHERE {heads}.tid = "
             ));
-            sql.bind(Arg::Int(tenant));
+            sql.bind(Arg::Int(tenant.get()));
             sql.push(&format!(" AND {heads}.type = "));
             sql.bind_text(resource_type);
             sql.push(" AND ");
@@ -816,7 +816,7 @@ fn element_keys(table: Table, param: &str) -> Vec<(Table, String)> {
 /// `x.tid = ? AND x.key = ?`: the leading columns of every lookup index.
 pub(super) fn push_index_head(sql: &mut Sql, tenant: TenantId, resource_type: &str, param: &str) {
     sql.push("x.tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql.push(" AND ");
     push_key(sql, "x", resource_type, param);
 }
@@ -1182,7 +1182,7 @@ fn fetch_head(tenant: TenantId) -> Sql {
     let mut sql = Sql::default();
     sql.push(PAGE_SELECT);
     sql.push(" WHERE q.deleted = 0 AND q.tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     sql
 }
 
@@ -1235,7 +1235,10 @@ mod tests {
             keys: vec![KeyValue::Int(1), KeyValue::Text("z".into())],
             res_id: 9,
         });
-        for sql in [select_page(1, &query, 10), count(1, &query)] {
+        for sql in [
+            select_page(TenantId::from_stored(1), &query, 10),
+            count(TenantId::from_stored(1), &query),
+        ] {
             assert!(!sql.text.contains("DROP"));
             assert!(!sql.text.contains("hara"));
             assert_eq!(

@@ -10,7 +10,7 @@ impl Store {
     pub async fn next_counter(&self, tenant: TenantId, name: &str) -> Result<i64, StoreError> {
         let mut sql = Sql::default();
         sql.push("INSERT INTO counters (tid, name, value) VALUES (");
-        sql.bind(Arg::Int(tenant));
+        sql.bind(Arg::Int(tenant.get()));
         sql.push(", ");
         sql.bind_text(name);
         sql.push(

@@ -11,7 +11,7 @@ pub fn select(tenant: TenantId, query: &HistoryQuery) -> Sql {
         "SELECT seq, type, id, version, last_updated, method, body FROM resource_versions \
          WHERE tid = ",
     );
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     filters(&mut sql, query);
     if let Some((last_updated, seq)) = query.before {
         sql.push(" AND (last_updated < ");
@@ -31,7 +31,7 @@ pub fn select(tenant: TenantId, query: &HistoryQuery) -> Sql {
 pub fn count(tenant: TenantId, query: &HistoryQuery) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT COUNT(*) FROM resource_versions WHERE tid = ");
-    sql.bind(Arg::Int(tenant));
+    sql.bind(Arg::Int(tenant.get()));
     filters(&mut sql, query);
     sql
 }

@@ -34,7 +34,7 @@ impl Store {
         );
         sql.bind_text(&id);
         sql.push(", ");
-        sql.bind(Arg::Int(tenant));
+        sql.bind(Arg::Int(tenant.get()));
         sql.push(", ");
         sql.bind_text(kind);
         sql.push(", 'queued', ");
@@ -58,7 +58,7 @@ impl Store {
         sql.push("SELECT status, state FROM jobs WHERE id = ");
         sql.bind_text(id);
         sql.push(" AND tid = ");
-        sql.bind(Arg::Int(tenant));
+        sql.bind(Arg::Int(tenant.get()));
         Ok(self.select_pairs(sql).await?.into_iter().next())
     }
 
@@ -70,7 +70,7 @@ impl Store {
         sql.push(" WHERE id = ");
         sql.bind_text(id);
         sql.push(" AND tid = ");
-        sql.bind(Arg::Int(tenant));
+        sql.bind(Arg::Int(tenant.get()));
         sql.push(" AND status <> 'cancelled'");
         Ok(self.execute(sql).await? > 0)
     }

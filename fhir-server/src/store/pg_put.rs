@@ -92,7 +92,7 @@ pub fn creates(
     resources: &[NewResource<'_>],
 ) -> Result<(String, PgArguments), StoreError> {
     let mut s = Statement::new();
-    let tid = s.arg(tenant as i32);
+    let tid = s.arg(tenant.get() as i32);
     let count = s.arg(resources.len() as i64);
     let types = s.arg(
         resources
@@ -140,7 +140,7 @@ pub fn statement(
     index: &IndexRows,
 ) -> Result<(String, PgArguments), StoreError> {
     let mut s = Statement::new();
-    let tid = s.arg(tenant as i32);
+    let tid = s.arg(tenant.get() as i32);
     let res_id = match target {
         Target::Update(row, res_id) => {
             let resource_type = s.arg(resource_type);

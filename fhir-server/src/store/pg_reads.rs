@@ -91,7 +91,7 @@ async fn answer(pool: PgPool, batch: Vec<Request>) {
 }
 
 async fn read_batch(pool: &PgPool, batch: &[Request]) -> Result<Vec<Option<Version>>, StoreError> {
-    let tenants: Vec<i32> = batch.iter().map(|r| r.tenant as i32).collect();
+    let tenants: Vec<i32> = batch.iter().map(|r| r.tenant.get() as i32).collect();
     let types: Vec<&str> = batch.iter().map(|r| r.resource_type.as_str()).collect();
     let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
     let rows = sqlx::query(CURRENT_VERSIONS)

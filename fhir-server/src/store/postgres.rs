@@ -233,7 +233,9 @@ impl PgStore {
             .fetch_optional(self.pool())
             .await?;
         match row {
-            Some(row) => Ok(Some(i64::from(row.try_get::<i32, _>(0)?))),
+            Some(row) => Ok(Some(TenantId::from_stored(i64::from(
+                row.try_get::<i32, _>(0)?,
+            )))),
             None => Ok(None),
         }
     }
@@ -393,7 +395,7 @@ impl PgStore {
             .map(|row| {
                 Ok(StoredBody {
                     res_id: row.try_get(0)?,
-                    tenant: i64::from(row.try_get::<i32, _>(1)?),
+                    tenant: TenantId::from_stored(i64::from(row.try_get::<i32, _>(1)?)),
                     resource_type: row.try_get(2)?,
                     body: row.try_get(3)?,
                 })
@@ -568,7 +570,7 @@ pub(super) async fn read_version(
                 "SELECT version, last_updated, method, body FROM resource_versions \
                  WHERE tid = $1 AND type = $2 AND id = $3 ORDER BY version DESC LIMIT 1",
             )
-            .bind(tenant)
+            .bind(tenant.get())
             .bind(resource_type)
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -579,7 +581,7 @@ pub(super) async fn read_version(
                 "SELECT version, last_updated, method, body FROM resource_versions \
                  WHERE tid = $1 AND type = $2 AND id = $3 AND version = $4",
             )
-            .bind(tenant)
+            .bind(tenant.get())
             .bind(resource_type)
             .bind(id)
             .bind(version)
@@ -614,7 +616,7 @@ impl Tx for PgTx<'_> {
             "SELECT res_id, version, last_updated, deleted FROM resources \
              WHERE tid = $1 AND type = $2 AND id = $3 FOR UPDATE",
         )
-        .bind(self.tenant)
+        .bind(self.tenant.get())
         .bind(resource_type)
         .bind(id)
         .fetch_optional(&mut *self.conn)
@@ -685,7 +687,7 @@ impl Tx for PgTx<'_> {
         )
         .bind(&types)
         .bind(&ids)
-        .bind(self.tenant)
+        .bind(self.tenant.get())
         .fetch_all(&mut *self.conn)
         .await?;
         let mut heads = vec![None; targets.len()];
@@ -781,7 +783,12 @@ impl Tx for PgTx<'_> {
 /// its build, takes the same key (std's hasher may change between Rust releases).
 fn type_lock_key(tenant: TenantId, resource_type: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in tenant.to_le_bytes().iter().chain(resource_type.as_bytes()) {
+    for byte in tenant
+        .get()
+        .to_le_bytes()
+        .iter()
+        .chain(resource_type.as_bytes())
+    {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

@@ -336,6 +336,7 @@ fn add_new(seen: &mut HashSet<(String, String)>, found: &mut Vec<Row>, rows: Vec
 
 #[cfg(test)]
 mod tests {
+    use crate::ids::TenantId;
     use crate::search::Query;
     use crate::search::sql::Sql;
     use crate::search::streamed::{count, lookup, select_ids, select_page};
@@ -371,10 +372,10 @@ mod tests {
     fn a_page_is_read_in_index_order() {
         let query = query(&[("identifier", "http://example.org/mrn|X1")]);
         let lookup = lookup(&query).expect("a lookup");
-        let page = plan(&select_ids(1, &query, &lookup, 11));
+        let page = plan(&select_ids(TenantId::from_stored(1), &query, &lookup, 11));
         assert!(page.contains("idx_token_lookup"), "{page}");
         assert!(!page.contains("TEMP B-TREE"), "{page}");
-        let rows = plan(&select_page(1, &query, &lookup, 11));
+        let rows = plan(&select_page(TenantId::from_stored(1), &query, &lookup, 11));
         assert!(!rows.contains("SCAN"), "{rows}");
         assert!(
             rows.contains("SEARCH q USING INTEGER PRIMARY KEY")
@@ -382,7 +383,7 @@ mod tests {
                 || rows.contains("(res_id=?)"),
             "{rows}"
         );
-        let total = plan(&count(1, &query, &lookup));
+        let total = plan(&count(TenantId::from_stored(1), &query, &lookup));
         assert!(total.contains("COVERING INDEX idx_token_lookup"), "{total}");
         assert!(!total.contains("TEMP B-TREE"), "{total}");
     }

@@ -972,7 +972,11 @@ impl EachTable for IndexInsert<'_> {
             placeholders.join(", ")
         ))?;
         for (key, res_id, row) in rows {
-            let head = [Cell::Int(res_id), Cell::Int(key), Cell::Int(self.tenant)];
+            let head = [
+                Cell::Int(res_id),
+                Cell::Int(key),
+                Cell::Int(self.tenant.get()),
+            ];
             statement.execute(params_from_iter(head.into_iter().chain(row.cells())))?;
         }
         Ok(())
@@ -1010,5 +1014,18 @@ impl rusqlite::ToSql for Cell<'_> {
             Cell::Text(text) | Cell::OptionalText(Some(text)) => ToSqlOutput::from(text),
             Cell::OptionalText(None) => ToSqlOutput::from(Null),
         })
+    }
+}
+
+/// A tenant binds and reads as its `tid`.
+impl rusqlite::ToSql for TenantId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.get()))
+    }
+}
+
+impl rusqlite::types::FromSql for TenantId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(TenantId::from_stored)
     }
 }
