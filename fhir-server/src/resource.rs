@@ -25,8 +25,6 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-pub use crate::ids::is_valid_id;
-
 /// `meta.lastUpdated` form: an instant in UTC truncated to milliseconds. Truncation keeps
 /// `_since` and `_lastUpdated` consistent with the stored microseconds.
 pub fn format_instant(micros: i64) -> String {
@@ -242,7 +240,7 @@ mod tests {
 
     #[test]
     fn new_ids_are_valid_ids() {
-        assert!(is_valid_id(&new_id()));
+        assert!(crate::ids::is_valid_id(&new_id()));
     }
 
     #[test]

@@ -258,7 +258,7 @@ fn check(value: Value) -> Result<Value, String> {
         .ok_or("not a FHIR resource (no resourceType)")?
         .to_owned();
     if let Some(id) = value.get("id").and_then(Value::as_str)
-        && !crate::resource::is_valid_id(id)
+        && !crate::ids::is_valid_id(id)
     {
         return Err(format!("invalid id '{id}'"));
     }

@@ -74,7 +74,7 @@ async fn on_type(
             on_instance(app, request, (resource_type, Id::parse(id)?), rest).await
         }
         ([operation], _) if operation.starts_with('$') => {
-            let target = Target::Type(resource_type.as_str());
+            let target = Target::Type(resource_type);
             crate::ops::invoke(app, request, operation, target).await
         }
         ([op, ..], _) if op.starts_with('$') => Err(FhirError::not_supported(format!(
@@ -114,7 +114,7 @@ async fn on_instance(
             vread::handle(app, request, resource_type, id, version).await
         }
         ([operation], _) if operation.starts_with('$') => {
-            let target = Target::Instance(resource_type.as_str(), id.as_str());
+            let target = Target::Instance(resource_type, id);
             crate::ops::invoke(app, request, operation, target).await
         }
         ([compartment_type], &Method::GET) if !compartment_type.starts_with(['_', '$']) => {
@@ -159,24 +159,29 @@ pub fn interaction_name(method: &Method, segments: &[String]) -> &'static str {
 /// The methods the path of `request` answers to, for the `Allow` header of a 405.
 pub fn allowed_methods(request: &FhirRequest) -> String {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    let operation = |name: &str, target: Target<'_>| {
-        crate::ops::find(name, target).map_or("GET, POST", |op| op.methods())
+    let operation = |name: &str, target: Option<Target<'_>>| {
+        target
+            .and_then(|target| crate::ops::find(name, target))
+            .map_or("GET, POST", |op| op.methods())
+    };
+    let on_type = |resource_type: &str| ResourceType::parse(resource_type).map(Target::Type);
+    let on_instance = |resource_type: &str, id| {
+        let id = Id::parse(id).ok()?;
+        ResourceType::parse(resource_type).map(|resource_type| Target::Instance(resource_type, id))
     };
     let methods = match segments.as_slice() {
         [] => "POST",
         ["metadata"] | ["_history"] => "GET",
         ["$export-status", _] => "GET, DELETE",
         ["$export-file", ..] => "GET",
-        [name] if name.starts_with('$') => operation(name, Target::System),
+        [name] if name.starts_with('$') => operation(name, Some(Target::System)),
         [_] => "GET, POST, PUT, PATCH, DELETE",
         [_, "_search"] => "POST",
-        [resource_type, name] if name.starts_with('$') => {
-            operation(name, Target::Type(resource_type))
-        }
+        [resource_type, name] if name.starts_with('$') => operation(name, on_type(resource_type)),
         [_, "_history"] => "GET",
         [_, _] => "GET, PUT, PATCH, DELETE",
         [resource_type, id, name] if name.starts_with('$') => {
-            operation(name, Target::Instance(resource_type, id))
+            operation(name, on_instance(resource_type, id))
         }
         _ => "GET",
     };

@@ -251,7 +251,7 @@ async fn is_free(
         return Ok(false);
     }
     Ok(number == own
-        || !crate::resource::is_valid_id(number)
+        || !crate::ids::is_valid_id(number)
         || read(app, request, "Claim", number).await?.is_none())
 }
 

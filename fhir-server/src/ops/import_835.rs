@@ -271,7 +271,7 @@ async fn find_claim(
 ) -> Result<Option<(String, Value, i64)>, FhirError> {
     let id = match find(app, request, "Claim", PATIENT_CONTROL_NUMBER, number).await? {
         Some(id) => id,
-        None if crate::resource::is_valid_id(number) => number.to_owned(),
+        None if crate::ids::is_valid_id(number) => number.to_owned(),
         None => return Ok(None),
     };
     Ok(read(app, request, "Claim", &id)

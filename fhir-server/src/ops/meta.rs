@@ -122,7 +122,7 @@ async fn change(
     let rewritten = crate::interaction::update::rewrite(
         app,
         request,
-        (resource_type, id),
+        (&resource_type, &id),
         (None, Method::Put),
         |current| {
             let mut resource = parse_stored(current)?;
@@ -154,7 +154,7 @@ async fn current(app: &App, request: &FhirRequest, target: Target<'_>) -> Result
             "$meta names one resource: [type]/[id]/$meta",
         ));
     };
-    let version = crate::interaction::read::current(app, request, resource_type, id).await?;
+    let version = crate::interaction::read::current(app, request, &resource_type, &id).await?;
     parse_stored(&version)
 }
 

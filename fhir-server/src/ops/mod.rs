@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::{Id, ResourceType};
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 
@@ -23,13 +24,13 @@ use crate::rest::response::FhirResponse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
     System,
-    Type(&'a str),
-    Instance(&'a str, &'a str),
+    Type(ResourceType),
+    Instance(ResourceType, Id<'a>),
 }
 
 impl<'a> Target<'a> {
     /// The resource type, at the type and instance levels.
-    pub fn resource_type(self) -> Option<&'a str> {
+    pub fn resource_type(self) -> Option<ResourceType> {
         match self {
             Target::System => None,
             Target::Type(resource_type) | Target::Instance(resource_type, _) => Some(resource_type),
@@ -39,7 +40,7 @@ impl<'a> Target<'a> {
     /// The resource id, at the instance level.
     pub fn id(self) -> Option<&'a str> {
         match self {
-            Target::Instance(_, id) => Some(id),
+            Target::Instance(_, id) => Some(id.as_str()),
             _ => None,
         }
     }
@@ -107,8 +108,8 @@ impl Operation {
             |resource_type: &str| self.types == ANY_TYPE || self.types.contains(&resource_type);
         match target {
             Target::System => self.system,
-            Target::Type(resource_type) => self.type_level && on_type(resource_type),
-            Target::Instance(resource_type, _) => self.instance && on_type(resource_type),
+            Target::Type(resource_type) => self.type_level && on_type(&resource_type),
+            Target::Instance(resource_type, _) => self.instance && on_type(&resource_type),
         }
     }
 
@@ -162,7 +163,7 @@ pub async fn invoke(
     let Some(operation) = find(name, target) else {
         let place = match target {
             Target::System => "the system".to_owned(),
-            Target::Type(resource_type) => resource_type.to_owned(),
+            Target::Type(resource_type) => resource_type.to_string(),
             Target::Instance(resource_type, id) => format!("{resource_type}/{id}"),
         };
         return Err(FhirError::not_supported(format!(

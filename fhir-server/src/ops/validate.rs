@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ANY_TYPE, Operation, Param, Target};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
+use crate::ids::ResourceType;
 use crate::rest::request::{FhirRequest, check_resource};
 use crate::rest::response::FhirResponse;
 
@@ -78,7 +79,7 @@ async fn handle(
     request: &FhirRequest,
     target: Target<'_>,
 ) -> Result<FhirResponse, FhirError> {
-    let resource_type = target.resource_type().unwrap_or_default();
+    let resource_type = target.resource_type().map_or("", ResourceType::as_str);
     let asked = asked(request, resource_type)?;
     if let Some(profile) = &asked.profile {
         let base = format!("http://hl7.org/fhir/StructureDefinition/{resource_type}");
@@ -164,7 +165,7 @@ fn resource_issues(resource: Option<&Value>, resource_type: &str) -> Result<Vec<
 /// An update names its resource: the body's id must be the URL's.
 fn update_id_issue(resource: Option<&Value>, target: Target<'_>) -> Option<Issue> {
     let body_id = resource.and_then(|r| r["id"].as_str());
-    let resource_type = target.resource_type().unwrap_or_default();
+    let resource_type = target.resource_type().map_or("", ResourceType::as_str);
     let diagnostics = match (target.id(), body_id) {
         (_, None) => "An update needs the resource's id".to_owned(),
         (Some(url_id), Some(body_id)) if url_id != body_id => {
@@ -191,7 +192,7 @@ async fn delete_issues(
             "mode=delete validates the delete of one resource: invoke it as [type]/[id]/$validate",
         ));
     };
-    let current = app.store.read(request.tenant, resource_type, id).await?;
+    let current = app.store.read(request.tenant, &resource_type, &id).await?;
     Ok(match current {
         Some(version) if !version.is_deleted() => Vec::new(),
         _ => vec![Issue {

@@ -399,7 +399,7 @@ fn parse_head_clause(
                 )));
             }
             let ids = split_or(value);
-            if ids.iter().any(|id| !crate::resource::is_valid_id(id)) {
+            if ids.iter().any(|id| !crate::ids::is_valid_id(id)) {
                 return Err(bad(format!("Invalid value for _id: '{value}'")));
             }
             Ok(Some(Clause::Id(ids)))
@@ -843,7 +843,7 @@ fn parse_reference_value(
     if absolute {
         return Ok(vec![by_url()]);
     }
-    if !crate::resource::is_valid_id(value) {
+    if !crate::ids::is_valid_id(value) {
         return Err(bad(format!(
             "Invalid reference for {code}: '{value}' (expected Type/id, an id or a URL)"
         )));
