@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{Operation, Param};
 use crate::app::App;
 use crate::error::FhirError;
+use crate::ids::ResourceType;
 use crate::jobs::export::Scope;
 use crate::jobs::{self, ExportJob, Status};
 use crate::rest::format::Payload;
@@ -182,7 +183,7 @@ fn parse_selection(parameters: &[(String, String)]) -> Result<Selection, FhirErr
 /// type is an error rather than a silently missing file.
 fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), FhirError> {
     for resource_type in value.split(',').map(str::trim) {
-        if !fhir_model::Definitions::r4().is_resource_type(resource_type) {
+        if ResourceType::parse(resource_type).is_none() {
             return Err(FhirError::bad_request(format!(
                 "_type names an unknown resource type '{resource_type}'"
             )));

@@ -10,6 +10,7 @@ use super::query::{
     Clause, Condition, DateBound, Include, Prefix, Query, SortKey, SortKind, Summary, Table, Total,
 };
 use crate::error::FhirError;
+use crate::ids::ResourceType;
 use crate::index::{identifier_key, normalize, of_type_key, parse_reference, text_key};
 use crate::params::dates;
 use crate::params::registry::{ParamType, Registry, SearchParam};
@@ -298,7 +299,7 @@ fn parse_include(
             )));
         }
     };
-    if !Definitions::r4().is_resource_type(source_type) {
+    if ResourceType::parse(source_type).is_none() {
         return Err(bad(format!(
             "Invalid include '{value}': unknown type '{source_type}'"
         )));
@@ -531,7 +532,7 @@ fn parse_references(
 ) -> Result<Vec<Condition>, FhirError> {
     let type_modifier = match modifier {
         None => None,
-        Some(t) if Definitions::r4().is_resource_type(t) => Some(t),
+        Some(t) if ResourceType::parse(t).is_some() => Some(t),
         Some(other) => return Err(unsupported_modifier(param.kind, code, other)),
     };
     let mut any = Vec::new();
@@ -611,7 +612,7 @@ fn parse_chain(
         )));
     }
     let candidates: Vec<String> = match type_modifier {
-        Some(t) if Definitions::r4().is_resource_type(t) => vec![t.to_owned()],
+        Some(t) if ResourceType::parse(t).is_some() => vec![t.to_owned()],
         Some(t) => {
             return Err(bad(format!(
                 "Unknown resource type '{t}' in chain '{first}.{rest}'"
@@ -653,7 +654,7 @@ fn parse_has(
             "Invalid _has '_has:{rest}': expected _has:Type:reference:parameter"
         )));
     };
-    if !Definitions::r4().is_resource_type(source_type) {
+    if ResourceType::parse(source_type).is_none() {
         return Err(bad(format!("Invalid _has: unknown type '{source_type}'")));
     }
     let reference = Registry::r4()
