@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::search::sql::Sql;
+use crate::search::compartment::Patients;
 use crate::store::{Store, StoreError, TenantId};
 
 /// Resources read per page.
@@ -49,15 +49,7 @@ pub async fn default_types(
         types.sort();
         return Ok(types);
     }
-    let sql = crate::search::compartment::types(tenant);
-    let mut types: Vec<String> = store
-        .select_pairs(sql)
-        .await?
-        .into_iter()
-        .map(|(t, _)| t)
-        .collect();
-    types.sort();
-    Ok(types)
+    store.stored_types(tenant).await
 }
 
 /// Writes the resources of each type of `types` in `scope` (updated at or after `since`)
@@ -126,9 +118,9 @@ async fn write_type(
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let (mut after, mut count) = (0, 0);
     loop {
-        let sql = page(tenant, scope, resource_type, since, after);
+        let patients = patients_of(scope);
         let rows = store
-            .select_rows(sql, Vec::new())
+            .export_page(tenant, &patients, resource_type, since, (after, PAGE))
             .await
             .map_err(|e| format!("cannot read {resource_type}: {e:?}"))?;
         let Some(last) = rows.last().map(|r| r.res_id) else {
@@ -157,18 +149,10 @@ async fn write_type(
     Ok(Some(count))
 }
 
-/// The next page of a type's current resources in the scope, after res_id `after`.
-fn page(
-    tenant: TenantId,
-    scope: &Scope,
-    resource_type: &str,
-    since: Option<i64>,
-    after: i64,
-) -> Sql {
-    use crate::search::compartment::{Patients, export_page};
-    let patients = match scope {
+/// The patients whose compartments the scope covers (every resource for `All`).
+fn patients_of(scope: &Scope) -> Patients<'_> {
+    match scope {
         Scope::All => Patients::All,
         Scope::Patients(ids) => Patients::Compartments(ids.as_deref()),
-    };
-    export_page(tenant, &patients, resource_type, since, (after, PAGE))
+    }
 }

@@ -21,7 +21,6 @@ use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 use crate::search::compartment;
 use crate::search::cursor::{Cursor, KeyValue};
-use crate::search::sql::{self, KeyKind};
 use crate::store::{Row, TenantId};
 
 /// The types whose referenced resources join the patient's record.
@@ -221,15 +220,7 @@ async fn members(
 
 /// The Bundle entries of a page of res_ids, in that order.
 async fn entries(app: &App, request: &FhirRequest, page: &[i64]) -> Result<Vec<Entry>, FhirError> {
-    // An empty page (nothing since `_since`, or past the end) needs no query: an empty
-    // `IN ()` list is not SQL PostgreSQL accepts.
-    if page.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = app
-        .store
-        .select_rows(sql::fetch_by_res_ids(page), Vec::new())
-        .await?;
+    let rows = app.store.current_by_res_ids(page).await?;
     let mut by_res_id: BTreeMap<i64, Row> = rows.into_iter().map(|r| (r.res_id, r)).collect();
     Ok(page
         .iter()
@@ -250,10 +241,7 @@ async fn entries(app: &App, request: &FhirRequest, page: &[i64]) -> Result<Vec<E
 async fn head_res_id(app: &App, tenant: TenantId, id: &str) -> Result<i64, FhirError> {
     let rows = app
         .store
-        .select_rows(
-            sql::fetch_by_ids(tenant, "Patient", &[id.to_owned()]),
-            Vec::new(),
-        )
+        .current_by_ids(tenant, "Patient", &[id.to_owned()])
         .await?;
     rows.first()
         .map(|row| row.res_id)
@@ -269,11 +257,7 @@ async fn compartment(
     wanted: &impl Fn(&str) -> bool,
 ) -> Result<Vec<i64>, FhirError> {
     let keys = compartment::compartment_keys(wanted);
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = compartment::members(tenant, &keys, id);
-    Ok(ids(app.store.select_keys(sql, Vec::new()).await?))
+    Ok(app.store.compartment_members(tenant, &keys, id).await?)
 }
 
 /// The res_ids of the Practitioners, Organizations and Locations the members reference.
@@ -289,8 +273,7 @@ async fn referenced(
     }
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in members.chunks(CHUNK) {
-        let sql = compartment::referenced(chunk, &targets);
-        for (target_type, target_id) in app.store.select_pairs(sql).await? {
+        for (target_type, target_id) in app.store.referenced_targets(chunk, &targets).await? {
             by_type.entry(target_type).or_default().push(target_id);
         }
     }
@@ -301,7 +284,7 @@ async fn referenced(
         for chunk in ids.chunks(CHUNK) {
             let rows = app
                 .store
-                .select_rows(sql::fetch_by_ids(tenant, &target_type, chunk), Vec::new())
+                .current_by_ids(tenant, &target_type, chunk)
                 .await?;
             found.extend(rows.into_iter().map(|row| row.res_id));
         }
@@ -313,16 +296,11 @@ async fn referenced(
 async fn updated_since(app: &App, members: &[i64], since: i64) -> Result<Vec<i64>, FhirError> {
     let mut kept = Vec::new();
     for chunk in members.chunks(CHUNK) {
-        let sql = compartment::last_updated(chunk);
-        for (res_id, keys) in app.store.select_keys(sql, vec![KeyKind::Int]).await? {
-            if matches!(keys.first(), Some(KeyValue::Int(time)) if *time >= since) {
+        for (res_id, time) in app.store.last_updated_of(chunk).await? {
+            if time >= since {
                 kept.push(res_id);
             }
         }
     }
     Ok(kept)
-}
-
-fn ids(rows: Vec<(i64, Vec<KeyValue>)>) -> Vec<i64> {
-    rows.into_iter().map(|(res_id, _)| res_id).collect()
 }

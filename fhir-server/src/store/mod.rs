@@ -6,6 +6,7 @@
 //! row, key and query leads with the tenant.
 
 mod coalesce;
+mod compartment;
 mod counters;
 mod history;
 mod index_tables;
@@ -436,7 +437,11 @@ impl Store {
 
     /// Runs a page query (see `search::sql`), decoding `kinds` sort keys after the
     /// standard columns.
-    pub async fn select_rows(&self, sql: Sql, kinds: Vec<KeyKind>) -> Result<Vec<Row>, StoreError> {
+    pub(in crate::store) async fn select_rows(
+        &self,
+        sql: Sql,
+        kinds: Vec<KeyKind>,
+    ) -> Result<Vec<Row>, StoreError> {
         match self {
             Store::Sqlite(s) => s.select_rows(sql, kinds).await,
             Store::Postgres(s) => s.select_rows(&sql, &kinds).await,
@@ -537,7 +542,7 @@ impl Store {
     }
 
     /// Runs an ids query (`search::sql::select_ids`): res_id, then `kinds` sort keys.
-    pub async fn select_keys(
+    pub(in crate::store) async fn select_keys(
         &self,
         sql: Sql,
         kinds: Vec<KeyKind>,
@@ -549,7 +554,7 @@ impl Store {
     }
 
     /// Runs a `SELECT COUNT(*)`.
-    pub async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
+    pub(in crate::store) async fn select_count(&self, sql: Sql) -> Result<i64, StoreError> {
         match self {
             Store::Sqlite(s) => s.select_count(sql).await,
             Store::Postgres(s) => s.select_count(&sql).await,
@@ -557,7 +562,7 @@ impl Store {
     }
 
     /// Runs a statement that writes (see `search::sql::Sql`); the rows it changed.
-    pub async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
+    pub(in crate::store) async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.execute(sql).await,
             Store::Postgres(s) => s.execute(&sql).await,
@@ -565,7 +570,10 @@ impl Store {
     }
 
     /// Runs a statement that writes and returns two text columns (`... RETURNING a, b`).
-    pub async fn write_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
+    pub(in crate::store) async fn write_pairs(
+        &self,
+        sql: Sql,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.write_pairs(sql).await,
             Store::Postgres(s) => s.select_pairs(&sql).await,
@@ -573,7 +581,10 @@ impl Store {
     }
 
     /// Runs a query of two text columns.
-    pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
+    pub(in crate::store) async fn select_pairs(
+        &self,
+        sql: Sql,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.select_pairs(sql).await,
             Store::Postgres(s) => s.select_pairs(&sql).await,
