@@ -10,10 +10,11 @@
 //! commits. A point read is an index lookup in the page cache, so it runs inline on the
 //! request's task; history and search, which may scan, run on the blocking pool.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
@@ -963,14 +964,8 @@ impl EachTable for IndexInsert<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        let columns = T::COLUMNS.len() + 3;
-        let placeholders: Vec<String> = (1..=columns).map(|i| format!("?{i}")).collect();
-        let mut statement = self.conn.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO {} (res_id, key, tid, {}) VALUES ({})",
-            T::NAME,
-            T::COLUMNS.join(", "),
-            placeholders.join(", ")
-        ))?;
+        let sql = INDEX_INSERTS.get(T::NAME).map_or("", String::as_str);
+        let mut statement = self.conn.prepare_cached(sql)?;
         for (key, res_id, row) in rows {
             let head = [
                 Cell::Int(res_id),
@@ -979,6 +974,33 @@ impl EachTable for IndexInsert<'_> {
             ];
             statement.execute(params_from_iter(head.into_iter().chain(row.cells())))?;
         }
+        Ok(())
+    }
+}
+
+/// The INSERT of each index table, written once from its description (a create writes
+/// several tables; building the text each time was a cost on the one writer).
+static INDEX_INSERTS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
+    let mut inserts = IndexInserts(HashMap::new());
+    let Ok(()) = each_table(&mut inserts);
+    inserts.0
+});
+
+struct IndexInserts(HashMap<&'static str, String>);
+
+impl EachTable for IndexInserts {
+    type Error = std::convert::Infallible;
+
+    fn table<T: IndexTable>(&mut self) -> Result<(), Self::Error> {
+        let placeholders: Vec<String> =
+            (1..=T::COLUMNS.len() + 3).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT OR IGNORE INTO {} (res_id, key, tid, {}) VALUES ({})",
+            T::NAME,
+            T::COLUMNS.join(", "),
+            placeholders.join(", ")
+        );
+        self.0.insert(T::NAME, sql);
         Ok(())
     }
 }
