@@ -36,8 +36,9 @@ pub trait IndexTable: Sized {
     fn rows(index: &IndexRows) -> &[Self];
     /// The parameter the row is a value of.
     fn param(&self) -> &str;
-    /// The row's values, one per column of `COLUMNS`.
-    fn cells(&self) -> Vec<Cell<'_>>;
+    /// The row's value of column `column` of `COLUMNS` (`column < COLUMNS.len()`; the last
+    /// column answers any larger number). One at a time, so that no row needs a vector.
+    fn cell(&self, column: usize) -> Cell<'_>;
     /// The order of the table's lookup index after the key (its value columns), so that a
     /// batch is inserted walking the b-tree once (see `sqlite::insert_index`).
     fn lookup_order(&self, other: &Self) -> Ordering;
@@ -52,8 +53,11 @@ impl IndexTable for TokenRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![Cell::Text(&self.system), Cell::Text(&self.code)]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Text(&self.system),
+            _ => Cell::Text(&self.code),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         (&self.code, &self.system).cmp(&(&other.code, &other.system))
@@ -69,13 +73,13 @@ impl IndexTable for StringRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            Cell::Small(i16::from(self.part)),
-            Cell::Text(&self.norm),
-            Cell::Text(&self.exact),
-            Cell::OptionalText(self.long.as_deref()),
-        ]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Small(i16::from(self.part)),
+            1 => Cell::Text(&self.norm),
+            2 => Cell::Text(&self.exact),
+            _ => Cell::OptionalText(self.long.as_deref()),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         (&self.norm, self.part).cmp(&(&other.norm, other.part))
@@ -91,12 +95,12 @@ impl IndexTable for DateRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            Cell::Int(self.low),
-            Cell::Int(self.high),
-            Cell::Small(i16::from(self.is_short())),
-        ]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Int(self.low),
+            1 => Cell::Int(self.high),
+            _ => Cell::Small(i16::from(self.is_short())),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         (self.is_short(), self.low, self.high).cmp(&(other.is_short(), other.low, other.high))
@@ -112,12 +116,12 @@ impl IndexTable for ReferenceRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            Cell::Text(&self.target_type),
-            Cell::Text(&self.target_id),
-            Cell::Text(&self.url),
-        ]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Text(&self.target_type),
+            1 => Cell::Text(&self.target_id),
+            _ => Cell::Text(&self.url),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         (&self.target_id, &self.target_type, &self.url).cmp(&(
@@ -137,8 +141,8 @@ impl IndexTable for NumberRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![Cell::Float(self.value)]
+    fn cell(&self, _column: usize) -> Cell<'_> {
+        Cell::Float(self.value)
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         self.value.total_cmp(&other.value)
@@ -154,12 +158,12 @@ impl IndexTable for QuantityRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            Cell::Float(self.value),
-            Cell::Text(&self.system),
-            Cell::Text(&self.code),
-        ]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Float(self.value),
+            1 => Cell::Text(&self.system),
+            _ => Cell::Text(&self.code),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         self.value.total_cmp(&other.value)
@@ -175,8 +179,8 @@ impl IndexTable for UriRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![Cell::Text(&self.value)]
+    fn cell(&self, _column: usize) -> Cell<'_> {
+        Cell::Text(&self.value)
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         self.value.cmp(&other.value)
@@ -192,14 +196,14 @@ impl IndexTable for RefDateRow {
     fn param(&self) -> &str {
         &self.param
     }
-    fn cells(&self) -> Vec<Cell<'_>> {
-        vec![
-            Cell::Text(&self.target_type),
-            Cell::Text(&self.target_id),
-            Cell::Int(self.low),
-            Cell::Int(self.high),
-            Cell::Small(i16::from(self.is_short())),
-        ]
+    fn cell(&self, column: usize) -> Cell<'_> {
+        match column {
+            0 => Cell::Text(&self.target_type),
+            1 => Cell::Text(&self.target_id),
+            2 => Cell::Int(self.low),
+            3 => Cell::Int(self.high),
+            _ => Cell::Small(i16::from(self.is_short())),
+        }
     }
     fn lookup_order(&self, other: &Self) -> Ordering {
         (&self.target_id, &self.target_type, self.low).cmp(&(

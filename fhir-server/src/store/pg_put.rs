@@ -220,9 +220,8 @@ impl EachTable for IndexInsert<'_> {
             format!("{}::int8[]", s.arg(ns)),
             format!("{}::int4[]", s.arg(keys)),
         ];
-        let cells: Vec<Vec<Cell<'_>>> = rows.iter().map(|(_, _, row)| row.cells()).collect();
         for column in 0..T::COLUMNS.len() {
-            let array = column_array(cells.iter().filter_map(|row| row.get(column).copied()));
+            let array = column_array(rows.iter().map(|(_, _, row)| row.cell(column)));
             arrays.push(array.bind(s));
         }
         let names: Vec<String> = (1..arrays.len()).map(|i| format!("c{i}")).collect();

@@ -972,7 +972,8 @@ impl EachTable for IndexInsert<'_> {
                 Cell::Int(key),
                 Cell::Int(self.tenant.get()),
             ];
-            statement.execute(params_from_iter(head.into_iter().chain(row.cells())))?;
+            let cells = (0..T::COLUMNS.len()).map(|column| row.cell(column));
+            statement.execute(params_from_iter(head.into_iter().chain(cells)))?;
         }
         Ok(())
     }
@@ -992,8 +993,9 @@ impl EachTable for IndexInserts {
     type Error = std::convert::Infallible;
 
     fn table<T: IndexTable>(&mut self) -> Result<(), Self::Error> {
-        let placeholders: Vec<String> =
-            (1..=T::COLUMNS.len() + 3).map(|i| format!("?{i}")).collect();
+        let placeholders: Vec<String> = (1..=T::COLUMNS.len() + 3)
+            .map(|i| format!("?{i}"))
+            .collect();
         let sql = format!(
             "INSERT OR IGNORE INTO {} (res_id, key, tid, {}) VALUES ({})",
             T::NAME,
