@@ -358,19 +358,15 @@ mod tests {
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
     }
 
-    fn query(params: &[(&str, &str)]) -> Query {
-        let params: Vec<(String, String)> = params
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        Query::parse("Patient", &params, true).unwrap()
-    }
-
     /// A page reads its entries from the lookup index in order: no sort, no temporary
     /// b-tree, so its cost does not grow with the number of matches.
     #[test]
     fn a_page_is_read_in_index_order() {
-        let query = query(&[("identifier", "http://example.org/mrn|X1")]);
+        let params = [(
+            "identifier".to_owned(),
+            "http://example.org/mrn|X1".to_owned(),
+        )];
+        let query = Query::parse("Patient", &params, true).unwrap();
         let lookup = lookup(&query).expect("a lookup");
         let page = plan(&select_ids(TenantId::from_stored(1), &query, &lookup, 11));
         assert!(page.contains("idx_token_lookup"), "{page}");
