@@ -1,0 +1,10 @@
+//! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
+//! what a scope means and what it permits, the PKCE check, and the discovery document.
+//! It knows nothing of storage or of an HTTP framework; the server wires it to both.
+//!
+//! Specification: https://hl7.org/fhir/smart-app-launch/STU2.2/ (digest in
+//! `../shared/specs/interop-digest.md`, part 1).
+
+pub mod discovery;
+pub mod pkce;
+pub mod scope;
