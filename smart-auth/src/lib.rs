@@ -6,5 +6,7 @@
 //! `../shared/specs/interop-digest.md`, part 1).
 
 pub mod discovery;
+pub mod password;
 pub mod pkce;
 pub mod scope;
+pub mod totp;
