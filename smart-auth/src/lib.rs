@@ -1,10 +1,13 @@
 //! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
-//! what a scope means and what it permits, the PKCE check, and the discovery document.
+//! scopes (what each means and permits), the /authorize checks, PKCE, client assertion
+//! claims, passwords and TOTP, and the discovery documents.
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
 //!
 //! Specification: https://hl7.org/fhir/smart-app-launch/STU2.2/ (digest in
 //! `../shared/specs/interop-digest.md`, part 1).
 
+pub mod assertion;
+pub mod authorize;
 pub mod discovery;
 pub mod password;
 pub mod pkce;
