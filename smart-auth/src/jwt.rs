@@ -373,8 +373,9 @@ mod tests {
 
     #[test]
     fn an_es384_assertion_verifies_with_a_p384_key() {
+        use p384::elliptic_curve::Generate;
         use p384::pkcs8::EncodePrivateKey;
-        let secret = p384::SecretKey::random(&mut rsa::rand_core::UnwrapErr(getrandom::SysRng));
+        let secret = p384::SecretKey::try_generate_from_rng(&mut getrandom::SysRng).unwrap();
         let der = secret.to_pkcs8_der().unwrap();
         let encoding = EncodingKey::from_ec_der(der.as_bytes());
         let mut jwk =
