@@ -1,5 +1,5 @@
 //! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
-//! scopes (what each means and permits), the /authorize checks, PKCE, JWTs (the server's
+//! scopes (what each means and permits), the /authorize and /token rules, PKCE, JWTs (the server's
 //! RS256 keys and JWKS, clients' RS384/ES384 assertions), passwords and TOTP, and the
 //! discovery documents.
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
@@ -14,4 +14,5 @@ pub mod jwt;
 pub mod password;
 pub mod pkce;
 pub mod scope;
+pub mod token;
 pub mod totp;
