@@ -35,6 +35,7 @@ impl Store {
 
     /// The res_ids of the resources that point at `Patient/{patient}` through one of the
     /// compartment parameter keys `keys` (see `search::compartment::compartment_keys`).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn compartment_members(
         &self,
         tenant: TenantId,
@@ -94,6 +95,7 @@ impl Store {
 
     /// The next `page` current resources of a type in `patients` (updated at or after
     /// `since`), after res_id `after`, in res_id order.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn export_page(
         &self,
         tenant: TenantId,
