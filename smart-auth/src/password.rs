@@ -1,6 +1,6 @@
 //! Passwords: stored as argon2id PHC strings (salted, with their parameters), checked
 //! against a policy when set: long enough, not the username, not one of the 10,000 most
-//! common (NIST SP 800-63B 5.1.1.2; the list is `data/common-passwords.txt`).
+//! common (NIST SP 800-63B 5.1.1.2; the list is `wordlists/common-passwords.txt`).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -15,7 +15,7 @@ pub const MIN_LENGTH: usize = 10;
 pub const MAX_LENGTH: usize = 256;
 
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
+    include_str!("../wordlists/common-passwords.txt")
         .lines()
         .filter(|line| !line.is_empty())
         .collect()
