@@ -1,5 +1,6 @@
 //! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
-//! scopes (what each means and permits), the /authorize and /token rules, PKCE, JWTs (the server's
+//! scopes (what each means and permits), the /authorize and /token rules, client
+//! authentication, redirects back to apps, CSRF tokens for the pages, PKCE, JWTs (the server's
 //! RS256 keys and JWKS, clients' RS384/ES384 assertions), the practice's roles and how
 //! they bound user scopes, passwords and TOTP, and the discovery documents.
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
@@ -9,11 +10,20 @@
 
 pub mod assertion;
 pub mod authorize;
+pub mod client_auth;
+pub mod csrf;
 pub mod discovery;
 pub mod jwt;
 pub mod password;
 pub mod pkce;
+pub mod redirect;
 pub mod role;
 pub mod scope;
 pub mod token;
 pub mod totp;
+
+/// Compares without stopping at the first difference, so the time taken says nothing of
+/// how much of a guess was right.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -53,7 +53,7 @@ pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), PkceError> 
         return Err(PkceError("code_verifier does not match the code_challenge"));
     }
     let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    if !constant_time_eq(digest.as_bytes(), challenge.as_bytes()) {
+    if !crate::constant_time_eq(digest.as_bytes(), challenge.as_bytes()) {
         return Err(PkceError("code_verifier does not match the code_challenge"));
     }
     Ok(())
@@ -70,12 +70,6 @@ fn is_base64url(b: u8) -> bool {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Compares without stopping at the first difference, so the time taken says nothing of
-/// how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
