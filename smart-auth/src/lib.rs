@@ -1,6 +1,7 @@
 //! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
 //! scopes (what each means and permits), the /authorize and /token rules, client
-//! authentication, redirects back to apps, CSRF tokens for the pages, PKCE, JWTs (the server's
+//! authentication, redirects back to apps, CSRF tokens for the pages, PKCE, JWTs and a
+//! bounded cache of verified ones (the server's
 //! RS256 keys and JWKS, clients' RS384/ES384 assertions), the practice's roles and how
 //! they bound user scopes, passwords and TOTP, and the discovery documents.
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
@@ -10,6 +11,7 @@
 
 pub mod assertion;
 pub mod authorize;
+pub mod cache;
 pub mod client_auth;
 pub mod csrf;
 pub mod discovery;
