@@ -1,9 +1,10 @@
 //! SMART on FHIR authorization (App Launch 2.x and Backend Services) as protocol logic:
-//! scopes (what each means and permits), the /authorize and /token rules, client
-//! authentication, redirects back to apps, CSRF tokens for the pages, PKCE, JWTs and a
-//! bounded cache of verified ones (the server's
-//! RS256 keys and JWKS, clients' RS384/ES384 assertions), the practice's roles and how
-//! they bound user scopes, passwords and TOTP, and the discovery documents.
+//! - scopes (what each means and permits) and the practice's roles that bound them;
+//! - the /authorize and /token rules, client authentication, redirects back to apps, PKCE;
+//! - JWTs: the server's RS256 keys and JWKS, clients' RS384/ES384 assertions, and a
+//!   bounded cache of verified tokens;
+//! - passwords, TOTP, CSRF tokens for the pages, and the discovery documents.
+//!
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
 //!
 //! Specification: https://hl7.org/fhir/smart-app-launch/STU2.2/ (digest in
