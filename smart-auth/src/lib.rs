@@ -2,7 +2,7 @@
 //! - scopes (what each means and permits) and the practice's roles that bound them;
 //! - the /authorize and /token rules, client authentication, redirects back to apps, PKCE;
 //! - JWTs: the server's RS256 keys and JWKS, clients' RS384/ES384 assertions, and a
-//!   bounded cache of verified tokens;
+//!   bounded cache of verified tokens, and tokens of outside identity providers;
 //! - passwords, TOTP, CSRF tokens for the pages, and the discovery documents.
 //!
 //! It knows nothing of storage or of an HTTP framework; the server wires it to both.
@@ -16,6 +16,7 @@ pub mod cache;
 pub mod client_auth;
 pub mod csrf;
 pub mod discovery;
+pub mod external;
 pub mod jwt;
 pub mod password;
 pub mod pkce;
