@@ -12,6 +12,10 @@
 
 use std::fmt;
 
+/// Why a word is not a scope at all (then a scope string skips it, as servers skip the
+/// scopes they do not know), as opposed to a known kind of scope written wrong.
+const NOT_A_SCOPE: &str = "not a known scope";
+
 /// The URI form's prefix of a scope.
 const URI_PREFIX: &str = "http://smarthealthit.org/fhir/scopes/";
 
@@ -239,8 +243,8 @@ impl Scope {
 
 /// `(patient|user|system)/(Type|*).<permissions>[?query]`.
 fn parse_resource_scope(scope: &str) -> Result<ResourceScope, &'static str> {
-    let (context, rest) = scope.split_once('/').ok_or("not a known scope")?;
-    let context = Context::parse(context).ok_or("not a known scope")?;
+    let (context, rest) = scope.split_once('/').ok_or(NOT_A_SCOPE)?;
+    let context = Context::parse(context).ok_or(NOT_A_SCOPE)?;
     let (path, query) = match rest.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (rest, None),
@@ -348,7 +352,7 @@ impl Scopes {
             match Scope::parse(word) {
                 Ok(scope) if !scopes.contains(&scope) => scopes.push(scope),
                 Ok(_) => {}
-                Err(error) if error.reason == "not a known scope" => {}
+                Err(error) if error.reason == NOT_A_SCOPE => {}
                 Err(error) => return Err(error),
             }
         }
