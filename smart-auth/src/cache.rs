@@ -10,31 +10,31 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-struct Entry {
-    claims: Arc<Value>,
+struct Entry<T> {
+    claims: Arc<T>,
     exp: i64,
     grant: Option<String>,
     /// When it was added (an insertion count), to evict the oldest first.
     added: u64,
 }
 
-struct Inner {
-    entries: HashMap<[u8; 32], Entry>,
+struct Inner<T> {
+    entries: HashMap<[u8; 32], Entry<T>>,
     added: u64,
 }
 
-/// A bounded cache of verified tokens' claims.
-pub struct TokenCache {
+/// A bounded cache of verified tokens' claims (or what the server made of them).
+pub struct TokenCache<T = Value> {
     capacity: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<T>>,
 }
 
 fn key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+impl<T> TokenCache<T> {
+    pub fn new(capacity: usize) -> TokenCache<T> {
         TokenCache {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner {
@@ -45,7 +45,7 @@ impl TokenCache {
     }
 
     /// The claims of `token` if it was verified and has not expired by `now`.
-    pub fn get(&self, token: &str, now: i64) -> Option<Arc<Value>> {
+    pub fn get(&self, token: &str, now: i64) -> Option<Arc<T>> {
         let inner = self.inner.lock().ok()?;
         inner
             .entries
@@ -56,7 +56,7 @@ impl TokenCache {
 
     /// Remembers a verified token's claims until `exp`; `grant` names what revoking
     /// removes it.
-    pub fn insert(&self, token: &str, claims: Value, exp: i64, grant: Option<String>, now: i64) {
+    pub fn insert(&self, token: &str, claims: T, exp: i64, grant: Option<String>, now: i64) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
