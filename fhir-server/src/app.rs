@@ -5,6 +5,8 @@ use std::sync::{Arc, RwLock};
 
 use axum::http::StatusCode;
 
+use crate::auth::AuthState;
+use crate::auth::proxies::Range;
 use crate::config::ServeConfig;
 use crate::error::FhirError;
 use crate::store::{Store, TenantId};
@@ -13,6 +15,10 @@ use crate::store::{Store, TenantId};
 pub struct App {
     pub store: Store,
     pub config: ServeConfig,
+    /// Signing keys, verified tokens and revocations.
+    pub auth: AuthState,
+    /// `--trusted-proxies`, parsed (checked when the server starts).
+    pub trusted_proxies: Vec<Range>,
     /// Tenants known to exist, by name. Tenants are never removed, so a positive answer
     /// can be cached; an unknown name is looked up again each time (another server may
     /// create it).
@@ -23,9 +29,13 @@ pub type SharedApp = Arc<App>;
 
 impl App {
     pub fn new(store: Store, config: ServeConfig) -> SharedApp {
+        let trusted_proxies =
+            crate::auth::proxies::parse_all(&config.trusted_proxies).unwrap_or_default();
         Arc::new(App {
             store,
             config,
+            auth: AuthState::default(),
+            trusted_proxies,
             known_tenants: RwLock::new(HashMap::new()),
         })
     }

@@ -20,6 +20,11 @@ pub fn now_micros() -> i64 {
     system.saturating_add(OFFSET_MICROS.load(Ordering::Relaxed))
 }
 
+/// Seconds since the Unix epoch, on the server's clock (as tokens count time).
+pub fn now_seconds() -> i64 {
+    now_micros().div_euclid(1_000_000)
+}
+
 /// Moves the clock forward by `micros` (never back: versions must not go back in time);
 /// the offset after the move.
 pub fn advance(micros: i64) -> i64 {

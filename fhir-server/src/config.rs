@@ -11,6 +11,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How requests are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// SMART on FHIR: every request needs an access token of this server's own
+    /// authorization server (`{base}/auth/...`).
+    Smart,
+    /// No authorization at all, for local development only: the server then listens on
+    /// loopback addresses only, and says so at every start.
+    None,
+}
+
 /// Where the database lives.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
@@ -38,6 +49,17 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
 
+    /// `smart` (the default): requests need a SMART access token. `none`: no
+    /// authorization, for local development; only a loopback `--listen` is accepted.
+    #[arg(long, env = "FHIR_AUTH", value_enum, default_value = "smart")]
+    pub auth: AuthMode,
+
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
+    /// are believed (for secure cookies, logs and the audit), as addresses or ranges,
+    /// comma-separated: `127.0.0.1,10.0.0.0/8`. Default: none.
+    #[arg(long, env = "FHIR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Public root URL (e.g. `https://fhir.example.org`), used in fullUrl, Location and
     /// paging links. Default: `http://` + the request's Host header.
     #[arg(long, env = "FHIR_BASE_URL")]
@@ -53,8 +75,8 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Bearer token for the admin API (`/admin/...`). Without it, the admin API only
-    /// answers clients on the loopback interface.
+    /// Bearer token for the admin API (`/admin/...`). Without it, the admin API is closed,
+    /// except to loopback clients under `--auth none`.
     #[arg(long, env = "FHIR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

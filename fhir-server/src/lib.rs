@@ -10,6 +10,7 @@
 //! their values), and the bottom: `resource`, `fhir`, `ids`, `config`, `clock`, `error`.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

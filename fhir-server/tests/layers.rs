@@ -27,6 +27,8 @@ const LAYERS: &[&str] = &[
     // Storage (the only SQL besides the search planner), with transaction execution.
     "store",
     // The FHIR REST request and response, and the state requests share.
+    // Who is asking and what they may do (bearer tokens, scopes, roles, accounts).
+    "auth",
     "rest",
     "app",
     // Background jobs, FHIR interactions, practice rules, and operations.

@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{DatabaseConfig, LogFormat, ServeConfig};
+use crate::config::{AuthMode, DatabaseConfig, LogFormat, ServeConfig};
 use crate::store::{self, Store};
 use crate::{app, http, jobs};
 
+mod auth;
 mod edi;
 mod export;
 mod import;
@@ -53,6 +54,21 @@ enum Command {
     Edi {
         #[command(subcommand)]
         command: edi::EdiCommand,
+    },
+    /// Register and list the apps, EHRs and backend services that may ask for tokens.
+    Client {
+        #[command(subcommand)]
+        command: auth::ClientCommand,
+    },
+    /// Add, list and reset the passwords of the people who sign in.
+    User {
+        #[command(subcommand)]
+        command: auth::UserCommand,
+    },
+    /// The server's token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: auth::KeysCommand,
     },
 }
 
@@ -106,6 +122,9 @@ pub fn main() -> ExitCode {
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
             Command::Edi { command } => edi::run(command),
+            Command::Client { command } => auth::client(command).await,
+            Command::User { command } => auth::user(command).await,
+            Command::Keys { command } => auth::keys(command).await,
         }
     });
     match result {
@@ -213,6 +232,9 @@ async fn create_tenant(
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
     http::cors::layer(&config.cors_origins).map_err(|e| format!("--cors-origins: {e}"))?;
+    crate::auth::proxies::parse_all(&config.trusted_proxies)
+        .map_err(|e| format!("--trusted-proxies: {e}"))?;
+    check_auth_mode(&config)?;
     let timeout = (config.statement_timeout_ms > 0)
         .then(|| Duration::from_millis(config.statement_timeout_ms));
     let store = open_bounded(&config.database, timeout).await?;
@@ -228,12 +250,43 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let backend = store.backend_name();
     let app = app::App::new(store, config);
     jobs::start(app.clone());
+    if app.config.auth == AuthMode::Smart {
+        tokio::spawn(crate::auth::revoked::follow(
+            app.store.clone(),
+            app.auth.revoked.clone(),
+        ));
+    }
     let router = http::router(app)?;
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("fhir-server listening on http://{address}");
     http::serve::serve(listener, router, limits, shutdown_signal()).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `--auth none` is for a developer's own machine: it is said at every start, and only a
+/// loopback address may be listened on (anyone who reached the port could read every
+/// patient).
+fn check_auth_mode(config: &ServeConfig) -> Result<(), String> {
+    if config.auth == AuthMode::Smart {
+        return Ok(());
+    }
+    let loopback = config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|address| address.ip().is_loopback())
+        || config.listen.starts_with("localhost:");
+    if !loopback {
+        return Err(format!(
+            "--auth none serves every patient to whoever reaches the port: it listens on a loopback address only, not {}",
+            config.listen
+        ));
+    }
+    tracing::warn!(
+        "--auth none: NO AUTHORIZATION. Anyone who can reach {} reads and writes every patient. For local development only.",
+        config.listen
+    );
     Ok(())
 }
 

@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use smart_auth::constant_time_eq;
+
 use crate::app::SharedApp;
+use crate::config::AuthMode;
 use crate::error::FhirError;
 
 /// Liveness: the process answers.
@@ -114,7 +117,8 @@ pub async fn advance_clock(
 }
 
 /// With an admin token configured, the caller must present it; without one, only clients
-/// on the loopback interface may administer the server.
+/// on the loopback interface may administer the server, and only under `--auth none`
+/// (behind a reverse proxy on the same host every client looks like loopback).
 fn authorize_admin(
     app: &crate::app::App,
     peer: SocketAddr,
@@ -136,16 +140,11 @@ fn authorize_admin(
                 ))
             }
         }
-        None if peer.ip().is_loopback() => Ok(()),
+        None if peer.ip().is_loopback() && app.config.auth == AuthMode::None => Ok(()),
         None => Err(FhirError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "The admin API answers only loopback clients unless FHIR_ADMIN_TOKEN is set",
+            "The admin API needs FHIR_ADMIN_TOKEN to be set (without it, it answers only loopback clients under --auth none)",
         )),
     }
-}
-
-/// Compares secrets without revealing, through timing, how much of them matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -4,8 +4,10 @@
 //! `{root}/fhir` is tenant `default`; `{root}/t/{tenant}/fhir` is any other tenant.
 
 pub mod admin;
+pub mod auth;
 pub mod capabilities;
 pub mod cors;
+pub mod guard;
 pub mod route;
 pub mod serve;
 
@@ -14,14 +16,15 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{ALLOW, CONTENT_LENGTH};
+use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tracing::Instrument;
 
-use crate::app::SharedApp;
+use crate::app::{App, SharedApp};
+use crate::config::AuthMode;
 use crate::error::FhirError;
 use crate::rest::format::{Format, Payload, encode, negotiate};
 use crate::rest::request::{FhirRequest, parse_query};
@@ -32,6 +35,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(app: SharedApp) -> Result<Router, String> {
     let cors = cors::layer(&app.config.cors_origins)?;
     let mut fhir_api = Router::new()
+        .merge(auth::routes())
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*path}", any(fhir))
@@ -47,6 +51,7 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
         .route("/readyz", get(admin::readyz))
         .route("/admin/tenants", post(admin::create_tenant))
         .route("/admin/clock", post(admin::advance_clock))
+        .merge(auth::discovery_routes())
         .merge(fhir_api)
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
@@ -88,6 +93,20 @@ async fn request_id(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     response
+}
+
+/// The server's public root URL: `--base-url`, else `http://` and the Host header.
+pub fn root_url(app: &App, headers: &axum::http::HeaderMap) -> String {
+    match &app.config.base_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
 }
 
 /// Splits `/t/{tenant}/fhir/rest` or `/fhir/rest` into the tenant and the base path.
@@ -138,25 +157,21 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         Ok(body) => body,
         Err(error) => return encode_error(&error, format),
     };
-    let root = match &app.config.base_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = parts
-                .headers
-                .get("host")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
+    let root = root_url(&app, &parts.headers);
+    let base = format!("{root}{base_path}");
+    let principal = match authenticate(&app, tenant, &base, &parts.headers, &segments).await {
+        Ok(principal) => principal,
+        Err(error) => return encode_error(&error, format),
     };
     let request = FhirRequest {
         tenant,
-        base: format!("{root}{base_path}"),
+        base,
         method: parts.method,
         segments,
         params,
         headers: parts.headers,
         body,
+        principal,
     };
     match route::dispatch(&app, &request).await {
         Ok(response) => {
@@ -175,6 +190,24 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
             response
         }
     }
+}
+
+/// The principal of a request under `--auth smart` (401 without a valid token); none
+/// under `--auth none`, or for the CapabilityStatement, which anyone may read.
+async fn authenticate(
+    app: &App,
+    tenant: crate::store::TenantId,
+    base: &str,
+    headers: &axum::http::HeaderMap,
+    segments: &[String],
+) -> Result<Option<std::sync::Arc<crate::auth::Principal>>, FhirError> {
+    if app.config.auth == AuthMode::None || segments == ["metadata"] {
+        return Ok(None);
+    }
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    crate::auth::principal::authenticate(&app.auth, &app.store, tenant, base, authorization)
+        .await
+        .map(Some)
 }
 
 /// Reads the body up to `limit` bytes (a larger one is 413) within `timeout` (a client
@@ -236,9 +269,31 @@ async fn read_body_within(
     })
 }
 
-/// Encodes an error as an OperationOutcome in the negotiated format.
+/// Encodes an error as an OperationOutcome in the negotiated format; a 401 or 403 also
+/// says, in `WWW-Authenticate`, what a Bearer token must do (RFC 6750 3).
 pub fn encode_error(error: &FhirError, format: Format) -> Response {
-    encode(error.status, Some(Payload::Value(error.outcome())), format)
+    let mut response = encode(error.status, Some(Payload::Value(error.outcome())), format);
+    let challenge = match error.status {
+        StatusCode::UNAUTHORIZED => Some(
+            if error
+                .issues
+                .iter()
+                .any(|i| i.diagnostics.contains("required"))
+            {
+                "Bearer realm=\"fhir\"".to_owned()
+            } else {
+                "Bearer realm=\"fhir\", error=\"invalid_token\"".to_owned()
+            },
+        ),
+        StatusCode::FORBIDDEN => {
+            Some("Bearer realm=\"fhir\", error=\"insufficient_scope\"".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 impl IntoResponse for FhirError {

@@ -6,6 +6,7 @@
 
 use axum::http::Method;
 
+use super::guard::Admitted;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::ids::{Id, ResourceType};
@@ -26,7 +27,64 @@ fn dispatch_boxed<'a>(
     Box::pin(dispatch(app, request))
 }
 
+/// Answers `request` once the gate (`guard`) lets it in; a patient's token gets its
+/// searches run in the patient's compartment and its answers confined to it.
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    match super::guard::admit(app, request).await? {
+        Admitted::All => route(app, request).await,
+        Admitted::Constrained(extra) => route(app, &request.with_params(&extra)).await,
+        Admitted::Patient { patient, extra } => {
+            let response = match search_type(request) {
+                Some(resource_type) => {
+                    let request = request.with_params(&extra);
+                    search_in_compartment(app, &request, resource_type, &patient).await?
+                }
+                None => route(app, request).await?,
+            };
+            super::guard::confine(response, &patient)
+        }
+    }
+}
+
+/// The type a type-level search is of.
+fn search_type(request: &FhirRequest) -> Option<ResourceType> {
+    match (request.segments.as_slice(), &request.method) {
+        ([resource_type], &Method::GET) => ResourceType::parse(resource_type),
+        ([resource_type, search], &Method::POST) if search == "_search" => {
+            ResourceType::parse(resource_type)
+        }
+        _ => None,
+    }
+}
+
+/// A patient's search: the Patient compartment's search (`Patient/{id}/{type}`), so that
+/// paging and totals count the patient's resources only; the patient itself by `_id`.
+async fn search_in_compartment(
+    app: &App,
+    request: &FhirRequest,
+    resource_type: ResourceType,
+    patient: &str,
+) -> Result<FhirResponse, FhirError> {
+    if resource_type == "Patient" {
+        let own = request.with_params(&[("_id".to_owned(), patient.to_owned())]);
+        return search::handle(app, &own, resource_type).await;
+    }
+    if fhir_model::compartment::patient_compartment_params(&resource_type).is_empty() {
+        // Nothing of this type is in a compartment: the confinement leaves none.
+        return search::handle(app, request, resource_type).await;
+    }
+    let patient_type = ResourceType::from_path("Patient")?;
+    search::compartment(
+        app,
+        request,
+        patient_type,
+        Id::parse(patient)?,
+        resource_type,
+    )
+    .await
+}
+
+async fn route(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let method = &request.method;
     match segments.as_slice() {

@@ -14,7 +14,10 @@ use base64::Engine;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use smart_auth::scope::Permission;
+
 use crate::app::App;
+use crate::auth::enforce::{self, Reach};
 use crate::error::FhirError;
 use crate::fhir::patch::Patch;
 use crate::ids::{ResourceType, is_valid_id};
@@ -487,6 +490,7 @@ async fn transaction(
     mut entries: Vec<Parsed>,
     dispatch: Dispatch,
 ) -> Result<FhirResponse, FhirError> {
+    authorize_writes(app, request, &entries).await?;
     let (writes, reads) = plan(&mut entries)?;
     let limit = app.config.max_bundle_response_bytes;
     // The reads are answered after the commit, as the spec orders; a transaction whose
@@ -607,11 +611,68 @@ async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest, dispatch: 
         params: entry.params.clone(),
         headers,
         body,
+        principal: request.principal.clone(),
     };
     match dispatch(app, &alone).await {
         Ok(response) => answered(response),
         Err(error) => failed(&error),
     }
+}
+
+/// Checks each write of a transaction against the request's token before anything is
+/// written (its reads are dispatched, and so checked, like requests of their own). A
+/// patient's token writes only inside the patient's compartment, and not by the
+/// conditional, patch or delete forms, whose reach cannot be checked beforehand.
+async fn authorize_writes(
+    app: &App,
+    request: &FhirRequest,
+    entries: &[Parsed],
+) -> Result<(), FhirError> {
+    let Some(principal) = request.principal.as_deref() else {
+        return Ok(());
+    };
+    for parsed in entries {
+        let Ok(entry) = &parsed.request else { continue };
+        let permission = match entry.method {
+            Method::POST => Permission::Create,
+            Method::PUT | Method::PATCH => Permission::Update,
+            Method::DELETE => Permission::Delete,
+            _ => continue,
+        };
+        let at = format!("Bundle.entry[{}]", parsed.index);
+        let resource_type = entry
+            .segments
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        let reach = enforce::check(Some(principal), resource_type, permission)
+            .map_err(|e| e.at(at.clone()))?;
+        let Reach::Patient(patient) = reach else {
+            continue;
+        };
+        let refused = || {
+            enforce::forbidden("A patient/ scope may only write resources in the patient's compartment, by create or update").at(at.clone())
+        };
+        let body_inside = entry
+            .resource
+            .as_ref()
+            .is_some_and(|r| enforce::in_compartment(&patient, r));
+        match (&entry.method, entry.segments.as_slice()) {
+            (&Method::POST, [_]) if body_inside => {}
+            (&Method::PUT, [resource_type, id]) if body_inside => {
+                let current = app.store.read(request.tenant, resource_type, id).await?;
+                let inside = current.and_then(|v| v.body).is_none_or(|body| {
+                    serde_json::from_slice::<Value>(&body)
+                        .is_ok_and(|value| enforce::in_compartment(&patient, &value))
+                });
+                if !inside {
+                    return Err(refused());
+                }
+            }
+            _ => return Err(refused()),
+        }
+    }
+    Ok(())
 }
 
 /// A batch entry's answer from an interaction's response.

@@ -1,11 +1,14 @@
 //! A FHIR request, as the interactions see it: tenant, base URL, path, parameters, headers
 //! and body, with the checks every interaction shares.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::format::{BodyFormat, body_format};
+use crate::auth::Principal;
 use crate::error::FhirError;
 pub use crate::fhir::json::{check_resource, parse_json};
 pub use crate::fhir::query::parse_query;
@@ -23,6 +26,9 @@ pub struct FhirRequest {
     pub params: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Who is asking: the holder of the request's access token; `None` under `--auth
+    /// none`, and for the server's own reads on behalf of an operation.
+    pub principal: Option<Arc<Principal>>,
 }
 
 /// `Prefer: return=...`.
@@ -34,6 +40,23 @@ pub enum Return {
 }
 
 impl FhirRequest {
+    /// The same request with `extra` search parameters (a scope's query constraint, the
+    /// patient of a patient's token) added to its own.
+    pub fn with_params(&self, extra: &[(String, String)]) -> FhirRequest {
+        let mut params = self.params.clone();
+        params.extend_from_slice(extra);
+        FhirRequest {
+            tenant: self.tenant,
+            base: self.base.clone(),
+            method: self.method.clone(),
+            segments: self.segments.clone(),
+            params,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            principal: self.principal.clone(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -5,6 +5,7 @@
 //! served as, a head row per resource, and search-index rows for current versions. Every
 //! row, key and query leads with the tenant.
 
+pub mod auth;
 mod coalesce;
 mod compartment;
 mod counters;
@@ -62,6 +63,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "long_strings",
         include_str!("../../../migrations/sqlite/0006_long_strings.sql"),
     ),
+    (
+        7,
+        "auth",
+        include_str!("../../../migrations/sqlite/0007_auth.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -93,6 +99,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "long_strings",
         include_str!("../../../migrations/postgres/0006_long_strings.sql"),
+    ),
+    (
+        7,
+        "auth",
+        include_str!("../../../migrations/postgres/0007_auth.sql"),
     ),
 ];
 

@@ -173,6 +173,14 @@ impl Server {
                 "8",
             ])
             .args(&self.extra_args)
+            // The tests of the REST API run without authorization, unless a test asks for
+            // SMART (`--auth smart`).
+            .args(if self.extra_args.iter().any(|a| a == "--auth") {
+                &[][..]
+            } else {
+                &["--auth", "none"][..]
+            })
+            .env_remove("FHIR_AUTH")
             .env_remove("FHIR_BASE_URL")
             .env_remove("FHIR_ADMIN_TOKEN")
             .env("FHIR_EXPORT_DIR", self.dir.join("exports"))

@@ -1,0 +1,152 @@
+//! Whether a principal may do what a request asks, and how far its answer must be
+//! confined: the scopes of its token, bounded by the user's role (see
+//! `smart_auth::role::permits`); a patient/ scope confines every answer to the patient's
+//! compartment, which this module also decides for a single resource.
+//!
+//! A resource outside the compartment is answered as if it did not exist (404, never 403):
+//! a patient's app must not learn what else the server holds.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use smart_auth::role::permits;
+use smart_auth::scope::{Context, Permission};
+
+use super::principal::Principal;
+use crate::error::FhirError;
+
+/// How far an allowed request's answer reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Everything the permission covers (no token needed, a user/ or system/ scope).
+    All,
+    /// Only the compartment of this patient (a patient/ scope).
+    Patient(String),
+}
+
+/// 403 with an OperationOutcome: the token does not cover the request.
+pub fn forbidden(diagnostics: impl Into<String>) -> FhirError {
+    FhirError::new(StatusCode::FORBIDDEN, "forbidden", diagnostics)
+}
+
+fn verb(permission: Permission) -> &'static str {
+    match permission {
+        Permission::Create => "create",
+        Permission::Read => "read",
+        Permission::Update => "update",
+        Permission::Delete => "delete",
+        Permission::Search => "search",
+    }
+}
+
+/// Whether `principal` (`None`: the server's own rights, or `--auth none`) may do
+/// `permission` on `resource_type`, and how far.
+pub fn check(
+    principal: Option<&Principal>,
+    resource_type: &str,
+    permission: Permission,
+) -> Result<Reach, FhirError> {
+    let Some(principal) = principal else {
+        return Ok(Reach::All);
+    };
+    let found = permits(
+        &principal.scopes,
+        principal.role.as_ref(),
+        resource_type,
+        permission,
+    );
+    let refused = || {
+        forbidden(format!(
+            "The access token does not permit {} on {resource_type}",
+            verb(permission)
+        ))
+    };
+    if found.is_empty() {
+        return Err(refused());
+    }
+    let unconstrained = |context: Context| {
+        found
+            .iter()
+            .any(|permit| permit.context == context && permit.constraint.is_empty())
+    };
+    if unconstrained(Context::System) || unconstrained(Context::User) {
+        return Ok(Reach::All);
+    }
+    if unconstrained(Context::Patient) {
+        return match &principal.patient {
+            Some(patient) => Ok(Reach::Patient(patient.clone())),
+            None => Err(forbidden(
+                "The access token has patient/ scopes but no patient in context",
+            )),
+        };
+    }
+    // Only scopes with query constraints permit it: they are honoured on search (see
+    // `search_constraint`), not on other interactions.
+    Err(refused())
+}
+
+/// The query constraint a search must also meet when only constrained scopes permit it
+/// (`patient/Observation.rs?category=laboratory`): the first such scope's, which is never
+/// wider than what the scopes grant together. `None`: no constraint applies.
+pub fn search_constraint(
+    principal: Option<&Principal>,
+    resource_type: &str,
+) -> Option<(Context, Vec<(String, String)>)> {
+    let principal = principal?;
+    let found = permits(
+        &principal.scopes,
+        principal.role.as_ref(),
+        resource_type,
+        Permission::Search,
+    );
+    if found.is_empty() || found.iter().any(|permit| permit.constraint.is_empty()) {
+        return None;
+    }
+    found
+        .first()
+        .map(|permit| (permit.context, permit.constraint.to_vec()))
+}
+
+/// Whether `resource` is in the compartment of `Patient/{patient}`: the patient itself, or
+/// a resource that points at it through one of the compartment's parameters.
+pub fn in_compartment(patient: &str, resource: &Value) -> bool {
+    let Some(resource_type) = resource["resourceType"].as_str() else {
+        return false;
+    };
+    if resource_type == "Patient" && resource["id"].as_str() == Some(patient) {
+        return true;
+    }
+    let links = fhir_model::compartment::patient_compartment_params(resource_type);
+    if links.is_empty() {
+        return false;
+    }
+    crate::index::extract(resource_type, resource)
+        .references
+        .iter()
+        .any(|row| {
+            row.target_type == "Patient" && row.target_id == patient && links.contains(&row.param)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_patient_is_in_its_own_compartment_and_not_in_anothers() {
+        let patient = json!({"resourceType": "Patient", "id": "p1"});
+        assert!(in_compartment("p1", &patient));
+        assert!(!in_compartment("p2", &patient));
+    }
+
+    #[test]
+    fn a_resource_is_in_the_compartment_of_the_patient_it_is_about() {
+        let observation = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
+        assert!(in_compartment("p1", &observation));
+        assert!(!in_compartment("p2", &observation));
+        let practitioner = json!({"resourceType": "Practitioner", "id": "d1"});
+        assert!(!in_compartment("p1", &practitioner));
+    }
+}

@@ -1,0 +1,151 @@
+//! Who is asking: the access token of a request, verified (signature by one of the
+//! server's keys, issuer and audience this tenant's base, not expired, not revoked) and
+//! made into a [`Principal`]. Verified tokens are cached by hash until they expire.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use smart_auth::role::Role;
+use smart_auth::scope::Scopes;
+
+use super::AuthState;
+use crate::clock::now_seconds;
+use crate::error::FhirError;
+use crate::ids::TenantId;
+use crate::store::Store;
+
+/// The holder of a verified access token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: TenantId,
+    /// The FHIR base the token was issued for (its `aud`).
+    pub audience: String,
+    pub client_id: String,
+    pub scopes: Scopes,
+    /// The patient in context (patient/ scopes are confined to this compartment).
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// The signed-in user's resource (`Practitioner/7`), if a user signed in.
+    pub fhir_user: Option<String>,
+    /// The signed-in user's name.
+    pub username: Option<String>,
+    /// The user's role; `None` for a backend service (system/ scopes).
+    pub role: Option<Role>,
+    pub jti: String,
+    /// The grant it came from (a revoked grant revokes all its tokens).
+    pub grant: Option<String>,
+    pub expires_at: i64,
+}
+
+/// 401, as RFC 6750 asks: the `WWW-Authenticate` header is added where the answer is
+/// encoded (see `http`).
+pub fn unauthorized(reason: impl Into<String>) -> FhirError {
+    FhirError::new(StatusCode::UNAUTHORIZED, "login", reason)
+}
+
+/// The principal of `authorization` (the request's `Authorization` header) on the tenant
+/// `tenant` whose base is `base`.
+pub async fn authenticate(
+    auth: &AuthState,
+    store: &Store,
+    tenant: TenantId,
+    base: &str,
+    authorization: Option<&str>,
+) -> Result<Arc<Principal>, FhirError> {
+    let token = bearer_token(authorization)?;
+    let now = now_seconds();
+    let principal = match auth.cache.get(token, now) {
+        Some(principal) => principal,
+        None => {
+            let principal = verify(auth, store, tenant, base, token, now).await?;
+            auth.cache.insert(
+                token,
+                principal.clone(),
+                principal.expires_at,
+                principal.grant.clone(),
+                now,
+            );
+            Arc::new(principal)
+        }
+    };
+    if principal.audience != base || principal.tenant != tenant {
+        return Err(unauthorized(
+            "the access token was issued for another server or tenant",
+        ));
+    }
+    if auth
+        .revoked
+        .is_revoked(&principal.jti, principal.grant.as_deref())
+    {
+        return Err(unauthorized("the access token has been revoked"));
+    }
+    Ok(principal)
+}
+
+fn bearer_token(authorization: Option<&str>) -> Result<&str, FhirError> {
+    let header = authorization.ok_or_else(|| unauthorized("an access token is required"))?;
+    let (scheme, token) = header
+        .split_once(' ')
+        .ok_or_else(|| unauthorized("the Authorization header is not a Bearer token"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(unauthorized(
+            "the Authorization header is not a Bearer token",
+        ));
+    }
+    Ok(token)
+}
+
+async fn verify(
+    auth: &AuthState,
+    store: &Store,
+    tenant: TenantId,
+    base: &str,
+    token: &str,
+    now: i64,
+) -> Result<Principal, FhirError> {
+    let keys = auth.keys.keys(store).await?;
+    let claims = match smart_auth::jwt::verify_own(token, keys.iter(), base, base, now) {
+        Err(error) if error.0.contains("key this server does not have") => {
+            let keys = auth.keys.reload(store).await?;
+            smart_auth::jwt::verify_own(token, keys.iter(), base, base, now)
+        }
+        other => other,
+    }
+    .map_err(|error| unauthorized(format!("the access token is not valid: {}", error.0)))?;
+    principal_of(store, tenant, base, &claims).await
+}
+
+async fn principal_of(
+    store: &Store,
+    tenant: TenantId,
+    base: &str,
+    claims: &Value,
+) -> Result<Principal, FhirError> {
+    let text = |name: &str| claims[name].as_str().map(str::to_owned);
+    let scopes = Scopes::parse(claims["scope"].as_str().unwrap_or_default())
+        .map_err(|_| unauthorized("the access token's scope does not parse"))?;
+    let role = match claims["role"].as_str() {
+        Some(name) => Some(
+            super::accounts::role(store, tenant, name)
+                .await?
+                .ok_or_else(|| unauthorized(format!("the role '{name}' no longer exists")))?,
+        ),
+        None => None,
+    };
+    Ok(Principal {
+        tenant,
+        audience: base.to_owned(),
+        client_id: text("client_id").unwrap_or_default(),
+        scopes,
+        patient: text("patient"),
+        encounter: text("encounter"),
+        fhir_user: text("fhirUser"),
+        username: text("sub"),
+        role,
+        jti: text("jti").unwrap_or_default(),
+        grant: text("gid"),
+        expires_at: claims["exp"].as_i64().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,897 @@
+//! SMART on FHIR end to end, on both databases: discovery, Backend Services (secret and
+//! private_key_jwt), the standalone patient launch through the real login and consent
+//! pages, refresh rotation, revocation, and a patient's token confined to its own
+//! compartment everywhere; and one test per rule that must refuse.
+#![allow(clippy::too_many_lines, clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+
+mod common;
+
+use common::{Server, entries, resource_ids, set};
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+
+const APP_REDIRECT: &str = "http://app.example/cb";
+const PASSWORD: &str = "correct horse battery";
+const VERIFIER: &str = "a-pkce-verifier-of-enough-length-0123456789abcdef";
+
+async fn smart_server(backend: common::Backend) -> Option<Server> {
+    Server::start_with(
+        backend,
+        &["--auth", "smart", "--admin-token", "admin-secret"],
+        &[],
+    )
+    .await
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let output = server.run_cli(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `both!` for servers started with `--auth smart`.
+macro_rules! smart {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let server = super::smart_server(super::common::Backend::Sqlite).await;
+                super::$test(server.expect("the SQLite server starts")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match super::smart_server(super::common::Backend::Postgres).await {
+                    Some(server) => super::$test(server).await,
+                    None => eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set"),
+                }
+            }
+        }
+    };
+}
+
+fn encode_form<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .finish()
+}
+
+/// Clients and users of the tests.
+fn register(server: &Server) {
+    cli_ok(
+        server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "backend",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "backend-secret-0123456789",
+            "--scopes",
+            "system/*.cruds",
+        ],
+    );
+    cli_ok(
+        server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "app",
+            "--type",
+            "public",
+            "--redirect-uri",
+            APP_REDIRECT,
+            "--scopes",
+            "launch/patient patient/*.cruds user/*.rs openid fhirUser offline_access",
+        ],
+    );
+    cli_ok(
+        server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "pat",
+            "--password",
+            PASSWORD,
+            "--role",
+            "patient",
+            "--fhir-user",
+            "Patient/p1",
+            "--create-patient",
+        ],
+    );
+    cli_ok(
+        server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "desk",
+            "--password",
+            PASSWORD,
+            "--role",
+            "front-desk",
+            "--fhir-user",
+            "Practitioner/d1",
+            "--create-patient",
+        ],
+    );
+}
+
+async fn form(
+    server: &Server,
+    path: &str,
+    pairs: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .post(format!("{}/{path}", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode_form(pairs));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    if path == "auth/token" {
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    common::json(response).await
+}
+
+async fn backend_token(server: &Server) -> String {
+    let (status, body) = form(
+        server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn with_token(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, format!("{}/{path}", server.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    common::json(request.send().await.unwrap()).await
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
+    with_token(server, token, reqwest::Method::GET, path, None).await
+}
+
+/// The value of a form field in a page.
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end]
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+}
+
+/// A browser-like session: no automatic redirects, the flow cookie kept.
+struct Browser {
+    client: reqwest::Client,
+    cookie: String,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookie: String::new(),
+        }
+    }
+
+    async fn post(&mut self, url: &str, pairs: &[(String, String)]) -> reqwest::Response {
+        let response = self
+            .client
+            .post(url)
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode_form(pairs))
+            .send()
+            .await
+            .unwrap();
+        self.keep_cookie(&response);
+        response
+    }
+
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        let response = self.client.get(url).send().await.unwrap();
+        self.keep_cookie(&response);
+        response
+    }
+
+    fn keep_cookie(&mut self, response: &reqwest::Response) {
+        if let Some(cookie) = response.headers().get("set-cookie") {
+            let cookie = cookie.to_str().unwrap();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+                "{cookie}"
+            );
+            self.cookie = cookie.split(';').next().unwrap().to_owned();
+        }
+    }
+}
+
+fn authorize_params(server: &Server, scope: &str, challenge: &str) -> Vec<(String, String)> {
+    [
+        ("response_type", "code"),
+        ("client_id", "app"),
+        ("redirect_uri", APP_REDIRECT),
+        ("scope", scope),
+        ("state", "st-123"),
+        ("aud", server.base.as_str()),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+/// Drives the authorize, login and consent pages as a user would; the login page's
+/// answer when the login fails, else the redirect back to the app.
+async fn sign_in(
+    server: &Server,
+    username: &str,
+    password: &str,
+    scope: &str,
+    extra_consent: &[(&str, &str)],
+) -> Result<String, String> {
+    let mut browser = Browser::new();
+    let params = authorize_params(server, scope, &smart_auth::pkce::challenge_of(VERIFIER));
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let login_page = browser
+        .get(&format!("{}/auth/authorize?{query}", server.base))
+        .await;
+    assert_eq!(login_page.status(), 200);
+    assert_eq!(login_page.headers()["x-frame-options"], "DENY");
+    assert!(
+        login_page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let html = login_page.text().await.unwrap();
+    let mut login = params.clone();
+    login.push(("csrf".into(), field(&html, "csrf")));
+    login.push(("username".into(), username.into()));
+    login.push(("password".into(), password.into()));
+    let consent_page = browser
+        .post(&format!("{}/auth/login", server.base), &login)
+        .await;
+    let html = consent_page.text().await.unwrap();
+    if !html.contains("name=\"ticket\"") {
+        return Err(html);
+    }
+    let mut consent = params.clone();
+    for name in ["csrf", "username", "expires", "ticket"] {
+        consent.push((name.into(), field(&html, name)));
+    }
+    for word in scope.split(' ') {
+        consent.push(("grant".into(), word.into()));
+    }
+    consent.push(("decision".into(), "allow".into()));
+    for (name, value) in extra_consent {
+        consent.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            consent.push(((*name).into(), (*value).into()));
+        }
+    }
+    let redirect = browser
+        .post(&format!("{}/auth/consent", server.base), &consent)
+        .await;
+    if redirect.status() != 302 {
+        return Err(format!(
+            "{}: {}",
+            redirect.status(),
+            redirect.text().await.unwrap()
+        ));
+    }
+    Ok(redirect.headers()["location"].to_str().unwrap().to_owned())
+}
+
+fn query_value(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Value) {
+    form(
+        server,
+        "auth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", APP_REDIRECT),
+            ("client_id", "app"),
+            ("code_verifier", verifier),
+        ],
+        None,
+    )
+    .await
+}
+
+/// A patient's token through the standalone launch.
+async fn patient_launch(server: &Server) -> Value {
+    let location = sign_in(
+        server,
+        "pat",
+        PASSWORD,
+        "launch/patient patient/*.cruds openid fhirUser offline_access",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(location.starts_with(APP_REDIRECT));
+    assert_eq!(query_value(&location, "state").as_deref(), Some("st-123"));
+    let code = query_value(&location, "code").unwrap();
+    let (status, token) = exchange(server, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["patient"], "p1");
+    assert!(token["id_token"].is_string() && token["refresh_token"].is_string());
+    token
+}
+
+async fn discovery_and_no_token(server: Server) {
+    let answer = server
+        .client
+        .get(format!("{}/.well-known/smart-configuration", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+    let configuration: Value = answer.json().await.unwrap();
+    assert_eq!(
+        configuration["token_endpoint"],
+        format!("{}/auth/token", server.base)
+    );
+    assert!(
+        configuration["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("permission-v2"))
+    );
+    let (status, jwks) = common::json(
+        server
+            .client
+            .get(format!("{}/.well-known/jwks.json", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, jwks["keys"][0]["kty"].as_str()),
+        (200, Some("RSA"))
+    );
+    let (status, _) = server.get_json("metadata").await;
+    assert_eq!(status, 200, "the CapabilityStatement needs no token");
+    let refused = server
+        .client
+        .get(server.url("Patient"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let forged = server
+        .client
+        .get(server.url("Patient"))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert!(
+        forged.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+}
+smart!(discovery_and_no_token);
+
+async fn backend_services(server: Server) {
+    register(&server);
+    let (status, refused) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ],
+        Some(("backend", "wrong")),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, refused) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "patient/*.rs"),
+        ],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let token = backend_token(&server).await;
+    let (status, _) = with_token(
+        &server,
+        &token,
+        reqwest::Method::PUT,
+        "Patient/p2",
+        Some(&json!({"resourceType": "Patient", "id": "p2"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, bundle) = get(&server, &token, "Patient").await;
+    assert_eq!(status, 200);
+    assert_eq!(set(resource_ids(&bundle)), set(["p1", "p2"]));
+    // Revoked: refused at once.
+    let (status, _) = form(
+        &server,
+        "auth/revoke",
+        &[("token", &token)],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&server, &token, "Patient").await;
+    assert_eq!(status, 401, "a revoked token stops working");
+    let (_, active) = form(
+        &server,
+        "auth/introspect",
+        &[("token", &token)],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(active["active"], false);
+    // A token of the default tenant is no good on another.
+    cli_ok(&server, &["tenant", "create", "acme"]);
+    let token = backend_token(&server).await;
+    let other = server
+        .client
+        .get(format!("{}/Patient", server.tenant_base("acme")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 401);
+}
+smart!(backend_services);
+
+/// A backend client authenticates with a signed assertion (RS384) against its JWKS; the
+/// same assertion again is a replay.
+async fn private_key_jwt(server: Server) {
+    let key = smart_auth::jwt::SigningKey::generate().unwrap();
+    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    jwk["alg"] = json!("RS384");
+    let jwks_file = server.dir.join("client-jwks.json");
+    std::fs::write(&jwks_file, json!({"keys": [jwk]}).to_string()).unwrap();
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "svc",
+            "--type",
+            "confidential-asymmetric",
+            "--jwks-file",
+            jwks_file.to_str().unwrap(),
+            "--scopes",
+            "system/Patient.rs",
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
+    header.kid = Some("k1".into());
+    let sign = |exp: u64, jti: &str| {
+        let claims = json!({"iss": "svc", "sub": "svc", "aud": format!("{}/auth/token", server.base), "exp": exp, "jti": jti});
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(key.pkcs1_der()),
+        )
+        .unwrap()
+    };
+    let assertion = sign(now + 240, "jti-1");
+    let pairs = |assertion: &str| -> Vec<(String, String)> {
+        vec![
+            ("grant_type".into(), "client_credentials".into()),
+            ("scope".into(), "system/Patient.rs".into()),
+            (
+                "client_assertion_type".into(),
+                smart_auth::client_auth::JWT_BEARER.into(),
+            ),
+            ("client_assertion".into(), assertion.into()),
+        ]
+    };
+    let send = |pairs: Vec<(String, String)>| {
+        let request = server
+            .client
+            .post(format!("{}/auth/token", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode_form(&pairs));
+        async move { common::json(request.send().await.unwrap()).await }
+    };
+    let (status, token) = send(pairs(&assertion)).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["expires_in"], 300);
+    let (status, _) = get(&server, token["access_token"].as_str().unwrap(), "Patient").await;
+    assert_eq!(status, 200);
+    let (status, _) = get(
+        &server,
+        token["access_token"].as_str().unwrap(),
+        "Observation",
+    )
+    .await;
+    assert_eq!(status, 403, "system/Patient.rs does not cover Observation");
+    let (status, replay) = send(pairs(&assertion)).await;
+    assert_eq!(
+        (status, replay["error"].as_str()),
+        (401, Some("invalid_client")),
+        "a replayed jti"
+    );
+    let (status, _) = send(pairs(&sign(now + 3600, "jti-2"))).await;
+    assert_eq!(
+        status, 401,
+        "an assertion that expires more than 5 minutes ahead"
+    );
+    let (status, _) = send(pairs(&sign(now - 60, "jti-3"))).await;
+    assert_eq!(status, 401, "an expired assertion");
+}
+smart!(private_key_jwt);
+
+async fn patient_confinement(server: Server) {
+    register(&server);
+    let backend = backend_token(&server).await;
+    for (id, patient) in [("o1", "p1"), ("o2", "p2")] {
+        let observation = json!({"resourceType": "Observation", "id": id, "status": "final", "code": {"text": "bp"}, "subject": {"reference": format!("Patient/{patient}")}});
+        let (status, _) = with_token(
+            &server,
+            &backend,
+            reqwest::Method::PUT,
+            &format!("Observation/{id}"),
+            Some(&observation),
+        )
+        .await;
+        assert!(status == 201, "{status}");
+    }
+    let (status, _) = with_token(
+        &server,
+        &backend,
+        reqwest::Method::PUT,
+        "Patient/p2",
+        Some(&json!({"resourceType": "Patient", "id": "p2"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token = patient_launch(&server).await;
+    let access = token["access_token"].as_str().unwrap();
+    let (status, body) = get(&server, access, "Patient/p1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(&server, access, "Patient/p2").await.0,
+        404,
+        "another patient is not found"
+    );
+    assert_eq!(get(&server, access, "Observation/o2").await.0, 404);
+    assert_eq!(
+        get(&server, access, "Observation/o2/_history/1").await.0,
+        404
+    );
+    let (_, bundle) = get(&server, access, "Observation").await;
+    assert_eq!(resource_ids(&bundle), vec!["o1"]);
+    let (_, bundle) = get(&server, access, "Patient").await;
+    assert_eq!(resource_ids(&bundle), vec!["p1"]);
+    let (_, bundle) = get(&server, access, "Patient?_revinclude=Observation:subject").await;
+    assert_eq!(set(resource_ids(&bundle)), set(["p1", "o1"]));
+    let (_, bundle) = get(&server, access, "Observation?_include=Observation:subject").await;
+    assert_eq!(set(resource_ids(&bundle)), set(["p1", "o1"]));
+    let (_, bundle) = get(&server, access, "Observation?subject:Patient._id=p2").await;
+    assert!(
+        entries(&bundle).is_empty(),
+        "a chain does not reach past the compartment"
+    );
+    let (_, bundle) = get(
+        &server,
+        access,
+        "Patient?_has:Observation:subject:status=final",
+    )
+    .await;
+    assert_eq!(resource_ids(&bundle), vec!["p1"]);
+    let (_, bundle) = get(&server, access, "Observation/_history").await;
+    assert_eq!(set(resource_ids(&bundle)), set(["o1"]));
+    let (_, bundle) = get(&server, access, "_history").await;
+    assert!(
+        !resource_ids(&bundle)
+            .iter()
+            .any(|id| id == "p2" || id == "o2")
+    );
+    assert_eq!(get(&server, access, "Patient/p2/$everything").await.0, 404);
+    assert_eq!(get(&server, access, "Patient/p2/Observation").await.0, 404);
+    let (status, _) = get(&server, access, "Patient/p1/$everything").await;
+    assert_eq!(status, 200);
+    assert_eq!(get(&server, access, "$export").await.0, 403);
+    assert_eq!(get(&server, access, "Patient/$export").await.0, 403);
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/p2"}},
+        {"request": {"method": "GET", "url": "Patient/p1"}}]});
+    let (status, answer) =
+        with_token(&server, access, reqwest::Method::POST, "", Some(&batch)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["entry"][0]["response"]["status"], "404 Not Found");
+    assert_eq!(answer["entry"][1]["response"]["status"], "200 OK");
+    let foreign = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Communication", "status": "completed", "subject": {"reference": "Patient/p2"}},
+         "request": {"method": "POST", "url": "Communication"}}]});
+    let (status, _) = with_token(&server, access, reqwest::Method::POST, "", Some(&foreign)).await;
+    assert_eq!(
+        status, 403,
+        "a transaction may not write into another compartment"
+    );
+    // A patient writes a message to the care team (its role writes Communication), about
+    // itself only; an Observation its role does not write.
+    let own = json!({"resourceType": "Communication", "status": "completed", "subject": {"reference": "Patient/p1"}});
+    assert_eq!(
+        with_token(
+            &server,
+            access,
+            reqwest::Method::POST,
+            "Communication",
+            Some(&own)
+        )
+        .await
+        .0,
+        201
+    );
+    let mut other = own.clone();
+    other["subject"]["reference"] = json!("Patient/p2");
+    assert_eq!(
+        with_token(
+            &server,
+            access,
+            reqwest::Method::POST,
+            "Communication",
+            Some(&other)
+        )
+        .await
+        .0,
+        403
+    );
+    let observation = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
+    assert_eq!(
+        with_token(
+            &server,
+            access,
+            reqwest::Method::POST,
+            "Observation",
+            Some(&observation)
+        )
+        .await
+        .0,
+        403
+    );
+    // Refresh: rotated; the old refresh token again revokes the grant.
+    let refresh = token["refresh_token"].as_str().unwrap();
+    let (status, renewed) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "app"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    let (status, wider) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", renewed["refresh_token"].as_str().unwrap()),
+            ("client_id", "app"),
+            ("scope", "user/*.rs"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, wider["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "a refresh only narrows"
+    );
+    let (status, _) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "app"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "a used refresh token");
+    assert_eq!(
+        get(
+            &server,
+            renewed["access_token"].as_str().unwrap(),
+            "Patient/p1"
+        )
+        .await
+        .0,
+        401,
+        "reuse revoked the grant"
+    );
+}
+smart!(patient_confinement);
+
+async fn login_rules(server: Server) {
+    register(&server);
+    let scope = "launch/patient patient/*.rs";
+    // PKCE: a wrong verifier, and the challenge itself as verifier.
+    let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, refused) = exchange(
+        &server,
+        &code,
+        "another-verifier-of-enough-length-0123456789ab",
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, _) = exchange(&server, &code, &smart_auth::pkce::challenge_of(VERIFIER)).await;
+    assert_eq!(status, 400, "the challenge is not the verifier");
+    // A code is single-use: a second exchange fails and revokes what the first got.
+    let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, token) = exchange(&server, &code, VERIFIER).await;
+    assert_eq!(status, 200);
+    let access = token["access_token"].as_str().unwrap();
+    assert_eq!(get(&server, access, "Patient/p1").await.0, 200);
+    let (again, refused) = exchange(&server, &code, VERIFIER).await;
+    assert_eq!(
+        (again, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        get(&server, access, "Patient/p1").await.0,
+        401,
+        "the reuse revoked the grant"
+    );
+    // The plain method and a missing challenge go back to the app as errors.
+    let mut params = authorize_params(&server, scope, VERIFIER);
+    params.retain(|(n, _)| n != "code_challenge_method");
+    params.push(("code_challenge_method".into(), "plain".into()));
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let answer = Browser::new()
+        .get(&format!("{}/auth/authorize?{query}", server.base))
+        .await;
+    assert_eq!(answer.status(), 302);
+    assert_eq!(
+        query_value(answer.headers()["location"].to_str().unwrap(), "error").as_deref(),
+        Some("invalid_request")
+    );
+    // A redirect URI that is not registered is shown, never followed.
+    let mut params = authorize_params(&server, scope, VERIFIER);
+    params.retain(|(n, _)| n != "redirect_uri");
+    params.push(("redirect_uri".into(), "https://evil.example/cb".into()));
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let answer = Browser::new()
+        .get(&format!("{}/auth/authorize?{query}", server.base))
+        .await;
+    assert_eq!(answer.status(), 400);
+    // A wrong aud.
+    let mut params = authorize_params(&server, scope, VERIFIER);
+    params.retain(|(n, _)| n != "aud");
+    params.push(("aud".into(), "https://other.example/fhir".into()));
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let answer = Browser::new()
+        .get(&format!("{}/auth/authorize?{query}", server.base))
+        .await;
+    assert_eq!(answer.status(), 302);
+    // The consent form without its CSRF token.
+    let refused = sign_in(&server, "pat", PASSWORD, scope, &[("csrf", "")])
+        .await
+        .unwrap_err();
+    assert!(refused.starts_with("403"), "{refused}");
+    // Six wrong passwords, then the right one: locked.
+    for _ in 0..6 {
+        let page = sign_in(&server, "pat", "wrong password!!", scope, &[])
+            .await
+            .unwrap_err();
+        assert!(page.contains("wrong") || page.contains("locked"));
+    }
+    let locked = sign_in(&server, "pat", PASSWORD, scope, &[])
+        .await
+        .unwrap_err();
+    assert!(locked.contains("locked"), "{locked}");
+}
+smart!(login_rules);
+
+/// A front-desk user's user/ token: the role bounds the scope.
+async fn roles_bound_user_scopes(server: Server) {
+    register(&server);
+    let location = sign_in(&server, "desk", PASSWORD, "user/*.rs", &[])
+        .await
+        .unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, token) = exchange(&server, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{token}");
+    let access = token["access_token"].as_str().unwrap();
+    assert_eq!(get(&server, access, "Patient").await.0, 200);
+    let (status, outcome) = get(&server, access, "Claim").await;
+    assert_eq!(status, 403, "front desk reads no Claim");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+}
+smart!(roles_bound_user_scopes);
