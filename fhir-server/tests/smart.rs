@@ -404,8 +404,17 @@ async fn discovery_and_no_token(server: Server) {
         (status, jwks["keys"][0]["kty"].as_str()),
         (200, Some("RSA"))
     );
-    let (status, _) = server.get_json("metadata").await;
+    let (status, statement) = server.get_json("metadata").await;
     assert_eq!(status, 200, "the CapabilityStatement needs no token");
+    let oauth = &statement["rest"][0]["security"]["extension"][0];
+    assert_eq!(
+        oauth["url"],
+        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    );
+    assert_eq!(
+        oauth["extension"][1]["valueUri"],
+        format!("{}/auth/token", server.base)
+    );
     let refused = server
         .client
         .get(server.url("Patient"))

@@ -151,8 +151,34 @@ fn search_params(resource_type: &str) -> Vec<Value> {
 /// The statement, built once: what the server supports does not change while it runs.
 static STATEMENT: LazyLock<Value> = LazyLock::new(statement);
 
-pub fn handle(request: &FhirRequest) -> FhirResponse {
+pub fn handle(request: &FhirRequest, smart: bool) -> FhirResponse {
     let mut statement = STATEMENT.clone();
     statement["implementation"]["url"] = json!(request.base);
+    if smart {
+        statement["rest"][0]["security"] = security(&request.base);
+    }
     FhirResponse::value(StatusCode::OK, statement)
+}
+
+/// `rest.security` under `--auth smart`: the SMART service, and the oauth-uris extension
+/// with this tenant's endpoints (what clients that predate `.well-known/smart-configuration`,
+/// such as the PyPI `fhirclient`, read).
+fn security(base: &str) -> serde_json::Value {
+    let endpoints = smart_auth::discovery::Endpoints::of(base);
+    let uri = |name: &str, url: &str| json!({"url": name, "valueUri": url});
+    json!({
+        "cors": true,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                uri("authorize", &endpoints.authorize),
+                uri("token", &endpoints.token),
+                uri("introspect", &endpoints.introspect),
+                uri("revoke", &endpoints.revoke),
+                uri("manage", &endpoints.manage),
+            ]
+        }]
+    })
 }

@@ -93,7 +93,10 @@ async fn route(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirErr
             _ => Err(not_allowed(method, "the base URL")),
         },
         ["metadata"] => match *method {
-            Method::GET => Ok(super::capabilities::handle(request)),
+            Method::GET => Ok(super::capabilities::handle(
+                request,
+                app.config.auth == crate::config::AuthMode::Smart,
+            )),
             _ => Err(not_allowed(method, "metadata")),
         },
         [operation, ..] if operation.starts_with('$') => {

@@ -74,6 +74,19 @@ fn where_record(sql: &mut Sql, tenant: TenantId, kind: RecordKind, key: &str) {
     sql.bind_text(key);
 }
 
+/// The records of a kind keyed `prefix/...`: `/` is followed by `0` in ASCII, so they are
+/// the keys from `prefix/` up to `prefix0`.
+fn where_under(sql: &mut Sql, tenant: TenantId, kind: RecordKind, prefix: &str) {
+    sql.push(" WHERE tid = ");
+    sql.bind(Arg::Int(tenant.get()));
+    sql.push(" AND kind = ");
+    sql.bind_text(kind.as_str());
+    sql.push(" AND key >= ");
+    sql.bind_text(&format!("{prefix}/"));
+    sql.push(" AND key < ");
+    sql.bind_text(&format!("{prefix}0"));
+}
+
 fn unexpired(sql: &mut Sql, now: i64) {
     sql.push(" AND (expires_at IS NULL OR expires_at > ");
     sql.bind(Arg::Int(now));
@@ -208,15 +221,8 @@ impl Store {
         now: i64,
     ) -> Result<i64, StoreError> {
         let mut sql = Sql::default();
-        sql.push("SELECT COUNT(*) FROM auth_records WHERE tid = ");
-        sql.bind(Arg::Int(tenant.get()));
-        sql.push(" AND kind = ");
-        sql.bind_text(kind.as_str());
-        // `/` is followed by `0` in ASCII: the keys `prefix/...` are this range.
-        sql.push(" AND key >= ");
-        sql.bind_text(&format!("{prefix}/"));
-        sql.push(" AND key < ");
-        sql.bind_text(&format!("{prefix}0"));
+        sql.push("SELECT COUNT(*) FROM auth_records");
+        where_under(&mut sql, tenant, kind, prefix);
         unexpired(&mut sql, now);
         self.select_count(sql).await
     }
@@ -230,14 +236,8 @@ impl Store {
         prefix: &str,
     ) -> Result<(), StoreError> {
         let mut sql = Sql::default();
-        sql.push("DELETE FROM auth_records WHERE tid = ");
-        sql.bind(Arg::Int(tenant.get()));
-        sql.push(" AND kind = ");
-        sql.bind_text(kind.as_str());
-        sql.push(" AND key >= ");
-        sql.bind_text(&format!("{prefix}/"));
-        sql.push(" AND key < ");
-        sql.bind_text(&format!("{prefix}0"));
+        sql.push("DELETE FROM auth_records");
+        where_under(&mut sql, tenant, kind, prefix);
         self.execute(sql).await.map(|_| ())
     }
 

@@ -211,6 +211,30 @@ async fn login_page(
     pages::page(StatusCode::OK, "Sign in", &body, None, cookie.as_deref())
 }
 
+/// A posted page's step, once its flow cookie and CSRF token hold: the step, the pages'
+/// secret and the flow id.
+async fn posted(
+    app: &App,
+    peer: SocketAddr,
+    request: Request,
+) -> Result<(Step, Vec<u8>, String), Response> {
+    let step = step(app, peer, request).await?;
+    let secret = page_secret(app).await?;
+    let flow = step.flow.clone().ok_or_else(|| {
+        pages::error(
+            StatusCode::FORBIDDEN,
+            "The sign-in session is missing; start again from the app",
+        )
+    })?;
+    if !smart_auth::csrf::verify(&secret, &flow, field(&step.pairs, "csrf")) {
+        return Err(pages::error(
+            StatusCode::FORBIDDEN,
+            "The form's CSRF token is missing or wrong",
+        ));
+    }
+    Ok((step, secret, flow))
+}
+
 /// `POST /auth/login`: checks the CSRF token, the lockout, the password and the TOTP code;
 /// then the consent page.
 pub async fn login(
@@ -218,26 +242,10 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let step = match step(&app, peer, request).await {
-        Ok(step) => step,
+    let (step, secret, flow) = match posted(&app, peer, request).await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
-    let secret = match page_secret(&app).await {
-        Ok(secret) => secret,
-        Err(response) => return response,
-    };
-    let Some(flow) = step.flow.clone() else {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "The sign-in session is missing; start again from the app",
-        );
-    };
-    if !smart_auth::csrf::verify(&secret, &flow, field(&step.pairs, "csrf")) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "The form's CSRF token is missing or wrong",
-        );
-    }
     let username = field(&step.pairs, "username")
         .unwrap_or_default()
         .to_owned();
@@ -385,22 +393,10 @@ pub async fn consent(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let step = match step(&app, peer, request).await {
-        Ok(step) => step,
+    let (step, secret, flow) = match posted(&app, peer, request).await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
-    let secret = match page_secret(&app).await {
-        Ok(secret) => secret,
-        Err(response) => return response,
-    };
-    let flow = step.flow.clone().unwrap_or_default();
-    if step.flow.is_none() || !smart_auth::csrf::verify(&secret, &flow, field(&step.pairs, "csrf"))
-    {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "The form's CSRF token is missing or wrong",
-        );
-    }
     let username = field(&step.pairs, "username").unwrap_or_default();
     let expires: i64 = field(&step.pairs, "expires")
         .and_then(|e| e.parse().ok())

@@ -17,8 +17,9 @@ use crate::app::{App, SharedApp};
 use crate::clock::now_seconds;
 use crate::store::auth::RecordKind;
 
-/// The form and the authenticated client's tenant, or the error answer.
-async fn read(app: &App, request: Request) -> Result<(Tenant, Vec<(String, String)>), Response> {
+/// The tenant and the `token` parameter, once the calling client authenticated; or the
+/// error answer.
+async fn read(app: &App, request: Request) -> Result<(Tenant, String), Response> {
     let fail = |error: TokenError| {
         no_store(
             StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -38,20 +39,17 @@ async fn read(app: &App, request: Request) -> Result<(Tenant, Vec<(String, Strin
     super::token::authenticate(app, &tenant, presented)
         .await
         .map_err(fail)?;
-    Ok((tenant, pairs))
+    let token = field(&pairs, "token")
+        .ok_or_else(|| fail(TokenError::new("invalid_request", "token is missing")))?;
+    Ok((tenant, token.to_owned()))
 }
 
 pub async fn introspect(State(app): State<SharedApp>, request: Request) -> Response {
-    let (tenant, pairs) = match read(&app, request).await {
+    let (tenant, token) = match read(&app, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let Some(token) = field(&pairs, "token") else {
-        return no_store(
-            StatusCode::BAD_REQUEST,
-            &TokenError::new("invalid_request", "token is missing").body(),
-        );
-    };
+    let token = token.as_str();
     let authorization = format!("Bearer {token}");
     let principal = crate::auth::principal::authenticate(
         &app.auth,
@@ -88,16 +86,11 @@ pub async fn introspect(State(app): State<SharedApp>, request: Request) -> Respo
 }
 
 pub async fn revoke(State(app): State<SharedApp>, request: Request) -> Response {
-    let (tenant, pairs) = match read(&app, request).await {
+    let (tenant, token) = match read(&app, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let Some(token) = field(&pairs, "token") else {
-        return no_store(
-            StatusCode::BAD_REQUEST,
-            &TokenError::new("invalid_request", "token is missing").body(),
-        );
-    };
+    let token = token.as_str();
     match revoke_token(&app, &tenant, token).await {
         Ok(()) => no_store(StatusCode::OK, &json!({})),
         Err(error) => no_store(StatusCode::SERVICE_UNAVAILABLE, &error.body()),
