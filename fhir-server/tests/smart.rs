@@ -904,3 +904,182 @@ async fn roles_bound_user_scopes(server: Server) {
     assert_eq!(outcome["resourceType"], "OperationOutcome");
 }
 smart!(roles_bound_user_scopes);
+
+/// A code and a token to refresh, for the rush tests.
+async fn code_for_patient(server: &Server) -> String {
+    let scope = "launch/patient patient/*.rs offline_access";
+    let location = sign_in(server, "pat", PASSWORD, scope, &[]).await.unwrap();
+    query_value(&location, "code").unwrap()
+}
+
+/// Fifty clients at once: one code exchanged, one refresh token used, one assertion sent,
+/// and fifty wrong passwords. Exactly one of each single-use thing wins, and no more than
+/// five password checks happen before the account locks.
+async fn single_use_under_a_rush(server: Server) {
+    register(&server);
+    let code = code_for_patient(&server).await;
+    let answers =
+        futures::future::join_all((0..50).map(|_| exchange(&server, &code, VERIFIER))).await;
+    let won = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(won, 1, "one exchange of a code wins");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, body)| *status == 200 || body["error"] == "invalid_grant")
+    );
+
+    let code = code_for_patient(&server).await;
+    let (_, token) = exchange(&server, &code, VERIFIER).await;
+    let refresh = token["refresh_token"].as_str().unwrap().to_owned();
+    let pairs = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+        ("client_id", "app"),
+    ];
+    let answers =
+        futures::future::join_all((0..50).map(|_| form(&server, "auth/token", &pairs, None))).await;
+    assert_eq!(
+        answers.iter().filter(|(status, _)| *status == 200).count(),
+        1,
+        "one use of a refresh token wins"
+    );
+
+    let key = smart_auth::jwt::SigningKey::generate().unwrap();
+    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+    jwk["kid"] = json!("k1");
+    let jwks_file = server.dir.join("rush-jwks.json");
+    std::fs::write(&jwks_file, json!({"keys": [jwk]}).to_string()).unwrap();
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "svc",
+            "--type",
+            "confidential-asymmetric",
+            "--jwks-file",
+            jwks_file.to_str().unwrap(),
+            "--scopes",
+            "system/Patient.rs",
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
+    header.kid = Some("k1".into());
+    let claims = json!({"iss": "svc", "sub": "svc", "aud": format!("{}/auth/token", server.base), "exp": now + 240, "jti": "rush"});
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_der(key.pkcs1_der()),
+    )
+    .unwrap();
+    let pairs = [
+        ("grant_type", "client_credentials"),
+        ("scope", "system/Patient.rs"),
+        ("client_assertion_type", smart_auth::client_auth::JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let answers =
+        futures::future::join_all((0..50).map(|_| form(&server, "auth/token", &pairs, None))).await;
+    assert_eq!(
+        answers.iter().filter(|(status, _)| *status == 200).count(),
+        1,
+        "one use of an assertion's jti wins"
+    );
+
+    let pages = futures::future::join_all(
+        (0..50).map(|_| sign_in(&server, "desk", "wrong password!!", "user/*.rs", &[])),
+    )
+    .await;
+    let checked = pages
+        .iter()
+        .filter(|page| page.as_ref().unwrap_err().contains("wrong"))
+        .count();
+    assert!(
+        checked <= 5,
+        "{checked} password checks in a rush; at most 5 before the lock"
+    );
+    let locked = sign_in(&server, "desk", PASSWORD, "user/*.rs", &[])
+        .await
+        .unwrap_err();
+    assert!(locked.contains("locked"));
+}
+smart!(single_use_under_a_rush);
+
+/// Two server processes on one database (the same public URL, as behind a load balancer):
+/// a token issued by one works on the other, and revoked on one it stops on the other
+/// within five seconds.
+async fn revocation_reaches_every_process(backend: common::Backend) {
+    let args = [
+        "--auth",
+        "smart",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(first) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let second = first.sibling().await;
+    register(&first);
+    let token = {
+        let (status, body) = common::json(
+            first
+                .client
+                .post(format!("{}/auth/token", first.base))
+                .basic_auth("backend", Some("backend-secret-0123456789"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials&scope=system%2F*.cruds")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        get(&second, &token, "Patient").await.0,
+        200,
+        "the other process takes the token"
+    );
+    let (status, _) = form(
+        &first,
+        "auth/revoke",
+        &[("token", &token)],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        get(&first, &token, "Patient").await.0,
+        401,
+        "at once on the revoking process"
+    );
+    let started = std::time::Instant::now();
+    while get(&second, &token, "Patient").await.0 != 401 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the other process still takes a revoked token after 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+mod revocation_reaches_every_process {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::revocation_reaches_every_process(super::common::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::revocation_reaches_every_process(super::common::Backend::Postgres).await;
+    }
+}

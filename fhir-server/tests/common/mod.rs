@@ -248,6 +248,28 @@ impl Server {
         status.success()
     }
 
+    /// Another server process on the same database, with the same settings: a second node
+    /// behind a load balancer. Dropping it leaves the database to the first.
+    pub async fn sibling(&self) -> Server {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("fhir-test-{unique}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = Server {
+            child: None,
+            backend: self.backend,
+            root: String::new(),
+            base: String::new(),
+            database_url: self.database_url.clone(),
+            dir,
+            extra_args: self.extra_args.clone(),
+            extra_env: self.extra_env.clone(),
+            pg_database: None,
+            client: reqwest::Client::new(),
+        };
+        server.spawn(None).await;
+        server
+    }
+
     /// Starts the server again on the same database and port.
     pub async fn restart(&mut self) {
         let port = self.port();

@@ -257,24 +257,42 @@ pub async fn login(
 
 /// The user, if the password (and TOTP code, once enrolled) are right and the account is
 /// not locked; else what to tell them (never which of username or password was wrong).
+///
+/// Each attempt is recorded as a failure before anything is checked, and the failures are
+/// counted with it included: so even a rush of concurrent attempts gets at most
+/// [`LOCKOUT_FAILURES`] password checks in the window. A success removes the failures.
 async fn sign_in(app: &App, step: &Step, username: &str) -> Result<User, String> {
     let tenant = step.tenant.id;
     let now = now_seconds();
-    let unavailable = |_| "The server could not check the sign-in; try again".to_owned();
-    let failures = app
+    fn unavailable<E>(_: E) -> String {
+        "The server could not check the sign-in; try again".to_owned()
+    }
+    let attempt = format!("{username}/{}", uuid::Uuid::new_v4().simple());
+    app.store
+        .auth_put(
+            tenant,
+            RecordKind::Failure,
+            &attempt,
+            "{}",
+            Some(now + LOCKOUT_SECONDS),
+        )
+        .await
+        .map_err(unavailable)?;
+    let attempts = app
         .store
         .auth_count_under(tenant, RecordKind::Failure, username, now)
         .await
         .map_err(unavailable)?;
-    if failures >= LOCKOUT_FAILURES {
+    if attempts > LOCKOUT_FAILURES {
         tracing::warn!("a sign-in to a locked account was refused");
         return Err(
             "This account is locked after too many failed sign-ins; try again in 15 minutes".into(),
         );
     }
+    let wrong = || "The username, password or code is wrong".to_owned();
     let user = accounts::user(&app.store, tenant, username)
         .await
-        .map_err(|_| "The server could not check the sign-in; try again".to_owned())?;
+        .map_err(unavailable)?;
     let password = field(&step.pairs, "password")
         .unwrap_or_default()
         .to_owned();
@@ -286,32 +304,16 @@ async fn sign_in(app: &App, step: &Step, username: &str) -> Result<User, String>
     .unwrap_or(false);
     let user = match (user, matches) {
         (Some(user), true) => user,
-        _ => return Err(fail(app, tenant, username, now).await),
+        _ => return Err(wrong()),
     };
-    let user = match check_totp(app, tenant, user, field(&step.pairs, "totp")).await {
-        Some(user) => user,
-        None => return Err(fail(app, tenant, username, now).await),
-    };
-    let _ = app
-        .store
+    let user = check_totp(app, tenant, user, field(&step.pairs, "totp"))
+        .await
+        .ok_or_else(wrong)?;
+    app.store
         .auth_delete_under(tenant, RecordKind::Failure, username)
-        .await;
+        .await
+        .map_err(unavailable)?;
     Ok(user)
-}
-
-async fn fail(app: &App, tenant: crate::store::TenantId, username: &str, now: i64) -> String {
-    let key = format!("{username}/{}", uuid::Uuid::new_v4().simple());
-    let _ = app
-        .store
-        .auth_put(
-            tenant,
-            RecordKind::Failure,
-            &key,
-            "{}",
-            Some(now + LOCKOUT_SECONDS),
-        )
-        .await;
-    "The username, password or code is wrong".into()
 }
 
 /// The user once its TOTP code holds (each code once); the user as is when not enrolled.
