@@ -679,7 +679,7 @@ async fn patient_confinement(server: Server) {
     let (status, _) = get(&server, access, "Patient/p1/$everything").await;
     assert_eq!(status, 200);
     assert_eq!(get(&server, access, "$export").await.0, 403);
-    assert_eq!(get(&server, access, "Patient/$export").await.0, 403);
+    patient_export(&server, access, &backend).await;
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Patient/p2"}},
         {"request": {"method": "GET", "url": "Patient/p1"}}]});
@@ -1082,4 +1082,80 @@ mod revocation_reaches_every_process {
     async fn postgres() {
         super::revocation_reaches_every_process(super::common::Backend::Postgres).await;
     }
+}
+
+/// A patient's `Patient/$export` holds its own compartment only; its status and files are
+/// refused to another token (404, as an unknown export).
+async fn patient_export(server: &Server, access: &str, other: &str) {
+    let kick_off = server
+        .client
+        .get(format!("{}/Patient/$export", server.base))
+        .bearer_auth(access)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kick_off.status(), 202);
+    let status_url = kick_off.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let manifest: Value = loop {
+        let response = server
+            .client
+            .get(&status_url)
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            200 => break response.json().await.unwrap(),
+            status => panic!("export status {status}"),
+        }
+    };
+    assert_eq!(manifest["requiresAccessToken"], true);
+    let foreign = server
+        .client
+        .get(&status_url)
+        .bearer_auth(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status(),
+        404,
+        "another token does not see the export"
+    );
+    let mut ids = Vec::new();
+    for file in manifest["output"].as_array().unwrap() {
+        let url = file["url"].as_str().unwrap();
+        let foreign = server
+            .client
+            .get(url)
+            .bearer_auth(other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), 404);
+        let text = server
+            .client
+            .get(url)
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in text.lines() {
+            let resource: Value = serde_json::from_str(line).unwrap();
+            ids.push(format!(
+                "{}/{}",
+                resource["resourceType"].as_str().unwrap(),
+                resource["id"].as_str().unwrap()
+            ));
+        }
+    }
+    assert_eq!(set(ids), set(["Patient/p1", "Observation/o1"]));
 }

@@ -106,6 +106,24 @@ pub fn search_constraint(
         .map(|permit| (permit.context, permit.constraint.to_vec()))
 }
 
+/// The types `principal` may read, for a bulk export: `None` when every type (a wildcard
+/// scope the role allows, or no token at all).
+pub fn readable_types(principal: Option<&Principal>) -> Option<Vec<String>> {
+    let principal = principal?;
+    if check(Some(principal), "*", Permission::Read).is_ok() {
+        return None;
+    }
+    let mut types: Vec<String> = principal
+        .scopes
+        .resources()
+        .filter_map(|scope| scope.resource_type.clone())
+        .filter(|t| check(Some(principal), t, Permission::Read).is_ok())
+        .collect();
+    types.sort();
+    types.dedup();
+    Some(types)
+}
+
 /// Whether `resource` is in the compartment of `Patient/{patient}`: the patient itself, or
 /// a resource that points at it through one of the compartment's parameters.
 pub fn in_compartment(patient: &str, resource: &Value) -> bool {

@@ -38,6 +38,19 @@ pub struct Principal {
     pub expires_at: i64,
 }
 
+impl Principal {
+    /// Who holds the token, as a stable text: the client, and the user and patient it acts
+    /// for. What a background job started by this principal is owned by.
+    pub fn holder(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.client_id,
+            self.username.as_deref().unwrap_or_default(),
+            self.patient.as_deref().unwrap_or_default()
+        )
+    }
+}
+
 /// 401, as RFC 6750 asks: the `WWW-Authenticate` header is added where the answer is
 /// encoded (see `http`).
 pub fn unauthorized(reason: impl Into<String>) -> FhirError {

@@ -37,7 +37,8 @@ fn operation(name: &str, target: Target<'_>) -> Permission {
 pub fn needs(request: &FhirRequest) -> Option<(String, Permission)> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let (resource_type, rest) = match segments.as_slice() {
-        [] | ["metadata"] => return None,
+        // An export's status and files: its owner's alone (checked by the operation).
+        [] | ["metadata"] | ["$export-status" | "$export-file", ..] => return None,
         [name, ..] if name.starts_with('$') => {
             return Some((EVERY_TYPE.into(), operation(name, Target::System)));
         }
@@ -139,9 +140,8 @@ async fn admit_patient(
         ["Patient", id, ..] if *id != patient && !id.starts_with(['$', '_']) => {
             Err(FhirError::not_found("No such resource"))
         }
-        [_, name] | [_, _, name] if name.starts_with("$export") => {
-            Err(forbidden("Bulk export needs a user/ or system/ scope"))
-        }
+        // A patient's export covers the patient's compartment only (see `ops::export`).
+        ["Patient", "$export"] | ["Group", _, "$export"] => Ok(()),
         [_, name] if name.starts_with('$') && permission != Permission::Read => Err(forbidden(
             "Type-level operations that change data need a user/ or system/ scope",
         )),

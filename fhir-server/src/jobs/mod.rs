@@ -44,6 +44,10 @@ pub struct ExportJob {
     /// its own folder, so a worker that lost its job never touches the next one's files.
     #[serde(default)]
     pub attempt: Option<String>,
+    /// Who asked for it (`auth::Principal::holder`): only they may poll it and fetch its
+    /// files. `None` under `--auth none`.
+    #[serde(default)]
+    pub requested_by: Option<String>,
 }
 
 /// A job's status, as `$export-status` reports it.

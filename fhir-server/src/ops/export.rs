@@ -10,7 +10,10 @@ use axum::http::{HeaderName, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Operation, Param};
+use smart_auth::scope::Permission;
+
 use crate::app::App;
+use crate::auth::enforce::{self, Reach};
 use crate::error::FhirError;
 use crate::ids::ResourceType;
 use crate::jobs::export::Scope;
@@ -109,7 +112,8 @@ pub async fn kick_off(
         ));
     }
     let Selection { types, since } = parse_selection(&parameters(request)?)?;
-    let scope = export_scope(app, request, level, group).await?;
+    let types = readable(request, types)?;
+    let scope = confine(request, export_scope(app, request, level, group).await?)?;
     let job = ExportJob {
         tenant: request.tenant,
         scope,
@@ -123,6 +127,7 @@ pub async fn kick_off(
         output: Vec::new(),
         error: None,
         attempt: None,
+        requested_by: request.principal.as_ref().map(|p| p.holder()),
     };
     let id = jobs::queue(&app.store, &job).await?;
     Ok(FhirResponse::new(StatusCode::ACCEPTED, None).header(
@@ -193,6 +198,52 @@ fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), FhirError> {
         }
     }
     Ok(())
+}
+
+/// The types asked for (none: all), within what the token may read; 403 when that leaves
+/// none.
+fn readable(request: &FhirRequest, mut types: Vec<String>) -> Result<Vec<String>, FhirError> {
+    let Some(readable) = enforce::readable_types(request.principal.as_deref()) else {
+        return Ok(types);
+    };
+    if types.is_empty() {
+        types = readable;
+    } else {
+        types.retain(|t| readable.contains(t));
+    }
+    if types.is_empty() {
+        return Err(enforce::forbidden(
+            "The access token permits reading none of the types asked for",
+        ));
+    }
+    Ok(types)
+}
+
+/// A patient's token exports the patient's own compartment, whatever the level asked.
+fn confine(request: &FhirRequest, scope: Scope) -> Result<Scope, FhirError> {
+    let principal = request.principal.as_deref();
+    let Reach::Patient(patient) = enforce::check(principal, "Patient", Permission::Read)? else {
+        return Ok(scope);
+    };
+    Ok(match scope {
+        Scope::Patients(Some(mut members)) => {
+            members.retain(|member| *member == patient);
+            Scope::Patients(Some(members))
+        }
+        _ => Scope::Patients(Some(vec![patient])),
+    })
+}
+
+/// Whether the request may see `job`: the one who asked for it (under `--auth none`,
+/// anyone).
+fn may_see(request: &FhirRequest, job: &ExportJob) -> bool {
+    match &job.requested_by {
+        None => true,
+        Some(owner) => request
+            .principal
+            .as_ref()
+            .is_some_and(|principal| principal.holder() == *owner),
+    }
 }
 
 /// Which resources the export covers at its level: all of them, every patient's
@@ -289,6 +340,15 @@ async fn group_members(
 
 /// `$export-status/[job]`: GET reports, DELETE cancels.
 pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
+    let visible = match jobs::status(&app.store, request.tenant, id).await? {
+        Some(Status::Running(job) | Status::Done(job) | Status::Failed(job)) => {
+            may_see(request, &job)
+        }
+        None => false,
+    };
+    if !visible {
+        return Err(unknown_job(id));
+    }
     if request.method == Method::DELETE {
         let finished = matches!(
             jobs::status(&app.store, request.tenant, id).await?,
@@ -330,7 +390,8 @@ pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
             let manifest = json!({
                 "transactionTime": crate::resource::format_instant(job.transaction_time),
                 "request": job.request,
-                "requiresAccessToken": false,
+                // Under SMART the files are served to the token that asked, alone.
+                "requiresAccessToken": job.requested_by.is_some(),
                 "output": output,
                 "error": [],
             });
@@ -364,6 +425,9 @@ pub async fn file(
     let Some(Status::Done(job)) = jobs::status(&app.store, request.tenant, id).await? else {
         return Err(unknown_job(id));
     };
+    if !may_see(request, &job) {
+        return Err(unknown_job(id));
+    }
     if !job.output.iter().any(|file| file.file == name) {
         return Err(FhirError::not_found(format!(
             "Export {id} has no file '{name}'"
