@@ -1159,3 +1159,397 @@ async fn patient_export(server: &Server, access: &str, other: &str) {
     }
     assert_eq!(set(ids), set(["Patient/p1", "Observation/o1"]));
 }
+
+/// A real browser: Debian's chromium, headless, driven through chromedriver's WebDriver
+/// API. Without them the test fails when `FHIR_TEST_REQUIRE_BROWSER=1` (as `.ci/run` sets)
+/// and is skipped with a note otherwise.
+struct WebDriver {
+    process: std::process::Child,
+    http: reqwest::Client,
+    session: String,
+    root: String,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl WebDriver {
+    async fn start() -> Option<WebDriver> {
+        if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+            assert!(
+                std::env::var("FHIR_TEST_REQUIRE_BROWSER").is_err(),
+                "FHIR_TEST_REQUIRE_BROWSER=1 but /usr/bin/chromedriver is missing (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("skipped: chromium and chromedriver are not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{root}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}}}});
+        let answer: Value = http
+            .post(format!("{root}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_owned();
+        let driver = WebDriver {
+            process,
+            http,
+            session,
+            root,
+        };
+        // Finding an element waits for it (pages load after a click in their own time).
+        driver
+            .call(
+                reqwest::Method::POST,
+                "timeouts",
+                json!({"implicit": 10_000}),
+            )
+            .await;
+        Some(driver)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}/{path}", self.root, self.session);
+        let answer: Value = self
+            .http
+            .request(method, url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.call(reqwest::Method::POST, "url", json!({"url": url}))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "url", json!({}))
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("element/{element}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("element/{element}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn value_of(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("element/{element}/property/value"),
+            json!({}),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+    }
+}
+
+/// A provider who must use a second factor signs in through chromium: password, TOTP
+/// enrolment from the page's secret, then consent with one scope unticked; the code comes
+/// back to the app's page, and the unticked scope is not granted.
+async fn browser_login_totp_and_consent(server: Server) {
+    let Some(browser) = WebDriver::start().await else {
+        return;
+    };
+    let redirect = format!("{}/healthz", server.root);
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "web",
+            "--type",
+            "public",
+            "--redirect-uri",
+            &redirect,
+            "--scopes",
+            "user/*.rs openid fhirUser",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "doc",
+            "--password",
+            PASSWORD,
+            "--role",
+            "provider",
+            "--fhir-user",
+            "Practitioner/d7",
+            "--create-patient",
+            "--require-totp",
+        ],
+    );
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", redirect.as_str()),
+            ("scope", "user/*.rs openid fhirUser"),
+            ("state", "browser-state"),
+            ("aud", server.base.as_str()),
+            (
+                "code_challenge",
+                smart_auth::pkce::challenge_of(VERIFIER).as_str(),
+            ),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    browser
+        .go(&format!("{}/auth/authorize?{query}", server.base))
+        .await;
+    browser.type_into("input[name=username]", "doc").await;
+    browser.type_into("input[name=password]", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    // The enrolment page: the secret the authenticator app would take.
+    let secret = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        browser.value_of("input[name=totp_secret]").await,
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    browser
+        .type_into(
+            "input[name=code]",
+            &smart_auth::totp::code_at(&secret, now).unwrap(),
+        )
+        .await;
+    browser.click("button[type=submit]").await;
+    // The consent page: untick fhirUser, allow the rest.
+    browser.click("input[value=fhirUser]").await;
+    browser.click("button[value=allow]").await;
+    let mut landed = browser.url().await;
+    for _ in 0..50 {
+        if landed.starts_with(&redirect) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        landed = browser.url().await;
+    }
+    assert!(landed.starts_with(&redirect), "{landed}");
+    assert_eq!(
+        query_value(&landed, "state").as_deref(),
+        Some("browser-state")
+    );
+    let code = query_value(&landed, "code").unwrap();
+    let (status, token) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect),
+            ("client_id", "web"),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(
+        token["scope"], "user/*.rs openid",
+        "the unticked scope is not granted"
+    );
+    assert_eq!(
+        get(
+            &server,
+            token["access_token"].as_str().unwrap(),
+            "Practitioner/d7"
+        )
+        .await
+        .0,
+        200
+    );
+    // Enrolled now: the next sign-in needs the code (a later one: each code works once).
+    let html = sign_in_page_without_code(&server, "doc").await;
+    assert!(html.contains("wrong"), "{html}");
+    let _ = browser.call(reqwest::Method::DELETE, "", json!({})).await;
+}
+smart!(browser_login_totp_and_consent);
+
+/// The login page's answer to the right password without a TOTP code.
+async fn sign_in_page_without_code(server: &Server, username: &str) -> String {
+    let redirect = format!("{}/healthz", server.root);
+    let mut params = authorize_params(
+        server,
+        "user/*.rs",
+        &smart_auth::pkce::challenge_of(VERIFIER),
+    );
+    for (name, value) in &mut params {
+        match name.as_str() {
+            "client_id" => *value = "web".into(),
+            "redirect_uri" => value.clone_from(&redirect),
+            _ => {}
+        }
+    }
+    let mut browser = Browser::new();
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let html = browser
+        .get(&format!("{}/auth/authorize?{query}", server.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut login = params.clone();
+    login.push(("csrf".into(), field(&html, "csrf")));
+    login.push(("username".into(), username.into()));
+    login.push(("password".into(), PASSWORD.into()));
+    browser
+        .post(&format!("{}/auth/login", server.base), &login)
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `user reset-password` prints a one-time link; its page sets a new password (the
+/// policy applies), the old one stops working, and the link works once.
+async fn password_reset(server: Server) {
+    register(&server);
+    let printed = cli_ok(&server, &["user", "reset-password", "--username", "pat"]);
+    let path = printed.lines().next().unwrap();
+    let link = format!("{}{}", server.root, path);
+    let mut browser = Browser::new();
+    let page = browser.get(&link).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let token = field(&html, "token");
+    let post = |password: &str, csrf: &str| {
+        vec![
+            ("token".to_owned(), token.clone()),
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("password".to_owned(), password.to_owned()),
+        ]
+    };
+    let reset_url = format!("{}/auth/reset", server.base);
+    assert_eq!(
+        browser
+            .post(&reset_url, &post("a brand new passphrase", ""))
+            .await
+            .status(),
+        403,
+        "no CSRF token"
+    );
+    let csrf = field(&html, "csrf");
+    assert_eq!(
+        browser
+            .post(&reset_url, &post("short", &csrf))
+            .await
+            .status(),
+        400,
+        "the policy applies"
+    );
+    assert_eq!(
+        browser
+            .post(&reset_url, &post("a brand new passphrase", &csrf))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        browser
+            .post(&reset_url, &post("another new passphrase", &csrf))
+            .await
+            .status(),
+        404,
+        "the link works once"
+    );
+    assert!(
+        sign_in(&server, "pat", PASSWORD, "launch/patient patient/*.rs", &[])
+            .await
+            .is_err()
+    );
+    assert!(
+        sign_in(
+            &server,
+            "pat",
+            "a brand new passphrase",
+            "launch/patient patient/*.rs",
+            &[]
+        )
+        .await
+        .is_ok()
+    );
+}
+smart!(password_reset);

@@ -83,6 +83,9 @@ pub struct User {
     pub role: String,
     /// Its FHIR resource (`Practitioner/7`, `Patient/42`).
     pub fhir_user: String,
+    /// Whether the user must sign in with a TOTP code too (enrolled at the next login).
+    #[serde(default)]
+    pub totp_required: bool,
     /// The TOTP secret, once enrolled (base32 is for people; this is base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_secret: Option<String>,

@@ -77,6 +77,9 @@ pub struct NewUser {
     /// Create that resource when it does not exist.
     #[arg(long)]
     create_patient: bool,
+    /// The user must sign in with a TOTP code too (enrolled at the next login).
+    #[arg(long)]
+    require_totp: bool,
     #[command(flatten)]
     on: On,
 }
@@ -240,6 +243,7 @@ async fn create_user(new: NewUser) -> Result<(), String> {
         role,
         fhir_user,
         create_patient,
+        require_totp,
         on,
     } = new;
     let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
@@ -292,6 +296,7 @@ async fn create_user(new: NewUser) -> Result<(), String> {
         password_hash,
         role,
         fhir_user,
+        totp_required: require_totp,
         totp_secret: None,
         totp_last_step: None,
     };

@@ -27,7 +27,7 @@ use crate::auth::accounts::{self, User, origin_of};
 use crate::clock::now_seconds;
 use crate::store::auth::RecordKind;
 
-const FLOW_COOKIE: &str = "fhir_auth_flow";
+pub(super) const FLOW_COOKIE: &str = "fhir_auth_flow";
 /// Failed logins that lock an account, and the window they are counted in.
 pub const LOCKOUT_FAILURES: i64 = 5;
 pub const LOCKOUT_SECONDS: i64 = 15 * 60;
@@ -48,13 +48,13 @@ const CARRIED: &[&str] = &[
     "nonce",
 ];
 
-struct Step {
-    tenant: Tenant,
-    accepted: Accepted,
-    carried: Vec<(String, String)>,
-    pairs: Vec<(String, String)>,
-    flow: Option<String>,
-    https: bool,
+pub(super) struct Step {
+    pub(super) tenant: Tenant,
+    pub(super) accepted: Accepted,
+    pub(super) carried: Vec<(String, String)>,
+    pub(super) pairs: Vec<(String, String)>,
+    pub(super) flow: Option<String>,
+    pub(super) https: bool,
 }
 
 /// Reads a step's request and checks its authorize parameters again; the error answer
@@ -134,7 +134,13 @@ fn redirect(location: &str) -> Response {
     response
 }
 
-fn flow_cookie(headers: &HeaderMap) -> Option<String> {
+/// The `Set-Cookie` of a new flow: `HttpOnly`, `SameSite=Lax`, and `Secure` over HTTPS.
+pub(super) fn flow_set_cookie(flow: &str, https: bool) -> String {
+    let secure = if https { "; Secure" } else { "" };
+    format!("{FLOW_COOKIE}={flow}; Path=/; HttpOnly; SameSite=Lax; Max-Age=1800{secure}")
+}
+
+pub(super) fn flow_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -148,7 +154,7 @@ fn flow_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// The secret of the pages' CSRF tokens and tickets: derived from the newest signing key,
 /// so every server process has it and a key rotation renews it.
-async fn page_secret(app: &App) -> Result<Vec<u8>, Response> {
+pub(super) async fn page_secret(app: &App) -> Result<Vec<u8>, Response> {
     let keys = app
         .auth
         .keys
@@ -190,10 +196,7 @@ async fn login_page(
         Err(response) => return response,
     };
     let csrf = smart_auth::csrf::token(&secret, flow);
-    let cookie = new_cookie.then(|| {
-        let secure = if step.https { "; Secure" } else { "" };
-        format!("{FLOW_COOKIE}={flow}; Path=/; HttpOnly; SameSite=Lax; Max-Age=1800{secure}")
-    });
+    let cookie = new_cookie.then(|| flow_set_cookie(flow, step.https));
     let error = message
         .map(|m| format!("<p class=\"error\">{}</p>", escape(m)))
         .unwrap_or_default();
@@ -213,7 +216,7 @@ async fn login_page(
 
 /// A posted page's step, once its flow cookie and CSRF token hold: the step, the pages'
 /// secret and the flow id.
-async fn posted(
+pub(super) async fn posted(
     app: &App,
     peer: SocketAddr,
     request: Request,
@@ -250,6 +253,9 @@ pub async fn login(
         .unwrap_or_default()
         .to_owned();
     match sign_in(&app, &step, &username).await {
+        Ok(user) if user.totp_required && user.totp_secret.is_none() => {
+            super::enrol::page(&step, &flow, &secret, &user, None)
+        }
         Ok(user) => consent_page(&step, &flow, &secret, &user).await,
         Err(message) => login_page(&app, &step, &flow, Some(&message), false).await,
     }
@@ -338,7 +344,7 @@ fn ticket_subject(flow: &str, username: &str, expires: i64) -> String {
     format!("ticket\n{flow}\n{username}\n{expires}")
 }
 
-async fn consent_page(step: &Step, flow: &str, secret: &[u8], user: &User) -> Response {
+pub(super) async fn consent_page(step: &Step, flow: &str, secret: &[u8], user: &User) -> Response {
     let expires = now_seconds() + TICKET_SECONDS;
     let ticket = smart_auth::csrf::token(secret, &ticket_subject(flow, &user.username, expires));
     let csrf = smart_auth::csrf::token(secret, flow);

@@ -6,10 +6,12 @@
 
 pub mod authorize;
 pub mod discovery;
+pub mod enrol;
 pub mod grants;
 pub mod introspect;
 pub mod launch;
 pub mod pages;
+pub mod reset;
 pub mod token;
 
 use axum::Router;
@@ -59,6 +61,11 @@ pub fn routes() -> Router<SharedApp> {
             )
             .route(&format!("{prefix}/auth/login"), post(authorize::login))
             .route(&format!("{prefix}/auth/consent"), post(authorize::consent))
+            .route(&format!("{prefix}/auth/enrol"), post(enrol::confirm))
+            .route(
+                &format!("{prefix}/auth/reset"),
+                get(reset::show).post(reset::change),
+            )
             .route(&format!("{prefix}/auth/token"), post(token::token))
             .route(
                 &format!("{prefix}/auth/introspect"),
