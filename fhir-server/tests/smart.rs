@@ -1553,3 +1553,57 @@ async fn password_reset(server: Server) {
     );
 }
 smart!(password_reset);
+
+/// The PyPI `fhirclient` completes a standalone patient launch and reads its patient
+/// (`tests/clients/smart_launch.py`). Needs `pip install -r tests/clients/requirements.txt`;
+/// without it the test is skipped with a note, unless `FHIR_TEST_REQUIRE_CLIENTS=1`.
+async fn fhirclient_standalone_launch(server: Server) {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", "import fhirclient, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var("FHIR_TEST_REQUIRE_CLIENTS").is_err(),
+            "fhirclient is not installed"
+        );
+        eprintln!("skipped: fhirclient is not installed (see tests/clients)");
+        return;
+    }
+    register(&server);
+    let backend = backend_token(&server).await;
+    let someone = json!({"resourceType": "Patient", "id": "someone-else"});
+    assert_eq!(
+        with_token(
+            &server,
+            &backend,
+            reqwest::Method::PUT,
+            "Patient/someone-else",
+            Some(&someone)
+        )
+        .await
+        .0,
+        201
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smart_launch.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            server.base.as_str(),
+            "app",
+            APP_REDIRECT,
+            "pat",
+            PASSWORD,
+            "p1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "smart_launch.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+smart!(fhirclient_standalone_launch);
