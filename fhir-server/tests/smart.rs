@@ -1607,3 +1607,302 @@ async fn fhirclient_standalone_launch(server: Server) {
     );
 }
 smart!(fhirclient_standalone_launch);
+
+// --- The flows as an app written with the `oauth2` crate runs them -----------------------
+
+/// The `oauth2` crate's HTTP client, over reqwest.
+async fn oauth_http(request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()?;
+    let mut builder = client.request(request.method().clone(), request.uri().to_string());
+    for (name, value) in request.headers() {
+        builder = builder.header(name, value);
+    }
+    let response = builder.body(request.body().clone()).send().await?;
+    let mut answer = oauth2::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        answer = answer.header(name, value);
+    }
+    Ok(answer.body(response.bytes().await?.to_vec()).unwrap())
+}
+
+/// Every `name="..." value="..."` of a page's forms, in order.
+fn page_fields(html: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find(" name=\"") {
+        rest = &rest[start + 7..];
+        let name_end = rest.find('"').unwrap();
+        let name = rest[..name_end].to_owned();
+        rest = &rest[name_end..];
+        if let Some(value) = rest.strip_prefix("\" value=\"") {
+            let end = value.find('"').unwrap();
+            let value = value[..end]
+                .replace("&amp;", "&")
+                .replace("&#39;", "'")
+                .replace("&quot;", "\"");
+            found.push((name, value));
+        }
+    }
+    found
+}
+
+/// The user's part of an authorization: the login and consent pages of `authorize_url`,
+/// every offered scope allowed; the redirect back to the app.
+async fn user_part(server: &Server, authorize_url: &str, username: &str) -> String {
+    let mut browser = Browser::new();
+    let html = browser.get(authorize_url).await.text().await.unwrap();
+    let mut login = page_fields(&html);
+    login.push(("username".into(), username.into()));
+    login.push(("password".into(), PASSWORD.into()));
+    let html = browser
+        .post(&format!("{}/auth/login", server.base), &login)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut consent: Vec<(String, String)> = page_fields(&html)
+        .into_iter()
+        .filter(|(name, _)| name != "decision")
+        .collect();
+    consent.push(("decision".into(), "allow".into()));
+    let answer = browser
+        .post(&format!("{}/auth/consent", server.base), &consent)
+        .await;
+    assert_eq!(answer.status(), 302, "{:?}", answer.text().await);
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+type SmartClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn oauth_client(server: &Server, id: &str, secret: Option<&str>) -> SmartClient {
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(id.into()))
+        .set_auth_uri(oauth2::AuthUrl::new(format!("{}/auth/authorize", server.base)).unwrap())
+        .set_token_uri(oauth2::TokenUrl::new(format!("{}/auth/token", server.base)).unwrap())
+        .set_redirect_uri(oauth2::RedirectUrl::new(APP_REDIRECT.into()).unwrap());
+    match secret {
+        Some(secret) => client.set_client_secret(oauth2::ClientSecret::new(secret.into())),
+        None => client,
+    }
+}
+
+/// Standalone patient launch, EHR launch and Backend Services, each as the `oauth2` crate
+/// runs it, with a refresh.
+async fn oauth2_crate_flows(server: Server) {
+    use oauth2::TokenResponse;
+    register(&server);
+    let http = oauth_http;
+    // Backend Services (client_credentials, client_secret_basic).
+    let backend = oauth_client(&server, "backend", Some("backend-secret-0123456789"));
+    let token = backend
+        .exchange_client_credentials()
+        .add_scope(oauth2::Scope::new("system/*.cruds".into()))
+        .request_async(&http)
+        .await
+        .unwrap();
+    let backend_token = token.access_token().secret().clone();
+    let encounter = json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/p1"}});
+    assert_eq!(
+        with_token(
+            &server,
+            &backend_token,
+            reqwest::Method::PUT,
+            "Encounter/e1",
+            Some(&encounter)
+        )
+        .await
+        .0,
+        201
+    );
+
+    // Standalone patient launch (public client, PKCE S256), then a refresh.
+    let app = oauth_client(&server, "app", None);
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let (url, state) = app
+        .authorize_url(oauth2::CsrfToken::new_random)
+        .add_scopes(
+            ["launch/patient", "patient/*.rs", "offline_access"]
+                .map(|s| oauth2::Scope::new(s.into())),
+        )
+        .add_extra_param("aud", &server.base)
+        .set_pkce_challenge(challenge)
+        .url();
+    let location = user_part(&server, url.as_str(), "pat").await;
+    assert_eq!(
+        query_value(&location, "state").as_deref(),
+        Some(state.secret().as_str())
+    );
+    let token = app
+        .exchange_code(oauth2::AuthorizationCode::new(
+            query_value(&location, "code").unwrap(),
+        ))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&server, token.access_token().secret(), "Patient/p1")
+            .await
+            .0,
+        200
+    );
+    let refreshed = app
+        .exchange_refresh_token(token.refresh_token().unwrap())
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&server, refreshed.access_token().secret(), "Encounter/e1")
+            .await
+            .0,
+        200
+    );
+    assert!(
+        app.exchange_refresh_token(token.refresh_token().unwrap())
+            .request_async(&http)
+            .await
+            .is_err(),
+        "a used refresh token"
+    );
+
+    // EHR launch: the EHR makes a launch id for patient p1 and encounter e1; a provider
+    // opens the app with it.
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "ehr",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "ehr-secret-0123456789",
+            "--may-launch",
+            "--scopes",
+            "launch",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "ehr-app",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "ehr-app-secret-0123456789",
+            "--redirect-uri",
+            APP_REDIRECT,
+            "--scopes",
+            "launch patient/*.rs user/*.rs openid fhirUser",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "dr",
+            "--password",
+            PASSWORD,
+            "--role",
+            "provider",
+            "--fhir-user",
+            "Practitioner/dr1",
+            "--create-patient",
+        ],
+    );
+    let (status, launch) = form(
+        &server,
+        "auth/launch",
+        &[("patient", "p1"), ("encounter", "e1")],
+        Some(("ehr", "ehr-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 201, "{launch}");
+    let (status, _) = form(
+        &server,
+        "auth/launch",
+        &[("patient", "p1")],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 403, "a client not allowed to launch");
+    let ehr_app = oauth_client(&server, "ehr-app", Some("ehr-app-secret-0123456789"));
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let (url, _) = ehr_app
+        .authorize_url(oauth2::CsrfToken::new_random)
+        .add_scopes(
+            ["launch", "patient/*.rs", "openid", "fhirUser"].map(|s| oauth2::Scope::new(s.into())),
+        )
+        .add_extra_param("aud", &server.base)
+        .add_extra_param("launch", launch["launch"].as_str().unwrap())
+        .set_pkce_challenge(challenge)
+        .url();
+    let location = user_part(&server, url.as_str(), "dr").await;
+    let token = ehr_app
+        .exchange_code(oauth2::AuthorizationCode::new(
+            query_value(&location, "code").unwrap(),
+        ))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let access = token.access_token().secret();
+    let (_, introspected) = form(
+        &server,
+        "auth/introspect",
+        &[("token", access)],
+        Some(("ehr-app", "ehr-app-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(
+        (
+            introspected["active"].as_bool(),
+            introspected["patient"].as_str(),
+            introspected["encounter"].as_str()
+        ),
+        (Some(true), Some("p1"), Some("e1"))
+    );
+    assert_eq!(introspected["fhirUser"], "Practitioner/dr1");
+    assert_eq!(get(&server, access, "Encounter/e1").await.0, 200);
+    assert_eq!(
+        get(&server, access, "Patient/p2").await.0,
+        404,
+        "the launch's patient only"
+    );
+    // The launch id is used up: a second authorization with it comes back as an error.
+    let (again, _) = ehr_app
+        .authorize_url(oauth2::CsrfToken::new_random)
+        .add_scopes(["launch", "patient/*.rs"].map(|s| oauth2::Scope::new(s.into())))
+        .add_extra_param("aud", &server.base)
+        .add_extra_param("launch", launch["launch"].as_str().unwrap())
+        .set_pkce_challenge(oauth2::PkceCodeChallenge::new_random_sha256().0)
+        .url();
+    let location = user_part(&server, again.as_str(), "dr").await;
+    assert_eq!(
+        query_value(&location, "error").as_deref(),
+        Some("invalid_request"),
+        "{location}"
+    );
+    assert!(query_value(&location, "code").is_none());
+}
+smart!(oauth2_crate_flows);
