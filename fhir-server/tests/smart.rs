@@ -1906,3 +1906,129 @@ async fn oauth2_crate_flows(server: Server) {
     assert!(query_value(&location, "code").is_none());
 }
 smart!(oauth2_crate_flows);
+
+async fn admin_call(
+    server: &Server,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, format!("{}/auth/admin/{path}", server.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    common::json(request.send().await.unwrap()).await
+}
+
+/// The admin API: a provisioning script's system token and an admin user may manage
+/// clients and users; nobody else may.
+async fn admin_api(server: Server) {
+    register(&server);
+    let backend = backend_token(&server).await;
+    assert_eq!(
+        admin_call(&server, None, reqwest::Method::GET, "clients", None)
+            .await
+            .0,
+        401
+    );
+    let patient = patient_launch(&server).await;
+    let (status, outcome) = admin_call(
+        &server,
+        patient["access_token"].as_str(),
+        reqwest::Method::GET,
+        "clients",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, outcome["resourceType"].as_str()),
+        (403, Some("OperationOutcome"))
+    );
+    let (status, made) = admin_call(&server, Some(&backend), reqwest::Method::POST, "clients",
+        Some(json!({"id": "portal", "type": "confidential-symmetric", "scopes": "user/*.rs", "redirect_uris": ["https://portal.example/cb"]}))).await;
+    assert_eq!(status, 201, "{made}");
+    assert!(
+        made["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 40)
+    );
+    let (_, listed) = admin_call(
+        &server,
+        Some(&backend),
+        reqwest::Method::GET,
+        "clients",
+        None,
+    )
+    .await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "portal" && c.get("secret_sha256").is_none())
+    );
+    let again = admin_call(
+        &server,
+        Some(&backend),
+        reqwest::Method::POST,
+        "clients",
+        Some(json!({"id": "portal", "type": "public", "scopes": "user/*.rs"})),
+    )
+    .await;
+    assert_eq!(again.0, 409);
+    let (status, outcome) = admin_call(&server, Some(&backend), reqwest::Method::POST, "users",
+        Some(json!({"username": "boss", "password": "password", "role": "admin", "fhir_user": "Practitioner/b1", "create_resource": true}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(common::issue_expressions(&outcome), vec!["password"]);
+    let (status, _) = admin_call(&server, Some(&backend), reqwest::Method::POST, "users",
+        Some(json!({"username": "boss", "password": PASSWORD, "role": "admin", "fhir_user": "Practitioner/b1", "create_resource": true}))).await;
+    assert_eq!(status, 201);
+    // The admin signs in (user/ scopes) and uses the admin API too.
+    let location = sign_in(&server, "boss", PASSWORD, "user/*.rs", &[])
+        .await
+        .unwrap();
+    let (_, token) = exchange(&server, &query_value(&location, "code").unwrap(), VERIFIER).await;
+    let admin = token["access_token"].as_str().unwrap();
+    let (status, users) =
+        admin_call(&server, Some(admin), reqwest::Method::GET, "users", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["username"] == "pat" && u.get("password_hash").is_none())
+    );
+    let (status, reset) = admin_call(
+        &server,
+        Some(admin),
+        reqwest::Method::POST,
+        "users/pat/reset-password",
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let link = reset["reset_link"].as_str().unwrap();
+    assert_eq!(server.client.get(link).send().await.unwrap().status(), 200);
+    assert_eq!(
+        admin_call(
+            &server,
+            Some(admin),
+            reqwest::Method::POST,
+            "users/nobody/reset-password",
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+smart!(admin_api);

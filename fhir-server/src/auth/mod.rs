@@ -9,6 +9,7 @@ pub mod enforce;
 pub mod keys;
 pub mod principal;
 pub mod proxies;
+pub mod registry;
 pub mod revoked;
 
 use std::sync::Arc;

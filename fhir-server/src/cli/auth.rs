@@ -2,18 +2,12 @@
 //! `user create|list|reset-password` and `keys rotate`, each on `--tenant` (default
 //! `default`) of `--database`.
 
-use clap::{Args, Subcommand};
-use serde_json::json;
-use smart_auth::scope::Scopes;
-
 use super::open_tenant;
-use crate::auth::accounts::{self, Client, ClientType, User};
+use crate::auth::accounts::{self, ClientType};
+use crate::auth::registry::{self, NewClient};
 use crate::config::DatabaseConfig;
-use crate::store::auth::RecordKind;
-use crate::store::{Method, WriteOp};
-
-/// How long a password reset link is good for, in seconds (24 hours).
-pub const RESET_LIFETIME: i64 = 24 * 3600;
+use crate::error::FhirError;
+use clap::{Args, Subcommand};
 
 #[derive(Args)]
 pub struct On {
@@ -111,6 +105,17 @@ pub enum KeysCommand {
     },
 }
 
+fn failed(error: FhirError) -> String {
+    error
+        .issues
+        .first()
+        .map(|issue| match issue.expression.first() {
+            Some(field) => format!("--{}: {}", field.replace('_', "-"), issue.diagnostics),
+            None => issue.diagnostics.clone(),
+        })
+        .unwrap_or_default()
+}
+
 pub async fn client(command: ClientCommand) -> Result<(), String> {
     match command {
         ClientCommand::Create {
@@ -125,10 +130,6 @@ pub async fn client(command: ClientCommand) -> Result<(), String> {
             on,
         } => {
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            Scopes::parse(&scopes).map_err(|e| format!("--scopes: {e}"))?;
-            if !crate::ids::is_valid_id(&id) {
-                return Err("--id: use 1 to 64 letters, digits, '-' or '.'".into());
-            }
             let jwks = match jwks_file {
                 Some(path) => Some(
                     serde_json::from_slice(
@@ -138,49 +139,29 @@ pub async fn client(command: ClientCommand) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let secret = match client_type {
-                ClientType::ConfidentialSymmetric => Some(match secret {
-                    Some(secret) => secret,
-                    None => smart_auth::random_token()?,
-                }),
-                _ => None,
-            };
-            if client_type == ClientType::ConfidentialAsymmetric
-                && jwks.is_none()
-                && jwks_url.is_none()
-            {
-                return Err(
-                    "a confidential-asymmetric client needs --jwks-file or --jwks-url".into(),
-                );
-            }
-            let client = Client {
+            let new = NewClient {
                 id: id.clone(),
                 client_type,
-                secret_sha256: secret.as_deref().map(smart_auth::sha256_hex),
+                secret,
                 redirect_uris,
-                scopes,
                 jwks,
                 jwks_url,
+                scopes,
                 may_launch,
             };
-            accounts::put_client(&store, tenant, &client)
+            let made = registry::register_client(&store, tenant, new)
                 .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(failed)?;
             println!("client '{id}' registered on tenant '{}'", on.tenant);
-            if let Some(secret) = secret {
+            if let Some(secret) = made {
                 println!("client secret: {secret}");
             }
             Ok(())
         }
         ClientCommand::List { on } => {
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            for client in accounts::clients(&store, tenant)
-                .await
-                .map_err(|e| format!("{e:?}"))?
-            {
-                let listed = json!({"id": client.id, "type": client.client_type, "scopes": client.scopes,
-                    "redirect_uris": client.redirect_uris, "jwks_url": client.jwks_url, "may_launch": client.may_launch});
-                println!("{listed}");
+            for client in accounts::clients(&store, tenant).await.map_err(failed)? {
+                println!("{}", registry::client_summary(&client));
             }
             Ok(())
         }
@@ -189,41 +170,39 @@ pub async fn client(command: ClientCommand) -> Result<(), String> {
 
 pub async fn user(command: UserCommand) -> Result<(), String> {
     match command {
-        UserCommand::Create(new) => create_user(new).await,
+        UserCommand::Create(new) => {
+            let (store, tenant) = open_tenant(&new.on.database, &new.on.tenant).await?;
+            let fhir_user = new.fhir_user.clone();
+            let username = new.username.clone();
+            let user = registry::NewUser {
+                username: new.username,
+                password: new.password,
+                role: new.role,
+                fhir_user: new.fhir_user,
+                create_resource: new.create_patient,
+                require_totp: new.require_totp,
+            };
+            if registry::add_user(&store, tenant, user)
+                .await
+                .map_err(failed)?
+            {
+                println!("created {fhir_user}");
+            }
+            println!("user '{username}' created on tenant '{}'", new.on.tenant);
+            Ok(())
+        }
         UserCommand::List { on } => {
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            for user in accounts::users(&store, tenant)
-                .await
-                .map_err(|e| format!("{e:?}"))?
-            {
-                println!(
-                    "{}",
-                    json!({"username": user.username, "role": user.role, "fhirUser": user.fhir_user, "totp": user.totp_secret.is_some()})
-                );
+            for user in accounts::users(&store, tenant).await.map_err(failed)? {
+                println!("{}", registry::user_summary(&user));
             }
             Ok(())
         }
         UserCommand::ResetPassword { username, on } => {
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            if accounts::user(&store, tenant, &username)
+            let token = registry::reset_token(&store, tenant, &username)
                 .await
-                .map_err(|e| format!("{e:?}"))?
-                .is_none()
-            {
-                return Err(format!("no user '{username}'"));
-            }
-            let token = smart_auth::random_token()?;
-            let expires = crate::clock::now_seconds() + RESET_LIFETIME;
-            store
-                .auth_put(
-                    tenant,
-                    RecordKind::Reset,
-                    &smart_auth::sha256_hex(&token),
-                    &json!({"username": username}).to_string(),
-                    Some(expires),
-                )
-                .await
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(failed)?;
             let base = if on.tenant == "default" {
                 "/fhir".to_owned()
             } else {
@@ -236,91 +215,11 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
     }
 }
 
-async fn create_user(new: NewUser) -> Result<(), String> {
-    let NewUser {
-        username,
-        password,
-        role,
-        fhir_user,
-        create_patient,
-        require_totp,
-        on,
-    } = new;
-    let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-    smart_auth::password::check_policy(&password, &username)
-        .map_err(|e| format!("--password: {}", e.0))?;
-    if accounts::role(&store, tenant, &role)
-        .await
-        .map_err(|e| format!("{e:?}"))?
-        .is_none()
-    {
-        return Err(format!(
-            "--role: no role '{role}' (admin, provider, front-desk, billing, patient)"
-        ));
-    }
-    let (resource_type, id) = fhir_user
-        .split_once('/')
-        .filter(|(t, i)| crate::ids::ResourceType::parse(t).is_some() && crate::ids::is_valid_id(i))
-        .ok_or("--fhir-user: expected Type/id, e.g. Practitioner/7")?;
-    let exists = store
-        .read(tenant, resource_type, id)
-        .await
-        .map_err(|e| format!("{e:?}"))?
-        .is_some_and(|v| !v.is_deleted());
-    if !exists && create_patient {
-        let resource = json!({"resourceType": resource_type, "id": id});
-        let index = crate::index::extract(resource_type, &resource);
-        store
-            .write(
-                tenant,
-                WriteOp::Update {
-                    resource_type: resource_type.to_owned(),
-                    id: id.to_owned(),
-                    resource,
-                    index,
-                    if_match: None,
-                    method: Method::Put,
-                },
-            )
-            .await
-            .map_err(|e| format!("cannot create {fhir_user}: {e:?}"))?;
-        println!("created {fhir_user}");
-    } else if !exists {
-        return Err(format!(
-            "{fhir_user} does not exist (add --create-patient to create it)"
-        ));
-    }
-    let password_hash = smart_auth::password::hash(&password)?;
-    let user = User {
-        username: username.clone(),
-        password_hash,
-        role,
-        fhir_user,
-        totp_required: require_totp,
-        totp_secret: None,
-        totp_last_step: None,
-    };
-    if accounts::user(&store, tenant, &username)
-        .await
-        .map_err(|e| format!("{e:?}"))?
-        .is_some()
-    {
-        return Err(format!("user '{username}' already exists"));
-    }
-    accounts::put_user(&store, tenant, &user)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    println!("user '{username}' created on tenant '{}'", on.tenant);
-    Ok(())
-}
-
 pub async fn keys(command: KeysCommand) -> Result<(), String> {
     match command {
         KeysCommand::Rotate { database } => {
             let store = super::open(&database).await?;
-            let kid = crate::auth::keys::rotate(&store)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
+            let kid = crate::auth::keys::rotate(&store).await.map_err(failed)?;
             println!(
                 "new signing key {kid}; older keys stay in the JWKS until their tokens expired"
             );

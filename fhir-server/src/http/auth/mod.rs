@@ -4,6 +4,7 @@
 //! `/auth/revoke` and `/auth/launch`. The rules are the `smart-auth` crate's; this module
 //! reads the requests, keeps codes and grants in the store, and answers.
 
+pub mod admin;
 pub mod authorize;
 pub mod discovery;
 pub mod enrol;
@@ -20,7 +21,7 @@ use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::Value;
 
 use crate::app::{App, SharedApp};
@@ -72,7 +73,11 @@ pub fn routes() -> Router<SharedApp> {
                 post(introspect::introspect),
             )
             .route(&format!("{prefix}/auth/revoke"), post(introspect::revoke))
-            .route(&format!("{prefix}/auth/launch"), post(launch::create));
+            .route(&format!("{prefix}/auth/launch"), post(launch::create))
+            .route(
+                &format!("{prefix}/auth/admin/{{*rest}}"),
+                any(admin::handle),
+            );
     }
     router
 }

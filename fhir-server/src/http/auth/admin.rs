@@ -1,0 +1,137 @@
+//! The accounts of a tenant over HTTP, `{base}/auth/admin/...`: list and register clients,
+//! list and add users, make a password reset link. The same rules as the command line
+//! (`auth::registry`). The caller needs an access token of this tenant held by a user of
+//! the `admin` role, or a backend token with a `system/*` scope that may create (what an
+//! operator's provisioning script is given).
+//!
+//! - `GET|POST {base}/auth/admin/clients`
+//! - `GET|POST {base}/auth/admin/users`
+//! - `POST {base}/auth/admin/users/{username}/reset-password`
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use smart_auth::scope::Permission;
+
+use super::{Tenant, split, tenant_of};
+use crate::app::{App, SharedApp};
+use crate::auth::accounts;
+use crate::auth::enforce::{self, Reach};
+use crate::auth::registry;
+use crate::error::FhirError;
+use crate::http::encode_error;
+use crate::rest::format::Format;
+
+/// The largest JSON body the admin API reads.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub async fn handle(State(app): State<SharedApp>, request: Request) -> Response {
+    match answer(&app, request).await {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(error) => encode_error(&error, Format::default()),
+    }
+}
+
+async fn answer(app: &App, request: Request) -> Result<(StatusCode, Value), FhirError> {
+    let method = request.method().clone();
+    let (path, headers, body, _) = split(request);
+    let tenant = tenant_of(app, &headers, &path).await?;
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = crate::auth::principal::authenticate(
+        &app.auth,
+        &app.store,
+        tenant.id,
+        &tenant.base,
+        authorization,
+    )
+    .await?;
+    let admin = match &principal.role {
+        Some(role) => role.name == "admin",
+        None => matches!(
+            enforce::check(Some(&principal), "*", Permission::Create),
+            Ok(Reach::All)
+        ),
+    };
+    if !admin {
+        return Err(enforce::forbidden(
+            "The admin API needs a user of the admin role, or a system/* scope that may create",
+        ));
+    }
+    let below = path
+        .split("/auth/admin/")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            FhirError::bad_request(format!("The body is larger than {MAX_BODY_BYTES} bytes"))
+        })?;
+    route(app, &tenant, &method, &below, &body).await
+}
+
+async fn route(
+    app: &App,
+    tenant: &Tenant,
+    method: &Method,
+    below: &str,
+    body: &[u8],
+) -> Result<(StatusCode, Value), FhirError> {
+    let segments: Vec<&str> = below.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["clients"]) => {
+            let clients = accounts::clients(&app.store, tenant.id).await?;
+            Ok((
+                StatusCode::OK,
+                json!(
+                    clients
+                        .iter()
+                        .map(registry::client_summary)
+                        .collect::<Vec<_>>()
+                ),
+            ))
+        }
+        (&Method::POST, ["clients"]) => {
+            let new: registry::NewClient = parse(body)?;
+            let id = new.id.clone();
+            let secret = registry::register_client(&app.store, tenant.id, new).await?;
+            let mut answer = json!({"id": id});
+            if let Some(secret) = secret {
+                answer["client_secret"] = json!(secret);
+            }
+            Ok((StatusCode::CREATED, answer))
+        }
+        (&Method::GET, ["users"]) => {
+            let users = accounts::users(&app.store, tenant.id).await?;
+            Ok((
+                StatusCode::OK,
+                json!(users.iter().map(registry::user_summary).collect::<Vec<_>>()),
+            ))
+        }
+        (&Method::POST, ["users"]) => {
+            let new: registry::NewUser = parse(body)?;
+            let username = new.username.clone();
+            registry::add_user(&app.store, tenant.id, new).await?;
+            Ok((StatusCode::CREATED, json!({"username": username})))
+        }
+        (&Method::POST, ["users", username, "reset-password"]) => {
+            let token = registry::reset_token(&app.store, tenant.id, username).await?;
+            let link = format!("{}/auth/reset?token={token}", tenant.base);
+            Ok((
+                StatusCode::CREATED,
+                json!({"reset_link": link, "expires_in": registry::RESET_LIFETIME}),
+            ))
+        }
+        (_, ["clients"] | ["users"] | ["users", _, "reset-password"]) => Err(
+            FhirError::method_not_allowed(format!("{method} is not allowed here")),
+        ),
+        _ => Err(FhirError::not_found("No such admin endpoint")),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FhirError> {
+    serde_json::from_slice(body)
+        .map_err(|e| FhirError::bad_request(format!("The body does not fit: {e}")))
+}
