@@ -2032,3 +2032,43 @@ async fn admin_api(server: Server) {
     );
 }
 smart!(admin_api);
+
+/// CORS: a registered client's redirect-URI origin may call the token endpoint and the
+/// API from a browser (within seconds of its registration); another origin may not.
+async fn cors_for_registered_origins(server: Server) {
+    register(&server);
+    let preflight = |origin: &'static str, path: &'static str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/{path}", server.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let answer = preflight("http://app.example", "auth/token").await.unwrap();
+        if answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_some_and(|v| v == "http://app.example")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the registered origin was not let in"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let api = preflight("http://app.example", "Patient").await.unwrap();
+    assert_eq!(
+        api.headers()["access-control-allow-origin"],
+        "http://app.example"
+    );
+    let other = preflight("https://evil.example", "auth/token")
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+smart!(cors_for_registered_origins);

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod enforce;
 pub mod keys;
+pub mod origins;
 pub mod principal;
 pub mod proxies;
 pub mod registry;
@@ -26,6 +27,7 @@ pub struct AuthState {
     pub keys: keys::KeyRing,
     pub cache: TokenCache<Principal>,
     pub revoked: Arc<revoked::Revoked>,
+    pub origins: Arc<origins::RegisteredOrigins>,
 }
 
 impl Default for AuthState {
@@ -34,6 +36,7 @@ impl Default for AuthState {
             keys: keys::KeyRing::default(),
             cache: TokenCache::new(CACHED_TOKENS),
             revoked: Arc::new(revoked::Revoked::default()),
+            origins: Arc::new(origins::RegisteredOrigins::default()),
         }
     }
 }

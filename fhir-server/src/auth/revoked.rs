@@ -74,12 +74,20 @@ impl Revoked {
     }
 }
 
-/// Follows the revocation log for as long as the server runs, and now and then removes
-/// expired codes, assertion ids and revocations from the database.
-pub async fn follow(store: Store, revoked: std::sync::Arc<Revoked>) {
+/// Follows the revocation log for as long as the server runs, reads the registered
+/// clients' origins every five seconds (for CORS), and now and then removes expired
+/// codes, assertion ids and revocations from the database.
+pub async fn follow(
+    store: Store,
+    revoked: std::sync::Arc<Revoked>,
+    origins: std::sync::Arc<super::origins::RegisteredOrigins>,
+) {
     let mut ticks: u64 = 0;
     loop {
         revoked.catch_up(&store).await;
+        if ticks.is_multiple_of(5) {
+            origins.refresh(&store).await;
+        }
         if ticks.is_multiple_of(300)
             && let Err(error) = store.auth_purge_expired(now_seconds()).await
         {

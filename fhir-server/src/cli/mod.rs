@@ -231,7 +231,7 @@ async fn create_tenant(
 }
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
-    http::cors::layer(&config.cors_origins).map_err(|e| format!("--cors-origins: {e}"))?;
+    http::cors::layer(&config.cors_origins, None).map_err(|e| format!("--cors-origins: {e}"))?;
     crate::auth::proxies::parse_all(&config.trusted_proxies)
         .map_err(|e| format!("--trusted-proxies: {e}"))?;
     check_auth_mode(&config)?;
@@ -251,9 +251,11 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let app = app::App::new(store, config);
     jobs::start(app.clone());
     if app.config.auth == AuthMode::Smart {
+        app.auth.origins.refresh(&app.store).await;
         tokio::spawn(crate::auth::revoked::follow(
             app.store.clone(),
             app.auth.revoked.clone(),
+            app.auth.origins.clone(),
         ));
     }
     let router = http::router(app)?;

@@ -3,10 +3,13 @@
 //! answered, and the headers a FHIR client needs to read (Location, ETag, ...) exposed.
 //! Without configured origins no CORS header is sent and browsers keep other origins out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::origins::RegisteredOrigins;
 
 /// The request headers a FHIR client sends.
 const ALLOWED_HEADERS: &[&str] = &[
@@ -33,15 +36,19 @@ const EXPOSED_HEADERS: &[&str] = &[
     "retry-after",
 ];
 
-/// The CORS layer for `origins` (`*` for any); `None` when there are none, or when one is
-/// not a valid origin (the error names it).
-pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+/// The CORS layer for `origins` (`*` for any) and, under SMART, the origins of the
+/// registered clients' redirect URIs (`registered`); `None` when there are neither, or
+/// when a configured origin is not valid (the error names it).
+pub fn layer(
+    origins: &[String],
+    registered: Option<Arc<RegisteredOrigins>>,
+) -> Result<Option<CorsLayer>, String> {
     let origins: Vec<&str> = origins
         .iter()
         .map(|o| o.trim().trim_end_matches('/'))
         .filter(|o| !o.is_empty())
         .collect();
-    if origins.is_empty() {
+    if origins.is_empty() && registered.is_none() {
         return Ok(None);
     }
     let allow_origin = if origins.contains(&"*") {
@@ -56,7 +63,15 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
                 format!("'{origin}' is not an origin (scheme://host[:port], e.g. https://app.example.org)")
             })?);
         }
-        AllowOrigin::list(values)
+        match registered {
+            None => AllowOrigin::list(values),
+            Some(registered) => AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                values.contains(origin)
+                    || origin
+                        .to_str()
+                        .is_ok_and(|origin| registered.contains(origin))
+            }),
+        }
     };
     let names = |names: &[&'static str]| -> Vec<HeaderName> {
         names
@@ -102,24 +117,28 @@ mod tests {
 
     #[test]
     fn origins_are_checked() {
-        assert!(layer(&[]).unwrap().is_none());
+        assert!(layer(&[], None).unwrap().is_none());
         assert!(
-            layer(&["https://app.example.org".into()])
+            layer(&["https://app.example.org".into()], None)
                 .unwrap()
                 .is_some()
         );
         assert!(
-            layer(&["http://localhost:3000/".into(), "*".into()])
+            layer(&["http://localhost:3000/".into(), "*".into()], None)
                 .unwrap()
                 .is_some()
         );
-        assert!(layer(&["app.example.org".into()]).is_err());
-        assert!(layer(&["https://app.example.org/path".into()]).is_err());
-        assert!(layer(&["https://".into()]).is_err());
-        assert!(layer(&["https://a.org?x=1".into()]).is_err());
-        assert!(layer(&["https://user@a.org".into()]).is_err());
-        assert!(layer(&["ftp://a.org".into()]).is_err());
-        assert!(layer(&["https://é.example".into()]).is_err());
-        assert!(layer(&["http://localhost:3000".into()]).unwrap().is_some());
+        assert!(layer(&["app.example.org".into()], None).is_err());
+        assert!(layer(&["https://app.example.org/path".into()], None).is_err());
+        assert!(layer(&["https://".into()], None).is_err());
+        assert!(layer(&["https://a.org?x=1".into()], None).is_err());
+        assert!(layer(&["https://user@a.org".into()], None).is_err());
+        assert!(layer(&["ftp://a.org".into()], None).is_err());
+        assert!(layer(&["https://é.example".into()], None).is_err());
+        assert!(
+            layer(&["http://localhost:3000".into()], None)
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -33,7 +33,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole router; an error names a setting that is not valid (a CORS origin).
 pub fn router(app: SharedApp) -> Result<Router, String> {
-    let cors = cors::layer(&app.config.cors_origins)?;
+    let registered = (app.config.auth == AuthMode::Smart).then(|| app.auth.origins.clone());
+    let cors = cors::layer(&app.config.cors_origins, registered)?;
     let mut fhir_api = Router::new()
         .merge(auth::routes())
         .route("/fhir", any(fhir))

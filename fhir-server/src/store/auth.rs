@@ -212,6 +212,18 @@ impl Store {
         self.select_pairs(sql).await
     }
 
+    /// Every record of a kind, of every tenant (the origins of all clients' redirect URIs,
+    /// for CORS).
+    pub async fn auth_list_every_tenant(
+        &self,
+        kind: RecordKind,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT key, body FROM auth_records WHERE kind = ");
+        sql.bind_text(kind.as_str());
+        self.select_pairs(sql).await
+    }
+
     /// How many unexpired records of a kind have keys starting `prefix/`.
     pub async fn auth_count_under(
         &self,

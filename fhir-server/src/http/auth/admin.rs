@@ -97,6 +97,7 @@ async fn route(
             let new: registry::NewClient = parse(body)?;
             let id = new.id.clone();
             let secret = registry::register_client(&app.store, tenant.id, new).await?;
+            app.auth.origins.refresh(&app.store).await;
             let mut answer = json!({"id": id});
             if let Some(secret) = secret {
                 answer["client_secret"] = json!(secret);
