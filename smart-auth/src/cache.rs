@@ -29,8 +29,14 @@ pub struct TokenCache<T = Value> {
     inner: Mutex<Inner<T>>,
 }
 
+/// A JWT's key in the cache: the SHA-256 of its signature, the part after the last dot.
+/// A valid signature binds its header and claims, so no two verified tokens share one; and
+/// a token whose claims were altered under a copied signature can only find what the
+/// holder of the original already had. Hashing the signature alone (a third of the token)
+/// keeps the cost per request low.
 fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    let signature = token.rsplit('.').next().unwrap_or(token);
+    Sha256::digest(signature.as_bytes()).into()
 }
 
 impl<T> TokenCache<T> {

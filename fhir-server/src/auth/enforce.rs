@@ -137,8 +137,7 @@ pub fn in_compartment(patient: &str, resource: &Value) -> bool {
     if links.is_empty() {
         return false;
     }
-    crate::index::extract(resource_type, resource)
-        .references
+    crate::index::references_of(resource_type, resource, links)
         .iter()
         .any(|row| {
             row.target_type == "Patient" && row.target_id == patient && links.contains(&row.param)

@@ -96,6 +96,58 @@ pub fn layer(
     ))
 }
 
+/// The CORS layer, applied only to requests that carry an `Origin` (those a browser sends
+/// across origins, and preflights). Other requests (server-to-server clients, the great
+/// majority) skip it, and with it the `Vary` headers it would add to every answer.
+#[derive(Clone)]
+pub struct WhenOrigin(pub CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for WhenOrigin {
+    type Service = OriginSplit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OriginSplit {
+            with_cors: tower::Layer::layer(&self.0, inner.clone()),
+            without: inner,
+        }
+    }
+}
+
+/// The service of [`WhenOrigin`]: the inner service, with or without CORS.
+#[derive(Clone)]
+pub struct OriginSplit<S> {
+    with_cors: tower_http::cors::Cors<S>,
+    without: S,
+}
+
+impl<S, B, R> tower::Service<axum::http::Request<B>> for OriginSplit<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<R>> + Clone,
+    R: Default,
+{
+    type Response = axum::http::Response<R>;
+    type Error = S::Error;
+    type Future = futures::future::Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        match self.with_cors.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.without.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if request.headers().contains_key(axum::http::header::ORIGIN) {
+            futures::future::Either::Left(self.with_cors.call(request))
+        } else {
+            futures::future::Either::Right(self.without.call(request))
+        }
+    }
+}
+
 /// An origin as browsers send it: `http` or `https`, a host, perhaps a port, and nothing
 /// else (no path, query, fragment or user).
 fn origin_value(origin: &str) -> Option<HeaderValue> {

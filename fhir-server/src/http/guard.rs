@@ -219,7 +219,11 @@ fn is_data(resource: &Value) -> bool {
 /// Confines an answer to a patient's compartment: a single resource outside it is 404;
 /// a Bundle loses the entries outside it (and deletions in history, whose resource is
 /// gone and cannot be placed).
-pub fn confine(response: FhirResponse, patient: &str) -> Result<FhirResponse, FhirError> {
+pub fn confine(
+    response: FhirResponse,
+    patient: &str,
+    matches_inside: bool,
+) -> Result<FhirResponse, FhirError> {
     let FhirResponse {
         status,
         headers,
@@ -239,9 +243,11 @@ pub fn confine(response: FhirResponse, patient: &str) -> Result<FhirResponse, Fh
             }
             Some(Payload::Value(value))
         }
-        Some(Payload::Bundle(bundle)) => {
-            Some(Payload::Bundle(Box::new(confine_bundle(*bundle, patient))))
-        }
+        Some(Payload::Bundle(bundle)) => Some(Payload::Bundle(Box::new(confine_bundle(
+            *bundle,
+            patient,
+            matches_inside,
+        )))),
         other => other,
     };
     Ok(FhirResponse {
@@ -251,9 +257,18 @@ pub fn confine(response: FhirResponse, patient: &str) -> Result<FhirResponse, Fh
     })
 }
 
-fn confine_bundle(mut bundle: Bundle, patient: &str) -> Bundle {
+/// `matches_inside`: the Bundle is a compartment search's, whose `match` entries need no
+/// check.
+fn confine_bundle(mut bundle: Bundle, patient: &str, matches_inside: bool) -> Bundle {
     let before = bundle.entries.len();
     bundle.entries.retain(|entry| {
+        let mode = entry
+            .rest
+            .get("search")
+            .and_then(|search| search.get("mode"));
+        if matches_inside && mode.is_some_and(|mode| mode == "match") {
+            return true;
+        }
         let value = match &entry.resource {
             Some(Resource::Stored(bytes)) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
             Some(Resource::Value(value)) => value.clone(),

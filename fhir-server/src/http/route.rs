@@ -33,16 +33,20 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     match super::guard::admit(app, request).await? {
         Admitted::All => route(app, request).await,
         Admitted::Constrained(extra) => route(app, &request.with_params(&extra)).await,
-        Admitted::Patient { patient, extra } => {
-            let response = match search_type(request) {
-                Some(resource_type) => {
-                    let request = request.with_params(&extra);
-                    search_in_compartment(app, &request, resource_type, &patient).await?
-                }
-                None => route(app, request).await?,
-            };
-            super::guard::confine(response, &patient)
-        }
+        Admitted::Patient { patient, extra } => match search_type(request) {
+            Some(resource_type) => {
+                let request = request.with_params(&extra);
+                let response =
+                    search_in_compartment(app, &request, resource_type, &patient).await?;
+                // The matches of a compartment search are the patient's by construction;
+                // only what `_include` and `_revinclude` added needs checking.
+                let matches_inside = resource_type == "Patient"
+                    || !fhir_model::compartment::patient_compartment_params(&resource_type)
+                        .is_empty();
+                super::guard::confine(response, &patient, matches_inside)
+            }
+            None => super::guard::confine(route(app, request).await?, &patient, false),
+        },
     }
 }
 

@@ -207,6 +207,23 @@ pub fn extract(resource_type: &str, resource: &Value) -> IndexRows {
     rows
 }
 
+/// The reference rows of only the parameters `codes` of a resource: what a patient
+/// compartment check needs, without extracting every other value of the resource.
+pub fn references_of(resource_type: &str, resource: &Value, codes: &[String]) -> Vec<ReferenceRow> {
+    let mut rows = IndexRows::default();
+    for param in Registry::r4().params(resource_type) {
+        if param.kind != ParamType::Reference || !codes.contains(&param.code) {
+            continue;
+        }
+        if let Some(expression) = &param.expression {
+            for node in expression.evaluate(resource) {
+                add_reference(&mut rows, &param.code, &node.value, node.type_code);
+            }
+        }
+    }
+    rows.references
+}
+
 /// The rows of each reference and date pair of the type: every local target of the
 /// reference with every range of the date.
 fn add_reference_date_pairs(rows: &mut IndexRows, resource_type: &str) {

@@ -42,7 +42,7 @@ pub struct StoredGrant {
 impl StoredGrant {
     pub fn new(client_id: &str, scopes: &Scopes) -> Result<StoredGrant, TokenError> {
         Ok(StoredGrant {
-            id: new_token()?,
+            id: new_id()?,
             client_id: client_id.to_owned(),
             scope: scopes.to_string(),
             patient: None,
@@ -84,6 +84,10 @@ pub struct StoredRefresh {
     pub grant_id: String,
 }
 
+pub fn new_id() -> Result<String, TokenError> {
+    smart_auth::random_id().map_err(|e| TokenError::new("server_error", e))
+}
+
 pub fn new_token() -> Result<String, TokenError> {
     smart_auth::random_token().map_err(|e| TokenError::new("server_error", e))
 }
@@ -104,7 +108,7 @@ pub async fn issue(
 ) -> Result<Value, TokenError> {
     let now = now_seconds();
     let grant = stored.grant(scopes);
-    let jti = new_token()?;
+    let jti = new_id()?;
     let mut claims = token::access_claims(&grant, &tenant.base, &tenant.base, now, lifetime, &jti);
     claims["gid"] = json!(stored.id);
     if let Some(role) = &stored.role {
