@@ -98,26 +98,28 @@ pub fn layer(
 
 /// The CORS layer, applied only to requests that carry an `Origin` (those a browser sends
 /// across origins, and preflights). Other requests (server-to-server clients, the great
-/// majority) skip it, and with it the `Vary` headers it would add to every answer.
+/// majority) skip it, and with it the `Vary` headers it would add to every answer; the
+/// layer, whose lists of headers and methods are costly to copy, is shared rather than
+/// cloned with the service for every request.
 #[derive(Clone)]
-pub struct WhenOrigin(pub CorsLayer);
+pub struct WhenOrigin(pub Arc<CorsLayer>);
 
-impl<S: Clone> tower::Layer<S> for WhenOrigin {
+impl<S> tower::Layer<S> for WhenOrigin {
     type Service = OriginSplit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         OriginSplit {
-            with_cors: tower::Layer::layer(&self.0, inner.clone()),
-            without: inner,
+            cors: self.0.clone(),
+            inner,
         }
     }
 }
 
-/// The service of [`WhenOrigin`]: the inner service, with or without CORS.
+/// The service of [`WhenOrigin`]: the inner service, wrapped in CORS when asked.
 #[derive(Clone)]
 pub struct OriginSplit<S> {
-    with_cors: tower_http::cors::Cors<S>,
-    without: S,
+    cors: Arc<CorsLayer>,
+    inner: S,
 }
 
 impl<S, B, R> tower::Service<axum::http::Request<B>> for OriginSplit<S>
@@ -133,17 +135,19 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        match self.with_cors.poll_ready(cx) {
-            std::task::Poll::Ready(Ok(())) => self.without.poll_ready(cx),
-            other => other,
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         if request.headers().contains_key(axum::http::header::ORIGIN) {
-            futures::future::Either::Left(self.with_cors.call(request))
+            // The inner service was made ready by `poll_ready`: it moves into the CORS
+            // wrapper, and a clone stays behind for the next request (tower's rule).
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            let mut with_cors = tower::Layer::layer(&*self.cors, ready);
+            futures::future::Either::Left(with_cors.call(request))
         } else {
-            futures::future::Either::Right(self.without.call(request))
+            futures::future::Either::Right(self.inner.call(request))
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
         .route("/t/{tenant}/fhir/{*path}", any(fhir));
     // CORS opens the FHIR API to browser apps, never the admin API or the health checks.
     if let Some(cors) = cors {
-        fhir_api = fhir_api.layer(cors::WhenOrigin(cors));
+        fhir_api = fhir_api.layer(cors::WhenOrigin(std::sync::Arc::new(cors)));
     }
     Ok(Router::new()
         .route("/healthz", get(admin::healthz))
