@@ -1,6 +1,6 @@
 //! Verified access tokens, remembered: checking an RS256 signature costs about as much as a
 //! whole read by id, and a client sends the same token with every request. Entries are
-//! keyed by the start of the token's signature (the cache holds no usable token), live until the token's
+//! keyed by the end of the token's signature (the cache holds no usable token), live until the token's
 //! `exp`, and go at once when their grant is revoked. The cache is bounded: when full,
 //! expired entries go first, then the oldest half.
 
@@ -28,21 +28,21 @@ pub struct TokenCache<T = Value> {
     inner: Mutex<Inner<T>>,
 }
 
-/// How many leading characters of a token's signature key it in the cache: 264 bits.
+/// How many of a token's last characters key it in the cache: 264 bits of its signature.
 const KEY_LENGTH: usize = 44;
 
-/// A JWT's key in the cache: the first [`KEY_LENGTH`] characters of its signature (the
-/// part after the last dot), not a usable token. A valid signature binds its header and
-/// claims and is unpredictable, so no two verified tokens share these characters; and a
-/// token whose claims were altered under a copied signature can only find what the holder
-/// of the original already had. No hash is computed: the look-up costs next to nothing.
+/// A JWT's key in the cache: its last [`KEY_LENGTH`] characters, the end of its signature,
+/// which is not a usable token. A valid signature binds its header and claims and is
+/// unpredictable, so no two verified tokens end alike; and a token whose claims were
+/// altered under a copied signature can only find what the holder of the original already
+/// had. No hash is computed and nothing is searched: the look-up costs next to nothing.
 type Key = [u8; KEY_LENGTH];
 
 fn key(token: &str) -> Key {
-    let signature = token.rsplit('.').next().unwrap_or(token).as_bytes();
+    let bytes = token.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(KEY_LENGTH)..];
     let mut key = [0u8; KEY_LENGTH];
-    let taken = signature.len().min(KEY_LENGTH);
-    key[..taken].copy_from_slice(&signature[..taken]);
+    key[..tail.len()].copy_from_slice(tail);
     key
 }
 

@@ -48,6 +48,9 @@ pub fn check(
     let Some(principal) = principal else {
         return Ok(Reach::All);
     };
+    if reaches_all(principal, resource_type, permission) {
+        return Ok(Reach::All);
+    }
     let found = permits(
         &principal.scopes,
         principal.role.as_ref(),
@@ -82,6 +85,22 @@ pub fn check(
     // Only scopes with query constraints permit it: they are honoured on search (see
     // `search_constraint`), not on other interactions.
     Err(refused())
+}
+
+/// The common case, decided without allocating: an unconstrained system/ scope of a
+/// backend, or an unconstrained user/ scope of a user whose role allows the permission.
+/// (Anything else goes through `smart_auth::role::permits`.)
+fn reaches_all(principal: &Principal, resource_type: &str, permission: Permission) -> bool {
+    let role_allows = |role: &smart_auth::role::Role| role.allows(resource_type, permission);
+    principal.scopes.resources().any(|scope| {
+        scope.constraint.is_empty()
+            && scope.permits(scope.context, resource_type, permission)
+            && match (scope.context, &principal.role) {
+                (Context::System, None) => true,
+                (Context::User, Some(role)) => role_allows(role),
+                _ => false,
+            }
+    })
 }
 
 /// The query constraint a search must also meet when only constrained scopes permit it

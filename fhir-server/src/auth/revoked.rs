@@ -21,11 +21,16 @@ pub struct Revoked {
     tokens: RwLock<HashMap<String, i64>>,
     /// The last log entry read.
     seen: AtomicI64,
+    /// How many revocations are held: while none are, a request skips the look-ups.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl Revoked {
     /// Whether the token `jti` of `grant` was revoked.
     pub fn is_revoked(&self, jti: &str, grant: Option<&str>) -> bool {
+        if self.held.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let token = self
             .tokens
             .read()
@@ -46,7 +51,11 @@ impl Revoked {
             &self.tokens
         };
         if let Ok(mut set) = set.write() {
-            set.insert(value.to_owned(), expires_at);
+            // Counted before the entry shows, so a reader never skips one that is there.
+            self.held.fetch_add(1, Ordering::SeqCst);
+            if set.insert(value.to_owned(), expires_at).is_some() {
+                self.held.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 
@@ -68,7 +77,9 @@ impl Revoked {
         let now = now_seconds();
         for set in [&self.grants, &self.tokens] {
             if let Ok(mut set) = set.write() {
+                let before = set.len();
                 set.retain(|_, until| *until > now);
+                self.held.fetch_sub(before - set.len(), Ordering::SeqCst);
             }
         }
     }
