@@ -13,12 +13,16 @@ use serde_json::Value;
 
 use crate::assertion::{self, AssertionError, Checked, Expected};
 
+/// How many characters of a key's thumbprint name it.
+const KID_LENGTH: usize = 16;
+
 /// RSA modulus size of new signing keys.
 const KEY_BITS: usize = 2048;
 
 /// One of the server's signing keys.
 pub struct SigningKey {
-    /// Its JWK thumbprint (RFC 7638), which names it in token headers and the JWKS.
+    /// The first 16 characters (96 bits) of its JWK thumbprint (RFC 7638): it names the
+    /// key in token headers and the JWKS, and is short because every request carries it.
     pub kid: String,
     der: Vec<u8>,
     encoding: EncodingKey,
@@ -41,9 +45,10 @@ impl SigningKey {
         let encoding = EncodingKey::from_rsa_der(der);
         let mut public = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
             .map_err(|error| format!("not an RSA private key: {error}"))?;
-        let kid = public
+        let mut kid = public
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|error| format!("cannot name the key: {error}"))?;
+        kid.truncate(KID_LENGTH);
         public.common.key_id = Some(kid.clone());
         Ok(SigningKey {
             kid,
