@@ -920,8 +920,21 @@ async fn single_use_under_a_rush(server: Server) {
     let code = code_for_patient(&server).await;
     let answers =
         futures::future::join_all((0..50).map(|_| exchange(&server, &code, VERIFIER))).await;
-    let won = answers.iter().filter(|(status, _)| *status == 200).count();
-    assert_eq!(won, 1, "one exchange of a code wins");
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(won.len(), 1, "one exchange of a code wins");
+    // The others were reuses: the grant is revoked, its tokens refused and not renewed.
+    let access = won[0]["access_token"].as_str().unwrap();
+    assert_eq!(get(&server, access, "Patient/p1").await.0, 401);
+    let again = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", won[0]["refresh_token"].as_str().unwrap()),
+        ("client_id", "app"),
+    ];
+    assert_eq!(form(&server, "auth/token", &again, None).await.0, 400);
     assert!(
         answers
             .iter()
@@ -938,11 +951,50 @@ async fn single_use_under_a_rush(server: Server) {
     ];
     let answers =
         futures::future::join_all((0..50).map(|_| form(&server, "auth/token", &pairs, None))).await;
-    assert_eq!(
-        answers.iter().filter(|(status, _)| *status == 200).count(),
-        1,
-        "one use of a refresh token wins"
+    // Fifty uses of one refresh token are a reuse: at most one gets tokens, and the reuse
+    // revokes the grant, so whatever was issued stops working.
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        won.len() <= 1,
+        "{} uses of one refresh token won",
+        won.len()
     );
+    assert_eq!(
+        get(
+            &server,
+            token["access_token"].as_str().unwrap(),
+            "Patient/p1"
+        )
+        .await
+        .0,
+        401
+    );
+    for body in won {
+        assert_eq!(
+            get(
+                &server,
+                body["access_token"].as_str().unwrap(),
+                "Patient/p1"
+            )
+            .await
+            .0,
+            401
+        );
+        let again = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", body["refresh_token"].as_str().unwrap()),
+            ("client_id", "app"),
+        ];
+        assert_eq!(
+            form(&server, "auth/token", &again, None).await.0,
+            400,
+            "the revoked grant is not renewed"
+        );
+    }
 
     let key = smart_auth::jwt::SigningKey::generate().unwrap();
     let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
@@ -2080,3 +2132,257 @@ async fn cors_for_registered_origins(server: Server) {
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 smart!(cors_for_registered_origins);
+
+/// Tokens the API must refuse, each with 401: unsigned (`alg: none`), signed HS256 with the
+/// server's public key as the secret, a changed signature, an unknown key id, one that
+/// expired, and hostile forms of the header.
+async fn forged_and_expired_tokens(backend: common::Backend) {
+    let args = [
+        "--auth",
+        "smart",
+        "--admin-token",
+        "admin-secret",
+        "--test-clock",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    register(&server);
+    // A token that may only read, to be tampered with.
+    let (status, body) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+        ],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&server, &token, "Patient").await.0, 200);
+    let parts: Vec<&str> = token.split('.').collect();
+    let b64 = |value: &Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            value.to_string(),
+        )
+    };
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[0])
+            .unwrap(),
+    )
+    .unwrap();
+    // alg none, the claims as they were.
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    // HS256 with the server's public key (its JWK, as published) as the shared secret.
+    let (_, jwks) = common::json(
+        server
+            .client
+            .get(format!("{}/.well-known/jwks.json", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.kid = header["kid"].as_str().map(str::to_owned);
+    let hs = jsonwebtoken::encode(
+        &hs_header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(jwks["keys"][0].to_string().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    // The signature changed (one character), and the claims changed under the signature.
+    let mut flipped = parts[2].to_owned();
+    let first = if flipped.starts_with('A') { "B" } else { "A" };
+    flipped.replace_range(0..1, first);
+    let tampered_signature = format!("{}.{}.{flipped}", parts[0], parts[1]);
+    let mut wider = claims.clone();
+    wider["scope"] = json!("system/*.cruds");
+    let tampered_claims = format!("{}.{}.{}", parts[0], b64(&wider), parts[2]);
+    let mut unknown = header.clone();
+    unknown["kid"] = json!("not-our-key");
+    let unknown_kid = format!("{}.{}.{}", b64(&unknown), parts[1], parts[2]);
+    for (name, forged) in [
+        ("alg none", unsigned),
+        ("HS256 with the public key", hs),
+        ("changed signature", tampered_signature),
+        ("unknown kid", unknown_kid),
+        ("long garbage", "x".repeat(6000)),
+    ] {
+        let (status, outcome) = get(&server, &forged, "Patient").await;
+        assert_eq!(status, 401, "{name}: {outcome}");
+    }
+    // Claims changed under a good signature: the cached principal of the real token at most
+    // (the same rights), never the changed claims.
+    let (status, _) = with_token(
+        &server,
+        &tampered_claims,
+        reqwest::Method::PUT,
+        "Patient/x1",
+        Some(&json!({"resourceType": "Patient", "id": "x1"})),
+    )
+    .await;
+    assert_ne!(status, 201, "changed claims gave write access");
+    for header in ["Bearer", "Basic abc", "Bearer  ", "bearer\u{7f}x"] {
+        let answer = server
+            .client
+            .get(server.url("Patient"))
+            .header("authorization", header)
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            assert_eq!(answer.status(), 401, "{header:?}");
+        }
+    }
+    // An hour and a minute later the token has expired.
+    let moved = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .bearer_auth("admin-secret")
+        .body(json!({"advance_seconds": 3660}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    assert_eq!(
+        get(&server, &token, "Patient").await.0,
+        401,
+        "an expired token"
+    );
+}
+
+mod forged_and_expired_tokens {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::forged_and_expired_tokens(super::common::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::forged_and_expired_tokens(super::common::Backend::Postgres).await;
+    }
+}
+
+/// The remaining refusals of the code flow: a code used after its 60 seconds, a missing or
+/// blank verifier, a request without aud or without a PKCE challenge, and hostile forms.
+async fn code_flow_refusals(backend: common::Backend) {
+    let args = [
+        "--auth",
+        "smart",
+        "--admin-token",
+        "admin-secret",
+        "--test-clock",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    register(&server);
+    let scope = "launch/patient patient/*.rs";
+    for verifier in ["", "-"] {
+        let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
+        let code = query_value(&location, "code").unwrap();
+        let pairs: Vec<(&str, &str)> = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", APP_REDIRECT),
+            ("client_id", "app"),
+        ]
+        .into_iter()
+        .chain((verifier != "-").then_some(("code_verifier", verifier)))
+        .collect();
+        let (status, refused) = form(&server, "auth/token", &pairs, None).await;
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "verifier {verifier:?}"
+        );
+    }
+    let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let moved = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .bearer_auth("admin-secret")
+        .body(json!({"advance_seconds": 61}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let (status, refused) = exchange(&server, &code, VERIFIER).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "a code after 60 s"
+    );
+    for missing in ["aud", "code_challenge"] {
+        let mut params =
+            authorize_params(&server, scope, &smart_auth::pkce::challenge_of(VERIFIER));
+        params.retain(|(name, _)| name != missing);
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let answer = Browser::new()
+            .get(&format!("{}/auth/authorize?{query}", server.base))
+            .await;
+        assert_eq!(answer.status(), 302, "without {missing}");
+        let location = answer.headers()["location"].to_str().unwrap();
+        assert!(location.starts_with(APP_REDIRECT));
+        assert_eq!(
+            query_value(location, "error").as_deref(),
+            Some("invalid_request"),
+            "without {missing}"
+        );
+    }
+    // Hostile forms: too large, thousands of fields, control characters.
+    let huge = "a".repeat(200_000);
+    let (status, refused) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", huge.as_str()),
+        ],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let many: Vec<(String, String)> = (0..5000)
+        .map(|n| (format!("f{n}"), "x".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let (status, _) = form(&server, "auth/token", &many, None).await;
+    assert!(status == 400 || status == 401, "{status}");
+    let control = sign_in(&server, "pat\u{0}\u{1b}", "pass\u{7}word!!!!", scope, &[])
+        .await
+        .unwrap_err();
+    assert!(control.contains("wrong"), "{control}");
+}
+
+mod code_flow_refusals {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::code_flow_refusals(super::common::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::code_flow_refusals(super::common::Backend::Postgres).await;
+    }
+}

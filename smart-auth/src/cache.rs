@@ -1,6 +1,6 @@
 //! Verified access tokens, remembered: checking an RS256 signature costs about as much as a
 //! whole read by id, and a client sends the same token with every request. Entries are
-//! keyed by the end of the token's signature (the cache holds no usable token), live until the token's
+//! keyed by a seeded hash of the token (the cache holds no usable token), live until the token's
 //! `exp`, and go at once when their grant is revoked. The cache is bounded: when full,
 //! expired entries go first, then the oldest half.
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 struct Entry<T> {
     claims: Arc<T>,
+    tail: Tail,
     exp: i64,
     grant: Option<String>,
     /// When it was added (an insertion count), to evict the oldest first.
@@ -18,38 +19,45 @@ struct Entry<T> {
 }
 
 struct Inner<T> {
-    entries: HashMap<Key, Entry<T>>,
+    entries: HashMap<u64, Entry<T>>,
     added: u64,
 }
 
 /// A bounded cache of verified tokens' claims (or what the server made of them).
 pub struct TokenCache<T = Value> {
     capacity: usize,
+    /// The seed of the keys, random per process.
+    seed: foldhash::fast::RandomState,
     inner: Mutex<Inner<T>>,
 }
 
-/// How many of a token's last characters key it in the cache: 264 bits of its signature.
-const KEY_LENGTH: usize = 44;
+/// A token's key in the cache: a 64-bit hash of the whole token under this process's
+/// random seed (foldhash; the seed is never shown, so no one can aim a token at another's
+/// entry). Any change to a token, one character of its signature or of its claims, gives
+/// another key and so a fresh verification.
+fn key(seed: &foldhash::fast::RandomState, token: &str) -> u64 {
+    use std::hash::BuildHasher;
+    seed.hash_one(token)
+}
 
-/// A JWT's key in the cache: its last [`KEY_LENGTH`] characters, the end of its signature,
-/// which is not a usable token. A valid signature binds its header and claims and is
-/// unpredictable, so no two verified tokens end alike; and a token whose claims were
-/// altered under a copied signature can only find what the holder of the original already
-/// had. No hash is computed and nothing is searched: the look-up costs next to nothing.
-type Key = [u8; KEY_LENGTH];
+/// The end of a token's signature, kept in its entry and compared on a hit: a second check
+/// against a (vanishingly unlikely) collision of keys. Not a usable token.
+const TAIL_LENGTH: usize = 32;
+type Tail = [u8; TAIL_LENGTH];
 
-fn key(token: &str) -> Key {
+fn tail(token: &str) -> Tail {
     let bytes = token.as_bytes();
-    let tail = &bytes[bytes.len().saturating_sub(KEY_LENGTH)..];
-    let mut key = [0u8; KEY_LENGTH];
-    key[..tail.len()].copy_from_slice(tail);
-    key
+    let end = &bytes[bytes.len().saturating_sub(TAIL_LENGTH)..];
+    let mut tail = [0u8; TAIL_LENGTH];
+    tail[..end.len()].copy_from_slice(end);
+    tail
 }
 
 impl<T> TokenCache<T> {
     pub fn new(capacity: usize) -> TokenCache<T> {
         TokenCache {
             capacity: capacity.max(1),
+            seed: foldhash::fast::RandomState::default(),
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 added: 0,
@@ -59,11 +67,12 @@ impl<T> TokenCache<T> {
 
     /// The claims of `token` if it was verified and has not expired by `now`.
     pub fn get(&self, token: &str, now: i64) -> Option<Arc<T>> {
+        let key = key(&self.seed, token);
         let inner = self.inner.lock().ok()?;
         inner
             .entries
-            .get(&key(token))
-            .filter(|entry| entry.exp > now)
+            .get(&key)
+            .filter(|entry| entry.exp > now && entry.tail == tail(token))
             .map(|entry| entry.claims.clone())
     }
 
@@ -85,9 +94,10 @@ impl<T> TokenCache<T> {
         inner.added += 1;
         let added = inner.added;
         inner.entries.insert(
-            key(token),
+            key(&self.seed, token),
             Entry {
                 claims: Arc::new(claims),
+                tail: tail(token),
                 exp,
                 grant,
                 added,
@@ -107,7 +117,7 @@ impl<T> TokenCache<T> {
     /// Forgets one token (it was revoked by itself).
     pub fn revoke_token(&self, token: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.entries.remove(&key(token));
+            inner.entries.remove(&key(&self.seed, token));
         }
     }
 
@@ -133,6 +143,15 @@ mod tests {
         assert_eq!(cache.get("t1", 99).unwrap()["scope"], "patient/*.rs");
         assert!(cache.get("t1", 100).is_none());
         assert!(cache.get("t2", 0).is_none());
+    }
+
+    #[test]
+    fn a_changed_token_is_not_found() {
+        let cache = TokenCache::new(10);
+        cache.insert("head.claims.signature", json!({}), 100, None, 0);
+        assert!(cache.get("head.claims.signature", 0).is_some());
+        assert!(cache.get("head.claimz.signature", 0).is_none());
+        assert!(cache.get("head.claims.Signature", 0).is_none());
     }
 
     #[test]

@@ -62,6 +62,15 @@ fn taken(diagnostics: String) -> FhirError {
     FhirError::new(StatusCode::CONFLICT, "duplicate", diagnostics)
 }
 
+/// Whether `username` can be a user's: 1 to 128 bytes, no `/` (failed logins are kept
+/// under `username/...`), no control characters.
+pub fn is_valid_username(username: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= 128
+        && !username.contains('/')
+        && !username.chars().any(char::is_control)
+}
+
 /// Registers a client; the secret made for it, if one was (shown once, kept hashed).
 pub async fn register_client(
     store: &Store,
@@ -122,10 +131,10 @@ pub async fn register_client(
 pub async fn add_user(store: &Store, tenant: TenantId, new: NewUser) -> Result<bool, FhirError> {
     smart_auth::password::check_policy(&new.password, &new.username)
         .map_err(|e| invalid("password", e.0))?;
-    if new.username.is_empty() || new.username.len() > 128 || new.username.contains('/') {
+    if !is_valid_username(&new.username) {
         return Err(invalid(
             "username",
-            "a username is 1 to 128 characters, without '/'",
+            "a username is 1 to 128 characters, without '/' or control characters",
         ));
     }
     if accounts::role(store, tenant, &new.role).await?.is_none() {

@@ -153,6 +153,31 @@ impl Store {
         Ok(self.execute(sql).await? > 0)
     }
 
+    /// Marks a record used, writing it (with `body`) if it is not there yet: a grant revoked
+    /// before its record was kept stays revoked when it is kept.
+    pub async fn auth_mark_used(
+        &self,
+        tenant: TenantId,
+        kind: RecordKind,
+        key: &str,
+        body: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut sql = Sql::default();
+        sql.push("INSERT INTO auth_records (tid, kind, key, body, expires_at, used) VALUES (");
+        sql.bind(Arg::Int(tenant.get()));
+        sql.push(", ");
+        sql.bind_text(kind.as_str());
+        sql.push(", ");
+        sql.bind_text(key);
+        sql.push(", ");
+        sql.bind_text(body);
+        sql.push(", ");
+        sql.bind(Arg::Int(expires_at));
+        sql.push(", 1) ON CONFLICT (tid, kind, key) DO UPDATE SET used = 1");
+        self.execute(sql).await.map(|_| ())
+    }
+
     /// A record's body, unless it expired; and whether it was used.
     pub async fn auth_get(
         &self,

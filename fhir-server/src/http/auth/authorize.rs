@@ -273,6 +273,11 @@ async fn sign_in(app: &App, step: &Step, username: &str) -> Result<User, String>
     fn unavailable<E>(_: E) -> String {
         "The server could not check the sign-in; try again".to_owned()
     }
+    let wrong = || "The username, password or code is wrong".to_owned();
+    if !crate::auth::registry::is_valid_username(username) {
+        // No such user can exist; nothing to count.
+        return Err(wrong());
+    }
     let attempt = format!("{username}/{}", uuid::Uuid::new_v4().simple());
     app.store
         .auth_put(
@@ -295,7 +300,6 @@ async fn sign_in(app: &App, step: &Step, username: &str) -> Result<User, String>
             "This account is locked after too many failed sign-ins; try again in 15 minutes".into(),
         );
     }
-    let wrong = || "The username, password or code is wrong".to_owned();
     let user = accounts::user(&app.store, tenant, username)
         .await
         .map_err(unavailable)?;

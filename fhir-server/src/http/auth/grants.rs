@@ -144,11 +144,12 @@ pub async fn issue(
     Ok(token::response(&access_token, lifetime, &grant, extra))
 }
 
-/// Keeps a grant (for its refreshes and its revocation).
+/// Keeps a grant (for its refreshes and its revocation). A grant revoked before it was
+/// kept (its code was used twice at once) stays revoked.
 pub async fn keep(app: &App, tenant: &Tenant, grant: &StoredGrant) -> Result<(), TokenError> {
     let body = serde_json::to_string(grant).map_err(server_error)?;
     app.store
-        .auth_put(
+        .auth_insert_new(
             tenant.id,
             RecordKind::Grant,
             &grant.id,
@@ -156,6 +157,7 @@ pub async fn keep(app: &App, tenant: &Tenant, grant: &StoredGrant) -> Result<(),
             Some(now_seconds() + REFRESH_LIFETIME),
         )
         .await
+        .map(|_| ())
         .map_err(server_error)
 }
 
@@ -173,12 +175,12 @@ pub async fn find(app: &App, tenant: &Tenant, id: &str) -> Result<Option<StoredG
 }
 
 /// Revokes a grant everywhere: this process at once, the others through the log; its
-/// record is marked used, so that no refresh renews it.
+/// record is marked used (written so if it is not there yet), so that no refresh renews it.
 pub async fn revoke_grant(app: &App, tenant: &Tenant, grant_id: &str) -> Result<(), TokenError> {
     let until = now_seconds() + REFRESH_LIFETIME;
     app.auth.revoked.note("grant", grant_id, until);
     app.store
-        .auth_take(tenant.id, RecordKind::Grant, grant_id, now_seconds())
+        .auth_mark_used(tenant.id, RecordKind::Grant, grant_id, "{}", until)
         .await
         .map_err(server_error)?;
     app.store
