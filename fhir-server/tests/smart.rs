@@ -2386,3 +2386,49 @@ mod code_flow_refusals {
         super::code_flow_refusals(super::common::Backend::Postgres).await;
     }
 }
+
+/// AuditEvent is outside every wildcard: a backend's `system/*.cruds` does not reach it, a
+/// scope that names it does.
+async fn audit_events_outside_wildcards(server: Server) {
+    register(&server);
+    let wildcard = backend_token(&server).await;
+    let (status, outcome) = get(&server, &wildcard, "AuditEvent").await;
+    assert_eq!(status, 403, "{outcome}");
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "auditor",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "auditor-secret-0123456789",
+            "--scopes",
+            "system/AuditEvent.rs",
+        ],
+    );
+    let (status, body) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/AuditEvent.rs"),
+        ],
+        Some(("auditor", "auditor-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get(
+            &server,
+            body["access_token"].as_str().unwrap(),
+            "AuditEvent"
+        )
+        .await
+        .0,
+        200
+    );
+}
+smart!(audit_events_outside_wildcards);

@@ -48,6 +48,11 @@ pub fn check(
     let Some(principal) = principal else {
         return Ok(Reach::All);
     };
+    if resource_type == "AuditEvent" && !audit_entitled(principal, permission) {
+        return Err(forbidden(
+            "AuditEvent is outside every wildcard scope: it takes the admin role or a scope that names it",
+        ));
+    }
     if reaches_all(principal, resource_type, permission) {
         return Ok(Reach::All);
     }
@@ -85,6 +90,20 @@ pub fn check(
     // Only scopes with query constraints permit it: they are honoured on search (see
     // `search_constraint`), not on other interactions.
     Err(refused())
+}
+
+/// Whether `principal` may touch AuditEvents: a user of the admin role, or a scope that
+/// names AuditEvent itself (a wildcard never reaches the audit trail).
+fn audit_entitled(principal: &Principal, permission: Permission) -> bool {
+    let admin = principal
+        .role
+        .as_ref()
+        .is_some_and(|role| role.name == "admin");
+    admin
+        || principal.scopes.resources().any(|scope| {
+            scope.resource_type.as_deref() == Some("AuditEvent")
+                && scope.permits(scope.context, "AuditEvent", permission)
+        })
 }
 
 /// The common case, decided without allocating: an unconstrained system/ scope of a
