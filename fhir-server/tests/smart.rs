@@ -54,6 +54,23 @@ macro_rules! smart {
     };
 }
 
+/// For a test that starts its own servers: `name(backend)` on both databases.
+macro_rules! on_both {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test(super::common::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$test(super::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
 fn encode_form<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
@@ -523,43 +540,50 @@ smart!(backend_services);
 
 /// A backend client authenticates with a signed assertion (RS384) against its JWKS; the
 /// same assertion again is a replay.
-async fn private_key_jwt(server: Server) {
+/// Registers the Backend Services client `svc` (confidential-asymmetric, its own RSA key
+/// in an inline JWKS as kid `k1`, allowed `system/Patient.rs`); what signs its RS384
+/// assertions for this server's token endpoint, by expiry and jti.
+fn asymmetric_client(server: &Server) -> impl Fn(u64, &str) -> String + use<> {
     let key = smart_auth::jwt::SigningKey::generate().unwrap();
     let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
     jwk["kid"] = json!("k1");
     jwk["alg"] = json!("RS384");
     let jwks_file = server.dir.join("client-jwks.json");
     std::fs::write(&jwks_file, json!({"keys": [jwk]}).to_string()).unwrap();
-    cli_ok(
-        &server,
-        &[
-            "client",
-            "create",
-            "--id",
-            "svc",
-            "--type",
-            "confidential-asymmetric",
-            "--jwks-file",
-            jwks_file.to_str().unwrap(),
-            "--scopes",
-            "system/Patient.rs",
-        ],
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let jwks = jwks_file.to_str().unwrap();
+    let args = [
+        "client",
+        "create",
+        "--id",
+        "svc",
+        "--type",
+        "confidential-asymmetric",
+        "--jwks-file",
+        jwks,
+        "--scopes",
+        "system/Patient.rs",
+    ];
+    cli_ok(server, &args);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
     header.kid = Some("k1".into());
-    let sign = |exp: u64, jti: &str| {
-        let claims = json!({"iss": "svc", "sub": "svc", "aud": format!("{}/auth/token", server.base), "exp": exp, "jti": jti});
-        jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_rsa_der(key.pkcs1_der()),
-        )
+    let audience = format!("{}/auth/token", server.base);
+    move |exp: u64, jti: &str| {
+        let claims = json!({"iss": "svc", "sub": "svc", "aud": audience, "exp": exp, "jti": jti});
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_der(key.pkcs1_der());
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-    };
+        .as_secs()
+}
+
+async fn private_key_jwt(server: Server) {
+    let sign = asymmetric_client(&server);
+    let now = unix_now();
     let assertion = sign(now + 240, "jti-1");
     let pairs = |assertion: &str| -> Vec<(String, String)> {
         vec![
@@ -996,39 +1020,8 @@ async fn single_use_under_a_rush(server: Server) {
         );
     }
 
-    let key = smart_auth::jwt::SigningKey::generate().unwrap();
-    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
-    jwk["kid"] = json!("k1");
-    let jwks_file = server.dir.join("rush-jwks.json");
-    std::fs::write(&jwks_file, json!({"keys": [jwk]}).to_string()).unwrap();
-    cli_ok(
-        &server,
-        &[
-            "client",
-            "create",
-            "--id",
-            "svc",
-            "--type",
-            "confidential-asymmetric",
-            "--jwks-file",
-            jwks_file.to_str().unwrap(),
-            "--scopes",
-            "system/Patient.rs",
-        ],
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
-    header.kid = Some("k1".into());
-    let claims = json!({"iss": "svc", "sub": "svc", "aud": format!("{}/auth/token", server.base), "exp": now + 240, "jti": "rush"});
-    let assertion = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_der(key.pkcs1_der()),
-    )
-    .unwrap();
+    let sign = asymmetric_client(&server);
+    let assertion = sign(unix_now() + 240, "rush");
     let pairs = [
         ("grant_type", "client_credentials"),
         ("scope", "system/Patient.rs"),
@@ -1124,17 +1117,7 @@ async fn revocation_reaches_every_process(backend: common::Backend) {
     }
 }
 
-mod revocation_reaches_every_process {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::revocation_reaches_every_process(super::common::Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::revocation_reaches_every_process(super::common::Backend::Postgres).await;
-    }
-}
+on_both!(revocation_reaches_every_process);
 
 /// A patient's `Patient/$export` holds its own compartment only; its status and files are
 /// refused to another token (404, as an unknown export).
@@ -2264,17 +2247,7 @@ async fn forged_and_expired_tokens(backend: common::Backend) {
     );
 }
 
-mod forged_and_expired_tokens {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::forged_and_expired_tokens(super::common::Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::forged_and_expired_tokens(super::common::Backend::Postgres).await;
-    }
-}
+on_both!(forged_and_expired_tokens);
 
 /// The remaining refusals of the code flow: a code used after its 60 seconds, a missing or
 /// blank verifier, a request without aud or without a PKCE challenge, and hostile forms.
@@ -2375,17 +2348,7 @@ async fn code_flow_refusals(backend: common::Backend) {
     assert!(control.contains("wrong"), "{control}");
 }
 
-mod code_flow_refusals {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::code_flow_refusals(super::common::Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::code_flow_refusals(super::common::Backend::Postgres).await;
-    }
-}
+on_both!(code_flow_refusals);
 
 /// AuditEvent is outside every wildcard: a backend's `system/*.cruds` does not reach it, a
 /// scope that names it does.

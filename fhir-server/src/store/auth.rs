@@ -46,6 +46,17 @@ impl RecordKind {
     }
 }
 
+/// What writing a record does when one of its kind and key exists.
+#[derive(Debug, Clone, Copy)]
+enum OnConflict {
+    /// Replace it (and make it unused again).
+    Replace,
+    /// Leave it; the write reports that nothing was written.
+    Keep,
+    /// Mark it used (a new record is written used).
+    MarkUsed,
+}
+
 /// A signing key as stored.
 #[derive(Debug, Clone)]
 pub struct StoredKey {
@@ -103,7 +114,7 @@ impl Store {
         body: &str,
         expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.auth_write(tenant, kind, key, body, expires_at, true)
+        self.auth_write(tenant, (kind, key), body, expires_at, OnConflict::Replace)
             .await
             .map(|_| ())
     }
@@ -117,18 +128,17 @@ impl Store {
         body: &str,
         expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        self.auth_write(tenant, kind, key, body, expires_at, false)
+        self.auth_write(tenant, (kind, key), body, expires_at, OnConflict::Keep)
             .await
     }
 
     async fn auth_write(
         &self,
         tenant: TenantId,
-        kind: RecordKind,
-        key: &str,
+        (kind, key): (RecordKind, &str),
         body: &str,
         expires_at: Option<i64>,
-        replace: bool,
+        on_conflict: OnConflict,
     ) -> Result<bool, StoreError> {
         let mut sql = Sql::default();
         sql.push("INSERT INTO auth_records (tid, kind, key, body, expires_at, used) VALUES (");
@@ -144,11 +154,10 @@ impl Store {
             Some(at) => sql.bind(Arg::Int(at)),
             None => sql.push("NULL"),
         }
-        sql.push(", 0) ON CONFLICT (tid, kind, key) DO ");
-        sql.push(if replace {
-            "UPDATE SET body = excluded.body, expires_at = excluded.expires_at, used = 0"
-        } else {
-            "NOTHING"
+        sql.push(match on_conflict {
+            OnConflict::Replace => ", 0) ON CONFLICT (tid, kind, key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at, used = 0",
+            OnConflict::Keep => ", 0) ON CONFLICT (tid, kind, key) DO NOTHING",
+            OnConflict::MarkUsed => ", 1) ON CONFLICT (tid, kind, key) DO UPDATE SET used = 1",
         });
         Ok(self.execute(sql).await? > 0)
     }
@@ -163,19 +172,15 @@ impl Store {
         body: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let mut sql = Sql::default();
-        sql.push("INSERT INTO auth_records (tid, kind, key, body, expires_at, used) VALUES (");
-        sql.bind(Arg::Int(tenant.get()));
-        sql.push(", ");
-        sql.bind_text(kind.as_str());
-        sql.push(", ");
-        sql.bind_text(key);
-        sql.push(", ");
-        sql.bind_text(body);
-        sql.push(", ");
-        sql.bind(Arg::Int(expires_at));
-        sql.push(", 1) ON CONFLICT (tid, kind, key) DO UPDATE SET used = 1");
-        self.execute(sql).await.map(|_| ())
+        self.auth_write(
+            tenant,
+            (kind, key),
+            body,
+            Some(expires_at),
+            OnConflict::MarkUsed,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A record's body, unless it expired; and whether it was used.
