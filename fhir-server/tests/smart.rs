@@ -2395,3 +2395,58 @@ async fn audit_events_outside_wildcards(server: Server) {
     );
 }
 smart!(audit_events_outside_wildcards);
+
+/// A v2 scope with a query constraint (`system/Observation.rs?category=laboratory`): its
+/// searches find only what meets it, a read of what does not meet it is 404.
+async fn query_constrained_scopes(server: Server) {
+    register(&server);
+    let writer = backend_token(&server).await;
+    for (id, category) in [("lab1", "laboratory"), ("vit1", "vital-signs")] {
+        let observation = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+            "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
+        assert_eq!(
+            with_token(
+                &server,
+                &writer,
+                reqwest::Method::PUT,
+                &format!("Observation/{id}"),
+                Some(&observation)
+            )
+            .await
+            .0,
+            201
+        );
+    }
+    let scope = "system/Observation.rs?category=laboratory";
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "labs",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "labs-secret-0123456789",
+            "--scopes",
+            scope,
+        ],
+    );
+    let (status, body) = form(
+        &server,
+        "auth/token",
+        &[("grant_type", "client_credentials"), ("scope", scope)],
+        Some(("labs", "labs-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let labs = body["access_token"].as_str().unwrap();
+    let (_, bundle) = get(&server, labs, "Observation").await;
+    assert_eq!(resource_ids(&bundle), vec!["lab1"]);
+    assert_eq!(get(&server, labs, "Observation/lab1").await.0, 200);
+    assert_eq!(get(&server, labs, "Observation/vit1").await.0, 404);
+    assert_eq!(get(&server, labs, "Patient/p1").await.0, 403);
+}
+smart!(query_constrained_scopes);

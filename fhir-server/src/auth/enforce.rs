@@ -122,19 +122,20 @@ fn reaches_all(principal: &Principal, resource_type: &str, permission: Permissio
     })
 }
 
-/// The query constraint a search must also meet when only constrained scopes permit it
-/// (`patient/Observation.rs?category=laboratory`): the first such scope's, which is never
-/// wider than what the scopes grant together. `None`: no constraint applies.
+/// The query constraint a search (or a read) must also meet when only constrained scopes
+/// permit it (`patient/Observation.rs?category=laboratory`): the first such scope's, which
+/// is never wider than what the scopes grant together. `None`: no constraint applies.
 pub fn search_constraint(
     principal: Option<&Principal>,
     resource_type: &str,
+    permission: Permission,
 ) -> Option<(Context, Vec<(String, String)>)> {
     let principal = principal?;
     let found = permits(
         &principal.scopes,
         principal.role.as_ref(),
         resource_type,
-        Permission::Search,
+        permission,
     );
     if found.is_empty() || found.iter().any(|permit| permit.constraint.is_empty()) {
         return None;

@@ -101,16 +101,27 @@ pub async fn admit(app: &App, request: &FhirRequest) -> Result<Admitted, FhirErr
     let (reach, extra) = match check(principal, &resource_type, permission) {
         Ok(reach) => (reach, Vec::new()),
         Err(refused) => {
-            let constrained = (permission == Permission::Search)
-                .then(|| search_constraint(principal, &resource_type))
+            let read = plain_read(request);
+            let constrained = (permission == Permission::Search || read.is_some())
+                .then(|| search_constraint(principal, &resource_type, permission))
                 .flatten();
-            match (constrained, principal) {
-                (Some((Context::Patient, extra)), Some(principal)) => {
+            match (constrained, principal, read) {
+                (Some((context, extra)), Some(principal), Some(id)) => {
+                    read_within(app, request, (&resource_type, id), &extra).await?;
+                    match context {
+                        Context::Patient => (
+                            Reach::Patient(principal.patient.clone().ok_or(refused)?),
+                            Vec::new(),
+                        ),
+                        _ => (Reach::All, Vec::new()),
+                    }
+                }
+                (Some((Context::Patient, extra)), Some(principal), None) => {
                     let patient = principal.patient.clone().ok_or(refused)?;
                     (Reach::Patient(patient), extra)
                 }
-                (Some((_, extra)), _) => return Ok(Admitted::Constrained(extra)),
-                (None, _) => return Err(refused),
+                (Some((_, extra)), _, _) => return Ok(Admitted::Constrained(extra)),
+                (None, _, _) => return Err(refused),
             }
         }
     };
@@ -120,6 +131,48 @@ pub async fn admit(app: &App, request: &FhirRequest) -> Result<Admitted, FhirErr
             admit_patient(app, request, &patient, permission).await?;
             Ok(Admitted::Patient { patient, extra })
         }
+    }
+}
+
+/// The id of a plain read (`GET [type]/[id]`).
+fn plain_read(request: &FhirRequest) -> Option<&str> {
+    match (request.segments.as_slice(), &request.method) {
+        ([_, id], &Method::GET) if !id.starts_with(['$', '_']) => Some(id.as_str()),
+        _ => None,
+    }
+}
+
+/// A read under a scope's query constraint (`patient/Observation.rs?category=laboratory`):
+/// allowed when the resource is among what the constrained search `[type]?_id=[id]&...`
+/// finds (run with the server's rights), else 404 as if it did not exist.
+async fn read_within(
+    app: &App,
+    request: &FhirRequest,
+    (resource_type, id): (&str, &str),
+    constraint: &[(String, String)],
+) -> Result<(), FhirError> {
+    let typed = ResourceType::from_path(resource_type)?;
+    let mut params = vec![("_id".to_owned(), id.to_owned())];
+    params.extend_from_slice(constraint);
+    let probe = FhirRequest {
+        tenant: request.tenant,
+        base: request.base.clone(),
+        method: Method::GET,
+        segments: vec![resource_type.to_owned()],
+        params,
+        headers: axum::http::HeaderMap::new(),
+        body: bytes::Bytes::new(),
+        principal: None,
+    };
+    let found = crate::interaction::search::handle(app, &probe, typed).await?;
+    let matched = match &found.payload {
+        Some(Payload::Bundle(bundle)) => !bundle.entries.is_empty(),
+        _ => false,
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(FhirError::not_found("No such resource"))
     }
 }
 
