@@ -200,7 +200,7 @@ async fn admit_patient(
         )),
         [_, name] if name.starts_with('$') => Ok(()),
         [resource_type, id, name] if name.starts_with('$') => {
-            inside_or_not_found(app, request, patient, resource_type, id).await
+            inside_or_not_found(app, request, patient, (resource_type, id), false).await
         }
         [resource_type] if permission == Permission::Create => {
             let resource = request.resource(resource_type)?;
@@ -214,35 +214,29 @@ async fn admit_patient(
                 let resource = request.resource(resource_type)?;
                 outside_unless(in_compartment(patient, &resource))?;
             }
-            let current = app.store.read(request.tenant, resource_type, id).await?;
-            let inside = match current.and_then(|v| v.body) {
-                Some(body) => serde_json::from_slice::<Value>(&body)
-                    .is_ok_and(|value| in_compartment(patient, &value)),
-                // Nothing there yet: a PUT may create it (its body was checked).
-                None => request.method == Method::PUT,
-            };
-            if inside {
-                Ok(())
-            } else {
-                Err(FhirError::not_found("No such resource"))
-            }
+            // Nothing there yet: a PUT may create it (its body was checked).
+            let creates = request.method == Method::PUT;
+            inside_or_not_found(app, request, patient, (resource_type, id), creates).await
         }
         _ => Ok(()),
     }
 }
 
-/// 404 unless the current `resource_type/id` is in the patient's compartment.
+/// 404 unless the current `resource_type/id` is in the patient's compartment (or, when
+/// `absent_ok`, there is none).
 async fn inside_or_not_found(
     app: &App,
     request: &FhirRequest,
     patient: &str,
-    resource_type: &str,
-    id: &str,
+    (resource_type, id): (&str, &str),
+    absent_ok: bool,
 ) -> Result<(), FhirError> {
     let current = app.store.read(request.tenant, resource_type, id).await?;
-    let inside = current.and_then(|v| v.body).is_some_and(|body| {
-        serde_json::from_slice::<Value>(&body).is_ok_and(|value| in_compartment(patient, &value))
-    });
+    let inside = match current.and_then(|v| v.body) {
+        Some(body) => serde_json::from_slice::<Value>(&body)
+            .is_ok_and(|value| in_compartment(patient, &value)),
+        None => absent_ok,
+    };
     if inside {
         Ok(())
     } else {

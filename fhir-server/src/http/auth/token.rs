@@ -229,29 +229,13 @@ async fn authorization_code(
 ) -> Result<Value, TokenError> {
     let code = field(pairs, "code")
         .ok_or_else(|| TokenError::new("invalid_request", "code is missing"))?;
-    let key = smart_auth::sha256_hex(code);
     let now = now_seconds();
-    let Some(body) = app
-        .store
-        .auth_take(tenant.id, RecordKind::Code, &key, now)
-        .await
-        .map_err(server_error)?
-    else {
-        // Used before? Then someone holds a copy: what it was exchanged for is revoked.
-        if let Some((body, true)) = app
-            .store
-            .auth_get(tenant.id, RecordKind::Code, &key, now)
-            .await
-            .map_err(server_error)?
-            && let Ok(stored) = serde_json::from_str::<StoredCode>(&body)
-        {
-            grants::revoke_grant(app, tenant, &stored.grant.id).await?;
-        }
-        return Err(TokenError::new(
-            "invalid_grant",
-            "the code is unknown, expired or used",
-        ));
+    let grant_of = |body: &str| {
+        serde_json::from_str::<StoredCode>(body)
+            .ok()
+            .map(|c| c.grant.id)
     };
+    let body = take_once(app, tenant, (RecordKind::Code, code), grant_of, "the code").await?;
     let stored: StoredCode = serde_json::from_str(&body).map_err(server_error)?;
     let issued = token::IssuedCode {
         grant: smart_auth::token::Grant {
@@ -285,29 +269,20 @@ async fn refresh(
 ) -> Result<Value, TokenError> {
     let presented = field(pairs, "refresh_token")
         .ok_or_else(|| TokenError::new("invalid_request", "refresh_token is missing"))?;
-    let key = smart_auth::sha256_hex(presented);
-    let now = now_seconds();
-    let Some(body) = app
-        .store
-        .auth_take(tenant.id, RecordKind::Refresh, &key, now)
-        .await
-        .map_err(server_error)?
-    else {
-        if let Some((body, true)) = app
-            .store
-            .auth_get(tenant.id, RecordKind::Refresh, &key, now)
-            .await
-            .map_err(server_error)?
-            && let Ok(stored) = serde_json::from_str::<StoredRefresh>(&body)
-        {
-            tracing::warn!("a refresh token was used twice: its grant is revoked");
-            grants::revoke_grant(app, tenant, &stored.grant_id).await?;
-        }
-        return Err(TokenError::new(
-            "invalid_grant",
-            "the refresh token is unknown, expired or used",
-        ));
+    let grant_of = |body: &str| {
+        serde_json::from_str::<StoredRefresh>(body)
+            .ok()
+            .map(|r| r.grant_id)
     };
+    let what = "the refresh token";
+    let body = take_once(
+        app,
+        tenant,
+        (RecordKind::Refresh, presented),
+        grant_of,
+        what,
+    )
+    .await?;
     let stored: StoredRefresh = serde_json::from_str(&body).map_err(server_error)?;
     let grant = grants::find(app, tenant, &stored.grant_id)
         .await?
@@ -321,4 +296,33 @@ async fn refresh(
     let granted = Scopes::parse(&grant.scope).map_err(server_error)?;
     let scopes = token::refresh_scopes(field(pairs, "scope"), &granted)?;
     grants::issue(app, tenant, &grant, scopes, token::ACCESS_LIFETIME).await
+}
+
+/// Uses up a single-use secret (a code, a refresh token), kept by its SHA-256: its record's
+/// body. One used before means someone holds a copy, so the grant it names (`grant_of`) is
+/// revoked; either way the answer is `invalid_grant`.
+async fn take_once(
+    app: &App,
+    tenant: &Tenant,
+    (kind, secret): (RecordKind, &str),
+    grant_of: impl Fn(&str) -> Option<String>,
+    what: &str,
+) -> Result<String, TokenError> {
+    let key = smart_auth::sha256_hex(secret);
+    let now = now_seconds();
+    let taken = app.store.auth_take(tenant.id, kind, &key, now).await;
+    if let Some(body) = taken.map_err(server_error)? {
+        return Ok(body);
+    }
+    let seen = app.store.auth_get(tenant.id, kind, &key, now).await;
+    if let Some((body, true)) = seen.map_err(server_error)?
+        && let Some(grant) = grant_of(&body)
+    {
+        tracing::warn!("{what} was used twice: its grant is revoked");
+        grants::revoke_grant(app, tenant, &grant).await?;
+    }
+    Err(TokenError::new(
+        "invalid_grant",
+        format!("{what} is unknown, expired or used"),
+    ))
 }
