@@ -2450,3 +2450,352 @@ async fn query_constrained_scopes(server: Server) {
     assert_eq!(get(&server, labs, "Patient/p1").await.0, 403);
 }
 smart!(query_constrained_scopes);
+
+/// An outside party's keys served over HTTP as a JWKS (an identity provider, or a backend
+/// client that publishes its keys): what it serves can change (key rotation), and it
+/// counts the fetches. Each answer takes 50 ms, so fetches that should be one overlap.
+struct KeyHost {
+    url: String,
+    jwks: std::sync::Arc<std::sync::Mutex<Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeyHost {
+    async fn start(jwks: Value) -> KeyHost {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(std::sync::Mutex::new(jwks));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answer = {
+            let (served, fetches) = (served.clone(), fetches.clone());
+            move || {
+                let (served, fetches) = (served.clone(), fetches.clone());
+                async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let body = served.lock().unwrap().to_string();
+                    (
+                        [
+                            ("cache-control", "public, max-age=3600"),
+                            ("content-type", "application/json"),
+                        ],
+                        body,
+                    )
+                }
+            }
+        };
+        let app = axum::Router::new().route("/jwks", axum::routing::get(answer));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        KeyHost {
+            url,
+            jwks: served,
+            fetches,
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn advance_clock(server: &Server, seconds: u64) {
+    let moved = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .bearer_auth("admin-secret")
+        .body(json!({"advance_seconds": seconds}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+}
+
+/// A tenant that trusts an outside identity provider (as a clinic on Keycloak or Entra ID
+/// does): the provider's JWKS is fetched once for a rush of its tokens and kept as its
+/// Cache-Control allows; its claims map to scopes (bounded by what it may grant here),
+/// patient and role; every way a token can be wrong is refused; a rotated key is fetched;
+/// a provider no longer trusted is refused. And a backend client whose keys are at a JWKS
+/// URL gets a token with an assertion signed by one of them.
+async fn outside_keys(backend: common::Backend) {
+    let args = [
+        "--auth",
+        "smart",
+        "--admin-token",
+        "admin-secret",
+        "--test-clock",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    register(&server);
+    let backend = backend_token(&server).await;
+    let p2 = json!({"resourceType": "Patient", "id": "p2"});
+    let (status, _) = with_token(
+        &server,
+        &backend,
+        reqwest::Method::PUT,
+        "Patient/p2",
+        Some(&p2),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let first = smart_auth::jwt::SigningKey::generate().unwrap();
+    let idp = KeyHost::start(smart_auth::jwt::jwks([&first])).await;
+    let iss = format!("{}/realms/clinic", idp.url);
+    let jwks_url = format!("{}/jwks", idp.url);
+    cli_ok(
+        &server,
+        &[
+            "issuer",
+            "add",
+            "--issuer",
+            &iss,
+            "--jwks-url",
+            &jwks_url,
+            "--audience",
+            &server.base,
+            "--scopes",
+            "openid patient/*.rs user/*.rs",
+        ],
+    );
+    let claims = |extra: Value| {
+        let mut claims = json!({"iss": iss, "aud": ["account", server.base], "exp": unix_now() + 600,
+            "sub": "portal-user", "azp": "portal"});
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        claims
+    };
+    let patient_claims = |jti: &str| {
+        claims(
+            json!({"jti": jti, "scope": "openid patient/*.rs", "patient": "Patient/p1", "roles": ["patient"]}),
+        )
+    };
+
+    // Thirty different tokens at once on a cold cache: the JWKS is fetched once.
+    let tokens: Vec<String> = (0..30)
+        .map(|i| first.sign(&patient_claims(&format!("t{i}"))).unwrap())
+        .collect();
+    let reads =
+        futures::future::join_all(tokens.iter().map(|t| get(&server, t, "Patient/p1"))).await;
+    assert!(reads.iter().all(|(status, _)| *status == 200), "{reads:?}");
+    assert_eq!(idp.fetches(), 1, "one fetch for a rush of tokens");
+
+    // The patient claim confines; the provider's scopes count only within its allowance.
+    let patient = &tokens[0];
+    assert_eq!(get(&server, patient, "Patient/p2").await.0, 404);
+    let (status, found) = get(&server, patient, "Patient").await;
+    assert_eq!((status, resource_ids(&found)), (200, vec!["p1".to_owned()]));
+    let beyond = first
+        .sign(&claims(
+            json!({"scope": "patient/*.cruds", "patient": "p1", "roles": "patient"}),
+        ))
+        .unwrap();
+    assert_eq!(
+        get(&server, &beyond, "Patient/p1").await.0,
+        403,
+        "a scope beyond the allowance"
+    );
+    // The role claim bounds user/ scopes; without a role they permit nothing.
+    let desk = first
+        .sign(&claims(
+            json!({"scope": "user/*.rs", "roles": ["staff", "front-desk"]}),
+        ))
+        .unwrap();
+    assert_eq!(get(&server, &desk, "Patient/p2").await.0, 200);
+    assert_eq!(
+        get(&server, &desk, "Claim").await.0,
+        403,
+        "front desk reads no Claim"
+    );
+    let roleless = first.sign(&claims(json!({"scope": "user/*.rs"}))).unwrap();
+    assert_eq!(get(&server, &roleless, "Patient/p2").await.0, 403);
+
+    // Every way a token can be wrong: 401.
+    let mut wrong_aud = patient_claims("w1");
+    wrong_aud["aud"] = json!("https://other.example/fhir");
+    let mut expired = patient_claims("w2");
+    expired["exp"] = json!(unix_now() - 10);
+    let mut untrusted = patient_claims("w3");
+    untrusted["iss"] = json!("https://sso.elsewhere.example");
+    let other = smart_auth::jwt::SigningKey::generate().unwrap();
+    let mut same_kid = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    same_kid.kid = Some(first.kid.clone());
+    let impostor = jsonwebtoken::encode(
+        &same_kid,
+        &patient_claims("w4"),
+        &jsonwebtoken::EncodingKey::from_rsa_der(other.pkcs1_der()),
+    )
+    .unwrap();
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.kid = Some(first.kid.clone());
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &patient_claims("w5"),
+        &jsonwebtoken::EncodingKey::from_secret(
+            smart_auth::jwt::jwks([&first]).to_string().as_bytes(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let b64 = |value: &Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            value.to_string(),
+        )
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none"})),
+        b64(&patient_claims("w6"))
+    );
+    for (token, what) in [
+        (first.sign(&wrong_aud).unwrap(), "another audience"),
+        (first.sign(&expired).unwrap(), "expired"),
+        (first.sign(&untrusted).unwrap(), "an issuer not trusted"),
+        (impostor, "another key under the provider's kid"),
+        (hs256, "HS256 with the provider's JWKS as secret"),
+        (unsigned, "alg none"),
+    ] {
+        let (status, outcome) = get(&server, &token, "Patient/p1").await;
+        assert_eq!(status, 401, "{what}: {outcome}");
+    }
+
+    // The provider rotates its key. A token of the new key is good once the set is fetched
+    // again, which an unknown kid triggers no sooner than 30 s after the last fetch.
+    let second = smart_auth::jwt::SigningKey::generate().unwrap();
+    *idp.jwks.lock().unwrap() = smart_auth::jwt::jwks([&second]);
+    let rotated = second.sign(&patient_claims("r1")).unwrap();
+    assert_eq!(
+        get(&server, &rotated, "Patient/p1").await.0,
+        401,
+        "fetched too recently"
+    );
+    advance_clock(&server, 31).await;
+    assert_eq!(
+        get(&server, &rotated, "Patient/p1").await.0,
+        200,
+        "after the refetch"
+    );
+    assert_eq!(idp.fetches(), 2);
+
+    // The admin API: a bad provider is refused naming the field; removing one works once.
+    let (server_ref, backend_ref) = (&server, &backend);
+    let admin = |method, path: String, body| async move {
+        admin_call(server_ref, Some(backend_ref), method, &path, body).await
+    };
+    let (status, outcome) = admin(
+        reqwest::Method::POST,
+        "issuers".into(),
+        Some(
+            json!({"issuer": "https://sso.example", "jwks_url": "http://sso.example/jwks",
+            "audience": server.base, "scopes": "patient/*.rs"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, outcome["issue"][0]["expression"][0].as_str()),
+        (400, Some("jwks_url")),
+        "{outcome}"
+    );
+    let (status, listed) = admin(reqwest::Method::GET, "issuers".into(), None).await;
+    assert_eq!(
+        (status, listed[0]["issuer"].as_str()),
+        (200, Some(iss.as_str()))
+    );
+    let removal = format!(
+        "issuers?issuer={}",
+        encode_form(&[("x", &iss)]).trim_start_matches("x=")
+    );
+    assert_eq!(
+        admin(reqwest::Method::DELETE, removal.clone(), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        admin(reqwest::Method::DELETE, removal.clone(), None)
+            .await
+            .0,
+        404
+    );
+    let after = second.sign(&patient_claims("r2")).unwrap();
+    assert_eq!(
+        get(&server, &after, "Patient/p1").await.0,
+        401,
+        "a provider no longer trusted"
+    );
+
+    // A backend client whose keys are at a JWKS URL (RS384, kid c1).
+    let client_key = smart_auth::jwt::SigningKey::generate().unwrap();
+    let mut jwk = serde_json::to_value(client_key.public_jwk()).unwrap();
+    jwk["kid"] = json!("c1");
+    jwk["alg"] = json!("RS384");
+    let host = KeyHost::start(json!({"keys": [jwk]})).await;
+    let refused = server.run_cli(&[
+        "client",
+        "create",
+        "--id",
+        "svc-far",
+        "--type",
+        "confidential-asymmetric",
+        "--jwks-url",
+        "http://keys.example/jwks",
+        "--scopes",
+        "system/Patient.rs",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--jwks-url"));
+    let client_jwks = format!("{}/jwks", host.url);
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "svc-url",
+            "--type",
+            "confidential-asymmetric",
+            "--jwks-url",
+            &client_jwks,
+            "--scopes",
+            "system/Patient.rs",
+        ],
+    );
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS384);
+    header.kid = Some("c1".into());
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": "svc-url", "sub": "svc-url", "aud": format!("{}/auth/token", server.base),
+            "exp": unix_now() + 240, "jti": "a1"}),
+        &jsonwebtoken::EncodingKey::from_rsa_der(client_key.pkcs1_der()),
+    )
+    .unwrap();
+    let (status, token) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", smart_auth::client_auth::JWT_BEARER),
+            ("client_assertion", &assertion),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(host.fetches(), 1);
+    assert_eq!(
+        get(
+            &server,
+            token["access_token"].as_str().unwrap(),
+            "Patient/p2"
+        )
+        .await
+        .0,
+        200
+    );
+}
+on_both!(outside_keys);

@@ -22,6 +22,9 @@ pub struct Issuer {
     pub patient_claim: String,
     /// The claim with the user's FHIR resource, if the provider sets one.
     pub fhir_user_claim: String,
+    /// The claim with the user's roles: a string or an array (Keycloak and Entra ID put
+    /// app roles in `roles`).
+    pub role_claim: String,
 }
 
 impl Issuer {
@@ -33,6 +36,7 @@ impl Issuer {
             scope_claim: "scope".into(),
             patient_claim: "patient".into(),
             fhir_user_claim: "fhirUser".into(),
+            role_claim: "roles".into(),
         }
     }
 }
@@ -45,6 +49,10 @@ pub struct Mapped {
     pub scopes: Scopes,
     pub patient: Option<String>,
     pub fhir_user: Option<String>,
+    /// What the role claim names, in its order.
+    pub roles: Vec<String>,
+    /// The token's `jti`, if it has one.
+    pub jti: Option<String>,
     pub exp: i64,
 }
 
@@ -111,16 +119,21 @@ fn check_claims(claims: &Value, issuer: &Issuer, now: i64) -> Result<(), String>
     Ok(())
 }
 
-fn map(claims: &Value, issuer: &Issuer) -> Result<Mapped, String> {
-    let scope_text = match &claims[issuer.scope_claim.as_str()] {
-        Value::String(text) => text.clone(),
+/// The words of a claim that is a space-separated string or an array of strings.
+fn words(claim: &Value) -> Vec<String> {
+    match claim {
+        Value::String(text) => text.split_whitespace().map(str::to_owned).collect(),
         Value::Array(items) => items
             .iter()
             .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    };
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn map(claims: &Value, issuer: &Issuer) -> Result<Mapped, String> {
+    let scope_text = words(&claims[issuer.scope_claim.as_str()]).join(" ");
     let scopes = Scopes::parse(&scope_text).map_err(|error| error.to_string())?;
     let text = |name: &str| claims[name].as_str().map(str::to_owned);
     Ok(Mapped {
@@ -129,6 +142,8 @@ fn map(claims: &Value, issuer: &Issuer) -> Result<Mapped, String> {
         scopes,
         patient: text(&issuer.patient_claim),
         fhir_user: text(&issuer.fhir_user_claim),
+        roles: words(&claims[issuer.role_claim.as_str()]),
+        jti: text("jti"),
         exp: claims["exp"].as_i64().unwrap_or_default(),
     })
 }
@@ -199,20 +214,21 @@ mod tests {
         assert_eq!(mapped.scopes.to_string(), "openid patient/*.rs");
         assert_eq!(mapped.patient.as_deref(), Some("p7"));
         assert_eq!(mapped.client_id.as_deref(), Some("portal"));
+        assert!(mapped.roles.is_empty());
         // Entra ID's `scp` array.
         let mut entra = issuer();
         entra.scope_claim = "scp".into();
         let token = key
             .sign(&json!({"iss": "https://idp.example/realms/clinic", "aud": "https://ehr.example/fhir",
-                "exp": NOW + 60, "scp": ["user/Patient.rs", "user/Appointment.cruds"]}))
+                "exp": NOW + 60, "scp": ["user/Patient.rs", "user/Appointment.cruds"],
+                "roles": ["reader", "front-desk"]}))
             .unwrap();
+        let mapped = verify(&token, &entra, &jwks, NOW).unwrap();
         assert_eq!(
-            verify(&token, &entra, &jwks, NOW)
-                .unwrap()
-                .scopes
-                .to_string(),
+            mapped.scopes.to_string(),
             "user/Patient.rs user/Appointment.cruds"
         );
+        assert_eq!(mapped.roles, ["reader", "front-desk"]);
     }
 
     #[test]

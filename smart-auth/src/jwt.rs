@@ -201,14 +201,27 @@ fn key_fits(key: &Jwk, alg: Algorithm) -> bool {
 }
 
 /// The claims of a JWT before its signature is checked (to check them first, and to know
-/// whose keys to fetch).
-fn unverified_claims(token: &str) -> Option<Value> {
+/// whose keys verify it).
+pub fn unverified_claims(token: &str) -> Option<Value> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+        .decode(payload.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// The `kid` in a JWT's header, unverified: which key of a fetched JWKS should verify it
+/// (a kid the kept set lacks is the sign to fetch the set again).
+pub fn unverified_kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
+/// Whether the JWKS `jwks` has a key with the id `kid`.
+pub fn jwks_has_kid(jwks: &Value, kid: &str) -> bool {
+    jwks["keys"]
+        .as_array()
+        .is_some_and(|keys| keys.iter().any(|key| key["kid"].as_str() == Some(kid)))
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! Authorization on the resource server's side: who is asking (the [`principal`] of a
 //! bearer token), what they may do ([`enforce`]), and the state behind it: signing keys,
-//! verified tokens, revocations, and the tenant's clients, users and roles
-//! ([`accounts`]). The protocol rules themselves are the `smart-auth` crate's; the
+//! verified tokens, revocations, the tenant's clients, users and roles ([`accounts`]), and
+//! the outside identity providers it trusts ([`issuers`]). The protocol rules themselves are the `smart-auth` crate's; the
 //! endpoints that issue tokens are in `http::auth`.
 
 pub mod accounts;
 pub mod enforce;
+pub mod issuers;
+pub mod jwks;
 pub mod keys;
 pub mod origins;
 pub mod principal;
@@ -28,6 +30,8 @@ pub struct AuthState {
     pub cache: TokenCache<Principal>,
     pub revoked: Arc<revoked::Revoked>,
     pub origins: Arc<origins::RegisteredOrigins>,
+    /// The JWKS fetched from clients' JWKS URLs and trusted identity providers.
+    pub jwks: jwks::JwksCache,
 }
 
 impl Default for AuthState {
@@ -37,6 +41,7 @@ impl Default for AuthState {
             cache: TokenCache::new(CACHED_TOKENS),
             revoked: Arc::new(revoked::Revoked::default()),
             origins: Arc::new(origins::RegisteredOrigins::default()),
+            jwks: jwks::JwksCache::default(),
         }
     }
 }

@@ -71,11 +71,11 @@ pub async fn authenticate(
     let principal = match auth.cache.get(token, now) {
         Some(principal) => principal,
         None => {
-            let principal = verify(auth, store, tenant, base, token, now).await?;
+            let (principal, keep_until) = verify(auth, store, tenant, base, token, now).await?;
             auth.cache.insert(
                 token,
                 principal.clone(),
-                principal.expires_at,
+                keep_until,
                 principal.grant.clone(),
                 now,
             );
@@ -110,7 +110,39 @@ fn bearer_token(authorization: Option<&str>) -> Result<&str, FhirError> {
     Ok(token)
 }
 
+/// The principal of `token`, and until when it may be remembered: a token of this
+/// server's until it expires; a token of an outside provider for at most
+/// [`OUTSIDE_TOKEN_KEPT`] seconds, so that a provider no longer trusted, or a role changed,
+/// holds within that time.
 async fn verify(
+    auth: &AuthState,
+    store: &Store,
+    tenant: TenantId,
+    base: &str,
+    token: &str,
+    now: i64,
+) -> Result<(Principal, i64), FhirError> {
+    let claims = smart_auth::jwt::unverified_claims(token)
+        .ok_or_else(|| unauthorized("the access token is not valid: not a JWT"))?;
+    match claims["iss"].as_str() {
+        Some(iss) if iss != base => {
+            let principal = verify_outside(auth, store, tenant, base, token, iss, now).await?;
+            let keep_until = principal.expires_at.min(now + OUTSIDE_TOKEN_KEPT);
+            Ok((principal, keep_until))
+        }
+        _ => {
+            let principal = verify_own(auth, store, tenant, base, token, now).await?;
+            let keep_until = principal.expires_at;
+            Ok((principal, keep_until))
+        }
+    }
+}
+
+/// How long a checked token of an outside provider is remembered, at most, in seconds.
+pub const OUTSIDE_TOKEN_KEPT: i64 = 300;
+
+/// A token this server issued.
+async fn verify_own(
     auth: &AuthState,
     store: &Store,
     tenant: TenantId,
@@ -160,5 +192,59 @@ async fn principal_of(
         jti: text("jti").unwrap_or_default(),
         grant: text("gid"),
         expires_at: claims["exp"].as_i64().unwrap_or_default(),
+    })
+}
+
+/// A token of an outside provider the tenant trusts (see `issuers`): checked against the
+/// provider's keys, its scopes bounded by what the provider may grant here, its role the
+/// first of the role claim's names that is one of the tenant's roles, else the provider's
+/// default role.
+async fn verify_outside(
+    auth: &AuthState,
+    store: &Store,
+    tenant: TenantId,
+    base: &str,
+    token: &str,
+    iss: &str,
+    now: i64,
+) -> Result<Principal, FhirError> {
+    let trusted = super::issuers::issuer(store, tenant, iss)
+        .await?
+        .ok_or_else(|| {
+            unauthorized("the access token was issued by a provider this tenant does not trust")
+        })?;
+    let keys = auth
+        .jwks
+        .keys_for(&trusted.jwks_url, token)
+        .await
+        .map_err(|reason| unauthorized(format!("the access token cannot be checked: {reason}")))?;
+    let mapped = smart_auth::external::verify(token, &trusted.claims(), &keys, now)
+        .map_err(|reason| unauthorized(format!("the access token is not valid: {reason}")))?;
+    let mut role = None;
+    for name in mapped.roles.iter().chain(trusted.default_role.iter()) {
+        role = super::accounts::role(store, tenant, name).await?;
+        if role.is_some() {
+            break;
+        }
+    }
+    let jti = match &mapped.jti {
+        Some(jti) => format!("{iss}#{jti}"),
+        None => format!("{iss}#{}", smart_auth::sha256_hex(token)),
+    };
+    Ok(Principal {
+        tenant,
+        audience: base.to_owned(),
+        client_id: mapped.client_id.unwrap_or_else(|| iss.to_owned()),
+        scopes: mapped.scopes.granted_within(&trusted.allowed_scopes()),
+        patient: mapped
+            .patient
+            .map(|p| p.strip_prefix("Patient/").unwrap_or(&p).to_owned()),
+        encounter: None,
+        fhir_user: mapped.fhir_user,
+        username: mapped.subject,
+        role,
+        jti,
+        grant: None,
+        expires_at: mapped.exp,
     })
 }

@@ -101,6 +101,21 @@ pub async fn register_client(
             "a confidential-asymmetric client needs a JWKS or a JWKS URL",
         ));
     }
+    if let Some(url) = &new.jwks_url
+        && !super::jwks::is_fetchable(url)
+    {
+        return Err(invalid(
+            "jwks_url",
+            "a JWKS URL is https (or http to this machine)",
+        ));
+    }
+    if new
+        .jwks
+        .as_ref()
+        .is_some_and(|jwks| !jwks["keys"].is_array())
+    {
+        return Err(invalid("jwks", "a JWKS is an object with a \"keys\" array"));
+    }
     if accounts::client(store, tenant, &new.id).await?.is_some() {
         return Err(taken(format!("client '{}' already exists", new.id)));
     }

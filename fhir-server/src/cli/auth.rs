@@ -1,9 +1,10 @@
 //! The authorization server's accounts from the command line: `client create|list`,
-//! `user create|list|reset-password` and `keys rotate`, each on `--tenant` (default
-//! `default`) of `--database`.
+//! `user create|list|reset-password`, `issuer add|list|remove` and `keys rotate`, each on
+//! `--tenant` (default `default`) of `--database`.
 
 use super::open_tenant;
 use crate::auth::accounts::{self, ClientType};
+use crate::auth::issuers;
 use crate::auth::registry::{self, NewClient};
 use crate::config::DatabaseConfig;
 use crate::error::FhirError;
@@ -91,6 +92,58 @@ pub enum UserCommand {
     ResetPassword {
         #[arg(long)]
         username: String,
+        #[command(flatten)]
+        on: On,
+    },
+}
+
+/// `issuer add`.
+#[derive(Args)]
+pub struct NewIssuer {
+    /// The `iss` of the provider's tokens (e.g. `https://sso.example/realms/clinic`).
+    #[arg(long)]
+    issuer: String,
+    /// Where its public keys are (https, or http to this machine).
+    #[arg(long)]
+    jwks_url: String,
+    /// The `aud` its tokens must carry to be good here (often this tenant's FHIR base).
+    #[arg(long)]
+    audience: String,
+    /// The most its tokens may grant here, space-separated (system/ ones only where listed).
+    #[arg(long)]
+    scopes: String,
+    /// The claim with the scopes: `scope` (a string) or, for Entra ID, `scp` (an array).
+    #[arg(long, default_value = "scope")]
+    scope_claim: String,
+    /// The claim with the patient in context.
+    #[arg(long, default_value = "patient")]
+    patient_claim: String,
+    /// The claim with the user's FHIR resource.
+    #[arg(long, default_value = "fhirUser")]
+    fhir_user_claim: String,
+    /// The claim naming the user's practice role (a string or an array).
+    #[arg(long, default_value = "roles")]
+    role_claim: String,
+    /// The role of a user whose token names none of the tenant's roles.
+    #[arg(long)]
+    default_role: Option<String>,
+    #[command(flatten)]
+    on: On,
+}
+
+#[derive(Subcommand)]
+pub enum IssuerCommand {
+    /// Trust the access tokens of an outside identity provider (Keycloak, Okta, Entra ID).
+    Add(NewIssuer),
+    /// List the trusted providers.
+    List {
+        #[command(flatten)]
+        on: On,
+    },
+    /// Stop trusting a provider.
+    Remove {
+        #[arg(long)]
+        issuer: String,
         #[command(flatten)]
         on: On,
     },
@@ -210,6 +263,51 @@ pub async fn user(command: UserCommand) -> Result<(), String> {
             };
             println!("{base}/auth/reset?token={token}");
             println!("(valid 24 hours, once; prefix it with the server's public URL)");
+            Ok(())
+        }
+    }
+}
+
+pub async fn issuer(command: IssuerCommand) -> Result<(), String> {
+    match command {
+        IssuerCommand::Add(new) => {
+            let (store, tenant) = open_tenant(&new.on.database, &new.on.tenant).await?;
+            let trusted = issuers::TrustedIssuer {
+                issuer: new.issuer.clone(),
+                jwks_url: new.jwks_url,
+                audience: new.audience,
+                scopes: new.scopes,
+                scope_claim: new.scope_claim,
+                patient_claim: new.patient_claim,
+                fhir_user_claim: new.fhir_user_claim,
+                role_claim: new.role_claim,
+                default_role: new.default_role,
+            };
+            issuers::add(&store, tenant, trusted)
+                .await
+                .map_err(failed)?;
+            println!(
+                "tokens of '{}' are trusted on tenant '{}'",
+                new.issuer, new.on.tenant
+            );
+            Ok(())
+        }
+        IssuerCommand::List { on } => {
+            let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
+            for trusted in issuers::issuers(&store, tenant).await.map_err(failed)? {
+                println!("{}", trusted.summary());
+            }
+            Ok(())
+        }
+        IssuerCommand::Remove { issuer, on } => {
+            let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
+            issuers::remove(&store, tenant, &issuer)
+                .await
+                .map_err(failed)?;
+            println!(
+                "tokens of '{issuer}' are no longer trusted on tenant '{}'",
+                on.tenant
+            );
             Ok(())
         }
     }

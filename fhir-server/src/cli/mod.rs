@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: auth::UserCommand,
     },
+    /// Trust the access tokens of outside identity providers (Keycloak, Okta, Entra ID).
+    Issuer {
+        #[command(subcommand)]
+        command: auth::IssuerCommand,
+    },
     /// The server's token signing keys.
     Keys {
         #[command(subcommand)]
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
             Command::Edi { command } => edi::run(command),
             Command::Client { command } => auth::client(command).await,
             Command::User { command } => auth::user(command).await,
+            Command::Issuer { command } => auth::issuer(command).await,
             Command::Keys { command } => auth::keys(command).await,
         }
     });

@@ -27,6 +27,8 @@ pub enum RecordKind {
     Failure,
     /// A password reset link, by the SHA-256 of its token.
     Reset,
+    /// An outside identity provider the tenant trusts, by its issuer URL.
+    Issuer,
 }
 
 impl RecordKind {
@@ -42,6 +44,7 @@ impl RecordKind {
             RecordKind::Jti => "jti",
             RecordKind::Failure => "failure",
             RecordKind::Reset => "reset",
+            RecordKind::Issuer => "issuer",
         }
     }
 }
@@ -281,6 +284,23 @@ impl Store {
         sql.push("DELETE FROM auth_records");
         where_under(&mut sql, tenant, kind, prefix);
         self.execute(sql).await.map(|_| ())
+    }
+
+    /// Removes one record; whether it was there.
+    pub async fn auth_delete(
+        &self,
+        tenant: TenantId,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("DELETE FROM auth_records WHERE tid = ");
+        sql.bind(Arg::Int(tenant.get()));
+        sql.push(" AND kind = ");
+        sql.bind_text(kind.as_str());
+        sql.push(" AND key = ");
+        sql.bind_text(key);
+        self.execute(sql).await.map(|deleted| deleted > 0)
     }
 
     /// Removes the records and revocations that expired before `now`.

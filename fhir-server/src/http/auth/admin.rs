@@ -1,5 +1,5 @@
 //! The accounts of a tenant over HTTP, `{base}/auth/admin/...`: list and register clients,
-//! list and add users, make a password reset link. The same rules as the command line
+//! list and add users, make a password reset link, trust outside identity providers. The same rules as the command line
 //! (`auth::registry`). The caller needs an access token of this tenant held by a user of
 //! the `admin` role, or a backend token with a `system/*` scope that may create (what an
 //! operator's provisioning script is given).
@@ -7,6 +7,7 @@
 //! - `GET|POST {base}/auth/admin/clients`
 //! - `GET|POST {base}/auth/admin/users`
 //! - `POST {base}/auth/admin/users/{username}/reset-password`
+//! - `GET|POST {base}/auth/admin/issuers`, `DELETE {base}/auth/admin/issuers?issuer=URL`
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -15,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use smart_auth::scope::Permission;
 
-use super::{Tenant, split, tenant_of};
+use super::{Tenant, field, split, tenant_of};
 use crate::app::{App, SharedApp};
 use crate::auth::accounts;
 use crate::auth::enforce::{self, Reach};
+use crate::auth::issuers::{self, TrustedIssuer};
 use crate::auth::registry;
 use crate::error::FhirError;
 use crate::http::encode_error;
@@ -36,7 +38,7 @@ pub async fn handle(State(app): State<SharedApp>, request: Request) -> Response 
 
 async fn answer(app: &App, request: Request) -> Result<(StatusCode, Value), FhirError> {
     let method = request.method().clone();
-    let (path, headers, body, _) = split(request);
+    let (path, headers, body, query) = split(request);
     let tenant = tenant_of(app, &headers, &path).await?;
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let principal = crate::auth::principal::authenticate(
@@ -69,7 +71,7 @@ async fn answer(app: &App, request: Request) -> Result<(StatusCode, Value), Fhir
         .map_err(|_| {
             FhirError::bad_request(format!("The body is larger than {MAX_BODY_BYTES} bytes"))
         })?;
-    route(app, &tenant, &method, &below, &body).await
+    route(app, &tenant, &method, &below, query.as_deref(), &body).await
 }
 
 async fn route(
@@ -77,6 +79,7 @@ async fn route(
     tenant: &Tenant,
     method: &Method,
     below: &str,
+    query: Option<&str>,
     body: &[u8],
 ) -> Result<(StatusCode, Value), FhirError> {
     let segments: Vec<&str> = below.split('/').filter(|s| !s.is_empty()).collect();
@@ -125,10 +128,56 @@ async fn route(
                 json!({"reset_link": link, "expires_in": registry::RESET_LIFETIME}),
             ))
         }
+        (_, ["issuers"]) => issuers_route(app, tenant, method, query, body).await,
         (_, ["clients"] | ["users"] | ["users", _, "reset-password"]) => Err(
             FhirError::method_not_allowed(format!("{method} is not allowed here")),
         ),
         _ => Err(FhirError::not_found("No such admin endpoint")),
+    }
+}
+
+/// `{base}/auth/admin/issuers`: list, trust, and stop trusting (`?issuer=URL`) outside
+/// identity providers.
+async fn issuers_route(
+    app: &App,
+    tenant: &Tenant,
+    method: &Method,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<(StatusCode, Value), FhirError> {
+    match *method {
+        Method::GET => {
+            let trusted = issuers::issuers(&app.store, tenant.id).await?;
+            Ok((
+                StatusCode::OK,
+                json!(
+                    trusted
+                        .iter()
+                        .map(TrustedIssuer::summary)
+                        .collect::<Vec<_>>()
+                ),
+            ))
+        }
+        Method::POST => {
+            let new: TrustedIssuer = parse(body)?;
+            let issuer = new.issuer.clone();
+            issuers::add(&app.store, tenant.id, new).await?;
+            Ok((StatusCode::CREATED, json!({"issuer": issuer})))
+        }
+        Method::DELETE => {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                    .into_owned()
+                    .collect();
+            let issuer = field(&pairs, "issuer").ok_or_else(|| {
+                FhirError::bad_request("Name the issuer to remove: ?issuer=URL").at("issuer")
+            })?;
+            issuers::remove(&app.store, tenant.id, issuer).await?;
+            Ok((StatusCode::OK, json!({"issuer": issuer, "removed": true})))
+        }
+        _ => Err(FhirError::method_not_allowed(format!(
+            "{method} is not allowed here"
+        ))),
     }
 }
 

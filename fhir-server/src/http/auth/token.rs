@@ -8,7 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use base64::Engine;
 use serde_json::Value;
 use smart_auth::client_auth::{self, Presented};
 use smart_auth::scope::{Context, Scope, Scopes};
@@ -138,11 +137,7 @@ pub async fn authenticate(
 
 /// `iss` of a JWT, unverified: only to know whose keys verify it.
 fn unverified_issuer(assertion: &str) -> Option<String> {
-    let payload = assertion.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let claims = smart_auth::jwt::unverified_claims(assertion)?;
     claims["iss"].as_str().map(str::to_owned)
 }
 
@@ -154,9 +149,20 @@ async fn check_assertion(
     client: &Client,
     assertion: &str,
 ) -> Result<(), TokenError> {
-    let jwks = client.jwks.as_ref().ok_or_else(|| {
-        invalid_client("the client has no inline JWKS registered (a JWKS URL is not fetched by this server yet)")
-    })?;
+    let fetched;
+    let jwks = match (&client.jwks, &client.jwks_url) {
+        (Some(inline), _) => inline,
+        (None, Some(url)) => {
+            fetched = app
+                .auth
+                .jwks
+                .keys_for(url, assertion)
+                .await
+                .map_err(invalid_client)?;
+            fetched.as_ref()
+        }
+        (None, None) => return Err(invalid_client("the client has no JWKS registered")),
+    };
     let endpoints = tenant.endpoints();
     let expected = smart_auth::assertion::Expected {
         client_id: &client.id,
