@@ -2418,7 +2418,24 @@ async fn query_constrained_scopes(server: Server) {
             201
         );
     }
-    let scope = "system/Observation.rs?category=laboratory";
+    // lab2 was a laboratory result once, and is a vital sign now.
+    let lab2 = |category: &str| {
+        json!({"resourceType": "Observation", "id": "lab2", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+            "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}})
+    };
+    for category in ["laboratory", "vital-signs"] {
+        let (status, _) = with_token(
+            &server,
+            &writer,
+            reqwest::Method::PUT,
+            "Observation/lab2",
+            Some(&lab2(category)),
+        )
+        .await;
+        assert!(status == 200 || status == 201);
+    }
+    let scope = "system/Observation.cruds?category=laboratory";
     cli_ok(
         &server,
         &[
@@ -2448,6 +2465,152 @@ async fn query_constrained_scopes(server: Server) {
     assert_eq!(get(&server, labs, "Observation/lab1").await.0, 200);
     assert_eq!(get(&server, labs, "Observation/vit1").await.0, 404);
     assert_eq!(get(&server, labs, "Patient/p1").await.0, 403);
+
+    // Versions: each one answered must meet the constraint.
+    assert_eq!(
+        get(&server, labs, "Observation/lab1/_history/1").await.0,
+        200
+    );
+    assert_eq!(
+        get(&server, labs, "Observation/vit1/_history/1").await.0,
+        404
+    );
+    assert_eq!(
+        get(&server, labs, "Observation/lab2/_history/1").await.0,
+        200
+    );
+    assert_eq!(
+        get(&server, labs, "Observation/lab2/_history/2").await.0,
+        404
+    );
+    let (status, history) = get(&server, labs, "Observation/lab2/_history").await;
+    assert_eq!(status, 200);
+    let versions: Vec<String> = entries(&history)
+        .iter()
+        .map(|entry| {
+            entry["resource"]["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(versions, ["1"], "{history}");
+    assert!(
+        history.get("total").is_none(),
+        "a total would count the hidden version"
+    );
+    let (_, history) = get(&server, labs, "Observation/_history").await;
+    let mut seen: Vec<String> = entries(&history)
+        .iter()
+        .map(|entry| {
+            let resource = &entry["resource"];
+            format!(
+                "{}/{}",
+                resource["id"].as_str().unwrap(),
+                resource["meta"]["versionId"].as_str().unwrap()
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["lab1/1", "lab2/1"]);
+
+    // Writes: what is written must meet it, and so must what it replaces or removes.
+    let observation = |id: &str, category: &str| {
+        let mut resource = lab2(category);
+        resource["id"] = json!(id);
+        resource
+    };
+    let server_ref = &server;
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let path = path.to_owned();
+        async move {
+            with_token(server_ref, labs, method, &path, body.as_ref())
+                .await
+                .0
+        }
+    };
+    let mut new_lab = observation("x", "laboratory");
+    new_lab.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        send(reqwest::Method::POST, "Observation", Some(new_lab)).await,
+        201
+    );
+    let mut new_vital = observation("x", "vital-signs");
+    new_vital.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        send(reqwest::Method::POST, "Observation", Some(new_vital)).await,
+        403
+    );
+    let to_vital = observation("lab1", "vital-signs");
+    assert_eq!(
+        send(reqwest::Method::PUT, "Observation/lab1", Some(to_vital)).await,
+        403
+    );
+    let over_vital = observation("vit1", "laboratory");
+    assert_eq!(
+        send(reqwest::Method::PUT, "Observation/vit1", Some(over_vital)).await,
+        404
+    );
+    assert_eq!(
+        send(reqwest::Method::DELETE, "Observation/vit1", None).await,
+        404
+    );
+    assert_eq!(
+        send(
+            reqwest::Method::PUT,
+            "Observation/lab1",
+            Some(observation("lab1", "laboratory"))
+        )
+        .await,
+        200
+    );
+    let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+    let (status, _) = common::json(
+        server
+            .client
+            .patch(format!("{}/Observation/lab1", server.base))
+            .bearer_auth(labs)
+            .header("content-type", "application/json-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "PATCH is not open to a constrained scope");
+    // A transaction: one entry outside the constraint refuses it all.
+    let transaction = |category: &str| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation("t1", "laboratory"), "request": {"method": "PUT", "url": "Observation/t1"}},
+            {"resource": observation("t2", category), "request": {"method": "PUT", "url": "Observation/t2"}}]})
+    };
+    let (status, outcome) = with_token(
+        &server,
+        labs,
+        reqwest::Method::POST,
+        "",
+        Some(&transaction("vital-signs")),
+    )
+    .await;
+    assert_eq!(status, 403, "{outcome}");
+    assert_eq!(
+        get(&server, &writer, "Observation/t1").await.0,
+        404,
+        "nothing was written"
+    );
+    let (status, outcome) = with_token(
+        &server,
+        labs,
+        reqwest::Method::POST,
+        "",
+        Some(&transaction("laboratory")),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(
+        send(reqwest::Method::DELETE, "Observation/lab1", None).await,
+        204
+    );
 }
 smart!(query_constrained_scopes);
 

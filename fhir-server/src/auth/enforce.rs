@@ -87,8 +87,8 @@ pub fn check(
             )),
         };
     }
-    // Only scopes with query constraints permit it: they are honoured on search (see
-    // `search_constraint`), not on other interactions.
+    // Only scopes with query constraints permit it: the gate honours them by the shape
+    // of the request (see `query_constraint` and `http::guard`).
     Err(refused())
 }
 
@@ -122,10 +122,11 @@ fn reaches_all(principal: &Principal, resource_type: &str, permission: Permissio
     })
 }
 
-/// The query constraint a search (or a read) must also meet when only constrained scopes
-/// permit it (`patient/Observation.rs?category=laboratory`): the first such scope's, which
-/// is never wider than what the scopes grant together. `None`: no constraint applies.
-pub fn search_constraint(
+/// The query constraint a request must meet when only constrained scopes permit it
+/// (`patient/Observation.rs?category=laboratory`): the first such scope's, which is never
+/// wider than what the scopes grant together. A search gets it as parameters; a read, a
+/// vread, a history and a write are judged against it. `None`: no constraint applies.
+pub fn query_constraint(
     principal: Option<&Principal>,
     resource_type: &str,
     permission: Permission,

@@ -5,6 +5,7 @@
 //! endpoints that issue tokens are in `http::auth`.
 
 pub mod accounts;
+pub mod constraint;
 pub mod enforce;
 pub mod issuers;
 pub mod jwks;

@@ -11,7 +11,8 @@ use serde_json::Value;
 use smart_auth::scope::{Context, Permission};
 
 use crate::app::App;
-use crate::auth::enforce::{Reach, check, forbidden, in_compartment, search_constraint};
+use crate::auth::constraint::{Write, check_write, meets};
+use crate::auth::enforce::{Reach, check, forbidden, in_compartment, query_constraint};
 use crate::error::FhirError;
 use crate::ids::{Id, ResourceType};
 use crate::ops::Target;
@@ -90,6 +91,13 @@ pub enum Admitted {
         patient: String,
         extra: Vec<(String, String)>,
     },
+    /// A vread or history under a scope's query constraint: each version answered must
+    /// meet it (judged in memory, `auth::constraint`), and be in the patient's
+    /// compartment when there is one.
+    Versions {
+        constraint: Vec<(String, String)>,
+        patient: Option<String>,
+    },
 }
 
 /// Lets `request` in or refuses it (403); how far its answer reaches.
@@ -98,40 +106,34 @@ pub async fn admit(app: &App, request: &FhirRequest) -> Result<Admitted, FhirErr
     let Some((resource_type, permission)) = needs(request) else {
         return Ok(Admitted::All);
     };
-    let (reach, extra) = match check(principal, &resource_type, permission) {
-        Ok(reach) => (reach, Vec::new()),
-        Err(refused) => {
-            let read = plain_read(request);
-            let constrained = (permission == Permission::Search || read.is_some())
-                .then(|| search_constraint(principal, &resource_type, permission))
-                .flatten();
-            match (constrained, principal, read) {
-                (Some((context, extra)), Some(principal), Some(id)) => {
-                    read_within(app, request, (&resource_type, id), &extra).await?;
-                    match context {
-                        Context::Patient => (
-                            Reach::Patient(principal.patient.clone().ok_or(refused)?),
-                            Vec::new(),
-                        ),
-                        _ => (Reach::All, Vec::new()),
-                    }
-                }
-                (Some((Context::Patient, extra)), Some(principal), None) => {
-                    let patient = principal.patient.clone().ok_or(refused)?;
-                    (Reach::Patient(patient), extra)
-                }
-                (Some((_, extra)), _, _) => return Ok(Admitted::Constrained(extra)),
-                (None, _, _) => return Err(refused),
-            }
-        }
-    };
-    match reach {
-        Reach::All => Ok(Admitted::All),
-        Reach::Patient(patient) => {
+    match check(principal, &resource_type, permission) {
+        Ok(Reach::All) => Ok(Admitted::All),
+        Ok(Reach::Patient(patient)) => {
             admit_patient(app, request, &patient, permission).await?;
-            Ok(Admitted::Patient { patient, extra })
+            Ok(Admitted::Patient {
+                patient,
+                extra: Vec::new(),
+            })
         }
+        Err(refused) => match query_constraint(principal, &resource_type, permission) {
+            Some(constraint) => {
+                admit_constrained(app, request, (&resource_type, permission), constraint).await
+            }
+            None => Err(refused),
+        },
     }
+}
+
+/// What a request is, as a query-constrained scope treats it.
+enum Shape<'a> {
+    Search,
+    /// `GET [type]/[id]`.
+    Read(&'a str),
+    /// A vread, or the history of an instance or a type.
+    Versions,
+    Write(Write<'a>),
+    /// An operation, a conditional write, a PATCH: not open to such scopes.
+    Other,
 }
 
 /// The id of a plain read (`GET [type]/[id]`).
@@ -139,6 +141,98 @@ fn plain_read(request: &FhirRequest) -> Option<&str> {
     match (request.segments.as_slice(), &request.method) {
         ([_, id], &Method::GET) if !id.starts_with(['$', '_']) => Some(id.as_str()),
         _ => None,
+    }
+}
+
+fn shape<'a>(
+    request: &'a FhirRequest,
+    resource: Option<&'a Value>,
+    permission: Permission,
+) -> Shape<'a> {
+    if permission == Permission::Search {
+        return Shape::Search;
+    }
+    if let Some(id) = plain_read(request) {
+        return Shape::Read(id);
+    }
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    match (&request.method, segments.as_slice(), resource) {
+        (&Method::GET, [_, "_history"] | [_, _, "_history"] | [_, _, "_history", _], _) => {
+            Shape::Versions
+        }
+        (&Method::POST, [_], Some(new)) if request.header("if-none-exist").is_none() => {
+            Shape::Write(Write::Create(new))
+        }
+        (&Method::PUT, [_, _], Some(new)) => Shape::Write(Write::Update(&request.segments[1], new)),
+        (&Method::DELETE, [_, _], _) => Shape::Write(Write::Delete(&request.segments[1])),
+        _ => Shape::Other,
+    }
+}
+
+/// A request that only query-constrained scopes permit
+/// (`patient/Observation.rs?category=laboratory`): a search gets the constraint's
+/// parameters; a plain read is allowed when the constrained search finds the resource; a
+/// vread or a history answers only the versions that meet it; a write must leave a
+/// resource that meets it and may only replace or remove one that does. Operations,
+/// conditional writes and PATCH (whose result is known only once written) are refused.
+async fn admit_constrained(
+    app: &App,
+    request: &FhirRequest,
+    (resource_type, permission): (&str, Permission),
+    (context, constraint): (Context, Vec<(String, String)>),
+) -> Result<Admitted, FhirError> {
+    let patient = match (context, request.principal.as_deref()) {
+        (Context::Patient, Some(principal)) => {
+            Some(principal.patient.clone().ok_or_else(|| {
+                forbidden("The access token has patient/ scopes but no patient in context")
+            })?)
+        }
+        _ => None,
+    };
+    if let Some(patient) = &patient {
+        admit_patient(app, request, patient, permission).await?;
+    }
+    let body = match (&request.method, request.segments.len()) {
+        (&Method::POST, 1) | (&Method::PUT, 2) => Some(request.resource(resource_type)?),
+        _ => None,
+    };
+    let unconstrained = |patient: Option<String>| match patient {
+        Some(patient) => Admitted::Patient {
+            patient,
+            extra: Vec::new(),
+        },
+        None => Admitted::All,
+    };
+    match shape(request, body.as_ref(), permission) {
+        Shape::Search => Ok(match patient {
+            Some(patient) => Admitted::Patient {
+                patient,
+                extra: constraint,
+            },
+            None => Admitted::Constrained(constraint),
+        }),
+        Shape::Read(id) => {
+            read_within(app, request, (resource_type, id), &constraint).await?;
+            Ok(unconstrained(patient))
+        }
+        Shape::Versions => Ok(Admitted::Versions {
+            constraint,
+            patient,
+        }),
+        Shape::Write(write) => {
+            check_write(
+                &app.store,
+                request.tenant,
+                resource_type,
+                write,
+                &constraint,
+            )
+            .await?;
+            Ok(unconstrained(patient))
+        }
+        Shape::Other => Err(forbidden(
+            "A scope with a query constraint does not cover operations, conditional writes or PATCH",
+        )),
     }
 }
 
@@ -265,11 +359,38 @@ fn is_data(resource: &Value) -> bool {
 
 /// Confines an answer to a patient's compartment: a single resource outside it is 404;
 /// a Bundle loses the entries outside it (and deletions in history, whose resource is
-/// gone and cannot be placed).
+/// gone and cannot be placed). `matches_inside`: the Bundle is a compartment search's,
+/// whose `match` entries need no check.
 pub fn confine(
     response: FhirResponse,
     patient: &str,
     matches_inside: bool,
+) -> Result<FhirResponse, FhirError> {
+    retain(response, matches_inside, |value| {
+        in_compartment(patient, value)
+    })
+}
+
+/// Keeps of an answer (a vread, a history) only the versions that meet a scope's query
+/// constraint: a single one that does not is 404, a Bundle loses the others (and
+/// deletions, which cannot be judged).
+pub fn meeting(
+    response: FhirResponse,
+    constraint: &[(String, String)],
+) -> Result<FhirResponse, FhirError> {
+    retain(response, false, |value| {
+        let resource_type = value["resourceType"].as_str().unwrap_or_default();
+        meets(resource_type, value, constraint) == Ok(true)
+    })
+}
+
+/// An answer with only the resources `keep` keeps (answers that are not data, such as an
+/// OperationOutcome, pass): a single resource it does not keep is 404; a Bundle loses
+/// those entries, and its total, which would count them.
+fn retain(
+    response: FhirResponse,
+    matches_kept: bool,
+    keep: impl Fn(&Value) -> bool,
 ) -> Result<FhirResponse, FhirError> {
     let FhirResponse {
         status,
@@ -279,21 +400,21 @@ pub fn confine(
     let payload = match payload {
         Some(Payload::Stored(bytes)) => {
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if is_data(&value) && !in_compartment(patient, &value) {
+            if is_data(&value) && !keep(&value) {
                 return Err(not_found());
             }
             Some(Payload::Stored(bytes))
         }
         Some(Payload::Value(value)) => {
-            if is_data(&value) && !in_compartment(patient, &value) {
+            if is_data(&value) && !keep(&value) {
                 return Err(not_found());
             }
             Some(Payload::Value(value))
         }
-        Some(Payload::Bundle(bundle)) => Some(Payload::Bundle(Box::new(confine_bundle(
+        Some(Payload::Bundle(bundle)) => Some(Payload::Bundle(Box::new(retain_entries(
             *bundle,
-            patient,
-            matches_inside,
+            matches_kept,
+            &keep,
         )))),
         other => other,
     };
@@ -304,16 +425,19 @@ pub fn confine(
     })
 }
 
-/// `matches_inside`: the Bundle is a compartment search's, whose `match` entries need no
-/// check.
-fn confine_bundle(mut bundle: Bundle, patient: &str, matches_inside: bool) -> Bundle {
+/// `matches_kept`: the Bundle's `match` entries are kept without a check.
+fn retain_entries(
+    mut bundle: Bundle,
+    matches_kept: bool,
+    keep: &impl Fn(&Value) -> bool,
+) -> Bundle {
     let before = bundle.entries.len();
     bundle.entries.retain(|entry| {
         let mode = entry
             .rest
             .get("search")
             .and_then(|search| search.get("mode"));
-        if matches_inside && mode.is_some_and(|mode| mode == "match") {
+        if matches_kept && mode.is_some_and(|mode| mode == "match") {
             return true;
         }
         let value = match &entry.resource {
@@ -323,9 +447,9 @@ fn confine_bundle(mut bundle: Bundle, patient: &str, matches_inside: bool) -> Bu
             // when its entry ran.
             None => return !entry.rest.contains_key("request"),
         };
-        !is_data(&value) || in_compartment(patient, &value)
+        !is_data(&value) || keep(&value)
     });
-    // A total counted over more than the patient's resources would disclose the others.
+    // A total counted over more than what is kept would disclose the others.
     if bundle.entries.len() != before {
         bundle.shell.remove("total");
     }

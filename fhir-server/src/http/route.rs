@@ -47,6 +47,16 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             }
             None => super::guard::confine(route(app, request).await?, &patient, false),
         },
+        Admitted::Versions {
+            constraint,
+            patient,
+        } => {
+            let mut response = route(app, request).await?;
+            if let Some(patient) = &patient {
+                response = super::guard::confine(response, patient, false)?;
+            }
+            super::guard::meeting(response, &constraint)
+        }
     }
 }
 

@@ -14,9 +14,10 @@ use base64::Engine;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use smart_auth::scope::Permission;
+use smart_auth::scope::{Context, Permission};
 
 use crate::app::App;
+use crate::auth::constraint::{Write, check_write};
 use crate::auth::enforce::{self, Reach};
 use crate::error::FhirError;
 use crate::fhir::patch::Patch;
@@ -645,8 +646,12 @@ async fn authorize_writes(
             .first()
             .map(String::as_str)
             .unwrap_or_default();
-        let reach = enforce::check(Some(principal), resource_type, permission)
-            .map_err(|e| e.at(at.clone()))?;
+        let reach = match enforce::check(Some(principal), resource_type, permission) {
+            Ok(reach) => reach,
+            Err(refused) => constrained_write(app, request, entry, permission, refused)
+                .await
+                .map_err(|e| e.at(at.clone()))?,
+        };
         let Reach::Patient(patient) = reach else {
             continue;
         };
@@ -673,6 +678,51 @@ async fn authorize_writes(
         }
     }
     Ok(())
+}
+
+/// A write entry that only query-constrained scopes permit: allowed as `PUT [type]/[id]`,
+/// `DELETE [type]/[id]` or a plain create when the resource it leaves, and the one it
+/// replaces, meet the constraint (`auth::constraint`); how far it reaches. Anything else
+/// keeps the refusal.
+async fn constrained_write(
+    app: &App,
+    request: &FhirRequest,
+    entry: &EntryRequest,
+    permission: Permission,
+    refused: FhirError,
+) -> Result<Reach, FhirError> {
+    let principal = request.principal.as_deref();
+    let resource_type = entry
+        .segments
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let Some((context, constraint)) =
+        enforce::query_constraint(principal, resource_type, permission)
+    else {
+        return Err(refused);
+    };
+    let write = match (&entry.method, entry.segments.as_slice(), &entry.resource) {
+        (&Method::POST, [_], Some(new)) if !entry.headers.contains_key("if-none-exist") => {
+            Write::Create(new)
+        }
+        (&Method::PUT, [_, id], Some(new)) => Write::Update(id, new),
+        (&Method::DELETE, [_, id], _) => Write::Delete(id),
+        _ => return Err(refused),
+    };
+    check_write(
+        &app.store,
+        request.tenant,
+        resource_type,
+        write,
+        &constraint,
+    )
+    .await?;
+    match (context, principal.and_then(|p| p.patient.clone())) {
+        (Context::Patient, Some(patient)) => Ok(Reach::Patient(patient)),
+        (Context::Patient, None) => Err(refused),
+        _ => Ok(Reach::All),
+    }
 }
 
 /// A batch entry's answer from an interaction's response.
