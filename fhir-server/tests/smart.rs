@@ -926,6 +926,48 @@ async fn roles_bound_user_scopes(server: Server) {
     let (status, outcome) = get(&server, access, "Claim").await;
     assert_eq!(status, 403, "front desk reads no Claim");
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+    // Nor through what an answer adds: `_revinclude`, `$everything`.
+    let backend = backend_token(&server).await;
+    let claim = json!({"resourceType": "Claim", "id": "c1", "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "claim", "patient": {"reference": "Patient/p1"}, "created": "2026-03-02",
+        "provider": {"reference": "Organization/o1"},
+        "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": true, "coverage": {"reference": "Coverage/cov1"}}]});
+    let (status, body) = with_token(
+        &server,
+        &backend,
+        reqwest::Method::PUT,
+        "Claim/c1",
+        Some(&claim),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let types = |bundle: &Value| -> Vec<String> {
+        let mut types: Vec<String> = entries(bundle)
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    };
+    let revinclude = "Patient?_id=p1&_revinclude=Claim:patient";
+    let (_, wide) = get(&server, &backend, revinclude).await;
+    assert_eq!(
+        types(&wide),
+        ["Claim", "Patient"],
+        "a wildcard backend sees both"
+    );
+    let (status, desk) = get(&server, access, revinclude).await;
+    assert_eq!((status, types(&desk)), (200, vec!["Patient".to_owned()]));
+    let (status, everything) = get(&server, access, "Patient/p1/$everything").await;
+    assert_eq!(status, 200, "{everything}");
+    assert!(
+        !types(&everything).contains(&"Claim".to_owned()),
+        "{everything}"
+    );
+    assert!(types(&everything).contains(&"Patient".to_owned()));
 }
 smart!(roles_bound_user_scopes);
 
@@ -2369,7 +2411,7 @@ async fn audit_events_outside_wildcards(server: Server) {
             "--secret",
             "auditor-secret-0123456789",
             "--scopes",
-            "system/AuditEvent.rs",
+            "system/AuditEvent.cruds system/Patient.rs",
         ],
     );
     let (status, body) = form(
@@ -2377,22 +2419,44 @@ async fn audit_events_outside_wildcards(server: Server) {
         "auth/token",
         &[
             ("grant_type", "client_credentials"),
-            ("scope", "system/AuditEvent.rs"),
+            ("scope", "system/AuditEvent.cruds system/Patient.rs"),
         ],
         Some(("auditor", "auditor-secret-0123456789")),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        get(
-            &server,
-            body["access_token"].as_str().unwrap(),
-            "AuditEvent"
-        )
-        .await
-        .0,
-        200
-    );
+    let auditor = body["access_token"].as_str().unwrap();
+    assert_eq!(get(&server, auditor, "AuditEvent").await.0, 200);
+    // An AuditEvent about p1: the wildcard token does not get it by `_revinclude`, a
+    // system-level history or `$everything`; a token that names AuditEvent does.
+    let event = json!({"resourceType": "AuditEvent", "id": "ae1",
+        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+        "recorded": "2026-01-01T00:00:00Z",
+        "agent": [{"who": {"reference": "Practitioner/d1"}, "requestor": true}],
+        "source": {"observer": {"reference": "Organization/o1"}},
+        "entity": [{"what": {"reference": "Patient/p1"}}]});
+    let (status, body) = with_token(
+        &server,
+        auditor,
+        reqwest::Method::PUT,
+        "AuditEvent/ae1",
+        Some(&event),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let has_event = |bundle: &Value| {
+        entries(bundle)
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "AuditEvent")
+    };
+    let revinclude = "Patient?_id=p1&_revinclude=AuditEvent:patient";
+    let (status, named) = get(&server, auditor, revinclude).await;
+    assert!(status == 200 && has_event(&named), "{named}");
+    for path in [revinclude, "_history", "Patient/p1/$everything"] {
+        let (status, answer) = get(&server, &wildcard, path).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(!has_event(&answer), "{path}: {answer}");
+    }
 }
 smart!(audit_events_outside_wildcards);
 

@@ -384,6 +384,39 @@ pub fn meeting(
     })
 }
 
+/// Keeps out of an answer the resources of types its principal may not read, where an
+/// answer can hold types other than the one admitted: what `_include` and `_revinclude`
+/// add, a system-level search or history, and an operation's Bundle (`$everything`). A
+/// user's role bounds them all, and AuditEvent stays outside every wildcard scope. A
+/// read, a vread or the history of one type need no check (their type was admitted); a
+/// batch's or transaction's entries were each admitted.
+pub fn readable_only(
+    request: &FhirRequest,
+    response: FhirResponse,
+) -> Result<FhirResponse, FhirError> {
+    let Some(principal) = request.principal.as_deref() else {
+        return Ok(response);
+    };
+    if !matches!(response.payload, Some(Payload::Bundle(_)))
+        || crate::auth::enforce::reads_every_type(principal)
+    {
+        return Ok(response);
+    }
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let matches_admitted = match (segments.as_slice(), &request.method) {
+        ([], &Method::GET) => false,
+        ([], _) => return Ok(response),
+        ([first, ..], _) if first.starts_with('$') || *first == "_history" => false,
+        ([.., last], _) if last.starts_with('$') => false,
+        ([_, _, "_history", ..] | [_, "_history"], _) => return Ok(response),
+        _ => true,
+    };
+    retain(response, matches_admitted, |value| {
+        let resource_type = value["resourceType"].as_str().unwrap_or_default();
+        check(Some(principal), resource_type, Permission::Read).is_ok()
+    })
+}
+
 /// An answer with only the resources `keep` keeps (answers that are not data, such as an
 /// OperationOutcome, pass): a single resource it does not keep is 404; a Bundle loses
 /// those entries, and its total, which would count them.

@@ -28,8 +28,14 @@ fn dispatch_boxed<'a>(
 }
 
 /// Answers `request` once the gate (`guard`) lets it in; a patient's token gets its
-/// searches run in the patient's compartment and its answers confined to it.
+/// searches run in the patient's compartment and its answers confined to it; no answer
+/// holds a resource of a type the token may not read.
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let response = admitted(app, request).await?;
+    super::guard::readable_only(request, response)
+}
+
+async fn admitted(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     match super::guard::admit(app, request).await? {
         Admitted::All => route(app, request).await,
         Admitted::Constrained(extra) => route(app, &request.with_params(&extra)).await,
