@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What SMART authorization costs per request, counted in instructions by valgrind's
 # callgrind (counts, not seconds: repeatable on a busy machine, unlike a load test):
-#   - a read by id: --auth none against --auth smart with a Backend Services token;
+#   - a read by id: --auth none against --auth smart with a Backend Services token, and
+#     split into carrying the token (sent to --auth none, which ignores it) and checking it;
 #   - a patient's search: the compartment search Patient/p7/Observation?code=... under
 #     --auth none against Observation?code=... with patient p7's own token (which the server
 #     runs as that compartment search, and whose answer it confines).
@@ -96,8 +97,13 @@ report() { # label none smart
   python3 -c "import sys; n, s = int(sys.argv[2]), int(sys.argv[3]); print(f'{sys.argv[1]}: {n} instructions without a token, {s} with: {100 * (s - n) / n:+.1f}%')" "$@"
 }
 NONE=$(per_request none /fhir/Patient/p7 "")
+CARRIED=$(per_request none /fhir/Patient/p7 "Bearer $SYSTEM")
 SMART=$(per_request smart /fhir/Patient/p7 "Bearer $SYSTEM")
 report "read by id (Backend Services token)" "$NONE" "$SMART"
+# The same token sent to --auth none, which ignores it: what carrying a 700-byte header
+# costs (parsing and copying it), apart from checking it.
+report "  of which carrying the token (--auth none, token sent)" "$NONE" "$CARRIED"
+report "  of which checking it (--auth smart against --auth none, token sent to both)" "$CARRIED" "$SMART"
 NONE=$(per_request none "/fhir/Patient/p7/Observation?code=8480-6" "")
 SMART=$(per_request smart "/fhir/Observation?code=8480-6" "Bearer $PATIENT")
 report "patient search, 20 matches (patient token)" "$NONE" "$SMART"

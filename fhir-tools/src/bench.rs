@@ -37,6 +37,11 @@ pub struct BenchConfig {
     /// patients, from `--preload` or from the create phase.
     #[arg(long, value_delimiter = ',', default_value = "create,read")]
     pub phases: Vec<BenchPhase>,
+
+    /// An access token every request carries (`Authorization: Bearer ...`), to measure a
+    /// server under `--auth smart` against the same server under `--auth none`.
+    #[arg(long, env = "FHIR_BENCH_TOKEN")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +84,9 @@ impl Phase {
 }
 
 pub async fn run(config: BenchConfig) -> Result<(), String> {
+    if let Some(token) = &config.token {
+        crate::bench_client::use_token(token);
+    }
     let target = Target::reach(&config.url).await?;
     println!(
         "benchmarking {} for {}s per phase",

@@ -14,6 +14,14 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 
+/// The `Authorization` header every request carries, once set (`bench --token`).
+static AUTHORIZATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every request carry `token` as its bearer token (the first call wins).
+pub fn use_token(token: &str) {
+    let _ = AUTHORIZATION.set(format!("Bearer {token}"));
+}
+
 /// The parts of an answer the benchmark looks at.
 pub struct Answer {
     pub status: u16,
@@ -78,6 +86,9 @@ impl Connection {
             .method(method)
             .uri(path)
             .header("host", &self.authority);
+        if let Some(authorization) = AUTHORIZATION.get() {
+            request = request.header("authorization", authorization.as_str());
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -35,7 +35,7 @@ pub struct TokenCache<T = Value> {
 /// random seed (foldhash; the seed is never shown, so no one can aim a token at another's
 /// entry). Any change to a token, one character of its signature or of its claims, gives
 /// another key and so a fresh verification.
-fn key(seed: &foldhash::fast::RandomState, token: &str) -> u64 {
+fn key(seed: &foldhash::fast::RandomState, token: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     seed.hash_one(token)
 }
@@ -45,8 +45,7 @@ fn key(seed: &foldhash::fast::RandomState, token: &str) -> u64 {
 const TAIL_LENGTH: usize = 32;
 type Tail = [u8; TAIL_LENGTH];
 
-fn tail(token: &str) -> Tail {
-    let bytes = token.as_bytes();
+fn tail(bytes: &[u8]) -> Tail {
     let end = &bytes[bytes.len().saturating_sub(TAIL_LENGTH)..];
     let mut tail = [0u8; TAIL_LENGTH];
     tail[..end.len()].copy_from_slice(end);
@@ -66,7 +65,10 @@ impl<T> TokenCache<T> {
     }
 
     /// The claims of `token` if it was verified and has not expired by `now`.
-    pub fn get(&self, token: &str, now: i64) -> Option<Arc<T>> {
+    /// The claims of `token` (the bytes of the header as sent: a hit needs no check that
+    /// they are text), if verified and not expired at `now`.
+    pub fn get(&self, token: impl AsRef<[u8]>, now: i64) -> Option<Arc<T>> {
+        let token = token.as_ref();
         let key = key(&self.seed, token);
         let inner = self.inner.lock().ok()?;
         inner
@@ -78,7 +80,15 @@ impl<T> TokenCache<T> {
 
     /// Remembers a verified token's claims until `exp`; `grant` names what revoking
     /// removes it.
-    pub fn insert(&self, token: &str, claims: T, exp: i64, grant: Option<String>, now: i64) {
+    pub fn insert(
+        &self,
+        token: impl AsRef<[u8]>,
+        claims: T,
+        exp: i64,
+        grant: Option<String>,
+        now: i64,
+    ) {
+        let token = token.as_ref();
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -117,7 +127,7 @@ impl<T> TokenCache<T> {
     /// Forgets one token (it was revoked by itself).
     pub fn revoke_token(&self, token: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.entries.remove(&key(&self.seed, token));
+            inner.entries.remove(&key(&self.seed, token.as_bytes()));
         }
     }
 
@@ -172,7 +182,7 @@ mod tests {
     fn the_cache_stays_within_its_bound() {
         let cache = TokenCache::new(100);
         for n in 0..1000 {
-            cache.insert(&format!("t{n}"), json!({}), 10_000, None, 0);
+            cache.insert(format!("t{n}"), json!({}), 10_000, None, 0);
             assert!(cache.len() <= 100);
         }
         // The newest are kept.

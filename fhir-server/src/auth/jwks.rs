@@ -47,9 +47,14 @@ pub fn is_fetchable(url: &str) -> bool {
     }
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 /// The fetched sets, by URL.
+#[derive(Default)]
 pub struct JwksCache {
-    http: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Made at the first fetch: loading the system's roots costs milliseconds, which a
+    /// server that never fetches a key should not pay at every start.
+    http: std::sync::OnceLock<HttpClient>,
     sets: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
 }
 
@@ -62,15 +67,6 @@ struct Fetched {
     tried_at: Option<i64>,
     /// Why the last fetch failed, while its keys are missing.
     failure: Option<String>,
-}
-
-impl Default for JwksCache {
-    fn default() -> Self {
-        JwksCache {
-            http: Client::builder(TokioExecutor::new()).build(connector()),
-            sets: Mutex::new(HashMap::new()),
-        }
-    }
 }
 
 /// https verified against the system's roots (http too, for loopback URLs). A system with
@@ -172,8 +168,10 @@ impl JwksCache {
             .body(Empty::<Bytes>::new())
             .map_err(|error| error.to_string())?;
         let body = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let response = self
+            let http = self
                 .http
+                .get_or_init(|| Client::builder(TokioExecutor::new()).build(connector()));
+            let response = http
                 .request(request)
                 .await
                 .map_err(|error| error.to_string())?;

@@ -57,20 +57,23 @@ pub fn unauthorized(reason: impl Into<String>) -> FhirError {
     FhirError::new(StatusCode::UNAUTHORIZED, "login", reason)
 }
 
-/// The principal of `authorization` (the request's `Authorization` header) on the tenant
-/// `tenant` whose base is `base`.
+/// The principal of `authorization` (the bytes of the request's `Authorization` header)
+/// on the tenant `tenant` whose base is `base`. A token seen before is found by its bytes
+/// as sent; only a new one is checked to be text, then verified.
 pub async fn authenticate(
     auth: &AuthState,
     store: &Store,
     tenant: TenantId,
     base: &str,
-    authorization: Option<&str>,
+    authorization: Option<&[u8]>,
 ) -> Result<Arc<Principal>, FhirError> {
     let token = bearer_token(authorization)?;
     let now = now_seconds();
     let principal = match auth.cache.get(token, now) {
         Some(principal) => principal,
         None => {
+            let token = std::str::from_utf8(token)
+                .map_err(|_| unauthorized("the access token is not valid: not a JWT"))?;
             let (principal, keep_until) = verify(auth, store, tenant, base, token, now).await?;
             auth.cache.insert(
                 token,
@@ -96,16 +99,16 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-fn bearer_token(authorization: Option<&str>) -> Result<&str, FhirError> {
+fn bearer_token(authorization: Option<&[u8]>) -> Result<&[u8], FhirError> {
     let header = authorization.ok_or_else(|| unauthorized("an access token is required"))?;
-    let (scheme, token) = header
-        .split_once(' ')
-        .ok_or_else(|| unauthorized("the Authorization header is not a Bearer token"))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(unauthorized(
-            "the Authorization header is not a Bearer token",
-        ));
+    let not_bearer = || unauthorized("the Authorization header is not a Bearer token");
+    let space = header
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or_else(not_bearer)?;
+    let (scheme, token) = (&header[..space], header[space + 1..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+        return Err(not_bearer());
     }
     Ok(token)
 }

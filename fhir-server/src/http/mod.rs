@@ -205,7 +205,7 @@ async fn authenticate(
     if app.config.auth == AuthMode::None || segments == ["metadata"] {
         return Ok(None);
     }
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
     crate::auth::principal::authenticate(&app.auth, &app.store, tenant, base, authorization)
         .await
         .map(Some)

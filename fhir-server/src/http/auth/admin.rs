@@ -40,7 +40,7 @@ async fn answer(app: &App, request: Request) -> Result<(StatusCode, Value), Fhir
     let method = request.method().clone();
     let (path, headers, body, query) = split(request);
     let tenant = tenant_of(app, &headers, &path).await?;
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
     let principal = crate::auth::principal::authenticate(
         &app.auth,
         &app.store,

@@ -56,7 +56,7 @@ pub async fn introspect(State(app): State<SharedApp>, request: Request) -> Respo
         &app.store,
         tenant.id,
         &tenant.base,
-        Some(&authorization),
+        Some(authorization.as_bytes()),
     )
     .await;
     let answer = match principal {
@@ -121,7 +121,7 @@ async fn revoke_token(app: &App, tenant: &Tenant, token: &str) -> Result<(), Tok
         &app.store,
         tenant.id,
         &tenant.base,
-        Some(&authorization),
+        Some(authorization.as_bytes()),
     )
     .await
     {
