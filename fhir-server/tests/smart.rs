@@ -33,6 +33,23 @@ fn cli_ok(server: &Server, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A server under `--auth smart` whose clock the test moves (`/admin/clock`); `None`
+/// (with a note) when the test has no PostgreSQL to run on.
+async fn clocked_smart_server(backend: common::Backend) -> Option<Server> {
+    let args = [
+        "--auth",
+        "smart",
+        "--admin-token",
+        "admin-secret",
+        "--test-clock",
+    ];
+    let server = Server::start_with(backend, &args, &[]).await;
+    if server.is_none() {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    }
+    server
+}
+
 /// `both!` for servers started with `--auth smart`.
 macro_rules! smart {
     ($test:ident) => {
@@ -2162,15 +2179,7 @@ smart!(cors_for_registered_origins);
 /// server's public key as the secret, a changed signature, an unknown key id, one that
 /// expired, and hostile forms of the header.
 async fn forged_and_expired_tokens(backend: common::Backend) {
-    let args = [
-        "--auth",
-        "smart",
-        "--admin-token",
-        "admin-secret",
-        "--test-clock",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = clocked_smart_server(backend).await else {
         return;
     };
     register(&server);
@@ -2294,15 +2303,7 @@ on_both!(forged_and_expired_tokens);
 /// The remaining refusals of the code flow: a code used after its 60 seconds, a missing or
 /// blank verifier, a request without aud or without a PKCE challenge, and hostile forms.
 async fn code_flow_refusals(backend: common::Backend) {
-    let args = [
-        "--auth",
-        "smart",
-        "--admin-token",
-        "admin-secret",
-        "--test-clock",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = clocked_smart_server(backend).await else {
         return;
     };
     register(&server);
@@ -2745,15 +2746,7 @@ async fn advance_clock(server: &Server, seconds: u64) {
 /// a provider no longer trusted is refused. And a backend client whose keys are at a JWKS
 /// URL gets a token with an assertion signed by one of them.
 async fn outside_keys(backend: common::Backend) {
-    let args = [
-        "--auth",
-        "smart",
-        "--admin-token",
-        "admin-secret",
-        "--test-clock",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = clocked_smart_server(backend).await else {
         return;
     };
     register(&server);

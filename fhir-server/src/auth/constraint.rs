@@ -27,6 +27,26 @@ pub enum Write<'a> {
     Delete(&'a str),
 }
 
+impl<'a> Write<'a> {
+    /// The write a request is, when it is one a query-constrained scope may make: a plain
+    /// create (not `If-None-Exist`), `PUT [type]/[id]` or `DELETE [type]/[id]`. Conditional
+    /// forms and PATCH are not: their effect is known only once written.
+    pub fn of(
+        method: &axum::http::Method,
+        segments: &'a [String],
+        resource: Option<&'a Value>,
+        if_none_exist: bool,
+    ) -> Option<Write<'a>> {
+        use axum::http::Method;
+        match (method, segments, resource) {
+            (&Method::POST, [_], Some(new)) if !if_none_exist => Some(Write::Create(new)),
+            (&Method::PUT, [_, id], Some(new)) => Some(Write::Update(id, new)),
+            (&Method::DELETE, [_, id], _) => Some(Write::Delete(id)),
+            _ => None,
+        }
+    }
+}
+
 /// A write under a query-constrained scope: the resource it leaves must meet the
 /// constraint (else 403), and so must the one it replaces or removes (else 404: what the
 /// scope cannot see, its holder does not learn exists).

@@ -156,16 +156,18 @@ fn shape<'a>(
         return Shape::Read(id);
     }
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
-    match (&request.method, segments.as_slice(), resource) {
-        (&Method::GET, [_, "_history"] | [_, _, "_history"] | [_, _, "_history", _], _) => {
-            Shape::Versions
-        }
-        (&Method::POST, [_], Some(new)) if request.header("if-none-exist").is_none() => {
-            Shape::Write(Write::Create(new))
-        }
-        (&Method::PUT, [_, _], Some(new)) => Shape::Write(Write::Update(&request.segments[1], new)),
-        (&Method::DELETE, [_, _], _) => Shape::Write(Write::Delete(&request.segments[1])),
-        _ => Shape::Other,
+    if request.method == Method::GET
+        && matches!(
+            segments.as_slice(),
+            [_, "_history"] | [_, _, "_history"] | [_, _, "_history", _]
+        )
+    {
+        return Shape::Versions;
+    }
+    let if_none_exist = request.header("if-none-exist").is_some();
+    match Write::of(&request.method, &request.segments, resource, if_none_exist) {
+        Some(write) => Shape::Write(write),
+        None => Shape::Other,
     }
 }
 

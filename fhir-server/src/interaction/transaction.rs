@@ -702,13 +702,14 @@ async fn constrained_write(
     else {
         return Err(refused);
     };
-    let write = match (&entry.method, entry.segments.as_slice(), &entry.resource) {
-        (&Method::POST, [_], Some(new)) if !entry.headers.contains_key("if-none-exist") => {
-            Write::Create(new)
-        }
-        (&Method::PUT, [_, id], Some(new)) => Write::Update(id, new),
-        (&Method::DELETE, [_, id], _) => Write::Delete(id),
-        _ => return Err(refused),
+    let if_none_exist = entry.headers.contains_key("if-none-exist");
+    let Some(write) = Write::of(
+        &entry.method,
+        &entry.segments,
+        entry.resource.as_ref(),
+        if_none_exist,
+    ) else {
+        return Err(refused);
     };
     check_write(
         &app.store,
