@@ -27,3 +27,4 @@ pub mod resource;
 pub mod rest;
 pub mod search;
 pub mod store;
+pub mod workflows;
