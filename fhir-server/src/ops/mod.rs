@@ -3,6 +3,7 @@
 //! CapabilityStatement and the OperationDefinitions served at `OperationDefinition/[id]`
 //! all read that one list, so they cannot disagree.
 
+pub mod appointment_find;
 pub mod claim_submit;
 pub mod definition;
 pub mod everything;
@@ -136,6 +137,7 @@ pub static OPERATIONS: &[Operation] = &[
     export::PATIENT,
     export::GROUP,
     claim_submit::OPERATION,
+    appointment_find::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,
     meta::META,

@@ -1,0 +1,385 @@
+//! Scheduling as a front desk uses it, on both databases: `Appointment/$find` computes
+//! openings from a Schedule's availability (the SchedulingParameters extension) across a
+//! daylight saving change, honours holidays (busy-unavailable Slots), booked appointments,
+//! buffers, group capacity, free Slots an EHR publishes, several Schedules at once and the
+//! patient's own appointments; and refuses bad questions naming the parameter.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
+
+mod common;
+
+use common::{Server, entries, put_ok};
+use serde_json::{Value, json};
+
+const PARAMETERS: &str = "https://medplum.com/fhir/StructureDefinition/SchedulingParameters";
+
+/// A Schedule of `actor`, open `days` from `from` for `hours`, 30-minute visits on a
+/// 30-minute grid, in New York, with `extra` sub-extensions.
+fn schedule(
+    id: &str,
+    actor: &str,
+    days: &[&str],
+    from: &str,
+    hours: u32,
+    extra: &[Value],
+) -> Value {
+    let mut subs = vec![
+        json!({"url": "availability", "valueTiming": {"repeat": {"dayOfWeek": days, "timeOfDay": [from], "duration": hours, "durationUnit": "h"}}}),
+        json!({"url": "duration", "valueDuration": {"value": 30, "unit": "min"}}),
+        json!({"url": "alignmentInterval", "valueDuration": {"value": 30, "unit": "min"}}),
+        json!({"url": "timezone", "valueCode": "America/New_York"}),
+    ];
+    subs.extend(extra.iter().cloned());
+    json!({"resourceType": "Schedule", "id": id, "active": true, "actor": [{"reference": actor}],
+        "extension": [{"url": PARAMETERS, "extension": subs}]})
+}
+
+fn appointment(id: &str, actors: &[&str], start: &str, end: &str) -> Value {
+    let participant: Vec<Value> = actors
+        .iter()
+        .map(|a| json!({"actor": {"reference": a}, "status": "accepted"}))
+        .collect();
+    json!({"resourceType": "Appointment", "id": id, "status": "booked", "start": start, "end": end,
+        "participant": participant})
+}
+
+fn slot(id: &str, schedule: &str, status: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Slot", "id": id, "schedule": {"reference": schedule}, "status": status,
+        "start": start, "end": end})
+}
+
+async fn find(server: &Server, query: &str) -> (u16, Value) {
+    server.get_json(&format!("Appointment/$find?{query}")).await
+}
+
+/// The local start times of the openings found.
+async fn starts(server: &Server, query: &str) -> Vec<String> {
+    let (status, bundle) = find(server, query).await;
+    assert_eq!(status, 200, "{bundle}");
+    entries(&bundle)
+        .iter()
+        .map(|e| e["resource"]["start"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const WEEKEND: &str = "start=2027-03-13T00:00:00Z&end=2027-03-15T04:00:00Z&_count=100";
+
+async fn finds_openings(server: Server) {
+    let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    for resource in [
+        json!({"resourceType": "Practitioner", "id": "dr1"}),
+        json!({"resourceType": "Practitioner", "id": "dr2"}),
+        json!({"resourceType": "Location", "id": "room1"}),
+        json!({"resourceType": "Patient", "id": "p1"}),
+        schedule("s-dr", "Practitioner/dr1", &every_day, "09:00:00", 4, &[]),
+        schedule("s-room", "Location/room1", &every_day, "10:00:00", 6, &[]),
+    ] {
+        put_ok(&server, &resource).await;
+    }
+    // New York springs forward on Sunday 14 March 2027: 9:00 stays 9:00 local.
+    let found = starts(&server, &format!("schedule=Schedule/s-dr&{WEEKEND}")).await;
+    assert_eq!(found.len(), 16, "{found:?}");
+    assert_eq!(found[0], "2027-03-13T09:00:00-05:00");
+    assert_eq!(found[7], "2027-03-13T12:30:00-05:00");
+    assert_eq!(found[8], "2027-03-14T09:00:00-04:00");
+
+    // A holiday (busy-unavailable), a booked visit, and a free Slot outside the hours.
+    put_ok(
+        &server,
+        &slot(
+            "holiday",
+            "Schedule/s-dr",
+            "busy-unavailable",
+            "2027-03-14T00:00:00-04:00",
+            "2027-03-15T00:00:00-04:00",
+        ),
+    )
+    .await;
+    put_ok(
+        &server,
+        &appointment(
+            "a1",
+            &["Practitioner/dr1"],
+            "2027-03-13T09:30:00-05:00",
+            "2027-03-13T10:00:00-05:00",
+        ),
+    )
+    .await;
+    put_ok(
+        &server,
+        &slot(
+            "extra",
+            "Schedule/s-dr",
+            "free",
+            "2027-03-13T15:00:00-05:00",
+            "2027-03-13T16:00:00-05:00",
+        ),
+    )
+    .await;
+    let found = starts(&server, &format!("schedule=s-dr&{WEEKEND}")).await;
+    assert_eq!(
+        found,
+        [
+            "2027-03-13T09:00:00-05:00",
+            "2027-03-13T10:00:00-05:00",
+            "2027-03-13T10:30:00-05:00",
+            "2027-03-13T11:00:00-05:00",
+            "2027-03-13T11:30:00-05:00",
+            "2027-03-13T12:00:00-05:00",
+            "2027-03-13T12:30:00-05:00",
+            "2027-03-13T15:00:00-05:00",
+            "2027-03-13T15:30:00-05:00",
+        ]
+    );
+    // A cancelled appointment holds nothing.
+    let mut cancelled = appointment(
+        "a2",
+        &["Practitioner/dr1"],
+        "2027-03-13T10:00:00-05:00",
+        "2027-03-13T10:30:00-05:00",
+    );
+    cancelled["status"] = json!("cancelled");
+    put_ok(&server, &cancelled).await;
+    assert_eq!(
+        starts(&server, &format!("schedule=s-dr&{WEEKEND}"))
+            .await
+            .len(),
+        9
+    );
+
+    // A practitioner and a room at once (Monday: 9-13 and 10-16 give 10-13), as proposed
+    // Appointments naming both; and the patient's own booking elsewhere blocks 10:00.
+    let monday = "start=2027-03-15T04:00:00Z&end=2027-03-16T04:00:00Z&_count=100";
+    let (status, bundle) = find(
+        &server,
+        &format!("practitioner=Practitioner/dr1&location=Location/room1&{monday}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{bundle}");
+    let first = &entries(&bundle)[0]["resource"];
+    assert_eq!(first["status"], "proposed");
+    assert_eq!(first["start"], "2027-03-15T10:00:00-04:00");
+    assert_eq!(first["end"], "2027-03-15T10:30:00-04:00");
+    let actors: Vec<&str> = first["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["actor"]["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["Practitioner/dr1", "Location/room1"]);
+    assert_eq!(entries(&bundle).len(), 6);
+    put_ok(
+        &server,
+        &appointment(
+            "elsewhere",
+            &["Practitioner/dr2", "Patient/p1"],
+            "2027-03-15T10:00:00-04:00",
+            "2027-03-15T10:30:00-04:00",
+        ),
+    )
+    .await;
+    let found = starts(
+        &server,
+        &format!("schedule=s-dr&schedule=s-room&patient=Patient/p1&{monday}"),
+    )
+    .await;
+    assert_eq!(found.len(), 5);
+    assert_eq!(found[0], "2027-03-15T10:30:00-04:00");
+
+    // The same question as a POSTed Parameters.
+    let parameters = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDateTime": "2027-03-15T04:00:00Z"},
+        {"name": "end", "valueDateTime": "2027-03-16T04:00:00Z"},
+        {"name": "schedule", "valueString": "Schedule/s-dr"},
+        {"name": "schedule", "valueString": "Schedule/s-room"},
+        {"name": "patient", "valueReference": {"reference": "Patient/p1"}},
+        {"name": "_count", "valueInteger": 2}]});
+    let (status, bundle) = server.post_json("Appointment/$find", &parameters).await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(entries(&bundle).len(), 2);
+    assert_eq!(
+        entries(&bundle)[0]["resource"]["start"],
+        "2027-03-15T10:30:00-04:00"
+    );
+}
+both!(finds_openings);
+
+/// Buffers keep preparation and clean-up free; a group visit takes as many patients as
+/// its capacity.
+async fn buffers_and_capacity(server: Server) {
+    let weekdays = ["mon", "tue", "wed", "thu", "fri"];
+    let buffered = schedule(
+        "s-buf",
+        "Practitioner/b1",
+        &weekdays,
+        "09:00:00",
+        3,
+        &[
+            json!({"url": "bufferBefore", "valueDuration": {"value": 15, "unit": "min"}}),
+            json!({"url": "bufferAfter", "valueDuration": {"value": 15, "unit": "min"}}),
+        ],
+    );
+    let group = schedule(
+        "s-group",
+        "Location/gym",
+        &weekdays,
+        "09:00:00",
+        1,
+        &[json!({"url": "slotCapacity", "valueInteger": 2})],
+    );
+    for resource in [
+        json!({"resourceType": "Practitioner", "id": "b1"}),
+        json!({"resourceType": "Location", "id": "gym"}),
+        buffered,
+        group,
+    ] {
+        put_ok(&server, &resource).await;
+    }
+    let monday = "start=2027-03-15T04:00:00Z&end=2027-03-16T04:00:00Z&_count=100";
+    // Booked 10:00-10:30: with 15 minutes before and after each visit, the next may start
+    // at 11:00 (10:30 + 15 of clean-up + 15 of preparation), the one before end at 9:30.
+    put_ok(
+        &server,
+        &appointment(
+            "b-a",
+            &["Practitioner/b1"],
+            "2027-03-15T10:00:00-04:00",
+            "2027-03-15T10:30:00-04:00",
+        ),
+    )
+    .await;
+    let found = starts(&server, &format!("schedule=s-buf&{monday}")).await;
+    assert_eq!(
+        found,
+        [
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T11:00:00-04:00",
+            "2027-03-15T11:30:00-04:00"
+        ],
+        "the window closes at 12:00; 11:30 is the last start"
+    );
+    put_ok(
+        &server,
+        &appointment(
+            "g-1",
+            &["Location/gym"],
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        ),
+    )
+    .await;
+    let found = starts(&server, &format!("schedule=s-group&{monday}")).await;
+    assert_eq!(
+        found,
+        ["2027-03-15T09:00:00-04:00", "2027-03-15T09:30:00-04:00"],
+        "one of two places taken"
+    );
+    put_ok(
+        &server,
+        &appointment(
+            "g-2",
+            &["Location/gym"],
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        ),
+    )
+    .await;
+    let found = starts(&server, &format!("schedule=s-group&{monday}")).await;
+    assert_eq!(found, ["2027-03-15T09:30:00-04:00"], "both places taken");
+}
+both!(buffers_and_capacity);
+
+/// Bad questions: 400 or 422 naming the parameter or the element; the operation is
+/// described like every other.
+async fn find_refuses_bad_questions(server: Server) {
+    put_ok(
+        &server,
+        &schedule("s1", "Practitioner/x", &["mon"], "09:00:00", 1, &[]),
+    )
+    .await;
+    put_ok(&server, &json!({"resourceType": "Schedule", "id": "bare", "actor": [{"reference": "Practitioner/x"}]})).await;
+    let mut mars = schedule("mars", "Practitioner/x", &["mon"], "09:00:00", 1, &[]);
+    mars["extension"][0]["extension"][3]["valueCode"] = json!("Mars/Olympus_Mons");
+    put_ok(&server, &mars).await;
+    let range = "start=2027-03-15T00:00:00Z&end=2027-03-16T00:00:00Z";
+    for (query, status, at) in [
+        (
+            "schedule=s1&end=2027-03-16T00:00:00Z".to_owned(),
+            400,
+            "Parameters.parameter.where(name = 'start')",
+        ),
+        (
+            "schedule=s1&start=2027-03-16T00:00:00Z&end=2027-03-15T00:00:00Z".to_owned(),
+            400,
+            "Parameters.parameter.where(name = 'end')",
+        ),
+        (
+            "schedule=s1&start=2027-01-01T00:00:00Z&end=2027-06-01T00:00:00Z".to_owned(),
+            400,
+            "Parameters.parameter.where(name = 'end')",
+        ),
+        (
+            "schedule=s1&start=tomorrow&end=2027-03-16T00:00:00Z".to_owned(),
+            400,
+            "Parameters.parameter.where(name = 'start')",
+        ),
+        (
+            format!("schedule=nope&{range}"),
+            400,
+            "Parameters.parameter.where(name = 'schedule')",
+        ),
+        (
+            format!("schedule=Schedule/../x&{range}"),
+            400,
+            "Parameters.parameter.where(name = 'schedule')",
+        ),
+        (
+            range.to_owned(),
+            400,
+            "Parameters.parameter.where(name = 'schedule')",
+        ),
+        (
+            format!("schedule=s1&_count=0&{range}"),
+            400,
+            "Parameters.parameter.where(name = '_count')",
+        ),
+        (
+            format!("practitioner=Practitioner/nobody&{range}"),
+            400,
+            "Parameters.parameter.where(name = 'practitioner')",
+        ),
+        (format!("schedule=bare&{range}"), 422, "Schedule.extension"),
+        (
+            format!("schedule=mars&{range}"),
+            422,
+            "Schedule.extension[0].extension[3].valueCode",
+        ),
+    ] {
+        let (got, outcome) = find(&server, &query).await;
+        assert_eq!(got, status, "{query}: {outcome}");
+        assert_eq!(
+            outcome["issue"][0]["expression"][0], at,
+            "{query}: {outcome}"
+        );
+    }
+    let (status, definition) = server
+        .get_json("OperationDefinition/Appointment-find")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(definition["code"], "find");
+    let (_, statement) = server.get_json("metadata").await;
+    let appointment = statement["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Appointment")
+        .unwrap();
+    assert!(
+        appointment["operation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "find")
+    );
+}
+both!(find_refuses_bad_questions);
