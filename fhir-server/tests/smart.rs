@@ -3019,3 +3019,55 @@ async fn outside_keys(backend: common::Backend) {
     );
 }
 on_both!(outside_keys);
+
+/// A patient's app looks for openings for its own patient only: the answer proposes
+/// visits for that patient; asking for another patient is refused.
+async fn patient_finds_own_openings(server: Server) {
+    register(&server);
+    let backend = backend_token(&server).await;
+    let schedule = json!({"resourceType": "Schedule", "id": "s-dr", "active": true,
+        "actor": [{"reference": "Practitioner/d1"}],
+        "extension": [{"url": "https://medplum.com/fhir/StructureDefinition/SchedulingParameters", "extension": [
+            {"url": "availability", "valueTiming": {"repeat": {"dayOfWeek": ["mon"], "timeOfDay": ["09:00:00"], "duration": 1, "durationUnit": "h"}}},
+            {"url": "duration", "valueDuration": {"value": 30, "unit": "min"}},
+            {"url": "timezone", "valueCode": "Europe/Berlin"}]}]});
+    let (status, body) = with_token(
+        &server,
+        &backend,
+        reqwest::Method::PUT,
+        "Schedule/s-dr",
+        Some(&schedule),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = patient_launch(&server).await;
+    let access = token["access_token"].as_str().unwrap();
+    let range = "start=2027-03-15T00:00:00Z&end=2027-03-16T00:00:00Z";
+    let (status, bundle) = get(
+        &server,
+        access,
+        &format!("Appointment/$find?schedule=s-dr&{range}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{bundle}");
+    let found = entries(&bundle);
+    assert_eq!(found.len(), 2, "{bundle}");
+    for entry in &found {
+        let participants = entry["resource"]["participant"].as_array().unwrap();
+        assert!(
+            participants
+                .iter()
+                .any(|p| p["actor"]["reference"] == "Patient/p1"),
+            "{entry}"
+        );
+    }
+    assert_eq!(found[0]["resource"]["start"], "2027-03-15T09:00:00+01:00");
+    let (status, outcome) = get(
+        &server,
+        access,
+        &format!("Appointment/$find?schedule=s-dr&patient=Patient/p2&{range}"),
+    )
+    .await;
+    assert_eq!(status, 403, "{outcome}");
+}
+smart!(patient_finds_own_openings);
