@@ -383,3 +383,248 @@ async fn find_refuses_bad_questions(server: Server) {
     );
 }
 both!(find_refuses_bad_questions);
+
+/// Starts a server whose clock the test moves, on `backend`.
+async fn clocked(backend: common::Backend) -> Option<Server> {
+    let server = Server::start_with(
+        backend,
+        &["--test-clock", "--admin-token", "admin-secret"],
+        &[],
+    )
+    .await;
+    if server.is_none() {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    }
+    server
+}
+
+async fn advance(server: &Server, seconds: u64) {
+    let moved = server
+        .client
+        .post(format!("{}/admin/clock", server.root))
+        .bearer_auth("admin-secret")
+        .body(json!({"advance_seconds": seconds}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+}
+
+async fn send(server: &Server, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+    server
+        .send_json(method, path, common::JSON, body.to_string())
+        .await
+}
+
+/// Nobody is booked twice, whatever the write path: a plain create, an update, a patch, a
+/// transaction; buffers count; a cancelled booking frees its time; a lapsed hold holds
+/// nothing; past appointments (an EHR's history) are not checked.
+async fn no_double_booking(backend: common::Backend) {
+    let Some(server) = clocked(backend).await else {
+        return;
+    };
+    let buffered = schedule(
+        "s-dr1",
+        "Practitioner/dr1",
+        &["mon"],
+        "09:00:00",
+        8,
+        &[json!({"url": "bufferAfter", "valueDuration": {"value": 10, "unit": "min"}})],
+    );
+    put_ok(&server, &buffered).await;
+    let post = |body: Value| {
+        let server = &server;
+        async move { send(server, reqwest::Method::POST, "Appointment", &body).await }
+    };
+    let mut first = appointment(
+        "a1",
+        &["Practitioner/dr1", "Patient/p1"],
+        "2027-03-15T10:00:00-04:00",
+        "2027-03-15T10:30:00-04:00",
+    );
+    put_ok(&server, &first).await;
+    let (status, outcome) = post(appointment(
+        "x",
+        &["Practitioner/dr1"],
+        "2027-03-15T10:15:00-04:00",
+        "2027-03-15T10:45:00-04:00",
+    ))
+    .await;
+    assert_eq!(status, 409, "{outcome}");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("Practitioner/dr1"),
+        "{outcome}"
+    );
+    let (status, _) = post(appointment(
+        "x",
+        &["Practitioner/dr1"],
+        "2027-03-15T10:35:00-04:00",
+        "2027-03-15T11:00:00-04:00",
+    ))
+    .await;
+    assert_eq!(status, 409, "inside the 10 minutes of clean-up");
+    let (status, later) = post(appointment(
+        "x",
+        &["Practitioner/dr1"],
+        "2027-03-15T10:40:00-04:00",
+        "2027-03-15T11:00:00-04:00",
+    ))
+    .await;
+    assert_eq!(status, 201, "{later}");
+    let later_id = later["id"].as_str().unwrap().to_owned();
+    let (status, outcome) = post(appointment(
+        "x",
+        &["Practitioner/dr2", "Patient/p1"],
+        "2027-03-15T10:00:00-04:00",
+        "2027-03-15T10:30:00-04:00",
+    ))
+    .await;
+    assert_eq!(status, 409, "the patient is booked: {outcome}");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("Patient/p1")
+    );
+
+    // An update and a patch that would move a booking onto another.
+    let mut moved = later.clone();
+    moved["start"] = json!("2027-03-15T10:20:00-04:00");
+    let (status, _) = send(
+        &server,
+        reqwest::Method::PUT,
+        &format!("Appointment/{later_id}"),
+        &moved,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let patch = json!([{"op": "replace", "path": "/start", "value": "2027-03-15T10:05:00-04:00"}]);
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("Appointment/{later_id}"),
+            "application/json-patch+json",
+            patch.to_string(),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // A transaction with a clash rolls back whole.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": appointment("t1", &["Practitioner/dr3"], "2027-03-15T09:00:00-04:00", "2027-03-15T09:30:00-04:00"),
+         "request": {"method": "PUT", "url": "Appointment/t1"}},
+        {"resource": appointment("t2", &["Practitioner/dr3"], "2027-03-15T09:15:00-04:00", "2027-03-15T09:45:00-04:00"),
+         "request": {"method": "PUT", "url": "Appointment/t2"}}]});
+    let (status, outcome) = server.post_json("", &bundle).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(server.get_json("Appointment/t1").await.0, 404);
+
+    // Cancelled: its time is free again; deleted too.
+    first["status"] = json!("cancelled");
+    put_ok(&server, &first).await;
+    let (status, _) = post(appointment(
+        "x",
+        &["Practitioner/dr1"],
+        "2027-03-15T10:00:00-04:00",
+        "2027-03-15T10:30:00-04:00",
+    ))
+    .await;
+    assert_eq!(status, 201);
+
+    // A hold that lapses in 5 minutes: the time is taken until then.
+    let now = unix_now();
+    let mut hold = appointment(
+        "h1",
+        &["Practitioner/dr4"],
+        "2027-03-15T09:00:00-04:00",
+        "2027-03-15T09:30:00-04:00",
+    );
+    hold["status"] = json!("pending");
+    hold["extension"] = json!([{"url": "urn:fhir-server:StructureDefinition/hold-expires", "valueInstant": now_plus(now, 300)}]);
+    put_ok(&server, &hold).await;
+    let competing = appointment(
+        "x",
+        &["Practitioner/dr4"],
+        "2027-03-15T09:00:00-04:00",
+        "2027-03-15T09:30:00-04:00",
+    );
+    assert_eq!(post(competing.clone()).await.0, 409);
+    advance(&server, 301).await;
+    assert_eq!(post(competing).await.0, 201, "a lapsed hold holds nothing");
+
+    // History from an EHR: past bookings that overlap are stored as they are.
+    for id in ["old1", "old2"] {
+        put_ok(
+            &server,
+            &appointment(
+                id,
+                &["Practitioner/dr1"],
+                "2020-01-06T10:00:00-05:00",
+                "2020-01-06T10:30:00-05:00",
+            ),
+        )
+        .await;
+    }
+}
+both_backends!(no_double_booking);
+
+/// Fifty clients book the same time at once (on PostgreSQL half of them through a
+/// second server process on the same database): exactly one wins, the others get 409.
+async fn a_rush_books_once(backend: common::Backend) {
+    let Some(server) = Server::start(backend).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let other = match backend {
+        common::Backend::Postgres => Some(server.sibling().await),
+        common::Backend::Sqlite => None,
+    };
+    let servers: Vec<&Server> = match &other {
+        Some(other) => vec![&server, other],
+        None => vec![&server],
+    };
+    let rush = (0..50).map(|n| {
+        let server = servers[n % servers.len()];
+        let body = appointment(
+            "x",
+            &["Practitioner/busy", &format!("Patient/p{n}")],
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        );
+        async move {
+            send(server, reqwest::Method::POST, "Appointment", &body)
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(rush).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        49,
+        "{statuses:?} {}",
+        server.log()
+    );
+}
+both_backends!(a_rush_books_once);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `now + seconds` as an instant.
+fn now_plus(now: u64, seconds: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp((now + seconds) as i64).unwrap();
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

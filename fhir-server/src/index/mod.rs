@@ -6,6 +6,7 @@
 //! the same transaction as the version, so a search right after a write sees it.
 
 pub mod bounded;
+pub mod claims;
 mod normalize;
 
 use fhir_model::fhirpath::Node;

@@ -6,6 +6,7 @@
 //! row, key and query leads with the tenant.
 
 pub mod auth;
+mod claims;
 mod coalesce;
 mod compartment;
 mod counters;
@@ -68,6 +69,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../../../migrations/sqlite/0007_auth.sql"),
     ),
+    (
+        8,
+        "time_claims",
+        include_str!("../../../migrations/sqlite/0008_time_claims.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -104,6 +110,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "auth",
         include_str!("../../../migrations/postgres/0007_auth.sql"),
+    ),
+    (
+        8,
+        "time_claims",
+        include_str!("../../../migrations/postgres/0008_time_claims.sql"),
     ),
 ];
 

@@ -279,12 +279,18 @@ impl PgStore {
     }
 
     pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
-        if let WriteOp::Create {
-            resource_type,
-            mut resource,
-            index,
-            if_none_exist: None,
-        } = op
+        let coalesced = matches!(
+            &op,
+            WriteOp::Create { resource_type, if_none_exist: None, .. }
+                if !super::claims::concerns(resource_type)
+        );
+        if coalesced
+            && let WriteOp::Create {
+                resource_type,
+                mut resource,
+                index,
+                ..
+            } = op
         {
             // An unconditional create depends on nothing stored: it joins the others of the
             // moment in one statement (see `pg_creates`).
@@ -664,6 +670,23 @@ impl Tx for PgTx<'_> {
     }
 
     /// An advisory lock on (tenant, type), held to the end of the transaction.
+    fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {
+        Ok(bind(&sql).execute(&mut *self.conn).await?.rows_affected())
+    }
+
+    async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {
+        let Some(row) = bind(&sql).fetch_optional(&mut *self.conn).await? else {
+            return Ok(Vec::new());
+        };
+        (0..row.len())
+            .map(|i| row.try_get::<i64, _>(i).map_err(StoreError::from))
+            .collect()
+    }
+
     async fn lock_type(&mut self, resource_type: &str) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(type_lock_key(self.tenant, resource_type))

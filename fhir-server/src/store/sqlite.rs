@@ -800,6 +800,30 @@ impl Tx for SqliteTx<'_> {
         Ok(found.and_then(|v| v.body.map(|b| b.to_vec())))
     }
 
+    fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(&sql.text)?
+            .execute(params_from_iter(sql.args.iter().map(to_sql)))?;
+        Ok(changed as u64)
+    }
+
+    async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&sql.text)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
+        match rows.next()? {
+            Some(row) => (0..columns)
+                .map(|i| row.get::<_, i64>(i).map_err(StoreError::from))
+                .collect(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     async fn lock_type(&mut self, _resource_type: &str) -> Result<(), StoreError> {
         // One writer thread: every write is already serialized.
         Ok(())

@@ -13,6 +13,7 @@ use crate::error::FhirError;
 use crate::index::IndexRows;
 use crate::resource;
 use crate::search::Query;
+use crate::search::sql::Sql;
 
 /// A write, as the interaction layer asks for it. Resources are already validated.
 #[derive(Debug, Clone)]
@@ -129,6 +130,16 @@ pub trait Tx: Send {
         &mut self,
         version: NewVersion<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The tenant the transaction writes for.
+    fn tenant(&self) -> crate::ids::TenantId;
+
+    /// Runs one statement in the transaction (the upkeep of `store::claims`); rows changed.
+    fn run(&mut self, sql: Sql) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The integer columns of a query's first row (empty when it has none).
+    fn first_ints(&mut self, sql: Sql)
+    -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
     /// Stores new resources (first versions, with their index rows). A store may write
     /// them together; on failure, the position of the one that failed (or the first).
@@ -458,6 +469,21 @@ pub(super) async fn create_many<T: Tx>(
     creates: &[(usize, Version, IndexRows)],
 ) -> Result<Vec<Version>, (usize, StoreError)> {
     let items: Vec<(&Version, &IndexRows)> = creates.iter().map(|(_, v, i)| (v, i)).collect();
+    // Claims first, each seeing those before it.
+    let now = resource::now_micros();
+    for (position, version, _) in creates {
+        if !super::claims::concerns(&version.resource_type) {
+            continue;
+        }
+        let value: Option<Value> = version
+            .body
+            .as_ref()
+            .and_then(|body| serde_json::from_slice(body).ok());
+        let target = (version.resource_type.as_str(), version.id.as_str());
+        super::claims::after_write(tx, target, value.as_ref(), now)
+            .await
+            .map_err(|error| (*position, error))?;
+    }
     tx.create_many(&items)
         .await
         .map_err(|(position, error)| (creates[position].0, error))?;
@@ -586,6 +612,10 @@ async fn write_version<T: Tx>(
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
+    // Claims first: a refused booking writes nothing.
+    if super::claims::concerns(resource_type) {
+        super::claims::after_write(tx, (resource_type, id), Some(resource), now).await?;
+    }
     tx.put(NewVersion {
         resource_type,
         id,
@@ -616,6 +646,9 @@ pub(super) async fn delete<T: Tx>(
 ) -> Result<(), StoreError> {
     let version = head.version + 1;
     let last_updated = now.max(head.last_updated + 1);
+    if super::claims::concerns(resource_type) {
+        super::claims::after_write(tx, (resource_type, id), None, now).await?;
+    }
     tx.put(NewVersion {
         resource_type,
         id,

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::FhirError;
 
 /// The extension's URL (Medplum's).
-pub const EXTENSION: &str = "https://medplum.com/fhir/StructureDefinition/SchedulingParameters";
+pub use crate::index::claims::PARAMETERS_URL as EXTENSION;
 
 const MINUTE: i64 = 60_000_000;
 
@@ -75,36 +75,9 @@ fn invalid(at: &str, diagnostics: impl Into<String>) -> FhirError {
     .at(at)
 }
 
-/// A `Duration` in whole minutes (`min`, `h`, `d`, `wk`, or seconds that make minutes).
+/// A `Duration` in whole minutes (see `index::claims::minutes_of`), or 422 at `at`.
 fn minutes_of(duration: &Value, at: &str) -> Result<i64, FhirError> {
-    let value = duration["value"]
-        .as_f64()
-        .ok_or_else(|| invalid(at, "a Duration needs a value"))?;
-    let unit = duration["code"]
-        .as_str()
-        .or_else(|| duration["unit"].as_str())
-        .unwrap_or_default();
-    let factor = match unit {
-        "s" => 1.0 / 60.0,
-        "min" => 1.0,
-        "h" => 60.0,
-        "d" => 1440.0,
-        "wk" => 10080.0,
-        other => {
-            return Err(invalid(
-                at,
-                format!("the Duration unit '{other}' is not one of s, min, h, d, wk"),
-            ));
-        }
-    };
-    let minutes = value * factor;
-    if !(0.0..=525_600.0).contains(&minutes) || minutes.fract() != 0.0 {
-        return Err(invalid(
-            at,
-            "a Duration here is whole minutes, up to a year",
-        ));
-    }
-    Ok(minutes as i64)
+    crate::index::claims::minutes_of(duration).map_err(|reason| invalid(at, reason))
 }
 
 fn weekday(code: &str) -> Option<Weekday> {

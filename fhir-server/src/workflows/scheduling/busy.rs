@@ -13,8 +13,7 @@ use crate::error::FhirError;
 use crate::ids::TenantId;
 use crate::resource::parse_instant;
 
-/// The appointment statuses that hold time.
-pub const HOLDING: &[&str] = &["pending", "booked", "arrived", "checked-in"];
+pub use crate::index::claims::HOLDING;
 
 /// How far before a question's start an appointment or Slot that reaches into it may
 /// begin (longer ones are not seen: split a long block into days).
@@ -85,6 +84,9 @@ impl Calendar {
             ];
             params.extend(range("date"));
             for appointment in lookup::all(app, tenant, "Appointment", &params).await? {
+                if lapsed(&appointment) {
+                    continue;
+                }
                 if let Some(span) = span_of(&appointment) {
                     held.push(Held {
                         span: widen(span),
@@ -127,6 +129,18 @@ impl Calendar {
     }
 }
 
+/// Whether `appointment` is a hold that has lapsed (it holds nothing any more).
+fn lapsed(appointment: &Value) -> bool {
+    let now = crate::clock::now_micros();
+    appointment["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["url"] == crate::index::claims::HOLD_EXPIRES_URL)
+        .filter_map(|e| e["valueInstant"].as_str().and_then(parse_instant))
+        .any(|expires| expires <= now)
+}
+
 /// The references of a Schedule's actors (`Practitioner/7`, `Location/room-2`).
 pub fn actors(schedule: &Value) -> Vec<String> {
     schedule["actor"]
@@ -166,6 +180,7 @@ pub async fn patient_held(
     Ok(lookup::all(app, tenant, "Appointment", &params)
         .await?
         .iter()
+        .filter(|appointment| !lapsed(appointment))
         .filter_map(span_of)
         .collect())
 }
