@@ -88,6 +88,10 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_MAX_COUNT", default_value_t = 1000)]
     pub max_count: usize,
 
+    /// How long `Appointment/$hold` keeps an opening, in seconds; then it is free again.
+    #[arg(long, env = "FHIR_HOLD_SECONDS", default_value_t = 300)]
+    pub hold_seconds: i64,
+
     /// The most entries a batch or transaction Bundle may have; larger ones get 413.
     #[arg(long, env = "FHIR_MAX_BUNDLE_ENTRIES", default_value_t = 20_000)]
     pub max_bundle_entries: usize,

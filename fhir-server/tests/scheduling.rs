@@ -628,3 +628,182 @@ fn now_plus(now: u64, seconds: u64) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
+
+fn parameters_with(opening: &Value) -> Value {
+    json!({"resourceType": "Parameters", "parameter": [{"name": "appointment", "resource": opening}]})
+}
+
+/// The first opening of Monday 15 March 2027 on `schedule`, for patient p1.
+async fn first_opening(server: &Server, schedule: &str) -> Option<Value> {
+    let query = format!(
+        "schedule={schedule}&patient=Patient/p1&start=2027-03-15T04:00:00Z&end=2027-03-16T04:00:00Z&_count=1"
+    );
+    let (status, bundle) = find(server, &query).await;
+    assert_eq!(status, 200, "{bundle}");
+    entries(&bundle).first().map(|e| e["resource"].clone())
+}
+
+/// Hold, book, cancel: each step changes what `$find` offers; a hold lapses by itself; a
+/// time outside the Schedule's hours is not an opening.
+async fn hold_book_cancel(backend: common::Backend) {
+    let Some(server) = clocked(backend).await else {
+        return;
+    };
+    put_ok(
+        &server,
+        &schedule("s-hb", "Practitioner/hb", &["mon"], "09:00:00", 1, &[]),
+    )
+    .await;
+    let opening = first_opening(&server, "s-hb").await.unwrap();
+    assert_eq!(opening["start"], "2027-03-15T09:00:00-04:00");
+    let (status, held) = server
+        .post_json("Appointment/$hold", &parameters_with(&opening))
+        .await;
+    assert_eq!(status, 201, "{held}");
+    assert_eq!(held["status"], "pending");
+    assert_eq!(
+        held["extension"][1]["url"],
+        "urn:fhir-server:StructureDefinition/hold-expires"
+    );
+    let held_id = held["id"].as_str().unwrap().to_owned();
+    let next = first_opening(&server, "s-hb").await.unwrap();
+    assert_eq!(
+        next["start"], "2027-03-15T09:30:00-04:00",
+        "the held time is not offered"
+    );
+    let (status, _) = server
+        .post_json("Appointment/$hold", &parameters_with(&opening))
+        .await;
+    assert_eq!(status, 409, "held already");
+
+    // Book the hold, then cancel it: its time comes back.
+    let by_id = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-id", "valueString": held_id}]});
+    let (status, booked) = server.post_json("Appointment/$book", &by_id).await;
+    assert_eq!(status, 200, "{booked}");
+    assert_eq!(booked["status"], "booked");
+    assert!(
+        booked
+            .get("extension")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["url"] != "urn:fhir-server:StructureDefinition/hold-expires")
+    );
+    let (status, _) = server
+        .post_json(
+            &format!("Appointment/{held_id}/$book"),
+            &json!({"resourceType": "Parameters"}),
+        )
+        .await;
+    assert_eq!(status, 409, "booked already");
+    let cancel = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "patient asked"}]});
+    let (status, cancelled) = server
+        .post_json(&format!("Appointment/{held_id}/$cancel"), &cancel)
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["cancelationReason"]["text"].as_str()
+        ),
+        (Some("cancelled"), Some("patient asked"))
+    );
+    assert_eq!(
+        first_opening(&server, "s-hb").await.unwrap()["start"],
+        "2027-03-15T09:00:00-04:00"
+    );
+    let (status, _) = server
+        .post_json(&format!("Appointment/{held_id}/$cancel"), &cancel)
+        .await;
+    assert_eq!(status, 409, "cancelled already");
+
+    // A hold lapses: the time is offered again and someone else books it; the lapsed hold
+    // can then not be booked.
+    let (status, held) = server
+        .post_json("Appointment/$hold", &parameters_with(&opening))
+        .await;
+    assert_eq!(status, 201, "{held}");
+    advance(&server, 301).await;
+    assert_eq!(
+        first_opening(&server, "s-hb").await.unwrap()["start"],
+        "2027-03-15T09:00:00-04:00"
+    );
+    let (status, direct) = server
+        .post_json("Appointment/$book", &parameters_with(&opening))
+        .await;
+    assert_eq!(status, 201, "{direct}");
+    assert_eq!(direct["status"], "booked");
+    let lapsed = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-id", "valueString": held["id"]}]});
+    let (status, outcome) = server.post_json("Appointment/$book", &lapsed).await;
+    assert_eq!(status, 409, "{outcome}");
+
+    // Outside the hours; nothing to book.
+    let mut late = opening.clone();
+    late["start"] = json!("2027-03-15T15:00:00-04:00");
+    late["end"] = json!("2027-03-15T15:30:00-04:00");
+    let (status, outcome) = server
+        .post_json("Appointment/$book", &parameters_with(&late))
+        .await;
+    assert_eq!(status, 409, "{outcome}");
+    let (status, outcome) = server
+        .post_json("Appointment/$book", &json!({"resourceType": "Parameters"}))
+        .await;
+    assert_eq!(status, 400, "{outcome}");
+    let (status, outcome) = server
+        .post_json("Appointment/$hold", &json!({"resourceType": "Parameters"}))
+        .await;
+    assert_eq!(status, 400, "{outcome}");
+}
+both_backends!(hold_book_cancel);
+
+/// Fifty `$book` calls for the same opening at once (on PostgreSQL spread over two server
+/// processes on one database): exactly one books it.
+async fn fifty_book_calls_book_once(backend: common::Backend) {
+    let Some(server) = Server::start(backend).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    put_ok(
+        &server,
+        &schedule("s-rush", "Practitioner/rush", &["mon"], "09:00:00", 1, &[]),
+    )
+    .await;
+    let opening = first_opening(&server, "s-rush").await.unwrap();
+    let other = match backend {
+        common::Backend::Postgres => Some(server.sibling().await),
+        common::Backend::Sqlite => None,
+    };
+    let servers: Vec<&Server> = match &other {
+        Some(other) => vec![&server, other],
+        None => vec![&server],
+    };
+    let calls = (0..50).map(|n| {
+        let server = servers[n % servers.len()];
+        let mut mine = opening.clone();
+        // Each caller a different patient: only the practitioner's time is contested.
+        mine["participant"][1]["actor"]["reference"] = json!(format!("Patient/r{n}"));
+        async move {
+            server
+                .post_json("Appointment/$book", &parameters_with(&mine))
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        49,
+        "{statuses:?}"
+    );
+    let (_, booked) = server
+        .get_json("Appointment?actor=Practitioner/rush&status=booked")
+        .await;
+    assert_eq!(entries(&booked).len(), 1);
+}
+both_backends!(fifty_book_calls_book_once);

@@ -3020,8 +3020,8 @@ async fn outside_keys(backend: common::Backend) {
 }
 on_both!(outside_keys);
 
-/// A patient's app looks for openings for its own patient only: the answer proposes
-/// visits for that patient; asking for another patient is refused.
+/// A patient's app looks for openings, holds and books for its own patient only: the
+/// answer proposes visits for that patient; asking for another patient is refused.
 async fn patient_finds_own_openings(server: Server) {
     register(&server);
     let backend = backend_token(&server).await;
@@ -3069,5 +3069,45 @@ async fn patient_finds_own_openings(server: Server) {
     )
     .await;
     assert_eq!(status, 403, "{outcome}");
+    // It holds and books for its own patient only.
+    let opening = found[0]["resource"].clone();
+    let parameters = |opening: &Value| json!({"resourceType": "Parameters", "parameter": [{"name": "appointment", "resource": opening}]});
+    let mut theirs = opening.clone();
+    for participant in theirs["participant"].as_array_mut().unwrap() {
+        if participant["actor"]["reference"] == "Patient/p1" {
+            participant["actor"]["reference"] = json!("Patient/p2");
+        }
+    }
+    let (status, outcome) = with_token(
+        &server,
+        access,
+        reqwest::Method::POST,
+        "Appointment/$book",
+        Some(&parameters(&theirs)),
+    )
+    .await;
+    assert_eq!(status, 403, "{outcome}");
+    let (status, held) = with_token(
+        &server,
+        access,
+        reqwest::Method::POST,
+        "Appointment/$hold",
+        Some(&parameters(&opening)),
+    )
+    .await;
+    assert_eq!(status, 201, "{held}");
+    let (status, booked) = with_token(
+        &server,
+        access,
+        reqwest::Method::POST,
+        &format!("Appointment/{}/$book", held["id"].as_str().unwrap()),
+        Some(&json!({"resourceType": "Parameters"})),
+    )
+    .await;
+    assert_eq!(
+        (status, booked["status"].as_str()),
+        (200, Some("booked")),
+        "{booked}"
+    );
 }
 smart!(patient_finds_own_openings);

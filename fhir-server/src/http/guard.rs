@@ -291,6 +291,8 @@ async fn admit_patient(
         }
         // A patient's export covers the patient's compartment only (see `ops::export`).
         ["Patient", "$export"] | ["Group", _, "$export"] => Ok(()),
+        // These confine a patient's token to its own patient themselves.
+        ["Appointment", "$hold" | "$book"] => Ok(()),
         [_, name] if name.starts_with('$') && permission != Permission::Read => Err(forbidden(
             "Type-level operations that change data need a user/ or system/ scope",
         )),

@@ -131,7 +131,7 @@ fn invalid(name: &str, diagnostics: impl Into<String>) -> FhirError {
 }
 
 /// The inputs, by name: the URL's, and a POSTed Parameters' (`value[x]` as text).
-fn inputs(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
+pub(super) fn inputs(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
     let mut inputs = request.params.clone();
     if request.method == Method::POST && !request.body.is_empty() {
         let body = request.parse_body()?;
@@ -162,7 +162,7 @@ fn inputs(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
     Ok(inputs)
 }
 
-fn one<'a>(inputs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn one<'a>(inputs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     inputs
         .iter()
         .find(|(n, _)| n == name)
@@ -255,6 +255,20 @@ async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirEr
     ))
 }
 
+/// The patient of a patient's token (`Patient/id`): what the scheduling operations
+/// confine it to.
+pub(super) fn own_patient(request: &FhirRequest) -> Option<String> {
+    request
+        .principal
+        .as_deref()
+        .filter(|principal| {
+            principal.role.as_ref().is_some_and(|r| r.name == "patient")
+                || principal.scopes.needs_patient()
+        })
+        .and_then(|principal| principal.patient.as_deref())
+        .map(|id| format!("Patient/{id}"))
+}
+
 /// The patient asked about: for a patient's token, its own (another is refused).
 fn patient_asked(
     request: &FhirRequest,
@@ -267,15 +281,7 @@ fn patient_asked(
         )),
         None => None,
     };
-    let own = request
-        .principal
-        .as_deref()
-        .filter(|principal| {
-            principal.role.as_ref().is_some_and(|r| r.name == "patient")
-                || principal.scopes.needs_patient()
-        })
-        .and_then(|principal| principal.patient.as_deref())
-        .map(|id| format!("Patient/{id}"));
+    let own = own_patient(request);
     match (own, asked) {
         (Some(own), Some(asked)) if own != asked => Err(crate::auth::enforce::forbidden(
             "A patient's token may look for openings for its own patient only",

@@ -3,7 +3,10 @@
 //! CapabilityStatement and the OperationDefinitions served at `OperationDefinition/[id]`
 //! all read that one list, so they cannot disagree.
 
+pub mod appointment_book;
+pub mod appointment_cancel;
 pub mod appointment_find;
+pub mod appointment_hold;
 pub mod claim_submit;
 pub mod definition;
 pub mod everything;
@@ -138,6 +141,9 @@ pub static OPERATIONS: &[Operation] = &[
     export::GROUP,
     claim_submit::OPERATION,
     appointment_find::OPERATION,
+    appointment_hold::OPERATION,
+    appointment_book::OPERATION,
+    appointment_cancel::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,
     meta::META,

@@ -1,0 +1,123 @@
+//! `Appointment/$book`: books an opening (a proposed Appointment from `$find`, part
+//! `appointment`) or a hold (`appointment-id`, or `Appointment/{id}/$book`) in one write:
+//! booked, its participants accepted. 409 naming who clashed when the time is taken, on
+//! this or any other server process: the store decides (`store::claims`).
+
+use serde_json::Value;
+
+use super::appointment_find::{one, own_patient};
+use super::appointment_hold::{APPOINTMENT, RETURN, appointment_part, checked_opening, create};
+use super::{Operation, Param, Target};
+use crate::app::App;
+use crate::error::FhirError;
+use crate::interaction::update::{Rewritten, rewrite};
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
+use crate::store::{Method, Outcome, Version};
+use crate::workflows::scheduling::booking::{self, confine_to_patient};
+
+pub const OPERATION: Operation = Operation {
+    name: "book",
+    id: "Appointment-book",
+    url: "urn:fhir-server:OperationDefinition/Appointment-book",
+    title: "Book an appointment",
+    description: "Books an opening (the part 'appointment', a proposed Appointment from $find) or a held Appointment (the part 'appointment-id', or invoked on it): booked, participants accepted. 409 naming who clashed when the time is taken.",
+    types: &["Appointment"],
+    system: false,
+    type_level: true,
+    instance: true,
+    affects_state: true,
+    parameters: &[
+        APPOINTMENT,
+        Param {
+            name: "appointment-id",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "string",
+            documentation: "A held (pending) Appointment to book",
+        },
+        RETURN,
+    ],
+    handler: |app, request, target| Box::pin(handle(app, request, target)),
+};
+
+async fn handle(
+    app: &App,
+    request: &FhirRequest,
+    target: Target<'_>,
+) -> Result<FhirResponse, FhirError> {
+    let held = match target.id() {
+        Some(id) => Some(id.to_owned()),
+        None => appointment_id(request)?
+            .map(|id| id.strip_prefix("Appointment/").unwrap_or(&id).to_owned()),
+    };
+    if let Some(id) = held {
+        return change(app, request, &id, booking::booked).await;
+    }
+    let proposed = appointment_part(request)?.ok_or_else(|| {
+        FhirError::bad_request("$book needs the part 'appointment' or 'appointment-id'")
+            .at("Parameters.parameter")
+    })?;
+    let proposed = checked_opening(app, request, proposed).await?;
+    create(app, request, booking::booked(proposed)?).await
+}
+
+/// The `appointment-id` input, from the URL or the Parameters body.
+fn appointment_id(request: &FhirRequest) -> Result<Option<String>, FhirError> {
+    if let Some(id) = one(&request.params, "appointment-id") {
+        return Ok(Some(id.to_owned()));
+    }
+    if request.body.is_empty() {
+        return Ok(None);
+    }
+    let body = request.parse_body()?;
+    let part = body["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|part| part["name"] == "appointment-id");
+    Ok(part.and_then(|part| {
+        part["valueString"]
+            .as_str()
+            .or_else(|| part["valueId"].as_str())
+            .or_else(|| part["valueReference"]["reference"].as_str())
+            .map(str::to_owned)
+    }))
+}
+
+/// Rewrites the stored `Appointment/{id}` by `next` (for the token's own patient only):
+/// 200 with the new version.
+pub async fn change(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+    next: impl Fn(Value) -> Result<Value, FhirError>,
+) -> Result<FhirResponse, FhirError> {
+    let own = own_patient(request);
+    let rewritten = rewrite(
+        app,
+        request,
+        ("Appointment", id),
+        (None, Method::Put),
+        |current| {
+            let value: Value = serde_json::from_slice(current.body.as_deref().unwrap_or_default())
+                .map_err(|e| FhirError::internal(e.to_string()))?;
+            if let Some(own) = &own {
+                confine_to_patient(&value, own)?;
+            }
+            next(value).map(Some)
+        },
+    )
+    .await?;
+    let version: Version = match rewritten {
+        Rewritten::Written(Outcome::Updated(version) | Outcome::Created(version))
+        | Rewritten::Unchanged(version) => version,
+        Rewritten::Written(_) => return Err(FhirError::internal("an update answered otherwise")),
+    };
+    Ok(FhirResponse::written(
+        request,
+        axum::http::StatusCode::OK,
+        &version,
+    ))
+}
