@@ -807,3 +807,101 @@ async fn fifty_book_calls_book_once(backend: common::Backend) {
     assert_eq!(entries(&booked).len(), 1);
 }
 both_backends!(fifty_book_calls_book_once);
+
+/// The life cycle holds on the operations and on every plain write: arrive, check in,
+/// complete; a no-show; nothing moves out of a final state; history is stored as it is.
+async fn life_cycle(server: Server) {
+    let visit =
+        |id: &str, start: &str, end: &str| appointment(id, &["Practitioner/lc"], start, end);
+    put_ok(
+        &server,
+        &visit(
+            "lc1",
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        ),
+    )
+    .await;
+    let empty = json!({"resourceType": "Parameters"});
+    for (operation, status) in [
+        ("arrive", "arrived"),
+        ("check-in", "checked-in"),
+        ("complete", "fulfilled"),
+    ] {
+        let (got, answer) = server
+            .post_json(&format!("Appointment/lc1/${operation}"), &empty)
+            .await;
+        assert_eq!(
+            (got, answer["status"].as_str()),
+            (200, Some(status)),
+            "{answer}"
+        );
+    }
+    let (got, outcome) = server.post_json("Appointment/lc1/$arrive", &empty).await;
+    assert_eq!(got, 409, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Appointment.status");
+    // Plain writes are held to the same moves: PUT, PATCH, a transaction.
+    let (_, current) = server.get_json("Appointment/lc1").await;
+    let mut again = current.clone();
+    again["status"] = json!("booked");
+    assert_eq!(
+        send(&server, reqwest::Method::PUT, "Appointment/lc1", &again)
+            .await
+            .0,
+        409
+    );
+    let patch = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
+    let (got, _) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "Appointment/lc1",
+            "application/json-patch+json",
+            patch.to_string(),
+        )
+        .await;
+    assert_eq!(got, 409);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": again, "request": {"method": "PUT", "url": "Appointment/lc1"}}]});
+    assert_eq!(server.post_json("", &bundle).await.0, 409);
+    let mut wrong = current.clone();
+    wrong["status"] = json!("entered-in-error");
+    assert_eq!(
+        send(&server, reqwest::Method::PUT, "Appointment/lc1", &wrong)
+            .await
+            .0,
+        200
+    );
+
+    // A no-show, and a cancelled appointment that cannot arrive.
+    put_ok(
+        &server,
+        &visit(
+            "lc2",
+            "2027-03-15T10:00:00-04:00",
+            "2027-03-15T10:30:00-04:00",
+        ),
+    )
+    .await;
+    let (got, answer) = server.post_json("Appointment/lc2/$no-show", &empty).await;
+    assert_eq!((got, answer["status"].as_str()), (200, Some("noshow")));
+    let mut cancelled = visit(
+        "lc3",
+        "2027-03-15T11:00:00-04:00",
+        "2027-03-15T11:30:00-04:00",
+    );
+    cancelled["status"] = json!("cancelled");
+    put_ok(&server, &cancelled).await;
+    assert_eq!(
+        server.post_json("Appointment/lc3/$arrive", &empty).await.0,
+        409
+    );
+    // History from an EHR is stored in whatever state it ended.
+    let mut history = visit(
+        "lc4",
+        "2020-01-06T09:00:00-05:00",
+        "2020-01-06T09:30:00-05:00",
+    );
+    history["status"] = json!("fulfilled");
+    put_ok(&server, &history).await;
+}
+both!(life_cycle);

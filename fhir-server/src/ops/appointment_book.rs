@@ -121,3 +121,45 @@ pub async fn change(
         &version,
     ))
 }
+
+/// `Appointment/{id}/$arrive`, `$check-in`, `$complete`, `$no-show`: the appointment moved
+/// to `status` (409 when the state machine forbids the move).
+pub async fn move_to(
+    app: &App,
+    request: &FhirRequest,
+    target: Target<'_>,
+    status: &'static str,
+) -> Result<FhirResponse, FhirError> {
+    let id = target
+        .id()
+        .ok_or_else(|| FhirError::bad_request("This operation names one appointment"))?;
+    change(app, request, id, |appointment| {
+        Ok(booking::moved_to(appointment, status))
+    })
+    .await
+}
+
+/// The definition of an instance operation that moves an appointment to another status.
+pub const fn status_operation(
+    name: &'static str,
+    id: &'static str,
+    url: &'static str,
+    title: &'static str,
+    description: &'static str,
+    handler: super::Handler,
+) -> Operation {
+    Operation {
+        name,
+        id,
+        url,
+        title,
+        description,
+        types: &["Appointment"],
+        system: false,
+        type_level: false,
+        instance: true,
+        affects_state: true,
+        parameters: &[super::appointment_hold::RETURN],
+        handler,
+    }
+}

@@ -3,10 +3,14 @@
 //! CapabilityStatement and the OperationDefinitions served at `OperationDefinition/[id]`
 //! all read that one list, so they cannot disagree.
 
+pub mod appointment_arrive;
 pub mod appointment_book;
 pub mod appointment_cancel;
+pub mod appointment_check_in;
+pub mod appointment_complete;
 pub mod appointment_find;
 pub mod appointment_hold;
+pub mod appointment_no_show;
 pub mod claim_submit;
 pub mod definition;
 pub mod everything;
@@ -144,6 +148,10 @@ pub static OPERATIONS: &[Operation] = &[
     appointment_hold::OPERATION,
     appointment_book::OPERATION,
     appointment_cancel::OPERATION,
+    appointment_arrive::OPERATION,
+    appointment_check_in::OPERATION,
+    appointment_complete::OPERATION,
+    appointment_no_show::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,
     meta::META,

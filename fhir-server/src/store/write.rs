@@ -612,6 +612,19 @@ async fn write_version<T: Tx>(
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
+    if resource_type == "Appointment"
+        && let Some(head) = head.as_ref().filter(|head| !head.deleted)
+        && let Some(previous) = stored_resource(tx, resource_type, id, head.version).await?
+    {
+        let (from, to) = (previous["status"].as_str(), resource["status"].as_str());
+        crate::fhir::appointment_status::may_move(from.unwrap_or_default(), to.unwrap_or_default())
+            .map_err(|reason| {
+                StoreError::Rejected(
+                    FhirError::new(axum::http::StatusCode::CONFLICT, "business-rule", reason)
+                        .at("Appointment.status"),
+                )
+            })?;
+    }
     // Claims first: a refused booking writes nothing.
     if super::claims::concerns(resource_type) {
         super::claims::after_write(tx, (resource_type, id), Some(resource), now).await?;

@@ -130,6 +130,13 @@ pub fn cancelled(mut appointment: Value, reason: Option<Value>) -> Result<Value,
     Ok(appointment)
 }
 
+/// The appointment in `status` (arrived, checked-in, fulfilled, noshow): whether it may
+/// go there is the state machine's to say (`fhir::appointment_status`), on every write.
+pub fn moved_to(mut appointment: Value, status: &str) -> Value {
+    appointment["status"] = json!(status);
+    appointment
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
