@@ -905,3 +905,90 @@ async fn life_cycle(server: Server) {
     put_ok(&server, &history).await;
 }
 both!(life_cycle);
+
+/// `$reschedule` moves a booking at once: the old one cancelled and linked from the new;
+/// onto time the old one held too; and when the new time is taken, nothing changes.
+async fn reschedule_moves_atomically(server: Server) {
+    put_ok(
+        &server,
+        &schedule("s-rs", "Practitioner/rs", &["mon"], "09:00:00", 2, &[]),
+    )
+    .await;
+    let opening = first_opening(&server, "s-rs").await.unwrap();
+    let (status, first) = server
+        .post_json("Appointment/$book", &parameters_with(&opening))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let later = first_opening(&server, "s-rs").await.unwrap();
+    assert_eq!(later["start"], "2027-03-15T09:30:00-04:00");
+    let (status, moved) = server
+        .post_json(
+            &format!("Appointment/{first_id}/$reschedule"),
+            &parameters_with(&later),
+        )
+        .await;
+    assert_eq!(status, 201, "{moved}");
+    assert_eq!(
+        (moved["status"].as_str(), moved["start"].as_str()),
+        (Some("booked"), Some("2027-03-15T09:30:00-04:00"))
+    );
+    let previous = moved["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.previousAppointment")
+        .unwrap();
+    assert_eq!(
+        previous["valueReference"]["reference"],
+        format!("Appointment/{first_id}")
+    );
+    let (_, old) = server.get_json(&format!("Appointment/{first_id}")).await;
+    assert_eq!(
+        (
+            old["status"].as_str(),
+            old["cancelationReason"]["text"].as_str()
+        ),
+        (Some("cancelled"), Some("rescheduled"))
+    );
+    assert_eq!(
+        first_opening(&server, "s-rs").await.unwrap()["start"],
+        "2027-03-15T09:00:00-04:00"
+    );
+
+    // Fifteen minutes later: onto time it holds itself.
+    let moved_id = moved["id"].as_str().unwrap().to_owned();
+    let mut nudged = later.clone();
+    nudged["start"] = json!("2027-03-15T09:45:00-04:00");
+    nudged["end"] = json!("2027-03-15T10:15:00-04:00");
+    let (status, nudged_booking) = server
+        .post_json(
+            &format!("Appointment/{moved_id}/$reschedule"),
+            &parameters_with(&nudged),
+        )
+        .await;
+    assert_eq!(status, 201, "{nudged_booking}");
+
+    // Onto someone else's time: 409, and the booking stays where it was.
+    let other = appointment(
+        "other",
+        &["Practitioner/rs"],
+        "2027-03-15T10:30:00-04:00",
+        "2027-03-15T11:00:00-04:00",
+    );
+    put_ok(&server, &other).await;
+    let nudged_id = nudged_booking["id"].as_str().unwrap().to_owned();
+    let mut taken = later.clone();
+    taken["start"] = json!("2027-03-15T10:30:00-04:00");
+    taken["end"] = json!("2027-03-15T11:00:00-04:00");
+    let (status, outcome) = server
+        .post_json(
+            &format!("Appointment/{nudged_id}/$reschedule"),
+            &parameters_with(&taken),
+        )
+        .await;
+    assert_eq!(status, 409, "{outcome}");
+    let (_, still) = server.get_json(&format!("Appointment/{nudged_id}")).await;
+    assert_eq!(still["status"], "booked");
+}
+both!(reschedule_moves_atomically);

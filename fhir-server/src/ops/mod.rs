@@ -11,6 +11,7 @@ pub mod appointment_complete;
 pub mod appointment_find;
 pub mod appointment_hold;
 pub mod appointment_no_show;
+pub mod appointment_reschedule;
 pub mod claim_submit;
 pub mod definition;
 pub mod everything;
@@ -152,6 +153,7 @@ pub static OPERATIONS: &[Operation] = &[
     appointment_check_in::OPERATION,
     appointment_complete::OPERATION,
     appointment_no_show::OPERATION,
+    appointment_reschedule::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,
     meta::META,

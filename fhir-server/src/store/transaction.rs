@@ -79,6 +79,9 @@ pub struct Transaction {
     /// Whose values of the server-owned tags the writes carry: a client's Bundle cannot
     /// set them; the server's own (operations, imports) can.
     owned: ServerOwned,
+    /// Whether updates that create run in entry order with the other updates (see
+    /// `in_order`), instead of with the creates.
+    in_order: bool,
 }
 
 /// What an entry did: its status, and the version it wrote or found (none for a delete).
@@ -110,7 +113,16 @@ impl Transaction {
             entries,
             settled,
             owned: ServerOwned::Carry,
+            in_order: false,
         }
+    }
+
+    /// A transaction the server made whose updates (those that create included) must run in
+    /// entry order: a booking moved (`$reschedule`) frees its old time before the new
+    /// booking claims it.
+    pub fn in_order(mut self) -> Transaction {
+        self.in_order = true;
+        self
     }
 
     /// A transaction the server itself made (an operation's writes, an import of an
@@ -237,6 +249,7 @@ pub async fn apply<T: Tx>(
         tx,
         now: crate::resource::now_micros(),
         owned: transaction.owned,
+        in_order: transaction.in_order,
         touched: HashSet::new(),
         results: Vec::with_capacity(transaction.entries.len()),
     };
@@ -257,6 +270,7 @@ struct Run<'t, T> {
     tx: &'t mut T,
     now: i64,
     owned: ServerOwned,
+    in_order: bool,
     /// The resources an entry has claimed: two entries may not write the same one.
     touched: HashSet<(String, String)>,
     results: Vec<TxResult>,
@@ -502,7 +516,7 @@ impl<T: Tx> Run<'_, T> {
             let (resource, rows, method) = match plan.step {
                 Step::Create(resource, rows) => (resource, rows, Method::Post),
                 Step::Update(resource, rows, if_match) => {
-                    if heads.next().flatten().is_some() {
+                    if heads.next().flatten().is_some() || self.in_order {
                         others.push(Planned {
                             step: Step::Update(resource, rows, if_match),
                             ..plan
