@@ -60,6 +60,24 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// A phase's result from its answers' latencies (microseconds, sorted).
+    pub fn new(
+        name: &'static str,
+        clients: usize,
+        errors: u64,
+        elapsed: Duration,
+        latencies: Vec<u32>,
+    ) -> Phase {
+        Phase {
+            name,
+            clients,
+            requests: latencies.len(),
+            errors,
+            elapsed,
+            latencies,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return 0.0;

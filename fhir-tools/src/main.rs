@@ -1,12 +1,14 @@
 //! `fhir-tools`: developer tooling for fhir-server, kept out of the server binary.
 //!
 //! `bench` measures create and read-by-id of a running server (`bench search` the searches
-//! of a practice, `bench workload` the side-by-side workload); `generate` loads a realistic
+//! of a practice, `bench workload` the side-by-side workload, `bench scheduling` `$find`
+//! and `$book`); `generate` loads a realistic
 //! practice into a running server; `db-stats` shows the stored size of the data and of the
 //! search index; `edi-bench` measures the X12 translators.
 
 mod bench;
 mod bench_client;
+mod bench_scheduling;
 mod bench_search;
 mod bench_workload;
 mod db_stats;
@@ -58,6 +60,9 @@ enum BenchCommand {
     /// The side-by-side workload (ingest, reads, name prefix, a lookup with many matches,
     /// creates), with the server's memory after each phase.
     Workload(bench_workload::WorkloadConfig),
+    /// Scheduling: `$find` latency for a week of one of 50 practitioners, `$book` rate by 32
+    /// clients, and a check that nobody was booked twice.
+    Scheduling(bench_scheduling::SchedulingBenchConfig),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +87,10 @@ fn main() -> ExitCode {
                 command: Some(BenchCommand::Workload(config)),
                 ..
             } => bench_workload::run(config).await,
+            Command::Bench {
+                command: Some(BenchCommand::Scheduling(config)),
+                ..
+            } => bench_scheduling::run(config).await,
             Command::Bench { config, .. } => bench::run(config).await,
             Command::Generate(config) => generate::run(config).await,
             Command::DbStats(config) => db_stats::run(config).await,
