@@ -992,3 +992,126 @@ async fn reschedule_moves_atomically(server: Server) {
     assert_eq!(still["status"], "booked");
 }
 both!(reschedule_moves_atomically);
+
+/// A weekly series books each occurrence at 9:00 local across the spring change, reports
+/// the one that clashes, and cancels the rest of the series from any occurrence.
+async fn weekly_series(server: Server) {
+    put_ok(
+        &server,
+        &schedule("s-ser", "Practitioner/ser", &["mon"], "09:00:00", 2, &[]),
+    )
+    .await;
+    put_ok(
+        &server,
+        &appointment(
+            "taken",
+            &["Practitioner/ser"],
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        ),
+    )
+    .await;
+    let (status, bundle) = find(&server, "schedule=s-ser&patient=Patient/p1&start=2027-03-01T05:00:00Z&end=2027-03-02T05:00:00Z&_count=1").await;
+    assert_eq!(status, 200, "{bundle}");
+    let first = entries(&bundle)[0]["resource"].clone();
+    assert_eq!(first["start"], "2027-03-01T09:00:00-05:00");
+    let series = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "appointment", "resource": first},
+        {"name": "every-days", "valueInteger": 7},
+        {"name": "count", "valueInteger": 4}]});
+    let (status, answer) = server.post_json("Appointment/$book-series", &series).await;
+    assert_eq!(status, 200, "{answer}");
+    let occurrences: Vec<(String, String, String)> = answer["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let part = |name: &str| {
+                o["part"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let reference = part("appointment")["valueReference"]["reference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (
+                part("start")["valueDateTime"].as_str().unwrap().to_owned(),
+                part("outcome")["valueCode"].as_str().unwrap().to_owned(),
+                reference,
+            )
+        })
+        .collect();
+    let starts: Vec<&str> = occurrences.iter().map(|o| o.0.as_str()).collect();
+    assert_eq!(
+        starts,
+        [
+            "2027-03-01T09:00:00-05:00",
+            "2027-03-08T09:00:00-05:00",
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-22T09:00:00-04:00"
+        ]
+    );
+    let outcomes: Vec<&str> = occurrences.iter().map(|o| o.1.as_str()).collect();
+    assert_eq!(outcomes, ["booked", "booked", "refused", "booked"]);
+    let (_, second) = server.get_json(&occurrences[1].2).await;
+    let origin = second["extension"].as_array().unwrap().iter()
+        .find(|e| e["url"] == "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.originatingAppointment")
+        .unwrap();
+    assert_eq!(
+        origin["valueReference"]["reference"],
+        occurrences[0].2.as_str()
+    );
+
+    // Cancel from the second occurrence on: the second and the fourth go, the first stays.
+    let cancel = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "reason", "valueString": "moved away"}, {"name": "rest-of-series", "valueBoolean": true}]});
+    let (status, answer) = server
+        .post_json(&format!("{}/$cancel", occurrences[1].2), &cancel)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let status_of = |reference: String| {
+        let server = &server;
+        async move {
+            server.get_json(&reference).await.1["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(status_of(occurrences[0].2.clone()).await, "booked");
+    assert_eq!(status_of(occurrences[1].2.clone()).await, "cancelled");
+    assert_eq!(status_of(occurrences[3].2.clone()).await, "cancelled");
+
+    // A series needs an end, and a sensible step.
+    for (name, value) in [("count", json!(0)), ("every-days", json!(0))] {
+        let mut bad = series.clone();
+        bad["parameter"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|p| p["name"] != name);
+        bad["parameter"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": name, "valueInteger": value}));
+        let (status, outcome) = server.post_json("Appointment/$book-series", &bad).await;
+        assert_eq!(status, 400, "{name}: {outcome}");
+    }
+    let mut endless = series.clone();
+    endless["parameter"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["name"] != "count");
+    assert_eq!(
+        server
+            .post_json("Appointment/$book-series", &endless)
+            .await
+            .0,
+        400
+    );
+}
+both!(weekly_series);

@@ -1,7 +1,8 @@
 //! `Appointment/{id}/$cancel`: cancelled, with the reason given (text or a
 //! CodeableConcept), which frees its time for anyone (its claims go in the same write).
 //! A fulfilled, no-show, cancelled or entered-in-error appointment cannot be cancelled
-//! (409).
+//! (409). With `rest-of-series` true, the later occurrences of its series (see
+//! `$book-series`) are cancelled too.
 
 use serde_json::{Value, json};
 
@@ -13,6 +14,7 @@ use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 use crate::workflows::scheduling::booking;
+use crate::workflows::scheduling::lookup;
 
 pub const OPERATION: Operation = Operation {
     name: "cancel",
@@ -34,6 +36,14 @@ pub const OPERATION: Operation = Operation {
             type_: "string",
             documentation: "Why (text, or valueCodeableConcept)",
         },
+        Param {
+            name: "rest-of-series",
+            use_: "in",
+            min: 0,
+            max: "1",
+            type_: "boolean",
+            documentation: "Cancel the later occurrences of its series too",
+        },
         super::appointment_hold::RETURN,
     ],
     handler: |app, request, target| Box::pin(handle(app, request, target)),
@@ -48,10 +58,79 @@ async fn handle(
         .id()
         .ok_or_else(|| FhirError::bad_request("$cancel names one appointment"))?;
     let reason = reason_of(request)?;
-    change(app, request, id, |appointment| {
+    let answer = change(app, request, id, |appointment| {
         booking::cancelled(appointment, reason.clone())
     })
-    .await
+    .await?;
+    if flag(request, "rest-of-series")? {
+        for later in later_occurrences(app, request, id).await? {
+            change(app, request, &later, |appointment| {
+                booking::cancelled(appointment, reason.clone())
+            })
+            .await?;
+        }
+    }
+    Ok(answer)
+}
+
+/// A boolean input, from the URL or the Parameters body.
+fn flag(request: &FhirRequest, name: &str) -> Result<bool, FhirError> {
+    if let Some(value) = one(&request.params, name) {
+        return Ok(value == "true");
+    }
+    if request.body.is_empty() {
+        return Ok(false);
+    }
+    let body = request.parse_body()?;
+    Ok(body["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|part| part["name"] == name && part["valueBoolean"] == true))
+}
+
+/// The ids of the occurrences of the series of `Appointment/{id}` that start after it and
+/// still hold time.
+async fn later_occurrences(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+) -> Result<Vec<String>, FhirError> {
+    let version = app.store.read(request.tenant, "Appointment", id).await?;
+    let Some(body) = version.and_then(|v| v.body) else {
+        return Ok(Vec::new());
+    };
+    let this: Value =
+        serde_json::from_slice(&body).map_err(|e| FhirError::internal(e.to_string()))?;
+    let id = this["id"].as_str().unwrap_or_default();
+    let series = originating(&this).unwrap_or_else(|| format!("Appointment/{id}"));
+    let (Some(actor), Some(start)) = (
+        this["participant"][0]["actor"]["reference"].as_str(),
+        this["start"].as_str(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let params = vec![
+        ("actor".to_owned(), actor.to_owned()),
+        ("date".to_owned(), format!("gt{start}")),
+        ("status".to_owned(), crate::index::claims::HOLDING.join(",")),
+    ];
+    let found = lookup::all(app, request.tenant, "Appointment", &params).await?;
+    Ok(found
+        .iter()
+        .filter(|a| originating(a).as_deref() == Some(series.as_str()))
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The series an occurrence belongs to (`Appointment/id` of its first), if it names one.
+fn originating(appointment: &Value) -> Option<String> {
+    appointment["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"] == super::appointment_book_series::ORIGINATING_APPOINTMENT)
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .map(str::to_owned)
 }
 
 /// The reason as a CodeableConcept: a `valueCodeableConcept` part as it is, text as `text`.

@@ -5,6 +5,7 @@
 
 pub mod appointment_arrive;
 pub mod appointment_book;
+pub mod appointment_book_series;
 pub mod appointment_cancel;
 pub mod appointment_check_in;
 pub mod appointment_complete;
@@ -148,6 +149,7 @@ pub static OPERATIONS: &[Operation] = &[
     appointment_find::OPERATION,
     appointment_hold::OPERATION,
     appointment_book::OPERATION,
+    appointment_book_series::OPERATION,
     appointment_cancel::OPERATION,
     appointment_arrive::OPERATION,
     appointment_check_in::OPERATION,

@@ -8,3 +8,4 @@ pub mod booking;
 pub mod busy;
 pub mod lookup;
 pub mod openings;
+pub mod series;
