@@ -1115,3 +1115,69 @@ async fn weekly_series(server: Server) {
     );
 }
 both!(weekly_series);
+
+/// `fhir-server demo` loads a practice that `$find` works on at once (twice: the same
+/// practice), with appointments in every state and a holiday that closes a day.
+async fn demo_practice(server: Server) {
+    for _ in 0..2 {
+        let output = server.run_cli(&["demo"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (status, bundle) = server.get_json("Appointment?_count=100").await;
+    assert_eq!(status, 200);
+    let mut states: Vec<String> = entries(&bundle)
+        .iter()
+        .map(|e| e["resource"]["status"].as_str().unwrap().to_owned())
+        .collect();
+    states.sort();
+    states.dedup();
+    assert_eq!(
+        states,
+        [
+            "arrived",
+            "booked",
+            "cancelled",
+            "checked-in",
+            "entered-in-error",
+            "fulfilled",
+            "noshow",
+            "pending",
+            "proposed",
+            "waitlist"
+        ]
+    );
+    // The booked visit is on next Monday; its week has openings, and none on Dr Lopez's
+    // holiday (Wednesday).
+    let (_, booked) = server.get_json("Appointment/demo-booked").await;
+    let monday = booked["start"].as_str().unwrap()[..10].to_owned();
+    let week = format!("start={monday}&end={}", add_days(&monday, 5));
+    let found = starts(
+        &server,
+        &format!("practitioner=Practitioner/ana-lopez&location=Location/room-1&{week}&_count=200"),
+    )
+    .await;
+    assert!(found.len() > 50, "{found:?}");
+    let wednesday = add_days(&monday, 2);
+    assert!(
+        !found.iter().any(|s| s.starts_with(&wednesday)),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|s| s.starts_with(&format!("{monday}T09:00"))),
+        "the booked visit's time"
+    );
+}
+both!(demo_practice);
+
+/// `date` (YYYY-MM-DD) plus `days`.
+fn add_days(date: &str, days: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(date, &format).unwrap() + time::Duration::days(days);
+    day.format(&format).unwrap()
+}

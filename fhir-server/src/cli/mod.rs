@@ -1,7 +1,8 @@
 //! The `fhir-server` commands: `serve` runs the server; `migrate` prepares a database;
 //! `reindex` rebuilds the search index; `tenant create` adds a tenant; `import` and
-//! `export` move resources in and out; `edi` translates X12. Developer tooling (load
-//! generators, benchmarks, database statistics) is the `fhir-tools` crate.
+//! `export` move resources in and out; `edi` translates X12; `demo` loads a small
+//! practice. Developer tooling (load generators, benchmarks, database statistics) is the
+//! `fhir-tools` crate.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::store::{self, Store};
 use crate::{app, http, jobs};
 
 mod auth;
+mod demo;
 mod edi;
 mod export;
 mod import;
@@ -50,6 +52,9 @@ enum Command {
     Import(import::ImportConfig),
     /// Write a tenant's current resources as NDJSON files, one per type.
     Export(export::ExportConfig),
+    /// Load a small practice (clinicians, rooms, hours, patients, appointments in every
+    /// state) into a tenant, to try scheduling at once.
+    Demo(demo::DemoConfig),
     /// X12: write an 837P from a FHIR Claim, parse and validate 837P/835/999, acknowledge.
     Edi {
         #[command(subcommand)]
@@ -126,6 +131,7 @@ pub fn main() -> ExitCode {
             } => create_tenant(&database, &id, name.as_deref()).await,
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
+            Command::Demo(config) => demo::run(config).await,
             Command::Edi { command } => edi::run(command),
             Command::Client { command } => auth::client(command).await,
             Command::User { command } => auth::user(command).await,
