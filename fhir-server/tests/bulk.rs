@@ -299,9 +299,21 @@ async fn export_levels_types_and_since(server: Server) {
     let everything = exported(&server, &all).await;
     let mut expected: BTreeSet<String> = refs.values().cloned().collect();
     expected.insert(reference(&group));
+    // The Appointment's Provenance (written with it) is exported too.
     assert_eq!(
-        everything.keys().cloned().collect::<BTreeSet<_>>(),
+        everything
+            .keys()
+            .filter(|k| !k.starts_with("Provenance/"))
+            .cloned()
+            .collect::<BTreeSet<_>>(),
         expected
+    );
+    assert_eq!(
+        everything
+            .keys()
+            .filter(|k| k.starts_with("Provenance/"))
+            .count(),
+        1
     );
     // The files hold the resources as they are read.
     let (_, alice) = server
@@ -610,9 +622,10 @@ async fn export_then_import_gives_the_same_resources(backend: Backend) {
 
     let out = source.dir.join("cli-export");
     let printed = run_ok(&source, &["export", "--out", out.to_str().unwrap()]);
-    assert!(printed.contains("exported 7 resources"), "{printed}");
+    // Seven, and the Provenance written with the Appointment.
+    assert!(printed.contains("exported 8 resources"), "{printed}");
     let files = read_folder(&out);
-    assert_eq!(files.len(), 7);
+    assert_eq!(files.len(), 8);
     assert!(!files.contains_key(&refs["encounter_bob"]));
 
     // --type keeps only those types.
@@ -638,7 +651,7 @@ async fn export_then_import_gives_the_same_resources(backend: Backend) {
         return;
     };
     let printed = run_ok(&target, &["import", out.to_str().unwrap()]);
-    assert!(printed.contains("7 resources loaded"), "{printed}");
+    assert!(printed.contains("8 resources loaded"), "{printed}");
     let copy = target.dir.join("cli-copy");
     run_ok(&target, &["export", "--out", copy.to_str().unwrap()]);
     assert_eq!(comparable(read_folder(&copy)), comparable(files.clone()));

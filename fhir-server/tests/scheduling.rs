@@ -1181,3 +1181,77 @@ fn add_days(date: &str, days: i64) -> String {
     let day = time::Date::parse(date, &format).unwrap() + time::Duration::days(days);
     day.format(&format).unwrap()
 }
+
+/// Every change of an appointment has a Provenance written with it: the version it made,
+/// who (the token's user or client; `anonymous` without authorization) and the activity.
+async fn provenance_of_changes(server: Server) {
+    let (status, created) = server
+        .post_json(
+            "Appointment",
+            &appointment(
+                "x",
+                &["Practitioner/pv"],
+                "2027-03-15T09:00:00-04:00",
+                "2027-03-15T09:30:00-04:00",
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let cancel = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "ill"}]});
+    assert_eq!(
+        server
+            .post_json(&format!("Appointment/{id}/$cancel"), &cancel)
+            .await
+            .0,
+        200
+    );
+    let (status, bundle) = server
+        .get_json(&format!(
+            "Provenance?target=Appointment/{id}&_sort=recorded"
+        ))
+        .await;
+    assert_eq!(status, 200, "{bundle}");
+    let seen: Vec<(String, String, String, String)> = entries(&bundle)
+        .iter()
+        .map(|e| {
+            let p = &e["resource"];
+            (
+                p["target"][0]["reference"].as_str().unwrap().to_owned(),
+                p["activity"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                p["activity"]["text"].as_str().unwrap().to_owned(),
+                p["agent"][0]["who"]["display"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = |version: u32, code: &str, text: &str| {
+        (
+            format!("Appointment/{id}/_history/{version}"),
+            code.to_owned(),
+            text.to_owned(),
+            "anonymous".to_owned(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            expected(1, "CREATE", "create"),
+            expected(2, "UPDATE", "$cancel")
+        ]
+    );
+    // Other types get none.
+    let (_, patient) = server
+        .post_json("Patient", &json!({"resourceType": "Patient"}))
+        .await;
+    let (_, none) = server
+        .get_json(&format!(
+            "Provenance?target=Patient/{}",
+            patient["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(entries(&none).is_empty());
+}
+both!(provenance_of_changes);

@@ -3109,5 +3109,33 @@ async fn patient_finds_own_openings(server: Server) {
         (200, Some("booked")),
         "{booked}"
     );
+    // Each change is attributed to the patient (the token's fhirUser) and its app.
+    let (status, provenance) = get(
+        &server,
+        &backend,
+        &format!(
+            "Provenance?target=Appointment/{}",
+            held["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{provenance}");
+    let agents: Vec<(String, String)> = entries(&provenance)
+        .iter()
+        .map(|e| {
+            let who = &e["resource"]["agent"][0]["who"];
+            (
+                who["reference"].as_str().unwrap_or_default().to_owned(),
+                who["display"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(agents.len(), 2, "{provenance}");
+    assert!(
+        agents
+            .iter()
+            .all(|a| a == &("Patient/p1".to_owned(), "app".to_owned())),
+        "{agents:?}"
+    );
 }
 smart!(patient_finds_own_openings);

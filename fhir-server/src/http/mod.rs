@@ -174,7 +174,17 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         body,
         principal,
     };
-    match route::dispatch(&app, &request).await {
+    let attribution = crate::store::provenance::Attribution {
+        who: request.principal.as_ref().and_then(|p| p.fhir_user.clone()),
+        client: request
+            .principal
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), |p| p.client_id.clone()),
+        activity: activity(&request),
+    };
+    let answered =
+        crate::store::provenance::attributed(attribution, route::dispatch(&app, &request)).await;
+    match answered {
         Ok(response) => {
             let mut encoded = encode(response.status, response.payload, format);
             encoded.headers_mut().extend(response.headers);
@@ -190,6 +200,15 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
             }
             response
         }
+    }
+}
+
+/// What a request does, for the Provenance of what it changes: its operation (`$book`),
+/// else its interaction (`update`).
+fn activity(request: &FhirRequest) -> String {
+    match request.segments.iter().find(|s| s.starts_with('$')) {
+        Some(operation) => operation.clone(),
+        None => route::interaction_name(&request.method, &request.segments).to_owned(),
     }
 }
 

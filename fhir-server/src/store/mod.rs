@@ -18,6 +18,7 @@ mod pg_creates;
 mod pg_put;
 mod pg_reads;
 pub mod postgres;
+pub mod provenance;
 pub mod search;
 pub mod sqlite;
 mod sqlite_memory;

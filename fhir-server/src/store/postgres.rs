@@ -306,6 +306,7 @@ impl PgStore {
             let mut pg = PgTx {
                 conn: &mut tx,
                 tenant,
+                attribution: super::provenance::current(),
             };
             write::apply(&mut pg, op).await
         };
@@ -332,6 +333,7 @@ impl PgStore {
             let mut pg = PgTx {
                 conn: &mut tx,
                 tenant,
+                attribution: super::provenance::current(),
             };
             super::transaction::apply(&mut pg, transaction).await
         };
@@ -614,6 +616,7 @@ pub(super) async fn read_version(
 struct PgTx<'a> {
     conn: &'a mut PgConnection,
     tenant: TenantId,
+    attribution: Option<super::provenance::Attribution>,
 }
 
 impl Tx for PgTx<'_> {
@@ -672,6 +675,10 @@ impl Tx for PgTx<'_> {
     /// An advisory lock on (tenant, type), held to the end of the transaction.
     fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    fn attribution(&self) -> Option<&super::provenance::Attribution> {
+        self.attribution.as_ref()
     }
 
     async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {

@@ -187,8 +187,13 @@ impl SqliteStore {
     }
 
     pub async fn write(&self, tenant: TenantId, op: WriteOp) -> Result<Outcome, StoreError> {
+        let attribution = super::provenance::current();
         self.run_write(move |conn| {
-            let mut tx = SqliteTx { conn, tenant };
+            let mut tx = SqliteTx {
+                conn,
+                tenant,
+                attribution,
+            };
             futures::executor::block_on(write::apply(&mut tx, op))
         })
         .await
@@ -201,8 +206,13 @@ impl SqliteStore {
         tenant: TenantId,
         transaction: super::transaction::Transaction,
     ) -> Result<Vec<super::transaction::TxResult>, super::transaction::TxFailure> {
+        let attribution = super::provenance::current();
         self.queue_write(true, move |conn| {
-            let mut tx = SqliteTx { conn, tenant };
+            let mut tx = SqliteTx {
+                conn,
+                tenant,
+                attribution,
+            };
             futures::executor::block_on(super::transaction::apply(&mut tx, transaction))
         })
         .await
@@ -744,6 +754,7 @@ fn read_version(
 struct SqliteTx<'a> {
     conn: &'a mut Connection,
     tenant: TenantId,
+    attribution: Option<super::provenance::Attribution>,
 }
 
 impl Tx for SqliteTx<'_> {
@@ -802,6 +813,10 @@ impl Tx for SqliteTx<'_> {
 
     fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    fn attribution(&self) -> Option<&super::provenance::Attribution> {
+        self.attribution.as_ref()
     }
 
     async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {

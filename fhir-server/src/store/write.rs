@@ -134,6 +134,9 @@ pub trait Tx: Send {
     /// The tenant the transaction writes for.
     fn tenant(&self) -> crate::ids::TenantId;
 
+    /// Who the request that writes is made by (see `store::provenance`), if known.
+    fn attribution(&self) -> Option<&super::provenance::Attribution>;
+
     /// Runs one statement in the transaction (the upkeep of `store::claims`); rows changed.
     fn run(&mut self, sql: Sql) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
@@ -487,6 +490,18 @@ pub(super) async fn create_many<T: Tx>(
     tx.create_many(&items)
         .await
         .map_err(|(position, error)| (creates[position].0, error))?;
+    for (position, version, _) in creates {
+        if super::provenance::concerns(&version.resource_type) {
+            let target = (
+                version.resource_type.as_str(),
+                version.id.as_str(),
+                version.version,
+            );
+            super::provenance::record(tx, target, "CREATE", version.last_updated)
+                .await
+                .map_err(|error| (*position, error))?;
+        }
+    }
     Ok(creates
         .iter()
         .map(|(_, version, _)| version.clone())
@@ -609,6 +624,7 @@ async fn write_version<T: Tx>(
     now: i64,
 ) -> Result<Version, StoreError> {
     let version = head.as_ref().map_or(1, |h| h.version + 1);
+    let creating = head.as_ref().is_none_or(|h| h.deleted);
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
@@ -640,6 +656,11 @@ async fn write_version<T: Tx>(
         head,
     })
     .await?;
+    if super::provenance::concerns(resource_type) {
+        let operation = if creating { "CREATE" } else { "UPDATE" };
+        let target = (resource_type, id, version);
+        super::provenance::record(tx, target, operation, last_updated).await?;
+    }
     Ok(Version {
         resource_type: resource_type.to_owned(),
         id: id.to_owned(),
@@ -672,5 +693,10 @@ pub(super) async fn delete<T: Tx>(
         index: None,
         head: Some(head),
     })
-    .await
+    .await?;
+    if super::provenance::concerns(resource_type) {
+        let target = (resource_type, id, version);
+        super::provenance::record(tx, target, "DELETE", last_updated).await?;
+    }
+    Ok(())
 }
