@@ -92,6 +92,11 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_HOLD_SECONDS", default_value_t = 300)]
     pub hold_seconds: i64,
 
+    /// How long a waitlisted patient has to take a freed time offered to them, in seconds;
+    /// then it is offered to the next.
+    #[arg(long, env = "FHIR_WAITLIST_OFFER_SECONDS", default_value_t = 3600)]
+    pub waitlist_offer_seconds: i64,
+
     /// The most entries a batch or transaction Bundle may have; larger ones get 413.
     #[arg(long, env = "FHIR_MAX_BUNDLE_ENTRIES", default_value_t = 20_000)]
     pub max_bundle_entries: usize,

@@ -1255,3 +1255,135 @@ async fn provenance_of_changes(server: Server) {
     assert!(entries(&none).is_empty());
 }
 both!(provenance_of_changes);
+
+/// Waits (up to 15 s) for the pending offer made to the waitlist request `request`.
+async fn offer_for(server: &Server, request: &str) -> Option<Value> {
+    for _ in 0..75 {
+        let (_, bundle) = server
+            .get_json("Appointment?status=pending&_count=100")
+            .await;
+        let found = entries(&bundle)
+            .into_iter()
+            .map(|e| e["resource"].clone())
+            .find(|a| {
+                a["extension"].as_array().into_iter().flatten().any(|e| {
+                    e["url"] == "urn:fhir-server:StructureDefinition/waitlist-entry"
+                        && e["valueReference"]["reference"] == format!("Appointment/{request}")
+                })
+            });
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Freed time goes to the waitlist: the earliest request that fits is offered it (held,
+/// with a CommunicationRequest for the messaging system); an offer not taken in time goes
+/// to the next; a booked offer closes its request.
+async fn waitlist_offers(backend: common::Backend) {
+    let Some(server) = clocked(backend).await else {
+        return;
+    };
+    put_ok(
+        &server,
+        &schedule("s-wl", "Practitioner/wl", &["mon"], "09:00:00", 2, &[]),
+    )
+    .await;
+    put_ok(
+        &server,
+        &appointment(
+            "wl-booked",
+            &["Practitioner/wl", "Patient/pa"],
+            "2027-03-15T09:00:00-04:00",
+            "2027-03-15T09:30:00-04:00",
+        ),
+    )
+    .await;
+    let request = |id: &str, patient: &str, created: &str, with_practitioner: bool| {
+        let mut participant =
+            vec![json!({"actor": {"reference": patient}, "status": "needs-action"})];
+        if with_practitioner {
+            participant
+                .push(json!({"actor": {"reference": "Practitioner/wl"}, "status": "needs-action"}));
+        }
+        json!({"resourceType": "Appointment", "id": id, "status": "waitlist", "created": created,
+            "requestedPeriod": [{"start": "2027-03-15T00:00:00-04:00", "end": "2027-03-20T00:00:00-04:00"}],
+            "participant": participant})
+    };
+    put_ok(
+        &server,
+        &request("wl-first", "Patient/pw1", "2026-11-01T00:00:00Z", true),
+    )
+    .await;
+    put_ok(
+        &server,
+        &request("wl-second", "Patient/pw2", "2026-11-02T00:00:00Z", false),
+    )
+    .await;
+    // Asked for another practitioner: never offered this time.
+    let mut elsewhere = request("wl-other", "Patient/pw3", "2026-10-01T00:00:00Z", false);
+    elsewhere["participant"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"actor": {"reference": "Practitioner/other"}, "status": "needs-action"}));
+    put_ok(&server, &elsewhere).await;
+
+    let cancel = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "patient ill"}]});
+    assert_eq!(
+        server
+            .post_json("Appointment/wl-booked/$cancel", &cancel)
+            .await
+            .0,
+        200
+    );
+    let offer = offer_for(&server, "wl-first")
+        .await
+        .expect("the first request is offered the time");
+    assert_eq!(offer["start"], "2027-03-15T09:00:00-04:00");
+    assert!(
+        offer["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["actor"]["reference"] == "Patient/pw1")
+    );
+    let (_, messages) = server
+        .get_json("CommunicationRequest?subject=Patient/pw1")
+        .await;
+    assert_eq!(entries(&messages).len(), 1, "{messages}");
+    // The offered time is held: $find does not offer it.
+    let next = first_opening(&server, "s-wl").await.unwrap();
+    assert_eq!(next["start"], "2027-03-15T09:30:00-04:00");
+
+    // Not taken within the hour: the next request gets it.
+    advance(&server, 3601).await;
+    let second = offer_for(&server, "wl-second")
+        .await
+        .expect("the offer goes to the next");
+    let by_id = json!({"resourceType": "Parameters", "parameter": [{"name": "appointment-id", "valueString": second["id"]}]});
+    let (status, booked) = server.post_json("Appointment/$book", &by_id).await;
+    assert_eq!(status, 200, "{booked}");
+    let mut closed = Value::Null;
+    for _ in 0..75 {
+        closed = server.get_json("Appointment/wl-second").await.1;
+        if closed["status"] == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(closed["status"], "cancelled", "{closed}");
+    assert!(
+        closed["cancelationReason"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("booked as Appointment/")
+    );
+    let (_, other) = server.get_json("Appointment/wl-other").await;
+    assert_eq!(
+        other["status"], "waitlist",
+        "never offered another practitioner's time"
+    );
+}
+both_backends!(waitlist_offers);

@@ -262,6 +262,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let backend = store.backend_name();
     let app = app::App::new(store, config);
     jobs::start(app.clone());
+    crate::workflows::scheduling::waitlist::start(app.clone());
     if app.config.auth == AuthMode::Smart {
         app.auth.origins.refresh(&app.store).await;
         tokio::spawn(crate::auth::revoked::follow(

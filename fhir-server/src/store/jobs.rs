@@ -121,6 +121,27 @@ impl Store {
         Ok(self.execute(sql).await? > 0)
     }
 
+    /// Puts a running job back in the queue with `state` (a job that waits for its time:
+    /// it is claimed again at a later poll); `false` when it was no longer running under
+    /// `owner`.
+    pub async fn requeue_job(
+        &self,
+        id: &str,
+        owner: &str,
+        state: &str,
+    ) -> Result<bool, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("UPDATE jobs SET status = 'queued', owner = NULL, updated_at = ");
+        sql.bind(Arg::Int(now_micros()));
+        sql.push(", state = ");
+        sql.bind_text(state);
+        sql.push(" WHERE id = ");
+        sql.bind_text(id);
+        sql.push(" AND status = 'running' AND owner = ");
+        sql.bind_text(owner);
+        Ok(self.execute(sql).await? > 0)
+    }
+
     /// Ends a running job with `status`, and its final state and expiry when given;
     /// `false` when it was no longer running under `owner`.
     pub async fn finish_job(

@@ -9,3 +9,4 @@ pub mod busy;
 pub mod lookup;
 pub mod openings;
 pub mod series;
+pub mod waitlist;
