@@ -1385,5 +1385,36 @@ async fn waitlist_offers(backend: common::Backend) {
         other["status"], "waitlist",
         "never offered another practitioner's time"
     );
+
+    // Time freed by a plain PUT (not an operation) is offered too: to the first request,
+    // still waiting.
+    let mut later = appointment(
+        "wl-later",
+        &["Practitioner/wl", "Patient/pb"],
+        "2027-03-15T10:00:00-04:00",
+        "2027-03-15T10:30:00-04:00",
+    );
+    put_ok(&server, &later).await;
+    later["status"] = json!("cancelled");
+    put_ok(&server, &later).await;
+    let mut offered = Value::Null;
+    for _ in 0..75 {
+        let (_, bundle) = server
+            .get_json("Appointment?status=pending&date=2027-03-15T10:00:00-04:00")
+            .await;
+        if let Some(found) = entries(&bundle).first() {
+            offered = found["resource"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        offered["participant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["actor"]["reference"] == "Patient/pw1"),
+        "{offered}"
+    );
 }
 both_backends!(waitlist_offers);

@@ -96,6 +96,39 @@ pub fn appointment_claims(appointment: &Value, now: i64) -> Vec<Claim> {
     claims
 }
 
+/// Time an appointment held and holds no more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freed {
+    pub start: String,
+    pub end: String,
+    /// Its practitioners, rooms and devices (not its patients).
+    pub actors: Vec<String>,
+}
+
+/// The time `previous` (an appointment's version) held that `next` (the one replacing it;
+/// `None`: deleted) does not: when it is cancelled, missed, deleted or moved, and the time
+/// is still to come. What the waitlist is offered.
+pub fn freed(previous: &Value, next: Option<&Value>, now: i64) -> Option<Freed> {
+    let before = appointment_claims(previous, now);
+    let first = before.first()?;
+    let after = next.map(|n| appointment_claims(n, now)).unwrap_or_default();
+    let same_time = after
+        .first()
+        .is_some_and(|a| a.start == first.start && a.end == first.end);
+    if same_time || first.start <= now {
+        return None;
+    }
+    Some(Freed {
+        start: previous["start"].as_str()?.to_owned(),
+        end: previous["end"].as_str()?.to_owned(),
+        actors: before
+            .iter()
+            .filter(|c| !c.actor.starts_with("Patient/"))
+            .map(|c| c.actor.clone())
+            .collect(),
+    })
+}
+
 /// A `Duration` in whole minutes (`s` that make minutes, `min`, `h`, `d`, `wk`).
 pub fn minutes_of(duration: &Value) -> Result<i64, String> {
     let value = duration["value"]
@@ -195,6 +228,27 @@ mod tests {
         );
         appointment["status"] = json!("cancelled");
         assert!(appointment_claims(&appointment, 0).is_empty());
+    }
+
+    #[test]
+    fn time_frees_when_cancelled_moved_or_deleted_not_when_unchanged() {
+        let booked = json!({"resourceType": "Appointment", "status": "booked",
+            "start": "2027-03-15T10:00:00Z", "end": "2027-03-15T10:30:00Z",
+            "participant": [{"actor": {"reference": "Practitioner/dr1"}}, {"actor": {"reference": "Patient/p1"}}]});
+        let mut cancelled = booked.clone();
+        cancelled["status"] = json!("cancelled");
+        let freed = freed(&booked, Some(&cancelled), 0).unwrap();
+        assert_eq!(freed.actors, ["Practitioner/dr1"]);
+        assert!(super::freed(&booked, None, 0).is_some(), "deleted");
+        let mut moved = booked.clone();
+        moved["start"] = json!("2027-03-15T11:00:00Z");
+        moved["end"] = json!("2027-03-15T11:30:00Z");
+        assert!(super::freed(&booked, Some(&moved), 0).is_some(), "moved");
+        assert!(
+            super::freed(&booked, Some(&booked), 0).is_none(),
+            "unchanged"
+        );
+        assert!(super::freed(&cancelled, None, 0).is_none(), "held nothing");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 use crate::workflows::scheduling::booking;
-use crate::workflows::scheduling::{lookup, waitlist};
+use crate::workflows::scheduling::lookup;
 
 pub const OPERATION: Operation = Operation {
     name: "cancel",
@@ -62,7 +62,6 @@ async fn handle(
         booking::cancelled(appointment, reason.clone())
     })
     .await?;
-    offer_freed_time(app, request, id).await?;
     if flag(request, "rest-of-series")? {
         for later in later_occurrences(app, request, id).await? {
             change(app, request, &later, |appointment| {
@@ -72,19 +71,6 @@ async fn handle(
         }
     }
     Ok(answer)
-}
-
-/// Offers the time `Appointment/{id}` held to the waitlist (see
-/// `workflows::scheduling::waitlist`).
-pub async fn offer_freed_time(app: &App, request: &FhirRequest, id: &str) -> Result<(), FhirError> {
-    let version = app.store.read(request.tenant, "Appointment", id).await?;
-    if let Some(freed) = version
-        .and_then(|v| v.body)
-        .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-    {
-        waitlist::time_freed(app, request.tenant, &freed).await?;
-    }
-    Ok(())
 }
 
 /// A boolean input, from the URL or the Parameters body.

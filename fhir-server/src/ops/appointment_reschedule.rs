@@ -99,7 +99,6 @@ async fn handle(
         .find(|result| result.index == 1)
         .and_then(|result| result.version)
         .ok_or_else(|| FhirError::internal("the new appointment was not written"))?;
-    super::appointment_cancel::offer_freed_time(app, request, id).await?;
     Ok(FhirResponse::written(
         request,
         StatusCode::CREATED,

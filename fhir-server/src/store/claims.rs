@@ -207,3 +207,34 @@ async fn set_policies<T: Tx>(
     }
     Ok(())
 }
+
+/// Queues the offer of the time `previous` held and `next` does not (see
+/// `index::claims::freed`) to the waitlist, in the write's own transaction (an outbox: the
+/// offer is made if and only if the change commits). The job's state is what
+/// `workflows::scheduling::waitlist` reads.
+pub(super) async fn queue_freed<T: Tx>(
+    tx: &mut T,
+    previous: &Value,
+    next: Option<&Value>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some(freed) = claims::freed(previous, next, now) else {
+        return Ok(());
+    };
+    let state = serde_json::json!({
+        "tenant": tx.tenant().get(), "start": freed.start, "end": freed.end, "actors": freed.actors,
+    });
+    let mut insert = Sql::default();
+    insert.push("INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state) VALUES (");
+    insert.bind_text(&uuid::Uuid::new_v4().simple().to_string());
+    insert.push(", ");
+    insert.bind(Arg::Int(tx.tenant().get()));
+    insert.push(", 'waitlist-offer', 'queued', ");
+    insert.bind(Arg::Int(now));
+    insert.push(", ");
+    insert.bind(Arg::Int(now));
+    insert.push(", ");
+    insert.bind_text(&state.to_string());
+    insert.push(")");
+    tx.run(insert).await.map(|_| ())
+}

@@ -628,10 +628,13 @@ async fn write_version<T: Tx>(
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
-    if resource_type == "Appointment"
-        && let Some(head) = head.as_ref().filter(|head| !head.deleted)
-        && let Some(previous) = stored_resource(tx, resource_type, id, head.version).await?
-    {
+    let previous = match head.as_ref().filter(|head| !head.deleted) {
+        Some(head) if resource_type == "Appointment" => {
+            stored_resource(tx, resource_type, id, head.version).await?
+        }
+        _ => None,
+    };
+    if let Some(previous) = &previous {
         let (from, to) = (previous["status"].as_str(), resource["status"].as_str());
         crate::fhir::appointment_status::may_move(from.unwrap_or_default(), to.unwrap_or_default())
             .map_err(|reason| {
@@ -656,6 +659,9 @@ async fn write_version<T: Tx>(
         head,
     })
     .await?;
+    if let Some(previous) = &previous {
+        super::claims::queue_freed(tx, previous, Some(resource), now).await?;
+    }
     if super::provenance::concerns(resource_type) {
         let operation = if creating { "CREATE" } else { "UPDATE" };
         let target = (resource_type, id, version);
@@ -680,6 +686,10 @@ pub(super) async fn delete<T: Tx>(
 ) -> Result<(), StoreError> {
     let version = head.version + 1;
     let last_updated = now.max(head.last_updated + 1);
+    let previous = match resource_type {
+        "Appointment" => stored_resource(tx, resource_type, id, head.version).await?,
+        _ => None,
+    };
     if super::claims::concerns(resource_type) {
         super::claims::after_write(tx, (resource_type, id), None, now).await?;
     }
@@ -694,6 +704,9 @@ pub(super) async fn delete<T: Tx>(
         head: Some(head),
     })
     .await?;
+    if let Some(previous) = &previous {
+        super::claims::queue_freed(tx, previous, None, now).await?;
+    }
     if super::provenance::concerns(resource_type) {
         let target = (resource_type, id, version);
         super::provenance::record(tx, target, "DELETE", last_updated).await?;

@@ -1,13 +1,14 @@
 //! The waitlist: an Appointment with status `waitlist`, a `requestedPeriod` and the patient
-//! (and, optionally, the practitioner wanted). When time frees (`$cancel`, `$no-show`,
-//! `$reschedule`), the earliest request it fits is offered it: the time is held for that
+//! (and, optionally, the practitioner wanted). When time frees (an appointment cancelled,
+//! missed, moved or deleted, by any write path), the earliest request it fits is offered it: the time is held for that
 //! patient (a pending Appointment naming the request, lapsing after
 //! `--waitlist-offer-seconds`) and a CommunicationRequest is written for the messaging
 //! system to send. The patient takes it with `$book`; an offer not taken in time goes to
 //! the next request. A booked offer closes its request (cancelled, with the reason).
 //!
-//! Each freed time is a job on the database's job queue (kind `waitlist-offer`), so that
-//! several server processes share the work, a process that dies mid-offer is relieved
+//! Each freed time is a job on the database's job queue (kind `waitlist-offer`), queued by
+//! the store in the same transaction as the change that freed it (`store::claims`), so
+//! that several server processes share the work, a process that dies mid-offer is relieved
 //! when its lease goes stale, and an offer waiting for its patient survives a restart.
 
 use std::time::Duration;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::busy::span_of;
 use super::lookup;
 use crate::app::{App, SharedApp};
 use crate::error::FhirError;
@@ -47,36 +47,6 @@ struct OfferJob {
     /// The current offer: the held Appointment, the request, and when it lapses.
     #[serde(default)]
     offer: Option<(String, String, i64)>,
-}
-
-/// Queues the offering of the time `freed` held (an appointment just cancelled, missed or
-/// moved), if it is still to come.
-pub async fn time_freed(app: &App, tenant: TenantId, freed: &Value) -> Result<(), FhirError> {
-    let Some(span) = span_of(freed) else {
-        return Ok(());
-    };
-    if span.start <= crate::clock::now_micros() {
-        return Ok(());
-    }
-    let actors: Vec<String> = freed["participant"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["actor"]["reference"].as_str())
-        .filter(|r| !r.starts_with("Patient/") && !r.starts_with("RelatedPerson/"))
-        .map(str::to_owned)
-        .collect();
-    let job = OfferJob {
-        tenant,
-        start: freed["start"].as_str().unwrap_or_default().to_owned(),
-        end: freed["end"].as_str().unwrap_or_default().to_owned(),
-        actors,
-        offered: Vec::new(),
-        offer: None,
-    };
-    let state = serde_json::to_string(&job).map_err(|e| FhirError::internal(e.to_string()))?;
-    app.store.queue_job(tenant, KIND, &state).await?;
-    Ok(())
 }
 
 /// Starts the worker that offers freed time.
