@@ -1418,3 +1418,55 @@ async fn waitlist_offers(backend: common::Backend) {
     );
 }
 both_backends!(waitlist_offers);
+
+/// Hostile bookings: an appointment claiming time for thousands of participants, a series
+/// of thousands, a week of a year: refused at once, naming what is wrong.
+async fn hostile_bookings(server: Server) {
+    let many: Vec<String> = (0..2000)
+        .map(|n| format!("Practitioner/crowd{n}"))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let crowd = appointment(
+        "crowd",
+        &refs,
+        "2027-03-15T09:00:00-04:00",
+        "2027-03-15T09:30:00-04:00",
+    );
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Appointment/crowd", &crowd).await;
+    assert_eq!(status, 422, "{outcome}");
+    assert_eq!(
+        outcome["issue"][0]["expression"][0],
+        "Appointment.participant"
+    );
+    let long = appointment(
+        "long",
+        &["Practitioner/long"],
+        "2027-03-01T09:00:00-05:00",
+        "2027-03-20T09:00:00-04:00",
+    );
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Appointment/long", &long).await;
+    assert_eq!(status, 422, "{outcome}");
+    let first = appointment(
+        "x",
+        &["Practitioner/h"],
+        "2027-03-15T09:00:00-04:00",
+        "2027-03-15T09:30:00-04:00",
+    );
+    let series = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "appointment", "resource": first}, {"name": "count", "valueInteger": 100_000}]});
+    assert_eq!(
+        server
+            .post_json("Appointment/$book-series", &series)
+            .await
+            .0,
+        400
+    );
+    let many_schedules: String = (0..50).map(|n| format!("schedule=s{n}&")).collect();
+    let (status, _) = find(
+        &server,
+        &format!("{many_schedules}start=2027-03-15T00:00:00Z&end=2027-03-16T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+both!(hostile_bookings);

@@ -20,6 +20,10 @@ use crate::search::sql::{Arg, Sql};
 /// claim, and two days of buffers.
 const REACH_BACK: i64 = LONGEST_CLAIM + 2 * 24 * 3600 * 1_000_000;
 
+/// The most actors one appointment may claim time for: each costs a lock and a look-up in
+/// the write's transaction, so one request must not bring thousands.
+const MOST_CLAIMANTS: usize = 100;
+
 /// Whether writes of `resource_type` keep claims or policies up to date.
 pub fn concerns(resource_type: &str) -> bool {
     matches!(resource_type, "Appointment" | "Schedule")
@@ -63,6 +67,18 @@ async fn claim_time<T: Tx>(
     claims: &[Claim],
     now: i64,
 ) -> Result<(), StoreError> {
+    if claims.len() > MOST_CLAIMANTS {
+        return Err(StoreError::Rejected(
+            FhirError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "business-rule",
+                format!(
+                    "An appointment that holds time has at most {MOST_CLAIMANTS} practitioners, rooms, devices and patients"
+                ),
+            )
+            .at("Appointment.participant"),
+        ));
+    }
     let mut widened = Vec::with_capacity(claims.len());
     for claim in claims {
         if claim.end - claim.start > LONGEST_CLAIM {
