@@ -2282,15 +2282,7 @@ async fn forged_and_expired_tokens(backend: common::Backend) {
         }
     }
     // An hour and a minute later the token has expired.
-    let moved = server
-        .client
-        .post(format!("{}/admin/clock", server.root))
-        .bearer_auth("admin-secret")
-        .body(json!({"advance_seconds": 3660}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.status(), 200);
+    server.advance_clock(3660).await;
     assert_eq!(
         get(&server, &token, "Patient").await.0,
         401,
@@ -2329,15 +2321,7 @@ async fn code_flow_refusals(backend: common::Backend) {
     }
     let location = sign_in(&server, "pat", PASSWORD, scope, &[]).await.unwrap();
     let code = query_value(&location, "code").unwrap();
-    let moved = server
-        .client
-        .post(format!("{}/admin/clock", server.root))
-        .bearer_auth("admin-secret")
-        .body(json!({"advance_seconds": 61}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.status(), 200);
+    server.advance_clock(61).await;
     let (status, refused) = exchange(&server, &code, VERIFIER).await;
     assert_eq!(
         (status, refused["error"].as_str()),
@@ -2727,18 +2711,6 @@ impl KeyHost {
     }
 }
 
-async fn advance_clock(server: &Server, seconds: u64) {
-    let moved = server
-        .client
-        .post(format!("{}/admin/clock", server.root))
-        .bearer_auth("admin-secret")
-        .body(json!({"advance_seconds": seconds}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.status(), 200);
-}
-
 /// A tenant that trusts an outside identity provider (as a clinic on Keycloak or Entra ID
 /// does): the provider's JWKS is fetched once for a rush of its tokens and kept as its
 /// Cache-Control allows; its claims map to scopes (bounded by what it may grant here),
@@ -2893,7 +2865,7 @@ async fn outside_keys(backend: common::Backend) {
         401,
         "fetched too recently"
     );
-    advance_clock(&server, 31).await;
+    server.advance_clock(31).await;
     assert_eq!(
         get(&server, &rotated, "Patient/p1").await.0,
         200,

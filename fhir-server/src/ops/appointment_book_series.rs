@@ -9,7 +9,7 @@
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use super::appointment_find::{SCHEDULES_EXTENSION, one};
+use super::appointment_find::{SCHEDULES_EXTENSION, invalid, one};
 use super::appointment_hold::{APPOINTMENT, appointment_part, checked_opening, create};
 use super::{Operation, Param};
 use crate::app::App;
@@ -71,10 +71,6 @@ pub const OPERATION: Operation = Operation {
     ],
     handler: |app, request, _| Box::pin(handle(app, request)),
 };
-
-fn invalid(name: &str, diagnostics: impl Into<String>) -> FhirError {
-    FhirError::bad_request(diagnostics).at(format!("Parameters.parameter.where(name = '{name}')"))
-}
 
 /// A value of the Parameters body (or the URL), as text.
 fn input_value(request: &FhirRequest, body: &Value, name: &str) -> Option<String> {

@@ -126,7 +126,8 @@ pub const OPERATION: Operation = Operation {
     handler: |app, request, _| Box::pin(handle(app, request)),
 };
 
-fn invalid(name: &str, diagnostics: impl Into<String>) -> FhirError {
+/// 400 naming the input `name`.
+pub(super) fn invalid(name: &str, diagnostics: impl Into<String>) -> FhirError {
     FhirError::bad_request(diagnostics).at(format!("Parameters.parameter.where(name = '{name}')"))
 }
 

@@ -293,6 +293,20 @@ impl Server {
         }
     }
 
+    /// Moves the server's clock (`--test-clock`) ahead by `seconds`, with the admin token
+    /// `admin-secret` the tests start such servers with.
+    pub async fn advance_clock(&self, seconds: u64) {
+        let moved = self
+            .client
+            .post(format!("{}/admin/clock", self.root))
+            .bearer_auth("admin-secret")
+            .body(serde_json::json!({"advance_seconds": seconds}).to_string())
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(moved.status(), 200, "the clock moves");
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
