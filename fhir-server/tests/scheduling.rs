@@ -298,9 +298,49 @@ async fn find_refuses_bad_questions(server: Server) {
     )
     .await;
     put_ok(&server, &json!({"resourceType": "Schedule", "id": "bare", "actor": [{"reference": "Practitioner/x"}]})).await;
+    // Bad scheduling parameters are refused when written, naming the element: by PUT, by
+    // PATCH, in a transaction, and on a HealthcareService.
     let mut mars = schedule("mars", "Practitioner/x", &["mon"], "09:00:00", 1, &[]);
     mars["extension"][0]["extension"][3]["valueCode"] = json!("Mars/Olympus_Mons");
-    put_ok(&server, &mars).await;
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Schedule/mars", &mars).await;
+    assert_eq!(
+        (status, outcome["issue"][0]["expression"][0].as_str()),
+        (422, Some("Schedule.extension[0].extension[3].valueCode")),
+        "{outcome}"
+    );
+    let patch = json!([{"op": "replace", "path": "/extension/0/extension/1/valueDuration/unit", "value": "fortnight"}]);
+    let (status, outcome) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "Schedule/s1",
+            "application/json-patch+json",
+            patch.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, outcome["issue"][0]["expression"][0].as_str()),
+        (
+            422,
+            Some("Schedule.extension[0].extension[1].valueDuration")
+        ),
+        "{outcome}"
+    );
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": mars, "request": {"method": "PUT", "url": "Schedule/mars"}}]});
+    assert_eq!(server.post_json("", &bundle).await.0, 422);
+    let hours_on_service = json!({"resourceType": "HealthcareService", "id": "hs", "extension": [{"url": PARAMETERS, "extension": [
+        {"url": "availability", "valueTiming": {"repeat": {"duration": 1}}}]}]});
+    assert_eq!(
+        send(
+            &server,
+            reqwest::Method::PUT,
+            "HealthcareService/hs",
+            &hours_on_service
+        )
+        .await
+        .0,
+        422
+    );
     let range = "start=2027-03-15T00:00:00Z&end=2027-03-16T00:00:00Z";
     for (query, status, at) in [
         (
@@ -349,11 +389,6 @@ async fn find_refuses_bad_questions(server: Server) {
             "Parameters.parameter.where(name = 'practitioner')",
         ),
         (format!("schedule=bare&{range}"), 422, "Schedule.extension"),
-        (
-            format!("schedule=mars&{range}"),
-            422,
-            "Schedule.extension[0].extension[3].valueCode",
-        ),
     ] {
         let (got, outcome) = find(&server, &query).await;
         assert_eq!(got, status, "{query}: {outcome}");

@@ -5,6 +5,7 @@
 //! parameter type's table. Rows exist for current versions only; the store replaces them in
 //! the same transaction as the version, so a search right after a write sees it.
 
+pub mod availability;
 pub mod bounded;
 pub mod claims;
 mod normalize;

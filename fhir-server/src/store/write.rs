@@ -475,13 +475,21 @@ pub(super) async fn create_many<T: Tx>(
     // Claims first, each seeing those before it.
     let now = resource::now_micros();
     for (position, version, _) in creates {
-        if !super::claims::concerns(&version.resource_type) {
+        let scheduling = matches!(
+            version.resource_type.as_str(),
+            "Schedule" | "HealthcareService"
+        );
+        if !super::claims::concerns(&version.resource_type) && !scheduling {
             continue;
         }
         let value: Option<Value> = version
             .body
             .as_ref()
             .and_then(|body| serde_json::from_slice(body).ok());
+        if let (true, Some(value)) = (scheduling, &value) {
+            crate::index::availability::check(value, &version.resource_type)
+                .map_err(|error| (*position, StoreError::Rejected(error)))?;
+        }
         let target = (version.resource_type.as_str(), version.id.as_str());
         super::claims::after_write(tx, target, value.as_ref(), now)
             .await
@@ -628,6 +636,9 @@ async fn write_version<T: Tx>(
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
+    if matches!(resource_type, "Schedule" | "HealthcareService") {
+        crate::index::availability::check(resource, resource_type).map_err(StoreError::Rejected)?;
+    }
     let previous = match head.as_ref().filter(|head| !head.deleted) {
         Some(head) if resource_type == "Appointment" => {
             stored_resource(tx, resource_type, id, head.version).await?

@@ -3,7 +3,9 @@
 //! `$cancel` write (`booking`). The rules run with the
 //! server's rights (`lookup`); who may ask is the operation's concern (`ops`).
 
-pub mod availability;
+/// When a Schedule is open: below the store (`index::availability`), which checks the
+/// scheduling parameters of every Schedule written.
+pub use crate::index::availability;
 pub mod booking;
 pub mod busy;
 pub mod lookup;

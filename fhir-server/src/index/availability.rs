@@ -182,6 +182,74 @@ fn sub<'a>(extension: &'a Value, url: &str, at: &str) -> Vec<(String, &'a Value)
         .unwrap_or_default()
 }
 
+/// Whether the SchedulingParameters of `resource` (a Schedule or a HealthcareService) are
+/// well formed: each value given parses (what is not given may come from elsewhere: a
+/// Schedule's service, `$find`'s check). 422 naming the element otherwise. The store checks
+/// it on every write of those types.
+pub fn check(resource: &Value, resource_type: &str) -> Result<(), FhirError> {
+    let extensions = resource["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate();
+    for (i, extension) in extensions.filter(|(_, e)| e["url"] == EXTENSION) {
+        let subs = extension["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate();
+        for (j, sub) in subs {
+            let at = format!("{resource_type}.extension[{i}].extension[{j}]");
+            check_one(sub, &at, resource_type)?;
+        }
+    }
+    Ok(())
+}
+
+/// One sub-extension of the SchedulingParameters, at `at`.
+fn check_one(sub: &Value, at: &str, resource_type: &str) -> Result<(), FhirError> {
+    match sub["url"].as_str().unwrap_or_default() {
+        url @ ("duration" | "bufferBefore" | "bufferAfter" | "alignmentInterval"
+        | "alignmentOffset") => {
+            let place = format!("{at}.valueDuration");
+            let minutes = minutes_of(&sub["valueDuration"], &place)?;
+            if url == "duration" && minutes == 0 {
+                return Err(invalid(&place, "a visit lasts at least a minute"));
+            }
+        }
+        "timezone" => {
+            let name = sub["valueCode"].as_str().unwrap_or_default();
+            if TimeZone::get(name).is_err() {
+                return Err(invalid(
+                    &format!("{at}.valueCode"),
+                    format!("'{name}' is not a time zone (IANA, such as America/New_York)"),
+                ));
+            }
+        }
+        "slotCapacity"
+            if !sub["valueInteger"]
+                .as_u64()
+                .is_some_and(|n| (1..=1000).contains(&n)) =>
+        {
+            return Err(invalid(
+                &format!("{at}.valueInteger"),
+                "slotCapacity is 1 to 1000",
+            ));
+        }
+        "availability" if resource_type == "HealthcareService" => {
+            return Err(invalid(
+                at,
+                "a HealthcareService's hours are its availableTime; availability is a Schedule's",
+            ));
+        }
+        "availability" => {
+            windows_of(&sub["valueTiming"], &format!("{at}.valueTiming"))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Parameters {
     /// The parameters of `schedule` for `service` (a `HealthcareService/id` reference),
     /// each one the Schedule does not set taken from the service's own `defaults` (the
