@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::appointment_find::{one, own_patient};
+use super::appointment_find::own_patient;
 use super::appointment_hold::{APPOINTMENT, RETURN, appointment_part, checked_opening, create};
-use super::{Operation, Param, Target};
+use super::{Operation, Param, Target, input, inputs};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::interaction::update::{Rewritten, rewrite};
@@ -49,8 +49,8 @@ async fn handle(
 ) -> Result<FhirResponse, FhirError> {
     let held = match target.id() {
         Some(id) => Some(id.to_owned()),
-        None => appointment_id(request)?
-            .map(|id| id.strip_prefix("Appointment/").unwrap_or(&id).to_owned()),
+        None => input(&inputs(request)?, "appointment-id")
+            .map(|id| id.strip_prefix("Appointment/").unwrap_or(id).to_owned()),
     };
     if let Some(id) = held {
         return change(app, request, &id, booking::booked).await;
@@ -61,29 +61,6 @@ async fn handle(
     })?;
     let proposed = checked_opening(app, request, proposed).await?;
     create(app, request, booking::booked(proposed)?).await
-}
-
-/// The `appointment-id` input, from the URL or the Parameters body.
-fn appointment_id(request: &FhirRequest) -> Result<Option<String>, FhirError> {
-    if let Some(id) = one(&request.params, "appointment-id") {
-        return Ok(Some(id.to_owned()));
-    }
-    if request.body.is_empty() {
-        return Ok(None);
-    }
-    let body = request.parse_body()?;
-    let part = body["parameter"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|part| part["name"] == "appointment-id");
-    Ok(part.and_then(|part| {
-        part["valueString"]
-            .as_str()
-            .or_else(|| part["valueId"].as_str())
-            .or_else(|| part["valueReference"]["reference"].as_str())
-            .map(str::to_owned)
-    }))
 }
 
 /// Rewrites the stored `Appointment/{id}` by `next` (for the token's own patient only):

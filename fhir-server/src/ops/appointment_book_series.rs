@@ -9,9 +9,9 @@
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use super::appointment_find::{SCHEDULES_EXTENSION, invalid, one};
+use super::appointment_find::SCHEDULES_EXTENSION;
 use super::appointment_hold::{APPOINTMENT, appointment_part, checked_opening, create};
-use super::{Operation, Param};
+use super::{Operation, Param, input as given, inputs, invalid_input as invalid};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::format::Payload;
@@ -72,43 +72,19 @@ pub const OPERATION: Operation = Operation {
     handler: |app, request, _| Box::pin(handle(app, request)),
 };
 
-/// A value of the Parameters body (or the URL), as text.
-fn input_value(request: &FhirRequest, body: &Value, name: &str) -> Option<String> {
-    if let Some(value) = one(&request.params, name) {
-        return Some(value.to_owned());
-    }
-    body["parameter"]
-        .as_array()?
-        .iter()
-        .find(|part| part["name"] == name)
-        .and_then(|part| {
-            part.as_object()?
-                .iter()
-                .find(|(key, _)| key.starts_with("value"))
-                .map(|(_, value)| match value {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                })
-        })
-}
-
 fn repeat_of(request: &FhirRequest) -> Result<Repeat, FhirError> {
-    let body = if request.body.is_empty() {
-        Value::Null
-    } else {
-        request.parse_body()?
-    };
+    let inputs = inputs(request)?;
     let number = |name: &str| -> Result<Option<i64>, FhirError> {
-        input_value(request, &body, name)
+        given(&inputs, name)
             .map(|text| {
                 text.parse::<i64>()
                     .map_err(|_| invalid(name, format!("{name} is a whole number")))
             })
             .transpose()
     };
-    let until = match input_value(request, &body, "until") {
+    let until = match given(&inputs, "until") {
         Some(text) => Some(
-            crate::resource::parse_instant(&text)
+            crate::resource::parse_instant(text)
                 .or_else(|| crate::resource::parse_instant(&format!("{text}T23:59:59Z")))
                 .ok_or_else(|| invalid("until", "until is a dateTime or a date"))?,
         ),

@@ -7,8 +7,7 @@
 use serde_json::{Value, json};
 
 use super::appointment_book::change;
-use super::appointment_find::{inputs, one};
-use super::{Operation, Param, Target};
+use super::{Operation, Param, Target, input, inputs};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
@@ -62,7 +61,7 @@ async fn handle(
         booking::cancelled(appointment, reason.clone())
     })
     .await?;
-    if flag(request, "rest-of-series")? {
+    if input(&inputs(request)?, "rest-of-series") == Some("true") {
         for later in later_occurrences(app, request, id).await? {
             change(app, request, &later, |appointment| {
                 booking::cancelled(appointment, reason.clone())
@@ -71,22 +70,6 @@ async fn handle(
         }
     }
     Ok(answer)
-}
-
-/// A boolean input, from the URL or the Parameters body.
-fn flag(request: &FhirRequest, name: &str) -> Result<bool, FhirError> {
-    if let Some(value) = one(&request.params, name) {
-        return Ok(value == "true");
-    }
-    if request.body.is_empty() {
-        return Ok(false);
-    }
-    let body = request.parse_body()?;
-    Ok(body["parameter"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|part| part["name"] == name && part["valueBoolean"] == true))
 }
 
 /// The ids of the occurrences of the series of `Appointment/{id}` that start after it and
@@ -147,5 +130,5 @@ fn reason_of(request: &FhirRequest) -> Result<Option<Value>, FhirError> {
             return Ok(coded);
         }
     }
-    Ok(one(&inputs(request)?, "reason").map(|text| json!({"text": text})))
+    Ok(input(&inputs(request)?, "reason").map(|text| json!({"text": text})))
 }

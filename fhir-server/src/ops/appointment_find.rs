@@ -7,10 +7,10 @@
 //! only for its own patient, whose appointments then block too; the answer names no other
 //! patient.
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{Operation, Param};
+use super::{Operation, Param, input as one, inputs, invalid_input as invalid};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::bundle::{Entry, Resource, bundle};
@@ -125,50 +125,6 @@ pub const OPERATION: Operation = Operation {
     ],
     handler: |app, request, _| Box::pin(handle(app, request)),
 };
-
-/// 400 naming the input `name`.
-pub(super) fn invalid(name: &str, diagnostics: impl Into<String>) -> FhirError {
-    FhirError::bad_request(diagnostics).at(format!("Parameters.parameter.where(name = '{name}')"))
-}
-
-/// The inputs, by name: the URL's, and a POSTed Parameters' (`value[x]` as text).
-pub(super) fn inputs(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
-    let mut inputs = request.params.clone();
-    if request.method == Method::POST && !request.body.is_empty() {
-        let body = request.parse_body()?;
-        if body["resourceType"] != "Parameters" {
-            return Err(FhirError::bad_request("$find takes a Parameters body"));
-        }
-        for parameter in body["parameter"].as_array().into_iter().flatten() {
-            let name = parameter["name"].as_str().unwrap_or_default();
-            let value = parameter.as_object().and_then(|p| {
-                p.iter()
-                    .find(|(key, _)| key.starts_with("value"))
-                    .map(|(_, value)| match value {
-                        Value::String(text) => text.clone(),
-                        Value::Object(reference) => reference
-                            .get("reference")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        other => other.to_string(),
-                    })
-            });
-            match value {
-                Some(value) => inputs.push((name.to_owned(), value)),
-                None => return Err(invalid(name, format!("'{name}' has no value"))),
-            }
-        }
-    }
-    Ok(inputs)
-}
-
-pub(super) fn one<'a>(inputs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    inputs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
 
 fn all<'a>(inputs: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
     inputs

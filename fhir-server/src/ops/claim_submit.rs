@@ -90,19 +90,7 @@ pub async fn handle(app: &App, request: &FhirRequest, id: &str) -> Result<FhirRe
 
 /// `resubmit=true`, in the URL or in a Parameters body.
 fn resubmit_asked(request: &FhirRequest) -> Result<bool, FhirError> {
-    let in_url = request
-        .params
-        .iter()
-        .any(|(name, value)| name == "resubmit" && value == "true");
-    if in_url || request.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(in_url);
-    }
-    let body = request.parse_body()?;
-    Ok(body["parameter"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|p| p["name"] == "resubmit" && p["valueBoolean"] == true))
+    Ok(super::input(&super::inputs(request)?, "resubmit") == Some("true"))
 }
 
 /// The Claim as an 837P, with everything it draws on; 422 naming each problem.

@@ -220,3 +220,56 @@ pub async fn system(
         ([], _) => Err(FhirError::not_supported("No operation named")),
     }
 }
+
+/// 400 naming the input `name` of an operation.
+pub fn invalid_input(name: &str, diagnostics: impl Into<String>) -> FhirError {
+    FhirError::bad_request(diagnostics).at(format!("Parameters.parameter.where(name = '{name}')"))
+}
+
+/// An operation's inputs by name, as text: the URL's, then a POSTed Parameters' (each
+/// `value[x]`: a string as it is, a Reference as its reference, anything else as JSON).
+/// Parts that carry a resource are the operation's own to read.
+pub fn inputs(request: &FhirRequest) -> Result<Vec<(String, String)>, FhirError> {
+    let mut inputs = request.params.clone();
+    if request.method != Method::POST || request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(inputs);
+    }
+    let body = request.parse_body()?;
+    if body["resourceType"] != "Parameters" {
+        return Err(FhirError::bad_request(
+            "The operation takes a Parameters body",
+        ));
+    }
+    for parameter in body["parameter"].as_array().into_iter().flatten() {
+        let name = parameter["name"].as_str().unwrap_or_default();
+        if parameter.get("resource").is_some() {
+            continue;
+        }
+        let value = parameter.as_object().and_then(|p| {
+            p.iter()
+                .find(|(key, _)| key.starts_with("value"))
+                .map(|(_, value)| match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Object(reference) => reference
+                        .get("reference")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    other => other.to_string(),
+                })
+        });
+        match value {
+            Some(value) => inputs.push((name.to_owned(), value)),
+            None => return Err(invalid_input(name, format!("'{name}' has no value"))),
+        }
+    }
+    Ok(inputs)
+}
+
+/// The first input named `name`.
+pub fn input<'a>(inputs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    inputs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
