@@ -1486,3 +1486,196 @@ fn exactly_one_won(statuses: &[u16]) {
         "{statuses:?}"
     );
 }
+
+/// A Slot's rules hold on every write: it ends after it starts; entered-in-error is final;
+/// a Slot someone is booked into cannot be closed, moved or deleted under them (by PUT,
+/// PATCH, DELETE or a transaction); nobody can be booked into a closed Slot; once the
+/// booking is cancelled, the Slot is free to close.
+async fn slot_rules(server: Server) {
+    let (start, end) = ("2027-03-15T09:00:00-04:00", "2027-03-15T09:30:00-04:00");
+    put_ok(&server, &slot("s1", "Schedule/dr", "free", start, end)).await;
+    let mut booked = appointment("a1", &["Practitioner/dr", "Patient/p1"], start, end);
+    booked["slot"] = json!([{"reference": "Slot/s1"}]);
+    put_ok(&server, &booked).await;
+
+    let closed = slot("s1", "Schedule/dr", "busy-unavailable", start, end);
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Slot/s1", &closed).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Slot.status");
+    assert!(outcome.to_string().contains("Slot/s1"), "{outcome}");
+    let moved = slot(
+        "s1",
+        "Schedule/dr",
+        "free",
+        "2027-03-15T10:00:00-04:00",
+        "2027-03-15T10:30:00-04:00",
+    );
+    assert_eq!(
+        send(&server, reqwest::Method::PUT, "Slot/s1", &moved)
+            .await
+            .0,
+        409
+    );
+    let patch = json!([{"op": "replace", "path": "/status", "value": "entered-in-error"}]);
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            "Slot/s1",
+            "application/json-patch+json",
+            patch.to_string(),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = server
+        .send_json(
+            reqwest::Method::DELETE,
+            "Slot/s1",
+            common::JSON,
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": closed, "request": {"method": "PUT", "url": "Slot/s1"}}]});
+    assert_eq!(server.post_json("", &bundle).await.0, 409);
+    // Marking it busy (as an EHR does when it is booked) is no closing.
+    put_ok(&server, &slot("s1", "Schedule/dr", "busy", start, end)).await;
+
+    // Cancelled, the appointment no longer holds it: the Slot may close.
+    booked["status"] = json!("cancelled");
+    put_ok(&server, &booked).await;
+    put_ok(&server, &closed).await;
+    let mut second = appointment("a2", &["Practitioner/dr", "Patient/p2"], start, end);
+    second["slot"] = json!([{"reference": "Slot/s1"}]);
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Appointment/a2", &second).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Appointment.slot");
+    let (status, _) = send(&server, reqwest::Method::POST, "Appointment", &second).await;
+    assert_eq!(status, 409);
+    // A proposed appointment holds no time: it may name the closed Slot.
+    second["status"] = json!("proposed");
+    put_ok(&server, &second).await;
+
+    let gone = slot("s2", "Schedule/dr", "entered-in-error", start, end);
+    put_ok(&server, &gone).await;
+    let back = slot("s2", "Schedule/dr", "free", start, end);
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Slot/s2", &back).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Slot.status");
+    let backwards = slot("s3", "Schedule/dr", "free", end, start);
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Slot/s3", &backwards).await;
+    assert_eq!(status, 422, "{outcome}");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Slot.end");
+}
+both!(slot_rules);
+
+/// Twenty-five bookings into one Slot race twenty-five closings of it (on PostgreSQL
+/// through two server processes), once with a booking sent first and once with a closing:
+/// either the Slot closed and nobody is booked into it, or it stayed open and every closing
+/// was refused.
+async fn closing_a_slot_races_bookings(backend: common::Backend) {
+    let Some(server) = Server::start(backend).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let other = match backend {
+        common::Backend::Postgres => Some(server.sibling().await),
+        common::Backend::Sqlite => None,
+    };
+    let servers: Vec<&Server> = other.iter().chain([&server]).collect();
+    for (group, lead) in [("g0", 0), ("g1", 1)] {
+        rush_one_slot(&servers, group, lead).await;
+    }
+}
+both_backends!(closing_a_slot_races_bookings);
+
+/// Fifty requests at once on Slot `group`: the odd ones (even, with `lead` 1) book into it,
+/// the others close it.
+async fn rush_one_slot(servers: &[&Server], group: &str, lead: usize) {
+    let (start, end) = ("2027-03-15T09:00:00-04:00", "2027-03-15T09:30:00-04:00");
+    put_ok(
+        servers[0],
+        &slot(group, "Schedule/class", "free", start, end),
+    )
+    .await;
+    let closed = slot(group, "Schedule/class", "busy-unavailable", start, end);
+    let rush = (0..50).map(|n| {
+        let server = servers[n % servers.len()];
+        let booking = (n + lead) % 2 == 1;
+        let (path, body) = if booking {
+            let id = format!("{group}-{n}");
+            let mut booking = appointment(&id, &[&format!("Patient/p{n}")], start, end);
+            booking["slot"] = json!([{"reference": format!("Slot/{group}")}]);
+            (format!("Appointment/{id}"), booking)
+        } else {
+            (format!("Slot/{group}"), closed.clone())
+        };
+        async move {
+            let status = send(server, reqwest::Method::PUT, &path, &body).await.0;
+            (booking, status)
+        }
+    });
+    let outcomes = futures::future::join_all(rush).await;
+    for (_, status) in &outcomes {
+        assert!([200, 201, 409].contains(status), "{outcomes:?}");
+    }
+    let booked = outcomes.iter().filter(|(b, s)| *b && *s == 201).count();
+    let closings = outcomes.iter().filter(|(b, s)| !*b && *s == 200).count();
+    let (_, stored) = servers[0].get_json(&format!("Slot/{group}")).await;
+    let query = format!("Appointment?slot=Slot/{group}&status=booked&_count=100");
+    let (_, bundle) = servers[0].get_json(&query).await;
+    assert_eq!(entries(&bundle).len(), booked, "{outcomes:?}");
+    if closings > 0 {
+        assert_eq!(stored["status"], "busy-unavailable");
+        assert_eq!(booked, 0, "booked into a closed Slot: {outcomes:?}");
+    } else {
+        assert_eq!(stored["status"], "free");
+    }
+}
+
+/// A database from before the store kept claims (migration 0008): at the next start the
+/// server writes the claims of the appointments already booked, buffers and Slots
+/// included, so they block their time at once.
+async fn claims_of_earlier_appointments(mut server: Server) {
+    let buffer = json!({"url": "bufferAfter", "valueDuration": {"value": 15, "unit": "min"}});
+    let days = ["mon", "tue", "wed", "thu", "fri"];
+    put_ok(
+        &server,
+        &schedule("dr", "Practitioner/dr", &days, "09:00:00", 8, &[buffer]),
+    )
+    .await;
+    let (start, end) = ("2027-03-15T09:00:00-04:00", "2027-03-15T09:30:00-04:00");
+    put_ok(&server, &slot("s1", "Schedule/dr", "free", start, end)).await;
+    let mut booked = appointment("a1", &["Practitioner/dr", "Patient/p1"], start, end);
+    booked["slot"] = json!([{"reference": "Slot/s1"}]);
+    put_ok(&server, &booked).await;
+    server.sql(
+        "DELETE FROM time_claims; DELETE FROM time_policies; \
+         DELETE FROM store_meta WHERE name = 'time_claims_built';",
+    );
+    server.restart().await;
+
+    let clash = appointment(
+        "a2",
+        &["Practitioner/dr", "Patient/p2"],
+        "2027-03-15T09:40:00-04:00",
+        "2027-03-15T10:00:00-04:00",
+    );
+    let (status, outcome) = send(&server, reqwest::Method::PUT, "Appointment/a2", &clash).await;
+    assert_eq!(status, 409, "inside the buffer after a1: {outcome}");
+    let closed = slot("s1", "Schedule/dr", "busy-unavailable", start, end);
+    assert_eq!(
+        send(&server, reqwest::Method::PUT, "Slot/s1", &closed)
+            .await
+            .0,
+        409
+    );
+    let later = appointment(
+        "a3",
+        &["Practitioner/dr", "Patient/p2"],
+        "2027-03-15T09:45:00-04:00",
+        "2027-03-15T10:15:00-04:00",
+    );
+    put_ok(&server, &later).await;
+}
+both!(claims_of_earlier_appointments);

@@ -191,6 +191,9 @@ async fn open_bounded(
     store::limits::in_background(store.ensure_index_current())
         .await
         .map_err(|e| format!("cannot rebuild the search index: {e:?}"))?;
+    store::limits::in_background(store.ensure_claims_current())
+        .await
+        .map_err(|e| format!("cannot write the claims of stored appointments: {e:?}"))?;
     Ok(store)
 }
 

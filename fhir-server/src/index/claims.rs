@@ -1,7 +1,8 @@
 //! The time a resource claims, for the store's rule that nobody is booked twice: an
 //! Appointment that holds time (pending, booked, arrived, checked-in) claims its span for
 //! each participant that is a practitioner, a room, a device or a patient (and has not
-//! declined); a Schedule sets its actors' buffers and capacity (its SchedulingParameters
+//! declined), and each Slot it names in `Appointment.slot` (so that a Slot someone is booked
+//! into cannot be closed under them: `store::slots`); a Schedule sets its actors' buffers and capacity (its SchedulingParameters
 //! extension, the set without a `service`). Pure functions of the resource, so that every
 //! write path (create, update, patch, transaction, import) derives the same claims inside
 //! its database transaction (`store::claims`).
@@ -91,9 +92,29 @@ pub fn appointment_claims(appointment: &Value, now: i64) -> Vec<Claim> {
             expires,
         })
         .collect();
+    let slots = appointment["slot"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|slot| slot["reference"].as_str())
+        .filter(|reference| is_slot(reference));
+    claims.extend(slots.map(|slot| Claim {
+        actor: slot.to_owned(),
+        start,
+        end,
+        expires,
+    }));
     claims.sort_by(|a, b| a.actor.cmp(&b.actor));
     claims.dedup_by(|a, b| a.actor == b.actor);
     claims
+}
+
+/// Whether a claim's actor is a Slot (`Slot/{id}`): it records that the Slot is taken,
+/// and has no capacity or buffers of its own.
+pub fn is_slot(actor: &str) -> bool {
+    actor
+        .strip_prefix("Slot/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Time an appointment held and holds no more.
@@ -101,7 +122,7 @@ pub fn appointment_claims(appointment: &Value, now: i64) -> Vec<Claim> {
 pub struct Freed {
     pub start: String,
     pub end: String,
-    /// Its practitioners, rooms and devices (not its patients).
+    /// Its practitioners, rooms and devices (not its patients or Slots).
     pub actors: Vec<String>,
 }
 
@@ -123,7 +144,7 @@ pub fn freed(previous: &Value, next: Option<&Value>, now: i64) -> Option<Freed> 
         end: previous["end"].as_str()?.to_owned(),
         actors: before
             .iter()
-            .filter(|c| !c.actor.starts_with("Patient/"))
+            .filter(|c| !c.actor.starts_with("Patient/") && !is_slot(&c.actor))
             .map(|c| c.actor.clone())
             .collect(),
     })
@@ -215,12 +236,21 @@ mod tests {
                 {"actor": {"reference": "Location/room1"}, "status": "accepted"},
                 {"actor": {"reference": "Patient/p1"}, "status": "accepted"},
                 {"actor": {"reference": "HealthcareService/x"}, "status": "accepted"},
-                {"actor": {"reference": "Practitioner/dr2"}, "status": "declined"}]});
+                {"actor": {"reference": "Practitioner/dr2"}, "status": "declined"}],
+            "slot": [{"reference": "Slot/s1"}, {"reference": "Slot/"}]});
         let actors: Vec<String> = appointment_claims(&appointment, 0)
             .into_iter()
             .map(|c| c.actor)
             .collect();
-        assert_eq!(actors, ["Location/room1", "Patient/p1", "Practitioner/dr1"]);
+        assert_eq!(
+            actors,
+            [
+                "Location/room1",
+                "Patient/p1",
+                "Practitioner/dr1",
+                "Slot/s1"
+            ]
+        );
         let after = crate::resource::parse_instant("2027-03-15T11:00:00Z").unwrap();
         assert!(
             appointment_claims(&appointment, after).is_empty(),

@@ -24,9 +24,10 @@ const REACH_BACK: i64 = LONGEST_CLAIM + 2 * 24 * 3600 * 1_000_000;
 /// the write's transaction, so one request must not bring thousands.
 const MOST_CLAIMANTS: usize = 100;
 
-/// Whether writes of `resource_type` keep claims or policies up to date.
+/// Whether writes of `resource_type` keep claims or policies up to date, or are held to
+/// them (a Slot: `store::slots`).
 pub fn concerns(resource_type: &str) -> bool {
-    matches!(resource_type, "Appointment" | "Schedule")
+    matches!(resource_type, "Appointment" | "Schedule" | "Slot")
 }
 
 /// Brings the claims (an Appointment) or policies (a Schedule) of `resource_type/id` in
@@ -81,6 +82,12 @@ async fn claim_time<T: Tx>(
     }
     let mut widened = Vec::with_capacity(claims.len());
     for claim in claims {
+        if claims::is_slot(&claim.actor) {
+            // A Slot records that it is taken; its capacity is its people's.
+            super::slots::bookable(tx, &claim.actor).await?;
+            widened.push((claim, claim.start, claim.end));
+            continue;
+        }
         if claim.end - claim.start > LONGEST_CLAIM {
             return Err(StoreError::Rejected(
                 FhirError::new(
@@ -109,36 +116,12 @@ async fn claim_time<T: Tx>(
         }
         widened.push((claim, start, end));
     }
-    let mut delete = Sql::default();
-    delete.push("DELETE FROM ");
-    tenant_clause(tx, &mut delete, "time_claims");
-    delete.push(" AND holder = ");
-    delete.bind_text(holder);
-    tx.run(delete).await?;
+    let tenant = tx.tenant().get();
+    tx.run(delete_of(tenant, "time_claims", ("holder", holder)))
+        .await?;
     for (claim, start, end) in widened {
-        let mut insert = Sql::default();
-        insert.push(
-            "INSERT INTO time_claims (tid, holder, actor, start_us, end_us, expires_us) VALUES (",
-        );
-        insert.bind(Arg::Int(tx.tenant().get()));
-        for arg in [
-            Arg::Text(holder.to_owned()),
-            Arg::Text(claim.actor.clone()),
-            Arg::Int(start),
-            Arg::Int(end),
-        ] {
-            insert.push(", ");
-            insert.bind(arg);
-        }
-        match claim.expires {
-            Some(expires) => {
-                insert.push(", ");
-                insert.bind(Arg::Int(expires));
-                insert.push(")");
-            }
-            None => insert.push(", NULL)"),
-        }
-        tx.run(insert).await?;
+        tx.run(insert_claim(tenant, holder, claim, (start, end)))
+            .await?;
     }
     Ok(())
 }
@@ -194,34 +177,77 @@ async fn set_policies<T: Tx>(
     schedule: &str,
     policies: &[Policy],
 ) -> Result<(), StoreError> {
-    let mut delete = Sql::default();
-    delete.push("DELETE FROM ");
-    tenant_clause(tx, &mut delete, "time_policies");
-    delete.push(" AND schedule = ");
-    delete.bind_text(schedule);
-    tx.run(delete).await?;
+    let tenant = tx.tenant().get();
+    tx.run(delete_of(tenant, "time_policies", ("schedule", schedule)))
+        .await?;
     for policy in policies {
-        let mut insert = Sql::default();
-        insert.push(
-            "INSERT INTO time_policies (tid, schedule, actor, before_us, after_us, capacity) \
-             VALUES (",
-        );
-        insert.bind(Arg::Int(tx.tenant().get()));
-        for arg in [
-            Arg::Text(schedule.to_owned()),
-            Arg::Text(policy.actor.clone()),
-            Arg::Int(policy.before),
-            Arg::Int(policy.after),
-            Arg::Int(policy.capacity),
-        ] {
-            insert.push(", ");
-            insert.bind(arg);
-        }
-        // A Schedule naming the same actor twice sets its policy once.
-        insert.push(") ON CONFLICT DO NOTHING");
-        tx.run(insert).await?;
+        tx.run(insert_policy(tenant, schedule, policy)).await?;
     }
     Ok(())
+}
+
+/// The statement that removes the rows of `table` whose `column` is `value`.
+pub(super) fn delete_of(tenant: i64, table: &str, (column, value): (&str, &str)) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(&format!("DELETE FROM {table} WHERE tid = "));
+    sql.bind(Arg::Int(tenant));
+    sql.push(&format!(" AND {column} = "));
+    sql.bind_text(value);
+    sql
+}
+
+/// The statement that stores `holder`'s claim, widened to `[start, end)`.
+pub(super) fn insert_claim(
+    tenant: i64,
+    holder: &str,
+    claim: &Claim,
+    (start, end): (i64, i64),
+) -> Sql {
+    let mut insert = Sql::default();
+    insert.push(
+        "INSERT INTO time_claims (tid, holder, actor, start_us, end_us, expires_us) VALUES (",
+    );
+    insert.bind(Arg::Int(tenant));
+    for arg in [
+        Arg::Text(holder.to_owned()),
+        Arg::Text(claim.actor.clone()),
+        Arg::Int(start),
+        Arg::Int(end),
+    ] {
+        insert.push(", ");
+        insert.bind(arg);
+    }
+    match claim.expires {
+        Some(expires) => {
+            insert.push(", ");
+            insert.bind(Arg::Int(expires));
+            insert.push(")");
+        }
+        None => insert.push(", NULL)"),
+    }
+    insert
+}
+
+/// The statement that stores what `schedule` sets for one actor.
+pub(super) fn insert_policy(tenant: i64, schedule: &str, policy: &Policy) -> Sql {
+    let mut insert = Sql::default();
+    insert.push(
+        "INSERT INTO time_policies (tid, schedule, actor, before_us, after_us, capacity) VALUES (",
+    );
+    insert.bind(Arg::Int(tenant));
+    for arg in [
+        Arg::Text(schedule.to_owned()),
+        Arg::Text(policy.actor.clone()),
+        Arg::Int(policy.before),
+        Arg::Int(policy.after),
+        Arg::Int(policy.capacity),
+    ] {
+        insert.push(", ");
+        insert.bind(arg);
+    }
+    // A Schedule naming the same actor twice sets its policy once.
+    insert.push(") ON CONFLICT DO NOTHING");
+    insert
 }
 
 /// Queues the offer of the time `previous` held and `next` does not (see

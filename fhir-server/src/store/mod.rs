@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod claims;
+mod claims_backfill;
 mod coalesce;
 mod compartment;
 mod counters;
@@ -20,6 +21,7 @@ mod pg_reads;
 pub mod postgres;
 pub mod provenance;
 pub mod search;
+mod slots;
 pub mod sqlite;
 mod sqlite_memory;
 pub mod transaction;

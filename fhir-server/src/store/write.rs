@@ -383,7 +383,7 @@ pub fn own(
 }
 
 /// A stored version as JSON (`None` when it has no body).
-async fn stored_resource<T: Tx>(
+pub(super) async fn stored_resource<T: Tx>(
     tx: &mut T,
     resource_type: &str,
     id: &str,
@@ -475,25 +475,23 @@ pub(super) async fn create_many<T: Tx>(
     // Claims first, each seeing those before it.
     let now = resource::now_micros();
     for (position, version, _) in creates {
-        let scheduling = matches!(
-            version.resource_type.as_str(),
-            "Schedule" | "HealthcareService"
-        );
-        if !super::claims::concerns(&version.resource_type) && !scheduling {
+        let resource_type = version.resource_type.as_str();
+        if !super::claims::concerns(resource_type) && !has_rules(resource_type) {
             continue;
         }
         let value: Option<Value> = version
             .body
             .as_ref()
             .and_then(|body| serde_json::from_slice(body).ok());
-        if let (true, Some(value)) = (scheduling, &value) {
-            crate::index::availability::check(value, &version.resource_type)
-                .map_err(|error| (*position, StoreError::Rejected(error)))?;
+        let target = (resource_type, version.id.as_str());
+        async {
+            if let Some(value) = &value {
+                check_rules(tx, target, None, value, now).await?;
+            }
+            super::claims::after_write(tx, target, value.as_ref(), now).await
         }
-        let target = (version.resource_type.as_str(), version.id.as_str());
-        super::claims::after_write(tx, target, value.as_ref(), now)
-            .await
-            .map_err(|error| (*position, error))?;
+        .await
+        .map_err(|error| (*position, error))?;
     }
     tx.create_many(&items)
         .await
@@ -636,25 +634,13 @@ async fn write_version<T: Tx>(
     // Never go back in time: a version is at least as late as the one before it.
     let last_updated = head.as_ref().map_or(now, |h| now.max(h.last_updated + 1));
     let body = resource::stamp(resource, id, version, last_updated);
-    if matches!(resource_type, "Schedule" | "HealthcareService") {
-        crate::index::availability::check(resource, resource_type).map_err(StoreError::Rejected)?;
-    }
     let previous = match head.as_ref().filter(|head| !head.deleted) {
-        Some(head) if resource_type == "Appointment" => {
+        Some(head) if has_rules(resource_type) => {
             stored_resource(tx, resource_type, id, head.version).await?
         }
         _ => None,
     };
-    if let Some(previous) = &previous {
-        let (from, to) = (previous["status"].as_str(), resource["status"].as_str());
-        crate::fhir::appointment_status::may_move(from.unwrap_or_default(), to.unwrap_or_default())
-            .map_err(|reason| {
-                StoreError::Rejected(
-                    FhirError::new(axum::http::StatusCode::CONFLICT, "business-rule", reason)
-                        .at("Appointment.status"),
-                )
-            })?;
-    }
+    check_rules(tx, (resource_type, id), previous.as_ref(), resource, now).await?;
     // Claims first: a refused booking writes nothing.
     if super::claims::concerns(resource_type) {
         super::claims::after_write(tx, (resource_type, id), Some(resource), now).await?;
@@ -670,7 +656,7 @@ async fn write_version<T: Tx>(
         head,
     })
     .await?;
-    if let Some(previous) = &previous {
+    if let Some(previous) = previous.as_ref().filter(|_| resource_type == "Appointment") {
         super::claims::queue_freed(tx, previous, Some(resource), now).await?;
     }
     if super::provenance::concerns(resource_type) {
@@ -688,6 +674,50 @@ async fn write_version<T: Tx>(
     })
 }
 
+/// Whether writes of `resource_type` are held to rules of their content or of their
+/// moves (`check_rules`).
+fn has_rules(resource_type: &str) -> bool {
+    matches!(
+        resource_type,
+        "Appointment" | "Slot" | "Schedule" | "HealthcareService"
+    )
+}
+
+/// The rules a new version must meet, given the current one (`previous`, when the type
+/// has rules of moves): valid scheduling parameters, a legal move of an appointment's
+/// status, a Slot's life (`store::slots`).
+async fn check_rules<T: Tx>(
+    tx: &mut T,
+    (resource_type, id): (&str, &str),
+    previous: Option<&Value>,
+    resource: &Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    match resource_type {
+        "Schedule" | "HealthcareService" => {
+            crate::index::availability::check(resource, resource_type).map_err(StoreError::Rejected)
+        }
+        "Appointment" => {
+            let Some(previous) = previous else {
+                return Ok(());
+            };
+            let (from, to) = (previous["status"].as_str(), resource["status"].as_str());
+            crate::fhir::appointment_status::may_move(
+                from.unwrap_or_default(),
+                to.unwrap_or_default(),
+            )
+            .map_err(|reason| {
+                StoreError::Rejected(
+                    FhirError::new(axum::http::StatusCode::CONFLICT, "business-rule", reason)
+                        .at("Appointment.status"),
+                )
+            })
+        }
+        "Slot" => super::slots::check_write(tx, id, previous, Some(resource), now).await,
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn delete<T: Tx>(
     tx: &mut T,
     resource_type: &str,
@@ -698,9 +728,12 @@ pub(super) async fn delete<T: Tx>(
     let version = head.version + 1;
     let last_updated = now.max(head.last_updated + 1);
     let previous = match resource_type {
-        "Appointment" => stored_resource(tx, resource_type, id, head.version).await?,
+        "Appointment" | "Slot" => stored_resource(tx, resource_type, id, head.version).await?,
         _ => None,
     };
+    if resource_type == "Slot" {
+        super::slots::check_write(tx, id, previous.as_ref(), None, now).await?;
+    }
     if super::claims::concerns(resource_type) {
         super::claims::after_write(tx, (resource_type, id), None, now).await?;
     }
@@ -715,7 +748,7 @@ pub(super) async fn delete<T: Tx>(
         head: Some(head),
     })
     .await?;
-    if let Some(previous) = &previous {
+    if let Some(previous) = previous.as_ref().filter(|_| resource_type == "Appointment") {
         super::claims::queue_freed(tx, previous, None, now).await?;
     }
     if super::provenance::concerns(resource_type) {
