@@ -846,25 +846,7 @@ async fn life_cycle(server: Server) {
     let (_, current) = server.get_json("Appointment/lc1").await;
     let mut again = current.clone();
     again["status"] = json!("booked");
-    assert_eq!(
-        send(&server, reqwest::Method::PUT, "Appointment/lc1", &again)
-            .await
-            .0,
-        409
-    );
-    let patch = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
-    let (got, _) = server
-        .send_json(
-            reqwest::Method::PATCH,
-            "Appointment/lc1",
-            "application/json-patch+json",
-            patch.to_string(),
-        )
-        .await;
-    assert_eq!(got, 409);
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": again, "request": {"method": "PUT", "url": "Appointment/lc1"}}]});
-    assert_eq!(server.post_json("", &bundle).await.0, 409);
+    refused_on_every_write_path(&server, &again, "cancelled").await;
     let mut wrong = current.clone();
     wrong["status"] = json!("entered-in-error");
     assert_eq!(
@@ -1473,6 +1455,35 @@ async fn hostile_bookings(server: Server) {
 }
 both!(hostile_bookings);
 
+/// A write of `resource` that the rules refuse is refused (409) by PUT, by a transaction,
+/// and by a PATCH of its status to `status`.
+async fn refused_on_every_write_path(server: &Server, resource: &Value, status: &str) {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    let (got, outcome) = send(server, reqwest::Method::PUT, &path, resource).await;
+    assert_eq!(got, 409, "PUT {path}: {outcome}");
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": resource, "request": {"method": "PUT", "url": path}}]});
+    assert_eq!(
+        server.post_json("", &bundle).await.0,
+        409,
+        "transaction PUT {path}"
+    );
+    let patch = json!([{"op": "replace", "path": "/status", "value": status}]);
+    let (got, _) = server
+        .send_json(
+            reqwest::Method::PATCH,
+            &path,
+            "application/json-patch+json",
+            patch.to_string(),
+        )
+        .await;
+    assert_eq!(got, 409, "PATCH {path} to {status}");
+}
+
 /// Of a rush of fifty, one booked (201) and every other one was refused (409).
 fn exactly_one_won(statuses: &[u16]) {
     assert_eq!(
@@ -1503,12 +1514,13 @@ async fn slot_rules(server: Server) {
     assert_eq!(status, 409, "{outcome}");
     assert_eq!(outcome["issue"][0]["expression"][0], "Slot.status");
     assert!(outcome.to_string().contains("Slot/s1"), "{outcome}");
+    refused_on_every_write_path(&server, &closed, "entered-in-error").await;
     let moved = slot(
         "s1",
         "Schedule/dr",
         "free",
+        end,
         "2027-03-15T10:00:00-04:00",
-        "2027-03-15T10:30:00-04:00",
     );
     assert_eq!(
         send(&server, reqwest::Method::PUT, "Slot/s1", &moved)
@@ -1516,16 +1528,6 @@ async fn slot_rules(server: Server) {
             .0,
         409
     );
-    let patch = json!([{"op": "replace", "path": "/status", "value": "entered-in-error"}]);
-    let (status, _) = server
-        .send_json(
-            reqwest::Method::PATCH,
-            "Slot/s1",
-            "application/json-patch+json",
-            patch.to_string(),
-        )
-        .await;
-    assert_eq!(status, 409);
     let (status, _) = server
         .send_json(
             reqwest::Method::DELETE,
@@ -1535,9 +1537,6 @@ async fn slot_rules(server: Server) {
         )
         .await;
     assert_eq!(status, 409);
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": closed, "request": {"method": "PUT", "url": "Slot/s1"}}]});
-    assert_eq!(server.post_json("", &bundle).await.0, 409);
     // Marking it busy (as an EHR does when it is booked) is no closing.
     put_ok(&server, &slot("s1", "Schedule/dr", "busy", start, end)).await;
 
