@@ -601,14 +601,8 @@ async fn a_rush_books_once(backend: common::Backend) {
         eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
         return;
     };
-    let other = match backend {
-        common::Backend::Postgres => Some(server.sibling().await),
-        common::Backend::Sqlite => None,
-    };
-    let servers: Vec<&Server> = match &other {
-        Some(other) => vec![&server, other],
-        None => vec![&server],
-    };
+    let other = second_process(&server, backend).await;
+    let servers = processes(&server, other.as_ref());
     let rush = (0..50).map(|n| {
         let server = servers[n % servers.len()];
         let body = appointment(
@@ -782,14 +776,8 @@ async fn fifty_book_calls_book_once(backend: common::Backend) {
     )
     .await;
     let opening = first_opening(&server, "s-rush").await.unwrap();
-    let other = match backend {
-        common::Backend::Postgres => Some(server.sibling().await),
-        common::Backend::Sqlite => None,
-    };
-    let servers: Vec<&Server> = match &other {
-        Some(other) => vec![&server, other],
-        None => vec![&server],
-    };
+    let other = second_process(&server, backend).await;
+    let servers = processes(&server, other.as_ref());
     let calls = (0..50).map(|n| {
         let server = servers[n % servers.len()];
         let mut mine = opening.clone();
@@ -1455,6 +1443,19 @@ async fn hostile_bookings(server: Server) {
 }
 both!(hostile_bookings);
 
+/// On PostgreSQL, a second server process on `server`'s database (a rush is spread over
+/// both); none on SQLite, whose file has one writer.
+async fn second_process(server: &Server, backend: common::Backend) -> Option<Server> {
+    match backend {
+        common::Backend::Postgres => Some(server.sibling().await),
+        common::Backend::Sqlite => None,
+    }
+}
+
+fn processes<'a>(server: &'a Server, other: Option<&'a Server>) -> Vec<&'a Server> {
+    std::iter::once(server).chain(other).collect()
+}
+
 /// A write of `resource` that the rules refuse is refused (409) by PUT, by a transaction,
 /// and by a PATCH of its status to `status`.
 async fn refused_on_every_write_path(server: &Server, resource: &Value, status: &str) {
@@ -1577,11 +1578,8 @@ async fn closing_a_slot_races_bookings(backend: common::Backend) {
         eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
         return;
     };
-    let other = match backend {
-        common::Backend::Postgres => Some(server.sibling().await),
-        common::Backend::Sqlite => None,
-    };
-    let servers: Vec<&Server> = other.iter().chain([&server]).collect();
+    let other = second_process(&server, backend).await;
+    let servers = processes(&server, other.as_ref());
     for (group, lead) in [("g0", 0), ("g1", 1)] {
         rush_one_slot(&servers, group, lead).await;
     }
