@@ -14,9 +14,9 @@ use clap::{Args, Subcommand};
 pub struct On {
     /// The tenant.
     #[arg(long, default_value = "default")]
-    tenant: String,
+    pub(super) tenant: String,
     #[command(flatten)]
-    database: DatabaseConfig,
+    pub(super) database: DatabaseConfig,
 }
 
 #[derive(Subcommand)]
@@ -159,11 +159,16 @@ pub enum KeysCommand {
 }
 
 fn failed(error: FhirError) -> String {
+    first_issue(&error, |field| format!("--{}", field.replace('_', "-")))
+}
+
+/// An error's first issue as a line, its element named as `name` makes it (a flag).
+pub(super) fn first_issue(error: &FhirError, name: impl Fn(&str) -> String) -> String {
     error
         .issues
         .first()
         .map(|issue| match issue.expression.first() {
-            Some(field) => format!("--{}: {}", field.replace('_', "-"), issue.diagnostics),
+            Some(field) => format!("{}: {}", name(field), issue.diagnostics),
             None => issue.diagnostics.clone(),
         })
         .unwrap_or_default()

@@ -19,6 +19,7 @@ mod demo;
 mod edi;
 mod export;
 mod import;
+mod messaging;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,11 @@ enum Command {
     Issuer {
         #[command(subcommand)]
         command: auth::IssuerCommand,
+    },
+    /// A tenant's messaging settings: channels and the reminder policy.
+    Messaging {
+        #[command(subcommand)]
+        command: messaging::MessagingCommand,
     },
     /// The server's token signing keys.
     Keys {
@@ -137,6 +143,7 @@ pub fn main() -> ExitCode {
             Command::User { command } => auth::user(command).await,
             Command::Issuer { command } => auth::issuer(command).await,
             Command::Keys { command } => auth::keys(command).await,
+            Command::Messaging { command } => messaging::run(command).await,
         }
     });
     match result {
@@ -266,6 +273,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let app = app::App::new(store, config);
     jobs::start(app.clone());
     crate::workflows::scheduling::waitlist::start(app.clone());
+    crate::workflows::messaging::start(app.clone());
     if app.config.auth == AuthMode::Smart {
         app.auth.origins.refresh(&app.store).await;
         tokio::spawn(crate::auth::revoked::follow(

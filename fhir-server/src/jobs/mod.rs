@@ -8,6 +8,7 @@
 //! job's files at once.
 
 pub mod export;
+pub mod runner;
 
 use std::path::PathBuf;
 use std::time::Duration;

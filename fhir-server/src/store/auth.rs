@@ -29,6 +29,8 @@ pub enum RecordKind {
     Reset,
     /// An outside identity provider the tenant trusts, by its issuer URL.
     Issuer,
+    /// A tenant's setting, by name (`messaging`: its channels and reminder policy).
+    Setting,
 }
 
 impl RecordKind {
@@ -45,6 +47,7 @@ impl RecordKind {
             RecordKind::Failure => "failure",
             RecordKind::Reset => "reset",
             RecordKind::Issuer => "issuer",
+            RecordKind::Setting => "setting",
         }
     }
 }

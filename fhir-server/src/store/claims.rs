@@ -266,17 +266,12 @@ pub(super) async fn queue_freed<T: Tx>(
     let state = serde_json::json!({
         "tenant": tx.tenant().get(), "start": freed.start, "end": freed.end, "actors": freed.actors,
     });
-    let mut insert = Sql::default();
-    insert.push("INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state) VALUES (");
-    insert.bind_text(&uuid::Uuid::new_v4().simple().to_string());
-    insert.push(", ");
-    insert.bind(Arg::Int(tx.tenant().get()));
-    insert.push(", 'waitlist-offer', 'queued', ");
-    insert.bind(Arg::Int(now));
-    insert.push(", ");
-    insert.bind(Arg::Int(now));
-    insert.push(", ");
-    insert.bind_text(&state.to_string());
-    insert.push(")");
+    let id = super::jobs::new_job_id();
+    let insert = super::jobs::insert_job(
+        &id,
+        tx.tenant(),
+        ("waitlist-offer", &state.to_string()),
+        None,
+    );
     tx.run(insert).await.map(|_| ())
 }

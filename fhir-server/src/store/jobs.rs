@@ -18,6 +18,47 @@ pub struct ClaimedJob {
     pub state: String,
 }
 
+/// A new job's id.
+pub fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The statement that queues job `id` of `kind` with `state`, to run at `run_at` at the
+/// earliest: also what a write's own transaction runs to queue the work it causes (an
+/// outbox, see `store::claims::queue_freed`).
+pub(super) fn insert_job(
+    id: &str,
+    tenant: TenantId,
+    (kind, state): (&str, &str),
+    run_at: Option<i64>,
+) -> Sql {
+    let now = now_micros();
+    let mut sql = Sql::default();
+    sql.push(
+        "INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state, run_at) VALUES (",
+    );
+    sql.bind_text(id);
+    sql.push(", ");
+    sql.bind(Arg::Int(tenant.get()));
+    sql.push(", ");
+    sql.bind_text(kind);
+    sql.push(", 'queued', ");
+    sql.bind(Arg::Int(now));
+    sql.push(", ");
+    sql.bind(Arg::Int(now));
+    sql.push(", ");
+    sql.bind_text(state);
+    match run_at {
+        Some(at) => {
+            sql.push(", ");
+            sql.bind(Arg::Int(at));
+            sql.push(")");
+        }
+        None => sql.push(", NULL)"),
+    }
+    sql
+}
+
 impl Store {
     /// Queues a job of `kind` with `state`; its id.
     pub async fn queue_job(
@@ -26,25 +67,20 @@ impl Store {
         kind: &str,
         state: &str,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let now = now_micros();
-        let mut sql = Sql::default();
-        sql.push(
-            "INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state) VALUES (",
-        );
-        sql.bind_text(&id);
-        sql.push(", ");
-        sql.bind(Arg::Int(tenant.get()));
-        sql.push(", ");
-        sql.bind_text(kind);
-        sql.push(", 'queued', ");
-        sql.bind(Arg::Int(now));
-        sql.push(", ");
-        sql.bind(Arg::Int(now));
-        sql.push(", ");
-        sql.bind_text(state);
-        sql.push(")");
-        self.execute(sql).await?;
+        self.queue_job_at(tenant, kind, state, None).await
+    }
+
+    /// Queues a job of `kind` with `state`, to run at `run_at` at the earliest; its id.
+    pub async fn queue_job_at(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        state: &str,
+        run_at: Option<i64>,
+    ) -> Result<String, StoreError> {
+        let id = new_job_id();
+        self.execute(insert_job(&id, tenant, (kind, state), run_at))
+            .await?;
         Ok(id)
     }
 
@@ -75,8 +111,9 @@ impl Store {
         Ok(self.execute(sql).await? > 0)
     }
 
-    /// Claims the oldest queued job of `kind`, or an abandoned running one (its lease older
-    /// than `lease`). On PostgreSQL, other servers' workers skip the row being claimed.
+    /// Claims the oldest queued job of `kind` that is due (its `run_at` reached), or an
+    /// abandoned running one (its lease older than `lease`). On PostgreSQL, other servers'
+    /// workers skip the row being claimed.
     pub async fn claim_job(
         &self,
         kind: &str,
@@ -91,7 +128,9 @@ impl Store {
         sql.bind(Arg::Int(now));
         sql.push(" WHERE id = (SELECT id FROM jobs WHERE kind = ");
         sql.bind_text(kind);
-        sql.push(" AND (status = 'queued' OR (status = 'running' AND updated_at < ");
+        sql.push(" AND ((status = 'queued' AND (run_at IS NULL OR run_at <= ");
+        sql.bind(Arg::Int(now));
+        sql.push(")) OR (status = 'running' AND updated_at < ");
         sql.bind(Arg::Int(now - lease.as_micros() as i64));
         sql.push(")) ORDER BY created_at LIMIT 1");
         if self.backend_name() == "postgres" {
@@ -121,20 +160,25 @@ impl Store {
         Ok(self.execute(sql).await? > 0)
     }
 
-    /// Puts a running job back in the queue with `state` (a job that waits for its time:
-    /// it is claimed again at a later poll); `false` when it was no longer running under
-    /// `owner`.
+    /// Puts a running job back in the queue with `state`, to be claimed again at `run_at`
+    /// or later (at the next poll when `None`): a job that waits for its time, or a retry;
+    /// `false` when it was no longer running under `owner`.
     pub async fn requeue_job(
         &self,
-        id: &str,
-        owner: &str,
+        (id, owner): (&str, &str),
         state: &str,
+        run_at: Option<i64>,
     ) -> Result<bool, StoreError> {
         let mut sql = Sql::default();
         sql.push("UPDATE jobs SET status = 'queued', owner = NULL, updated_at = ");
         sql.bind(Arg::Int(now_micros()));
         sql.push(", state = ");
         sql.bind_text(state);
+        sql.push(", run_at = ");
+        match run_at {
+            Some(at) => sql.bind(Arg::Int(at)),
+            None => sql.push("NULL"),
+        }
         sql.push(" WHERE id = ");
         sql.bind_text(id);
         sql.push(" AND status = 'running' AND owner = ");

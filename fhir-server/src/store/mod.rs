@@ -15,6 +15,7 @@ mod history;
 mod index_tables;
 pub mod jobs;
 pub mod limits;
+mod outbox;
 mod pg_creates;
 mod pg_put;
 mod pg_reads;
@@ -77,6 +78,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "time_claims",
         include_str!("../../../migrations/sqlite/0008_time_claims.sql"),
     ),
+    (
+        9,
+        "job_times",
+        include_str!("../../../migrations/sqlite/0009_job_times.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -118,6 +124,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "time_claims",
         include_str!("../../../migrations/postgres/0008_time_claims.sql"),
+    ),
+    (
+        9,
+        "job_times",
+        include_str!("../../../migrations/postgres/0009_job_times.sql"),
     ),
 ];
 

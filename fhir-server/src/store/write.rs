@@ -497,6 +497,17 @@ pub(super) async fn create_many<T: Tx>(
         .await
         .map_err(|(position, error)| (creates[position].0, error))?;
     for (position, version, _) in creates {
+        if version.resource_type == "Appointment" {
+            let value: Option<Value> = version
+                .body
+                .as_ref()
+                .and_then(|body| serde_json::from_slice(body).ok());
+            super::outbox::queue_reminder_plan(tx, &version.id, (None, value.as_ref()))
+                .await
+                .map_err(|error| (*position, error))?;
+        }
+    }
+    for (position, version, _) in creates {
         if super::provenance::concerns(&version.resource_type) {
             let target = (
                 version.resource_type.as_str(),
@@ -656,8 +667,11 @@ async fn write_version<T: Tx>(
         head,
     })
     .await?;
-    if let Some(previous) = previous.as_ref().filter(|_| resource_type == "Appointment") {
-        super::claims::queue_freed(tx, previous, Some(resource), now).await?;
+    if resource_type == "Appointment" {
+        if let Some(previous) = &previous {
+            super::claims::queue_freed(tx, previous, Some(resource), now).await?;
+        }
+        super::outbox::queue_reminder_plan(tx, id, (previous.as_ref(), Some(resource))).await?;
     }
     if super::provenance::concerns(resource_type) {
         let operation = if creating { "CREATE" } else { "UPDATE" };
@@ -750,6 +764,7 @@ pub(super) async fn delete<T: Tx>(
     .await?;
     if let Some(previous) = previous.as_ref().filter(|_| resource_type == "Appointment") {
         super::claims::queue_freed(tx, previous, None, now).await?;
+        super::outbox::queue_reminder_plan(tx, id, (Some(previous), None)).await?;
     }
     if super::provenance::concerns(resource_type) {
         let target = (resource_type, id, version);

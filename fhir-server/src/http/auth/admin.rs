@@ -8,6 +8,8 @@
 //! - `GET|POST {base}/auth/admin/users`
 //! - `POST {base}/auth/admin/users/{username}/reset-password`
 //! - `GET|POST {base}/auth/admin/issuers`, `DELETE {base}/auth/admin/issuers?issuer=URL`
+//! - `GET|PUT {base}/auth/admin/messaging`: the tenant's channels and reminder policy
+//!   (`workflows::messaging::settings`; secrets read back hidden)
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -25,6 +27,7 @@ use crate::auth::registry;
 use crate::error::FhirError;
 use crate::http::encode_error;
 use crate::rest::format::Format;
+use crate::workflows::messaging;
 
 /// The largest JSON body the admin API reads.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -129,7 +132,17 @@ async fn route(
             ))
         }
         (_, ["issuers"]) => issuers_route(app, tenant, method, query, body).await,
-        (_, ["clients"] | ["users"] | ["users", _, "reset-password"]) => Err(
+        (&Method::GET, ["messaging"]) => {
+            let settings = messaging::settings::load(&app.store, tenant.id).await?;
+            Ok((StatusCode::OK, settings.shown()))
+        }
+        (&Method::PUT, ["messaging"]) => {
+            let new: messaging::settings::MessagingSettings = parse(body)?;
+            let base_url = app.config.base_url.as_deref();
+            let saved = messaging::settings::save(&app.store, tenant.id, new, base_url).await?;
+            Ok((StatusCode::OK, saved.shown()))
+        }
+        (_, ["clients"] | ["users"] | ["users", _, "reset-password"] | ["messaging"]) => Err(
             FhirError::method_not_allowed(format!("{method} is not allowed here")),
         ),
         _ => Err(FhirError::not_found("No such admin endpoint")),

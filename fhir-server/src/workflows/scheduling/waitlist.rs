@@ -20,10 +20,9 @@ use super::lookup;
 use crate::app::{App, SharedApp};
 use crate::error::FhirError;
 use crate::ids::TenantId;
-use crate::index;
 use crate::index::claims::HOLD_EXPIRES_URL;
 use crate::resource::{format_instant, parse_instant};
-use crate::store::{Outcome, WriteOp};
+use crate::workflows::records;
 
 /// The job kind.
 pub const KIND: &str = "waitlist-offer";
@@ -76,10 +75,7 @@ pub fn start(app: SharedApp) {
 }
 
 async fn read(app: &App, tenant: TenantId, id: &str) -> Result<Option<Value>, FhirError> {
-    let version = app.store.read(tenant, "Appointment", id).await?;
-    Ok(version
-        .and_then(|v| v.body)
-        .and_then(|body| serde_json::from_slice(&body).ok()))
+    records::read(app, tenant, "Appointment", id).await
 }
 
 /// One look at a job: its offer taken (done), still open (back in the queue), lapsed or
@@ -104,7 +100,7 @@ async fn step(app: &App, claimed: &crate::store::jobs::ClaimedJob) -> Result<(),
             let state =
                 serde_json::to_string(&job).map_err(|e| FhirError::internal(e.to_string()))?;
             app.store
-                .requeue_job(&claimed.id, &claimed.owner, &state)
+                .requeue_job((&claimed.id, &claimed.owner), &state, None)
                 .await?;
             return Ok(());
         }
@@ -116,7 +112,7 @@ async fn step(app: &App, claimed: &crate::store::jobs::ClaimedJob) -> Result<(),
             let state =
                 serde_json::to_string(&job).map_err(|e| FhirError::internal(e.to_string()))?;
             app.store
-                .requeue_job(&claimed.id, &claimed.owner, &state)
+                .requeue_job((&claimed.id, &claimed.owner), &state, None)
                 .await?;
         }
         false => {
@@ -204,23 +200,6 @@ async fn offer_next(app: &App, job: &mut OfferJob, now: i64) -> Result<bool, Fhi
     Ok(false)
 }
 
-async fn create(app: &App, tenant: TenantId, resource: Value) -> Result<String, FhirError> {
-    let resource_type = resource["resourceType"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let op = WriteOp::Create {
-        index: index::extract(&resource_type, &resource),
-        resource_type,
-        resource,
-        if_none_exist: None,
-    };
-    match app.store.write(tenant, op).await? {
-        Outcome::Created(version) => Ok(version.id),
-        _ => Err(FhirError::internal("a create answered otherwise")),
-    }
-}
-
 /// Holds the time for the request's patient, and asks the messaging system to tell them.
 async fn hold_for(
     app: &App,
@@ -241,7 +220,7 @@ async fn hold_for(
         "extension": [
             {"url": HOLD_EXPIRES_URL, "valueInstant": format_instant(lapses)},
             {"url": ENTRY_EXTENSION, "valueReference": {"reference": format!("Appointment/{request}")}}]});
-    let offer = create(app, job.tenant, hold).await?;
+    let offer = records::create(app, job.tenant, hold, None).await?;
     let message = json!({"resourceType": "CommunicationRequest", "status": "active",
         "subject": {"reference": patient}, "recipient": [{"reference": patient}],
         "about": [{"reference": format!("Appointment/{offer}")}, {"reference": format!("Appointment/{request}")}],
@@ -249,7 +228,7 @@ async fn hold_for(
         "payload": [{"contentString": format!(
             "An appointment time has opened for you: {}. It is kept for you until {}.",
             job.start, format_instant(lapses))}]});
-    create(app, job.tenant, message).await?;
+    records::create(app, job.tenant, message, None).await?;
     Ok(offer)
 }
 
@@ -263,14 +242,6 @@ async fn close(app: &App, tenant: TenantId, request: &str, offer: &str) -> Resul
     }
     entry["status"] = json!("cancelled");
     entry["cancelationReason"] = json!({"text": format!("booked as Appointment/{offer}")});
-    let op = WriteOp::Update {
-        index: index::extract("Appointment", &entry),
-        resource_type: "Appointment".into(),
-        id: request.to_owned(),
-        resource: entry,
-        if_match: None,
-        method: crate::store::Method::Put,
-    };
-    app.store.write(tenant, op).await?;
+    records::replace(app, tenant, entry).await?;
     Ok(())
 }

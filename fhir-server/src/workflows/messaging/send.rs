@@ -1,0 +1,317 @@
+//! Sending one planned reminder (job `reminder-send`, due at the reminder's time): checked
+//! again against the appointment (still booked, at the time planned, or the reminder is
+//! revoked), held past quiet hours, written from the template in the patient's language,
+//! and delivered by the first channel of the policy that can reach the patient. A channel
+//! that fails before accepting the message is tried again with a growing wait; once it
+//! accepted, the job records so before anything else, so that a process dying after that
+//! point does not send it again. Then a Communication (completed, or not-done with the
+//! reason) records what happened, and the CommunicationRequest is closed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::render::{self, Facts};
+use super::settings::{self, MessagingSettings, ReminderPolicy};
+use super::{MESSAGE_KEY, patient_of, reminder_category};
+use crate::app::{App, SharedApp};
+use crate::channels::email::Email;
+use crate::channels::{Channel, Failure, Outgoing};
+use crate::error::FhirError;
+use crate::ids::TenantId;
+use crate::jobs::runner::{self, Step};
+use crate::resource::{format_instant, parse_instant};
+use crate::store::jobs::ClaimedJob;
+use crate::workflows::records;
+
+pub const KIND: &str = "reminder-send";
+/// Several at once: a delivery mostly waits on the far side.
+const WORKERS: (usize, Duration) = (4, Duration::from_secs(120));
+/// Failed deliveries tried again before the reminder is given up (about 4 hours of waits).
+const MOST_ATTEMPTS: u32 = 8;
+
+/// A send job's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendJob {
+    pub tenant: TenantId,
+    /// The CommunicationRequest.
+    pub request: String,
+    pub appointment: String,
+    /// The appointment's start when the reminder was planned.
+    pub start: String,
+    #[serde(default)]
+    pub attempt: u32,
+    /// Once a channel accepted the message: its medium, address and receipt.
+    #[serde(default)]
+    pub sent: Option<(String, String, String)>,
+}
+
+pub fn start(app: SharedApp) {
+    runner::start(app, KIND, WORKERS, |app, claimed: ClaimedJob| async move {
+        let Ok(job) = serde_json::from_str::<SendJob>(&claimed.state) else {
+            return Step::Failed(claimed.state);
+        };
+        match run(&app, &claimed, job.clone()).await {
+            Ok(step) => step,
+            Err(error) => {
+                tracing::warn!(?error, request = %job.request, "a reminder could not be sent");
+                later(job, format!("{error:?}"))
+            }
+        }
+    });
+}
+
+fn state(job: &SendJob) -> String {
+    serde_json::to_string(job).unwrap_or_default()
+}
+
+/// Tries again later, or gives up after [`MOST_ATTEMPTS`].
+fn later(mut job: SendJob, why: String) -> Step {
+    job.attempt += 1;
+    tracing::info!(request = %job.request, attempt = job.attempt, %why, "a reminder will be tried again");
+    match job.attempt {
+        n if n >= MOST_ATTEMPTS => Step::Failed(state(&job)),
+        n => Step::Later {
+            state: state(&job),
+            at: runner::retry_at(n, crate::clock::now_micros()),
+        },
+    }
+}
+
+/// What the job found of the records it works on.
+struct Found {
+    settings: MessagingSettings,
+    request: Value,
+    appointment: Value,
+    patient: Option<Value>,
+    location: Option<Value>,
+    practitioner: Option<Value>,
+}
+
+async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, FhirError> {
+    let Some(found) = gather(app, &job).await? else {
+        return Ok(Step::Done(state(&job)));
+    };
+    let Some(policy) = found.settings.reminders.clone() else {
+        close(app, &job, found.request, "revoked", "reminders are off").await?;
+        return Ok(Step::Done(state(&job)));
+    };
+    if job.sent.is_none() {
+        let now = crate::clock::now_micros();
+        let zone = render::zone_for(
+            found.patient.as_ref(),
+            found.location.as_ref(),
+            &found.settings,
+        );
+        let due = render::after_quiet_hours(now, policy.quiet_hours.as_ref(), &zone);
+        let visit = parse_instant(&job.start).unwrap_or(now);
+        if due >= visit {
+            close(
+                app,
+                &job,
+                found.request,
+                "revoked",
+                "only quiet hours were left before the visit",
+            )
+            .await?;
+            return Ok(Step::Done(state(&job)));
+        }
+        if due > now {
+            return Ok(Step::Later {
+                state: state(&job),
+                at: due,
+            });
+        }
+        match deliver(&claimed.id, &found, &policy, &zone).await {
+            Ok(sent) => {
+                job.sent = Some(sent);
+                // Recorded before anything else: a retry must not send it again.
+                app.store
+                    .renew_job(&claimed.id, &claimed.owner, &state(&job))
+                    .await?;
+            }
+            Err(Failure::Transient(why)) => return Ok(later(job, why)),
+            Err(Failure::Permanent(why)) => {
+                record(app, &claimed.id, &job, &found, Err(&why)).await?;
+                close(app, &job, found.request, "revoked", &why).await?;
+                return Ok(Step::Failed(state(&job)));
+            }
+        }
+    }
+    record(app, &claimed.id, &job, &found, Ok(())).await?;
+    close(app, &job, found.request, "completed", "").await?;
+    Ok(Step::Done(state(&job)))
+}
+
+/// The records the reminder is about; `None` when there is nothing to send (the request
+/// gone or closed, or the appointment no longer booked at the time planned: then the
+/// request is revoked).
+async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
+    let tenant = job.tenant;
+    let request = records::read(app, tenant, "CommunicationRequest", &job.request).await?;
+    let Some(request) = request.filter(|r| r["status"] == "active") else {
+        return Ok(None);
+    };
+    let appointment = records::read(app, tenant, "Appointment", &job.appointment).await?;
+    let Some(appointment) = appointment.filter(|a| {
+        a["status"] == "booked"
+            && a["start"].as_str().and_then(parse_instant) == parse_instant(&job.start)
+    }) else {
+        if job.sent.is_none() {
+            close(
+                app,
+                job,
+                request,
+                "revoked",
+                "the appointment moved or was cancelled",
+            )
+            .await?;
+            return Ok(None);
+        }
+        return Err(FhirError::conflict(
+            "the appointment changed after its reminder was sent",
+        ));
+    };
+    let settings = settings::load(&app.store, tenant).await?;
+    let actor = |prefix: &str| -> Option<(String, String)> {
+        let reference = appointment["participant"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| p["actor"]["reference"].as_str())
+            .find(|r| r.starts_with(prefix))?;
+        let (kind, id) = reference.split_once('/')?;
+        Some((kind.to_owned(), id.to_owned()))
+    };
+    let mut read = Vec::new();
+    for prefix in ["Patient/", "Location/", "Practitioner/"] {
+        read.push(match actor(prefix) {
+            Some((kind, id)) => records::read(app, tenant, &kind, &id).await?,
+            None => None,
+        });
+    }
+    let [patient, location, practitioner] =
+        <[Option<Value>; 3]>::try_from(read).map_err(|_| FhirError::internal("three look-ups"))?;
+    Ok(Some(Found {
+        settings,
+        request,
+        appointment,
+        patient,
+        location,
+        practitioner,
+    }))
+}
+
+/// The patient's address for `channel` (the best-ranked one in use).
+fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
+    let system = match channel {
+        "email" => "email",
+        _ => return None,
+    };
+    let mut telecom: Vec<&Value> = patient?["telecom"]
+        .as_array()?
+        .iter()
+        .filter(|t| t["system"] == system && t["period"]["end"].is_null())
+        .collect();
+    telecom.sort_by_key(|t| t["rank"].as_u64().unwrap_or(u64::MAX));
+    telecom.first()?["value"].as_str().map(str::to_owned)
+}
+
+/// Writes the message and hands it to the first channel that can reach the patient.
+async fn deliver(
+    key: &str,
+    found: &Found,
+    policy: &ReminderPolicy,
+    zone: &jiff::tz::TimeZone,
+) -> Result<(String, String, String), Failure> {
+    let template = render::template_for(policy, found.patient.as_ref())
+        .ok_or_else(|| Failure::Permanent("no template".into()))?;
+    let place = policy.detail == "time-and-place";
+    let facts = Facts {
+        patient: render::name_of(found.patient.as_ref()),
+        start: found.appointment["start"]
+            .as_str()
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.to_zoned(zone.clone())),
+        practice: found.settings.practice.clone(),
+        practitioner: if place {
+            render::name_of(found.practitioner.as_ref())
+        } else {
+            String::new()
+        },
+        location: if place {
+            render::name_of(found.location.as_ref())
+        } else {
+            String::new()
+        },
+    };
+    for channel in &policy.channels {
+        let Some(to) = address_for(found.patient.as_ref(), channel) else {
+            continue;
+        };
+        let message = Outgoing {
+            key: key.to_owned(),
+            to: to.clone(),
+            subject: render::fill(&template.subject, &facts),
+            text: render::fill(&template.text, &facts),
+        };
+        let Some(email) = &found.settings.email else {
+            continue;
+        };
+        let email = Email::new(email)?;
+        let receipt = email.send(&message).await?;
+        return Ok((email.medium().to_owned(), to, receipt));
+    }
+    Err(Failure::Permanent(
+        "no channel of the policy can reach the patient".into(),
+    ))
+}
+
+/// The Communication of what happened (once per job: a retried step finds it written).
+async fn record(
+    app: &App,
+    key: &str,
+    job: &SendJob,
+    found: &Found,
+    outcome: Result<(), &str>,
+) -> Result<(), FhirError> {
+    let mut communication = json!({"resourceType": "Communication",
+        "identifier": [{"system": MESSAGE_KEY, "value": key}],
+        "basedOn": [{"reference": format!("CommunicationRequest/{}", job.request)}],
+        "category": reminder_category(),
+        "about": [{"reference": format!("Appointment/{}", job.appointment)}]});
+    if let Some(patient) = patient_of(&found.appointment) {
+        communication["subject"] = json!({"reference": patient});
+        communication["recipient"] = json!([{"reference": patient}]);
+    }
+    match (&job.sent, outcome) {
+        (Some((medium, _, _)), Ok(())) => {
+            communication["status"] = json!("completed");
+            communication["sent"] = json!(format_instant(crate::clock::now_micros()));
+            communication["medium"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode", "code": medium}]}]);
+        }
+        _ => {
+            let why = outcome.err().unwrap_or("not sent");
+            communication["status"] = json!("not-done");
+            communication["statusReason"] = json!({"text": why});
+        }
+    }
+    let unless = [("identifier".to_owned(), format!("{MESSAGE_KEY}|{key}"))];
+    records::create(app, job.tenant, communication, Some(&unless)).await?;
+    Ok(())
+}
+
+/// Closes the reminder's request with `status` (and the reason, when there is one).
+async fn close(
+    app: &App,
+    job: &SendJob,
+    mut request: Value,
+    status: &str,
+    why: &str,
+) -> Result<(), FhirError> {
+    request["status"] = json!(status);
+    if !why.is_empty() {
+        request["statusReason"] = json!({"text": why});
+    }
+    records::replace(app, job.tenant, request).await
+}

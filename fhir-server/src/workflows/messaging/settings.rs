@@ -1,0 +1,369 @@
+//! A tenant's messaging settings, as data an admin changes through the admin API
+//! (`GET|PUT {base}/auth/admin/messaging`, a JSON document): its channels (for now email
+//! over SMTP) and its reminder policy. Kept as one record per tenant (`RecordKind::Setting`,
+//! name `messaging`); checked whole when written, so a worker never meets a bad setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::FhirError;
+use crate::ids::TenantId;
+use crate::store::Store;
+use crate::store::auth::RecordKind;
+
+/// The record's name.
+const NAME: &str = "messaging";
+/// What stands for a secret when the settings are read back.
+pub const HIDDEN: &str = "********";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingSettings {
+    /// The practice's IANA time zone: quiet hours are counted in it when neither the
+    /// patient nor the visit's Location says otherwise.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The practice's name, as messages sign off.
+    #[serde(default)]
+    pub practice: String,
+    #[serde(default)]
+    pub email: Option<EmailChannel>,
+    #[serde(default)]
+    pub reminders: Option<ReminderPolicy>,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// An SMTP relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannel {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (required, the default), `tls` (implicit TLS, port 465) or `none`
+    /// (plain text: only to this machine, for a local relay).
+    #[serde(default = "default_security")]
+    pub security: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// A PEM certificate the relay's certificate may chain to, besides the system's roots
+    /// (a practice's own CA).
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_security() -> String {
+    "starttls".into()
+}
+
+/// When and how appointment reminders go out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReminderPolicy {
+    /// Hours before the visit, one reminder each (e.g. 72, 24, 2).
+    pub before_hours: Vec<u32>,
+    /// The channels to try, in order (`email`); a patient without an address for one is
+    /// reached by the next.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<String>,
+    /// No message between these local times (`21:00` to `08:00`): one due then waits.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+    /// Templates by language (`en`, `es`, ...): `subject` and `text`, with `{patient}`,
+    /// `{date}`, `{time}`, `{practice}` and, when `detail` allows, `{practitioner}` and
+    /// `{location}`. `en` is the fallback and is required.
+    pub templates: std::collections::BTreeMap<String, Template>,
+    /// What a message may say of the visit: `time` (when only, the default) or
+    /// `time-and-place` (who and where too). Never the reason or any clinical detail.
+    #[serde(default = "default_detail")]
+    pub detail: String,
+}
+
+fn default_channels() -> Vec<String> {
+    vec!["email".into()]
+}
+
+fn default_detail() -> String {
+    "time".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub subject: String,
+    pub text: String,
+}
+
+/// The placeholders a template may use.
+const PLACEHOLDERS: &[&str] = &[
+    "patient",
+    "date",
+    "time",
+    "practice",
+    "practitioner",
+    "location",
+];
+
+fn invalid(field: &str, diagnostics: impl Into<String>) -> FhirError {
+    FhirError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        diagnostics,
+    )
+    .at(field)
+}
+
+/// Minutes after midnight of `HH:MM`.
+pub fn minute_of_day(text: &str) -> Option<u32> {
+    let (hours, minutes) = text.split_once(':')?;
+    let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60 && text.len() == 5).then_some(hours * 60 + minutes)
+}
+
+impl MessagingSettings {
+    /// Checks every field; the first bad one is 422 naming it.
+    pub fn check(&self, base_url: Option<&str>) -> Result<(), FhirError> {
+        if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
+            return Err(invalid(
+                "time_zone",
+                "not an IANA time zone (America/New_York)",
+            ));
+        }
+        if self.practice.len() > 200 {
+            return Err(invalid("practice", "at most 200 characters"));
+        }
+        if let Some(email) = &self.email {
+            email.check()?;
+            if base_url.is_none() {
+                return Err(invalid(
+                    "email",
+                    "a channel needs the server's public URL: start it with --base-url",
+                ));
+            }
+        }
+        if let Some(reminders) = &self.reminders {
+            reminders.check(self)?;
+        }
+        Ok(())
+    }
+
+    /// The settings as an admin reads them: secrets hidden.
+    pub fn shown(&self) -> Value {
+        let mut shown = self.clone();
+        if let Some(email) = &mut shown.email
+            && email.password.is_some()
+        {
+            email.password = Some(HIDDEN.into());
+        }
+        serde_json::to_value(shown).unwrap_or_default()
+    }
+
+    /// Keeps the stored secrets where the new settings repeat [`HIDDEN`] (an admin who
+    /// read the settings, changed one thing and wrote them back).
+    pub fn keep_secrets(&mut self, stored: &MessagingSettings) {
+        if let (Some(email), Some(old)) = (&mut self.email, &stored.email)
+            && email.password.as_deref() == Some(HIDDEN)
+        {
+            email.password = old.password.clone();
+        }
+    }
+}
+
+impl EmailChannel {
+    fn check(&self) -> Result<(), FhirError> {
+        if self.host.is_empty() || self.host.len() > 253 || self.host.contains(['/', ' ']) {
+            return Err(invalid("email.host", "a host name or address"));
+        }
+        let local = matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+        match self.security.as_str() {
+            "starttls" | "tls" => {}
+            "none" if local => {}
+            "none" => {
+                return Err(invalid(
+                    "email.security",
+                    "plain text SMTP only to this machine; use starttls or tls",
+                ));
+            }
+            _ => return Err(invalid("email.security", "starttls, tls or none")),
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid("email.from", "an address, or Name <address>"));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid(
+                "email.password",
+                "a username and a password go together",
+            ));
+        }
+        if let Some(pem) = &self.ca_certificate
+            && !is_certificate(pem)
+        {
+            return Err(invalid("email.ca_certificate", "a PEM certificate"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `pem` holds certificates, each one a trust anchor can be made of.
+fn is_certificate(pem: &str) -> bool {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let Ok(certificates) =
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    !certificates.is_empty() && certificates.into_iter().all(|c| roots.add(c).is_ok())
+}
+
+impl ReminderPolicy {
+    fn check(&self, settings: &MessagingSettings) -> Result<(), FhirError> {
+        if self.before_hours.is_empty() || self.before_hours.len() > 5 {
+            return Err(invalid("reminders.before_hours", "one to five reminders"));
+        }
+        if self.before_hours.iter().any(|h| *h == 0 || *h > 24 * 30) {
+            return Err(invalid(
+                "reminders.before_hours",
+                "each between 1 and 720 hours before the visit",
+            ));
+        }
+        for (n, channel) in self.channels.iter().enumerate() {
+            let configured = match channel.as_str() {
+                "email" => settings.email.is_some(),
+                _ => return Err(invalid(&format!("reminders.channels[{n}]"), "email")),
+            };
+            if !configured {
+                return Err(invalid(
+                    &format!("reminders.channels[{n}]"),
+                    format!("the {channel} channel is not set up"),
+                ));
+            }
+        }
+        if let Some(quiet) = &self.quiet_hours {
+            for (field, value) in [("start", &quiet.start), ("end", &quiet.end)] {
+                if minute_of_day(value).is_none() {
+                    return Err(invalid(&format!("reminders.quiet_hours.{field}"), "HH:MM"));
+                }
+            }
+        }
+        if !matches!(self.detail.as_str(), "time" | "time-and-place") {
+            return Err(invalid("reminders.detail", "time or time-and-place"));
+        }
+        if !self.templates.contains_key("en") {
+            return Err(invalid(
+                "reminders.templates",
+                "an `en` template is required",
+            ));
+        }
+        for (language, template) in &self.templates {
+            for (part, text) in [("subject", &template.subject), ("text", &template.text)] {
+                let field = format!("reminders.templates.{language}.{part}");
+                if text.is_empty() || text.len() > 2000 {
+                    return Err(invalid(&field, "1 to 2000 characters"));
+                }
+                if let Some(unknown) = unknown_placeholder(text, &self.detail) {
+                    return Err(invalid(
+                        &field,
+                        format!("no placeholder {{{unknown}}} here"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first `{name}` in `text` that is not a placeholder `detail` allows.
+fn unknown_placeholder(text: &str, detail: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        let name = &after[..close];
+        let allowed = PLACEHOLDERS.contains(&name)
+            && (detail == "time-and-place" || !matches!(name, "practitioner" | "location"));
+        if !allowed {
+            return Some(name.to_owned());
+        }
+        rest = &after[close + 1..];
+    }
+    None
+}
+
+/// A tenant's settings (the defaults: no channel, no reminders, when none were written).
+pub async fn load(store: &Store, tenant: TenantId) -> Result<MessagingSettings, FhirError> {
+    match store.auth_get(tenant, RecordKind::Setting, NAME, 0).await? {
+        Some((body, _)) => serde_json::from_str(&body)
+            .map_err(|e| FhirError::internal(format!("stored messaging settings: {e}"))),
+        None => Ok(MessagingSettings {
+            time_zone: default_time_zone(),
+            ..MessagingSettings::default()
+        }),
+    }
+}
+
+/// Checks and stores a tenant's settings (secrets shown as [`HIDDEN`] are kept).
+pub async fn save(
+    store: &Store,
+    tenant: TenantId,
+    mut settings: MessagingSettings,
+    base_url: Option<&str>,
+) -> Result<MessagingSettings, FhirError> {
+    settings.keep_secrets(&load(store, tenant).await?);
+    settings.check(base_url)?;
+    let body = serde_json::to_string(&settings).map_err(FhirError::internal)?;
+    store
+        .auth_put(tenant, RecordKind::Setting, NAME, &body, None)
+        .await?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_say_only_what_the_practice_allows() {
+        assert_eq!(
+            unknown_placeholder("Hi {patient}, {date} {time}", "time"),
+            None
+        );
+        assert_eq!(
+            unknown_placeholder("with {practitioner}", "time").as_deref(),
+            Some("practitioner")
+        );
+        assert_eq!(
+            unknown_placeholder("with {practitioner}", "time-and-place"),
+            None
+        );
+        assert_eq!(
+            unknown_placeholder("for {reason}", "time-and-place").as_deref(),
+            Some("reason")
+        );
+    }
+
+    #[test]
+    fn quiet_hours_are_clock_times() {
+        assert_eq!(minute_of_day("21:30"), Some(21 * 60 + 30));
+        assert_eq!(minute_of_day("24:00"), None);
+        assert_eq!(minute_of_day("9:00"), None);
+    }
+}

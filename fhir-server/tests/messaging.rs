@@ -1,0 +1,544 @@
+//! Appointment reminders by email, as a practice runs them, on both databases, through a
+//! real SMTP server (aiosmtpd, STARTTLS required, started by the tests): planned when an
+//! appointment is booked, revoked when it is cancelled, sent at their time in the
+//! patient's language, recorded as Communications; an SMTP server that refuses or drops
+//! the connection is retried without a message lost or sent twice; a server process killed
+//! mid-send is relieved and the message delivered once; bad settings are refused
+//! naming the field.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Server, entries, put_ok};
+use serde_json::{Value, json};
+
+/// A real SMTP server (`tests/messaging/smtp_server.py`) with its own test CA.
+struct Smtp {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+    ca: String,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it.
+fn certificates(dir: &Path) -> String {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=Test Relay CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    let mut leaf = vec!["req", "-subj", "/CN=localhost"];
+    leaf.extend(ec);
+    leaf.extend(["-keyout", "key.pem", "-out", "leaf.csr"]);
+    openssl(dir, &leaf);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    std::fs::read_to_string(dir.join("ca.pem")).unwrap()
+}
+
+impl Smtp {
+    /// Starts one (`extra`: `--refuse N`, `--drop N`, `--slow S`); `None` (skipped) when
+    /// Python's aiosmtpd is missing, unless the run requires it.
+    fn start(extra: &[&str]) -> Option<Smtp> {
+        let found = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("FHIR_TEST_REQUIRE_CLIENTS").is_err(),
+                "FHIR_TEST_REQUIRE_CLIENTS=1 but Python's aiosmtpd is missing (pip install -r fhir-server/tests/clients/requirements.txt)"
+            );
+            eprintln!("skipped: Python's aiosmtpd is not installed");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("smtp-{}", uuid::Uuid::new_v4().simple()));
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let ca = certificates(&dir);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/messaging/smtp_server.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), "cert.pem", "key.pem", "out"])
+            .args(extra)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "READY", "the SMTP server starts");
+        Some(Smtp {
+            child,
+            out,
+            port,
+            ca,
+        })
+    }
+
+    /// The kept messages, in order: envelope and text.
+    fn messages(&self) -> Vec<(Value, String)> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|json| {
+                let envelope =
+                    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+                let text = std::fs::read_to_string(json.with_extension("eml")).unwrap();
+                (envelope, text)
+            })
+            .collect()
+    }
+}
+
+/// The practice's settings: the relay, a reminder 24 hours before, English and Spanish.
+fn settings(smtp: &Smtp) -> Value {
+    json!({
+        "time_zone": "America/New_York",
+        "practice": "Maple Street Clinic",
+        "email": {"host": "127.0.0.1", "port": smtp.port, "security": "starttls",
+            "from": "Maple Street Clinic <reminders@clinic.example>", "ca_certificate": smtp.ca},
+        "reminders": {"before_hours": [24], "channels": ["email"], "detail": "time",
+            "templates": {
+                "en": {"subject": "Your visit on {date}", "text": "Hello {patient}, see you on {date} at {time}. {practice}"},
+                "es": {"subject": "Su cita el {date}", "text": "Hola {patient}, le esperamos el {date} a las {time}. {practice}"}}}
+    })
+}
+
+/// Saves `document` as the tenant's messaging settings with the command line.
+fn set_settings(server: &Server, document: &Value) -> std::process::Output {
+    let file =
+        std::env::temp_dir().join(format!("messaging-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, document.to_string()).unwrap();
+    server.run_cli(&[
+        "messaging",
+        "set",
+        "--file",
+        file.to_str().unwrap(),
+        "--base-url",
+        "http://fhir.test",
+    ])
+}
+
+async fn start(backend: common::Backend, smtp: &Smtp) -> Option<Server> {
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let saved = set_settings(&server, &settings(smtp));
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    Some(server)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An instant `hours` from now, on the hour (UTC).
+fn hours_ahead(hours: i64) -> String {
+    let at = (unix_now() / 3600 + hours) * 3600;
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn booked(id: &str, patient: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Appointment", "id": id, "status": "booked", "start": start, "end": end,
+        "participant": [{"actor": {"reference": patient}, "status": "accepted"},
+            {"actor": {"reference": "Practitioner/dr"}, "status": "accepted"}]})
+}
+
+fn patient_with_email(id: &str, email: &str, language: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": "Rivera", "given": ["Ana"]}],
+        "telecom": [{"system": "phone", "value": "+15550100"}, {"system": "email", "value": email}],
+        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": language}]}, "preferred": true}]})
+}
+
+/// Polls `check` for up to 20 seconds until it answers something.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..100 {
+        if let Some(found) = check().await {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// The reminders planned for an appointment, with `status`.
+async fn reminders(server: &Server, appointment: &str, status: &str) -> Vec<Value> {
+    let (code, bundle) = server
+        .get_json(&format!(
+            "CommunicationRequest?group-identifier=urn:fhir-server:appointment-reminders|{appointment}&status={status}"
+        ))
+        .await;
+    assert_eq!(code, 200, "{bundle}");
+    entries(&bundle)
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn communications(server: &Server, request: &str) -> Vec<Value> {
+    let (_, bundle) = server
+        .get_json(&format!(
+            "Communication?based-on=CommunicationRequest/{request}"
+        ))
+        .await;
+    entries(&bundle)
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+/// A booked visit gets its reminder planned (a CommunicationRequest 24 hours before); a
+/// cancelled one has its reminder revoked; at its time the reminder goes out by email over
+/// STARTTLS, in the patient's language, with a Message-ID made from its key, and is
+/// recorded as a completed Communication.
+async fn reminders_by_email(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let Some(server) = start(backend, &smtp).await else {
+        return;
+    };
+    put_ok(
+        &server,
+        &patient_with_email("p1", "ana@example.org", "es-MX"),
+    )
+    .await;
+    put_ok(&server, &patient_with_email("p2", "bo@example.org", "en")).await;
+    let (start, end) = (hours_ahead(48), hours_ahead(49));
+    put_ok(&server, &booked("a1", "Patient/p1", &start, &end)).await;
+    let (later_start, later_end) = (hours_ahead(50), hours_ahead(51));
+    let mut other = booked("a2", "Patient/p2", &later_start, &later_end);
+    put_ok(&server, &other).await;
+
+    let planned = eventually("a1's reminder is planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    assert_eq!(
+        planned["occurrenceDateTime"].as_str().unwrap().get(..13),
+        hours_ahead(24).get(..13)
+    );
+    assert_eq!(planned["subject"]["reference"], "Patient/p1");
+    eventually("a2's reminder is planned", || async {
+        reminders(&server, "a2", "active").await.pop()
+    })
+    .await;
+    other["status"] = json!("cancelled");
+    put_ok(&server, &other).await;
+    let revoked = eventually("a2's reminder is revoked", || async {
+        reminders(&server, "a2", "revoked").await.pop()
+    })
+    .await;
+    assert_eq!(
+        revoked["statusReason"]["text"],
+        "the appointment moved or was cancelled"
+    );
+    assert!(
+        smtp.messages().is_empty(),
+        "nothing is sent before its time"
+    );
+
+    server.advance_clock(25 * 3600).await;
+    let (envelope, text) =
+        eventually("the reminder is sent", || async { smtp.messages().pop() }).await;
+    assert_eq!(envelope["to"], json!(["ana@example.org"]));
+    assert_eq!(envelope["tls"], true, "STARTTLS");
+    assert!(text.contains("Hola Ana"), "{text}");
+    assert!(text.contains("Maple Street Clinic"), "{text}");
+    let id = planned["id"].as_str().unwrap();
+    let sent = eventually("the reminder is recorded", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    assert_eq!(sent["status"], "completed");
+    assert_eq!(sent["medium"][0]["coding"][0]["code"], "EMAILWRIT");
+    let key = sent["identifier"][0]["value"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("Message-ID: <{key}@clinic.example>")),
+        "{text}"
+    );
+    eventually("the reminder's request is completed", || async {
+        reminders(&server, "a1", "completed").await.pop()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "the cancelled visit's reminder is not sent"
+    );
+}
+both_backends!(reminders_by_email);
+
+/// An SMTP server that answers 451 twice and then drops the connection: the reminder is
+/// tried again after a growing wait and delivered once, recorded once.
+async fn refused_and_dropped_deliveries_are_retried(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&["--refuse", "2", "--drop", "1"]) else {
+        return;
+    };
+    let Some(server) = start(backend, &smtp).await else {
+        return;
+    };
+    put_ok(&server, &patient_with_email("p1", "ana@example.org", "en")).await;
+    put_ok(
+        &server,
+        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
+    )
+    .await;
+    let planned = eventually("the reminder is planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    for _ in 0..40 {
+        if !smtp.messages().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Past the longest wait before the next try.
+        server.advance_clock(600).await;
+    }
+    let messages = smtp.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "delivered after two refusals and a dropped connection"
+    );
+    assert!(messages[0].1.contains("Hello Ana"));
+    let id = planned["id"].as_str().unwrap();
+    eventually("the reminder is recorded", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    server.advance_clock(3600).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    assert_eq!(communications(&server, id).await.len(), 1, "recorded once");
+}
+both_backends!(refused_and_dropped_deliveries_are_retried);
+
+/// The server process is killed while the relay is still taking the message (DATA sent,
+/// no 250 yet): the relay keeps nothing, nothing records the send, and when the job's
+/// lease lapses another run takes it up and delivers the message, once, recorded once.
+async fn a_process_killed_mid_send_is_relieved(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&["--slow", "3"]) else {
+        return;
+    };
+    let Some(mut server) = start(backend, &smtp).await else {
+        return;
+    };
+    put_ok(&server, &patient_with_email("p1", "ana@example.org", "en")).await;
+    put_ok(
+        &server,
+        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
+    )
+    .await;
+    let planned = eventually("the reminder is planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    let started = smtp.out.join("data-0001.started");
+    eventually("the relay is taking the message", || async {
+        started.exists().then_some(())
+    })
+    .await;
+    server.kill9().await;
+    server.start_again().await;
+    // The restarted process's clock starts from the system time again.
+    server.advance_clock(25 * 3600 + 300).await;
+    let id = planned["id"].as_str().unwrap();
+    let sent = eventually("the reminder is recorded", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    let key = sent["identifier"][0]["value"].as_str().unwrap();
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "delivered once");
+    assert!(
+        messages[0]
+            .1
+            .contains(&format!("Message-ID: <{key}@clinic.example>"))
+    );
+    assert!(
+        smtp.out.join("data-0002.started").exists(),
+        "sent a second time"
+    );
+    assert_eq!(communications(&server, id).await.len(), 1);
+}
+both_backends!(a_process_killed_mid_send_is_relieved);
+
+/// Bad settings are refused naming the field, and nothing is saved.
+async fn bad_settings_are_refused(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let Some(server) = start(backend, &smtp).await else {
+        return;
+    };
+    let good = settings(&smtp);
+    // The field each spoiling names, and its changes (JSON pointer, value; null removes).
+    let pem = "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----";
+    let cases: Vec<(&str, Vec<(&str, Value)>)> = vec![
+        ("time_zone", vec![("/time_zone", json!("Mars/Olympus"))]),
+        (
+            "email.security",
+            vec![
+                ("/email/host", json!("smtp.example.org")),
+                ("/email/security", json!("none")),
+            ],
+        ),
+        ("email.from", vec![("/email/from", json!("not an address"))]),
+        (
+            "email.ca_certificate",
+            vec![("/email/ca_certificate", json!(pem))],
+        ),
+        (
+            "reminders.before_hours",
+            vec![("/reminders/before_hours", json!([0]))],
+        ),
+        (
+            "reminders.channels[0]",
+            vec![("/reminders/channels", json!(["pigeon"]))],
+        ),
+        (
+            "reminders.templates.es.text",
+            vec![("/reminders/templates/es/text", json!("for your {reason}"))],
+        ),
+        (
+            "reminders.templates",
+            vec![("/reminders/templates/en", Value::Null)],
+        ),
+        (
+            "reminders.quiet_hours.start",
+            vec![(
+                "/reminders/quiet_hours",
+                json!({"start": "25:00", "end": "08:00"}),
+            )],
+        ),
+        ("unknown field", vec![("/colour", json!("blue"))]),
+    ];
+    for (field, changes) in cases {
+        let mut bad = good.clone();
+        for (pointer, value) in changes {
+            let (parent, name) = pointer.rsplit_once('/').unwrap();
+            let parent = bad.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+            match value {
+                Value::Null => parent.remove(name),
+                value => parent.insert(name.to_owned(), value),
+            };
+        }
+        let saved = set_settings(&server, &bad);
+        let stderr = String::from_utf8_lossy(&saved.stderr);
+        assert!(!saved.status.success(), "{field} accepted");
+        let named = field.split(' ').next().unwrap();
+        assert!(stderr.contains(named), "{field}: {stderr}");
+    }
+    // Without --base-url, a channel cannot be turned on.
+    let file =
+        std::env::temp_dir().join(format!("messaging-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, good.to_string()).unwrap();
+    let saved = server.run_cli(&["messaging", "set", "--file", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("--base-url"));
+    // What is stored is the good document, its secrets hidden.
+    let shown = server.run_cli(&["messaging", "show"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["time_zone"], "America/New_York");
+    // The admin API needs a token.
+    let response = server
+        .client
+        .get(format!("{}/auth/admin/messaging", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+both_backends!(bad_settings_are_refused);
