@@ -20,6 +20,8 @@ const LAYERS: &[&str] = &[
     "ids",
     "fhir",
     "resource",
+    // The ways messages leave (SMTP): protocol clients, no storage.
+    "channels",
     // Search parameters, the values indexed for them, and search planning.
     "params",
     "index",

@@ -542,3 +542,62 @@ async fn bad_settings_are_refused(backend: common::Backend) {
     assert_eq!(response.status(), 401);
 }
 both_backends!(bad_settings_are_refused);
+
+/// Thirty reminders fall due at once, on PostgreSQL for two server processes sharing the
+/// database (four workers each), on SQLite for one process's four workers: each reminder
+/// is sent exactly once and recorded once.
+async fn due_together_each_sent_once(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let Some(server) = start(backend, &smtp).await else {
+        return;
+    };
+    let other = match backend {
+        common::Backend::Postgres => Some(server.sibling().await),
+        common::Backend::Sqlite => None,
+    };
+    let (start, end) = (hours_ahead(48), hours_ahead(49));
+    for n in 0..30 {
+        put_ok(
+            &server,
+            &patient_with_email(&format!("p{n}"), &format!("p{n}@example.org"), "en"),
+        )
+        .await;
+        let mut visit = booked(&format!("a{n}"), &format!("Patient/p{n}"), &start, &end);
+        // Each with a practitioner of their own: one time, thirty visits.
+        visit["participant"][1]["actor"]["reference"] = json!(format!("Practitioner/dr{n}"));
+        put_ok(&server, &visit).await;
+    }
+    eventually("every reminder is planned", || async {
+        let (_, bundle) = server
+            .get_json("CommunicationRequest?status=active&_summary=count")
+            .await;
+        (bundle["total"] == 30).then_some(())
+    })
+    .await;
+    for process in std::iter::once(&server).chain(other.as_ref()) {
+        process.advance_clock(25 * 3600).await;
+    }
+    eventually("every reminder is sent", || async {
+        (smtp.messages().len() >= 30).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut recipients: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|(envelope, _)| envelope["to"][0].as_str().unwrap().to_owned())
+        .collect();
+    recipients.sort();
+    let count = recipients.len();
+    recipients.dedup();
+    assert_eq!(
+        (count, recipients.len()),
+        (30, 30),
+        "each once: {recipients:?}"
+    );
+    let (_, bundle) = server
+        .get_json("Communication?status=completed&_summary=count")
+        .await;
+    assert_eq!(bundle["total"], 30);
+}
+both_backends!(due_together_each_sent_once);

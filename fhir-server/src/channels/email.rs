@@ -11,7 +11,83 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Channel, Failure, Outgoing, Receipt};
-use crate::workflows::messaging::settings::EmailChannel;
+use serde::{Deserialize, Serialize};
+
+/// An SMTP relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannel {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (required, the default), `tls` (implicit TLS, port 465) or `none`
+    /// (plain text: only to this machine, for a local relay).
+    #[serde(default = "default_security")]
+    pub security: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// A PEM certificate the relay's certificate may chain to, besides the system's roots
+    /// (a practice's own CA).
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_security() -> String {
+    "starttls".into()
+}
+
+impl EmailChannel {
+    /// Checks the settings; the bad field and why.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.host.is_empty() || self.host.len() > 253 || self.host.contains(['/', ' ']) {
+            return Err(("host", "a host name or address"));
+        }
+        let local = matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+        match self.security.as_str() {
+            "starttls" | "tls" => {}
+            "none" if local => {}
+            "none" => {
+                return Err((
+                    "security",
+                    "plain text SMTP only to this machine; use starttls or tls",
+                ));
+            }
+            _ => return Err(("security", "starttls, tls or none")),
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(("from", "an address, or Name <address>"));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(("password", "a username and a password go together"));
+        }
+        if let Some(pem) = &self.ca_certificate
+            && !is_certificate(pem)
+        {
+            return Err(("ca_certificate", "a PEM certificate"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `pem` holds certificates, each one a trust anchor can be made of.
+fn is_certificate(pem: &str) -> bool {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let Ok(certificates) =
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>()
+    else {
+        return false;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    !certificates.is_empty() && certificates.into_iter().all(|c| roots.add(c).is_ok())
+}
 
 /// The longest a delivery may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(30);

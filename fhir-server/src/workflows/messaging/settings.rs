@@ -11,6 +11,8 @@ use crate::ids::TenantId;
 use crate::store::Store;
 use crate::store::auth::RecordKind;
 
+pub use crate::channels::email::EmailChannel;
+
 /// The record's name.
 const NAME: &str = "messaging";
 /// What stands for a secret when the settings are read back.
@@ -34,37 +36,6 @@ pub struct MessagingSettings {
 
 fn default_time_zone() -> String {
     "UTC".into()
-}
-
-/// An SMTP relay.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailChannel {
-    pub host: String,
-    #[serde(default = "default_smtp_port")]
-    pub port: u16,
-    /// `starttls` (required, the default), `tls` (implicit TLS, port 465) or `none`
-    /// (plain text: only to this machine, for a local relay).
-    #[serde(default = "default_security")]
-    pub security: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    /// The sender, `Name <address>` or an address.
-    pub from: String,
-    /// A PEM certificate the relay's certificate may chain to, besides the system's roots
-    /// (a practice's own CA).
-    #[serde(default)]
-    pub ca_certificate: Option<String>,
-}
-
-fn default_smtp_port() -> u16 {
-    587
-}
-
-fn default_security() -> String {
-    "starttls".into()
 }
 
 /// When and how appointment reminders go out.
@@ -122,7 +93,7 @@ const PLACEHOLDERS: &[&str] = &[
     "location",
 ];
 
-fn invalid(field: &str, diagnostics: impl Into<String>) -> FhirError {
+pub(crate) fn invalid(field: &str, diagnostics: impl Into<String>) -> FhirError {
     FhirError::new(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
         "invalid",
@@ -151,7 +122,9 @@ impl MessagingSettings {
             return Err(invalid("practice", "at most 200 characters"));
         }
         if let Some(email) = &self.email {
-            email.check()?;
+            email
+                .check()
+                .map_err(|(field, why)| invalid(&format!("email.{field}"), why))?;
             if base_url.is_none() {
                 return Err(invalid(
                     "email",
@@ -185,53 +158,6 @@ impl MessagingSettings {
             email.password = old.password.clone();
         }
     }
-}
-
-impl EmailChannel {
-    fn check(&self) -> Result<(), FhirError> {
-        if self.host.is_empty() || self.host.len() > 253 || self.host.contains(['/', ' ']) {
-            return Err(invalid("email.host", "a host name or address"));
-        }
-        let local = matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1");
-        match self.security.as_str() {
-            "starttls" | "tls" => {}
-            "none" if local => {}
-            "none" => {
-                return Err(invalid(
-                    "email.security",
-                    "plain text SMTP only to this machine; use starttls or tls",
-                ));
-            }
-            _ => return Err(invalid("email.security", "starttls, tls or none")),
-        }
-        if self.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(invalid("email.from", "an address, or Name <address>"));
-        }
-        if self.username.is_some() != self.password.is_some() {
-            return Err(invalid(
-                "email.password",
-                "a username and a password go together",
-            ));
-        }
-        if let Some(pem) = &self.ca_certificate
-            && !is_certificate(pem)
-        {
-            return Err(invalid("email.ca_certificate", "a PEM certificate"));
-        }
-        Ok(())
-    }
-}
-
-/// Whether `pem` holds certificates, each one a trust anchor can be made of.
-fn is_certificate(pem: &str) -> bool {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let Ok(certificates) =
-        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>()
-    else {
-        return false;
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    !certificates.is_empty() && certificates.into_iter().all(|c| roots.add(c).is_ok())
 }
 
 impl ReminderPolicy {
