@@ -279,6 +279,20 @@ async fn communications(server: &Server, request: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Ana's visit in 48 hours, booked; once its reminder is planned, the clock moved to its
+/// time. The planned reminder.
+async fn one_reminder_due(server: &Server) -> Value {
+    put_ok(server, &patient_with_email("p1", "ana@example.org", "en")).await;
+    let visit = booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49));
+    put_ok(server, &visit).await;
+    let planned = eventually("the reminder is planned", || async {
+        reminders(server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    planned
+}
+
 /// A booked visit gets its reminder planned (a CommunicationRequest 24 hours before); a
 /// cancelled one has its reminder revoked; at its time the reminder goes out by email over
 /// STARTTLS, in the patient's language, with a Message-ID made from its key, and is
@@ -369,17 +383,7 @@ async fn refused_and_dropped_deliveries_are_retried(backend: common::Backend) {
     let Some(server) = start(backend, &smtp).await else {
         return;
     };
-    put_ok(&server, &patient_with_email("p1", "ana@example.org", "en")).await;
-    put_ok(
-        &server,
-        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
-    )
-    .await;
-    let planned = eventually("the reminder is planned", || async {
-        reminders(&server, "a1", "active").await.pop()
-    })
-    .await;
-    server.advance_clock(25 * 3600).await;
+    let planned = one_reminder_due(&server).await;
     for _ in 0..40 {
         if !smtp.messages().is_empty() {
             break;
@@ -417,17 +421,7 @@ async fn a_process_killed_mid_send_is_relieved(backend: common::Backend) {
     let Some(mut server) = start(backend, &smtp).await else {
         return;
     };
-    put_ok(&server, &patient_with_email("p1", "ana@example.org", "en")).await;
-    put_ok(
-        &server,
-        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
-    )
-    .await;
-    let planned = eventually("the reminder is planned", || async {
-        reminders(&server, "a1", "active").await.pop()
-    })
-    .await;
-    server.advance_clock(25 * 3600).await;
+    let planned = one_reminder_due(&server).await;
     let started = smtp.out.join("data-0001.started");
     eventually("the relay is taking the message", || async {
         started.exists().then_some(())

@@ -15,6 +15,8 @@ pub mod settings;
 
 use serde_json::{Value, json};
 
+pub use crate::workflows::scheduling::patient_of;
+
 /// Groups the reminders of one appointment (`CommunicationRequest.groupIdentifier`, whose
 /// value is the appointment's id).
 pub const REMINDERS_OF: &str = "urn:fhir-server:appointment-reminders";
@@ -28,16 +30,6 @@ pub const TIME_ZONE_URL: &str = "http://hl7.org/fhir/StructureDefinition/tz-code
 pub fn reminder_category() -> Value {
     json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category",
         "code": "reminder"}]}])
-}
-
-/// The `Patient/...` participant of an appointment.
-pub fn patient_of(appointment: &Value) -> Option<String> {
-    appointment["participant"]
-        .as_array()?
-        .iter()
-        .filter_map(|p| p["actor"]["reference"].as_str())
-        .find(|r| r.starts_with("Patient/"))
-        .map(str::to_owned)
 }
 
 /// Starts the reminder workers.

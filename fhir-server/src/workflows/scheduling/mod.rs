@@ -12,3 +12,13 @@ pub mod lookup;
 pub mod openings;
 pub mod series;
 pub mod waitlist;
+
+/// The `Patient/...` participant of an appointment.
+pub fn patient_of(appointment: &serde_json::Value) -> Option<String> {
+    appointment["participant"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| p["actor"]["reference"].as_str())
+        .find(|r| r.starts_with("Patient/"))
+        .map(str::to_owned)
+}

@@ -23,6 +23,7 @@ use crate::ids::TenantId;
 use crate::index::claims::HOLD_EXPIRES_URL;
 use crate::resource::{format_instant, parse_instant};
 use crate::workflows::records;
+use crate::workflows::scheduling::patient_of;
 
 /// The job kind.
 pub const KIND: &str = "waitlist-offer";
@@ -150,15 +151,6 @@ fn wants(request: &Value, job: &OfferJob, (start, end): (i64, i64)) -> bool {
         .filter(|r| r.starts_with("Practitioner/") || r.starts_with("PractitionerRole/"))
         .all(|r| job.actors.iter().any(|a| a == r));
     covers && named_fit
-}
-
-fn patient_of(request: &Value) -> Option<String> {
-    request["participant"]
-        .as_array()?
-        .iter()
-        .filter_map(|p| p["actor"]["reference"].as_str())
-        .find(|r| r.starts_with("Patient/"))
-        .map(str::to_owned)
 }
 
 /// Offers the time to the earliest request that wants it and was not offered it yet:
