@@ -87,6 +87,37 @@ fn certificates(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("ca.pem")).unwrap()
 }
 
+/// Starts `tests/messaging/{script}` with `args` in `dir` and waits for its READY.
+fn spawn_ready(script: &str, args: &[String], dir: &Path) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/messaging")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "READY", "the test server starts");
+    child
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Smtp {
     /// Starts one (`extra`: `--refuse N`, `--drop N`, `--slow S`); `None` (skipped) when
     /// Python's aiosmtpd is missing, unless the run requires it.
@@ -107,31 +138,15 @@ impl Smtp {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let ca = certificates(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/messaging/smtp_server.py"
-        );
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args([&port.to_string(), "cert.pem", "key.pem", "out"])
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut ready,
-        )
-        .unwrap();
-        assert_eq!(ready.trim(), "READY", "the SMTP server starts");
+        let port = free_port();
+        let mut args = vec![
+            port.to_string(),
+            "cert.pem".into(),
+            "key.pem".into(),
+            "out".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = spawn_ready("smtp_server.py", &args, &dir);
         Some(Smtp {
             child,
             out,
@@ -595,3 +610,242 @@ async fn due_together_each_sent_once(backend: common::Backend) {
     assert_eq!(bundle["total"], 30);
 }
 both_backends!(due_together_each_sent_once);
+
+/// A Twilio-compatible Messages API (`tests/messaging/twilio_server.py`).
+struct TwilioApi {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Drop for TwilioApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SID: &str = "AC0123456789";
+const TOKEN: &str = "secret0123";
+
+impl TwilioApi {
+    fn start(extra: &[&str]) -> TwilioApi {
+        let dir = std::env::temp_dir().join(format!("twilio-{}", uuid::Uuid::new_v4().simple()));
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let port = free_port();
+        let mut args = vec![port.to_string(), SID.into(), TOKEN.into(), "out".into()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = spawn_ready("twilio_server.py", &args, &dir);
+        TwilioApi { child, out, port }
+    }
+
+    /// The messages it took, in order.
+    fn messages(&self) -> Vec<Value> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|name| serde_json::from_str(&std::fs::read_to_string(name).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+fn sms_settings(api: &TwilioApi) -> Value {
+    json!({
+        "time_zone": "America/New_York",
+        "practice": "Maple Street Clinic",
+        "sms": {"api_url": format!("http://127.0.0.1:{}", api.port), "account_sid": SID,
+            "auth_token": TOKEN, "from": "+15555550000", "front_desk": "+15555550111"},
+        "reminders": {"before_hours": [24], "channels": ["sms"],
+            "templates": {
+                "en": {"subject": "Visit", "text": "Hello {patient}, see you on {date} at {time}. Reply C to confirm, R to cancel."},
+                "es": {"subject": "Cita", "text": "Hola {patient}, le esperamos el {date} a las {time}.", "confirm": ["si"], "cancel": ["anular"]}}}
+    })
+}
+
+fn patient_with_mobile(id: &str, number: &str) -> Value {
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": "Rivera", "given": ["Ana"]}],
+        "telecom": [{"system": "phone", "use": "mobile", "value": number}]})
+}
+
+/// POSTs a Twilio webhook with `params`, signed with `token` over the public URL (none:
+/// unsigned); the status and the answer.
+async fn webhook(
+    server: &Server,
+    hook: &str,
+    params: &[(&str, &str)],
+    token: Option<&str>,
+) -> (u16, String) {
+    let pairs: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let public = format!("http://fhir.test/fhir/messaging/twilio/{hook}");
+    let mut request = server
+        .client
+        .post(format!("{}/messaging/twilio/{hook}", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish(),
+        );
+    if let Some(token) = token {
+        let signature = fhir_server::channels::twilio::signature(token, &public, &pairs);
+        request = request.header("x-twilio-signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A reminder by SMS, its delivery report, and the patient's replies: signed webhooks only
+/// (unsigned and forged ones refused, changing nothing), C confirms the visit, a stranger
+/// is sent to the front desk, STOP stops the messages, R cancels the visit (and frees its
+/// time), every reply recorded.
+async fn sms_reminders_and_replies(backend: common::Backend) {
+    let api = TwilioApi::start(&["--fail", "1"]);
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let saved = set_settings(&server, &sms_settings(&api));
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let ana = "+15555550100";
+    put_ok(&server, &patient_with_mobile("p1", ana)).await;
+    put_ok(
+        &server,
+        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
+    )
+    .await;
+    let planned = eventually("the reminder is planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    // The gateway fails the first try (503): tried again after the first wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.advance_clock(60).await;
+    let sent = eventually("the SMS is sent", || async { api.messages().pop() }).await;
+    assert_eq!(sent["form"]["To"], ana);
+    assert_eq!(sent["form"]["From"], "+15555550000");
+    assert!(
+        sent["form"]["Body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello Ana")
+    );
+    assert_eq!(
+        sent["form"]["StatusCallback"],
+        "http://fhir.test/fhir/messaging/twilio/status"
+    );
+    let id = planned["id"].as_str().unwrap();
+    let record = eventually("the SMS is recorded", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    assert_eq!(record["medium"][0]["coding"][0]["code"], "SMSWRIT");
+    assert_eq!(sent["idempotency"], record["identifier"][0]["value"]);
+    assert_eq!(api.messages().len(), 1);
+
+    // Delivery report, signed: the Communication is marked received.
+    let report = [
+        ("MessageSid", "SM0001"),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", SID),
+    ];
+    assert_eq!(
+        webhook(&server, "status", &report, Some(TOKEN)).await.0,
+        200
+    );
+    let delivered = communications(&server, id).await.pop().unwrap();
+    assert!(delivered["received"].is_string(), "{delivered}");
+
+    // Unsigned, forged, or signed over other parameters: refused, nothing done.
+    let confirm = [("From", ana), ("To", "+15555550000"), ("Body", "C")];
+    let (status, body) = webhook(&server, "sms", &confirm, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        webhook(&server, "sms", &confirm, Some("not-the-token"))
+            .await
+            .0,
+        403
+    );
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert!(visit["extension"].is_null(), "{visit}");
+
+    let (status, twiml) = webhook(&server, "sms", &confirm, Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(
+        twiml.contains("<Response><Message>Thank you: your visit on"),
+        "{twiml}"
+    );
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(
+        visit["extension"][0]["url"],
+        "urn:fhir-server:StructureDefinition/patient-confirmed"
+    );
+    let (_, inbound) = server.get_json("Communication?sender=Patient/p1").await;
+    assert_eq!(
+        inbound["entry"][0]["resource"]["payload"][0]["contentString"],
+        "C"
+    );
+
+    let stranger = [
+        ("From", "+15555550142"),
+        ("To", "+15555550000"),
+        ("Body", "C"),
+    ];
+    let (_, twiml) = webhook(&server, "sms", &stranger, Some(TOKEN)).await;
+    assert!(twiml.contains("could not match this number"), "{twiml}");
+    assert!(twiml.contains("+15555550111"), "{twiml}");
+
+    // R cancels the visit through the scheduling rules.
+    let cancel = [("From", ana), ("To", "+15555550000"), ("Body", "r")];
+    let (_, twiml) = webhook(&server, "sms", &cancel, Some(TOKEN)).await;
+    assert!(twiml.contains("is cancelled"), "{twiml}");
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(visit["status"], "cancelled");
+
+    // STOP: the next reminder is not texted.
+    let stop = [("From", ana), ("To", "+15555550000"), ("Body", "STOP")];
+    let (_, twiml) = webhook(&server, "sms", &stop, Some(TOKEN)).await;
+    assert!(twiml.ends_with("<Response/>"), "{twiml}");
+    put_ok(
+        &server,
+        &booked(
+            "a2",
+            "Patient/p1",
+            &hours_ahead(26 + 48),
+            &hours_ahead(26 + 49),
+        ),
+    )
+    .await;
+    let second = eventually("the second reminder is planned", || async {
+        reminders(&server, "a2", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    let id = second["id"].as_str().unwrap();
+    let skipped = eventually("the second reminder is settled", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    assert_eq!(skipped["status"], "not-done");
+    assert_eq!(api.messages().len(), 1, "nothing texted after STOP");
+}
+both_backends!(sms_reminders_and_replies);

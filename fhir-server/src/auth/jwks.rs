@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::Request;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, USER_AGENT};
-use axum::http::{Request, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -32,20 +32,7 @@ pub const REFETCH_AFTER: i64 = 30;
 /// providers, so a handful; past this the memory starts over).
 const MAX_URLS: usize = 1_000;
 
-/// Whether `url` may be fetched: https, or http to this machine (for development and
-/// tests). Checked when a client or provider is registered and again before each fetch.
-pub fn is_fetchable(url: &str) -> bool {
-    let Ok(uri) = url.parse::<Uri>() else {
-        return false;
-    };
-    match (uri.scheme_str(), uri.host()) {
-        (Some("https"), Some(_)) => true,
-        (Some("http"), Some(host)) => {
-            host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == "::1"
-        }
-        _ => false,
-    }
-}
+pub use crate::channels::http::is_fetchable;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -67,21 +54,6 @@ struct Fetched {
     tried_at: Option<i64>,
     /// Why the last fetch failed, while its keys are missing.
     failure: Option<String>,
-}
-
-/// https verified against the system's roots (http too, for loopback URLs). A system with
-/// no roots gets an empty store: https fetches then fail, each with a clear reason.
-fn connector() -> HttpsConnector<HttpConnector> {
-    let builder = HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .unwrap_or_else(|error| {
-            tracing::warn!(%error, "no trusted root certificates found: fetching a JWKS over https will fail");
-            let config = rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(config)
-        });
-    builder.https_or_http().enable_http1().build()
 }
 
 impl JwksCache {
@@ -168,9 +140,9 @@ impl JwksCache {
             .body(Empty::<Bytes>::new())
             .map_err(|error| error.to_string())?;
         let body = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let http = self
-                .http
-                .get_or_init(|| Client::builder(TokioExecutor::new()).build(connector()));
+            let http = self.http.get_or_init(|| {
+                Client::builder(TokioExecutor::new()).build(crate::channels::http::connector())
+            });
             let response = http
                 .request(request)
                 .await

@@ -8,6 +8,8 @@
 //! side can tell.
 
 pub mod email;
+pub mod http;
+pub mod twilio;
 
 use std::future::Future;
 
@@ -20,6 +22,9 @@ pub struct Outgoing {
     pub to: String,
     pub subject: String,
     pub text: String,
+    /// Where the far side reports what became of the message (an SMS's delivery), if it
+    /// can.
+    pub callback: Option<String>,
 }
 
 /// Why a message was not delivered.

@@ -48,7 +48,14 @@ pub async fn run(command: MessagingCommand) -> Result<(), String> {
             let new: MessagingSettings =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            settings::save(&store, tenant, new, base_url.as_deref())
+            let public_base = base_url.map(|root| {
+                let root = root.trim_end_matches('/');
+                match on.tenant.as_str() {
+                    "default" => format!("{root}/fhir"),
+                    name => format!("{root}/t/{name}/fhir"),
+                }
+            });
+            settings::save(&store, tenant, new, public_base)
                 .await
                 .map_err(failed)?;
             println!("messaging settings of tenant '{}' saved", on.tenant);

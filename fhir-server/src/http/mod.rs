@@ -10,6 +10,7 @@ pub mod cors;
 pub mod guard;
 pub mod route;
 pub mod serve;
+pub mod twilio;
 
 use std::time::Instant;
 
@@ -37,6 +38,11 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
     let cors = cors::layer(&app.config.cors_origins, registered)?;
     let mut fhir_api = Router::new()
         .merge(auth::routes())
+        .route("/fhir/messaging/twilio/{hook}", post(twilio::handle))
+        .route(
+            "/t/{tenant}/fhir/messaging/twilio/{hook}",
+            post(twilio::handle),
+        )
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*path}", any(fhir))

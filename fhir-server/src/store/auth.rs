@@ -31,6 +31,8 @@ pub enum RecordKind {
     Issuer,
     /// A tenant's setting, by name (`messaging`: its channels and reminder policy).
     Setting,
+    /// A phone number that texted STOP: no SMS goes to it until it texts START.
+    OptOut,
 }
 
 impl RecordKind {
@@ -48,6 +50,7 @@ impl RecordKind {
             RecordKind::Reset => "reset",
             RecordKind::Issuer => "issuer",
             RecordKind::Setting => "setting",
+            RecordKind::OptOut => "optout",
         }
     }
 }

@@ -138,8 +138,9 @@ async fn route(
         }
         (&Method::PUT, ["messaging"]) => {
             let new: messaging::settings::MessagingSettings = parse(body)?;
-            let base_url = app.config.base_url.as_deref();
-            let saved = messaging::settings::save(&app.store, tenant.id, new, base_url).await?;
+            // Webhooks need the public URL: the Host header is the caller's to choose.
+            let public_base = app.config.base_url.as_ref().map(|_| tenant.base.clone());
+            let saved = messaging::settings::save(&app.store, tenant.id, new, public_base).await?;
             Ok((StatusCode::OK, saved.shown()))
         }
         (_, ["clients"] | ["users"] | ["users", _, "reset-password"] | ["messaging"]) => Err(

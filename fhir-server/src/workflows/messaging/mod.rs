@@ -10,6 +10,7 @@
 
 pub mod plan;
 pub mod render;
+pub mod replies;
 pub mod send;
 pub mod settings;
 
@@ -23,6 +24,8 @@ pub const REMINDERS_OF: &str = "urn:fhir-server:appointment-reminders";
 /// The key of a sent message (`Communication.identifier`): the job's id, also the email's
 /// Message-ID.
 pub const MESSAGE_KEY: &str = "urn:fhir-server:message-key";
+/// A message's id at Twilio (`Communication.identifier`): what delivery reports name.
+pub const TWILIO_SID: &str = "urn:fhir-server:twilio-message-sid";
 /// A Patient's or Location's IANA time zone (the R5 core extension, usable in R4).
 pub const TIME_ZONE_URL: &str = "http://hl7.org/fhir/StructureDefinition/tz-code";
 

@@ -17,6 +17,7 @@ use super::settings::{self, MessagingSettings, ReminderPolicy};
 use super::{MESSAGE_KEY, patient_of, reminder_category};
 use crate::app::{App, SharedApp};
 use crate::channels::email::Email;
+use crate::channels::twilio::Sms;
 use crate::channels::{Channel, Failure, Outgoing};
 use crate::error::FhirError;
 use crate::ids::TenantId;
@@ -123,7 +124,7 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
                 at: due,
             });
         }
-        match deliver(&claimed.id, &found, &policy, &zone).await {
+        match deliver(app, (&claimed.id, job.tenant), &found, &policy, &zone).await {
             Ok(sent) => {
                 job.sent = Some(sent);
                 // Recorded before anything else: a retry must not send it again.
@@ -202,24 +203,34 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
     }))
 }
 
-/// The patient's address for `channel` (the best-ranked one in use).
+/// The patient's address for `channel`: the best-ranked current email address, or
+/// mobile number (an `sms` telecom, or a `phone` of use `mobile`, in E.164).
 fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
-    let system = match channel {
-        "email" => "email",
-        _ => return None,
+    let fits = |t: &&Value| match channel {
+        "email" => t["system"] == "email",
+        "sms" => {
+            (t["system"] == "sms" || (t["system"] == "phone" && t["use"] == "mobile"))
+                && t["value"]
+                    .as_str()
+                    .is_some_and(crate::channels::twilio::is_e164)
+        }
+        _ => false,
     };
     let mut telecom: Vec<&Value> = patient?["telecom"]
         .as_array()?
         .iter()
-        .filter(|t| t["system"] == system && t["period"]["end"].is_null())
+        .filter(|t| t["period"]["end"].is_null())
+        .filter(fits)
         .collect();
     telecom.sort_by_key(|t| t["rank"].as_u64().unwrap_or(u64::MAX));
     telecom.first()?["value"].as_str().map(str::to_owned)
 }
 
-/// Writes the message and hands it to the first channel that can reach the patient.
+/// Writes the message and hands it to the first channel that can reach the patient
+/// (and has not been told to stop): its medium, the address and the far side's receipt.
 async fn deliver(
-    key: &str,
+    app: &App,
+    (key, tenant): (&str, TenantId),
     found: &Found,
     policy: &ReminderPolicy,
     zone: &jiff::tz::TimeZone,
@@ -245,22 +256,42 @@ async fn deliver(
             String::new()
         },
     };
+    let settings = &found.settings;
     for channel in &policy.channels {
         let Some(to) = address_for(found.patient.as_ref(), channel) else {
             continue;
         };
-        let message = Outgoing {
+        let mut message = Outgoing {
             key: key.to_owned(),
             to: to.clone(),
             subject: render::fill(&template.subject, &facts),
             text: render::fill(&template.text, &facts),
+            callback: None,
         };
-        let Some(email) = &found.settings.email else {
-            continue;
+        let receipt = match (channel.as_str(), &settings.email, &settings.sms) {
+            ("email", Some(email), _) => {
+                let email = Email::new(email)?;
+                (email.medium(), email.send(&message).await?)
+            }
+            ("sms", _, Some(sms)) => {
+                let stopped = super::replies::opted_out(&app.store, tenant, &to)
+                    .await
+                    .map_err(|e| Failure::Transient(format!("{e:?}")))?;
+                if stopped {
+                    continue;
+                }
+                message.callback = settings
+                    .public_base
+                    .as_ref()
+                    .map(|base| format!("{base}/messaging/twilio/status"));
+                let sms = Sms {
+                    settings: sms.clone(),
+                };
+                (sms.medium(), sms.send(&message).await?)
+            }
+            _ => continue,
         };
-        let email = Email::new(email)?;
-        let receipt = email.send(&message).await?;
-        return Ok((email.medium().to_owned(), to, receipt));
+        return Ok((receipt.0.to_owned(), to, receipt.1));
     }
     Err(Failure::Permanent(
         "no channel of the policy can reach the patient".into(),
@@ -285,7 +316,13 @@ async fn record(
         communication["recipient"] = json!([{"reference": patient}]);
     }
     match (&job.sent, outcome) {
-        (Some((medium, _, _)), Ok(())) => {
+        (Some((medium, _, receipt)), Ok(())) => {
+            if let (true, Some(ids)) = (
+                medium == "SMSWRIT" && !receipt.is_empty(),
+                communication["identifier"].as_array_mut(),
+            ) {
+                ids.push(json!({"system": super::TWILIO_SID, "value": receipt}));
+            }
             communication["status"] = json!("completed");
             communication["sent"] = json!(format_instant(crate::clock::now_micros()));
             communication["medium"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode", "code": medium}]}]);

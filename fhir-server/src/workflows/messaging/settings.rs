@@ -12,6 +12,7 @@ use crate::store::Store;
 use crate::store::auth::RecordKind;
 
 pub use crate::channels::email::EmailChannel;
+pub use crate::channels::twilio::TwilioChannel;
 
 /// The record's name.
 const NAME: &str = "messaging";
@@ -30,8 +31,16 @@ pub struct MessagingSettings {
     pub practice: String,
     #[serde(default)]
     pub email: Option<EmailChannel>,
+    /// SMS through Twilio (or a gateway that speaks its API).
+    #[serde(default)]
+    pub sms: Option<TwilioChannel>,
     #[serde(default)]
     pub reminders: Option<ReminderPolicy>,
+    /// The tenant's public FHIR base (`--base-url` and the tenant's path), set by the
+    /// server when the settings are saved: Twilio's webhooks are `{public_base}/messaging/
+    /// twilio/sms`, `.../status` and `.../voice`, and their signatures are over it.
+    #[serde(default)]
+    pub public_base: Option<String>,
 }
 
 fn default_time_zone() -> String {
@@ -81,6 +90,12 @@ pub struct QuietHours {
 pub struct Template {
     pub subject: String,
     pub text: String,
+    /// Replies that confirm, besides `C` and `CONFIRM` (`SI`, `OUI`), any case.
+    #[serde(default)]
+    pub confirm: Vec<String>,
+    /// Replies that cancel, besides `R` and `CANCEL` (`ANULAR`), any case.
+    #[serde(default)]
+    pub cancel: Vec<String>,
 }
 
 /// The placeholders a template may use.
@@ -111,7 +126,7 @@ pub fn minute_of_day(text: &str) -> Option<u32> {
 
 impl MessagingSettings {
     /// Checks every field; the first bad one is 422 naming it.
-    pub fn check(&self, base_url: Option<&str>) -> Result<(), FhirError> {
+    pub fn check(&self) -> Result<(), FhirError> {
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
             return Err(invalid(
                 "time_zone",
@@ -124,13 +139,18 @@ impl MessagingSettings {
         if let Some(email) = &self.email {
             email
                 .check()
-                .map_err(|(field, why)| invalid(&format!("email.{field}"), why))?;
-            if base_url.is_none() {
-                return Err(invalid(
-                    "email",
-                    "a channel needs the server's public URL: start it with --base-url",
-                ));
-            }
+                .map_err(|(f, why)| invalid(&format!("email.{f}"), why))?;
+        }
+        if let Some(sms) = &self.sms {
+            sms.check()
+                .map_err(|(f, why)| invalid(&format!("sms.{f}"), why))?;
+        }
+        let channel_on = self.email.is_some() || self.sms.is_some();
+        if channel_on && self.public_base.is_none() {
+            return Err(invalid(
+                if self.email.is_some() { "email" } else { "sms" },
+                "a channel needs the server's public URL: start it with --base-url",
+            ));
         }
         if let Some(reminders) = &self.reminders {
             reminders.check(self)?;
@@ -146,6 +166,9 @@ impl MessagingSettings {
         {
             email.password = Some(HIDDEN.into());
         }
+        if let Some(sms) = &mut shown.sms {
+            sms.auth_token = HIDDEN.into();
+        }
         serde_json::to_value(shown).unwrap_or_default()
     }
 
@@ -156,6 +179,11 @@ impl MessagingSettings {
             && email.password.as_deref() == Some(HIDDEN)
         {
             email.password = old.password.clone();
+        }
+        if let (Some(sms), Some(old)) = (&mut self.sms, &stored.sms)
+            && sms.auth_token == HIDDEN
+        {
+            sms.auth_token = old.auth_token.clone();
         }
     }
 }
@@ -174,7 +202,10 @@ impl ReminderPolicy {
         for (n, channel) in self.channels.iter().enumerate() {
             let configured = match channel.as_str() {
                 "email" => settings.email.is_some(),
-                _ => return Err(invalid(&format!("reminders.channels[{n}]"), "email")),
+                "sms" => settings.sms.is_some(),
+                _ => {
+                    return Err(invalid(&format!("reminders.channels[{n}]"), "email or sms"));
+                }
             };
             if !configured {
                 return Err(invalid(
@@ -246,15 +277,17 @@ pub async fn load(store: &Store, tenant: TenantId) -> Result<MessagingSettings, 
     }
 }
 
-/// Checks and stores a tenant's settings (secrets shown as [`HIDDEN`] are kept).
+/// Checks and stores a tenant's settings (secrets shown as [`HIDDEN`] are kept);
+/// `public_base` is the tenant's public FHIR base, when the server has a public URL.
 pub async fn save(
     store: &Store,
     tenant: TenantId,
     mut settings: MessagingSettings,
-    base_url: Option<&str>,
+    public_base: Option<String>,
 ) -> Result<MessagingSettings, FhirError> {
     settings.keep_secrets(&load(store, tenant).await?);
-    settings.check(base_url)?;
+    settings.public_base = public_base;
+    settings.check()?;
     let body = serde_json::to_string(&settings).map_err(FhirError::internal)?;
     store
         .auth_put(tenant, RecordKind::Setting, NAME, &body, None)
