@@ -849,3 +849,109 @@ async fn sms_reminders_and_replies(backend: common::Backend) {
     assert_eq!(api.messages().len(), 1, "nothing texted after STOP");
 }
 both_backends!(sms_reminders_and_replies);
+
+/// The policy's escalation and deadline: a reminder by SMS 48 hours before; unconfirmed
+/// 12 hours later, it goes again by email (not to the patient who confirmed by reply);
+/// still unconfirmed 24 hours before the visit, a Task asks the front desk to call. With
+/// `release` instead, the unconfirmed visit is cancelled.
+async fn escalation_and_deadline(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let api = TwilioApi::start(&[]);
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut document = sms_settings(&api);
+    document["email"] = settings(&smtp)["email"].clone();
+    document["reminders"]["before_hours"] = json!([48]);
+    document["reminders"]["channels"] = json!(["sms", "email"]);
+    document["reminders"]["escalate_after_hours"] = json!(12);
+    document["reminders"]["unconfirmed"] = json!({"hours_before": 24, "action": "task"});
+    let saved = set_settings(&server, &document);
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    for (n, number) in [(1, "+15555550101"), (2, "+15555550102")] {
+        let mut patient = patient_with_mobile(&format!("p{n}"), number);
+        patient["telecom"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"system": "email", "value": format!("p{n}@example.org")}));
+        put_ok(&server, &patient).await;
+        let (start, end) = (hours_ahead(72), hours_ahead(73));
+        let mut visit = booked(&format!("a{n}"), &format!("Patient/p{n}"), &start, &end);
+        visit["participant"][1]["actor"]["reference"] = json!(format!("Practitioner/dr{n}"));
+        put_ok(&server, &visit).await;
+    }
+    for visit in ["a1", "a2"] {
+        eventually("the reminders are planned", || async {
+            reminders(&server, visit, "active").await.pop()
+        })
+        .await;
+    }
+    server.advance_clock(25 * 3600).await;
+    eventually("both texted", || async {
+        (api.messages().len() == 2).then_some(())
+    })
+    .await;
+    let confirm = [
+        ("From", "+15555550102"),
+        ("To", "+15555550000"),
+        ("Body", "C"),
+    ];
+    assert_eq!(webhook(&server, "sms", &confirm, Some(TOKEN)).await.0, 200);
+
+    server.advance_clock(12 * 3600 + 60).await;
+    let (envelope, _) = eventually("the unconfirmed one is emailed", || async {
+        smtp.messages().pop()
+    })
+    .await;
+    assert_eq!(envelope["to"], json!(["p1@example.org"]));
+    eventually("a1's reminder is complete", || async {
+        reminders(&server, "a1", "completed").await.pop()
+    })
+    .await;
+    server.advance_clock(12 * 3600).await;
+    let task = eventually("a Task for the front desk", || async {
+        let (_, bundle) = server.get_json("Task?focus=Appointment/a1").await;
+        entries(&bundle).pop()
+    })
+    .await;
+    assert_eq!(task["resource"]["for"]["reference"], "Patient/p1");
+    assert_eq!(task["resource"]["status"], "requested");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "the confirmed patient is not emailed"
+    );
+    let (_, none) = server.get_json("Task?focus=Appointment/a2").await;
+    assert!(entries(&none).is_empty(), "no Task for a confirmed visit");
+
+    // `release`: an unconfirmed visit is cancelled at the deadline.
+    document["reminders"]["unconfirmed"]["action"] = json!("release");
+    assert!(set_settings(&server, &document).status.success());
+    let start = hours_ahead(49 + 72);
+    let visit = booked("a3", "Patient/p1", &start, &hours_ahead(49 + 73));
+    put_ok(&server, &visit).await;
+    eventually("a3's reminder is planned", || async {
+        reminders(&server, "a3", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(49 * 3600).await;
+    eventually("a3 is released", || async {
+        let (_, visit) = server.get_json("Appointment/a3").await;
+        (visit["status"] == "cancelled").then_some(())
+    })
+    .await;
+}
+both_backends!(escalation_and_deadline);

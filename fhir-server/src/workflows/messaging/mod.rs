@@ -8,6 +8,7 @@
 //! `reminder-plan` job in the same transaction as the appointment's change (an outbox,
 //! `store::outbox`); planning queues a `reminder-send` job per reminder, due at its time.
 
+pub mod deadline;
 pub mod plan;
 pub mod render;
 pub mod replies;
@@ -38,5 +39,6 @@ pub fn reminder_category() -> Value {
 /// Starts the reminder workers.
 pub fn start(app: crate::app::SharedApp) {
     plan::start(app.clone());
-    send::start(app);
+    send::start(app.clone());
+    deadline::start(app);
 }

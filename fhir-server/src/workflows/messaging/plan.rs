@@ -99,8 +99,16 @@ async fn plan(app: &App, job: &PlanJob) -> Result<(), FhirError> {
     let Some(appointment) = appointment else {
         return Ok(());
     };
-    for at in wanted.into_iter().filter(|at| !kept.contains(at)) {
-        plan_one(app, job, &appointment, at).await?;
+    let fresh: Vec<i64> = wanted.into_iter().filter(|at| !kept.contains(at)).collect();
+    for at in &fresh {
+        plan_one(app, job, &appointment, *at).await?;
+    }
+    let deadline = settings
+        .reminders
+        .as_ref()
+        .and_then(|p| p.unconfirmed.as_ref());
+    if let (Some(deadline), false) = (deadline, fresh.is_empty()) {
+        super::deadline::queue(app, job.tenant, &appointment, deadline).await?;
     }
     Ok(())
 }
@@ -117,6 +125,8 @@ async fn plan_one(app: &App, job: &PlanJob, appointment: &Value, at: i64) -> Res
         start: appointment["start"].as_str().unwrap_or_default().to_owned(),
         attempt: 0,
         sent: None,
+        step: 0,
+        from_channel: 0,
     };
     let state = serde_json::to_string(&send).map_err(FhirError::internal)?;
     app.store

@@ -46,6 +46,21 @@ pub struct SendJob {
     /// Once a channel accepted the message: its medium, address and receipt.
     #[serde(default)]
     pub sent: Option<(String, String, String)>,
+    /// How many messages of this reminder went out before (escalations).
+    #[serde(default)]
+    pub step: u32,
+    /// The first of the policy's channels this step may use (after an escalation, the
+    /// one after the channel used before).
+    #[serde(default)]
+    pub from_channel: usize,
+}
+
+/// The key of the message of `step` of job `id`: the job's id, then `{id}.{step}`.
+fn message_key(id: &str, step: u32) -> String {
+    match step {
+        0 => id.to_owned(),
+        step => format!("{id}.{step}"),
+    }
 }
 
 pub fn start(app: SharedApp) {
@@ -98,8 +113,17 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
         close(app, &job, found.request, "revoked", "reminders are off").await?;
         return Ok(Step::Done(state(&job)));
     };
+    if job.step > 0
+        && found.appointment["extension"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["url"] == super::replies::CONFIRMED_URL))
+    {
+        close(app, &job, found.request, "completed", "").await?;
+        return Ok(Step::Done(state(&job)));
+    }
+    let key = message_key(&claimed.id, job.step);
+    let now = crate::clock::now_micros();
     if job.sent.is_none() {
-        let now = crate::clock::now_micros();
         let zone = render::zone_for(
             found.patient.as_ref(),
             found.location.as_ref(),
@@ -124,9 +148,10 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
                 at: due,
             });
         }
-        match deliver(app, (&claimed.id, job.tenant), &found, &policy, &zone).await {
-            Ok(sent) => {
+        match deliver(app, (&key, &job), &found, &policy, &zone).await {
+            Ok((channel, sent)) => {
                 job.sent = Some(sent);
+                job.from_channel = channel + 1;
                 // Recorded before anything else: a retry must not send it again.
                 app.store
                     .renew_job(&claimed.id, &claimed.owner, &state(&job))
@@ -134,13 +159,28 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
             }
             Err(Failure::Transient(why)) => return Ok(later(job, why)),
             Err(Failure::Permanent(why)) => {
-                record(app, &claimed.id, &job, &found, Err(&why)).await?;
+                record(app, &key, &job, &found, Err(&why)).await?;
                 close(app, &job, found.request, "revoked", &why).await?;
                 return Ok(Step::Failed(state(&job)));
             }
         }
     }
-    record(app, &claimed.id, &job, &found, Ok(())).await?;
+    record(app, &key, &job, &found, Ok(())).await?;
+    // Unconfirmed after the policy's wait, the next channel (the request stays open).
+    let reachable_later = policy.channels[job.from_channel.min(policy.channels.len())..]
+        .iter()
+        .any(|channel| address_for(found.patient.as_ref(), channel).is_some());
+    let escalation = policy.escalate_after_hours.filter(|_| reachable_later);
+    if let Some(hours) = escalation {
+        job.step += 1;
+        job.sent = None;
+        job.attempt = 0;
+        let at = now + i64::from(hours) * 3_600_000_000;
+        return Ok(Step::Later {
+            state: state(&job),
+            at,
+        });
+    }
     close(app, &job, found.request, "completed", "").await?;
     Ok(Step::Done(state(&job)))
 }
@@ -230,11 +270,12 @@ fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
 /// (and has not been told to stop): its medium, the address and the far side's receipt.
 async fn deliver(
     app: &App,
-    (key, tenant): (&str, TenantId),
+    (key, job): (&str, &SendJob),
     found: &Found,
     policy: &ReminderPolicy,
     zone: &jiff::tz::TimeZone,
-) -> Result<(String, String, String), Failure> {
+) -> Result<(usize, (String, String, String)), Failure> {
+    let tenant = job.tenant;
     let template = render::template_for(policy, found.patient.as_ref())
         .ok_or_else(|| Failure::Permanent("no template".into()))?;
     let place = policy.detail == "time-and-place";
@@ -257,7 +298,7 @@ async fn deliver(
         },
     };
     let settings = &found.settings;
-    for channel in &policy.channels {
+    for (index, channel) in policy.channels.iter().enumerate().skip(job.from_channel) {
         let Some(to) = address_for(found.patient.as_ref(), channel) else {
             continue;
         };
@@ -291,7 +332,7 @@ async fn deliver(
             }
             _ => continue,
         };
-        return Ok((receipt.0.to_owned(), to, receipt.1));
+        return Ok((index, (receipt.0.to_owned(), to, receipt.1)));
     }
     Err(Failure::Permanent(
         "no channel of the policy can reach the patient".into(),

@@ -64,6 +64,15 @@ pub struct ReminderPolicy {
     /// `{date}`, `{time}`, `{practice}` and, when `detail` allows, `{practitioner}` and
     /// `{location}`. `en` is the fallback and is required.
     pub templates: std::collections::BTreeMap<String, Template>,
+    /// Unconfirmed this many hours after a reminder was sent, the reminder goes again by
+    /// the next channel of `channels` that can reach the patient.
+    #[serde(default)]
+    pub escalate_after_hours: Option<u32>,
+    /// Still unconfirmed this many hours before the visit: `task` (a Task for the front
+    /// desk to call the patient) or `release` (the visit is cancelled, its time offered to
+    /// the waitlist).
+    #[serde(default)]
+    pub unconfirmed: Option<Deadline>,
     /// What a message may say of the visit: `time` (when only, the default) or
     /// `time-and-place` (who and where too). Never the reason or any clinical detail.
     #[serde(default = "default_detail")]
@@ -76,6 +85,13 @@ fn default_channels() -> Vec<String> {
 
 fn default_detail() -> String {
     "time".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadline {
+    pub hours_before: u32,
+    pub action: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +235,23 @@ impl ReminderPolicy {
                 if minute_of_day(value).is_none() {
                     return Err(invalid(&format!("reminders.quiet_hours.{field}"), "HH:MM"));
                 }
+            }
+        }
+        if self.escalate_after_hours.is_some_and(|h| h == 0 || h > 72) {
+            return Err(invalid(
+                "reminders.escalate_after_hours",
+                "between 1 and 72 hours",
+            ));
+        }
+        if let Some(deadline) = &self.unconfirmed {
+            if deadline.hours_before == 0 || deadline.hours_before > 720 {
+                return Err(invalid(
+                    "reminders.unconfirmed.hours_before",
+                    "between 1 and 720 hours before the visit",
+                ));
+            }
+            if !matches!(deadline.action.as_str(), "task" | "release") {
+                return Err(invalid("reminders.unconfirmed.action", "task or release"));
             }
         }
         if !matches!(self.detail.as_str(), "time" | "time-and-place") {
