@@ -955,3 +955,113 @@ async fn escalation_and_deadline(backend: common::Backend) {
     .await;
 }
 both_backends!(escalation_and_deadline);
+
+/// A quoted-printable body (RFC 2045) decoded: soft line breaks joined, `=XX` bytes.
+fn unquote(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first `http` link in `text` that contains `/messaging/link?t=`.
+fn link_in(text: &str, nth: usize) -> String {
+    text.split_whitespace()
+        .filter(|word| word.contains("/messaging/link?t="))
+        .nth(nth)
+        .expect("a link")
+        .to_owned()
+}
+
+/// The links in a reminder email, opened in a real browser: the page asks and only its
+/// button confirms; a link works once, a forged one not at all; the cancel link cancels.
+async fn links_confirm_and_cancel_in_a_browser(backend: common::Backend) {
+    let Some(browser) = common::webdriver::WebDriver::start().await else {
+        return;
+    };
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut document = settings(&smtp);
+    document["reminders"]["templates"]["en"]["text"] = json!(
+        "Hello {patient}, see you on {date} at {time}.\nConfirm: {confirm_link}\nCancel: {cancel_link}"
+    );
+    assert!(set_settings(&server, &document).status.success());
+    one_reminder_due(&server).await;
+    let (_, text) = eventually("the reminder is sent", || async { smtp.messages().pop() }).await;
+    let text = unquote(&text);
+    // The public URL is http://fhir.test; the test reaches the same path locally.
+    let local = |link: String| link.replace("http://fhir.test/fhir", &server.base);
+    let (confirm, cancel) = (local(link_in(&text, 0)), local(link_in(&text, 1)));
+
+    browser.go(&confirm).await;
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert!(
+        visit["extension"].is_null(),
+        "opening the link alone changes nothing"
+    );
+    browser.click("#go").await;
+    assert!(browser.text_of("#said").await.contains("is confirmed"));
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(
+        visit["extension"][0]["url"],
+        "urn:fhir-server:StructureDefinition/patient-confirmed"
+    );
+
+    let post = |url: String, token: String| {
+        let client = server.client.clone();
+        async move {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("t", &token)
+                .finish();
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let token_of = |link: &str| link.split("?t=").nth(1).unwrap().to_owned();
+    let endpoint = format!("{}/messaging/link", server.base);
+    let (status, page) = post(endpoint.clone(), token_of(&confirm)).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("used already"));
+    let mut forged = token_of(&cancel);
+    forged.insert(3, 'x');
+    assert_eq!(post(endpoint.clone(), forged).await.0, 400);
+    let (status, page) = post(endpoint.clone(), token_of(&cancel)).await;
+    assert_eq!(status, 200, "{page}");
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(visit["status"], "cancelled");
+    let (status, _) = post(endpoint, token_of(&cancel)).await;
+    assert_eq!(status, 409, "the visit changed (cancelled) since");
+}
+both_backends!(links_confirm_and_cancel_in_a_browser);

@@ -3,6 +3,8 @@
 //! message's Message-ID is made from the message's key, so a message sent twice is the
 //! same message to the relay and the reader's mail program.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
@@ -99,7 +101,31 @@ pub struct Email {
     domain: String,
 }
 
+/// The channels made so far, by their settings: each keeps a pool of open connections to
+/// its relay, so a burst of reminders does not pay a TCP and TLS handshake per message.
+static MADE: std::sync::Mutex<Option<HashMap<String, Arc<Email>>>> = std::sync::Mutex::new(None);
+/// More distinct relays than this (tenants, or settings changed often) start the memory
+/// over.
+const MOST_KEPT: usize = 256;
+
 impl Email {
+    /// The channel for the relay `settings` name: the one made before for the same
+    /// settings, or a new one.
+    pub fn for_settings(settings: &EmailChannel) -> Result<Arc<Email>, Failure> {
+        let key = serde_json::to_string(settings).unwrap_or_default();
+        let mut made = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let made = made.get_or_insert_with(HashMap::new);
+        if let Some(email) = made.get(&key) {
+            return Ok(email.clone());
+        }
+        if made.len() >= MOST_KEPT {
+            made.clear();
+        }
+        let email = Arc::new(Email::new(settings)?);
+        made.insert(key, email.clone());
+        Ok(email)
+    }
+
     /// A channel for the relay `settings` name (checked when they were saved).
     pub fn new(settings: &EmailChannel) -> Result<Email, Failure> {
         let permanent = |e: &dyn std::fmt::Display| Failure::Permanent(e.to_string());

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod capabilities;
 pub mod cors;
 pub mod guard;
+pub mod links;
 pub mod route;
 pub mod serve;
 pub mod twilio;
@@ -39,6 +40,14 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
     let mut fhir_api = Router::new()
         .merge(auth::routes())
         .route("/fhir/messaging/twilio/{hook}", post(twilio::handle))
+        .route(
+            "/fhir/messaging/link",
+            get(links::handle).post(links::handle),
+        )
+        .route(
+            "/t/{tenant}/fhir/messaging/link",
+            get(links::handle).post(links::handle),
+        )
         .route(
             "/t/{tenant}/fhir/messaging/twilio/{hook}",
             post(twilio::handle),

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
+use super::auth::pages::escape;
 use super::auth::{field, form, split, tenant_of};
 use crate::app::{App, SharedApp};
 use crate::error::FhirError;
@@ -76,13 +77,6 @@ fn twiml_message(text: &str) -> String {
             escape(text)
         ),
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

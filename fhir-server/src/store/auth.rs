@@ -33,6 +33,8 @@ pub enum RecordKind {
     Setting,
     /// A phone number that texted STOP: no SMS goes to it until it texts START.
     OptOut,
+    /// A link in a message that was used (`{nonce}|{action}`): a second use is refused.
+    LinkUsed,
 }
 
 impl RecordKind {
@@ -51,6 +53,7 @@ impl RecordKind {
             RecordKind::Issuer => "issuer",
             RecordKind::Setting => "setting",
             RecordKind::OptOut => "optout",
+            RecordKind::LinkUsed => "link-used",
         }
     }
 }

@@ -48,14 +48,9 @@ pub(super) fn insert_job(
     sql.bind(Arg::Int(now));
     sql.push(", ");
     sql.bind_text(state);
-    match run_at {
-        Some(at) => {
-            sql.push(", ");
-            sql.bind(Arg::Int(at));
-            sql.push(")");
-        }
-        None => sql.push(", NULL)"),
-    }
+    sql.push(", ");
+    sql.bind(Arg::Int(run_at.unwrap_or(now)));
+    sql.push(")");
     sql
 }
 
@@ -111,9 +106,10 @@ impl Store {
         Ok(self.execute(sql).await? > 0)
     }
 
-    /// Claims the oldest queued job of `kind` that is due (its `run_at` reached), or an
-    /// abandoned running one (its lease older than `lease`). On PostgreSQL, other servers'
-    /// workers skip the row being claimed.
+    /// Claims a queued job of `kind` that is due (its `run_at` reached; the earliest due
+    /// first, found through the index `jobs_due`), else an abandoned running one (its
+    /// lease older than `lease`). On PostgreSQL, other servers' workers skip the row being
+    /// claimed.
     pub async fn claim_job(
         &self,
         kind: &str,
@@ -121,28 +117,34 @@ impl Store {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         let now = now_micros();
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let mut sql = Sql::default();
-        sql.push("UPDATE jobs SET status = 'running', owner = ");
-        sql.bind_text(&owner);
-        sql.push(", updated_at = ");
-        sql.bind(Arg::Int(now));
-        sql.push(" WHERE id = (SELECT id FROM jobs WHERE kind = ");
-        sql.bind_text(kind);
-        sql.push(" AND ((status = 'queued' AND (run_at IS NULL OR run_at <= ");
-        sql.bind(Arg::Int(now));
-        sql.push(")) OR (status = 'running' AND updated_at < ");
-        sql.bind(Arg::Int(now - lease.as_micros() as i64));
-        sql.push(")) ORDER BY created_at LIMIT 1");
-        if self.backend_name() == "postgres" {
-            sql.push(" FOR UPDATE SKIP LOCKED");
+        for (status, time, before, order) in [
+            ("queued", "run_at", now + 1, "run_at"),
+            (
+                "running",
+                "updated_at",
+                now - lease.as_micros() as i64,
+                "updated_at",
+            ),
+        ] {
+            let mut sql = Sql::default();
+            sql.push("UPDATE jobs SET status = 'running', owner = ");
+            sql.bind_text(&owner);
+            sql.push(", updated_at = ");
+            sql.bind(Arg::Int(now));
+            sql.push(" WHERE id = (SELECT id FROM jobs WHERE kind = ");
+            sql.bind_text(kind);
+            sql.push(&format!(" AND status = '{status}' AND {time} < "));
+            sql.bind(Arg::Int(before));
+            sql.push(&format!(" ORDER BY {order} LIMIT 1"));
+            if self.backend_name() == "postgres" {
+                sql.push(" FOR UPDATE SKIP LOCKED");
+            }
+            sql.push(") RETURNING id, state");
+            if let Some((id, state)) = self.write_pairs(sql).await?.into_iter().next() {
+                return Ok(Some(ClaimedJob { id, owner, state }));
+            }
         }
-        sql.push(") RETURNING id, state");
-        Ok(self
-            .write_pairs(sql)
-            .await?
-            .into_iter()
-            .next()
-            .map(|(id, state)| ClaimedJob { id, owner, state }))
+        Ok(None)
     }
 
     /// Renews the lease of a running job and records its state; `false` when the job is no
@@ -175,10 +177,7 @@ impl Store {
         sql.push(", state = ");
         sql.bind_text(state);
         sql.push(", run_at = ");
-        match run_at {
-            Some(at) => sql.bind(Arg::Int(at)),
-            None => sql.push("NULL"),
-        }
+        sql.bind(Arg::Int(run_at.unwrap_or_else(now_micros)));
         sql.push(" WHERE id = ");
         sql.bind_text(id);
         sql.push(" AND status = 'running' AND owner = ");

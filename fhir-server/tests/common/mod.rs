@@ -8,6 +8,8 @@
 //! `FHIR_TEST_REQUIRE_POSTGRES=1` (set by `.ci/run`), when it fails.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -9,6 +9,7 @@
 //! `store::outbox`); planning queues a `reminder-send` job per reminder, due at its time.
 
 pub mod deadline;
+pub mod links;
 pub mod plan;
 pub mod render;
 pub mod replies;

@@ -20,7 +20,7 @@ use crate::workflows::records;
 use crate::workflows::scheduling::lookup;
 
 pub const KIND: &str = "reminder-plan";
-const WORKERS: (usize, Duration) = (1, Duration::from_secs(120));
+const WORKERS: (usize, Duration) = (4, Duration::from_secs(120));
 
 /// A plan job's state (what the store queues).
 #[derive(Debug, Serialize, Deserialize)]

@@ -104,6 +104,9 @@ pub struct Facts {
     pub practice: String,
     pub practitioner: String,
     pub location: String,
+    /// The signed links that confirm and cancel the visit (empty without a public URL).
+    pub confirm_link: String,
+    pub cancel_link: String,
 }
 
 /// `text` with its placeholders filled.
@@ -121,6 +124,8 @@ pub fn fill(text: &str, facts: &Facts) -> String {
         .replace("{practice}", &facts.practice)
         .replace("{practitioner}", &facts.practitioner)
         .replace("{location}", &facts.location)
+        .replace("{confirm_link}", &facts.confirm_link)
+        .replace("{cancel_link}", &facts.cancel_link)
 }
 
 /// A person's or place's name as a message says it: a Patient's first given name, a

@@ -165,7 +165,7 @@ pub async fn sms_received(
 }
 
 /// Marks the patient's participation accepted and the time they confirmed.
-fn confirm(visit: &mut Value, patient: &str) {
+pub(super) fn confirm(visit: &mut Value, patient: &str) {
     if let Some(participants) = visit["participant"].as_array_mut() {
         for participant in participants {
             if participant["actor"]["reference"] == patient {

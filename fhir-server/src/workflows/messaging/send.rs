@@ -28,7 +28,7 @@ use crate::workflows::records;
 
 pub const KIND: &str = "reminder-send";
 /// Several at once: a delivery mostly waits on the far side.
-const WORKERS: (usize, Duration) = (4, Duration::from_secs(120));
+const WORKERS: (usize, Duration) = (16, Duration::from_secs(120));
 /// Failed deliveries tried again before the reminder is given up (about 4 hours of waits).
 const MOST_ATTEMPTS: u32 = 8;
 
@@ -296,6 +296,8 @@ async fn deliver(
         } else {
             String::new()
         },
+        confirm_link: link_to(found, job, "confirm", key),
+        cancel_link: link_to(found, job, "cancel", key),
     };
     let settings = &found.settings;
     for (index, channel) in policy.channels.iter().enumerate().skip(job.from_channel) {
@@ -311,7 +313,7 @@ async fn deliver(
         };
         let receipt = match (channel.as_str(), &settings.email, &settings.sms) {
             ("email", Some(email), _) => {
-                let email = Email::new(email)?;
+                let email = Email::for_settings(email)?;
                 (email.medium(), email.send(&message).await?)
             }
             ("sms", _, Some(sms)) => {
@@ -337,6 +339,27 @@ async fn deliver(
     Err(Failure::Permanent(
         "no channel of the policy can reach the patient".into(),
     ))
+}
+
+/// The signed link that does `action` to the visit (`messaging::links`), valid until the
+/// visit starts; empty without a public URL or a link key.
+fn link_to(found: &Found, job: &SendJob, action: &str, key: &str) -> String {
+    let (Some(base), Some(secret)) = (&found.settings.public_base, &found.settings.link_key) else {
+        return String::new();
+    };
+    let Some(expires) = parse_instant(&job.start).map(|s| s / 1_000_000) else {
+        return String::new();
+    };
+    let link = super::links::Link {
+        appointment: job.appointment.clone(),
+        action: action.to_owned(),
+        expires,
+        nonce: key.to_owned(),
+    };
+    format!(
+        "{base}/messaging/link?t={}",
+        super::links::token(secret, &link)
+    )
 }
 
 /// The Communication of what happened (once per job: a retried step finds it written).

@@ -41,6 +41,10 @@ pub struct MessagingSettings {
     /// twilio/sms`, `.../status` and `.../voice`, and their signatures are over it.
     #[serde(default)]
     pub public_base: Option<String>,
+    /// The key that signs the links in messages (`messaging::links`), made by the server
+    /// when the settings are first saved; never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_key: Option<String>,
 }
 
 fn default_time_zone() -> String {
@@ -116,6 +120,8 @@ pub struct Template {
 
 /// The placeholders a template may use.
 const PLACEHOLDERS: &[&str] = &[
+    "confirm_link",
+    "cancel_link",
     "patient",
     "date",
     "time",
@@ -185,12 +191,17 @@ impl MessagingSettings {
         if let Some(sms) = &mut shown.sms {
             sms.auth_token = HIDDEN.into();
         }
+        shown.link_key = None;
         serde_json::to_value(shown).unwrap_or_default()
     }
 
     /// Keeps the stored secrets where the new settings repeat [`HIDDEN`] (an admin who
     /// read the settings, changed one thing and wrote them back).
     pub fn keep_secrets(&mut self, stored: &MessagingSettings) {
+        self.link_key = stored
+            .link_key
+            .clone()
+            .or_else(|| Some(super::links::new_key()));
         if let (Some(email), Some(old)) = (&mut self.email, &stored.email)
             && email.password.as_deref() == Some(HIDDEN)
         {
