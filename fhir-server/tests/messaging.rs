@@ -371,6 +371,7 @@ async fn reminders_by_email(backend: common::Backend) {
     .await;
     assert_eq!(sent["status"], "completed");
     assert_eq!(sent["medium"][0]["coding"][0]["code"], "EMAILWRIT");
+    assert_eq!(sent["medium"][0]["coding"][1]["code"], "email");
     let key = sent["identifier"][0]["value"].as_str().unwrap();
     assert!(
         text.contains(&format!("Message-ID: <{key}@clinic.example>")),
@@ -758,7 +759,7 @@ async fn sms_reminders_and_replies(backend: common::Backend) {
         communications(&server, id).await.pop()
     })
     .await;
-    assert_eq!(record["medium"][0]["coding"][0]["code"], "SMSWRIT");
+    assert_eq!(record["medium"][0]["coding"][1]["code"], "sms");
     assert_eq!(sent["idempotency"], record["identifier"][0]["value"]);
     assert_eq!(api.messages().len(), 1);
 
@@ -824,7 +825,7 @@ async fn sms_reminders_and_replies(backend: common::Backend) {
     // STOP: the next reminder is not texted.
     let stop = [("From", ana), ("To", "+15555550000"), ("Body", "STOP")];
     let (_, twiml) = webhook(&server, "sms", &stop, Some(TOKEN)).await;
-    assert!(twiml.ends_with("<Response/>"), "{twiml}");
+    assert!(twiml.ends_with("<Response></Response>"), "{twiml}");
     put_ok(
         &server,
         &booked(
@@ -1065,3 +1066,246 @@ async fn links_confirm_and_cancel_in_a_browser(backend: common::Backend) {
     assert_eq!(status, 409, "the visit changed (cancelled) since");
 }
 both_backends!(links_confirm_and_cancel_in_a_browser);
+
+/// The figures of `$reminder-stats` summed over its weeks: integers added, and each rate
+/// of the one week that has it.
+fn stats_totals(stats: &Value) -> std::collections::BTreeMap<String, f64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for week in stats["parameter"].as_array().unwrap() {
+        for part in week["part"].as_array().unwrap() {
+            let name = part["name"].as_str().unwrap().to_owned();
+            if let Some(n) = part["valueInteger"].as_f64() {
+                *totals.entry(name).or_insert(0.0) += n;
+            } else if let Some(rate) = part["valueDecimal"].as_f64() {
+                totals.insert(name, rate);
+            }
+        }
+    }
+    totals
+}
+
+/// `$reminder-stats` counts what happened: three visits texted, one confirmed by reply,
+/// one cancelled by reply, one missed; a fourth visit, of a patient without a mobile
+/// number, not reminded and kept.
+async fn reminder_stats_count_what_happened(backend: common::Backend) {
+    let api = TwilioApi::start(&[]);
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    assert!(set_settings(&server, &sms_settings(&api)).status.success());
+    for n in 1..=4 {
+        let mut patient = patient_with_mobile(&format!("p{n}"), &format!("+1555555010{n}"));
+        if n == 4 {
+            patient["telecom"] =
+                json!([{"system": "phone", "use": "home", "value": "+15555550104"}]);
+        }
+        put_ok(&server, &patient).await;
+        let (start, end) = (hours_ahead(48), hours_ahead(49));
+        let mut visit = booked(&format!("a{n}"), &format!("Patient/p{n}"), &start, &end);
+        visit["participant"][1]["actor"]["reference"] = json!(format!("Practitioner/dr{n}"));
+        put_ok(&server, &visit).await;
+    }
+    for n in 1..=4 {
+        eventually("planned", || async {
+            reminders(&server, &format!("a{n}"), "active").await.pop()
+        })
+        .await;
+    }
+    server.advance_clock(25 * 3600).await;
+    eventually("three texted", || async {
+        (api.messages().len() == 3).then_some(())
+    })
+    .await;
+    for (n, reply) in [(1, "C"), (2, "R")] {
+        let from = format!("+1555555010{n}");
+        let params = [
+            ("From", from.as_str()),
+            ("To", "+15555550000"),
+            ("Body", reply),
+        ];
+        assert_eq!(webhook(&server, "sms", &params, Some(TOKEN)).await.0, 200);
+    }
+    server.advance_clock(25 * 3600).await;
+    for (id, status) in [("a3", "noshow"), ("a4", "fulfilled")] {
+        let (_, mut visit) = server.get_json(&format!("Appointment/{id}")).await;
+        visit["status"] = json!(status);
+        put_ok(&server, &visit).await;
+    }
+    let today = &hours_ahead(0)[..10];
+    let later = &hours_ahead(14 * 24)[..10];
+    let (status, stats) = server
+        .get_json(&format!("$reminder-stats?start={today}&end={later}"))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    let totals = stats_totals(&stats);
+    let wanted = [
+        ("sent-sms", 3.0),
+        ("sent-email", 0.0),
+        ("appointments", 4.0),
+        ("reminded", 3.0),
+        ("confirmed", 1.0),
+        ("cancelled-by-patient", 1.0),
+        ("no-show-rate-reminded", 1.0),
+        ("no-show-rate-not-reminded", 0.0),
+    ];
+    for (name, value) in wanted {
+        assert_eq!(totals.get(name), Some(&value), "{name}: {stats}");
+    }
+    // Bad questions name the parameter.
+    for query in [
+        "start=2027-01-01",
+        "start=2027-01-01&end=2026-01-01",
+        "start=soon&end=2027-02-01",
+        "start=2027-01-01&end=2028-01-01",
+    ] {
+        let (status, outcome) = server.get_json(&format!("$reminder-stats?{query}")).await;
+        assert_eq!(status, 400, "{query}: {outcome}");
+        assert!(
+            outcome["issue"][0]["expression"][0]
+                .as_str()
+                .unwrap()
+                .contains("name = '"),
+            "{outcome}"
+        );
+    }
+}
+both_backends!(reminder_stats_count_what_happened);
+
+/// A reminder call and the IVR line: the call says the template's words and offers the
+/// keys, which come back (signed) to the webhook named in its TwiML: 1 confirms. A patient
+/// calling the practice hears the next visit and 2 cancels it; 0 puts them through to the
+/// front desk; an unknown caller goes straight there; a forged call token is a stranger.
+async fn calls_and_the_ivr_line(backend: common::Backend) {
+    let api = TwilioApi::start(&[]);
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut document = sms_settings(&api);
+    document["reminders"]["channels"] = json!(["voice"]);
+    document["reminders"]["templates"]["en"]["voice"] =
+        json!("Hello {patient}, this is a reminder of your visit on {date} at {time}.");
+    assert!(set_settings(&server, &document).status.success());
+    let ana = "+15555550100";
+    let mut patient = patient_with_mobile("p1", ana);
+    patient["telecom"][0]["use"] = json!("home");
+    put_ok(&server, &patient).await;
+    put_ok(
+        &server,
+        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
+    )
+    .await;
+    eventually("planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    let call = eventually("the call is placed", || async { api.messages().pop() }).await;
+    assert_eq!(call["kind"], "call");
+    assert_eq!(call["form"]["To"], ana);
+    let twiml = call["form"]["Twiml"].as_str().unwrap();
+    assert!(
+        twiml.contains("<Say>Hello Ana, this is a reminder of your visit on"),
+        "{twiml}"
+    );
+    assert!(twiml.contains("Press 1 to confirm"), "{twiml}");
+    let action = twiml
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let query = action.split_once('?').unwrap().1.to_owned();
+    assert!(
+        action.starts_with("http://fhir.test/fhir/messaging/twilio/voice?r="),
+        "{action}"
+    );
+
+    // The keys come back to the action URL, signed over it.
+    let pressed = |digits: &'static str, query: String, from: &'static str| {
+        let server = &server;
+        async move {
+            let pairs: Vec<(String, String)> = [
+                ("From", from),
+                ("To", "+15555550000"),
+                ("Digits", digits),
+                ("CallSid", "CA0001"),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+            let suffix = match query.is_empty() {
+                true => String::new(),
+                false => format!("?{query}"),
+            };
+            let public = format!("http://fhir.test/fhir/messaging/twilio/voice{suffix}");
+            let signature = fhir_server::channels::twilio::signature(TOKEN, &public, &pairs);
+            let response = server
+                .client
+                .post(format!("{}/messaging/twilio/voice{suffix}", server.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", signature)
+                .body(
+                    form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(&pairs)
+                        .finish(),
+                )
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, answer) = pressed("1", query.clone(), ana).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("your visit is confirmed"), "{answer}");
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(
+        visit["extension"][0]["url"],
+        "urn:fhir-server:StructureDefinition/patient-confirmed"
+    );
+
+    // The IVR line: no token; the caller's number finds the patient and the next visit.
+    let (_, answer) = pressed("", String::new(), ana).await;
+    assert!(answer.contains("Your next visit is on"), "{answer}");
+    let ivr_query = answer
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&")
+        .split_once('?')
+        .unwrap()
+        .1
+        .to_owned();
+    let (_, answer) = pressed("0", ivr_query.clone(), ana).await;
+    assert!(answer.contains("<Dial>+15555550111</Dial>"), "{answer}");
+    let (_, answer) = pressed("2", ivr_query, ana).await;
+    assert!(answer.contains("Your visit is cancelled"), "{answer}");
+    let (_, visit) = server.get_json("Appointment/a1").await;
+    assert_eq!(visit["status"], "cancelled");
+    let (_, answer) = pressed("", String::new(), "+15555550142").await;
+    assert!(
+        answer.contains("<Dial>+15555550111</Dial>"),
+        "an unknown caller: {answer}"
+    );
+    let (_, answer) = pressed("1", "r=forged.token".into(), ana).await;
+    assert!(answer.contains("<Dial>"), "a forged token: {answer}");
+}
+both_backends!(calls_and_the_ivr_line);

@@ -158,8 +158,8 @@ impl Email {
 }
 
 impl Channel for Email {
-    fn medium(&self) -> &'static str {
-        "EMAILWRIT"
+    fn name(&self) -> &'static str {
+        "email"
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Receipt, Failure> {

@@ -25,6 +25,8 @@ pub struct Outgoing {
     /// Where the far side reports what became of the message (an SMS's delivery), if it
     /// can.
     pub callback: Option<String>,
+    /// Where the patient's answer goes (the keys pressed on a call), if it can have one.
+    pub reply_to: Option<String>,
 }
 
 /// Why a message was not delivered.
@@ -45,13 +47,30 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The code system of our channel names in `Communication.medium`.
+pub const CHANNEL_SYSTEM: &str = "urn:fhir-server:CodeSystem/message-channel";
+
+/// `Communication.medium` of a message by `channel`: its name, and the closest mode of
+/// HL7's `v3-ParticipationMode` (which has no code for a text message: written).
+pub fn medium(channel: &str) -> serde_json::Value {
+    let mode = match channel {
+        "email" => "EMAILWRIT",
+        "voice" => "PHONE",
+        _ => "WRITTEN",
+    };
+    serde_json::json!([{"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode", "code": mode},
+        {"system": CHANNEL_SYSTEM, "code": channel}]}])
+}
+
 /// What the far side called the delivered message (an SMTP queue id, a message SID).
 pub type Receipt = String;
 
 /// A way to deliver messages.
 pub trait Channel: Send + Sync {
-    /// The FHIR medium of what it sends (`v3-ParticipationMode`).
-    fn medium(&self) -> &'static str;
+    /// Its name (`email`, `sms`, `voice`): the code of `Communication.medium` in
+    /// [`CHANNEL_SYSTEM`].
+    fn name(&self) -> &'static str;
     /// Delivers `message`; `Ok` once the far side accepted it.
     fn send(&self, message: &Outgoing) -> impl Future<Output = Result<Receipt, Failure>> + Send;
 }

@@ -96,46 +96,133 @@ pub fn is_signed(auth_token: &str, url: &str, params: &[(String, String)], given
     mac.verify_slice(&given).is_ok()
 }
 
+/// `&`, `<`, `>`, `"` and `'` escaped for XML.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// A TwiML document around `verbs`.
+pub fn twiml(verbs: &str) -> String {
+    format!(r#"<?xml version="1.0" encoding="UTF-8"?><Response>{verbs}</Response>"#)
+}
+
+/// TwiML that sends `text` back as an SMS (nothing when it is empty).
+pub fn twiml_message(text: &str) -> String {
+    match text.is_empty() {
+        true => twiml(""),
+        false => twiml(&format!("<Message>{}</Message>", xml(text))),
+    }
+}
+
+/// `<Say>` of `text`.
+pub fn say(text: &str) -> String {
+    format!("<Say>{}</Say>", xml(text))
+}
+
+/// Says `prompt` and sends the one key pressed to `action`; says goodbye when none is.
+pub fn gather(prompt: &str, action: &str) -> String {
+    format!(
+        r#"<Gather numDigits="1" timeout="8" action="{}" method="POST">{}</Gather>{}"#,
+        xml(action),
+        say(prompt),
+        say("Goodbye.")
+    )
+}
+
+/// Puts the caller through to `number` (or says whom to call, without one).
+pub fn dial(number: Option<&str>) -> String {
+    match number {
+        Some(number) => format!(
+            "{}<Dial>{}</Dial>",
+            say("Connecting you to the front desk."),
+            xml(number)
+        ),
+        None => say("Please call the practice. Goodbye."),
+    }
+}
+
+/// The voice channel of one account: a call that says the message and waits for a key
+/// (sent to the message's `reply_to`).
+pub struct Voice {
+    pub settings: TwilioChannel,
+}
+
+impl Channel for Voice {
+    fn name(&self) -> &'static str {
+        "voice"
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, Failure> {
+        let verbs = match &message.reply_to {
+            Some(action) => gather(&message.text, action),
+            None => say(&message.text),
+        };
+        post_to(
+            &self.settings,
+            "Calls",
+            message,
+            &[("Twiml", &twiml(&verbs))],
+        )
+        .await
+    }
+}
+
+/// Creates a message or a call (`resource`: `Messages`, `Calls`) with `extra` parameters.
+async fn post_to(
+    s: &TwilioChannel,
+    resource: &str,
+    message: &Outgoing,
+    extra: &[(&str, &str)],
+) -> Result<Receipt, Failure> {
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/{resource}.json",
+        s.api_url.trim_end_matches('/'),
+        s.account_sid
+    );
+    let mut form = vec![("To", message.to.as_str()), ("From", s.from.as_str())];
+    form.extend_from_slice(extra);
+    if let Some(callback) = &message.callback {
+        form.push(("StatusCallback", callback));
+    }
+    let headers = [("I-Twilio-Idempotency-Token", message.key.as_str())];
+    match post_form(&url, (&s.account_sid, &s.auth_token), &headers, &form).await {
+        Ok(body) => {
+            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            Ok(answer["sid"].as_str().unwrap_or_default().to_owned())
+        }
+        // A refusal of the message itself (a bad or unsubscribed number) will not pass on
+        // a retry; throttling and the gateway's own failures may.
+        Err(failed) => match failed.status {
+            Some(status) if status.is_client_error() && status.as_u16() != 429 => {
+                Err(Failure::Permanent(format!("{status}: {}", failed.detail)))
+            }
+            _ => Err(Failure::Transient(failed.detail)),
+        },
+    }
+}
+
 /// The SMS channel of one account.
 pub struct Sms {
     pub settings: TwilioChannel,
 }
 
 impl Channel for Sms {
-    fn medium(&self) -> &'static str {
-        "SMSWRIT"
+    fn name(&self) -> &'static str {
+        "sms"
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Receipt, Failure> {
-        let s = &self.settings;
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            s.api_url.trim_end_matches('/'),
-            s.account_sid
-        );
-        let mut form = vec![
-            ("To", message.to.as_str()),
-            ("From", s.from.as_str()),
-            ("Body", message.text.as_str()),
-        ];
-        if let Some(callback) = &message.callback {
-            form.push(("StatusCallback", callback));
-        }
-        let headers = [("I-Twilio-Idempotency-Token", message.key.as_str())];
-        match post_form(&url, (&s.account_sid, &s.auth_token), &headers, &form).await {
-            Ok(body) => {
-                let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                Ok(answer["sid"].as_str().unwrap_or_default().to_owned())
-            }
-            // A refusal of the message itself (a bad or unsubscribed number) will not pass
-            // on a retry; throttling and the gateway's own failures may.
-            Err(failed) => match failed.status {
-                Some(status) if status.is_client_error() && status.as_u16() != 429 => {
-                    Err(Failure::Permanent(format!("{status}: {}", failed.detail)))
-                }
-                _ => Err(Failure::Transient(failed.detail)),
-            },
-        }
+        post_to(
+            &self.settings,
+            "Messages",
+            message,
+            &[("Body", &message.text)],
+        )
+        .await
     }
 }
 
@@ -167,6 +254,19 @@ mod tests {
             expected
         ));
         assert!(!is_signed("12345", url, &params, "not base64!"));
+    }
+
+    #[test]
+    fn answers_are_escaped_twiml() {
+        assert_eq!(
+            twiml_message("a < b & c"),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>a &lt; b &amp; c</Message></Response>"#
+        );
+        assert!(twiml_message("").ends_with("<Response></Response>"));
+        assert!(
+            gather("Press 1", "https://x/voice?r=a&b")
+                .contains(r#"action="https://x/voice?r=a&amp;b""#)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Twilio's webhooks, `{base}/messaging/twilio/sms` (a patient's reply) and
+//! Twilio's webhooks, `{base}/messaging/twilio/sms` (a patient's reply),
+//! `{base}/messaging/twilio/voice` (a call: a reminder's keys, or the IVR line) and
 //! `{base}/messaging/twilio/status` (a delivery report): each must carry a valid
 //! `X-Twilio-Signature` of the tenant's account over the public URL Twilio was given
 //! (`public_base` in the messaging settings) and the POST parameters, or it is refused
@@ -9,13 +10,13 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::pages::escape;
 use super::auth::{field, form, split, tenant_of};
 use crate::app::{App, SharedApp};
+use crate::channels::twilio::twiml_message;
 use crate::error::FhirError;
 use crate::http::encode_error;
 use crate::rest::format::Format;
-use crate::workflows::messaging::{replies, settings};
+use crate::workflows::messaging::{replies, settings, voice};
 
 pub async fn handle(State(app): State<SharedApp>, request: Request) -> Response {
     match answer(&app, request).await {
@@ -50,45 +51,37 @@ async fn answer(app: &App, request: Request) -> Result<String, FhirError> {
             "The request is not signed by this tenant's Twilio account (X-Twilio-Signature)",
         ));
     }
+    let from = field(&params, "From").unwrap_or_default();
     let text = match hook {
         "sms" => {
-            let from = field(&params, "From").unwrap_or_default();
             let body = field(&params, "Body").unwrap_or_default();
             replies::sms_received(app, tenant.id, &settings, (from, body)).await?
         }
+        "voice" => {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                    .into_owned()
+                    .collect();
+            let call = voice::Call {
+                from,
+                digits: field(&params, "Digits"),
+                token: field(&pairs, "r"),
+            };
+            return voice::answer(app, tenant.id, &settings, &call).await;
+        }
         "status" => {
-            let sid = field(&params, "MessageSid").unwrap_or_default();
-            let status = field(&params, "MessageStatus").unwrap_or_default();
+            // A message's report, or a call's.
+            let (sid, status) = match field(&params, "CallSid") {
+                Some(call) => (call, field(&params, "CallStatus").unwrap_or_default()),
+                None => (
+                    field(&params, "MessageSid").unwrap_or_default(),
+                    field(&params, "MessageStatus").unwrap_or_default(),
+                ),
+            };
             replies::delivery_report(app, tenant.id, (sid, status)).await?;
             String::new()
         }
         _ => return Err(FhirError::not_found("No such webhook")),
     };
     Ok(twiml_message(&text))
-}
-
-/// A TwiML answer sending `text` back (none when empty).
-fn twiml_message(text: &str) -> String {
-    let head = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
-    match text.is_empty() {
-        true => format!("{head}<Response/>"),
-        false => format!(
-            "{head}<Response><Message>{}</Message></Response>",
-            escape(text)
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_escaped_twiml() {
-        assert_eq!(
-            twiml_message("a < b & c"),
-            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>a &lt; b &amp; c</Message></Response>"#
-        );
-        assert!(twiml_message("").ends_with("<Response/>"));
-    }
 }

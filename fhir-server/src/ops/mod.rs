@@ -19,6 +19,7 @@ pub mod everything;
 pub mod export;
 pub mod import_835;
 pub mod meta;
+pub mod reminder_stats;
 pub mod validate;
 
 use axum::http::Method;
@@ -155,6 +156,7 @@ pub static OPERATIONS: &[Operation] = &[
     appointment_check_in::OPERATION,
     appointment_complete::OPERATION,
     appointment_no_show::OPERATION,
+    reminder_stats::OPERATION,
     appointment_reschedule::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,

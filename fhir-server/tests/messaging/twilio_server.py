@@ -3,10 +3,11 @@ keeps it.
 
     python3 twilio_server.py PORT SID TOKEN OUT [--fail N]
 
-POST /2010-04-01/Accounts/SID/Messages.json with HTTP Basic SID:TOKEN and a form (To,
-From, Body, StatusCallback) answers 201 {"sid": "SM0001", ...} and keeps the request as
-OUT/0001.json (its form, its I-Twilio-Idempotency-Token); a bad account or password is
-401, a missing To or Body 400 (code 21604), a To of +15555550199 400 (code 21211, an
+POST /2010-04-01/Accounts/SID/Messages.json (To, From, Body, StatusCallback) or
+.../Calls.json (To, From, Twiml, StatusCallback) with HTTP Basic SID:TOKEN answers 201
+{"sid": "SM0001" or "CA0001", ...} and keeps the request as OUT/0001.json (its kind, its
+form, its I-Twilio-Idempotency-Token); a bad account or password is 401, a missing To,
+Body or Twiml 400 (code 21604), a To of +15555550199 400 (code 21211, an
 invalid number). --fail N: the first N good requests get 503, nothing kept.
 Prints READY when it listens.
 """
@@ -39,21 +40,24 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
         expected = "Basic " + base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
-        if self.path != f"/2010-04-01/Accounts/{SID}/Messages.json":
+        kinds = {f"/2010-04-01/Accounts/{SID}/Messages.json": ("message", "Body", "SM"),
+                 f"/2010-04-01/Accounts/{SID}/Calls.json": ("call", "Twiml", "CA")}
+        if self.path not in kinds:
             return self.answer(404, {"code": 20404, "message": "not found"})
+        kind, content, prefix = kinds[self.path]
         if self.headers.get("Authorization") != expected:
             return self.answer(401, {"code": 20003, "message": "authenticate"})
-        if not form.get("To") or not form.get("Body"):
-            return self.answer(400, {"code": 21604, "message": "To and Body are required"})
+        if not form.get("To") or not form.get(content):
+            return self.answer(400, {"code": 21604, "message": f"To and {content} are required"})
         if form["To"] == "+15555550199":
             return self.answer(400, {"code": 21211, "message": "invalid To number"})
         if state["fail"] > 0:
             state["fail"] -= 1
             return self.answer(503, {"code": 20500, "message": "try later"})
         state["kept"] += 1
-        sid = f"SM{state['kept']:04d}"
+        sid = f"{prefix}{state['kept']:04d}"
         with open(os.path.join(OUT, f"{state['kept']:04d}.json"), "w") as f:
-            json.dump({"sid": sid, "form": form,
+            json.dump({"sid": sid, "kind": kind, "form": form,
                        "idempotency": self.headers.get("I-Twilio-Idempotency-Token")}, f)
         self.answer(201, {"sid": sid, "status": "queued", "to": form["To"], "from": form.get("From")})
 

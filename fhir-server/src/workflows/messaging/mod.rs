@@ -15,6 +15,8 @@ pub mod render;
 pub mod replies;
 pub mod send;
 pub mod settings;
+pub mod stats;
+pub mod voice;
 
 use serde_json::{Value, json};
 

@@ -137,7 +137,7 @@ pub async fn sms_received(
     };
     let patient = format!("Patient/{}", patient["id"].as_str().unwrap_or_default());
     let next = next_visit(app, tenant, &patient).await?;
-    record_inbound(app, tenant, (&patient, body), next.as_ref()).await?;
+    record_inbound(app, tenant, (&patient, "sms", body), next.as_ref()).await?;
     let Some(mut visit) = next else {
         return Ok(format!(
             "You have no upcoming visit with us. Questions: {front_desk}."
@@ -185,7 +185,7 @@ pub(super) fn confirm(visit: &mut Value, patient: &str) {
 }
 
 /// The one patient with `number` as a phone (none when no one, or several, have it).
-async fn patient_by_phone(
+pub(super) async fn patient_by_phone(
     app: &App,
     tenant: TenantId,
     number: &str,
@@ -199,7 +199,7 @@ async fn patient_by_phone(
 }
 
 /// The patient's next booked visit.
-async fn next_visit(
+pub(super) async fn next_visit(
     app: &App,
     tenant: TenantId,
     patient: &str,
@@ -219,17 +219,19 @@ async fn next_visit(
         .min_by_key(|v| start(v).unwrap_or(i64::MAX)))
 }
 
-async fn record_inbound(
+/// Records what `patient` sent by `channel` (`sms`; `voice`: the key pressed), about the
+/// visit it concerns.
+pub(super) async fn record_inbound(
     app: &App,
     tenant: TenantId,
-    (patient, body): (&str, &str),
+    (patient, channel, body): (&str, &str, &str),
     visit: Option<&Value>,
 ) -> Result<(), FhirError> {
     let mut communication = json!({"resourceType": "Communication", "status": "completed",
         "category": reminder_category(),
         "subject": {"reference": patient}, "sender": {"reference": patient},
         "received": format_instant(crate::clock::now_micros()),
-        "medium": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode", "code": "SMSWRIT"}]}],
+        "medium": crate::channels::medium(channel),
         "payload": [{"contentString": body}]});
     if let Some(id) = visit.and_then(|v| v["id"].as_str()) {
         communication["about"] = json!([{"reference": format!("Appointment/{id}")}]);

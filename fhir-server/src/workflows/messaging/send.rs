@@ -17,7 +17,7 @@ use super::settings::{self, MessagingSettings, ReminderPolicy};
 use super::{MESSAGE_KEY, patient_of, reminder_category};
 use crate::app::{App, SharedApp};
 use crate::channels::email::Email;
-use crate::channels::twilio::Sms;
+use crate::channels::twilio::{Sms, Voice};
 use crate::channels::{Channel, Failure, Outgoing};
 use crate::error::FhirError;
 use crate::ids::TenantId;
@@ -43,7 +43,7 @@ pub struct SendJob {
     pub start: String,
     #[serde(default)]
     pub attempt: u32,
-    /// Once a channel accepted the message: its medium, address and receipt.
+    /// Once a channel accepted the message: its name, the address and the receipt.
     #[serde(default)]
     pub sent: Option<(String, String, String)>,
     /// How many messages of this reminder went out before (escalations).
@@ -243,13 +243,19 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
     }))
 }
 
-/// The patient's address for `channel`: the best-ranked current email address, or
-/// mobile number (an `sms` telecom, or a `phone` of use `mobile`, in E.164).
+/// The patient's address for `channel`: the best-ranked current email address, mobile
+/// number (an `sms` telecom, or a `phone` of use `mobile`, in E.164), or phone number.
 fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
     let fits = |t: &&Value| match channel {
         "email" => t["system"] == "email",
         "sms" => {
             (t["system"] == "sms" || (t["system"] == "phone" && t["use"] == "mobile"))
+                && t["value"]
+                    .as_str()
+                    .is_some_and(crate::channels::twilio::is_e164)
+        }
+        "voice" => {
+            t["system"] == "phone"
                 && t["value"]
                     .as_str()
                     .is_some_and(crate::channels::twilio::is_e164)
@@ -310,11 +316,12 @@ async fn deliver(
             subject: render::fill(&template.subject, &facts),
             text: render::fill(&template.text, &facts),
             callback: None,
+            reply_to: None,
         };
         let receipt = match (channel.as_str(), &settings.email, &settings.sms) {
             ("email", Some(email), _) => {
                 let email = Email::for_settings(email)?;
-                (email.medium(), email.send(&message).await?)
+                (email.name(), email.send(&message).await?)
             }
             ("sms", _, Some(sms)) => {
                 let stopped = super::replies::opted_out(&app.store, tenant, &to)
@@ -330,7 +337,20 @@ async fn deliver(
                 let sms = Sms {
                     settings: sms.clone(),
                 };
-                (sms.medium(), sms.send(&message).await?)
+                (sms.name(), sms.send(&message).await?)
+            }
+            ("voice", _, Some(account)) => {
+                let said = template.voice.as_ref().unwrap_or(&template.text);
+                message.text = format!("{} {}", render::fill(said, &facts), super::voice::KEYS);
+                message.reply_to = super::voice::keys_url(settings, &found.appointment, key);
+                message.callback = settings
+                    .public_base
+                    .as_ref()
+                    .map(|base| format!("{base}/messaging/twilio/status"));
+                let voice = Voice {
+                    settings: account.clone(),
+                };
+                (voice.name(), voice.send(&message).await?)
             }
             _ => continue,
         };
@@ -380,16 +400,16 @@ async fn record(
         communication["recipient"] = json!([{"reference": patient}]);
     }
     match (&job.sent, outcome) {
-        (Some((medium, _, receipt)), Ok(())) => {
+        (Some((channel, _, receipt)), Ok(())) => {
             if let (true, Some(ids)) = (
-                medium == "SMSWRIT" && !receipt.is_empty(),
+                channel != "email" && !receipt.is_empty(),
                 communication["identifier"].as_array_mut(),
             ) {
                 ids.push(json!({"system": super::TWILIO_SID, "value": receipt}));
             }
             communication["status"] = json!("completed");
             communication["sent"] = json!(format_instant(crate::clock::now_micros()));
-            communication["medium"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode", "code": medium}]}]);
+            communication["medium"] = crate::channels::medium(channel);
         }
         _ => {
             let why = outcome.err().unwrap_or("not sent");

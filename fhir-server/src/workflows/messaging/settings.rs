@@ -110,6 +110,9 @@ pub struct QuietHours {
 pub struct Template {
     pub subject: String,
     pub text: String,
+    /// What a reminder call says (else `text`); the keys are offered after it.
+    #[serde(default)]
+    pub voice: Option<String>,
     /// Replies that confirm, besides `C` and `CONFIRM` (`SI`, `OUI`), any case.
     #[serde(default)]
     pub confirm: Vec<String>,
@@ -229,7 +232,7 @@ impl ReminderPolicy {
         for (n, channel) in self.channels.iter().enumerate() {
             let configured = match channel.as_str() {
                 "email" => settings.email.is_some(),
-                "sms" => settings.sms.is_some(),
+                "sms" | "voice" => settings.sms.is_some(),
                 _ => {
                     return Err(invalid(&format!("reminders.channels[{n}]"), "email or sms"));
                 }
@@ -275,7 +278,12 @@ impl ReminderPolicy {
             ));
         }
         for (language, template) in &self.templates {
-            for (part, text) in [("subject", &template.subject), ("text", &template.text)] {
+            let voice = template.voice.as_ref().unwrap_or(&template.text);
+            for (part, text) in [
+                ("subject", &template.subject),
+                ("text", &template.text),
+                ("voice", voice),
+            ] {
                 let field = format!("reminders.templates.{language}.{part}");
                 if text.is_empty() || text.len() > 2000 {
                     return Err(invalid(&field, "1 to 2000 characters"));
