@@ -1309,3 +1309,137 @@ async fn calls_and_the_ivr_line(backend: common::Backend) {
     assert!(answer.contains("<Dial>"), "a forged token: {answer}");
 }
 both_backends!(calls_and_the_ivr_line);
+
+/// A broadcast to the patients with a visit at a closed location, two a minute: texted
+/// where they have a mobile, emailed otherwise, passed over when they texted STOP, failed
+/// when nothing reaches them; the report counts each, and bad asks are refused naming the
+/// parameter.
+async fn broadcast_to_a_search(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let api = TwilioApi::start(&[]);
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let mut document = sms_settings(&api);
+    document["email"] = settings(&smtp)["email"].clone();
+    document["reminders"]["channels"] = json!(["sms", "email"]);
+    assert!(set_settings(&server, &document).status.success());
+    for n in 1..=6 {
+        // One after the other: the room takes one visit at a time.
+        let (start, end) = (hours_ahead(30 + n), hours_ahead(31 + n));
+        let mut patient = patient_with_mobile(&format!("b{n}"), &format!("+1555555020{n}"));
+        match n {
+            4 => patient["telecom"] = json!([{"system": "email", "value": "b4@example.org"}]),
+            5 => {
+                patient.as_object_mut().unwrap().remove("telecom");
+            }
+            _ => {}
+        }
+        put_ok(&server, &patient).await;
+        let place = if n == 6 {
+            "Location/open"
+        } else {
+            "Location/closed"
+        };
+        let mut visit = booked(&format!("v{n}"), &format!("Patient/b{n}"), &start, &end);
+        visit["participant"][1]["actor"]["reference"] = json!(format!("Practitioner/dr{n}"));
+        visit["participant"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"actor": {"reference": place}, "status": "accepted"}));
+        put_ok(&server, &visit).await;
+    }
+    let stop = [
+        ("From", "+15555550203"),
+        ("To", "+15555550000"),
+        ("Body", "STOP"),
+    ];
+    assert_eq!(webhook(&server, "sms", &stop, Some(TOKEN)).await.0, 200);
+
+    let ask = |search: &str, text: &str, per_minute: i64| {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "search", "valueString": search},
+            {"name": "subject", "valueString": "The clinic is closed tomorrow"},
+            {"name": "text", "valueString": text},
+            {"name": "per-minute", "valueInteger": per_minute}]})
+    };
+    let closed = "Appointment?location=Location/closed&status=booked";
+    let text = "Maple Street Clinic is closed tomorrow: we will call you to move your visit.";
+    let (status, answer) = server.post_json("$broadcast", &ask(closed, text, 2)).await;
+    assert_eq!(status, 202, "{answer}");
+    let task = answer["parameter"][0]["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the first two are texted", || async {
+        (api.messages().len() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(api.messages().len(), 2, "two a minute");
+    assert!(smtp.messages().is_empty());
+    server.advance_clock(60).await;
+    eventually("the third, by email", || async { smtp.messages().pop() }).await;
+    server.advance_clock(60).await;
+    let report = eventually("every recipient answered", || async {
+        let (_, report) = server.get_json(&format!("{task}/$broadcast-report")).await;
+        (report["parameter"][4]["valueInteger"] == 0).then_some(report)
+    })
+    .await;
+    let counts: Vec<(String, i64)> = report["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["valueInteger"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let wanted = [
+        ("recipients", 5),
+        ("sent", 3),
+        ("failed", 1),
+        ("opted-out", 1),
+        ("pending", 0),
+    ];
+    assert_eq!(
+        counts,
+        wanted.map(|(n, v)| (n.to_owned(), v)).to_vec(),
+        "{report}"
+    );
+    let (_, done) = server.get_json(&task).await;
+    assert_eq!(done["status"], "completed");
+    assert!(
+        api.messages()
+            .iter()
+            .all(|m| m["form"]["To"] != "+15555550206"),
+        "only the closed location's patients"
+    );
+
+    for (bad, name) in [
+        (ask(closed, "", 2), "text"),
+        (ask("Observation?code=x", text, 2), "search"),
+        (ask(closed, text, 0), "per-minute"),
+    ] {
+        let (status, outcome) = server.post_json("$broadcast", &bad).await;
+        assert_eq!(status, 400, "{outcome}");
+        assert!(
+            outcome["issue"][0]["expression"][0]
+                .as_str()
+                .unwrap()
+                .contains(name),
+            "{outcome}"
+        );
+    }
+}
+both_backends!(broadcast_to_a_search);

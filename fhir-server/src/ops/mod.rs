@@ -13,6 +13,7 @@ pub mod appointment_find;
 pub mod appointment_hold;
 pub mod appointment_no_show;
 pub mod appointment_reschedule;
+pub mod broadcast;
 pub mod claim_submit;
 pub mod definition;
 pub mod everything;
@@ -157,6 +158,8 @@ pub static OPERATIONS: &[Operation] = &[
     appointment_complete::OPERATION,
     appointment_no_show::OPERATION,
     reminder_stats::OPERATION,
+    broadcast::OPERATION,
+    broadcast::REPORT,
     appointment_reschedule::OPERATION,
     import_835::OPERATION,
     validate::OPERATION,

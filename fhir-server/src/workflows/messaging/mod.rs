@@ -8,8 +8,10 @@
 //! `reminder-plan` job in the same transaction as the appointment's change (an outbox,
 //! `store::outbox`); planning queues a `reminder-send` job per reminder, due at its time.
 
+pub mod broadcast;
 pub mod deadline;
 pub mod links;
+pub mod outbound;
 pub mod plan;
 pub mod render;
 pub mod replies;
@@ -43,5 +45,6 @@ pub fn reminder_category() -> Value {
 pub fn start(app: crate::app::SharedApp) {
     plan::start(app.clone());
     send::start(app.clone());
-    deadline::start(app);
+    deadline::start(app.clone());
+    broadcast::start_workers(app);
 }

@@ -12,13 +12,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::outbound;
 use super::render::{self, Facts};
 use super::settings::{self, MessagingSettings, ReminderPolicy};
 use super::{MESSAGE_KEY, patient_of, reminder_category};
 use crate::app::{App, SharedApp};
-use crate::channels::email::Email;
-use crate::channels::twilio::{Sms, Voice};
-use crate::channels::{Channel, Failure, Outgoing};
+use crate::channels::{Failure, Outgoing};
 use crate::error::FhirError;
 use crate::ids::TenantId;
 use crate::jobs::runner::{self, Step};
@@ -169,7 +168,7 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
     // Unconfirmed after the policy's wait, the next channel (the request stays open).
     let reachable_later = policy.channels[job.from_channel.min(policy.channels.len())..]
         .iter()
-        .any(|channel| address_for(found.patient.as_ref(), channel).is_some());
+        .any(|channel| outbound::address_for(found.patient.as_ref(), channel).is_some());
     let escalation = policy.escalate_after_hours.filter(|_| reachable_later);
     if let Some(hours) = escalation {
         job.step += 1;
@@ -243,35 +242,6 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
     }))
 }
 
-/// The patient's address for `channel`: the best-ranked current email address, mobile
-/// number (an `sms` telecom, or a `phone` of use `mobile`, in E.164), or phone number.
-fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
-    let fits = |t: &&Value| match channel {
-        "email" => t["system"] == "email",
-        "sms" => {
-            (t["system"] == "sms" || (t["system"] == "phone" && t["use"] == "mobile"))
-                && t["value"]
-                    .as_str()
-                    .is_some_and(crate::channels::twilio::is_e164)
-        }
-        "voice" => {
-            t["system"] == "phone"
-                && t["value"]
-                    .as_str()
-                    .is_some_and(crate::channels::twilio::is_e164)
-        }
-        _ => false,
-    };
-    let mut telecom: Vec<&Value> = patient?["telecom"]
-        .as_array()?
-        .iter()
-        .filter(|t| t["period"]["end"].is_null())
-        .filter(fits)
-        .collect();
-    telecom.sort_by_key(|t| t["rank"].as_u64().unwrap_or(u64::MAX));
-    telecom.first()?["value"].as_str().map(str::to_owned)
-}
-
 /// Writes the message and hands it to the first channel that can reach the patient
 /// (and has not been told to stop): its medium, the address and the far side's receipt.
 async fn deliver(
@@ -307,7 +277,7 @@ async fn deliver(
     };
     let settings = &found.settings;
     for (index, channel) in policy.channels.iter().enumerate().skip(job.from_channel) {
-        let Some(to) = address_for(found.patient.as_ref(), channel) else {
+        let Some(to) = outbound::address_for(found.patient.as_ref(), channel) else {
             continue;
         };
         let mut message = Outgoing {
@@ -318,43 +288,16 @@ async fn deliver(
             callback: None,
             reply_to: None,
         };
-        let receipt = match (channel.as_str(), &settings.email, &settings.sms) {
-            ("email", Some(email), _) => {
-                let email = Email::for_settings(email)?;
-                (email.name(), email.send(&message).await?)
-            }
-            ("sms", _, Some(sms)) => {
-                let stopped = super::replies::opted_out(&app.store, tenant, &to)
-                    .await
-                    .map_err(|e| Failure::Transient(format!("{e:?}")))?;
-                if stopped {
-                    continue;
-                }
-                message.callback = settings
-                    .public_base
-                    .as_ref()
-                    .map(|base| format!("{base}/messaging/twilio/status"));
-                let sms = Sms {
-                    settings: sms.clone(),
-                };
-                (sms.name(), sms.send(&message).await?)
-            }
-            ("voice", _, Some(account)) => {
-                let said = template.voice.as_ref().unwrap_or(&template.text);
-                message.text = format!("{} {}", render::fill(said, &facts), super::voice::KEYS);
-                message.reply_to = super::voice::keys_url(settings, &found.appointment, key);
-                message.callback = settings
-                    .public_base
-                    .as_ref()
-                    .map(|base| format!("{base}/messaging/twilio/status"));
-                let voice = Voice {
-                    settings: account.clone(),
-                };
-                (voice.name(), voice.send(&message).await?)
-            }
-            _ => continue,
+        if channel == "voice" {
+            let said = template.voice.as_ref().unwrap_or(&template.text);
+            message.text = format!("{} {}", render::fill(said, &facts), super::voice::KEYS);
+            message.reply_to = super::voice::keys_url(settings, &found.appointment, key);
+        }
+        let Some(receipt) = outbound::send_by(app, (tenant, settings), channel, &message).await?
+        else {
+            continue;
         };
-        return Ok((index, (receipt.0.to_owned(), to, receipt.1)));
+        return Ok((index, (channel.clone(), to, receipt)));
     }
     Err(Failure::Permanent(
         "no channel of the policy can reach the patient".into(),

@@ -1,0 +1,125 @@
+//! `$broadcast` (on the system, the tenant; POST): one message to every patient a search
+//! finds, at most `per-minute` a minute (`workflows::messaging::broadcast`); answers 202
+//! with the Task that stands for it, whose `$broadcast-report` counts what was sent.
+//! `Task/{id}/$broadcast-report`: recipients, sent, failed, opted-out and pending.
+
+use axum::http::StatusCode;
+
+use super::{Operation, Param, Target, input, inputs, invalid_input as invalid};
+use crate::app::App;
+use crate::error::FhirError;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
+use crate::workflows::messaging::broadcast::{self, Ask};
+
+const fn param(
+    name: &'static str,
+    min: u32,
+    type_: &'static str,
+    documentation: &'static str,
+) -> Param {
+    Param {
+        name,
+        use_: "in",
+        min,
+        max: "1",
+        type_,
+        documentation,
+    }
+}
+
+pub const OPERATION: Operation = Operation {
+    name: "broadcast",
+    id: "broadcast",
+    url: "urn:fhir-server:OperationDefinition/broadcast",
+    title: "Broadcast a message",
+    description: "Sends one message to every patient a search finds (Patient?..., or the patients of Appointment?...), at most per-minute a minute, by the first of the tenant's channels that reaches each; answers 202 with the Task that stands for the broadcast.",
+    types: &[],
+    system: true,
+    type_level: false,
+    instance: false,
+    affects_state: true,
+    parameters: &[
+        param(
+            "search",
+            1,
+            "string",
+            "Patient?... or Appointment?... (its patients)",
+        ),
+        param("subject", 1, "string", "The email subject"),
+        param(
+            "text",
+            1,
+            "string",
+            "The message (at most 1,000 characters)",
+        ),
+        param(
+            "per-minute",
+            0,
+            "integer",
+            "At most this many messages a minute (1 to 600; 60)",
+        ),
+    ],
+    handler: |app, request, _| Box::pin(handle(app, request)),
+};
+
+pub const REPORT: Operation = Operation {
+    name: "broadcast-report",
+    id: "Task-broadcast-report",
+    url: "urn:fhir-server:OperationDefinition/Task-broadcast-report",
+    title: "What a broadcast did",
+    description: "Counts a broadcast's recipients and what became of their messages: sent, failed, opted-out (texted STOP) and pending; the Task is completed once none is pending.",
+    types: &["Task"],
+    system: false,
+    type_level: false,
+    instance: true,
+    affects_state: false,
+    parameters: &[Param {
+        name: "return",
+        use_: "out",
+        min: 1,
+        max: "1",
+        type_: "Parameters",
+        documentation: "recipients, sent, failed, opted-out and pending, each an integer",
+    }],
+    handler: |app, request, target| Box::pin(report(app, request, target)),
+};
+
+async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let inputs = inputs(request)?;
+    let text_of = |name: &str, most: usize| -> Result<String, FhirError> {
+        let text = input(&inputs, name).unwrap_or_default();
+        match text.trim().is_empty() || text.chars().count() > most {
+            true => Err(invalid(name, format!("'{name}' is 1 to {most} characters"))),
+            false => Ok(text.to_owned()),
+        }
+    };
+    let per_minute = match input(&inputs, "per-minute") {
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=600).contains(n))
+            .ok_or_else(|| invalid("per-minute", "'per-minute' is 1 to 600"))?,
+        None => 60,
+    };
+    let ask = Ask {
+        search: text_of("search", 2000)?,
+        subject: text_of("subject", 200)?,
+        text: text_of("text", 1000)?,
+        per_minute,
+    };
+    let task = broadcast::start(app, request.tenant, &ask).await?;
+    let outcome = serde_json::json!({"resourceType": "Parameters", "parameter": [
+        {"name": "task", "valueReference": {"reference": format!("Task/{task}")}}]});
+    Ok(FhirResponse::value(StatusCode::ACCEPTED, outcome))
+}
+
+async fn report(
+    app: &App,
+    request: &FhirRequest,
+    target: Target<'_>,
+) -> Result<FhirResponse, FhirError> {
+    let id = target.id().unwrap_or_default();
+    let counted = broadcast::report(app, request.tenant, id).await?;
+    Ok(FhirResponse::value(StatusCode::OK, counted))
+}
