@@ -205,17 +205,7 @@ fn set_settings(server: &Server, document: &Value) -> std::process::Output {
 }
 
 async fn start(backend: common::Backend, smtp: &Smtp) -> Option<Server> {
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
-        return None;
-    };
+    let server = messaging_server(backend).await?;
     let saved = set_settings(&server, &settings(smtp));
     assert!(
         saved.status.success(),
@@ -223,6 +213,23 @@ async fn start(backend: common::Backend, smtp: &Smtp) -> Option<Server> {
         String::from_utf8_lossy(&saved.stderr)
     );
     Some(server)
+}
+
+/// A server with a clock the test moves and the public URL `http://fhir.test`, on
+/// `backend` (`None`, skipped, when PostgreSQL is not configured).
+async fn messaging_server(backend: common::Backend) -> Option<Server> {
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--base-url",
+        "http://fhir.test",
+    ];
+    let server = Server::start_with(backend, &args, &[]).await;
+    if server.is_none() {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    }
+    server
 }
 
 fn unix_now() -> i64 {
@@ -668,6 +675,14 @@ fn sms_settings(api: &TwilioApi) -> Value {
     })
 }
 
+/// Both channels, SMS first.
+fn sms_and_email(api: &TwilioApi, smtp: &Smtp) -> Value {
+    let mut document = sms_settings(api);
+    document["email"] = settings(smtp)["email"].clone();
+    document["reminders"]["channels"] = json!(["sms", "email"]);
+    document
+}
+
 fn patient_with_mobile(id: &str, number: &str) -> Value {
     json!({"resourceType": "Patient", "id": id, "name": [{"family": "Rivera", "given": ["Ana"]}],
         "telecom": [{"system": "phone", "use": "mobile", "value": number}]})
@@ -709,15 +724,7 @@ async fn webhook(
 /// time), every reply recorded.
 async fn sms_reminders_and_replies(backend: common::Backend) {
     let api = TwilioApi::start(&["--fail", "1"]);
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
     let saved = set_settings(&server, &sms_settings(&api));
@@ -858,21 +865,11 @@ both_backends!(sms_reminders_and_replies);
 async fn escalation_and_deadline(backend: common::Backend) {
     let Some(smtp) = Smtp::start(&[]) else { return };
     let api = TwilioApi::start(&[]);
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
-    let mut document = sms_settings(&api);
-    document["email"] = settings(&smtp)["email"].clone();
+    let mut document = sms_and_email(&api, &smtp);
     document["reminders"]["before_hours"] = json!([48]);
-    document["reminders"]["channels"] = json!(["sms", "email"]);
     document["reminders"]["escalate_after_hours"] = json!(12);
     document["reminders"]["unconfirmed"] = json!({"hours_before": 24, "action": "task"});
     let saved = set_settings(&server, &document);
@@ -997,15 +994,7 @@ async fn links_confirm_and_cancel_in_a_browser(backend: common::Backend) {
         return;
     };
     let Some(smtp) = Smtp::start(&[]) else { return };
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
     let mut document = settings(&smtp);
@@ -1089,15 +1078,7 @@ fn stats_totals(stats: &Value) -> std::collections::BTreeMap<String, f64> {
 /// number, not reminded and kept.
 async fn reminder_stats_count_what_happened(backend: common::Backend) {
     let api = TwilioApi::start(&[]);
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
     assert!(set_settings(&server, &sms_settings(&api)).status.success());
@@ -1185,15 +1166,7 @@ both_backends!(reminder_stats_count_what_happened);
 /// front desk; an unknown caller goes straight there; a forged call token is a stranger.
 async fn calls_and_the_ivr_line(backend: common::Backend) {
     let api = TwilioApi::start(&[]);
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
     let mut document = sms_settings(&api);
@@ -1317,20 +1290,10 @@ both_backends!(calls_and_the_ivr_line);
 async fn broadcast_to_a_search(backend: common::Backend) {
     let Some(smtp) = Smtp::start(&[]) else { return };
     let api = TwilioApi::start(&[]);
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--base-url",
-        "http://fhir.test",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = messaging_server(backend).await else {
         return;
     };
-    let mut document = sms_settings(&api);
-    document["email"] = settings(&smtp)["email"].clone();
-    document["reminders"]["channels"] = json!(["sms", "email"]);
+    let document = sms_and_email(&api, &smtp);
     assert!(set_settings(&server, &document).status.success());
     for n in 1..=6 {
         // One after the other: the room takes one visit at a time.

@@ -10,7 +10,7 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{Operation, Param, input as one, inputs, invalid_input as invalid};
+use super::{Operation, Param, in_param, input as one, inputs, invalid_input as invalid};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::bundle::{Entry, Resource, bundle};
@@ -20,23 +20,6 @@ use crate::workflows::scheduling::availability::Span;
 use crate::workflows::scheduling::busy::{Calendar, actors};
 use crate::workflows::scheduling::lookup;
 use crate::workflows::scheduling::openings::{self, Ask, MOST_DAYS};
-
-const fn input(
-    name: &'static str,
-    min: u32,
-    max: &'static str,
-    type_: &'static str,
-    documentation: &'static str,
-) -> Param {
-    Param {
-        name,
-        use_: "in",
-        min,
-        max,
-        type_,
-        documentation,
-    }
-}
 
 pub const OPERATION: Operation = Operation {
     name: "find",
@@ -50,67 +33,58 @@ pub const OPERATION: Operation = Operation {
     instance: false,
     affects_state: false,
     parameters: &[
-        input("start", 1, "1", "dateTime", "Openings from this time"),
-        input(
+        in_param("start", (1, "1"), "dateTime", "Openings from this time"),
+        in_param(
             "end",
-            1,
-            "1",
+            (1, "1"),
             "dateTime",
             "Openings ending by this time (at most 62 days after start)",
         ),
-        input(
+        in_param(
             "schedule",
-            0,
-            "*",
+            (0, "*"),
             "string",
             "A Schedule (Schedule/id); several: only times when all are free",
         ),
-        input(
+        in_param(
             "practitioner",
-            0,
-            "*",
+            (0, "*"),
             "string",
             "A Practitioner whose Schedule counts (Practitioner/id)",
         ),
-        input(
+        in_param(
             "location",
-            0,
-            "*",
+            (0, "*"),
             "string",
             "A Location whose Schedule counts (Location/id)",
         ),
-        input(
+        in_param(
             "service-type",
-            0,
-            "1",
+            (0, "1"),
             "string",
             "Only Schedules of this service type (token), for practitioner and location",
         ),
-        input(
+        in_param(
             "specialty",
-            0,
-            "1",
+            (0, "1"),
             "string",
             "Only Schedules of this specialty (token), for practitioner and location",
         ),
-        input(
+        in_param(
             "service",
-            0,
-            "1",
+            (0, "1"),
             "string",
             "A HealthcareService (HealthcareService/id) whose scheduling parameters apply",
         ),
-        input(
+        in_param(
             "patient",
-            0,
-            "1",
+            (0, "1"),
             "string",
             "The patient (Patient/id): their own appointments block too",
         ),
-        input(
+        in_param(
             "_count",
-            0,
-            "1",
+            (0, "1"),
             "integer",
             "How many openings at most (default 10, at most 200)",
         ),

@@ -5,28 +5,12 @@
 
 use axum::http::StatusCode;
 
-use super::{Operation, Param, Target, input, inputs, invalid_input as invalid};
+use super::{Operation, Target, in_param, input, inputs, invalid_input as invalid, returns};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
 use crate::workflows::messaging::broadcast::{self, Ask};
-
-const fn param(
-    name: &'static str,
-    min: u32,
-    type_: &'static str,
-    documentation: &'static str,
-) -> Param {
-    Param {
-        name,
-        use_: "in",
-        min,
-        max: "1",
-        type_,
-        documentation,
-    }
-}
 
 pub const OPERATION: Operation = Operation {
     name: "broadcast",
@@ -40,22 +24,22 @@ pub const OPERATION: Operation = Operation {
     instance: false,
     affects_state: true,
     parameters: &[
-        param(
+        in_param(
             "search",
-            1,
+            (1, "1"),
             "string",
             "Patient?... or Appointment?... (its patients)",
         ),
-        param("subject", 1, "string", "The email subject"),
-        param(
+        in_param("subject", (1, "1"), "string", "The email subject"),
+        in_param(
             "text",
-            1,
+            (1, "1"),
             "string",
             "The message (at most 1,000 characters)",
         ),
-        param(
+        in_param(
             "per-minute",
-            0,
+            (0, "1"),
             "integer",
             "At most this many messages a minute (1 to 600; 60)",
         ),
@@ -74,14 +58,10 @@ pub const REPORT: Operation = Operation {
     type_level: false,
     instance: true,
     affects_state: false,
-    parameters: &[Param {
-        name: "return",
-        use_: "out",
-        min: 1,
-        max: "1",
-        type_: "Parameters",
-        documentation: "recipients, sent, failed, opted-out and pending, each an integer",
-    }],
+    parameters: &[returns(
+        "Parameters",
+        "recipients, sent, failed, opted-out and pending, each an integer",
+    )],
     handler: |app, request, target| Box::pin(report(app, request, target)),
 };
 

@@ -20,7 +20,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::claim_submit::{read, set_claim_state};
-use super::{Operation, Param};
+use super::{Operation, Param, returns};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
@@ -51,14 +51,7 @@ pub const OPERATION: Operation = Operation {
             type_: "Attachment",
             documentation: "The 835 (or send it raw as the body)",
         },
-        Param {
-            name: "return",
-            use_: "out",
-            min: 1,
-            max: "1",
-            type_: "Parameters",
-            documentation: "What was posted",
-        },
+        returns("Parameters", "What was posted"),
     ],
     handler: |app, request, _| Box::pin(handle(app, request)),
 };

@@ -81,6 +81,35 @@ pub struct Param {
     pub documentation: &'static str,
 }
 
+/// An input parameter.
+pub const fn in_param(
+    name: &'static str,
+    (min, max): (u32, &'static str),
+    type_: &'static str,
+    documentation: &'static str,
+) -> Param {
+    Param {
+        name,
+        use_: "in",
+        min,
+        max,
+        type_,
+        documentation,
+    }
+}
+
+/// The one output, `return`, of type `type_`.
+pub const fn returns(type_: &'static str, documentation: &'static str) -> Param {
+    Param {
+        name: "return",
+        use_: "out",
+        min: 1,
+        max: "1",
+        type_,
+        documentation,
+    }
+}
+
 /// `_since`, as the operations that take it define it.
 pub const SINCE: Param = Param {
     name: "_since",

@@ -4,7 +4,7 @@
 //! confirmed, cancelled by the patient, the confirmation rate and the no-show rates of
 //! reminded and not reminded visits.
 
-use super::{Operation, Param, input, inputs, invalid_input as invalid};
+use super::{Operation, in_param, input, inputs, invalid_input as invalid, returns};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
@@ -13,17 +13,6 @@ use crate::workflows::messaging::stats;
 
 /// The longest span asked at once.
 const MOST_DAYS: i64 = 26 * 7;
-
-const fn date(name: &'static str, documentation: &'static str) -> Param {
-    Param {
-        name,
-        use_: "in",
-        min: 1,
-        max: "1",
-        type_: "date",
-        documentation,
-    }
-}
 
 pub const OPERATION: Operation = Operation {
     name: "reminder-stats",
@@ -37,19 +26,17 @@ pub const OPERATION: Operation = Operation {
     instance: false,
     affects_state: false,
     parameters: &[
-        date("start", "The first day counted"),
-        date(
+        in_param("start", (1, "1"), "date", "The first day counted"),
+        in_param(
             "end",
+            (1, "1"),
+            "date",
             "The day after the last one counted (at most 26 weeks after start)",
         ),
-        Param {
-            name: "return",
-            use_: "out",
-            min: 1,
-            max: "1",
-            type_: "Parameters",
-            documentation: "A `week` parameter per week with figures, each with parts start, sent-email, sent-sms, appointments, reminded, confirmed, cancelled-by-patient, confirmation-rate, no-show-rate-reminded, no-show-rate-not-reminded",
-        },
+        returns(
+            "Parameters",
+            "A `week` parameter per week with figures, each with parts start, sent-email, sent-sms, appointments, reminded, confirmed, cancelled-by-patient, confirmation-rate, no-show-rate-reminded, no-show-rate-not-reminded",
+        ),
     ],
     handler: |app, request, _| Box::pin(handle(app, request)),
 };

@@ -147,23 +147,20 @@ impl WebDriver {
 
     /// The visible text of the element `css` selects.
     pub async fn text_of(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        self.call(
-            reqwest::Method::GET,
-            &format!("element/{element}/text"),
-            json!({}),
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned()
+        self.element_get(css, "text").await
     }
 
+    /// The value of the field `css` selects.
     pub async fn value_of(&self, css: &str) -> String {
+        self.element_get(css, "property/value").await
+    }
+
+    /// `GET element/{id}/{what}` of the element `css` selects, as text.
+    async fn element_get(&self, css: &str, what: &str) -> String {
         let element = self.find(css).await;
         self.call(
             reqwest::Method::GET,
-            &format!("element/{element}/property/value"),
+            &format!("element/{element}/{what}"),
             json!({}),
         )
         .await
