@@ -1406,3 +1406,41 @@ async fn broadcast_to_a_search(backend: common::Backend) {
     }
 }
 both_backends!(broadcast_to_a_search);
+
+/// The SMS gateway is down for an hour (seven failed tries, 30 s to 32 min apart): the
+/// reminder waits it out and is texted once when the gateway is back.
+async fn a_channel_down_for_an_hour(backend: common::Backend) {
+    let api = TwilioApi::start(&["--fail", "7"]);
+    let Some(server) = messaging_server(backend).await else {
+        return;
+    };
+    assert!(set_settings(&server, &sms_settings(&api)).status.success());
+    put_ok(&server, &patient_with_mobile("p1", "+15555550100")).await;
+    put_ok(
+        &server,
+        &booked("a1", "Patient/p1", &hours_ahead(48), &hours_ahead(49)),
+    )
+    .await;
+    let planned = eventually("planned", || async {
+        reminders(&server, "a1", "active").await.pop()
+    })
+    .await;
+    server.advance_clock(25 * 3600).await;
+    let mut waited = 0;
+    while api.messages().is_empty() && waited < 80 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.advance_clock(300).await;
+        waited += 1;
+    }
+    assert_eq!(api.messages().len(), 1, "texted once the gateway is back");
+    let id = planned["id"].as_str().unwrap();
+    let sent = eventually("recorded", || async {
+        communications(&server, id).await.pop()
+    })
+    .await;
+    assert_eq!(sent["status"], "completed");
+    server.advance_clock(7200).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(api.messages().len(), 1, "once");
+}
+both_backends!(a_channel_down_for_an_hour);
