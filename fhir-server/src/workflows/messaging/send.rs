@@ -186,7 +186,7 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
 
 /// The records the reminder is about; `None` when there is nothing to send (the request
 /// gone or closed, or the appointment no longer booked at the time planned: then the
-/// request is revoked).
+/// request is revoked). A message already sent is recorded even so.
 async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
     let tenant = job.tenant;
     let request = records::read(app, tenant, "CommunicationRequest", &job.request).await?;
@@ -194,9 +194,11 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
         return Ok(None);
     };
     let appointment = records::read(app, tenant, "Appointment", &job.appointment).await?;
+    // A message that went out is recorded, whatever the visit became since.
     let Some(appointment) = appointment.filter(|a| {
-        a["status"] == "booked"
-            && a["start"].as_str().and_then(parse_instant) == parse_instant(&job.start)
+        job.sent.is_some()
+            || (a["status"] == "booked"
+                && a["start"].as_str().and_then(parse_instant) == parse_instant(&job.start))
     }) else {
         if job.sent.is_none() {
             close(
@@ -207,11 +209,8 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
                 "the appointment moved or was cancelled",
             )
             .await?;
-            return Ok(None);
         }
-        return Err(FhirError::conflict(
-            "the appointment changed after its reminder was sent",
-        ));
+        return Ok(None);
     };
     let settings = settings::load(&app.store, tenant).await?;
     let actor = |prefix: &str| -> Option<(String, String)> {
