@@ -333,13 +333,7 @@ pub async fn get_for(
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        if let Ok(mut l) = task.await {
-            latencies.append(&mut l);
-        }
-    }
-    latencies.sort_unstable();
+    let latencies = all_latencies(tasks).await;
     Phase {
         name,
         clients,
@@ -348,4 +342,19 @@ pub async fn get_for(
         elapsed: started.elapsed(),
         latencies,
     }
+}
+
+/// The latencies every client task measured, together and sorted (a task that failed
+/// counts none).
+pub async fn all_latencies<T: Ord + Send + 'static>(
+    tasks: Vec<tokio::task::JoinHandle<Vec<T>>>,
+) -> Vec<T> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok(mut measured) = task.await {
+            latencies.append(&mut measured);
+        }
+    }
+    latencies.sort_unstable();
+    latencies
 }

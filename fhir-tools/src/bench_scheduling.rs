@@ -196,13 +196,7 @@ async fn book_for(
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        if let Ok(mut l) = task.await {
-            latencies.append(&mut l);
-        }
-    }
-    latencies.sort_unstable();
+    let latencies = crate::bench::all_latencies(tasks).await;
     let phase = Phase::new(
         "book",
         clients,

@@ -79,12 +79,11 @@ async fn later_occurrences(
     request: &FhirRequest,
     id: &str,
 ) -> Result<Vec<String>, FhirError> {
-    let version = app.store.read(request.tenant, "Appointment", id).await?;
-    let Some(body) = version.and_then(|v| v.body) else {
+    let Some(this) =
+        crate::workflows::records::read(app, request.tenant, "Appointment", id).await?
+    else {
         return Ok(Vec::new());
     };
-    let this: Value =
-        serde_json::from_slice(&body).map_err(|e| FhirError::internal(e.to_string()))?;
     let id = this["id"].as_str().unwrap_or_default();
     let series = originating(&this).unwrap_or_else(|| format!("Appointment/{id}"));
     let (Some(actor), Some(start)) = (
