@@ -127,6 +127,27 @@ pub fn tag_code<'v>(resource: &'v Value, system: &str) -> Option<&'v str> {
         .and_then(|t| t["code"].as_str())
 }
 
+/// The code system of our Communication kinds: `secure-message`, a message of secure
+/// messaging between a patient and their care team (`workflows::messaging::secure`).
+pub const COMMUNICATION_KIND: &str = "urn:fhir-server:CodeSystem/communication-kind";
+/// The kind of a secure message.
+pub const SECURE_MESSAGE: &str = "secure-message";
+
+/// Whether `resource` is a secure message: a Communication of category
+/// [`COMMUNICATION_KIND`] `secure-message`.
+pub fn is_secure_message(resource: &Value) -> bool {
+    resource["resourceType"] == "Communication"
+        && resource["category"].as_array().is_some_and(|categories| {
+            categories.iter().any(|category| {
+                category["coding"].as_array().is_some_and(|codings| {
+                    codings
+                        .iter()
+                        .any(|c| c["system"] == COMMUNICATION_KIND && c["code"] == SECURE_MESSAGE)
+                })
+            })
+        })
+}
+
 /// Identifier systems that a client's update keeps when it leaves them out: the patient
 /// control number a `$submit` derived (`urn:x12:clm01`), which the 835 answering the
 /// claim is matched by. A client that sends its own replaces it.

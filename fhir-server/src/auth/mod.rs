@@ -10,6 +10,7 @@ pub mod enforce;
 pub mod issuers;
 pub mod jwks;
 pub mod keys;
+pub mod messages;
 pub mod origins;
 pub mod principal;
 pub mod proxies;

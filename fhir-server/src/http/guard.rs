@@ -13,6 +13,7 @@ use smart_auth::scope::{Context, Permission};
 use crate::app::App;
 use crate::auth::constraint::{Write, check_write, meets};
 use crate::auth::enforce::{Reach, check, forbidden, in_compartment, query_constraint};
+use crate::auth::messages::check_write as check_message_write;
 use crate::error::FhirError;
 use crate::ids::{Id, ResourceType};
 use crate::ops::Target;
@@ -25,8 +26,15 @@ use crate::rest::response::FhirResponse;
 /// request (the history of everything, a system-level operation) needs.
 pub const EVERY_TYPE: &str = "*";
 
+/// Operations that check themselves who may do what (secure messaging's sending, see
+/// `workflows::messaging::secure`): the gate asks only that the token may read the type.
+const SELF_CHECKED: &[&str] = &["$send-message"];
+
 /// The permission an operation needs: to read, unless it changes something.
 fn operation(name: &str, target: Target<'_>) -> Permission {
+    if SELF_CHECKED.contains(&name) {
+        return Permission::Read;
+    }
     match crate::ops::find(name, target) {
         Some(op) if !op.affects_state => Permission::Read,
         _ => Permission::Create,
@@ -103,6 +111,17 @@ pub enum Admitted {
 /// Lets `request` in or refuses it (403); how far its answer reaches.
 pub async fn admit(app: &App, request: &FhirRequest) -> Result<Admitted, FhirError> {
     let principal = request.principal.as_deref();
+    if principal.is_some()
+        && let Some(resource_type @ ("Communication" | "Binary")) =
+            request.segments.first().map(String::as_str)
+    {
+        let body = match (&request.method, request.segments.len()) {
+            (&Method::POST, 1) | (&Method::PUT, 1 | 2) => request.resource(resource_type).ok(),
+            _ => None,
+        };
+        let write = (&request.method, request.segments.as_slice());
+        check_message_write(&app.store, request.tenant, principal, write, body.as_ref()).await?;
+    }
     let Some((resource_type, permission)) = needs(request) else {
         return Ok(Admitted::All);
     };
@@ -419,6 +438,14 @@ pub fn readable_only(
         let resource_type = value["resourceType"].as_str().unwrap_or_default();
         check(Some(principal), resource_type, Permission::Read).is_ok()
     })
+}
+
+/// An answer without the resources `keep` does not keep (a single one is 404).
+pub fn keep_only(
+    response: FhirResponse,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<FhirResponse, FhirError> {
+    retain(response, false, keep)
 }
 
 /// An answer with only the resources `keep` keeps (answers that are not data, such as an

@@ -10,6 +10,7 @@ pub mod cors;
 pub mod guard;
 pub mod links;
 pub mod route;
+pub mod secure;
 pub mod serve;
 pub mod twilio;
 

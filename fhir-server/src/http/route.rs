@@ -29,10 +29,16 @@ fn dispatch_boxed<'a>(
 
 /// Answers `request` once the gate (`guard`) lets it in; a patient's token gets its
 /// searches run in the patient's compartment and its answers confined to it; no answer
-/// holds a resource of a type the token may not read.
+/// holds a resource of a type the token may not read, nor a secure message (or its
+/// attachment) whose thread is closed to a member of staff (`secure`); an attachment is
+/// read as the resource it belongs to.
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    if let Some(response) = super::secure::attachment(app, request).await? {
+        return Ok(response);
+    }
     let response = admitted(app, request).await?;
-    super::guard::readable_only(request, response)
+    let response = super::guard::readable_only(request, response)?;
+    super::secure::seen_only(app, request, response).await
 }
 
 async fn admitted(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -104,7 +110,7 @@ async fn search_in_compartment(
     .await
 }
 
-async fn route(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+pub(super) async fn route(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
     let method = &request.method;
     match segments.as_slice() {

@@ -641,6 +641,16 @@ async fn authorize_writes(
             _ => continue,
         };
         let at = format!("Bundle.entry[{}]", parsed.index);
+        let write = (&entry.method, entry.segments.as_slice());
+        crate::auth::messages::check_write(
+            &app.store,
+            request.tenant,
+            Some(principal),
+            write,
+            entry.resource.as_ref(),
+        )
+        .await
+        .map_err(|e| e.at(at.clone()))?;
         let resource_type = entry
             .segments
             .first()

@@ -21,6 +21,7 @@ pub mod export;
 pub mod import_835;
 pub mod meta;
 pub mod reminder_stats;
+pub mod secure_message;
 pub mod validate;
 
 use axum::http::Method;
@@ -190,6 +191,9 @@ pub static OPERATIONS: &[Operation] = &[
     broadcast::OPERATION,
     broadcast::REPORT,
     appointment_reschedule::OPERATION,
+    secure_message::SEND,
+    secure_message::MAILBOX,
+    secure_message::THREAD,
     import_835::OPERATION,
     validate::OPERATION,
     meta::META,

@@ -15,7 +15,7 @@ mod history;
 mod index_tables;
 pub mod jobs;
 pub mod limits;
-mod outbox;
+pub mod outbox;
 mod pg_creates;
 mod pg_put;
 mod pg_reads;

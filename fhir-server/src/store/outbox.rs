@@ -1,7 +1,9 @@
 //! Work that a change causes, queued as a job in the change's own transaction (an
 //! outbox): the work is done if and only if the change commits, and never lost when a
 //! process dies after it. The waitlist's offers are queued by `store::claims::queue_freed`;
-//! here, the planning of an appointment's reminders (`workflows::messaging::plan`).
+//! here, the planning of an appointment's reminders (`workflows::messaging::plan`) and
+//! the email that tells the recipients of a new secure message that one is waiting
+//! (`workflows::messaging::secure::notice`).
 
 use serde_json::{Value, json};
 
@@ -11,6 +13,62 @@ use super::write::Tx;
 
 /// The job kind that plans reminders (`workflows::messaging::plan::KIND`).
 const REMINDER_PLAN: &str = "reminder-plan";
+/// The job kind that tells one recipient of a secure message that it is waiting
+/// (`workflows::messaging::secure::notice::KIND`).
+pub const MESSAGE_NOTICE: &str = "message-notice";
+
+/// Queues the work a change of `resource_type/id` from `previous` to `next` causes.
+pub(super) async fn after_change<T: Tx>(
+    tx: &mut T,
+    (resource_type, id): (&str, &str),
+    (previous, next): (Option<&Value>, Option<&Value>),
+) -> Result<(), StoreError> {
+    match resource_type {
+        "Appointment" => queue_reminder_plan(tx, id, (previous, next)).await,
+        "Communication" if previous.is_none() => match next {
+            Some(message) => queue_message_notices(tx, id, message).await,
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The recipients of a new secure message who may be told of it by email: the patients
+/// and practitioners it names (a role or a care team reads its unread count instead), not
+/// its sender.
+fn notified(message: &Value) -> Vec<&str> {
+    if !crate::resource::is_secure_message(message) {
+        return Vec::new();
+    }
+    let sender = message["sender"]["reference"].as_str();
+    let mut recipients: Vec<&str> = message["recipient"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["reference"].as_str())
+        .filter(|r| r.starts_with("Patient/") || r.starts_with("Practitioner/"))
+        .filter(|r| Some(*r) != sender)
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    recipients
+}
+
+/// One notice job per recipient told of secure message `id` (so that one whose address
+/// fails does not send the others' again).
+async fn queue_message_notices<T: Tx>(
+    tx: &mut T,
+    id: &str,
+    message: &Value,
+) -> Result<(), StoreError> {
+    for recipient in notified(message) {
+        let state =
+            json!({"tenant": tx.tenant().get(), "message": id, "recipient": recipient}).to_string();
+        let insert = insert_job(&new_job_id(), tx.tenant(), (MESSAGE_NOTICE, &state), None);
+        tx.run(insert).await?;
+    }
+    Ok(())
+}
 
 /// Whether an appointment's change from `previous` to `next` (`None`: absent, deleted)
 /// changes what its reminders should be: it became booked, stopped being booked, or moved
@@ -25,7 +83,7 @@ fn changes_reminders(previous: Option<&Value>, next: Option<&Value>) -> bool {
 }
 
 /// Queues the planning of appointment `id`'s reminders when its change calls for it.
-pub(super) async fn queue_reminder_plan<T: Tx>(
+async fn queue_reminder_plan<T: Tx>(
     tx: &mut T,
     id: &str,
     (previous, next): (Option<&Value>, Option<&Value>),
@@ -57,5 +115,20 @@ mod tests {
         assert!(changes_reminders(Some(&booked), None));
         assert!(!changes_reminders(Some(&booked), Some(&renamed)));
         assert!(!changes_reminders(None, Some(&arrived)));
+    }
+
+    #[test]
+    fn a_secure_message_notifies_its_people_but_not_its_sender() {
+        let kind = json!([{"coding": [{"system": crate::resource::COMMUNICATION_KIND,
+            "code": crate::resource::SECURE_MESSAGE}]}]);
+        let message = json!({"resourceType": "Communication", "category": kind,
+            "sender": {"reference": "Practitioner/d1"},
+            "recipient": [{"reference": "Patient/p1"}, {"reference": "Practitioner/d1"},
+                {"reference": "CareTeam/t1"}, {"reference": "Practitioner/d2"},
+                {"identifier": {"system": "urn:fhir-server:role", "value": "front-desk"}}]});
+        assert_eq!(notified(&message), vec!["Patient/p1", "Practitioner/d2"]);
+        let mut reminder = message.clone();
+        reminder["category"] = json!([{"text": "reminder"}]);
+        assert!(notified(&reminder).is_empty());
     }
 }

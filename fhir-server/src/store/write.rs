@@ -497,12 +497,16 @@ pub(super) async fn create_many<T: Tx>(
         .await
         .map_err(|(position, error)| (creates[position].0, error))?;
     for (position, version, _) in creates {
-        if version.resource_type == "Appointment" {
+        if matches!(
+            version.resource_type.as_str(),
+            "Appointment" | "Communication"
+        ) {
             let value: Option<Value> = version
                 .body
                 .as_ref()
                 .and_then(|body| serde_json::from_slice(body).ok());
-            super::outbox::queue_reminder_plan(tx, &version.id, (None, value.as_ref()))
+            let target = (version.resource_type.as_str(), version.id.as_str());
+            super::outbox::after_change(tx, target, (None, value.as_ref()))
                 .await
                 .map_err(|error| (*position, error))?;
         }
@@ -667,11 +671,15 @@ async fn write_version<T: Tx>(
         head,
     })
     .await?;
-    if resource_type == "Appointment" {
-        if let Some(previous) = &previous {
-            super::claims::queue_freed(tx, previous, Some(resource), now).await?;
-        }
-        super::outbox::queue_reminder_plan(tx, id, (previous.as_ref(), Some(resource))).await?;
+    if resource_type == "Appointment"
+        && let Some(previous) = &previous
+    {
+        super::claims::queue_freed(tx, previous, Some(resource), now).await?;
+    }
+    // `previous` is read only for types with rules: a Communication's work is its creation's.
+    if resource_type == "Appointment" || creating {
+        let change = (previous.as_ref(), Some(&*resource));
+        super::outbox::after_change(tx, (resource_type, id), change).await?;
     }
     if super::provenance::concerns(resource_type) {
         let operation = if creating { "CREATE" } else { "UPDATE" };
@@ -764,7 +772,7 @@ pub(super) async fn delete<T: Tx>(
     .await?;
     if let Some(previous) = previous.as_ref().filter(|_| resource_type == "Appointment") {
         super::claims::queue_freed(tx, previous, None, now).await?;
-        super::outbox::queue_reminder_plan(tx, id, (Some(previous), None)).await?;
+        super::outbox::after_change(tx, (resource_type, id), (Some(previous), None)).await?;
     }
     if super::provenance::concerns(resource_type) {
         let target = (resource_type, id, version);

@@ -73,3 +73,49 @@ pub async fn replace(app: &App, tenant: TenantId, resource: Value) -> Result<(),
     app.store.write(tenant, op).await?;
     Ok(())
 }
+
+/// The current content of the resource `reference` names (`Patient/p1`), if it exists.
+pub async fn read_reference(
+    app: &App,
+    tenant: TenantId,
+    reference: &str,
+) -> Result<Option<Value>, FhirError> {
+    match reference.split_once('/') {
+        Some((resource_type, id))
+            if ResourceType::parse(resource_type).is_some() && crate::ids::is_valid_id(id) =>
+        {
+            read(app, tenant, resource_type, id).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Replaces `resource` if it is still at the version it was read at (its
+/// `meta.versionId`): whether it was (`false`: someone changed it meanwhile).
+pub async fn replace_unchanged(
+    app: &App,
+    tenant: TenantId,
+    resource: Value,
+) -> Result<bool, FhirError> {
+    let resource_type = resource["resourceType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let id = resource["id"].as_str().unwrap_or_default().to_owned();
+    let if_match = resource["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse().ok());
+    let op = WriteOp::Update {
+        index: index::extract(&resource_type, &resource),
+        resource_type,
+        id,
+        resource,
+        if_match,
+        method: Method::Put,
+    };
+    match app.store.write(tenant, op).await.map_err(FhirError::from) {
+        Ok(_) => Ok(true),
+        Err(error) if error.status == axum::http::StatusCode::PRECONDITION_FAILED => Ok(false),
+        Err(error) => Err(error),
+    }
+}

@@ -8,6 +8,8 @@
 //! `FHIR_TEST_REQUIRE_POSTGRES=1` (set by `.ci/run`), when it fails.
 #![allow(dead_code)]
 
+pub mod signin;
+pub mod smtp;
 pub mod webdriver;
 
 use std::collections::BTreeSet;

@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod plan;
 pub mod render;
 pub mod replies;
+pub mod secure;
 pub mod send;
 pub mod settings;
 pub mod stats;
@@ -41,10 +42,11 @@ pub fn reminder_category() -> Value {
         "code": "reminder"}]}])
 }
 
-/// Starts the reminder workers.
+/// Starts the messaging workers.
 pub fn start(app: crate::app::SharedApp) {
     plan::start(app.clone());
     send::start(app.clone());
     deadline::start(app.clone());
+    secure::notice::start(app.clone());
     broadcast::start_workers(app);
 }

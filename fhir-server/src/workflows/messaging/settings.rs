@@ -36,6 +36,9 @@ pub struct MessagingSettings {
     pub sms: Option<TwilioChannel>,
     #[serde(default)]
     pub reminders: Option<ReminderPolicy>,
+    /// Secure messaging between patients and their care team.
+    #[serde(default)]
+    pub secure: SecureMessaging,
     /// The tenant's public FHIR base (`--base-url` and the tenant's path), set by the
     /// server when the settings are saved: Twilio's webhooks are `{public_base}/messaging/
     /// twilio/sms`, `.../status` and `.../voice`, and their signatures are over it.
@@ -49,6 +52,81 @@ pub struct MessagingSettings {
 
 fn default_time_zone() -> String {
     "UTC".into()
+}
+
+/// What secure messages may carry, and whether their recipients are told by email.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureMessaging {
+    /// The largest attachment, in bytes (5 MiB unless set; at most 10 MiB).
+    #[serde(default = "default_attachment_bytes")]
+    pub attachment_max_bytes: usize,
+    /// The content types an attachment may have.
+    #[serde(default = "default_attachment_types")]
+    pub attachment_types: Vec<String>,
+    /// Whether a recipient with an email address is told of a new message (by an email
+    /// that holds no part of it) when the email channel is on.
+    #[serde(default = "default_notify")]
+    pub notify: bool,
+    /// Where patients sign in to read their messages, named in the notice.
+    #[serde(default)]
+    pub portal_url: Option<String>,
+}
+
+impl Default for SecureMessaging {
+    fn default() -> Self {
+        SecureMessaging {
+            attachment_max_bytes: default_attachment_bytes(),
+            attachment_types: default_attachment_types(),
+            notify: default_notify(),
+            portal_url: None,
+        }
+    }
+}
+
+/// The largest attachment a setting may allow: its base64 must fit a request body.
+pub const MOST_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
+
+fn default_attachment_bytes() -> usize {
+    5 * 1024 * 1024
+}
+
+fn default_attachment_types() -> Vec<String> {
+    ["application/pdf", "image/jpeg", "image/png", "text/plain"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_notify() -> bool {
+    true
+}
+
+impl SecureMessaging {
+    fn check(&self) -> Result<(), FhirError> {
+        if self.attachment_max_bytes == 0 || self.attachment_max_bytes > MOST_ATTACHMENT_BYTES {
+            return Err(invalid(
+                "secure.attachment_max_bytes",
+                format!("between 1 and {MOST_ATTACHMENT_BYTES} bytes"),
+            ));
+        }
+        for (n, content_type) in self.attachment_types.iter().enumerate() {
+            let shaped = content_type.split_once('/').is_some_and(|(kind, sub)| {
+                !kind.is_empty() && !sub.is_empty() && !content_type.contains([' ', ';', ','])
+            });
+            if !shaped {
+                return Err(invalid(
+                    &format!("secure.attachment_types[{n}]"),
+                    "a content type (application/pdf)",
+                ));
+            }
+        }
+        if let Some(url) = &self.portal_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid("secure.portal_url", "an http(s) URL"));
+        }
+        Ok(())
+    }
 }
 
 /// When and how appointment reminders go out.
@@ -180,7 +258,7 @@ impl MessagingSettings {
         if let Some(reminders) = &self.reminders {
             reminders.check(self)?;
         }
-        Ok(())
+        self.secure.check()
     }
 
     /// The settings as an admin reads them: secrets hidden.

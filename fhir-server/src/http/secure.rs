@@ -1,0 +1,171 @@
+//! Secure messaging's rules where the REST API answers (`workflows::messaging::secure`):
+//!
+//! - an attachment (a Binary whose `securityContext` is a resource) is read exactly when
+//!   the resource it belongs to may be read by the same token, as FHIR defines
+//!   `securityContext`; whether the token may read Binaries does not matter;
+//! - a member of staff whose role lets them read every Communication still sees a secure
+//!   message (and its attachments) only when its thread is open to them
+//!   (`secure::access`): any answer (a read, a search, a history, an `_include`) loses
+//!   the others, as if they did not exist. A patient's answers are already confined to
+//!   their compartment, where every thread about them is.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::http::Method;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::rest::bundle::Resource;
+use crate::rest::format::Payload;
+use crate::rest::request::FhirRequest;
+use crate::rest::response::FhirResponse;
+use crate::workflows::messaging::secure::access::{Reader, Seeing, opens};
+use crate::workflows::messaging::secure::{is_secure_message, mailbox, thread_of};
+use crate::workflows::records;
+
+/// The answer to a read of a Binary that has a `securityContext`, under a token that is
+/// not the server's own: 404 unless the token may read the resource it names. `None`:
+/// not such a read (the usual gate decides).
+pub async fn attachment(
+    app: &App,
+    request: &FhirRequest,
+) -> Result<Option<FhirResponse>, FhirError> {
+    if request.principal.is_none() || request.method != Method::GET {
+        return Ok(None);
+    }
+    let id = match request.segments.as_slice() {
+        [kind, id] | [kind, id, _, _] if kind == "Binary" && !id.starts_with(['$', '_']) => id,
+        _ => return Ok(None),
+    };
+    let Some(binary) = records::read(app, request.tenant, "Binary", id).await? else {
+        return Ok(None);
+    };
+    let Some((kind, context_id)) = binary["securityContext"]["reference"]
+        .as_str()
+        .and_then(|r| r.split_once('/'))
+    else {
+        return Ok(None);
+    };
+    let not_found = || FhirError::not_found("No such resource");
+    if kind == "Binary" {
+        return Err(not_found());
+    }
+    let probe = FhirRequest {
+        tenant: request.tenant,
+        base: request.base.clone(),
+        method: Method::GET,
+        segments: vec![kind.to_owned(), context_id.to_owned()],
+        params: Vec::new(),
+        headers: axum::http::HeaderMap::new(),
+        body: bytes::Bytes::new(),
+        principal: request.principal.clone(),
+    };
+    match Box::pin(super::route::dispatch(app, &probe)).await {
+        Ok(_) => super::route::route(app, request).await.map(Some),
+        Err(_) => Err(not_found()),
+    }
+}
+
+/// The resources of an answer, parsed.
+fn resources_of(response: &FhirResponse) -> Vec<Value> {
+    let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
+    match &response.payload {
+        Some(Payload::Stored(bytes)) => parse(bytes).into_iter().collect(),
+        Some(Payload::Value(value)) => vec![value.clone()],
+        Some(Payload::Bundle(bundle)) => bundle
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.resource {
+                Some(Resource::Stored(bytes)) => parse(bytes),
+                Some(Resource::Value(value)) => Some(value.clone()),
+                None => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `(type, id)` of a resource.
+fn key_of(resource: &Value) -> (String, String) {
+    let text = |name: &str| resource[name].as_str().unwrap_or_default().to_owned();
+    (text("resourceType"), text("id"))
+}
+
+/// Keeps out of a member of staff's answer the secure messages, and their attachments,
+/// whose threads are not open to them.
+pub async fn seen_only(
+    app: &App,
+    request: &FhirRequest,
+    response: FhirResponse,
+) -> Result<FhirResponse, FhirError> {
+    let principal = request.principal.as_deref();
+    if !matches!(Reader::of(principal), Reader::Staff { .. }) {
+        return Ok(response);
+    }
+    let messages = resources_of(&response)
+        .into_iter()
+        .filter(|r| is_secure_message(r) || r["resourceType"] == "Binary")
+        .collect::<Vec<_>>();
+    if messages.is_empty() {
+        return Ok(response);
+    }
+    let seeing = Seeing::of(app, request.tenant, principal).await?;
+    let mut judged = Judged::default();
+    let mut hidden: HashSet<(String, String)> = HashSet::new();
+    for resource in &messages {
+        if !judged.open(app, request, &seeing, resource).await? {
+            hidden.insert(key_of(resource));
+        }
+    }
+    if hidden.is_empty() {
+        return Ok(response);
+    }
+    super::guard::keep_only(response, |value| !hidden.contains(&key_of(value)))
+}
+
+/// Threads judged for one answer, by their first message's id.
+#[derive(Default)]
+struct Judged {
+    threads: HashMap<String, bool>,
+}
+
+impl Judged {
+    /// Whether `resource` (a secure message, or a Binary that may be an attachment of one)
+    /// may be in the answer.
+    async fn open(
+        &mut self,
+        app: &App,
+        request: &FhirRequest,
+        seeing: &Seeing,
+        resource: &Value,
+    ) -> Result<bool, FhirError> {
+        let message = match resource["resourceType"].as_str() {
+            Some("Binary") => {
+                let Some(id) = resource["securityContext"]["reference"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("Communication/"))
+                else {
+                    return Ok(true);
+                };
+                match records::read(app, request.tenant, "Communication", id).await? {
+                    Some(message) if is_secure_message(&message) => message,
+                    Some(_) => return Ok(true),
+                    None => return Ok(false),
+                }
+            }
+            _ => resource.clone(),
+        };
+        if opens(&seeing.reader, seeing.circle.as_ref(), &message) {
+            return Ok(true);
+        }
+        let root = thread_of(&message);
+        if let Some(open) = self.threads.get(&root) {
+            return Ok(*open);
+        }
+        let thread = mailbox::thread(app, request.tenant, &root).await?;
+        let open = seeing.sees(&thread);
+        self.threads.insert(root, open);
+        Ok(open)
+    }
+}
