@@ -1007,6 +1007,31 @@ both_backends!(reminder_stats_count_what_happened);
 /// keys, which come back (signed) to the webhook named in its TwiML: 1 confirms. A patient
 /// calling the practice hears the next visit and 2 cancels it; 0 puts them through to the
 /// front desk; an unknown caller goes straight there; a forged call token is a stranger.
+/// The query of the `action` of a TwiML `<Gather>`.
+fn action_query(twiml: &str) -> String {
+    twiml
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&")
+        .split_once('?')
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+/// A Schedule of `actor` open every day, all day (UTC), for 30-minute visits.
+fn open_every_day(id: &str, actor: &str) -> Value {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    json!({"resourceType": "Schedule", "id": id, "active": true, "actor": [{"reference": actor}],
+        "extension": [{"url": "https://medplum.com/fhir/StructureDefinition/SchedulingParameters", "extension": [
+            {"url": "availability", "valueTiming": {"repeat": {"dayOfWeek": days, "timeOfDay": ["00:00:00"], "duration": 23, "durationUnit": "h"}}},
+            {"url": "duration", "valueDuration": {"value": 30, "unit": "min"}},
+            {"url": "alignmentInterval", "valueDuration": {"value": 30, "unit": "min"}},
+            {"url": "timezone", "valueCode": "UTC"}]}]})
+}
+
 async fn calls_and_the_ivr_line(backend: common::Backend) {
     let api = TwilioApi::start(&[]);
     let Some(server) = messaging_server(backend).await else {
@@ -1100,21 +1125,49 @@ async fn calls_and_the_ivr_line(backend: common::Backend) {
     // The IVR line: no token; the caller's number finds the patient and the next visit.
     let (_, answer) = pressed("", String::new(), ana).await;
     assert!(answer.contains("Your next visit is on"), "{answer}");
-    let ivr_query = answer
-        .split("action=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .replace("&amp;", "&")
-        .split_once('?')
-        .unwrap()
-        .1
-        .to_owned();
+    let ivr_query = action_query(&answer);
     let (_, answer) = pressed("0", ivr_query.clone(), ana).await;
     assert!(answer.contains("<Dial>+15555550111</Dial>"), "{answer}");
-    let (_, answer) = pressed("2", ivr_query, ana).await;
+
+    // 3: the next opening with the visit's practitioner, offered; 1 takes it.
+    let (_, answer) = pressed("3", ivr_query.clone(), ana).await;
+    assert!(
+        answer.contains("<Dial>+15555550111</Dial>"),
+        "no Schedule, no opening: {answer}"
+    );
+    put_ok(&server, &open_every_day("s1", "Practitioner/dr")).await;
+    let (_, answer) = pressed("3", ivr_query, ana).await;
+    assert!(answer.contains("The next opening is on"), "{answer}");
+    let offer_query = action_query(&answer);
+    let (_, answer) = pressed("1", offer_query.clone(), ana).await;
+    assert!(answer.contains("Your visit is moved to"), "{answer}");
+    let (_, old) = server.get_json("Appointment/a1").await;
+    assert_eq!(old["status"], "cancelled");
+    let (_, moved) = server
+        .get_json("Appointment?patient=Patient/p1&status=booked")
+        .await;
+    let moved = entries(&moved)[0]["resource"].clone();
+    assert_eq!(
+        moved["extension"][0]["valueReference"]["reference"],
+        "Appointment/a1"
+    );
+    assert!(
+        moved["start"].as_str().unwrap() < old["start"].as_str().unwrap(),
+        "sooner: {moved}"
+    );
+    let (_, answer) = pressed("1", offer_query, ana).await;
+    assert!(
+        answer.contains("<Dial>"),
+        "an offer is taken once: {answer}"
+    );
+
+    // 2 cancels (the moved visit, now the next one).
+    let (_, answer) = pressed("", String::new(), ana).await;
+    let (_, answer) = pressed("2", action_query(&answer), ana).await;
     assert!(answer.contains("Your visit is cancelled"), "{answer}");
-    let (_, visit) = server.get_json("Appointment/a1").await;
+    let (_, visit) = server
+        .get_json(&format!("Appointment/{}", moved["id"].as_str().unwrap()))
+        .await;
     assert_eq!(visit["status"], "cancelled");
     let (_, answer) = pressed("", String::new(), "+15555550142").await;
     assert!(

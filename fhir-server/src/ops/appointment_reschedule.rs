@@ -1,11 +1,11 @@
 //! `Appointment/{id}/$reschedule`: moves a booking to another opening (the part
-//! `appointment`, a proposed Appointment from `$find`) in one database transaction: the old
-//! one is kept, cancelled, and the new one is booked with the R5 cross-version extension
-//! `previousAppointment` pointing at it. Either both happen or neither (409 naming who
-//! clashed when the new time is taken).
+//! `appointment`, a proposed Appointment from `$find`) in one database transaction
+//! (`workflows::scheduling::moves`): the old one is kept, cancelled, and the new one is
+//! booked with the R5 cross-version extension `previousAppointment` pointing at it. Either
+//! both happen or neither (409 naming who clashed when the new time is taken).
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::appointment_find::own_patient;
 use super::appointment_hold::{RETURN, appointment_part, checked_opening};
@@ -14,12 +14,10 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::rest::request::FhirRequest;
 use crate::rest::response::FhirResponse;
-use crate::store::transaction::{self, Transaction, TxAction, TxEntry};
-use crate::workflows::scheduling::booking::{self, confine_to_patient, visit_of};
+use crate::workflows::scheduling::booking::{confine_to_patient, visit_of};
+use crate::workflows::scheduling::moves;
 
-/// The R5 cross-version extension naming the appointment a booking replaces.
-pub const PREVIOUS_APPOINTMENT: &str =
-    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.previousAppointment";
+pub use crate::workflows::scheduling::moves::PREVIOUS_APPOINTMENT;
 
 pub const OPERATION: Operation = Operation {
     name: "reschedule",
@@ -67,38 +65,7 @@ async fn handle(
     } else {
         checked_opening(app, request, proposed).await?
     };
-    let mut new = booking::booked(proposed)?;
-    let new_id = crate::resource::new_id();
-    new["id"] = json!(new_id);
-    let mut extensions = new["extension"].as_array().cloned().unwrap_or_default();
-    extensions.push(json!({"url": PREVIOUS_APPOINTMENT, "valueReference": {"reference": format!("Appointment/{id}")}}));
-    new["extension"] = Value::Array(extensions);
-    let cancelled = booking::cancelled(old, Some(json!({"text": "rescheduled"})))?;
-    let put = |index: usize, resource_id: &str, resource: Value, if_match: Option<i64>| TxEntry {
-        index,
-        full_url: None,
-        action: TxAction::Update {
-            resource_type: "Appointment".into(),
-            target: transaction::Target::Id(resource_id.to_owned()),
-            resource,
-            if_match,
-        },
-    };
-    // Updates run in order: the old time is freed before the new one is claimed.
-    let entries = vec![
-        put(0, id, cancelled, Some(current.version)),
-        put(1, &new_id, new, None),
-    ];
-    let results = app
-        .store
-        .transaction(request.tenant, Transaction::new(entries).in_order())
-        .await
-        .map_err(|failure| FhirError::from(failure.error))?;
-    let version = results
-        .into_iter()
-        .find(|result| result.index == 1)
-        .and_then(|result| result.version)
-        .ok_or_else(|| FhirError::internal("the new appointment was not written"))?;
+    let version = moves::move_to(app, request.tenant, (id, current.version), old, proposed).await?;
     Ok(FhirResponse::written(
         request,
         StatusCode::CREATED,

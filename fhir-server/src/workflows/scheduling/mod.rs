@@ -9,6 +9,7 @@ pub use crate::index::availability;
 pub mod booking;
 pub mod busy;
 pub mod lookup;
+pub mod moves;
 pub mod openings;
 pub mod series;
 pub mod waitlist;
