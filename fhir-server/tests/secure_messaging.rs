@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in};
+use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in, with_token};
 use common::smtp::Smtp;
 use common::{Server, entries, issue_expressions};
 use serde_json::{Value, json};
@@ -189,27 +189,8 @@ async fn practice(backend: common::Backend, smtp: &Smtp) -> Option<(Server, Toke
     Some((server, tokens))
 }
 
-async fn call(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut request = server
-        .client
-        .request(method, format!("{}/{path}", server.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    common::json(request.send().await.unwrap()).await
-}
-
 async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
-    call(server, token, reqwest::Method::GET, path, None).await
+    with_token(server, token, reqwest::Method::GET, path, None).await
 }
 
 async fn put(server: &Server, token: &str, resource: &Value) {
@@ -218,14 +199,15 @@ async fn put(server: &Server, token: &str, resource: &Value) {
         resource["resourceType"].as_str().unwrap(),
         resource["id"].as_str().unwrap()
     );
-    let (status, body) = call(server, token, reqwest::Method::PUT, &path, Some(resource)).await;
+    let (status, body) =
+        with_token(server, token, reqwest::Method::PUT, &path, Some(resource)).await;
     assert!(status == 200 || status == 201, "{path}: {status} {body}");
 }
 
 /// `$send-message` with these parameters, as `token`.
 async fn send(server: &Server, token: &str, parameters: Value) -> (u16, Value) {
     let body = json!({"resourceType": "Parameters", "parameter": parameters});
-    call(
+    with_token(
         server,
         token,
         reqwest::Method::POST,
@@ -752,7 +734,7 @@ async fn bad_messages_are_refused(backend: common::Backend) {
     parameters.extend(many);
     let (status, _) = send(&server, pat, Value::Array(parameters)).await;
     assert_eq!(status, 422, "too many recipients");
-    let (status, _) = call(
+    let (status, _) = with_token(
         &server,
         pat,
         reqwest::Method::POST,
@@ -861,13 +843,26 @@ async fn bad_messages_are_refused(backend: common::Backend) {
         ),
     ];
     for (what, token, method, path, body) in writes {
-        let (status, outcome) = call(&server, token, method, &path, body.as_ref()).await;
+        let (status, outcome) = with_token(&server, token, method, &path, body.as_ref()).await;
         assert_eq!(status, 403, "{what}: {outcome}");
     }
     let (_, still) = get(&server, &tokens.backend, &format!("Communication/{id}")).await;
     assert_eq!(still["payload"], first["payload"], "unchanged");
+    // A member of staff's bulk export cannot carry them out.
+    let export = server
+        .client
+        .get(format!(
+            "{}/$export?_type=Communication,Binary",
+            server.base
+        ))
+        .bearer_auth(doc)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 403, "{}", export.text().await.unwrap());
     // An admin's migration (a backend here) may write them.
-    let (status, _) = call(
+    let (status, _) = with_token(
         &server,
         &tokens.backend,
         reqwest::Method::POST,

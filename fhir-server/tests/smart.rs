@@ -8,7 +8,7 @@ mod common;
 
 use common::signin::{
     APP_REDIRECT, Browser, PASSWORD, VERIFIER, authorize_params, encode_form, exchange, field,
-    form, query_value, sign_in,
+    form, query_value, sign_in, with_token,
 };
 use common::webdriver::WebDriver;
 use common::{Server, entries, resource_ids, set};
@@ -168,25 +168,6 @@ async fn backend_token(server: &Server) -> String {
     .await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn with_token(
-    server: &Server,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut request = server
-        .client
-        .request(method, format!("{}/{path}", server.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    common::json(request.send().await.unwrap()).await
 }
 
 async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {

@@ -18,7 +18,7 @@ use crate::resource::is_secure_message;
 use crate::store::Store;
 
 /// Whether `principal` may write secure messages and their attachments directly.
-fn writes_directly(principal: Option<&Principal>) -> bool {
+pub fn writes_directly(principal: Option<&Principal>) -> bool {
     match principal {
         None => true,
         Some(principal) => principal

@@ -13,7 +13,7 @@ use smart_auth::scope::{Context, Permission};
 use crate::app::App;
 use crate::auth::constraint::{Write, check_write, meets};
 use crate::auth::enforce::{Reach, check, forbidden, in_compartment, query_constraint};
-use crate::auth::messages::check_write as check_message_write;
+use crate::auth::messages::{check_write as check_message_write, writes_directly};
 use crate::error::FhirError;
 use crate::ids::{Id, ResourceType};
 use crate::ops::Target;
@@ -111,7 +111,7 @@ pub enum Admitted {
 /// Lets `request` in or refuses it (403); how far its answer reaches.
 pub async fn admit(app: &App, request: &FhirRequest) -> Result<Admitted, FhirError> {
     let principal = request.principal.as_deref();
-    if principal.is_some()
+    if !writes_directly(principal)
         && let Some(resource_type @ ("Communication" | "Binary")) =
             request.segments.first().map(String::as_str)
     {

@@ -67,9 +67,20 @@ pub async fn attachment(
     }
 }
 
-/// The resources of an answer, parsed.
+/// Whether stored JSON may be a secure message or an attachment: a cheap look before
+/// parsing it.
+fn may_concern(bytes: &[u8]) -> bool {
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    holds(crate::resource::SECURE_MESSAGE.as_bytes()) || holds(b"securityContext")
+}
+
+/// The resources of an answer that may be secure messages or their attachments, parsed.
 fn resources_of(response: &FhirResponse) -> Vec<Value> {
-    let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
+    let parse = |bytes: &[u8]| {
+        may_concern(bytes)
+            .then(|| serde_json::from_slice::<Value>(bytes).ok())
+            .flatten()
+    };
     match &response.payload {
         Some(Payload::Stored(bytes)) => parse(bytes).into_iter().collect(),
         Some(Payload::Value(value)) => vec![value.clone()],
@@ -105,7 +116,7 @@ pub async fn seen_only(
     }
     let messages = resources_of(&response)
         .into_iter()
-        .filter(|r| is_secure_message(r) || r["resourceType"] == "Binary")
+        .filter(|r| is_secure_message(r) || !r["securityContext"].is_null())
         .collect::<Vec<_>>();
     if messages.is_empty() {
         return Ok(response);

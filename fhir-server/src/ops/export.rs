@@ -114,6 +114,7 @@ pub async fn kick_off(
     let Selection { types, since } = parse_selection(&parameters(request)?)?;
     let types = readable(request, types)?;
     let scope = confine(request, export_scope(app, request, level, group).await?)?;
+    let types = without_secure_messages(app, request, &scope, types).await?;
     let job = ExportJob {
         tenant: request.tenant,
         scope,
@@ -198,6 +199,35 @@ fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), FhirError> {
         }
     }
     Ok(())
+}
+
+/// The types a member of staff's export holds: never Communication and Binary, since
+/// secure messages and their attachments are open to them thread by thread
+/// (`workflows::messaging::secure::access`), which a file of every resource cannot
+/// follow. Anyone else's types as they are (none: all).
+async fn without_secure_messages(
+    app: &App,
+    request: &FhirRequest,
+    scope: &Scope,
+    mut types: Vec<String>,
+) -> Result<Vec<String>, FhirError> {
+    use crate::workflows::messaging::secure::access::Reader;
+    if !matches!(
+        Reader::of(request.principal.as_deref()),
+        Reader::Staff { .. }
+    ) {
+        return Ok(types);
+    }
+    if types.is_empty() {
+        types = crate::jobs::export::default_types(&app.store, request.tenant, scope).await?;
+    }
+    types.retain(|t| t != "Communication" && t != "Binary");
+    if types.is_empty() {
+        return Err(crate::auth::enforce::forbidden(
+            "A member of staff's export leaves out Communication and Binary (secure messages): nothing else was asked for",
+        ));
+    }
+    Ok(types)
 }
 
 /// The types asked for (none: all), within what the token may read; 403 when that leaves

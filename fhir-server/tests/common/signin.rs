@@ -203,3 +203,23 @@ pub async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Valu
     )
     .await
 }
+
+/// `method` on `path` below the base with `token`, and `body` as FHIR JSON.
+pub async fn with_token(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, format!("{}/{path}", server.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    super::json(request.send().await.unwrap()).await
+}
