@@ -148,6 +148,10 @@ pub fn is_secure_message(resource: &Value) -> bool {
         })
 }
 
+/// On an Appointment cancelled at the confirmation deadline (the policy's `release`):
+/// when; the store then queues the offer of new times (`workflows::messaging::reoffer`).
+pub const RELEASED_URL: &str = "urn:fhir-server:StructureDefinition/released-unconfirmed";
+
 /// Identifier systems that a client's update keeps when it leaves them out: the patient
 /// control number a `$submit` derived (`urn:x12:clm01`), which the 835 answering the
 /// claim is matched by. A client that sends its own replaces it.

@@ -1223,12 +1223,13 @@ async fn broadcast_to_a_search(backend: common::Backend) {
     ];
     assert_eq!(webhook(&server, "sms", &stop, Some(TOKEN)).await.0, 200);
 
-    let ask = |search: &str, text: &str, per_minute: i64| {
+    let ask = |search: &str, text: &str, sms_per_minute: i64| {
         json!({"resourceType": "Parameters", "parameter": [
             {"name": "search", "valueString": search},
             {"name": "subject", "valueString": "The clinic is closed tomorrow"},
             {"name": "text", "valueString": text},
-            {"name": "per-minute", "valueInteger": per_minute}]})
+            {"name": "per-minute", "valueInteger": 1},
+            {"name": "sms-per-minute", "valueInteger": sms_per_minute}]})
     };
     let closed = "Appointment?location=Location/closed&status=booked";
     let text = "Maple Street Clinic is closed tomorrow: we will call you to move your visit.";
@@ -1238,15 +1239,19 @@ async fn broadcast_to_a_search(backend: common::Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    eventually("the first two are texted", || async {
-        (api.messages().len() == 2).then_some(())
+    // Each channel at its own rate: two texts and the one email at once; the third text
+    // (to the number that texted STOP) a minute later.
+    eventually("the first two are texted and the email sent", || async {
+        (api.messages().len() == 2 && smtp.messages().len() == 1).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(api.messages().len(), 2, "two a minute");
-    assert!(smtp.messages().is_empty());
-    server.advance_clock(60).await;
-    eventually("the third, by email", || async { smtp.messages().pop() }).await;
+    assert_eq!(api.messages().len(), 2, "two texts a minute");
+    let (_, pending) = server.get_json(&format!("{task}/$broadcast-report")).await;
+    assert_eq!(
+        pending["parameter"][4]["valueInteger"], 1,
+        "the third text waits: {pending}"
+    );
     server.advance_clock(60).await;
     let report = eventually("every recipient answered", || async {
         let (_, report) = server.get_json(&format!("{task}/$broadcast-report")).await;
@@ -1288,7 +1293,7 @@ async fn broadcast_to_a_search(backend: common::Backend) {
     for (bad, name) in [
         (ask(closed, "", 2), "text"),
         (ask("Observation?code=x", text, 2), "search"),
-        (ask(closed, text, 0), "per-minute"),
+        (ask(closed, text, 0), "sms-per-minute"),
     ] {
         let (status, outcome) = server.post_json("$broadcast", &bad).await;
         assert_eq!(status, 400, "{outcome}");
@@ -1340,3 +1345,164 @@ async fn a_channel_down_for_an_hour(backend: common::Backend) {
     assert_eq!(api.messages().len(), 1, "once");
 }
 both_backends!(a_channel_down_for_an_hour);
+
+/// A visit released at the confirmation deadline is followed by an offer of the next
+/// three openings with its practitioner, by the patient's channel: by SMS, answered with a
+/// number (thirty answers at once from the patient's phone book one time, once); by email,
+/// a link per time that books it, once.
+async fn released_visits_are_offered_new_times(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let api = TwilioApi::start(&[]);
+    let Some(server) = messaging_server(backend).await else {
+        return;
+    };
+    let mut document = sms_and_email(&api, &smtp);
+    document["reminders"]["before_hours"] = json!([48]);
+    document["reminders"]["unconfirmed"] = json!({"hours_before": 24, "action": "release"});
+    assert!(set_settings(&server, &document).status.success());
+    put_ok(&server, &open_every_day("s1", "Practitioner/dr")).await;
+    put_ok(&server, &open_every_day("s2", "Practitioner/dr2")).await;
+    put_ok(&server, &patient_with_mobile("p1", "+15555550101")).await;
+    put_ok(&server, &patient_with_email("p2", "p2@example.org", "en")).await;
+    let (start, end) = (hours_ahead(72), hours_ahead(73));
+    put_ok(&server, &booked("a1", "Patient/p1", &start, &end)).await;
+    let mut visit = booked("a2", "Patient/p2", &start, &end);
+    visit["participant"][1]["actor"]["reference"] = json!("Practitioner/dr2");
+    put_ok(&server, &visit).await;
+    for visit in ["a1", "a2"] {
+        eventually("the reminders are planned", || async {
+            reminders(&server, visit, "active").await.pop()
+        })
+        .await;
+    }
+    server.advance_clock(25 * 3600).await;
+    eventually("the reminders are sent", || async {
+        (api.messages().len() == 1 && smtp.messages().len() == 1).then_some(())
+    })
+    .await;
+    server.advance_clock(24 * 3600 + 60).await;
+
+    // By SMS: the offer, then thirty answers at once; one time is booked.
+    let offer = eventually("the offer is texted", || async {
+        api.messages()
+            .into_iter()
+            .find(|m| m["form"]["Body"].as_str().unwrap().contains("reply 1 for"))
+    })
+    .await;
+    assert_eq!(offer["form"]["To"], "+15555550101");
+    let (_, released) = server.get_json("Appointment/a1").await;
+    assert_eq!(released["status"], "cancelled");
+    let (_, tasks) = server.get_json("Task?focus=Appointment/a1").await;
+    let task = entries(&tasks)[0]["resource"].clone();
+    assert_eq!(task["intent"], "proposal");
+    assert_eq!(task["input"].as_array().unwrap().len(), 3, "{task}");
+    let answers = (0..30).map(|n| {
+        let server = &server;
+        async move {
+            let digit = ["1", "2", "3"][n % 3];
+            let reply = [
+                ("From", "+15555550101"),
+                ("To", "+15555550000"),
+                ("Body", digit),
+            ];
+            webhook(server, "sms", &reply, Some(TOKEN)).await
+        }
+    });
+    let answered = futures::future::join_all(answers).await;
+    assert!(
+        answered.iter().all(|(status, _)| *status == 200),
+        "{answered:?}"
+    );
+    let booked_replies = answered
+        .iter()
+        .filter(|(_, said)| said.contains("Booked"))
+        .count();
+    assert_eq!(booked_replies, 1, "{answered:?}");
+    let (_, now_booked) = server
+        .get_json("Appointment?patient=Patient/p1&status=booked")
+        .await;
+    let now_booked = entries(&now_booked);
+    assert_eq!(now_booked.len(), 1, "one time booked");
+    let new = &now_booked[0]["resource"];
+    assert_eq!(
+        new["extension"][0]["valueReference"]["reference"],
+        "Appointment/a1"
+    );
+    let offered: Vec<&str> = task["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["valuePeriod"]["start"].as_str().unwrap())
+        .collect();
+    let new_start = new["start"].as_str().unwrap().replace(".000000", "");
+    assert!(
+        offered
+            .iter()
+            .any(|o| o.replace(".000000", "") == new_start),
+        "{new} {offered:?}"
+    );
+    let (_, task) = server
+        .get_json(&format!("Task/{}", task["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["output"][0]["valueReference"]["reference"],
+        format!("Appointment/{}", new["id"].as_str().unwrap())
+    );
+
+    // By email: a link per time; the second books it, once.
+    let (_, text) = eventually("the offer is emailed", || async {
+        smtp.messages()
+            .into_iter()
+            .find(|(_, text)| text.contains("Choose a new time"))
+    })
+    .await;
+    let text = unquote(&text);
+    let local = |link: String| link.replace("http://fhir.test/fhir", &server.base);
+    let token_of = |link: &str| link.split("?t=").nth(1).unwrap().to_owned();
+    let post = |token: String| {
+        let (client, url) = (
+            server.client.clone(),
+            format!("{}/messaging/link", server.base),
+        );
+        async move {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("t", &token)
+                .finish();
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let second = local(link_in(&text, 1));
+    let page = server
+        .client
+        .get(&second)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Book this time?"), "{page}");
+    let (status, page) = post(token_of(&second)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Booked"), "{page}");
+    let (status, _) = post(token_of(&second)).await;
+    assert_eq!(status, 410, "a link books once");
+    let (_, page) = post(token_of(&local(link_in(&text, 0)))).await;
+    assert!(
+        page.contains("no longer open"),
+        "the offer was taken: {page}"
+    );
+    let (_, p2_booked) = server
+        .get_json("Appointment?patient=Patient/p2&status=booked")
+        .await;
+    assert_eq!(entries(&p2_booked).len(), 1);
+}
+both_backends!(released_visits_are_offered_new_times);

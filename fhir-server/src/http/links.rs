@@ -49,19 +49,16 @@ pub async fn handle(State(app): State<SharedApp>, request: Request) -> Response 
         Err(refused) => return refusal(&refused, &desk),
     };
     if method != Method::POST {
-        let question = match link.action.as_str() {
-            "confirm" => "Confirm your visit?",
-            _ => "Cancel your visit?",
+        let (question, button) = match link.action.as_str() {
+            "confirm" => ("Confirm your visit?", "Confirm"),
+            action if action.starts_with("book") => ("Book this time?", "Book"),
+            _ => ("Cancel your visit?", "Cancel the visit"),
         };
         let body = format!(
             "<p>{}</p><form method=\"post\">{}<button type=\"submit\" id=\"go\">{}</button></form>",
             escape(question),
             hidden(&[("t".to_owned(), token)]),
-            if link.action == "confirm" {
-                "Confirm"
-            } else {
-                "Cancel the visit"
-            },
+            button,
         );
         return page(StatusCode::OK, TITLE, &body, None, None);
     }

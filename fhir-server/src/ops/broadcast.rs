@@ -1,5 +1,6 @@
 //! `$broadcast` (on the system, the tenant; POST): one message to every patient a search
-//! finds, at most `per-minute` a minute (`workflows::messaging::broadcast`); answers 202
+//! finds, at most `per-minute` a minute on each channel, or `sms-per-minute` and
+//! `email-per-minute` (`workflows::messaging::broadcast`); answers 202
 //! with the Task that stands for it, whose `$broadcast-report` counts what was sent.
 //! `Task/{id}/$broadcast-report`: recipients, sent, failed, opted-out and pending.
 
@@ -17,7 +18,7 @@ pub const OPERATION: Operation = Operation {
     id: "broadcast",
     url: "urn:fhir-server:OperationDefinition/broadcast",
     title: "Broadcast a message",
-    description: "Sends one message to every patient a search finds (Patient?..., or the patients of Appointment?...), at most per-minute a minute, by the first of the tenant's channels that reaches each; answers 202 with the Task that stands for the broadcast.",
+    description: "Sends one message to every patient a search finds (Patient?..., or the patients of Appointment?...), by the first of the tenant's channels that reaches each, at most per-minute a minute on each channel (or sms-per-minute, email-per-minute); answers 202 with the Task that stands for the broadcast.",
     types: &[],
     system: true,
     type_level: false,
@@ -41,7 +42,19 @@ pub const OPERATION: Operation = Operation {
             "per-minute",
             (0, "1"),
             "integer",
-            "At most this many messages a minute (1 to 600; 60)",
+            "At most this many messages a minute on each channel (1 to 600; 60)",
+        ),
+        in_param(
+            "sms-per-minute",
+            (0, "1"),
+            "integer",
+            "At most this many texts a minute (1 to 600; per-minute)",
+        ),
+        in_param(
+            "email-per-minute",
+            (0, "1"),
+            "integer",
+            "At most this many emails a minute (1 to 600; per-minute)",
         ),
     ],
     handler: |app, request, _| Box::pin(handle(app, request)),
@@ -74,19 +87,28 @@ async fn handle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirEr
             false => Ok(text.to_owned()),
         }
     };
-    let per_minute = match input(&inputs, "per-minute") {
-        Some(n) => n
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=600).contains(n))
-            .ok_or_else(|| invalid("per-minute", "'per-minute' is 1 to 600"))?,
-        None => 60,
+    let rate = |name: &str| -> Result<Option<u32>, FhirError> {
+        input(&inputs, name)
+            .map(|n| {
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=600).contains(n))
+                    .ok_or_else(|| invalid(name, format!("'{name}' is 1 to 600")))
+            })
+            .transpose()
     };
+    let mut per_channel = Vec::new();
+    for channel in ["sms", "email"] {
+        if let Some(rate) = rate(&format!("{channel}-per-minute"))? {
+            per_channel.push((channel.to_owned(), rate));
+        }
+    }
     let ask = Ask {
         search: text_of("search", 2000)?,
         subject: text_of("subject", 200)?,
         text: text_of("text", 1000)?,
-        per_minute,
+        per_minute: rate("per-minute")?.unwrap_or(60),
+        per_channel,
     };
     let task = broadcast::start(app, request.tenant, &ask).await?;
     let outcome = serde_json::json!({"resourceType": "Parameters", "parameter": [

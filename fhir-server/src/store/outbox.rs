@@ -17,6 +17,22 @@ const REMINDER_PLAN: &str = "reminder-plan";
 /// (`workflows::messaging::secure::notice::KIND`).
 pub const MESSAGE_NOTICE: &str = "message-notice";
 
+/// The job kind that offers new times after a visit was released
+/// (`workflows::messaging::reoffer::KIND`).
+pub const RESCHEDULE_OFFER: &str = "reschedule-offer";
+
+/// Whether an appointment's change releases it: booked before, cancelled now with the
+/// deadline's mark ([`crate::resource::RELEASED_URL`]).
+fn releases(previous: Option<&Value>, next: Option<&Value>) -> bool {
+    let released = next.is_some_and(|next| {
+        next["status"] == "cancelled"
+            && next["extension"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["url"] == crate::resource::RELEASED_URL))
+    });
+    released && previous.is_some_and(|previous| previous["status"] == "booked")
+}
+
 /// Queues the work a change of `resource_type/id` from `previous` to `next` causes.
 pub(super) async fn after_change<T: Tx>(
     tx: &mut T,
@@ -24,7 +40,15 @@ pub(super) async fn after_change<T: Tx>(
     (previous, next): (Option<&Value>, Option<&Value>),
 ) -> Result<(), StoreError> {
     match resource_type {
-        "Appointment" => queue_reminder_plan(tx, id, (previous, next)).await,
+        "Appointment" => {
+            if releases(previous, next) {
+                let state = json!({"tenant": tx.tenant().get(), "appointment": id}).to_string();
+                let insert =
+                    insert_job(&new_job_id(), tx.tenant(), (RESCHEDULE_OFFER, &state), None);
+                tx.run(insert).await?;
+            }
+            queue_reminder_plan(tx, id, (previous, next)).await
+        }
         "Communication" if previous.is_none() => match next {
             Some(message) => queue_message_notices(tx, id, message).await,
             None => Ok(()),

@@ -1,7 +1,8 @@
 //! Broadcasts: one message to every patient a search finds (`Patient?...`, or the
-//! patients of `Appointment?...`: all with a visit tomorrow at a closed location), sent at
-//! no more than a set number a minute, by the first of the tenant's channels that reaches
-//! each patient (numbers that texted STOP passed over). A Task stands for the broadcast
+//! patients of `Appointment?...`: all with a visit tomorrow at a closed location), by the
+//! first of the tenant's channels that reaches each patient (numbers that texted STOP
+//! passed over), at no more than a set number a minute on each channel (an SMS gateway's
+//! and a mail relay's limits differ). A Task stands for the broadcast
 //! (`code` broadcast, its search and text as inputs, `for` nobody); each recipient gets a
 //! `broadcast-send` job due at their turn, and a Communication (`basedOn` the Task) says
 //! what became of their message; `Task/{id}/$broadcast-report` counts them.
@@ -37,7 +38,66 @@ pub struct Ask {
     pub search: String,
     pub subject: String,
     pub text: String,
+    /// At most this many a minute on each channel...
     pub per_minute: u32,
+    /// ... unless set for the channel here (`sms`, `email`).
+    pub per_channel: Vec<(String, u32)>,
+}
+
+impl Ask {
+    /// The most messages a minute on `channel`.
+    fn rate(&self, channel: &str) -> i64 {
+        let rate = self
+            .per_channel
+            .iter()
+            .find(|(name, _)| name == channel)
+            .map_or(self.per_minute, |(_, rate)| *rate);
+        i64::from(rate.max(1))
+    }
+}
+
+/// The channels a broadcast tries, in order: the policy's but calls, else SMS then email.
+fn channels_of(settings: &settings::MessagingSettings) -> Vec<String> {
+    match &settings.reminders {
+        Some(policy) => policy
+            .channels
+            .iter()
+            .filter(|c| *c != "voice")
+            .cloned()
+            .collect(),
+        None => vec!["sms".into(), "email".into()],
+    }
+}
+
+/// When each patient's message is due: their channel's messages one after the other at
+/// its rate, from `now` (a patient no channel reaches at once, to be recorded so).
+async fn turns(
+    app: &App,
+    tenant: TenantId,
+    (ask, now): (&Ask, i64),
+    patients: &[String],
+) -> Result<Vec<i64>, FhirError> {
+    let channels = channels_of(&settings::load(&app.store, tenant).await?);
+    let mut taken: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut due = Vec::with_capacity(patients.len());
+    for chunk in patients.chunks(100) {
+        let ids = [("_id".to_owned(), chunk.join(","))];
+        let found = lookup::all(app, tenant, "Patient", &ids).await?;
+        for id in chunk {
+            let patient = found.iter().find(|p| p["id"] == id.as_str());
+            let Some(channel) = channels
+                .iter()
+                .find(|c| outbound::address_for(patient, c).is_some())
+            else {
+                due.push(now);
+                continue;
+            };
+            let turn = taken.entry(channel.clone()).or_default();
+            due.push(now + (*turn / ask.rate(channel)) * 60_000_000);
+            *turn += 1;
+        }
+    }
+    Ok(due)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,15 +156,15 @@ pub async fn start(app: &App, tenant: TenantId, ask: &Ask) -> Result<String, Fhi
             {"type": {"text": "subject"}, "valueString": ask.subject},
             {"type": {"text": "text"}, "valueString": ask.text},
             {"type": {"text": "recipients"}, "valueInteger": patients.len()}]});
+    let due = turns(app, tenant, (ask, now), &patients).await?;
     let task = records::create(app, tenant, task, None).await?;
-    for (turn, patient) in patients.into_iter().enumerate() {
+    for (patient, at) in patients.into_iter().zip(due) {
         let job = SendJob {
             tenant,
             task: task.clone(),
             patient,
             attempt: 0,
         };
-        let at = now + (turn as i64 / i64::from(ask.per_minute.max(1))) * 60_000_000;
         let state = serde_json::to_string(&job).map_err(FhirError::internal)?;
         app.store
             .queue_job_at(tenant, KIND, &state, Some(at))
@@ -160,15 +220,7 @@ async fn send(app: &App, key: &str, job: &SendJob) -> Result<(), String> {
     let patient = records::read(app, job.tenant, "Patient", &job.patient)
         .await
         .map_err(fail)?;
-    let channels: Vec<String> = match &settings.reminders {
-        Some(policy) => policy
-            .channels
-            .iter()
-            .filter(|c| *c != "voice")
-            .cloned()
-            .collect(),
-        None => vec!["sms".into(), "email".into()],
-    };
+    let channels = channels_of(&settings);
     let mut stopped = false;
     for channel in &channels {
         let Some(to) = outbound::address_for(patient.as_ref(), channel) else {

@@ -2,7 +2,8 @@
 //! `hours_before` the visit (queued when its reminders are planned) that, if the visit is
 //! still booked at the time planned and the patient has not confirmed it, does what the
 //! practice chose: `task`, a Task for the front desk to call the patient; `release`, the
-//! visit cancelled (its time goes to the waitlist). Once per visit and time: the Task is
+//! visit cancelled (its time goes to the waitlist) and the patient offered the next
+//! openings by their channel (`messaging::reoffer`). Once per visit and time: the Task is
 //! written only if none with its identifier exists.
 
 use std::time::Duration;
@@ -117,6 +118,13 @@ async fn act(app: &App, job: &DeadlineJob) -> Result<(), FhirError> {
             visit["status"] = json!("cancelled");
             visit["cancelationReason"] =
                 json!({"text": "not confirmed by the practice's deadline"});
+            let mark = json!({"url": crate::resource::RELEASED_URL,
+                "valueDateTime": format_instant(crate::clock::now_micros())});
+            match visit["extension"].as_array_mut() {
+                Some(extensions) => extensions.push(mark),
+                None => visit["extension"] = json!([mark]),
+            }
+            // The store queues the offer of new times with it (`messaging::reoffer`).
             records::replace(app, job.tenant, visit).await?;
         }
         _ => {}

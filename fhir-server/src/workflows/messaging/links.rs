@@ -24,7 +24,8 @@ use crate::workflows::records;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub appointment: String,
-    /// `confirm` or `cancel`.
+    /// `confirm` or `cancel`; `call` (a call's keys), `move` (a call's offer of a time),
+    /// `book1`, `book2`, ... (an offer's times after a release).
     pub action: String,
     /// When it stops working (Unix seconds): the visit's start.
     pub expires: i64,
@@ -94,12 +95,35 @@ pub fn open(key: &str, token: &str, now: i64) -> Result<Link, Refused> {
     })
 }
 
+/// Uses `link` up: whether this is its first use.
+async fn first_use(app: &App, tenant: TenantId, link: &Link) -> Result<bool, FhirError> {
+    let used = format!("{}|{}", link.nonce, link.action);
+    Ok(app
+        .store
+        .auth_insert_new(
+            tenant,
+            RecordKind::LinkUsed,
+            &used,
+            &json!({}).to_string(),
+            Some(link.expires),
+        )
+        .await?)
+}
+
 /// Does what `link` says, once: the text to show.
 pub async fn act(
     app: &App,
     tenant: TenantId,
     link: &Link,
 ) -> Result<Result<String, Refused>, FhirError> {
+    // `book{n}`: the nth time of an offer after a release (the nonce is the offer).
+    if let Some(n) = link.action.strip_prefix("book") {
+        if !first_use(app, tenant, link).await? {
+            return Ok(Err(Refused::Used));
+        }
+        let n = n.parse().unwrap_or_default();
+        return Ok(Ok(super::reoffer::take(app, tenant, &link.nonce, n).await?));
+    }
     let Some(mut visit) = records::read(app, tenant, "Appointment", &link.appointment).await?
     else {
         return Ok(Err(Refused::Changed));
@@ -111,18 +135,7 @@ pub async fn act(
     if visit["status"] != "booked" || start != Some(link.expires) {
         return Ok(Err(Refused::Changed));
     }
-    let used = format!("{}|{}", link.nonce, link.action);
-    let first = app
-        .store
-        .auth_insert_new(
-            tenant,
-            RecordKind::LinkUsed,
-            &used,
-            &json!({}).to_string(),
-            Some(link.expires),
-        )
-        .await?;
-    if !first {
+    if !first_use(app, tenant, link).await? {
         return Ok(Err(Refused::Used));
     }
     let when = visit["start"].as_str().unwrap_or_default().to_owned();

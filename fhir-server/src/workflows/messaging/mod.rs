@@ -14,6 +14,7 @@ pub mod links;
 pub mod outbound;
 pub mod plan;
 pub mod render;
+pub mod reoffer;
 pub mod replies;
 pub mod secure;
 pub mod send;
@@ -48,5 +49,6 @@ pub fn start(app: crate::app::SharedApp) {
     send::start(app.clone());
     deadline::start(app.clone());
     secure::notice::start(app.clone());
+    reoffer::start(app.clone());
     broadcast::start_workers(app);
 }

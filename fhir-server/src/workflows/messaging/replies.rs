@@ -136,6 +136,14 @@ pub async fn sms_received(
         ));
     };
     let patient = format!("Patient/{}", patient["id"].as_str().unwrap_or_default());
+    // A number answers an offer of new times after a release (`messaging::reoffer`).
+    if let Ok(n) = body.trim().parse::<usize>()
+        && let Some(offer) = super::reoffer::open_offer(app, tenant, &patient).await?
+    {
+        record_inbound(app, tenant, (&patient, "sms", body), None).await?;
+        let id = offer["id"].as_str().unwrap_or_default();
+        return super::reoffer::take(app, tenant, id, n).await;
+    }
     let next = next_visit(app, tenant, &patient).await?;
     record_inbound(app, tenant, (&patient, "sms", body), next.as_ref()).await?;
     let Some(mut visit) = next else {

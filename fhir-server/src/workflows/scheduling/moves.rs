@@ -94,6 +94,19 @@ pub async fn next_opening(
     tenant: TenantId,
     visit: &Value,
 ) -> Result<Option<Span>, FhirError> {
+    Ok(next_openings(app, tenant, visit, 1)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// The first `count` openings, as [`next_opening`] finds the first.
+pub async fn next_openings(
+    app: &App,
+    tenant: TenantId,
+    visit: &Value,
+    count: usize,
+) -> Result<Vec<Span>, FhirError> {
     let Some(practitioner) = visit["participant"]
         .as_array()
         .into_iter()
@@ -101,7 +114,7 @@ pub async fn next_opening(
         .filter_map(|p| p["actor"]["reference"].as_str())
         .find(|r| r.starts_with("Practitioner/"))
     else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let search = [
         ("actor".to_owned(), practitioner.to_owned()),
@@ -112,7 +125,7 @@ pub async fn next_opening(
         .into_iter()
         .next()
     else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let id = schedule["id"].as_str().unwrap_or_default().to_owned();
     let now = crate::clock::now_micros();
@@ -124,9 +137,8 @@ pub async fn next_opening(
         schedules: vec![(id, schedule)],
         service: None,
         patient: super::patient_of(visit),
-        count: 1,
+        count,
         not_before: now,
     };
-    let (found, _) = openings::find(app, tenant, ask).await?;
-    Ok(found.into_iter().next())
+    Ok(openings::find(app, tenant, ask).await?.0)
 }
