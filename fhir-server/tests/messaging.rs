@@ -1506,3 +1506,47 @@ async fn released_visits_are_offered_new_times(backend: common::Backend) {
     assert_eq!(entries(&p2_booked).len(), 1);
 }
 both_backends!(released_visits_are_offered_new_times);
+
+/// With `patient_preference`, the patient's best-ranked address picks the channel: a
+/// patient who ranks their email first is emailed though the policy texts first; one
+/// without ranks is texted, as the policy says.
+async fn the_patients_preference_picks_the_channel(backend: common::Backend) {
+    let Some(smtp) = Smtp::start(&[]) else { return };
+    let api = TwilioApi::start(&[]);
+    let Some(server) = messaging_server(backend).await else {
+        return;
+    };
+    let mut document = sms_and_email(&api, &smtp);
+    document["reminders"]["patient_preference"] = json!(true);
+    assert!(set_settings(&server, &document).status.success());
+    let mut ranked = patient_with_mobile("p1", "+15555550101");
+    ranked["telecom"][0]["rank"] = json!(2);
+    ranked["telecom"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "email", "value": "p1@example.org", "rank": 1}));
+    put_ok(&server, &ranked).await;
+    let mut unranked = patient_with_mobile("p2", "+15555550102");
+    unranked["telecom"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"system": "email", "value": "p2@example.org"}));
+    put_ok(&server, &unranked).await;
+    for (visit, patient, doctor) in [("a1", "Patient/p1", "dr1"), ("a2", "Patient/p2", "dr2")] {
+        let mut booking = booked(visit, patient, &hours_ahead(48), &hours_ahead(49));
+        booking["participant"][1]["actor"]["reference"] = json!(format!("Practitioner/{doctor}"));
+        put_ok(&server, &booking).await;
+        eventually("planned", || async {
+            reminders(&server, visit, "active").await.pop()
+        })
+        .await;
+    }
+    server.advance_clock(25 * 3600).await;
+    eventually("both reminded", || async {
+        (api.messages().len() == 1 && smtp.messages().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(smtp.messages()[0].0["to"], json!(["p1@example.org"]));
+    assert_eq!(api.messages()[0]["form"]["To"], "+15555550102");
+}
+both_backends!(the_patients_preference_picks_the_channel);

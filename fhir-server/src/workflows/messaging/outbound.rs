@@ -15,6 +15,18 @@ use crate::ids::TenantId;
 /// The patient's address for `channel`: the best-ranked current email address, mobile
 /// number (an `sms` telecom, or a `phone` of use `mobile`, in E.164), or phone number.
 pub fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
+    best_telecom(patient, channel)?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The `rank` of the patient's best address for `channel` (1 is the most preferred; an
+/// address without a rank comes after every ranked one); `None` when there is none.
+pub fn rank_for(patient: Option<&Value>, channel: &str) -> Option<u64> {
+    best_telecom(patient, channel).map(|t| t["rank"].as_u64().unwrap_or(u64::MAX))
+}
+
+fn best_telecom<'p>(patient: Option<&'p Value>, channel: &str) -> Option<&'p Value> {
     let fits = |t: &&Value| match channel {
         "email" => t["system"] == "email",
         "sms" => {
@@ -38,7 +50,7 @@ pub fn address_for(patient: Option<&Value>, channel: &str) -> Option<String> {
         .filter(fits)
         .collect();
     telecom.sort_by_key(|t| t["rank"].as_u64().unwrap_or(u64::MAX));
-    telecom.first()?["value"].as_str().map(str::to_owned)
+    telecom.first().copied()
 }
 
 /// Sends `message` by `channel`: the far side's receipt, or `None` when the channel is

@@ -236,7 +236,7 @@ async fn deliver(
     let channels = settings
         .reminders
         .as_ref()
-        .map(|p| p.channels.clone())
+        .map(|p| p.channels_for(patient))
         .unwrap_or_default();
     let task_id = task["id"].as_str().unwrap_or_default();
     for channel in channels.iter().filter(|c| *c == "sms" || *c == "email") {

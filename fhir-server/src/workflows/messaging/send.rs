@@ -166,7 +166,8 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
     }
     record(app, &key, &job, &found, Ok(())).await?;
     // Unconfirmed after the policy's wait, the next channel (the request stays open).
-    let reachable_later = policy.channels[job.from_channel.min(policy.channels.len())..]
+    let channels = policy.channels_for(found.patient.as_ref());
+    let reachable_later = channels[job.from_channel.min(channels.len())..]
         .iter()
         .any(|channel| outbound::address_for(found.patient.as_ref(), channel).is_some());
     let escalation = policy.escalate_after_hours.filter(|_| reachable_later);
@@ -275,7 +276,8 @@ async fn deliver(
         cancel_link: link_to(found, job, "cancel", key),
     };
     let settings = &found.settings;
-    for (index, channel) in policy.channels.iter().enumerate().skip(job.from_channel) {
+    let channels = policy.channels_for(found.patient.as_ref());
+    for (index, channel) in channels.iter().enumerate().skip(job.from_channel) {
         let Some(to) = outbound::address_for(found.patient.as_ref(), channel) else {
             continue;
         };

@@ -139,6 +139,11 @@ pub struct ReminderPolicy {
     /// reached by the next.
     #[serde(default = "default_channels")]
     pub channels: Vec<String>,
+    /// Whether the patient's own preference orders `channels`: the channel of their
+    /// best-ranked `telecom` (`rank` 1 first) is tried first, the policy's order breaking
+    /// ties (see [`ReminderPolicy::channels_for`]).
+    #[serde(default)]
+    pub patient_preference: bool,
     /// No message between these local times (`21:00` to `08:00`): one due then waits.
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
@@ -297,6 +302,19 @@ impl MessagingSettings {
 }
 
 impl ReminderPolicy {
+    /// The channels to try for `patient`, in order: the policy's, or, with
+    /// `patient_preference`, by the rank of the patient's address for each (a channel
+    /// without an address last), the policy's order breaking ties.
+    pub fn channels_for(&self, patient: Option<&Value>) -> Vec<String> {
+        let mut channels = self.channels.clone();
+        if self.patient_preference {
+            channels.sort_by_key(|channel| {
+                super::outbound::rank_for(patient, channel).map_or((1, 0), |rank| (0, rank))
+            });
+        }
+        channels
+    }
+
     fn check(&self, settings: &MessagingSettings) -> Result<(), FhirError> {
         if self.before_hours.is_empty() || self.before_hours.len() > 5 {
             return Err(invalid("reminders.before_hours", "one to five reminders"));
@@ -428,6 +446,28 @@ pub async fn save(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_patients_best_ranked_address_orders_the_channels_when_the_policy_says_so() {
+        let mut policy: ReminderPolicy = serde_json::from_value(serde_json::json!({
+            "before_hours": [24], "channels": ["voice", "sms", "email"],
+            "templates": {"en": {"subject": "s", "text": "t"}}}))
+        .unwrap();
+        let patient = serde_json::json!({"resourceType": "Patient", "telecom": [
+            {"system": "phone", "use": "home", "value": "+15555550100", "rank": 3},
+            {"system": "email", "value": "ana@example.org", "rank": 1}]});
+        assert_eq!(
+            policy.channels_for(Some(&patient)),
+            ["voice", "sms", "email"]
+        );
+        policy.patient_preference = true;
+        // email (rank 1), voice (the home phone, rank 3), then sms, which nothing reaches.
+        assert_eq!(
+            policy.channels_for(Some(&patient)),
+            ["email", "voice", "sms"]
+        );
+        assert_eq!(policy.channels_for(None), ["voice", "sms", "email"]);
+    }
 
     #[test]
     fn templates_say_only_what_the_practice_allows() {
