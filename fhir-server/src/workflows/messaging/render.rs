@@ -1,6 +1,7 @@
 //! What a reminder says and when it may be sent: its template in the patient's language,
 //! filled with no more than the practice allows, and the quiet hours in the patient's time
-//! zone (their `tz-code` extension, else the visit's Location's, else the practice's).
+//! zone (their `tz-code` extension, else the visit's Location's, else its practitioner's
+//! Schedule's, else the practice's).
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -20,14 +21,25 @@ pub fn zone_of(resource: Option<&Value>) -> Option<TimeZone> {
     TimeZone::get(code).ok()
 }
 
-/// The zone a patient is reached in.
+/// The zone a Schedule keeps its hours in (its scheduling parameters' `timezone`, or its
+/// `tz-code` extension).
+pub fn zone_of_schedule(schedule: Option<&Value>) -> Option<TimeZone> {
+    let schedule = schedule?;
+    crate::workflows::scheduling::availability::Parameters::of(schedule, None, None)
+        .ok()
+        .map(|parameters| parameters.time_zone)
+        .or_else(|| zone_of(Some(schedule)))
+}
+
+/// The zone a patient is reached in: theirs, else the visit's place's (its Location, else
+/// its practitioner's Schedule), else the practice's.
 pub fn zone_for(
     patient: Option<&Value>,
-    location: Option<&Value>,
+    place: Option<TimeZone>,
     settings: &MessagingSettings,
 ) -> TimeZone {
     zone_of(patient)
-        .or_else(|| zone_of(location))
+        .or(place)
         .or_else(|| TimeZone::get(&settings.time_zone).ok())
         .unwrap_or(TimeZone::UTC)
 }
@@ -181,6 +193,37 @@ mod tests {
         let noon = micros("2027-01-15T17:00:00Z");
         assert_eq!(after_quiet_hours(noon, Some(&quiet), &zone), noon);
         assert_eq!(after_quiet_hours(late, None, &zone), late);
+    }
+
+    #[test]
+    fn a_schedule_gives_its_zone_when_the_patient_and_the_place_do_not() {
+        let schedule = json!({"resourceType": "Schedule", "extension": [{
+            "url": "https://medplum.com/fhir/StructureDefinition/SchedulingParameters",
+            "extension": [
+                {"url": "availability", "valueTiming": {"repeat": {"duration": 8, "durationUnit": "h",
+                    "timeOfDay": ["09:00:00"]}}},
+                {"url": "duration", "valueDuration": {"value": 30, "unit": "min"}},
+                {"url": "timezone", "valueCode": "America/Chicago"}]}]});
+        let place = zone_of_schedule(Some(&schedule));
+        assert_eq!(
+            place.as_ref().and_then(|z| z.iana_name()),
+            Some("America/Chicago")
+        );
+        let settings = MessagingSettings {
+            time_zone: "UTC".into(),
+            ..MessagingSettings::default()
+        };
+        let patient = json!({"resourceType": "Patient", "extension": [
+            {"url": super::super::TIME_ZONE_URL, "valueCode": "Europe/Paris"}]});
+        assert_eq!(
+            zone_for(Some(&patient), place.clone(), &settings).iana_name(),
+            Some("Europe/Paris")
+        );
+        assert_eq!(
+            zone_for(None, place, &settings).iana_name(),
+            Some("America/Chicago")
+        );
+        assert_eq!(zone_for(None, None, &settings).iana_name(), Some("UTC"));
     }
 
     #[test]

@@ -123,11 +123,11 @@ async fn run(app: &App, claimed: &ClaimedJob, mut job: SendJob) -> Result<Step, 
     let key = message_key(&claimed.id, job.step);
     let now = crate::clock::now_micros();
     if job.sent.is_none() {
-        let zone = render::zone_for(
-            found.patient.as_ref(),
-            found.location.as_ref(),
-            &found.settings,
-        );
+        let place = match render::zone_of(found.location.as_ref()) {
+            Some(zone) => Some(zone),
+            None => place_zone(app, &job, &found.appointment).await?,
+        };
+        let zone = render::zone_for(found.patient.as_ref(), place, &found.settings);
         let due = render::after_quiet_hours(now, policy.quiet_hours.as_ref(), &zone);
         let visit = parse_instant(&job.start).unwrap_or(now);
         if due >= visit {
@@ -240,6 +240,28 @@ async fn gather(app: &App, job: &SendJob) -> Result<Option<Found>, FhirError> {
         location,
         practitioner,
     }))
+}
+
+/// The zone of the Schedule of the visit's practitioner, when the patient and the
+/// Location name none (looked up only then).
+async fn place_zone(
+    app: &App,
+    job: &SendJob,
+    visit: &Value,
+) -> Result<Option<jiff::tz::TimeZone>, FhirError> {
+    let Some(practitioner) = visit["participant"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["actor"]["reference"].as_str())
+        .find(|r| r.starts_with("Practitioner/"))
+    else {
+        return Ok(None);
+    };
+    let search = [("actor".to_owned(), practitioner.to_owned())];
+    let schedules =
+        crate::workflows::scheduling::lookup::all(app, job.tenant, "Schedule", &search).await?;
+    Ok(render::zone_of_schedule(schedules.first()))
 }
 
 /// Writes the message and hands it to the first channel that can reach the patient
