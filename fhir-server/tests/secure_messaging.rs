@@ -393,6 +393,37 @@ async fn threads_receipts_and_who_sees_them(backend: common::Backend) {
             allowed,
             "{username} finds it: {search}"
         );
+        // Cut down by _elements or _summary, judged as what it was cut from.
+        let (_, cut) = get(
+            &server,
+            tokens.of(username),
+            "Communication?_elements=payload,subject&_count=100",
+        )
+        .await;
+        assert_eq!(
+            entries(&cut)
+                .iter()
+                .any(|e| e["resource"]["id"] == id.as_str()),
+            allowed,
+            "{username}: {cut}"
+        );
+        assert!(cut["total"].is_null(), "no total of hidden messages: {cut}");
+        let (status, _) = get(
+            &server,
+            tokens.of(username),
+            &format!("Communication/{id}?_elements=payload,subject"),
+        )
+        .await;
+        assert_eq!(
+            status == 200,
+            allowed,
+            "{username} reads it cut down: {status}"
+        );
+        let (_, files) = get(&server, tokens.of(username), "Binary?_elements=data").await;
+        assert!(
+            allowed || entries(&files).is_empty(),
+            "{username} finds the photo: {files}"
+        );
     }
     // Reading the thread above marked it read for the doctor only (the recipient).
     assert_eq!(mailbox(&server, tokens.of("doc")).await.0, 0);
@@ -528,6 +559,25 @@ async fn threads_receipts_and_who_sees_them(backend: common::Backend) {
         assert_eq!(status, 404, "{path}");
     }
     assert_eq!(mailbox(&server, tokens.of("pat")).await.1.len(), 2);
+    // The patient signed in with user/ scopes (no compartment): still only their threads.
+    let location = sign_in(&server, "pat", PASSWORD, STAFF_SCOPE, &[])
+        .await
+        .unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (_, token) = exchange(&server, &code, VERIFIER).await;
+    let wide = token["access_token"].as_str().unwrap();
+    let (status, _) = get(&server, wide, &format!("Communication/{other_id}")).await;
+    assert_eq!(status, 404, "another patient's thread under user/ scopes");
+    let (_, search) = get(&server, wide, "Communication?_count=100").await;
+    let found: Vec<String> = entries(&search)
+        .iter()
+        .filter_map(|e| {
+            e["resource"]["subject"]["reference"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(!found.iter().any(|s| s == "Patient/p2"), "{search}");
 }
 both_backends!(threads_receipts_and_who_sees_them);
 
@@ -743,6 +793,25 @@ async fn bad_messages_are_refused(backend: common::Backend) {
     )
     .await;
     assert_eq!(status, 400, "not a Parameters body");
+    // A token that may only read cannot send.
+    let location = sign_in(
+        &server,
+        "pat",
+        PASSWORD,
+        "launch/patient patient/*.rs openid fhirUser",
+        &[],
+    )
+    .await
+    .unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (_, token) = exchange(&server, &code, VERIFIER).await;
+    let (status, _) = send(
+        &server,
+        token["access_token"].as_str().unwrap(),
+        json!([topic(), reference("recipient", "Practitioner/d1"), text()]),
+    )
+    .await;
+    assert_eq!(status, 403, "a read-only token sends nothing");
     let no_token = server
         .client
         .post(format!("{}/Communication/$send-message", server.base))
@@ -791,6 +860,36 @@ async fn bad_messages_are_refused(backend: common::Backend) {
         "data": "ZXZpbA=="});
     let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": forged, "request": {"method": "POST", "url": "Communication"}}]});
+    // A plain Communication of the front desk's, patched into a message from the doctor.
+    let (status, plain) = with_token(
+        &server,
+        tokens.of("desk"),
+        reqwest::Method::POST,
+        "Communication",
+        Some(
+            &json!({"resourceType": "Communication", "status": "completed",
+            "subject": {"reference": "Patient/p1"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{plain}");
+    let patch = json!([{"op": "add", "path": "/category", "value": [{"coding": [{
+        "system": "urn:fhir-server:CodeSystem/communication-kind", "code": "secure-message"}]}]},
+        {"op": "add", "path": "/sender", "value": {"reference": "Practitioner/d1"}}]);
+    let patched = server
+        .client
+        .patch(format!(
+            "{}/Communication/{}",
+            server.base,
+            plain["id"].as_str().unwrap()
+        ))
+        .bearer_auth(tokens.of("desk"))
+        .header("content-type", "application/json-patch+json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 403, "a patch that would forge a message");
     let writes: Vec<(&str, &str, reqwest::Method, String, Option<Value>)> = vec![
         (
             "a patient's forged message",

@@ -150,6 +150,7 @@ pub const CLINICAL_TYPES: &[&str] = &[
     "FamilyMemberHistory",
     "Specimen",
     "QuestionnaireResponse",
+    "Communication",
 ];
 /// What a patient may write about themselves.
 const PATIENT_WRITES: &[&str] = &["Appointment", "Communication", "QuestionnaireResponse"];

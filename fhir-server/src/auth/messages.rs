@@ -4,8 +4,9 @@
 //! the REST API by a user: a patient or a member of staff must not rewrite what was said,
 //! forge a sender, mark a message read for someone else, or swap an attachment. The
 //! `admin` role, a backend service and the server itself may (a migration of messages from
-//! another system). The conditional forms of writes on these types are refused too, since
-//! what they would match cannot be judged beforehand.
+//! another system). The conditional forms of writes on these types, and PATCH, are
+//! refused to users too, since what they would match or leave cannot be judged
+//! beforehand.
 
 use axum::http::Method;
 use serde_json::Value;
@@ -65,6 +66,13 @@ pub async fn check_write(
     }
     if body.is_some_and(guarded) {
         return Err(refused());
+    }
+    // What a patch leaves is known only once applied: a plain Communication patched into a
+    // secure message would be a forged one.
+    if *method == Method::PATCH {
+        return Err(forbidden(format!(
+            "PATCH of {resource_type} takes the admin role or a backend service (secure messages)"
+        )));
     }
     match segments {
         [_] | [_, _] if *method == Method::POST => Ok(()),

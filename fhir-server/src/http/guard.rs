@@ -26,15 +26,8 @@ use crate::rest::response::FhirResponse;
 /// request (the history of everything, a system-level operation) needs.
 pub const EVERY_TYPE: &str = "*";
 
-/// Operations that check themselves who may do what (secure messaging's sending, see
-/// `workflows::messaging::secure`): the gate asks only that the token may read the type.
-const SELF_CHECKED: &[&str] = &["$send-message"];
-
 /// The permission an operation needs: to read, unless it changes something.
 fn operation(name: &str, target: Target<'_>) -> Permission {
-    if SELF_CHECKED.contains(&name) {
-        return Permission::Read;
-    }
     match crate::ops::find(name, target) {
         Some(op) if !op.affects_state => Permission::Read,
         _ => Permission::Create,
@@ -311,7 +304,7 @@ async fn admit_patient(
         // A patient's export covers the patient's compartment only (see `ops::export`).
         ["Patient", "$export"] | ["Group", _, "$export"] => Ok(()),
         // These confine a patient's token to its own patient themselves.
-        ["Appointment", "$hold" | "$book"] => Ok(()),
+        ["Appointment", "$hold" | "$book"] | ["Communication", "$send-message"] => Ok(()),
         [_, name] if name.starts_with('$') && permission != Permission::Read => Err(forbidden(
             "Type-level operations that change data need a user/ or system/ scope",
         )),

@@ -3,11 +3,11 @@
 //! - an attachment (a Binary whose `securityContext` is a resource) is read exactly when
 //!   the resource it belongs to may be read by the same token, as FHIR defines
 //!   `securityContext`; whether the token may read Binaries does not matter;
-//! - a member of staff whose role lets them read every Communication still sees a secure
-//!   message (and its attachments) only when its thread is open to them
-//!   (`secure::access`): any answer (a read, a search, a history, an `_include`) loses
-//!   the others, as if they did not exist. A patient's answers are already confined to
-//!   their compartment, where every thread about them is.
+//! - a user (anyone but the admin role, a backend service or the server) whose role lets
+//!   them read every Communication still sees a secure message (and its attachments)
+//!   only when its thread is open to them (`secure::access`): any answer (a read, a
+//!   search, a history, an `_include`, cut down by `_elements` or not) loses the others,
+//!   as if they did not exist, and a search of those types has no `total`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -67,11 +67,44 @@ pub async fn attachment(
     }
 }
 
-/// Whether stored JSON may be a secure message or an attachment: a cheap look before
-/// parsing it.
+/// Whether stored JSON may be a secure message or an attachment, whole or cut down by
+/// `_elements` / `_summary` (tagged SUBSETTED): a cheap look before parsing it.
 fn may_concern(bytes: &[u8]) -> bool {
     let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    holds(crate::resource::SECURE_MESSAGE.as_bytes()) || holds(b"securityContext")
+    holds(crate::resource::SECURE_MESSAGE.as_bytes())
+        || holds(b"securityContext")
+        || holds(b"SUBSETTED")
+}
+
+/// Whether `resource` was cut down by `_elements` or `_summary`.
+fn subsetted(resource: &Value) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .is_some_and(|tags| tags.iter().any(|t| t["code"] == "SUBSETTED"))
+}
+
+/// What a resource of an answer is to be judged by: itself, or, cut down, the stored
+/// resource it was cut from (`None`: gone, so hidden).
+async fn judged_as(
+    app: &App,
+    request: &FhirRequest,
+    resource: &Value,
+) -> Result<Option<Value>, FhirError> {
+    let kind = resource["resourceType"].as_str().unwrap_or_default();
+    if !subsetted(resource) || !matches!(kind, "Communication" | "Binary") {
+        return Ok(Some(resource.clone()));
+    }
+    let id = resource["id"].as_str().unwrap_or_default();
+    records::read(app, request.tenant, kind, id).await
+}
+
+/// Whether `resource` (as judged) falls under the thread rule: a secure message, or a
+/// Binary whose `securityContext` is a Communication.
+fn concerned(resource: &Value) -> bool {
+    is_secure_message(resource)
+        || resource["securityContext"]["reference"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Communication/"))
 }
 
 /// The resources of an answer that may be secure messages or their attachments, parsed.
@@ -103,36 +136,60 @@ fn key_of(resource: &Value) -> (String, String) {
     (text("resourceType"), text("id"))
 }
 
-/// Keeps out of a member of staff's answer the secure messages, and their attachments,
-/// whose threads are not open to them.
+/// Keeps out of a user's answer the secure messages, and their attachments, whose
+/// threads are not open to them (a patient's: the threads about them). A search of
+/// Communication or Binary by a user answers no `total` (it would count the others).
 pub async fn seen_only(
     app: &App,
     request: &FhirRequest,
     response: FhirResponse,
 ) -> Result<FhirResponse, FhirError> {
     let principal = request.principal.as_deref();
-    if !matches!(Reader::of(principal), Reader::Staff { .. }) {
+    if Reader::of(principal) == Reader::Everyone {
         return Ok(response);
     }
-    let messages = resources_of(&response)
-        .into_iter()
-        .filter(|r| is_secure_message(r) || !r["securityContext"].is_null())
-        .collect::<Vec<_>>();
-    if messages.is_empty() {
+    let response = without_total(request, response);
+    let mut judged_resources = Vec::new();
+    for resource in resources_of(&response) {
+        if let Some(judged) = judged_as(app, request, &resource).await? {
+            if concerned(&judged) {
+                judged_resources.push((key_of(&resource), Some(judged)));
+            }
+        } else {
+            judged_resources.push((key_of(&resource), None));
+        }
+    }
+    if judged_resources.is_empty() {
         return Ok(response);
     }
     let seeing = Seeing::of(app, request.tenant, principal).await?;
     let mut judged = Judged::default();
     let mut hidden: HashSet<(String, String)> = HashSet::new();
-    for resource in &messages {
-        if !judged.open(app, request, &seeing, resource).await? {
-            hidden.insert(key_of(resource));
+    for (key, resource) in judged_resources {
+        let open = match &resource {
+            Some(resource) => judged.open(app, request, &seeing, resource).await?,
+            None => false,
+        };
+        if !open {
+            hidden.insert(key);
         }
     }
     if hidden.is_empty() {
         return Ok(response);
     }
     super::guard::keep_only(response, |value| !hidden.contains(&key_of(value)))
+}
+
+/// A user's search of Communication or Binary without its `total`.
+fn without_total(request: &FhirRequest, mut response: FhirResponse) -> FhirResponse {
+    let searched = matches!(
+        request.segments.first().map(String::as_str),
+        Some("Communication" | "Binary")
+    );
+    if let (true, Some(Payload::Bundle(bundle))) = (searched, &mut response.payload) {
+        bundle.shell.remove("total");
+    }
+    response
 }
 
 /// Threads judged for one answer, by their first message's id.

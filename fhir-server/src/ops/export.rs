@@ -201,10 +201,11 @@ fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), FhirError> {
     Ok(())
 }
 
-/// The types a member of staff's export holds: never Communication and Binary, since
-/// secure messages and their attachments are open to them thread by thread
+/// The types a user's export holds: never Communication and Binary, since secure
+/// messages and their attachments are open to them thread by thread
 /// (`workflows::messaging::secure::access`), which a file of every resource cannot
-/// follow. Anyone else's types as they are (none: all).
+/// follow; but a patient's export of their own compartment (their threads) holds them, and
+/// an admin's, a backend's or the server's every type asked (none: all).
 async fn without_secure_messages(
     app: &App,
     request: &FhirRequest,
@@ -212,10 +213,11 @@ async fn without_secure_messages(
     mut types: Vec<String>,
 ) -> Result<Vec<String>, FhirError> {
     use crate::workflows::messaging::secure::access::Reader;
-    if !matches!(
-        Reader::of(request.principal.as_deref()),
-        Reader::Staff { .. }
-    ) {
+    let own_compartment = match (Reader::of(request.principal.as_deref()), scope) {
+        (Reader::Patient(own), Scope::Patients(Some(members))) => members.iter().all(|m| *m == own),
+        _ => false,
+    };
+    if Reader::of(request.principal.as_deref()) == Reader::Everyone || own_compartment {
         return Ok(types);
     }
     if types.is_empty() {
@@ -224,7 +226,7 @@ async fn without_secure_messages(
     types.retain(|t| t != "Communication" && t != "Binary");
     if types.is_empty() {
         return Err(crate::auth::enforce::forbidden(
-            "A member of staff's export leaves out Communication and Binary (secure messages): nothing else was asked for",
+            "A user's export leaves out Communication and Binary (secure messages): nothing else was asked for",
         ));
     }
     Ok(types)

@@ -6,8 +6,10 @@
 //! - `$thread` (instance): a thread, whole, as a Bundle; what came to the reader is
 //!   marked read (`received`), which is the sender's read receipt.
 //!
-//! Each checks who may do what itself (`secure::access`): the gate asks only that the
-//! token may read Communications.
+//! The gate asks that the token may write Communications for `$send-message` and read
+//! them for the others; who may take part in which thread each checks itself
+//! (`secure::access`). `$thread` writes read receipts only for a token that may update
+//! Communications (a read-only app reads without marking anything).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -234,7 +236,13 @@ async fn thread(
 ) -> Result<FhirResponse, FhirError> {
     let id = target.id().unwrap_or_default();
     let seeing = Seeing::of(app, request.tenant, request.principal.as_deref()).await?;
-    let messages = mailbox::open(app, request.tenant, &seeing, id).await?;
+    let receipts = crate::auth::enforce::check(
+        request.principal.as_deref(),
+        "Communication",
+        smart_auth::scope::Permission::Update,
+    )
+    .is_ok();
+    let messages = mailbox::open(app, request.tenant, &seeing, (id, receipts)).await?;
     let entries: Vec<Value> = messages
         .into_iter()
         .map(|message| {

@@ -22,15 +22,15 @@ pub const MESSAGE_NOTICE: &str = "message-notice";
 pub const RESCHEDULE_OFFER: &str = "reschedule-offer";
 
 /// Whether an appointment's change releases it: booked before, cancelled now with the
-/// deadline's mark ([`crate::resource::RELEASED_URL`]).
+/// deadline's mark ([`crate::resource::RELEASED_URL`]), which it did not have before.
 fn releases(previous: Option<&Value>, next: Option<&Value>) -> bool {
-    let released = next.is_some_and(|next| {
-        next["status"] == "cancelled"
-            && next["extension"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["url"] == crate::resource::RELEASED_URL))
-    });
-    released && previous.is_some_and(|previous| previous["status"] == "booked")
+    let marked = |appointment: &Value| {
+        appointment["extension"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["url"] == crate::resource::RELEASED_URL))
+    };
+    next.is_some_and(|next| next["status"] == "cancelled" && marked(next))
+        && previous.is_some_and(|previous| previous["status"] == "booked" && !marked(previous))
 }
 
 /// Queues the work a change of `resource_type/id` from `previous` to `next` causes.

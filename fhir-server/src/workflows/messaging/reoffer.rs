@@ -6,7 +6,7 @@
 //! when it is still free.
 //!
 //! The offer is a Task (`intent` proposal, `focus` the released visit, `for` the patient,
-//! an `input` of type `opening` per time, `restriction.period.end` the first time): it is
+//! an `input` of type `opening` per time, `restriction.period.end` the last time): it is
 //! taken once (its status moves to `in-progress` by a write conditional on the version
 //! read, so of several answers at once one books), then `completed` with the new
 //! appointment as `output`; a time taken meanwhile puts it back to `requested`. The offer
@@ -114,7 +114,7 @@ async fn offer_task(
         .filter(|opening| released.is_none_or(|r| !r.overlaps(*opening)))
         .take(OFFERED)
         .collect();
-    let Some(first) = openings.first() else {
+    let Some(last) = openings.last() else {
         return Ok(None);
     };
     let id = visit["id"].as_str().unwrap_or_default();
@@ -130,7 +130,7 @@ async fn offer_task(
         "code": {"text": "Offer of new times for a released visit"},
         "focus": {"reference": format!("Appointment/{id}")},
         "authoredOn": format_instant(crate::clock::now_micros()),
-        "restriction": {"period": {"end": format_instant(first.start)}},
+        "restriction": {"period": {"end": format_instant(last.start)}},
         "input": inputs});
     if let Some(patient) = patient_of(visit) {
         task["for"] = json!({"reference": patient});
@@ -243,6 +243,10 @@ async fn deliver(
         let Some(to) = outbound::address_for(patient, channel) else {
             continue;
         };
+        // An email's links need the public URL and the link key.
+        if channel == "email" && book_link(settings, (task, task_id), 1).is_none() {
+            continue;
+        }
         let choices: Vec<String> = times
             .iter()
             .enumerate()
@@ -373,17 +377,20 @@ pub async fn take(
     if task["status"] != "requested" || opening.start <= crate::clock::now_micros() {
         return Ok("This offer is no longer open.".into());
     }
+    let released = task["focus"]["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let Some(visit) = records::read_reference(app, tenant, &released).await? else {
+        return Ok("This offer is no longer open.".into());
+    };
+    let mut new = booking::booked(proposed_at(&visit, opening))?;
+    new["extension"] =
+        json!([{"url": PREVIOUS_APPOINTMENT, "valueReference": {"reference": released}}]);
     task["status"] = json!("in-progress");
     if !records::replace_unchanged(app, tenant, task.clone()).await? {
         return Ok("This offer is no longer open.".into());
     }
-    let released = task["focus"]["reference"].as_str().unwrap_or_default();
-    let visit = records::read_reference(app, tenant, released)
-        .await?
-        .unwrap_or_default();
-    let mut new = booking::booked(proposed_at(&visit, opening))?;
-    new["extension"] =
-        json!([{"url": PREVIOUS_APPOINTMENT, "valueReference": {"reference": released}}]);
     let booked = records::create(app, tenant, new, None).await;
     let mut task = records::read(app, tenant, "Task", task_id)
         .await?

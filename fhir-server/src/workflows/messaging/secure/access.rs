@@ -2,9 +2,11 @@
 //!
 //! - a patient: the threads about them (every thread has its patient as a party);
 //! - a member of staff (a user of any role but `admin`): the threads they take part in
-//!   (as their `fhirUser`, through a care team they are a member of, or through their
-//!   role), and the threads about a patient of theirs: one whose care team they are in,
-//!   or who has an appointment with them from 12 months ago on;
+//!   (as their `fhirUser`, through a care team they are a member of or a
+//!   PractitionerRole of theirs, or through their role), and the threads about a
+//!   patient of theirs: one whose care team they are in, or who has an appointment with
+//!   them from 12 months ago on (booked, or held: arrived, checked-in, fulfilled,
+//!   noshow; not a proposal or a hold);
 //! - the `admin` role, a backend service (system/ scopes) and the server itself: all.
 //!
 //! A thread is seen whole or not at all: it is open when any of its messages is.
@@ -76,7 +78,7 @@ impl Reader {
 }
 
 /// What makes a message a member of staff's, beyond taking part in it by name: their
-/// care teams, and their patients (`Patient/p1`).
+/// care teams and PractitionerRoles (`teams`), and their patients (`Patient/p1`).
 #[derive(Debug, Default, Clone)]
 pub struct Circle {
     pub teams: HashSet<String>,
@@ -105,16 +107,24 @@ impl Circle {
                 circle.patients.insert(patient.to_owned());
             }
         }
+        // Their PractitionerRoles stand for them like their care teams do.
+        let roles = [("practitioner".to_owned(), user.to_owned())];
+        for role in lookup::all(app, tenant, "PractitionerRole", &roles).await? {
+            if let Some(id) = role["id"].as_str() {
+                circle.teams.insert(format!("PractitionerRole/{id}"));
+            }
+        }
         let since = format_instant(crate::clock::now_micros() - RECENT);
         let seen = [
             ("actor".to_owned(), user.to_owned()),
             ("date".to_owned(), format!("ge{since}")),
         ];
         for visit in lookup::all(app, tenant, "Appointment", &seen).await? {
-            if matches!(
+            let held = matches!(
                 visit["status"].as_str(),
-                Some("cancelled" | "entered-in-error")
-            ) {
+                Some("booked" | "arrived" | "checked-in" | "fulfilled" | "noshow")
+            );
+            if !held {
                 continue;
             }
             if let Some(patient) = patient_of(&visit) {
@@ -193,12 +203,19 @@ impl Seeing {
     }
 
     /// Whether `message` waits to be read by this reader: sent to them (or their care
-    /// team or role), not by them, and not read yet.
+    /// team or role), not by them, and not read yet. A message to the patient waits for
+    /// the patient: the staff it also went to do not mark it read (the sender's read
+    /// receipt says the patient read it).
     pub fn unread(&self, message: &Value) -> bool {
         let me = self.reader.as_party();
+        let recipients = super::recipients(message);
+        let to_the_patient = recipients
+            .iter()
+            .any(|party| matches!(party, Party::Resource(r) if r.starts_with("Patient/")));
         message["received"].is_null()
             && Party::of(&message["sender"]) != me
-            && super::recipients(message)
+            && (matches!(self.reader, Reader::Patient(_)) || !to_the_patient)
+            && recipients
                 .iter()
                 .any(|party| receives_as(&self.reader, self.circle.as_ref(), party))
     }

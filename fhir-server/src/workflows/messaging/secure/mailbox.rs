@@ -62,12 +62,12 @@ async fn threads(
 }
 
 /// The thread of message `id` as `seeing` reads it, marking what came to them read
-/// (`received`, now); 404 when there is none they may see.
+/// (`received`, now) when `receipts`; 404 when there is none they may see.
 pub async fn open(
     app: &App,
     tenant: TenantId,
     seeing: &Seeing,
-    id: &str,
+    (id, receipts): (&str, bool),
 ) -> Result<Vec<Value>, FhirError> {
     let not_found = || FhirError::not_found(format!("No secure message Communication/{id}"));
     let message = records::read(app, tenant, "Communication", id)
@@ -80,7 +80,7 @@ pub async fn open(
     }
     let now = format_instant(crate::clock::now_micros());
     for message in &mut messages {
-        if !seeing.unread(message) {
+        if !receipts || !seeing.unread(message) {
             continue;
         }
         let mut read = message.clone();
