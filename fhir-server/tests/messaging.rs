@@ -830,6 +830,22 @@ fn link_in(text: &str, nth: usize) -> String {
         .to_owned()
 }
 
+/// POSTs the page of a link in a message with its token, as its button does.
+async fn post_link(server: &Server, token: String) -> (u16, String) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("t", &token)
+        .finish();
+    let response = server
+        .client
+        .post(format!("{}/messaging/link", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
 /// The links in a reminder email, opened in a real browser: the page asks and only its
 /// button confirms; a link works once, a forged one not at all; the cancel link cancels.
 async fn links_confirm_and_cancel_in_a_browser(backend: common::Backend) {
@@ -866,35 +882,18 @@ async fn links_confirm_and_cancel_in_a_browser(backend: common::Backend) {
         "urn:fhir-server:StructureDefinition/patient-confirmed"
     );
 
-    let post = |url: String, token: String| {
-        let client = server.client.clone();
-        async move {
-            let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("t", &token)
-                .finish();
-            let response = client
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
     let token_of = |link: &str| link.split("?t=").nth(1).unwrap().to_owned();
-    let endpoint = format!("{}/messaging/link", server.base);
-    let (status, page) = post(endpoint.clone(), token_of(&confirm)).await;
+    let (status, page) = post_link(&server, token_of(&confirm)).await;
     assert_eq!(status, 410, "{page}");
     assert!(page.contains("used already"));
     let mut forged = token_of(&cancel);
     forged.insert(3, 'x');
-    assert_eq!(post(endpoint.clone(), forged).await.0, 400);
-    let (status, page) = post(endpoint.clone(), token_of(&cancel)).await;
+    assert_eq!(post_link(&server, forged).await.0, 400);
+    let (status, page) = post_link(&server, token_of(&cancel)).await;
     assert_eq!(status, 200, "{page}");
     let (_, visit) = server.get_json("Appointment/a1").await;
     assert_eq!(visit["status"], "cancelled");
-    let (status, _) = post(endpoint, token_of(&cancel)).await;
+    let (status, _) = post_link(&server, token_of(&cancel)).await;
     assert_eq!(status, 409, "the visit changed (cancelled) since");
 }
 both_backends!(links_confirm_and_cancel_in_a_browser);
@@ -1460,25 +1459,6 @@ async fn released_visits_are_offered_new_times(backend: common::Backend) {
     let text = unquote(&text);
     let local = |link: String| link.replace("http://fhir.test/fhir", &server.base);
     let token_of = |link: &str| link.split("?t=").nth(1).unwrap().to_owned();
-    let post = |token: String| {
-        let (client, url) = (
-            server.client.clone(),
-            format!("{}/messaging/link", server.base),
-        );
-        async move {
-            let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("t", &token)
-                .finish();
-            let response = client
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
     let second = local(link_in(&text, 1));
     let page = server
         .client
@@ -1490,12 +1470,12 @@ async fn released_visits_are_offered_new_times(backend: common::Backend) {
         .await
         .unwrap();
     assert!(page.contains("Book this time?"), "{page}");
-    let (status, page) = post(token_of(&second)).await;
+    let (status, page) = post_link(&server, token_of(&second)).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Booked"), "{page}");
-    let (status, _) = post(token_of(&second)).await;
+    let (status, _) = post_link(&server, token_of(&second)).await;
     assert_eq!(status, 410, "a link books once");
-    let (_, page) = post(token_of(&local(link_in(&text, 0)))).await;
+    let (_, page) = post_link(&server, token_of(&local(link_in(&text, 0)))).await;
     assert!(
         page.contains("no longer open"),
         "the offer was taken: {page}"

@@ -37,6 +37,19 @@ pub fn retry_at(attempt: u32, now: i64) -> i64 {
     now + wait.min(LONGEST_WAIT)
 }
 
+/// The step after failed attempt `attempt` (counted from 1) of a job now in `state`: again
+/// after [`retry_at`]'s wait, or given up once it reaches `most` attempts.
+pub fn again_or_give_up(state: String, attempt: u32, most: u32) -> Step {
+    if attempt >= most {
+        Step::Failed(state)
+    } else {
+        Step::Later {
+            state,
+            at: retry_at(attempt, now_micros()),
+        }
+    }
+}
+
 /// Starts `workers` workers for jobs of `kind`, each running `run` on the jobs it claims.
 /// A job must end (or be given up) within `lease`, or another worker takes it over.
 pub fn start<F, Fut>(

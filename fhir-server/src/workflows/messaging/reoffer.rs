@@ -75,13 +75,7 @@ fn state(job: &OfferJob) -> String {
 fn later(mut job: OfferJob, why: &str) -> Step {
     job.attempt += 1;
     tracing::info!(appointment = %job.appointment, attempt = job.attempt, %why, "an offer of new times will be tried again");
-    match job.attempt {
-        n if n >= MOST_ATTEMPTS => Step::Failed(state(&job)),
-        n => Step::Later {
-            state: state(&job),
-            at: runner::retry_at(n, crate::clock::now_micros()),
-        },
-    }
+    runner::again_or_give_up(state(&job), job.attempt, MOST_ATTEMPTS)
 }
 
 /// The times of an offer Task.

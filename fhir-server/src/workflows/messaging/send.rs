@@ -85,13 +85,7 @@ fn state(job: &SendJob) -> String {
 fn later(mut job: SendJob, why: String) -> Step {
     job.attempt += 1;
     tracing::info!(request = %job.request, attempt = job.attempt, %why, "a reminder will be tried again");
-    match job.attempt {
-        n if n >= MOST_ATTEMPTS => Step::Failed(state(&job)),
-        n => Step::Later {
-            state: state(&job),
-            at: runner::retry_at(n, crate::clock::now_micros()),
-        },
-    }
+    runner::again_or_give_up(state(&job), job.attempt, MOST_ATTEMPTS)
 }
 
 /// What the job found of the records it works on.
@@ -249,13 +243,7 @@ async fn place_zone(
     job: &SendJob,
     visit: &Value,
 ) -> Result<Option<jiff::tz::TimeZone>, FhirError> {
-    let Some(practitioner) = visit["participant"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["actor"]["reference"].as_str())
-        .find(|r| r.starts_with("Practitioner/"))
-    else {
+    let Some(practitioner) = crate::workflows::scheduling::practitioner_of(visit) else {
         return Ok(None);
     };
     let search = [("actor".to_owned(), practitioner.to_owned())];

@@ -23,3 +23,12 @@ pub fn patient_of(appointment: &serde_json::Value) -> Option<String> {
         .find(|r| r.starts_with("Patient/"))
         .map(str::to_owned)
 }
+
+/// The first `Practitioner/...` participant of an appointment.
+pub fn practitioner_of(appointment: &serde_json::Value) -> Option<&str> {
+    appointment["participant"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| p["actor"]["reference"].as_str())
+        .find(|r| r.starts_with("Practitioner/"))
+}

@@ -107,13 +107,7 @@ pub async fn next_openings(
     visit: &Value,
     count: usize,
 ) -> Result<Vec<Span>, FhirError> {
-    let Some(practitioner) = visit["participant"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["actor"]["reference"].as_str())
-        .find(|r| r.starts_with("Practitioner/"))
-    else {
+    let Some(practitioner) = crate::workflows::scheduling::practitioner_of(visit) else {
         return Ok(Vec::new());
     };
     let search = [

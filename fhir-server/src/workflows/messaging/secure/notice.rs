@@ -60,13 +60,7 @@ fn state(job: &NoticeJob) -> String {
 fn later(mut job: NoticeJob, why: &str) -> Step {
     job.attempt += 1;
     tracing::info!(message = %job.message, attempt = job.attempt, %why, "a message notice will be tried again");
-    match job.attempt {
-        n if n >= MOST_ATTEMPTS => Step::Failed(state(&job)),
-        n => Step::Later {
-            state: state(&job),
-            at: runner::retry_at(n, crate::clock::now_micros()),
-        },
-    }
+    runner::again_or_give_up(state(&job), job.attempt, MOST_ATTEMPTS)
 }
 
 /// What the notice says.
