@@ -142,6 +142,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_release_itself_offers_new_times() {
+        let booked = json!({"status": "booked"});
+        let mark = json!([{"url": crate::resource::RELEASED_URL, "valueDateTime": "2027-01-01T00:00:00Z"}]);
+        let released = json!({"status": "cancelled", "extension": mark});
+        let cancelled = json!({"status": "cancelled"});
+        assert!(releases(Some(&booked), Some(&released)));
+        assert!(
+            !releases(Some(&booked), Some(&cancelled)),
+            "a cancellation by the patient"
+        );
+        let mut rebooked = released.clone();
+        rebooked["status"] = json!("booked");
+        assert!(
+            !releases(Some(&rebooked), Some(&released)),
+            "released before: no second offer"
+        );
+        assert!(!releases(None, Some(&released)));
+    }
+
+    #[test]
     fn a_secure_message_notifies_its_people_but_not_its_sender() {
         let kind = json!([{"coding": [{"system": crate::resource::COMMUNICATION_KIND,
             "code": crate::resource::SECURE_MESSAGE}]}]);

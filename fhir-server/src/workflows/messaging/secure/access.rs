@@ -279,5 +279,11 @@ mod tests {
         let mut read = message();
         read["received"] = json!("2027-01-01T00:00:00Z");
         assert!(!seeing(staff("Practitioner/d1", "provider")).unread(&read));
+        // A message to the patient waits for the patient, not for the staff it also went to.
+        let reply = json!({"resourceType": "Communication", "subject": {"reference": "Patient/p1"},
+            "sender": {"reference": "Practitioner/d1"},
+            "recipient": [{"reference": "Patient/p1"}, {"reference": "Practitioner/d2"}]});
+        assert!(seeing(Reader::Patient("p1".into())).unread(&reply));
+        assert!(!seeing(staff("Practitioner/d2", "provider")).unread(&reply));
     }
 }
