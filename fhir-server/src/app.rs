@@ -19,6 +19,8 @@ pub struct App {
     pub auth: AuthState,
     /// `--trusted-proxies`, parsed (checked when the server starts).
     pub trusted_proxies: Vec<Range>,
+    /// The audit trail's recorder (started by `serve`).
+    pub audit: Arc<crate::audit::Recorder>,
     /// Tenants known to exist, by name. Tenants are never removed, so a positive answer
     /// can be cached; an unknown name is looked up again each time (another server may
     /// create it).
@@ -31,7 +33,9 @@ impl App {
     pub fn new(store: Store, config: ServeConfig) -> SharedApp {
         let trusted_proxies =
             crate::auth::proxies::parse_all(&config.trusted_proxies).unwrap_or_default();
+        let audit = crate::audit::Recorder::new(store.clone(), config.audit);
         Arc::new(App {
+            audit,
             store,
             config,
             auth: AuthState::default(),

@@ -54,6 +54,11 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_AUTH", value_enum, default_value = "smart")]
     pub auth: AuthMode,
 
+    /// Whether every access is recorded in the audit trail. `false` is for measuring what
+    /// auditing costs (the benchmark), never for a server with patient data.
+    #[arg(long, env = "FHIR_AUDIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit: bool,
+
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
     /// are believed (for secure cookies, logs and the audit), as addresses or ranges,
     /// comma-separated: `127.0.0.1,10.0.0.0/8`. Default: none.

@@ -10,6 +10,7 @@
 //! their values), and the bottom: `resource`, `fhir`, `ids`, `config`, `clock`, `error`.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod channels;
 pub mod cli;

@@ -28,6 +28,8 @@ const LAYERS: &[&str] = &[
     "search",
     // Storage (the only SQL besides the search planner), with transaction execution.
     "store",
+    // The audit trail: the recorder, the sealer, AuditEvents, the chain's check.
+    "audit",
     // The FHIR REST request and response, and the state requests share.
     // Who is asking and what they may do (bearer tokens, scopes, roles, accounts).
     "auth",

@@ -38,6 +38,33 @@ fn verb(permission: Permission) -> &'static str {
     }
 }
 
+/// A member of staff who breaks the glass (an emergency, with a reason given): the same
+/// principal with the role's reading widened to every type but AuditEvent, for this one
+/// request; writing stays as it was, the token's scopes still bound everything, and the
+/// request is flagged in the audit trail (purposeOfUse BTG) for review. `None` for
+/// anyone else (a patient, an admin, a backend service): their access has no glass.
+pub fn break_glass(principal: &Principal) -> Option<Principal> {
+    let role = principal
+        .role
+        .as_ref()
+        .filter(|_| may_break_glass(principal))?;
+    let mut widened = principal.clone();
+    widened.role = Some(smart_auth::role::Role {
+        read: smart_auth::role::Types::AllBut(vec!["AuditEvent".to_owned()]),
+        ..role.clone()
+    });
+    Some(widened)
+}
+
+/// Whether `principal` is a signed-in member of staff (not a patient, not an admin).
+pub fn may_break_glass(principal: &Principal) -> bool {
+    principal.username.is_some()
+        && principal
+            .role
+            .as_ref()
+            .is_some_and(|role| role.name != "patient" && role.name != "admin")
+}
+
 /// Whether `principal` (`None`: the server's own rights, or `--auth none`) may do
 /// `permission` on `resource_type`, and how far.
 pub fn check(

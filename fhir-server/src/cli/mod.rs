@@ -14,6 +14,7 @@ use crate::config::{AuthMode, DatabaseConfig, LogFormat, ServeConfig};
 use crate::store::{self, Store};
 use crate::{app, http, jobs};
 
+mod audit;
 mod auth;
 mod demo;
 mod edi;
@@ -81,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: messaging::MessagingCommand,
     },
+    /// The audit trail: verify it, export its head, review break-glass accesses.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// The server's token signing keys.
     Keys {
         #[command(subcommand)]
@@ -144,6 +150,7 @@ pub fn main() -> ExitCode {
             Command::Issuer { command } => auth::issuer(command).await,
             Command::Keys { command } => auth::keys(command).await,
             Command::Messaging { command } => messaging::run(command).await,
+            Command::Audit { command } => audit::run(command).await,
         }
     });
     match result {
@@ -271,6 +278,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     };
     let backend = store.backend_name();
     let app = app::App::new(store, config);
+    app.audit.start();
     jobs::start(app.clone());
     crate::workflows::scheduling::waitlist::start(app.clone());
     crate::workflows::messaging::start(app.clone());
@@ -282,11 +290,12 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
             app.auth.origins.clone(),
         ));
     }
-    let router = http::router(app)?;
+    let router = http::router(app.clone())?;
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("fhir-server listening on http://{address}");
     http::serve::serve(listener, router, limits, shutdown_signal()).await;
+    app.audit.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! `{root}/fhir` is tenant `default`; `{root}/t/{tenant}/fhir` is any other tenant.
 
 pub mod admin;
+pub mod audit;
+pub mod audit_events;
 pub mod auth;
 pub mod capabilities;
 pub mod cors;
@@ -39,7 +41,10 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
     let registered = (app.config.auth == AuthMode::Smart).then(|| app.auth.origins.clone());
     let cors = cors::layer(&app.config.cors_origins, registered)?;
     let mut fhir_api = Router::new()
-        .merge(auth::routes())
+        .merge(auth::routes().layer(middleware::from_fn_with_state(
+            app.clone(),
+            audit::auth_layer,
+        )))
         .route("/fhir/messaging/twilio/{hook}", post(twilio::handle))
         .route(
             "/fhir/messaging/link",
@@ -91,6 +96,8 @@ async fn request_id(request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let mut request = request;
+    request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
@@ -111,6 +118,10 @@ async fn request_id(request: Request, next: Next) -> Response {
     }
     response
 }
+
+/// The id [`request_id`] gave a request, for its audit record.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// The server's public root URL: `--base-url`, else `http://` and the Host header.
 pub fn root_url(app: &App, headers: &axum::http::HeaderMap) -> String {
@@ -176,9 +187,22 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
     };
     let root = root_url(&app, &parts.headers);
     let base = format!("{root}{base_path}");
-    let principal = match authenticate(&app, tenant, &base, &parts.headers, &segments).await {
+    let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
+    let authenticated = authenticate(&app, tenant, &base, &parts.headers, &segments)
+        .await
+        .map(|principal| audit::glass_broken(&parts.headers, principal));
+    let agent = app.audit.enabled().then(|| {
+        let principal = authenticated.as_ref().ok().and_then(Option::as_deref);
+        audit::agent(&app, &parts, principal, request_id.as_deref())
+    });
+    let principal = match authenticated {
         Ok(principal) => principal,
-        Err(error) => return encode_error(&error, format),
+        Err(error) => {
+            if let Some(agent) = agent {
+                refused(&app, tenant, &parts, &segments, &error, agent);
+            }
+            return encode_error(&error, format);
+        }
     };
     let request = FhirRequest {
         tenant,
@@ -190,16 +214,36 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         body,
         principal,
     };
-    let attribution = crate::store::provenance::Attribution {
+    let attribution = attribution(&request, agent);
+    let answered =
+        crate::store::provenance::attributed(attribution, route::dispatch(&app, &request)).await;
+    encode_answer(&request, answered, format)
+}
+
+/// Who makes the changes of `request`, for their Provenance and audit records.
+fn attribution(
+    request: &FhirRequest,
+    agent: Option<std::sync::Arc<crate::store::audit::Agent>>,
+) -> crate::store::provenance::Attribution {
+    crate::store::provenance::Attribution {
         who: request.principal.as_ref().and_then(|p| p.fhir_user.clone()),
         client: request
             .principal
             .as_ref()
             .map_or_else(|| "anonymous".to_owned(), |p| p.client_id.clone()),
-        activity: activity(&request),
-    };
-    let answered =
-        crate::store::provenance::attributed(attribution, route::dispatch(&app, &request)).await;
+        activity: activity(request),
+        agent,
+        audited: Default::default(),
+    }
+}
+
+/// The HTTP answer: the response in the negotiated format, or its error (with `Allow`
+/// on a 405).
+fn encode_answer(
+    request: &FhirRequest,
+    answered: Result<crate::rest::response::FhirResponse, FhirError>,
+    format: Format,
+) -> Response {
     match answered {
         Ok(response) => {
             let mut encoded = encode(response.status, response.payload, format);
@@ -209,7 +253,7 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         Err(error) => {
             let mut response = encode_error(&error, format);
             if error.status == StatusCode::METHOD_NOT_ALLOWED {
-                let allowed = route::allowed_methods(&request);
+                let allowed = route::allowed_methods(request);
                 if let Ok(value) = HeaderValue::from_str(&allowed) {
                     response.headers_mut().insert(ALLOW, value);
                 }
@@ -217,6 +261,41 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
             response
         }
     }
+}
+
+/// Records a request refused before it had a principal (no token, a bad one).
+fn refused(
+    app: &App,
+    tenant: crate::store::TenantId,
+    parts: &axum::http::request::Parts,
+    segments: &[String],
+    error: &FhirError,
+    agent: std::sync::Arc<crate::store::audit::Agent>,
+) {
+    let interaction = route::interaction_name(&parts.method, segments);
+    let event = segments
+        .iter()
+        .find(|s| s.starts_with('$'))
+        .map_or_else(|| interaction.to_owned(), Clone::clone);
+    app.audit.record(
+        tenant,
+        crate::store::audit::Entry {
+            recorded: crate::clock::now_micros(),
+            event,
+            action: "E",
+            status: error.status.as_u16(),
+            agent,
+            entity: (!segments.is_empty()).then(|| segments.join("/")),
+            query: None,
+            via: None,
+            patients: match segments {
+                [patient_type, id, ..] if patient_type == "Patient" && !id.starts_with('$') => {
+                    vec![id.clone()]
+                }
+                _ => Vec::new(),
+            },
+        },
+    );
 }
 
 /// What a request does, for the Provenance of what it changes: its operation (`$book`),

@@ -33,6 +33,24 @@ fn dispatch_boxed<'a>(
 /// attachment) whose thread is closed to a member of staff (`secure`); an attachment is
 /// read as the resource it belongs to.
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let audited_before = crate::store::provenance::current()
+        .map_or(0, |a| a.audited.load(std::sync::atomic::Ordering::Relaxed));
+    let answered = answer(app, request).await;
+    super::audit::record(app, request, &answered, audited_before);
+    answered
+}
+
+async fn answer(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    if let [patient_type, _, operation] = request.segments.as_slice()
+        && patient_type == "Patient"
+        && operation == "$access-log"
+    {
+        // A patient's accounting is AuditEvents, which no wildcard scope reads: the
+        // operation decides who may have it (`ops::access_log`), once the gate let the
+        // request reach the patient.
+        super::guard::admit(app, request).await?;
+        return route(app, request).await;
+    }
     if let Some(response) = super::secure::attachment(app, request).await? {
         return Ok(response);
     }
@@ -132,6 +150,7 @@ pub(super) async fn route(app: &App, request: &FhirRequest) -> Result<FhirRespon
             Method::GET => history::handle(app, request, None, None).await,
             _ => Err(not_allowed(method, "_history")),
         },
+        ["AuditEvent", rest @ ..] => super::audit_events::handle(app, request, rest).await,
         [resource_type, rest @ ..] => {
             let resource_type = ResourceType::from_path(resource_type)?;
             on_type(app, request, resource_type, rest).await

@@ -491,6 +491,7 @@ async fn transaction(
     mut entries: Vec<Parsed>,
     dispatch: Dispatch,
 ) -> Result<FhirResponse, FhirError> {
+    refuse_audit_writes(&entries)?;
     authorize_writes(app, request, &entries).await?;
     let (writes, reads) = plan(&mut entries)?;
     let limit = app.config.max_bundle_response_bytes;
@@ -618,6 +619,23 @@ async fn read(app: &App, request: &FhirRequest, entry: &EntryRequest, dispatch: 
         Ok(response) => answered(response),
         Err(error) => failed(&error),
     }
+}
+
+/// AuditEvents are the server's own record of every access: no entry writes one.
+fn refuse_audit_writes(entries: &[Parsed]) -> Result<(), FhirError> {
+    for parsed in entries {
+        let Ok(entry) = &parsed.request else { continue };
+        let writes = entry.method != Method::GET && entry.method != Method::HEAD;
+        if writes && entry.segments.first().is_some_and(|t| t == "AuditEvent") {
+            return Err(FhirError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                "AuditEvents cannot be created, changed or deleted through the API",
+            )
+            .at(format!("Bundle.entry[{}]", parsed.index)));
+        }
+    }
+    Ok(())
 }
 
 /// Checks each write of a transaction against the request's token before anything is

@@ -3,6 +3,7 @@
 //! CapabilityStatement and the OperationDefinitions served at `OperationDefinition/[id]`
 //! all read that one list, so they cannot disagree.
 
+pub mod access_log;
 pub mod appointment_arrive;
 pub mod appointment_book;
 pub mod appointment_book_series;
@@ -174,6 +175,7 @@ impl Operation {
 /// The operations the server offers.
 pub static OPERATIONS: &[Operation] = &[
     everything::OPERATION,
+    access_log::OPERATION,
     export::SYSTEM,
     export::PATIENT,
     export::GROUP,

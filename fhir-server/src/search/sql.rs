@@ -20,6 +20,8 @@ use crate::params::registry;
 /// A bound SQL argument.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
+    /// A NULL text.
+    Null,
     Text(String),
     Int(i64),
     Real(f64),

@@ -5,6 +5,7 @@
 //! served as, a head row per resource, and search-index rows for current versions. Every
 //! row, key and query leads with the tenant.
 
+pub mod audit;
 pub mod auth;
 mod claims;
 mod claims_backfill;
@@ -83,6 +84,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "job_times",
         include_str!("../../../migrations/sqlite/0009_job_times.sql"),
     ),
+    (
+        10,
+        "audit",
+        include_str!("../../../migrations/sqlite/0010_audit.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -129,6 +135,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "job_times",
         include_str!("../../../migrations/postgres/0009_job_times.sql"),
+    ),
+    (
+        10,
+        "audit",
+        include_str!("../../../migrations/postgres/0010_audit.sql"),
     ),
 ];
 

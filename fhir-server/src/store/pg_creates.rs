@@ -11,8 +11,10 @@
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::oneshot;
 
+use super::audit::Entry;
 use super::coalesce::Coalescer;
 use super::pg_put::{self, NewResource};
+use super::postgres::PgTx;
 use super::{StoreError, TenantId, Version};
 use crate::index::IndexRows;
 
@@ -25,6 +27,8 @@ struct Request {
     tenant: TenantId,
     version: Version,
     index: IndexRows,
+    /// The create's audit record, appended in its transaction (`store::audit`).
+    audit: Option<Entry>,
     answer: oneshot::Sender<Answer>,
 }
 
@@ -44,9 +48,16 @@ impl Creates {
 
     /// Stores `version` (a first version, see `write::first_version`) with its index rows;
     /// answers once it is committed.
-    pub async fn create(&self, tenant: TenantId, version: Version, index: IndexRows) -> Answer {
+    pub async fn create(
+        &self,
+        tenant: TenantId,
+        version: Version,
+        index: IndexRows,
+        audit: Option<Entry>,
+    ) -> Answer {
         if let Some(_slot) = self.coalescer.free_slot() {
-            write(&self.pool, tenant, &[(&version, &index)]).await?;
+            let audit: Vec<Entry> = audit.into_iter().collect();
+            write(&self.pool, tenant, &[(&version, &index)], &audit).await?;
             return Ok(version);
         }
         let (answer, answered) = oneshot::channel();
@@ -54,6 +65,7 @@ impl Creates {
             tenant,
             version,
             index,
+            audit,
             answer,
         };
         if self.coalescer.queue(request).is_err() {
@@ -80,14 +92,19 @@ async fn answer(pool: PgPool, batch: Vec<Request>) {
             .iter()
             .map(|&i| (&batch[i].version, &batch[i].index))
             .collect();
-        if let Err(error) = write(&pool, tenant, &items).await {
+        let audit: Vec<Entry> = positions
+            .iter()
+            .filter_map(|&i| batch[i].audit.clone())
+            .collect();
+        if let Err(error) = write(&pool, tenant, &items, &audit).await {
             if items.len() == 1 {
                 results[positions[0]] = Err(error);
                 continue;
             }
             // Find the bad one: each create alone.
             for (&i, item) in positions.iter().zip(&items) {
-                results[i] = write(&pool, tenant, std::slice::from_ref(item)).await;
+                let audit: Vec<Entry> = batch[i].audit.iter().cloned().collect();
+                results[i] = write(&pool, tenant, std::slice::from_ref(item), &audit).await;
             }
         }
     }
@@ -96,11 +113,13 @@ async fn answer(pool: PgPool, batch: Vec<Request>) {
     }
 }
 
-/// Writes first versions of one tenant in one statement.
+/// Writes first versions of one tenant in one statement, with their audit records (in
+/// one transaction) when they have any.
 async fn write(
     pool: &PgPool,
     tenant: TenantId,
     items: &[(&Version, &IndexRows)],
+    audit: &[Entry],
 ) -> Result<(), StoreError> {
     let mut resources = Vec::with_capacity(items.len());
     for (version, index) in items {
@@ -117,8 +136,23 @@ async fn write(
         });
     }
     let (text, args) = pg_put::creates(tenant, &resources)?;
+    if audit.is_empty() {
+        sqlx::query_with(AssertSqlSafe(text), args)
+            .execute(pool)
+            .await?;
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
     sqlx::query_with(AssertSqlSafe(text), args)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    let mut pg = PgTx {
+        conn: &mut tx,
+        tenant,
+        attribution: None,
+        audit: Vec::new(),
+    };
+    super::audit::append(&mut pg, audit).await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -298,7 +298,13 @@ impl PgStore {
             let id = crate::resource::new_id();
             let index = write::own(&resource_type, &mut resource, None, index);
             let version = write::first_version(&resource_type, &mut resource, &id, now);
-            let created = self.creates.create(tenant, version, index).await?;
+            let audit = super::audit::written(
+                super::provenance::current().as_ref(),
+                (&resource_type, &id, 1),
+                "create",
+                version.body.as_deref(),
+            );
+            let created = self.creates.create(tenant, version, index, audit).await?;
             return Ok(Outcome::Created(created));
         }
         let mut tx = self.pool().begin().await?;
@@ -307,8 +313,12 @@ impl PgStore {
                 conn: &mut tx,
                 tenant,
                 attribution: super::provenance::current(),
+                audit: Vec::new(),
             };
-            write::apply(&mut pg, op).await
+            match write::apply(&mut pg, op).await {
+                Ok(outcome) => super::audit::flush(&mut pg).await.map(|()| outcome),
+                Err(error) => Err(error),
+            }
         };
         match outcome {
             Ok(outcome) => {
@@ -334,8 +344,15 @@ impl PgStore {
                 conn: &mut tx,
                 tenant,
                 attribution: super::provenance::current(),
+                audit: Vec::new(),
             };
-            super::transaction::apply(&mut pg, transaction).await
+            match super::transaction::apply(&mut pg, transaction).await {
+                Ok(results) => super::audit::flush(&mut pg)
+                    .await
+                    .map(|()| results)
+                    .map_err(super::transaction::TxFailure::from),
+                Err(failure) => Err(failure),
+            }
         };
         match outcome {
             Ok(results) => {
@@ -460,6 +477,54 @@ impl PgStore {
         Ok(bind(sql).execute(self.pool()).await?.rows_affected())
     }
 
+    /// Every column of every row, as text (NULL as `None`).
+    pub async fn select_texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        let rows = bind(sql).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map_err(StoreError::from)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Appends audit records in a transaction of their own (see `store::audit`).
+    pub async fn append_audit(
+        &self,
+        tenant: TenantId,
+        entries: Vec<super::audit::Entry>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut pg = PgTx {
+            conn: &mut tx,
+            tenant,
+            attribution: None,
+            audit: Vec::new(),
+        };
+        super::audit::append(&mut pg, &entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs `statements` in one transaction when the first changes a row; else changes
+    /// nothing. Whether they ran.
+    pub async fn run_guarded(&self, statements: Vec<Sql>) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (n, sql) in statements.iter().enumerate() {
+            let changed = bind(sql).execute(&mut *tx).await?.rows_affected();
+            if n == 0 && changed == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn select_pairs(&self, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
         let rows = bind(sql).fetch_all(self.pool()).await?;
         rows.iter()
@@ -521,6 +586,7 @@ fn bind(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgA
             Arg::Text(value) => query.bind(value.as_str()),
             Arg::Int(value) => query.bind(*value),
             Arg::Real(value) => query.bind(*value),
+            Arg::Null => query.bind(None::<String>),
         };
     }
     query
@@ -613,10 +679,11 @@ pub(super) async fn read_version(
 }
 
 /// One write's transaction.
-struct PgTx<'a> {
-    conn: &'a mut PgConnection,
-    tenant: TenantId,
-    attribution: Option<super::provenance::Attribution>,
+pub(super) struct PgTx<'a> {
+    pub(super) conn: &'a mut PgConnection,
+    pub(super) tenant: TenantId,
+    pub(super) attribution: Option<super::provenance::Attribution>,
+    pub(super) audit: Vec<super::audit::Entry>,
 }
 
 impl Tx for PgTx<'_> {
@@ -679,6 +746,10 @@ impl Tx for PgTx<'_> {
 
     fn attribution(&self) -> Option<&super::provenance::Attribution> {
         self.attribution.as_ref()
+    }
+
+    fn audit_notes(&mut self) -> &mut Vec<super::audit::Entry> {
+        &mut self.audit
     }
 
     async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {

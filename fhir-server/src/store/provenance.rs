@@ -17,7 +17,7 @@ use super::write::{self, Tx};
 use crate::index;
 
 /// Who is making the changes of the current request, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Attribution {
     /// The user's FHIR resource (`Practitioner/7`), when a user signed in.
     pub who: Option<String>,
@@ -25,6 +25,12 @@ pub struct Attribution {
     pub client: String,
     /// The interaction (`update`) or operation (`$book`).
     pub activity: String,
+    /// Who and from where, for the audit records of the writes (`store::audit`); none
+    /// for writes that are not audited.
+    pub agent: Option<std::sync::Arc<super::audit::Agent>>,
+    /// How many audit records the store made for this request's writes (shared by every
+    /// copy), so that the HTTP layer does not record a plain write twice.
+    pub audited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 tokio::task_local! {

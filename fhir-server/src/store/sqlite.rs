@@ -193,8 +193,13 @@ impl SqliteStore {
                 conn,
                 tenant,
                 attribution,
+                audit: Vec::new(),
             };
-            futures::executor::block_on(write::apply(&mut tx, op))
+            futures::executor::block_on(async {
+                let outcome = write::apply(&mut tx, op).await?;
+                super::audit::flush(&mut tx).await?;
+                Ok(outcome)
+            })
         })
         .await
     }
@@ -212,8 +217,13 @@ impl SqliteStore {
                 conn,
                 tenant,
                 attribution,
+                audit: Vec::new(),
             };
-            futures::executor::block_on(super::transaction::apply(&mut tx, transaction))
+            futures::executor::block_on(async {
+                let results = super::transaction::apply(&mut tx, transaction).await?;
+                super::audit::flush(&mut tx).await?;
+                Ok(results)
+            })
         })
         .await
     }
@@ -294,6 +304,55 @@ impl SqliteStore {
     pub async fn select_pairs(&self, sql: Sql) -> Result<Vec<(String, String)>, StoreError> {
         self.blocking_read(move |conn| query_pairs(conn, &sql))
             .await
+    }
+
+    /// Every column of every row, as text (NULL as `None`).
+    pub async fn select_texts(&self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        self.blocking_read(move |conn| {
+            let mut statement = conn.prepare_cached(&sql.text)?;
+            let columns = statement.column_count();
+            let rows = statement
+                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+                    (0..columns).map(|i| row.get(i)).collect()
+                })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Appends audit records in a transaction of their own (see `store::audit`).
+    pub async fn append_audit(
+        &self,
+        tenant: TenantId,
+        entries: Vec<super::audit::Entry>,
+    ) -> Result<(), StoreError> {
+        self.run_write(move |conn| {
+            let mut tx = SqliteTx {
+                conn,
+                tenant,
+                attribution: None,
+                audit: Vec::new(),
+            };
+            futures::executor::block_on(super::audit::append(&mut tx, &entries))
+        })
+        .await
+    }
+
+    /// Runs `statements` in one transaction when the first changes a row; else changes
+    /// nothing. Whether they ran.
+    pub async fn run_guarded(&self, statements: Vec<Sql>) -> Result<bool, StoreError> {
+        self.queue_write(true, move |conn| {
+            for (n, sql) in statements.iter().enumerate() {
+                let changed = conn
+                    .prepare_cached(&sql.text)?
+                    .execute(params_from_iter(sql.args.iter().map(to_sql)))?;
+                if n == 0 && changed == 0 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await
     }
 
     pub async fn execute(&self, sql: Sql) -> Result<u64, StoreError> {
@@ -669,6 +728,7 @@ pub(crate) fn to_sql(arg: &Arg) -> rusqlite::types::Value {
         Arg::Text(text) => rusqlite::types::Value::Text(text.clone()),
         Arg::Int(int) => rusqlite::types::Value::Integer(*int),
         Arg::Real(real) => rusqlite::types::Value::Real(*real),
+        Arg::Null => rusqlite::types::Value::Null,
     }
 }
 
@@ -755,6 +815,7 @@ struct SqliteTx<'a> {
     conn: &'a mut Connection,
     tenant: TenantId,
     attribution: Option<super::provenance::Attribution>,
+    audit: Vec<super::audit::Entry>,
 }
 
 impl Tx for SqliteTx<'_> {
@@ -817,6 +878,10 @@ impl Tx for SqliteTx<'_> {
 
     fn attribution(&self) -> Option<&super::provenance::Attribution> {
         self.attribution.as_ref()
+    }
+
+    fn audit_notes(&mut self) -> &mut Vec<super::audit::Entry> {
+        &mut self.audit
     }
 
     async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {

@@ -137,6 +137,10 @@ pub trait Tx: Send {
     /// Who the request that writes is made by (see `store::provenance`), if known.
     fn attribution(&self) -> Option<&super::provenance::Attribution>;
 
+    /// The audit records of this transaction's writes, appended before it commits
+    /// (`store::audit::flush`).
+    fn audit_notes(&mut self) -> &mut Vec<super::audit::Entry>;
+
     /// Runs one statement in the transaction (the upkeep of `store::claims`); rows changed.
     fn run(&mut self, sql: Sql) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
@@ -511,6 +515,14 @@ pub(super) async fn create_many<T: Tx>(
                 .map_err(|error| (*position, error))?;
         }
     }
+    for (_, version, _) in creates {
+        let target = (
+            version.resource_type.as_str(),
+            version.id.as_str(),
+            version.version,
+        );
+        super::audit::note(tx, target, "create", version.body.as_deref());
+    }
     for (position, version, _) in creates {
         if super::provenance::concerns(&version.resource_type) {
             let target = (
@@ -681,6 +693,12 @@ async fn write_version<T: Tx>(
         let change = (previous.as_ref(), Some(&*resource));
         super::outbox::after_change(tx, (resource_type, id), change).await?;
     }
+    let event = match (creating, method) {
+        (true, _) => "create",
+        (false, Method::Patch) => "patch",
+        (false, _) => "update",
+    };
+    super::audit::note(tx, (resource_type, id, version), event, Some(&body));
     if super::provenance::concerns(resource_type) {
         let operation = if creating { "CREATE" } else { "UPDATE" };
         let target = (resource_type, id, version);
@@ -774,6 +792,7 @@ pub(super) async fn delete<T: Tx>(
         super::claims::queue_freed(tx, previous, None, now).await?;
         super::outbox::after_change(tx, (resource_type, id), (Some(previous), None)).await?;
     }
+    super::audit::note(tx, (resource_type, id, version), "delete", None);
     if super::provenance::concerns(resource_type) {
         let target = (resource_type, id, version);
         super::provenance::record(tx, target, "DELETE", last_updated).await?;

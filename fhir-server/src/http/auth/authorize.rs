@@ -25,6 +25,7 @@ use super::{Tenant, field, form, split, tenant_of};
 use crate::app::{App, SharedApp};
 use crate::auth::accounts::{self, User, origin_of};
 use crate::clock::now_seconds;
+use crate::http::audit::AuthNote;
 use crate::store::auth::RecordKind;
 
 pub(super) const FLOW_COOKIE: &str = "fhir_auth_flow";
@@ -252,13 +253,34 @@ pub async fn login(
     let username = field(&step.pairs, "username")
         .unwrap_or_default()
         .to_owned();
-    match sign_in(&app, &step, &username).await {
+    let signed_in = sign_in(&app, &step, &username).await;
+    let note = match &signed_in {
+        Ok(user) => AuthNote {
+            event: "login",
+            user: Some(user.username.clone()),
+            fhir_user: Some(user.fhir_user.clone()),
+            ..AuthNote::default()
+        },
+        Err(message) => AuthNote {
+            event: if message.contains("locked") {
+                "lockout"
+            } else {
+                "login-failed"
+            },
+            status: Some(401),
+            user: Some(username.chars().take(64).collect()),
+            ..AuthNote::default()
+        },
+    };
+    let mut response = match signed_in {
         Ok(user) if user.totp_required && user.totp_secret.is_none() => {
             super::enrol::page(&step, &flow, &secret, &user, None)
         }
         Ok(user) => consent_page(&step, &flow, &secret, &user).await,
         Err(message) => login_page(&app, &step, &flow, Some(&message), false).await,
-    }
+    };
+    response.extensions_mut().insert(note);
+    response
 }
 
 /// The user, if the password (and TOTP code, once enrolled) are right and the account is

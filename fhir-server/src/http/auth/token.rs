@@ -18,6 +18,7 @@ use super::{Tenant, field, form, no_store, split, tenant_of};
 use crate::app::{App, SharedApp};
 use crate::auth::accounts::{self, Client, ClientType};
 use crate::clock::now_seconds;
+use crate::http::audit::AuthNote;
 use crate::store::auth::RecordKind;
 
 pub async fn token(State(app): State<SharedApp>, request: Request) -> Response {
@@ -53,10 +54,38 @@ pub async fn token(State(app): State<SharedApp>, request: Request) -> Response {
         }
     };
     let basic = matches!(presented, Presented::Secret { basic: true, .. });
-    match answer(&app, &tenant, presented, &pairs).await {
-        Ok(body) => no_store(StatusCode::OK, &body),
-        Err(error) => refused(&error, basic),
-    }
+    let client = match &presented {
+        Presented::Secret { client_id, .. } => Some(client_id.clone()),
+        Presented::Assertion { client_id, .. } => client_id.clone(),
+        _ => field(&pairs, "client_id").map(str::to_owned),
+    };
+    let refreshing = field(&pairs, "grant_type") == Some("refresh_token");
+    let (mut response, note) = match answer(&app, &tenant, presented, &pairs).await {
+        Ok(body) => {
+            let access_token = body["access_token"].as_str().unwrap_or_default();
+            let (token, user, fhir_user) = crate::http::audit::token_claims(access_token);
+            let event = if refreshing { "refresh" } else { "token" };
+            let note = AuthNote {
+                event,
+                user,
+                fhir_user,
+                client,
+                token,
+                ..AuthNote::default()
+            };
+            (no_store(StatusCode::OK, &body), note)
+        }
+        Err(error) => {
+            let note = AuthNote {
+                event: "token-refused",
+                client,
+                ..AuthNote::default()
+            };
+            (refused(&error, basic), note)
+        }
+    };
+    response.extensions_mut().insert(note);
+    response
 }
 
 /// An RFC 6749 5.2 error; 401 with `WWW-Authenticate: Basic` for a client that failed

@@ -1,0 +1,167 @@
+//! Walks a tenant's trail and reports the first record that was changed, removed or
+//! inserted behind the server's back, or that it is whole (with how much of its end is
+//! not sealed yet).
+
+use serde::Serialize;
+
+use crate::store::audit::{GENESIS, Stored, seal_hash};
+use crate::store::{Store, StoreError, TenantId};
+
+/// Records read at a time.
+const PAGE: usize = 10_000;
+
+/// What the walk found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Report {
+    /// The chain holds from the start (or the checkpoint) to `head`.
+    Intact {
+        /// The first record kept (after pruning, the one after the checkpoint).
+        first: i64,
+        /// The last sealed record, and its hash.
+        head: i64,
+        hash: String,
+        /// Records at the end not sealed yet (the sealer runs every half second).
+        unsealed: i64,
+    },
+    /// A record's content no longer matches its seal.
+    Changed { seq: i64 },
+    /// Records are missing (`from` to `to`, both included).
+    Removed { from: i64, to: i64 },
+    /// A record that was never sealed into the chain where it stands.
+    Inserted { seq: i64 },
+    /// The record before `seq` is not the one `seq` was sealed after: it was removed
+    /// (and the numbers after it moved down) or replaced.
+    RemovedBefore { seq: i64 },
+    /// The checkpoint that begins the trail does not carry a valid signature.
+    BadCheckpoint { seq: i64 },
+    /// The exported head given to compare with is not in the trail as it was.
+    HeadMismatch { seq: i64 },
+}
+
+impl Report {
+    pub fn is_intact(&self) -> bool {
+        matches!(self, Report::Intact { .. })
+    }
+}
+
+/// Where the walk is.
+struct Walk {
+    expected: i64,
+    /// The hash of the record before, and of the one before that.
+    prev: String,
+    prev_prev: Option<String>,
+    head: i64,
+    unsealed_from: Option<i64>,
+}
+
+/// Walks the tenant's trail; `head`, a head exported earlier (`audit head`), must still
+/// be in it with the same hash. `checkpoint_valid` judges a checkpoint's signature.
+pub async fn verify(
+    store: &Store,
+    tenant: TenantId,
+    head: Option<(i64, &str)>,
+    checkpoint_valid: impl Fn(&crate::store::audit::Checkpoint) -> bool,
+) -> Result<Report, StoreError> {
+    let (start, start_hash) = match store.audit_checkpoint(tenant).await? {
+        Some(checkpoint) => {
+            if !checkpoint_valid(&checkpoint) {
+                return Ok(Report::BadCheckpoint {
+                    seq: checkpoint.seq,
+                });
+            }
+            (checkpoint.seq, checkpoint.hash)
+        }
+        None => (0, GENESIS.to_owned()),
+    };
+    let mut walk = Walk {
+        expected: start + 1,
+        prev: start_hash.clone(),
+        prev_prev: None,
+        head: start,
+        unsealed_from: None,
+    };
+    let mut kept_hash = start_hash;
+    let mut after = start;
+    loop {
+        let page = store.audit_records(tenant, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in &page {
+            if let Some(problem) = step(&mut walk, record) {
+                return Ok(problem);
+            }
+            if let (Some((seq, hash)), Some(sealed)) = (head, &record.hash)
+                && record.seq == seq
+                && sealed != hash
+            {
+                return Ok(Report::HeadMismatch { seq });
+            }
+            if record.hash.is_some() {
+                kept_hash = walk.prev.clone();
+            }
+        }
+    }
+    let taken = store.audit_last_taken(tenant).await?;
+    if taken >= walk.expected {
+        return Ok(Report::Removed {
+            from: walk.expected,
+            to: taken,
+        });
+    }
+    if let Some((seq, _)) = head
+        && seq > walk.head
+    {
+        return Ok(Report::HeadMismatch { seq });
+    }
+    Ok(Report::Intact {
+        first: start + 1,
+        head: walk.head,
+        hash: kept_hash,
+        unsealed: walk.unsealed_from.map_or(0, |from| walk.expected - from),
+    })
+}
+
+/// Checks one record against the walk so far; the problem it shows, if any.
+fn step(walk: &mut Walk, record: &Stored) -> Option<Report> {
+    if record.seq > walk.expected {
+        return Some(Report::Removed {
+            from: walk.expected,
+            to: record.seq - 1,
+        });
+    }
+    walk.expected = record.seq + 1;
+    let Some(hash) = &record.hash else {
+        walk.unsealed_from.get_or_insert(record.seq);
+        return None;
+    };
+    if walk.unsealed_from.is_some() {
+        // Sealing goes in order: a sealed record after an unsealed one was not sealed
+        // here.
+        return Some(Report::Inserted { seq: record.seq });
+    }
+    let prev = record.prev.as_deref().unwrap_or_default();
+    if prev != walk.prev {
+        if walk.prev_prev.as_deref() == Some(prev) {
+            // It follows the record two back: the one between was put in.
+            return Some(Report::Inserted {
+                seq: record.seq - 1,
+            });
+        }
+        // Sealed one place further on: the numbers were moved down over a removed one.
+        let moved = Stored {
+            seq: record.seq + 1,
+            ..record.clone()
+        };
+        if seal_hash(prev, &moved) == *hash {
+            return Some(Report::RemovedBefore { seq: record.seq });
+        }
+        return Some(Report::Changed { seq: record.seq });
+    }
+    if seal_hash(prev, record) != *hash {
+        return Some(Report::Changed { seq: record.seq });
+    }
+    walk.prev_prev = Some(std::mem::replace(&mut walk.prev, hash.clone()));
+    walk.head = record.seq;
+    None
+}

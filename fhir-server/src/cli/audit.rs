@@ -1,0 +1,156 @@
+//! `fhir-server audit verify|head|break-glass`: proves the audit trail whole, exports its
+//! head for safe keeping, and lists the break-glass accesses for review.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::auth::On;
+use super::open_tenant;
+use crate::audit::verify::{Report, verify};
+use crate::store::audit::Filter;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Walk the tenant's trail and report the first record changed, removed or inserted
+    /// (and exit with status 1), or that it is whole up to its head (with the unsealed tail).
+    Verify {
+        /// A head exported earlier (`audit head`): it must still be in the trail.
+        #[arg(long)]
+        head: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        on: On,
+    },
+    /// Print the last sealed record's number and hash, as JSON, to keep apart from the
+    /// server: a trail cut short after it cannot pass `verify --head`.
+    Head {
+        #[command(flatten)]
+        on: On,
+    },
+    /// List the accesses made by breaking the glass (newest first), for review.
+    BreakGlass {
+        /// Only those recorded at or after this date (`2026-12-01`).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        on: On,
+    },
+}
+
+pub async fn run(command: AuditCommand) -> Result<(), String> {
+    match command {
+        AuditCommand::Verify { head, on } => {
+            let head = match head {
+                Some(path) => Some(read_head(&path)?),
+                None => None,
+            };
+            let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
+            let head_ref = head.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
+            let report = verify(&store, tenant, head_ref, |_| false)
+                .await
+                .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
+            if !report.is_intact() {
+                return Err(describe(&on.tenant, &report));
+            }
+            println!("{}", describe(&on.tenant, &report));
+            Ok(())
+        }
+        AuditCommand::Head { on } => {
+            let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
+            store
+                .seal_audit()
+                .await
+                .map_err(|e| format!("cannot seal the audit trail: {e:?}"))?;
+            let report = verify(&store, tenant, None, |_| false)
+                .await
+                .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
+            let Report::Intact { head, hash, .. } = &report else {
+                return Err(format!(
+                    "the trail is not whole, so it has no head to keep: {}",
+                    describe(&on.tenant, &report)
+                ));
+            };
+            let out = json!({"tenant": on.tenant, "seq": head, "hash": hash,
+                "exported": crate::resource::format_instant(crate::clock::now_micros())});
+            println!("{out}");
+            Ok(())
+        }
+        AuditCommand::BreakGlass { since, on } => {
+            let since = match since {
+                Some(date) => Some(
+                    crate::params::dates::range(&date)
+                        .ok_or_else(|| format!("--since: '{date}' is not a date"))?
+                        .0,
+                ),
+                None => None,
+            };
+            let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
+            let mut filter = Filter {
+                purpose: Some("BTG".into()),
+                since,
+                limit: 1000,
+                ..Filter::default()
+            };
+            loop {
+                let page = store
+                    .audit_search(tenant, &filter)
+                    .await
+                    .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
+                for record in &page {
+                    println!("{}", crate::audit::render::break_glass_line(record));
+                }
+                match page.last() {
+                    Some(last) if page.len() == filter.limit => filter.before = Some(last.seq),
+                    _ => break,
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A head file: `{"seq": n, "hash": "..."}`.
+fn read_head(path: &std::path::Path) -> Result<(i64, String), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match (value["seq"].as_i64(), value["hash"].as_str()) {
+        (Some(seq), Some(hash)) => Ok((seq, hash.to_owned())),
+        _ => Err(format!("{}: not a head (seq and hash)", path.display())),
+    }
+}
+
+/// One line that says what `verify` found.
+fn describe(tenant: &str, report: &Report) -> String {
+    match report {
+        Report::Intact {
+            first,
+            head,
+            hash,
+            unsealed,
+        } => format!(
+            "tenant {tenant}: intact, records {first} to {head} (head hash {hash}); {unsealed} more not sealed yet"
+        ),
+        Report::Changed { seq } => {
+            format!("tenant {tenant}: record {seq} was CHANGED after it was sealed")
+        }
+        Report::Removed { from, to } if from == to => {
+            format!("tenant {tenant}: record {from} was REMOVED")
+        }
+        Report::Removed { from, to } => {
+            format!("tenant {tenant}: records {from} to {to} were REMOVED")
+        }
+        Report::Inserted { seq } => {
+            format!("tenant {tenant}: record {seq} was INSERTED (it is not part of the chain)")
+        }
+        Report::RemovedBefore { seq } => format!(
+            "tenant {tenant}: the record before {seq} was REMOVED or replaced (the numbers after it were moved)"
+        ),
+        Report::BadCheckpoint { seq } => format!(
+            "tenant {tenant}: the checkpoint at {seq} (where pruning ended) does not carry a valid signature"
+        ),
+        Report::HeadMismatch { seq } => format!(
+            "tenant {tenant}: the exported head {seq} is not in the trail as it was: records at the end were REMOVED or changed"
+        ),
+    }
+}

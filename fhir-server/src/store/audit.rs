@@ -1,0 +1,758 @@
+//! The audit trail's records (migration 0010): one compact row per access, numbered per
+//! tenant in commit order and sealed into a hash chain.
+//!
+//! - A write made for a request is recorded in the write's own database transaction: the
+//!   store notes each version it writes ([`note`]) and appends the notes just before the
+//!   commit ([`flush`]), so a write and its record commit or vanish together.
+//! - Everything else (reads, searches, refusals, sign-ins) is appended in batches by the
+//!   server's recorder (`audit::Recorder`) through [`Store::append_audit`].
+//! - Either way the record's `seq` comes from `audit_sequence` in the appending
+//!   transaction: the upsert holds that row's lock to the commit, so numbers are taken
+//!   without gaps and in commit order, by any number of processes on one database.
+//! - The sealer ([`Store::seal_audit`]) hashes the unsealed records in `seq` order:
+//!   `hash = SHA-256(prev || the record)`, `prev` the hash of the record before, so one
+//!   chain per tenant; a pass that loses a race with another process's sealer changes
+//!   nothing (its progress update is conditional on where it started).
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::write::Tx;
+use super::{Store, StoreError, TenantId};
+use crate::search::sql::{Arg, Sql};
+
+/// The hash before a tenant's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The most records appended by one statement (SQLite binds at most 32,766 values).
+const CHUNK: usize = 400;
+
+/// The most records the sealer hashes in one transaction.
+const SEAL_BATCH: usize = 5000;
+
+/// The most patients one record names.
+const MAX_PATIENTS: usize = 20;
+
+/// Who asks, and from where: the same for every record of one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agent {
+    /// The signed-in user (`sub`, the account name), if any.
+    pub user: Option<String>,
+    /// The user's FHIR resource (`Practitioner/7`).
+    pub fhir_user: Option<String>,
+    /// The client (`anonymous` without authorization).
+    pub client: Option<String>,
+    /// The token's id (`jti`): never the token itself.
+    pub token: Option<String>,
+    /// The caller's address (the proxy's forwarded one only from a trusted proxy).
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// `BTG` when the user broke the glass.
+    pub purpose: Option<String>,
+    /// The reason the user gave for breaking the glass.
+    pub reason: Option<String>,
+}
+
+/// One access, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub recorded: i64,
+    /// The interaction (`read`, `search-type`, `create`, ...), the operation (`$book`), or
+    /// the authorization event (`login`, `login-failed`, `token`, ...).
+    pub event: String,
+    /// BALP's action: C, R, U, D or E (execute: searches and operations).
+    pub action: &'static str,
+    /// The HTTP status answered.
+    pub status: u16,
+    pub agent: Arc<Agent>,
+    /// What was touched: `Patient/7/_history/2`, `Patient` (a search), an operation.
+    pub entity: Option<String>,
+    /// A search's query string, as sent.
+    pub query: Option<String>,
+    /// The request a write came through when it was not a plain write (`$book`,
+    /// `transaction`).
+    pub via: Option<String>,
+    /// The patients it concerns (ids).
+    pub patients: Vec<String>,
+}
+
+/// A record as stored: its tenant, number, content and seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub tenant: i64,
+    pub seq: i64,
+    pub entry: Entry,
+    pub prev: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// Where a tenant's trail begins after pruning: the last pruned record's seq and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub recorded: i64,
+    pub signature: String,
+}
+
+/// What a search of the trail asks for; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub patient: Option<String>,
+    /// A user, fhirUser or client.
+    pub agent: Option<String>,
+    /// `Type/id` (any version) or `Type/id/_history/n`.
+    pub entity: Option<String>,
+    pub event: Option<String>,
+    pub purpose: Option<String>,
+    /// Recorded at or after (microseconds).
+    pub since: Option<i64>,
+    /// Recorded before (microseconds).
+    pub until: Option<i64>,
+    /// Only records numbered below this (the next page, newest first).
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// The columns of a record, each as text, in the order [`parse_row`] reads them.
+/// (PostgreSQL names `CAST(seq AS TEXT)` `seq`: an `ORDER BY` must name
+/// `audit_log.seq`, or it sorts the text.)
+const COLUMNS: &str = "CAST(tid AS TEXT), CAST(seq AS TEXT), CAST(recorded AS TEXT), event, \
+     action, CAST(status AS TEXT), user_id, fhir_user, client_id, token, address, user_agent, \
+     entity, query, via, patients, request_id, purpose, reason, prev, hash";
+
+/// Notes a version written for the current request (nothing without one), to be appended
+/// by [`flush`] in the same transaction.
+pub(super) fn note<T: Tx>(tx: &mut T, target: (&str, &str, i64), event: &str, body: Option<&[u8]>) {
+    if let Some(entry) = written(tx.attribution(), target, event, body) {
+        tx.audit_notes().push(entry);
+    }
+}
+
+/// The record of a version written for a request (none for a write of the server's own).
+pub(super) fn written(
+    attribution: Option<&super::provenance::Attribution>,
+    (resource_type, id, version): (&str, &str, i64),
+    event: &str,
+    body: Option<&[u8]>,
+) -> Option<Entry> {
+    let attribution = attribution?;
+    let agent = attribution.agent.clone()?;
+    attribution
+        .audited
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let via = (attribution.activity != event).then(|| attribution.activity.clone());
+    let action = match event {
+        "create" => "C",
+        "delete" => "D",
+        _ => "U",
+    };
+    Some(Entry {
+        recorded: crate::clock::now_micros(),
+        event: event.to_owned(),
+        action,
+        status: 200,
+        agent,
+        entity: Some(format!("{resource_type}/{id}/_history/{version}")),
+        query: None,
+        via,
+        patients: body.map_or_else(Vec::new, |body| patients_of(resource_type, id, body)),
+    })
+}
+
+/// Appends the records noted in this transaction.
+pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
+    let entries = std::mem::take(tx.audit_notes());
+    if entries.is_empty() {
+        return Ok(());
+    }
+    append(tx, &entries).await
+}
+
+/// Appends `entries` to the tenant's trail in the caller's transaction.
+pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
+    let tenant = tx.tenant().get();
+    for chunk in entries.chunks(CHUNK) {
+        let mut take = Sql::default();
+        take.push(
+            "INSERT INTO audit_sequence (tid, last) VALUES (?, ?) ON CONFLICT (tid) \
+             DO UPDATE SET last = audit_sequence.last + excluded.last RETURNING last",
+        );
+        take.args = vec![Arg::Int(tenant), Arg::Int(chunk.len() as i64)];
+        let last = tx
+            .first_ints(take)
+            .await?
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::Database("no audit sequence number".into()))?;
+        let first = last - chunk.len() as i64 + 1;
+        tx.run(insert_records(tenant, first, chunk)).await?;
+        if let Some(patients) = insert_patients(tenant, first, chunk) {
+            tx.run(patients).await?;
+        }
+    }
+    Ok(())
+}
+
+fn text(value: Option<&String>) -> Arg {
+    value.map_or(Arg::Null, |v| Arg::Text(v.clone()))
+}
+
+fn insert_records(tenant: i64, first: i64, entries: &[Entry]) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(
+        "INSERT INTO audit_log (tid, seq, recorded, event, action, status, user_id, fhir_user, \
+         client_id, token, address, user_agent, entity, query, via, patients, request_id, \
+         purpose, reason) VALUES ",
+    );
+    for (n, entry) in entries.iter().enumerate() {
+        if n > 0 {
+            sql.push(", ");
+        }
+        let agent = &entry.agent;
+        let patients = (!entry.patients.is_empty()).then(|| entry.patients.join(" "));
+        let values = [
+            Arg::Int(tenant),
+            Arg::Int(first + n as i64),
+            Arg::Int(entry.recorded),
+            Arg::Text(entry.event.clone()),
+            Arg::Text(entry.action.to_owned()),
+            Arg::Int(i64::from(entry.status)),
+            text(agent.user.as_ref()),
+            text(agent.fhir_user.as_ref()),
+            text(agent.client.as_ref()),
+            text(agent.token.as_ref()),
+            text(agent.address.as_ref()),
+            text(agent.user_agent.as_ref()),
+            text(entry.entity.as_ref()),
+            text(entry.query.as_ref()),
+            text(entry.via.as_ref()),
+            text(patients.as_ref()),
+            text(agent.request_id.as_ref()),
+            text(agent.purpose.as_ref()),
+            text(agent.reason.as_ref()),
+        ];
+        bind_tuple(&mut sql, values);
+    }
+    sql
+}
+
+fn insert_patients(tenant: i64, first: i64, entries: &[Entry]) -> Option<Sql> {
+    let mut sql = Sql::default();
+    sql.push("INSERT INTO audit_patient (tid, patient, seq) VALUES ");
+    let mut any = false;
+    for (n, entry) in entries.iter().enumerate() {
+        for patient in &entry.patients {
+            if any {
+                sql.push(", ");
+            }
+            any = true;
+            let values = [
+                Arg::Int(tenant),
+                Arg::Text(patient.clone()),
+                Arg::Int(first + n as i64),
+            ];
+            bind_tuple(&mut sql, values);
+        }
+    }
+    sql.push(" ON CONFLICT DO NOTHING");
+    any.then_some(sql)
+}
+
+fn bind_tuple<const N: usize>(sql: &mut Sql, values: [Arg; N]) {
+    sql.push("(");
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(value);
+    }
+    sql.push(")");
+}
+
+/// The patients a stored resource concerns: a Patient itself, and every patient it
+/// references. The stored form is our own compact JSON, so the references are found by
+/// scanning for `"reference":"` rather than by parsing the whole resource (this runs for
+/// every audited read).
+pub fn patients_of(resource_type: &str, id: &str, body: &[u8]) -> Vec<String> {
+    let mut patients = Vec::new();
+    if resource_type == "Patient" {
+        patients.push(id.to_owned());
+    }
+    const MARK: &[u8] = b"\"reference\":\"";
+    let mut rest = body;
+    while let Some(at) = find(rest, MARK) {
+        rest = &rest[at + MARK.len()..];
+        let end = rest.iter().position(|&b| b == b'"').unwrap_or(rest.len());
+        if let Some(patient) = patient_in(&rest[..end])
+            && !patients.iter().any(|p| p == patient)
+        {
+            patients.push(patient.to_owned());
+            if patients.len() >= MAX_PATIENTS {
+                break;
+            }
+        }
+        rest = &rest[end..];
+    }
+    patients
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The id of `Patient/{id}` or `{base}/Patient/{id}` (not a versioned or other reference).
+fn patient_in(reference: &[u8]) -> Option<&str> {
+    let reference = std::str::from_utf8(reference).ok()?;
+    let (before, id) = reference.rsplit_once("Patient/")?;
+    let whole_segment = before.is_empty() || before.ends_with('/');
+    let plain_id = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (whole_segment && plain_id).then_some(id)
+}
+
+/// The hash that seals `record` after `prev`: SHA-256 over `prev` and every field of the
+/// record, each length-prefixed (so no two records encode alike), as lowercase hex.
+pub fn seal_hash(prev: &str, record: &Stored) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |value: Option<&str>| match value {
+        Some(value) => {
+            hasher.update((value.len() as u32).to_be_bytes());
+            hasher.update(value.as_bytes());
+        }
+        None => hasher.update(u32::MAX.to_be_bytes()),
+    };
+    let entry = &record.entry;
+    let agent = &entry.agent;
+    let patients = entry.patients.join(" ");
+    field(Some(prev));
+    field(Some(&record.tenant.to_string()));
+    field(Some(&record.seq.to_string()));
+    field(Some(&entry.recorded.to_string()));
+    field(Some(&entry.event));
+    field(Some(entry.action));
+    field(Some(&entry.status.to_string()));
+    for value in [
+        &agent.user,
+        &agent.fhir_user,
+        &agent.client,
+        &agent.token,
+        &agent.address,
+        &agent.user_agent,
+    ] {
+        field(value.as_deref());
+    }
+    field(entry.entity.as_deref());
+    field(entry.query.as_deref());
+    field(entry.via.as_deref());
+    field((!patients.is_empty()).then_some(patients.as_str()));
+    field(agent.request_id.as_deref());
+    field(agent.purpose.as_deref());
+    field(agent.reason.as_deref());
+    hex(&hasher.finalize())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A row read with [`COLUMNS`].
+fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
+    let bad = || StoreError::Database("an audit record could not be read".into());
+    let mut cells = row.into_iter();
+    let mut next = || cells.next().ok_or_else(bad);
+    let int = |cell: Option<String>| cell.and_then(|c| c.parse::<i64>().ok()).ok_or_else(bad);
+    let tenant = int(next()?)?;
+    let seq = int(next()?)?;
+    let recorded = int(next()?)?;
+    let event = next()?.ok_or_else(bad)?;
+    let action = match next()?.as_deref() {
+        Some("C") => "C",
+        Some("R") => "R",
+        Some("U") => "U",
+        Some("D") => "D",
+        Some("E") => "E",
+        _ => "?",
+    };
+    let status = u16::try_from(int(next()?)?).map_err(|_| bad())?;
+    let agent = Agent {
+        user: next()?,
+        fhir_user: next()?,
+        client: next()?,
+        token: next()?,
+        address: next()?,
+        user_agent: next()?,
+        request_id: None,
+        purpose: None,
+        reason: None,
+    };
+    let entity = next()?;
+    let query = next()?;
+    let via = next()?;
+    let patients = next()?
+        .map(|p| p.split(' ').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let agent = Agent {
+        request_id: next()?,
+        purpose: next()?,
+        reason: next()?,
+        ..agent
+    };
+    Ok(Stored {
+        tenant,
+        seq,
+        entry: Entry {
+            recorded,
+            event,
+            action,
+            status,
+            agent: Arc::new(agent),
+            entity,
+            query,
+            via,
+            patients,
+        },
+        prev: next()?,
+        hash: next()?,
+    })
+}
+
+fn tenant_arg(tenant: TenantId) -> Arg {
+    Arg::Int(tenant.get())
+}
+
+impl Store {
+    /// Appends records (reads, searches, refusals, sign-ins) in a transaction of their own.
+    pub async fn append_audit(
+        &self,
+        tenant: TenantId,
+        entries: Vec<Entry>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.append_audit(tenant, entries).await,
+            Store::Postgres(s) => s.append_audit(tenant, entries).await,
+        }
+    }
+
+    async fn audit_texts(&self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.select_texts(sql).await,
+            Store::Postgres(s) => s.select_texts(&sql).await,
+        }
+    }
+
+    async fn audit_execute(&self, sql: Sql) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.execute(sql).await,
+            Store::Postgres(s) => s.execute(&sql).await,
+        }
+    }
+
+    /// Tenants with a trail.
+    pub async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(tid AS TEXT) FROM audit_sequence ORDER BY audit_sequence.tid");
+        let rows = self.audit_texts(sql).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .filter_map(|tid| tid.parse::<i64>().ok())
+            .map(TenantId::from_stored)
+            .collect())
+    }
+
+    /// Up to `limit` records numbered above `after`, oldest first.
+    pub async fn audit_records(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
+        sql.bind(tenant_arg(tenant));
+        sql.push(" AND seq > ");
+        sql.bind(Arg::Int(after));
+        sql.push(" ORDER BY audit_log.seq LIMIT ");
+        sql.bind(Arg::Int(limit as i64));
+        self.audit_texts(sql)
+            .await?
+            .into_iter()
+            .map(parse_row)
+            .collect()
+    }
+
+    /// The records a search asks for, newest first.
+    pub async fn audit_search(
+        &self,
+        tenant: TenantId,
+        filter: &Filter,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
+        sql.bind(tenant_arg(tenant));
+        if let Some(patient) = &filter.patient {
+            sql.push(" AND seq IN (SELECT seq FROM audit_patient WHERE tid = ");
+            sql.bind(tenant_arg(tenant));
+            sql.push(" AND patient = ");
+            sql.bind(Arg::Text(patient.clone()));
+            sql.push(")");
+        }
+        if let Some(agent) = &filter.agent {
+            sql.push(" AND (fhir_user = ");
+            sql.bind(Arg::Text(agent.clone()));
+            sql.push(" OR user_id = ");
+            sql.bind(Arg::Text(agent.clone()));
+            sql.push(" OR client_id = ");
+            sql.bind(Arg::Text(agent.clone()));
+            sql.push(")");
+        }
+        if let Some(entity) = &filter.entity {
+            sql.push(" AND (entity = ");
+            sql.bind(Arg::Text(entity.clone()));
+            sql.push(" OR entity LIKE ");
+            let escaped = entity
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            sql.bind(Arg::Text(format!("{escaped}/\\_history/%")));
+            sql.push(" ESCAPE '\\')");
+        }
+        for (column, value) in [("event", &filter.event), ("purpose", &filter.purpose)] {
+            if let Some(value) = value {
+                sql.push(&format!(" AND {column} = "));
+                sql.bind(Arg::Text(value.clone()));
+            }
+        }
+        for (clause, value) in [
+            (" AND recorded >= ", filter.since),
+            (" AND recorded < ", filter.until),
+            (" AND seq < ", filter.before),
+        ] {
+            if let Some(value) = value {
+                sql.push(clause);
+                sql.bind(Arg::Int(value));
+            }
+        }
+        sql.push(" ORDER BY audit_log.seq DESC LIMIT ");
+        sql.bind(Arg::Int(filter.limit as i64));
+        self.audit_texts(sql)
+            .await?
+            .into_iter()
+            .map(parse_row)
+            .collect()
+    }
+
+    /// One record by its number.
+    pub async fn audit_record(
+        &self,
+        tenant: TenantId,
+        seq: i64,
+    ) -> Result<Option<Stored>, StoreError> {
+        Ok(self
+            .audit_records(tenant, seq - 1, 1)
+            .await?
+            .into_iter()
+            .find(|r| r.seq == seq))
+    }
+
+    /// The last number taken for the tenant's trail (0 before its first record).
+    pub async fn audit_last_taken(&self, tenant: TenantId) -> Result<i64, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(last AS TEXT) FROM audit_sequence WHERE tid = ");
+        sql.bind(tenant_arg(tenant));
+        let rows = self.audit_texts(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|last| last.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Where the tenant's trail begins, if it was pruned.
+    pub async fn audit_checkpoint(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push(
+            "SELECT CAST(seq AS TEXT), hash, CAST(recorded AS TEXT), signature \
+             FROM audit_checkpoint WHERE tid = ",
+        );
+        sql.bind(tenant_arg(tenant));
+        sql.push(" ORDER BY audit_checkpoint.seq DESC LIMIT 1");
+        let rows = self.audit_texts(sql).await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut cells = row.into_iter().map(Option::unwrap_or_default);
+        let mut next = || cells.next().unwrap_or_default();
+        let seq = next().parse().unwrap_or(0);
+        let hash = next();
+        let recorded = next().parse().unwrap_or(0);
+        Ok(Some(Checkpoint {
+            seq,
+            hash,
+            recorded,
+            signature: next(),
+        }))
+    }
+
+    /// One pass of the sealer over every tenant: hashes the records not sealed yet, in
+    /// order, up to the first missing number. How many it sealed.
+    pub async fn seal_audit(&self) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        for tenant in self.audit_tenants().await? {
+            sealed += self.seal_tenant(tenant).await?;
+        }
+        Ok(sealed)
+    }
+
+    async fn seal_tenant(&self, tenant: TenantId) -> Result<usize, StoreError> {
+        let (from, mut prev) = self.sealed_up_to(tenant).await?;
+        let records = self.audit_records(tenant, from, SEAL_BATCH).await?;
+        let mut hashes: Vec<(i64, String, String)> = Vec::with_capacity(records.len());
+        for (expected, record) in (from + 1..).zip(&records) {
+            // A gap is a record removed behind the server's back (numbers are taken
+            // without gaps): the chain stops there for `verify` to report.
+            if record.seq != expected || record.hash.is_some() {
+                break;
+            }
+            let hash = seal_hash(&prev, record);
+            hashes.push((record.seq, prev, hash.clone()));
+            prev = hash;
+        }
+        let Some((last, _, last_hash)) = hashes.last().cloned() else {
+            return Ok(0);
+        };
+        let statements = seal_statements(tenant, from, (last, &last_hash), &hashes);
+        let done = match self {
+            Store::Sqlite(s) => s.run_guarded(statements).await?,
+            Store::Postgres(s) => s.run_guarded(statements).await?,
+        };
+        Ok(if done { hashes.len() } else { 0 })
+    }
+
+    /// The last sealed number and its hash (0 and [`GENESIS`], or the checkpoint's, at
+    /// the start).
+    async fn sealed_up_to(&self, tenant: TenantId) -> Result<(i64, String), StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(seq AS TEXT), hash FROM audit_sealed WHERE tid = ");
+        sql.bind(tenant_arg(tenant));
+        let rows = self.audit_texts(sql).await?;
+        if let Some(row) = rows.into_iter().next() {
+            let mut cells = row.into_iter().map(Option::unwrap_or_default);
+            let seq = cells.next().unwrap_or_default().parse().unwrap_or(0);
+            return Ok((seq, cells.next().unwrap_or_default()));
+        }
+        let start = self
+            .audit_checkpoint(tenant)
+            .await?
+            .map_or((0, GENESIS.to_owned()), |c| (c.seq, c.hash));
+        let mut insert = Sql::default();
+        insert.push("INSERT INTO audit_sealed (tid, seq, hash) VALUES (");
+        insert.bind(tenant_arg(tenant));
+        insert.push(", ");
+        insert.bind(Arg::Int(start.0));
+        insert.push(", ");
+        insert.bind(Arg::Text(start.1.clone()));
+        insert.push(") ON CONFLICT (tid) DO NOTHING");
+        self.audit_execute(insert).await?;
+        Ok(start)
+    }
+}
+
+/// The statements of one sealing pass: first the progress update, conditional on the
+/// progress the pass started from (0 rows changed: another sealer got there first, and
+/// the pass is rolled back), then the hashes.
+fn seal_statements(
+    tenant: TenantId,
+    from: i64,
+    (last, last_hash): (i64, &str),
+    hashes: &[(i64, String, String)],
+) -> Vec<Sql> {
+    let mut progress = Sql::default();
+    progress.push("UPDATE audit_sealed SET seq = ");
+    progress.bind(Arg::Int(last));
+    progress.push(", hash = ");
+    progress.bind(Arg::Text(last_hash.to_owned()));
+    progress.push(" WHERE tid = ");
+    progress.bind(tenant_arg(tenant));
+    progress.push(" AND seq = ");
+    progress.bind(Arg::Int(from));
+    let mut statements = vec![progress];
+    for chunk in hashes.chunks(CHUNK) {
+        let mut update = Sql::default();
+        update.push("UPDATE audit_log SET prev = v.column2, hash = v.column3 FROM (VALUES ");
+        for (i, (seq, prev, hash)) in chunk.iter().enumerate() {
+            if i > 0 {
+                update.push(", ");
+            }
+            bind_tuple(
+                &mut update,
+                [
+                    Arg::Int(*seq),
+                    Arg::Text(prev.clone()),
+                    Arg::Text(hash.clone()),
+                ],
+            );
+        }
+        update.push(") AS v WHERE audit_log.tid = ");
+        update.bind(tenant_arg(tenant));
+        update.push(" AND audit_log.seq = v.column1 AND audit_log.hash IS NULL");
+        statements.push(update);
+    }
+    statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patients_are_found_in_references() {
+        let body = br#"{"resourceType":"Appointment","participant":[{"actor":{"reference":"Patient/p1"}},{"actor":{"reference":"Practitioner/d"}},{"actor":{"reference":"http://x/fhir/Patient/p2"}},{"actor":{"reference":"Patient/p1"}}],"basedOn":[{"reference":"NotPatient/x"}]}"#;
+        assert_eq!(patients_of("Appointment", "a", body), ["p1", "p2"]);
+        assert_eq!(patients_of("Patient", "me", b"{}"), ["me"]);
+        assert!(patients_of("Observation", "o", br#"{"reference":"Patient/"}"#).is_empty());
+    }
+
+    #[test]
+    fn every_field_changes_the_seal() {
+        let record = Stored {
+            tenant: 1,
+            seq: 1,
+            entry: Entry {
+                recorded: 5,
+                event: "read".into(),
+                action: "R",
+                status: 200,
+                agent: Arc::new(Agent::default()),
+                entity: Some("Patient/1/_history/1".into()),
+                query: None,
+                via: None,
+                patients: vec!["1".into()],
+            },
+            prev: None,
+            hash: None,
+        };
+        let base = seal_hash(GENESIS, &record);
+        let mut other = record.clone();
+        other.entry.entity = Some("Patient/2/_history/1".into());
+        assert_ne!(seal_hash(GENESIS, &other), base);
+        let mut other = record.clone();
+        other.entry.query = Some(String::new());
+        assert_ne!(
+            seal_hash(GENESIS, &other),
+            base,
+            "empty differs from absent"
+        );
+        assert_ne!(seal_hash(&base, &record), base);
+    }
+}

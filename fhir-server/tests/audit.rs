@@ -1,0 +1,720 @@
+//! The audit trail, on both databases: every access recorded (reads, searches, writes,
+//! refusals, sign-ins, tokens) as BALP AuditEvents only admins may search; a patient's
+//! accounting of who saw their record; break-glass reads allowed, flagged and listed;
+//! nothing written through the API; a read's record kept over a normal shutdown; the hash
+//! chain catching rows changed, removed or inserted behind the server's back; one chain
+//! from many clients and (on PostgreSQL) two server processes at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
+
+mod common;
+
+use base64::Engine;
+use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in, with_token};
+use common::{Backend, Server, entries};
+use serde_json::{Value, json};
+
+const STAFF_SCOPE: &str = "user/*.cruds openid fhirUser";
+const PATIENT_SCOPE: &str = "launch/patient patient/*.cruds openid fhirUser";
+
+/// The people of the practice: username, role, resource.
+const PEOPLE: &[(&str, &str, &str)] = &[
+    ("boss", "admin", "Practitioner/a1"),
+    ("doc", "provider", "Practitioner/d1"),
+    ("desk", "front-desk", "Practitioner/f1"),
+    ("pat", "patient", "Patient/p1"),
+];
+
+fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let output = server.run_cli(args);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let (ok, out, err) = cli(server, args);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
+    with_token(server, token, reqwest::Method::GET, path, None).await
+}
+
+/// A server under `--auth smart` with the practice's people signed in; their tokens and a
+/// backend's. `None` when PostgreSQL is not set up.
+async fn practice(
+    backend: Backend,
+) -> Option<(Server, std::collections::HashMap<&'static str, String>)> {
+    let args = ["--auth", "smart", "--admin-token", "admin-secret"];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "backend",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            "backend-secret-0123456789",
+            "--scopes",
+            "system/*.cruds",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "app",
+            "--type",
+            "public",
+            "--redirect-uri",
+            common::signin::APP_REDIRECT,
+            "--scopes",
+            "launch/patient patient/*.cruds user/*.cruds openid fhirUser",
+        ],
+    );
+    let (status, token) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ],
+        Some(("backend", "backend-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert(
+        "backend",
+        token["access_token"].as_str().unwrap().to_owned(),
+    );
+    for resource in [
+        json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Quill", "given": ["Ada"]}]}),
+        json!({"resourceType": "Patient", "id": "p2", "name": [{"family": "Other"}]}),
+        json!({"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Doc"}]}),
+        json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"text": "glucose"}, "subject": {"reference": "Patient/p1"}}),
+        json!({"resourceType": "Appointment", "id": "a1", "status": "booked",
+            "start": "2026-12-10T09:00:00Z", "end": "2026-12-10T09:30:00Z",
+            "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+                {"actor": {"reference": "Practitioner/d1"}, "status": "accepted"}]}),
+    ] {
+        let path = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap(),
+            resource["id"].as_str().unwrap()
+        );
+        let (status, body) = with_token(
+            &server,
+            &tokens["backend"],
+            reqwest::Method::PUT,
+            &path,
+            Some(&resource),
+        )
+        .await;
+        assert!(status == 200 || status == 201, "{path}: {body}");
+    }
+    for (_, _, reference) in PEOPLE {
+        let (kind, id) = reference.split_once('/').unwrap();
+        if kind == "Practitioner" {
+            let person = json!({"resourceType": kind, "id": id, "name": [{"family": id}]});
+            let (status, body) = with_token(
+                &server,
+                &tokens["backend"],
+                reqwest::Method::PUT,
+                reference,
+                Some(&person),
+            )
+            .await;
+            assert!(status == 200 || status == 201, "{reference}: {body}");
+        }
+    }
+    for (username, role, reference) in PEOPLE {
+        cli_ok(
+            &server,
+            &[
+                "user",
+                "create",
+                "--username",
+                username,
+                "--password",
+                PASSWORD,
+                "--role",
+                role,
+                "--fhir-user",
+                reference,
+            ],
+        );
+        let scope = if *role == "patient" {
+            PATIENT_SCOPE
+        } else {
+            STAFF_SCOPE
+        };
+        let location = sign_in(&server, username, PASSWORD, scope, &[])
+            .await
+            .unwrap();
+        let code = query_value(&location, "code").unwrap();
+        let (status, token) = exchange(&server, &code, VERIFIER).await;
+        assert_eq!(status, 200, "{token}");
+        tokens.insert(
+            *username,
+            token["access_token"].as_str().unwrap().to_owned(),
+        );
+    }
+    Some((server, tokens))
+}
+
+/// The AuditEvents an admin finds for `query`, after the recorder's next flush.
+async fn audit_events(server: &Server, admin: &str, query: &str) -> Vec<Value> {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, bundle) = get(server, admin, &format!("AuditEvent?{query}")).await;
+    assert_eq!(status, 200, "{query}: {bundle}");
+    entries(&bundle)
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn subtype(event: &Value) -> &str {
+    event["subtype"][0]["code"].as_str().unwrap_or_default()
+}
+
+fn agent_refs(event: &Value) -> Vec<String> {
+    event["agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["who"]["reference"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn entity_refs(event: &Value) -> Vec<String> {
+    event["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["what"]["reference"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn accesses_are_recorded_and_only_admins_read_them(backend: Backend) {
+    let Some((mut server, tokens)) = practice(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    // A provider reads and searches; nobody without a token gets in; the front desk is
+    // refused a lab result until it breaks the glass.
+    let read = client
+        .get(format!("{}/Patient/p1", server.base))
+        .bearer_auth(&tokens["doc"])
+        .header("user-agent", "audit-test-agent/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let (status, _) = get(
+        &server,
+        &tokens["doc"],
+        "Appointment?patient=Patient/p1&status=booked",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let anonymous = client
+        .get(format!("{}/Patient/p1", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let (status, _) = get(&server, &tokens["desk"], "Observation/o1").await;
+    assert_eq!(status, 403, "the front desk reads no lab results");
+    let glass = client
+        .get(format!("{}/Observation/o1", server.base))
+        .bearer_auth(&tokens["desk"])
+        .header("x-break-glass", "patient collapsed in the waiting room")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        glass.status(),
+        200,
+        "breaking the glass lets the desk read it"
+    );
+    let glass_write = client
+        .put(format!("{}/Observation/o1", server.base))
+        .bearer_auth(&tokens["desk"])
+        .header("x-break-glass", "still an emergency")
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Observation", "id": "o1", "status": "amended", "code": {"text": "glucose"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(glass_write.status(), 403, "the glass opens reading only");
+    let patient_glass = client
+        .get(format!("{}/Patient/p2", server.base))
+        .bearer_auth(&tokens["pat"])
+        .header("x-break-glass", "curious")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        patient_glass.status(),
+        404,
+        "a patient has no glass to break"
+    );
+    // A failed sign-in.
+    assert!(
+        sign_in(&server, "desk", "wrong password", STAFF_SCOPE, &[])
+            .await
+            .is_err()
+    );
+
+    // Only an admin searches the trail.
+    for who in ["doc", "desk", "pat", "backend"] {
+        let (status, body) = get(&server, &tokens[who], "AuditEvent?patient=p1").await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    let admin = tokens["boss"].as_str();
+    let about_p1 = audit_events(&server, admin, "patient=p1&_count=200").await;
+    let doc_read = about_p1
+        .iter()
+        .find(|e| subtype(e) == "read" && agent_refs(e).contains(&"Practitioner/d1".into()))
+        .expect("the provider's read is recorded");
+    assert_eq!(doc_read["action"], "R");
+    assert_eq!(doc_read["outcome"], "0");
+    assert!(
+        entity_refs(doc_read).contains(&"Patient/p1/_history/1".into()),
+        "{doc_read}"
+    );
+    let client_agent = &doc_read["agent"][0];
+    assert_eq!(client_agent["who"]["identifier"]["value"], "app");
+    assert_eq!(client_agent["network"]["address"], "127.0.0.1");
+    assert_eq!(client_agent["name"], "audit-test-agent/1.0");
+    assert!(
+        client_agent["policy"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:ietf:params:oauth:jti:")
+    );
+    assert_eq!(doc_read["agent"][1]["altId"], "doc");
+    let search = about_p1
+        .iter()
+        .find(|e| {
+            subtype(e) == "search-type"
+                && e["entity"][0]["what"]["display"] == "Appointment"
+                && agent_refs(e).contains(&"Practitioner/d1".into())
+        })
+        .expect("the provider's search is recorded, with its patient");
+    let query = search["entity"][0]["query"].as_str().unwrap();
+    let query = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(query)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(query.contains("patient=Patient%2Fp1"), "{query}");
+    let refused = about_p1
+        .iter()
+        .find(|e| e["outcomeDesc"] == "HTTP 401")
+        .expect("the request without a token is recorded");
+    assert_eq!(refused["outcome"], "4");
+    let glass_read = about_p1
+        .iter()
+        .find(|e| {
+            e["purposeOfEvent"][0]["coding"][0]["code"] == "BTG" && e["outcomeDesc"] == "HTTP 200"
+        })
+        .expect("the break-glass read is recorded, flagged");
+    assert_eq!(
+        glass_read["purposeOfEvent"][0]["text"],
+        "patient collapsed in the waiting room"
+    );
+    let created = about_p1
+        .iter()
+        .find(|e| subtype(e) == "update" || subtype(e) == "create")
+        .expect("the backend's write is recorded");
+    assert_eq!(created["agent"][0]["who"]["identifier"]["value"], "backend");
+    // Searches by agent, entity, date, subtype and purpose; paging; bad parameters.
+    let by_doc = audit_events(&server, admin, "agent=Practitioner/d1").await;
+    assert!(!by_doc.is_empty());
+    assert!(
+        by_doc
+            .iter()
+            .all(|e| agent_refs(e).contains(&"Practitioner/d1".into()))
+    );
+    let by_entity = audit_events(&server, admin, "entity=Observation/o1").await;
+    assert!(by_entity.len() >= 4, "{by_entity:?}");
+    let desk_refused = by_entity
+        .iter()
+        .find(|e| e["outcomeDesc"] == "HTTP 403" && subtype(e) == "read")
+        .expect("the desk's refusal is recorded");
+    assert!(agent_refs(desk_refused).contains(&"Practitioner/f1".into()));
+    assert!(desk_refused["purposeOfEvent"].is_null());
+    assert!(
+        audit_events(&server, admin, "date=lt2000-01-01")
+            .await
+            .is_empty()
+    );
+    assert!(
+        !audit_events(&server, admin, "date=ge2020-01-01&date=le2100")
+            .await
+            .is_empty()
+    );
+    let failed_logins = audit_events(&server, admin, "subtype=login-failed").await;
+    assert_eq!(failed_logins.len(), 1, "{failed_logins:?}");
+    assert_eq!(failed_logins[0]["agent"][1]["altId"], "desk");
+    assert_eq!(failed_logins[0]["outcome"], "4");
+    assert_eq!(audit_events(&server, admin, "subtype=login").await.len(), 4);
+    assert!(audit_events(&server, admin, "subtype=token").await.len() >= 5);
+    let glass = audit_events(&server, admin, "purpose=BTG").await;
+    assert_eq!(glass.len(), 2, "the read and the refused write: {glass:?}");
+    let (status, page) = get(&server, admin, "AuditEvent?_count=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(entries(&page).len(), 2);
+    let next = common::link(&page, "next").expect("a next page");
+    let (status, second) =
+        common::json(client.get(&next).bearer_auth(admin).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let first_ids: Vec<Value> = entries(&page)
+        .iter()
+        .map(|e| e["resource"]["id"].clone())
+        .collect();
+    assert!(
+        entries(&second)
+            .iter()
+            .all(|e| !first_ids.contains(&e["resource"]["id"]))
+    );
+    let id = first_ids[0].as_str().unwrap();
+    let (status, one) = get(&server, admin, &format!("AuditEvent/{id}")).await;
+    assert_eq!((status, one["id"].as_str()), (200, Some(id)));
+    for bad in [
+        "AuditEvent?name=x",
+        "AuditEvent?date=yesterday",
+        "AuditEvent?_count=many",
+    ] {
+        let (status, outcome) = get(&server, admin, bad).await;
+        assert_eq!(status, 400, "{bad}: {outcome}");
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("AuditEvent search parameter")
+        );
+    }
+    // Nobody writes the trail.
+    let event = json!({"resourceType": "AuditEvent", "id": id, "recorded": "2026-01-01T00:00:00Z",
+        "type": {"code": "rest"}, "agent": [{"requestor": true}], "source": {"observer": {"display": "x"}}});
+    for (method, path) in [
+        (reqwest::Method::DELETE, format!("AuditEvent/{id}")),
+        (reqwest::Method::PUT, format!("AuditEvent/{id}")),
+        (reqwest::Method::POST, "AuditEvent".to_owned()),
+    ] {
+        let (status, outcome) =
+            with_token(&server, admin, method.clone(), &path, Some(&event)).await;
+        assert_eq!(status, 405, "{method} {path}: {outcome}");
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": event, "request": {"method": "POST", "url": "AuditEvent"}}]});
+    let (status, outcome) =
+        with_token(&server, admin, reqwest::Method::POST, "", Some(&bundle)).await;
+    assert_eq!(status, 405, "{outcome}");
+
+    // The patient's accounting: who saw their record; for them and admins only.
+    let (status, log) = get(
+        &server,
+        &tokens["pat"],
+        "Patient/p1/$access-log?_count=1000",
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let log: Vec<Value> = entries(&log)
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|e| subtype(e) == "read" && agent_refs(e).contains(&"Practitioner/d1".into())),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "BTG")
+    );
+    let (status, _) = get(&server, &tokens["pat"], "Patient/p2/$access-log").await;
+    assert_eq!(
+        status, 404,
+        "another patient's accounting is not there for a patient"
+    );
+    let (status, _) = get(&server, &tokens["doc"], "Patient/p1/$access-log").await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&server, admin, "Patient/p1/$access-log?date=ge2020").await;
+    assert_eq!(status, 200);
+
+    // The break-glass report, from the command line.
+    let report = cli_ok(&server, &["audit", "break-glass"]);
+    assert_eq!(report.lines().count(), 2, "{report}");
+    assert!(
+        report.contains("patient collapsed in the waiting room") && report.contains("\"desk\""),
+        "{report}"
+    );
+
+    // A read answered just before a normal shutdown is in the trail after it, sealed.
+    let (status, _) = get(&server, &tokens["doc"], "Patient/p2").await;
+    assert_eq!(status, 200);
+    assert!(server.terminate().await, "the server stops cleanly");
+    let verified = cli_ok(&server, &["audit", "verify"]);
+    assert!(
+        verified.contains("intact") && verified.contains("0 more not sealed"),
+        "{verified}"
+    );
+    server.start_again().await;
+    let p2 = audit_events(&server, admin, "entity=Patient/p2&agent=Practitioner/d1").await;
+    assert_eq!(p2.len(), 1, "{p2:?}");
+    assert!(
+        p2[0]["extension"][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("audit-chain"),
+        "sealed"
+    );
+}
+
+/// Statements on the server's database, then `audit verify`'s verdict.
+fn tamper(server: &Server, sql: &str) -> (bool, String) {
+    if !sql.is_empty() {
+        server.sql(sql);
+    }
+    let (ok, out, err) = cli(server, &["audit", "verify"]);
+    (ok, format!("{out}{err}"))
+}
+
+async fn tampering_is_caught(server: Server) {
+    let mut server = server;
+    for n in 0..6 {
+        let patient = common::patient(&format!("Tamper{n}"), &format!("T-{n}"));
+        let created = server.create(&server.base.clone(), &patient).await;
+        let id = common::id_of(&created);
+        common::get(&server, &format!("Patient/{id}"))
+            .await
+            .expect(200);
+    }
+    common::get(&server, "Patient?family=Tamper0")
+        .await
+        .expect(200);
+    assert!(server.terminate().await);
+    let (ok, verdict) = tamper(&server, "");
+    assert!(ok && verdict.contains("records 1 to 13"), "{verdict}");
+    let head_file = server.dir.join("head.json");
+    std::fs::write(&head_file, cli_ok(&server, &["audit", "head"])).unwrap();
+    let head = head_file.to_str().unwrap();
+
+    // A record changed.
+    let (ok, verdict) = tamper(
+        &server,
+        "UPDATE audit_log SET entity = entity || 'x' WHERE seq = 5",
+    );
+    assert!(!ok && verdict.contains("record 5 was CHANGED"), "{verdict}");
+    let (ok, verdict) = tamper(
+        &server,
+        "UPDATE audit_log SET entity = substr(entity, 1, length(entity) - 1) WHERE seq = 5",
+    );
+    assert!(ok, "{verdict}");
+    // A record removed.
+    let (ok, verdict) = tamper(
+        &server,
+        "CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE seq = 7; DELETE FROM audit_log WHERE seq = 7",
+    );
+    assert!(!ok && verdict.contains("record 7 was REMOVED"), "{verdict}");
+    let (ok, verdict) = tamper(
+        &server,
+        "INSERT INTO audit_log SELECT * FROM audit_saved; DROP TABLE audit_saved",
+    );
+    assert!(ok, "{verdict}");
+    // A record removed and the later ones renumbered to hide the gap.
+    let shift_down = "CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE seq = 7; \
+         DELETE FROM audit_log WHERE seq = 7; \
+         UPDATE audit_log SET seq = seq + 1000000 WHERE seq > 7; \
+         UPDATE audit_log SET seq = seq - 1000001 WHERE seq > 1000000; \
+         UPDATE audit_sequence SET last = last - 1";
+    let (ok, verdict) = tamper(&server, shift_down);
+    assert!(
+        !ok && verdict.contains("the record before 7 was REMOVED"),
+        "{verdict}"
+    );
+    let shift_back = "UPDATE audit_log SET seq = seq + 1000001 WHERE seq >= 7; \
+         UPDATE audit_log SET seq = seq - 1000000 WHERE seq > 1000000; \
+         INSERT INTO audit_log SELECT * FROM audit_saved; DROP TABLE audit_saved; \
+         UPDATE audit_sequence SET last = last + 1";
+    assert!(tamper(&server, shift_back).0);
+    // A record inserted, sealed as the server would seal it, by someone who can compute
+    // the chain but not rewrite what comes after.
+    let store = fhir_server::store::Store::open(&server.database_url, 1, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let records = store.audit_records(tenant, 0, 100).await.unwrap();
+    let mut forged = records[8].clone();
+    forged.seq = 9;
+    forged.entry.entity = Some("Patient/forged".into());
+    let prev = records[7].hash.clone().unwrap();
+    let hash = fhir_server::store::audit::seal_hash(&prev, &forged);
+    drop(store);
+    let insert = format!(
+        "UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 9; \
+         UPDATE audit_log SET seq = seq - 999999 WHERE seq > 1000000; \
+         INSERT INTO audit_log SELECT tid, 9, recorded, event, action, status, user_id, \
+         fhir_user, client_id, token, address, user_agent, 'Patient/forged', query, via, patients, \
+         request_id, purpose, reason, '{prev}', '{hash}' \
+         FROM audit_log WHERE seq = 10; UPDATE audit_sequence SET last = last + 1"
+    );
+    let (ok, verdict) = tamper(&server, &insert);
+    assert!(
+        !ok && verdict.contains("record 9 was INSERTED"),
+        "{verdict}"
+    );
+    let undo = "DELETE FROM audit_log WHERE seq = 9; \
+         UPDATE audit_log SET seq = seq + 999999 WHERE seq > 9; \
+         UPDATE audit_log SET seq = seq - 1000000 WHERE seq > 1000000; \
+         UPDATE audit_sequence SET last = last - 1";
+    let (ok, verdict) = tamper(&server, undo);
+    assert!(ok, "{verdict}");
+    // The end cut off: the numbers taken say so; cut off with them too, the exported head
+    // says so.
+    let (ok, verdict) = tamper(
+        &server,
+        "CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE seq > 11; DELETE FROM audit_log WHERE seq > 11",
+    );
+    assert!(
+        !ok && verdict.contains("records 12 to 13 were REMOVED"),
+        "{verdict}"
+    );
+    server.sql("UPDATE audit_sequence SET last = 11");
+    let (ok, _) = tamper(&server, "");
+    assert!(
+        ok,
+        "without the head, a tail cut off cleanly cannot be told"
+    );
+    let (ok, out, err) = cli(&server, &["audit", "verify", "--head", head]);
+    assert!(
+        !ok && err.contains("head 13 is not in the trail"),
+        "{out}{err}"
+    );
+    server.sql("INSERT INTO audit_log SELECT * FROM audit_saved; DROP TABLE audit_saved; UPDATE audit_sequence SET last = 13");
+    let (ok, out, err) = cli(&server, &["audit", "verify", "--head", head]);
+    assert!(ok, "{out}{err}");
+    // Records not sealed yet are reported as such, and sealed later.
+    let unseal = "UPDATE audit_log SET prev = NULL, hash = NULL WHERE seq > 11; \
+         UPDATE audit_sealed SET seq = 11, hash = (SELECT hash FROM audit_log WHERE seq = 11)";
+    let (ok, verdict) = tamper(&server, unseal);
+    assert!(ok && verdict.contains("2 more not sealed yet"), "{verdict}");
+    server.start_again().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (ok, verdict) = tamper(&server, "");
+    assert!(ok && verdict.contains("0 more not sealed yet"), "{verdict}");
+}
+
+/// 40 clients at once (on PostgreSQL, split over two server processes on one database):
+/// every create recorded once, in its own transaction; every read recorded; one chain.
+async fn one_chain_from_many_clients(server: Server) {
+    let mut server = server;
+    let mut second = match server.backend {
+        Backend::Postgres => Some(server.sibling().await),
+        Backend::Sqlite => None,
+    };
+    let bases: Vec<String> = [Some(&server), second.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.base.clone())
+        .collect();
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let (client, write_base, read_base) = (
+            client.clone(),
+            bases[n % bases.len()].clone(),
+            bases[(n + 1) % bases.len()].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let patient = common::patient(&format!("Race{n}"), &format!("R-{n}"));
+            let created = client
+                .post(format!("{write_base}/Patient"))
+                .header("content-type", common::JSON)
+                .body(patient.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), 201);
+            let (_, created) = common::json(created).await;
+            let id = created["id"].as_str().unwrap().to_owned();
+            let read = client
+                .get(format!("{read_base}/Patient/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(read.status(), 200);
+            let search = client
+                .get(format!("{read_base}/Patient?_id={id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(search.status(), 200);
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    if let Some(second) = second.as_mut() {
+        assert!(second.terminate().await);
+    }
+    assert!(server.terminate().await);
+    let verdict = cli_ok(&server, &["audit", "verify"]);
+    assert!(
+        verdict.contains("intact, records 1 to 120") && verdict.contains("0 more"),
+        "{verdict}"
+    );
+    let store = fhir_server::store::Store::open(&server.database_url, 1, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let records = store.audit_records(tenant, 0, 1000).await.unwrap();
+    for id in &ids {
+        let about = |event: &str| {
+            records
+                .iter()
+                .filter(|r| r.entry.event == event && r.entry.patients.contains(id))
+                .count()
+        };
+        assert_eq!(
+            (about("create"), about("read"), about("search-type")),
+            (1, 1, 1),
+            "{id}"
+        );
+    }
+}
+
+mod accesses {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::accesses_are_recorded_and_only_admins_read_them(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::accesses_are_recorded_and_only_admins_read_them(super::Backend::Postgres).await;
+    }
+}
+
+both!(tampering_is_caught);
+both!(one_chain_from_many_clients);
