@@ -21,6 +21,8 @@ pub struct App {
     pub trusted_proxies: Vec<Range>,
     /// The audit trail's recorder (started by `serve`).
     pub audit: Arc<crate::audit::Recorder>,
+    /// `--rate-limit` and `--auth-rate-limit` (checked when the server starts).
+    pub rate_limits: crate::auth::rate::Limits,
     /// Tenants known to exist, by name. Tenants are never removed, so a positive answer
     /// can be cached; an unknown name is looked up again each time (another server may
     /// create it).
@@ -34,8 +36,18 @@ impl App {
         let trusted_proxies =
             crate::auth::proxies::parse_all(&config.trusted_proxies).unwrap_or_default();
         let audit = crate::audit::Recorder::new(store.clone(), config.audit);
+        let rate = |text: &str| {
+            crate::auth::rate::Limiter::new(
+                crate::auth::rate::Rate::parse(text).unwrap_or_default(),
+            )
+        };
+        let rate_limits = crate::auth::rate::Limits {
+            api: rate(&config.rate_limit),
+            auth: rate(&config.auth_rate_limit),
+        };
         Arc::new(App {
             audit,
+            rate_limits,
             store,
             config,
             auth: AuthState::default(),

@@ -54,10 +54,29 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_AUTH", value_enum, default_value = "smart")]
     pub auth: AuthMode,
 
+    /// A PEM certificate chain: the server speaks HTTPS only (TLS 1.3 and 1.2), with HSTS.
+    /// Read again when the file changes. Needs `--tls-key`.
+    #[arg(long, env = "FHIR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "FHIR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Whether every access is recorded in the audit trail. `false` is for measuring what
     /// auditing costs (the benchmark), never for a server with patient data.
     #[arg(long, env = "FHIR_AUDIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub audit: bool,
+
+    /// The most FHIR requests per source address and per client (token bucket): `100/s`,
+    /// `6000/min`; `off` for none. Past it: 429 with `Retry-After`.
+    #[arg(long, env = "FHIR_RATE_LIMIT", default_value = "off")]
+    pub rate_limit: String,
+
+    /// The most requests to the authorization server (sign-in, token, introspection,
+    /// revocation) per source address, stricter than `--rate-limit`.
+    #[arg(long, env = "FHIR_AUTH_RATE_LIMIT", default_value = "600/min")]
+    pub auth_rate_limit: String,
 
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
     /// are believed (for secure cookies, logs and the audit), as addresses or ranges,

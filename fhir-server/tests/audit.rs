@@ -718,3 +718,163 @@ mod accesses {
 
 both!(tampering_is_caught);
 both!(one_chain_from_many_clients);
+
+/// A session full of names, identifiers, secrets and tokens, logged at debug level: none
+/// of them reaches the log.
+async fn logs_carry_no_patient_data(backend: Backend) {
+    let args = ["--auth", "smart", "--admin-token", "admin-secret"];
+    let env = [("FHIR_LOG", "debug")];
+    let Some(server) = Server::start_with(backend, &args, &env).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let secret = "backend-secret-Xq7Zp2Lw9Rt4";
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "backend",
+            "--type",
+            "confidential-symmetric",
+            "--secret",
+            secret,
+            "--scopes",
+            "system/*.cruds",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "client",
+            "create",
+            "--id",
+            "app",
+            "--type",
+            "public",
+            "--redirect-uri",
+            common::signin::APP_REDIRECT,
+            "--scopes",
+            "user/*.cruds openid fhirUser offline_access",
+        ],
+    );
+    let (status, token) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ],
+        Some(("backend", secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let backend_token = token["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+        ],
+        Some(("backend", "a-wrong-secret-Vb3Nk8")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let patient = json!({"resourceType": "Patient", "id": "lp1",
+        "name": [{"family": "Quixotelli", "given": ["Zebulonia"]}],
+        "identifier": [{"system": "urn:mrn", "value": "MRN-99887766"}],
+        "telecom": [{"system": "phone", "value": "+1-555-0199-321"}],
+        "birthDate": "1931-02-28"});
+    let (status, body) = with_token(
+        &server,
+        &backend_token,
+        reqwest::Method::PUT,
+        "Patient/lp1",
+        Some(&patient),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for path in [
+        "Patient?name=Quixotelli&identifier=urn:mrn|MRN-99887766",
+        "Patient?birthdate=1931-02-28&phone=%2B1-555-0199-321",
+        "Patient/lp1",
+    ] {
+        let (status, body) = get(&server, &backend_token, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _) = with_token(&server, &backend_token, reqwest::Method::POST, "Patient",
+        Some(&json!({"resourceType": "Patient", "name": [{"family": "Quixotelli"}], "birthDate": "not-a-date-Quixotelli"}))).await;
+    assert_eq!(status, 422);
+    cli_ok(
+        &server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "drwho",
+            "--password",
+            PASSWORD,
+            "--role",
+            "provider",
+            "--fhir-user",
+            "Patient/lp1",
+        ],
+    );
+    assert!(
+        sign_in(&server, "drwho", "Wrong-Pass-Kq93", STAFF_SCOPE, &[])
+            .await
+            .is_err()
+    );
+    let location = sign_in(
+        &server,
+        "drwho",
+        PASSWORD,
+        "user/*.cruds openid fhirUser offline_access",
+        &[],
+    )
+    .await
+    .unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, tokens) = exchange(&server, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    let user_token = tokens["access_token"].as_str().unwrap();
+    let (status, _) = get(&server, user_token, "Patient?family=Quixotelli").await;
+    assert_eq!(status, 200);
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .unwrap_or("no-refresh-token-issued");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = server.log();
+    assert!(log.contains("DEBUG"), "the log is at debug level");
+    for secret_text in [
+        "Quixotelli",
+        "Zebulonia",
+        "MRN-99887766",
+        "555-0199",
+        "1931-02-28",
+        secret,
+        "a-wrong-secret-Vb3Nk8",
+        PASSWORD,
+        "Wrong-Pass-Kq93",
+        &code,
+        &backend_token,
+        user_token,
+        refresh,
+    ] {
+        assert!(!log.contains(secret_text), "the log holds '{secret_text}'");
+    }
+}
+
+mod logs {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::logs_carry_no_patient_data(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::logs_carry_no_patient_data(super::Backend::Postgres).await;
+    }
+}

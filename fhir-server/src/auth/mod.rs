@@ -14,6 +14,7 @@ pub mod messages;
 pub mod origins;
 pub mod principal;
 pub mod proxies;
+pub mod rate;
 pub mod registry;
 pub mod revoked;
 

@@ -263,6 +263,9 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     http::cors::layer(&config.cors_origins, None).map_err(|e| format!("--cors-origins: {e}"))?;
     crate::auth::proxies::parse_all(&config.trusted_proxies)
         .map_err(|e| format!("--trusted-proxies: {e}"))?;
+    crate::auth::rate::Rate::parse(&config.rate_limit).map_err(|e| format!("--rate-limit: {e}"))?;
+    crate::auth::rate::Rate::parse(&config.auth_rate_limit)
+        .map_err(|e| format!("--auth-rate-limit: {e}"))?;
     check_auth_mode(&config)?;
     let timeout = (config.statement_timeout_ms > 0)
         .then(|| Duration::from_millis(config.statement_timeout_ms));
@@ -271,10 +274,15 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::Tls::load(cert, key)?),
+        _ => None,
+    };
     let limits = http::serve::Limits {
         max_connections: config.max_connections,
         header_timeout: Duration::from_secs(config.header_timeout_seconds.max(1)),
         grace: Duration::from_secs(config.shutdown_grace_seconds),
+        tls: tls.clone(),
     };
     let backend = store.backend_name();
     let app = app::App::new(store, config);
@@ -293,7 +301,11 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let router = http::router(app.clone())?;
     tracing::info!(%address, database = backend, "fhir-server listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
-    println!("fhir-server listening on http://{address}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = &tls {
+        tls.watch();
+    }
+    println!("fhir-server listening on {scheme}://{address}");
     http::serve::serve(listener, router, limits, shutdown_signal()).await;
     app.audit.stop().await;
     tracing::info!("stopped");

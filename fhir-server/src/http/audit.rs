@@ -95,14 +95,15 @@ pub fn record(
     answered: &Result<FhirResponse, FhirError>,
     audited_before: usize,
 ) {
-    let Some(attribution) = crate::store::provenance::current() else {
-        return;
-    };
-    let Some(agent) = attribution.agent.clone() else {
+    let Some((agent, audited)) = crate::store::provenance::with_current(|attribution| {
+        let attribution = attribution?;
+        let audited = attribution.audited.load(Ordering::Relaxed);
+        attribution.agent.clone().map(|agent| (agent, audited))
+    }) else {
         return;
     };
     let interaction = super::route::interaction_name(&request.method, &request.segments);
-    let written = attribution.audited.load(Ordering::Relaxed) > audited_before;
+    let written = audited > audited_before;
     let plain_write = matches!(interaction, "create" | "update" | "patch" | "delete");
     let status = match answered {
         Ok(response) => response.status.as_u16(),

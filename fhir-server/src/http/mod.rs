@@ -11,9 +11,11 @@ pub mod capabilities;
 pub mod cors;
 pub mod guard;
 pub mod links;
+pub mod rate;
 pub mod route;
 pub mod secure;
 pub mod serve;
+pub mod tls;
 pub mod twilio;
 
 use std::time::Instant;
@@ -41,10 +43,17 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
     let registered = (app.config.auth == AuthMode::Smart).then(|| app.auth.origins.clone());
     let cors = cors::layer(&app.config.cors_origins, registered)?;
     let mut fhir_api = Router::new()
-        .merge(auth::routes().layer(middleware::from_fn_with_state(
-            app.clone(),
-            audit::auth_layer,
-        )))
+        .merge(
+            auth::routes()
+                .layer(middleware::from_fn_with_state(
+                    app.clone(),
+                    audit::auth_layer,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    app.clone(),
+                    rate::auth_layer,
+                )),
+        )
         .route("/fhir/messaging/twilio/{hook}", post(twilio::handle))
         .route(
             "/fhir/messaging/link",
@@ -63,7 +72,8 @@ pub fn router(app: SharedApp) -> Result<Router, String> {
         .route("/fhir/{*path}", any(fhir))
         .route("/t/{tenant}/fhir", any(fhir))
         .route("/t/{tenant}/fhir/", any(fhir))
-        .route("/t/{tenant}/fhir/{*path}", any(fhir));
+        .route("/t/{tenant}/fhir/{*path}", any(fhir))
+        .route_layer(middleware::from_fn_with_state(app.clone(), rate::api_layer));
     // CORS opens the FHIR API to browser apps, never the admin API or the health checks.
     if let Some(cors) = cors {
         fhir_api = fhir_api.layer(cors::WhenOrigin(std::sync::Arc::new(cors)));
@@ -195,6 +205,11 @@ async fn fhir(State(app): State<SharedApp>, request: Request) -> Response {
         let principal = authenticated.as_ref().ok().and_then(Option::as_deref);
         audit::agent(&app, &parts, principal, request_id.as_deref())
     });
+    if let Ok(Some(principal)) = &authenticated
+        && let Some(refused) = rate::client_over_limit(&app, &principal.client_id)
+    {
+        return refused;
+    }
     let principal = match authenticated {
         Ok(principal) => principal,
         Err(error) => {

@@ -33,8 +33,9 @@ fn dispatch_boxed<'a>(
 /// attachment) whose thread is closed to a member of staff (`secure`); an attachment is
 /// read as the resource it belongs to.
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
-    let audited_before = crate::store::provenance::current()
-        .map_or(0, |a| a.audited.load(std::sync::atomic::Ordering::Relaxed));
+    let audited_before = crate::store::provenance::with_current(|a| {
+        a.map_or(0, |a| a.audited.load(std::sync::atomic::Ordering::Relaxed))
+    });
     let answered = answer(app, request).await;
     super::audit::record(app, request, &answered, audited_before);
     answered

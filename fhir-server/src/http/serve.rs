@@ -22,19 +22,22 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::HeaderValue;
-use axum::http::header::CONNECTION;
+use axum::http::header::{CONNECTION, STRICT_TRANSPORT_SECURITY};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
 /// The limits of the connection loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     /// How long requests in flight may take to finish once shutdown began.
     pub grace: Duration,
+    /// TLS, when the server has a certificate (`super::tls`); a client must finish its
+    /// handshake within `header_timeout`.
+    pub tls: Option<Arc<super::tls::Tls>>,
 }
 
 /// How long keep-alive connections keep being answered (with `Connection: close`) after
@@ -85,25 +88,24 @@ pub async fn serve(
         if slots.available_permits() > 0 {
             warned_full = false;
         }
-        let service = connection_service(router.clone(), peer, draining.clone());
-        let (http, mut stopped) = (http.clone(), stopped.clone());
+        let tls = limits.tls.as_ref().and_then(|tls| tls.acceptor());
+        let service = connection_service(router.clone(), peer, draining.clone(), tls.is_some());
+        let (http, stopped) = (http.clone(), stopped.clone());
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let stop = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stop => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            match tls {
+                None => serve_connection(&http, stream, service, stopped, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&http, stream, service, stopped, peer).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::info!(%peer, %error, "a TLS handshake failed");
+                        }
+                        Err(_) => tracing::info!(%peer, "a TLS handshake did not finish in time"),
+                    }
                 }
-            };
-            if let Err(error) = result
-                && error.is_timeout()
-            {
-                tracing::info!(%peer, "closed a connection that did not send its request headers in time");
             }
             drop(slot);
         });
@@ -120,12 +122,45 @@ pub async fn serve(
     }
 }
 
+/// Serves one connection (plain or TLS) until it ends or the server stops.
+async fn serve_connection<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stopped: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result
+        && error.is_timeout()
+    {
+        tracing::info!(%peer, "closed a connection that did not send its request headers in time");
+    }
+}
+
 /// The service of one connection: the router, with the peer's address for `ConnectInfo`,
-/// and `Connection: close` on answers once the server is draining.
+/// `Connection: close` on answers once the server is draining, and HSTS over TLS.
 fn connection_service(
     router: Router,
     peer: SocketAddr,
     draining: Arc<AtomicBool>,
+    tls: bool,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -137,6 +172,12 @@ fn connection_service(
         let (router, draining) = (router.clone(), draining.clone());
         async move {
             let mut response = router.oneshot(request.map(axum::body::Body::new)).await?;
+            if tls {
+                response.headers_mut().insert(
+                    STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static(super::tls::HSTS),
+                );
+            }
             if draining.load(Ordering::Relaxed) {
                 response
                     .headers_mut()

@@ -47,6 +47,17 @@ pub fn current() -> Option<Attribution> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+/// `f` of the current task's attribution (none outside a request), without copying it.
+pub fn with_current<R>(f: impl FnOnce(Option<&Attribution>) -> R) -> R {
+    let mut f = Some(f);
+    let done = CURRENT.try_with(|attribution| f.take().map(|f| f(Some(attribution))));
+    match (done, f) {
+        (Ok(Some(result)), _) => result,
+        (_, Some(f)) => f(None),
+        (_, None) => unreachable!("f runs once"),
+    }
+}
+
 /// The types whose versions get a Provenance.
 pub fn concerns(resource_type: &str) -> bool {
     resource_type == "Appointment"

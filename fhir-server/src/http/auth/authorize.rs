@@ -110,7 +110,12 @@ async fn step(app: &App, peer: SocketAddr, request: Request) -> Result<Step, Res
         .iter()
         .filter_map(|name| field(&pairs, name).map(|v| ((*name).to_owned(), v.to_owned())))
         .collect();
-    let origin = crate::auth::proxies::origin(peer.ip(), &headers, &app.trusted_proxies, false);
+    let origin = crate::auth::proxies::origin(
+        peer.ip(),
+        &headers,
+        &app.trusted_proxies,
+        app.config.tls_cert.is_some(),
+    );
     let https = origin.https
         || app
             .config

@@ -48,7 +48,12 @@ pub async fn show(
     let (Ok(secret), Ok(flow)) = (page_secret(&app).await, smart_auth::random_token()) else {
         return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Try again later");
     };
-    let origin = crate::auth::proxies::origin(peer.ip(), &headers, &app.trusted_proxies, false);
+    let origin = crate::auth::proxies::origin(
+        peer.ip(),
+        &headers,
+        &app.trusted_proxies,
+        app.config.tls_cert.is_some(),
+    );
     let cookie = flow_set_cookie(
         &flow,
         origin.https

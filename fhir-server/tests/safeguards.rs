@@ -1,0 +1,317 @@
+//! Rate limits, on both databases: per source address and per client (token buckets,
+//! 429 with `Retry-After`), 40 requests at once let through no more than the bucket
+//! holds; the authorization server's stricter limit; bad settings refused at start.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is its failure
+#![allow(clippy::too_many_lines)] // a test reads as one story
+
+mod common;
+
+use common::signin::form;
+use common::{Backend, Server};
+
+async fn statuses(requests: Vec<reqwest::RequestBuilder>) -> Vec<reqwest::Response> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| tokio::spawn(async move { request.send().await.unwrap() }))
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+async fn rate_limits(backend: Backend) {
+    let args = [
+        "--auth",
+        "smart",
+        "--rate-limit",
+        "5/s",
+        "--auth-rate-limit",
+        "4/min",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // 40 at once from one address: the bucket's five get through, the others get 429.
+    let client = reqwest::Client::new();
+    let metadata = format!("{}/metadata", server.base);
+    let answers = statuses((0..40).map(|_| client.get(&metadata)).collect()).await;
+    let passed = answers.iter().filter(|a| a.status() == 200).count();
+    assert!((5..=7).contains(&passed), "{passed} got through");
+    let refused = answers.into_iter().find(|a| a.status() == 429).unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (_, outcome) = common::json(refused).await;
+    assert_eq!(outcome["issue"][0]["code"], "throttled", "{outcome}");
+    // Another address (through the trusted proxy) has its own bucket.
+    let other = client
+        .get(&metadata)
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    // The bucket refills.
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(client.get(&metadata).send().await.unwrap().status(), 200);
+
+    // One client from many addresses: its own bucket empties.
+    let output = server.run_cli(&[
+        "client",
+        "create",
+        "--id",
+        "busy",
+        "--type",
+        "confidential-symmetric",
+        "--secret",
+        "busy-secret-0123456789",
+        "--scopes",
+        "system/*.rs",
+    ]);
+    assert!(output.status.success());
+    let (status, token) = form(
+        &server,
+        "auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+        ],
+        Some(("busy", "busy-secret-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let patients = format!("{}/Patient", server.base);
+    let answers = statuses(
+        (0..20)
+            .map(|n| {
+                client
+                    .get(&patients)
+                    .bearer_auth(&token)
+                    .header("x-forwarded-for", format!("203.0.113.{n}"))
+            })
+            .collect(),
+    )
+    .await;
+    let passed = answers.iter().filter(|a| a.status() == 200).count();
+    assert!(
+        (5..=7).contains(&passed),
+        "{passed} of one client's got through"
+    );
+    let (_, outcome) = common::json(answers.into_iter().find(|a| a.status() == 429).unwrap()).await;
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("client"),
+        "{outcome}"
+    );
+
+    // The token endpoint's limit is stricter: four a minute from one address.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let response = client
+            .post(format!("{}/auth/token", server.base))
+            .header("x-forwarded-for", "192.0.2.44")
+            .basic_auth("busy", Some("wrong-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        codes.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry_after: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=15).contains(&retry_after), "{retry_after}");
+        }
+    }
+    assert_eq!(codes, [401, 401, 401, 401, 429, 429], "{codes:?}");
+}
+
+mod rates {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::rate_limits(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::rate_limits(super::Backend::Postgres).await;
+    }
+}
+
+#[test]
+fn bad_rate_settings_are_refused_at_start() {
+    for (flag, value) in [("--rate-limit", "5/day"), ("--auth-rate-limit", "many")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+            .args([
+                "serve",
+                "--auth",
+                "none",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+            ])
+            .arg(std::env::temp_dir().join(format!("rate-{}.db", uuid::Uuid::new_v4().simple())))
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 with `serial`, written to `dir`.
+fn make_certificate(dir: &std::path::Path, serial: u32) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (new_cert, new_key) = (dir.join("cert.new"), dir.join("key.new"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-set_serial", &serial.to_string()])
+        .arg("-keyout")
+        .arg(&new_key)
+        .arg("-out")
+        .arg(&new_cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+}
+
+/// The serial number of the certificate the server presents now (openssl s_client).
+fn served_serial(port: u16) -> String {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect 127.0.0.1:{port} 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-S", "-D", "-", "-o", "/dev/null", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// HTTPS with a certificate the test makes, checked with curl and openssl: TLS 1.2 and
+/// 1.3 answered with HSTS, TLS 1.1 and plain HTTP refused, a renewed certificate served
+/// without a restart (and a broken one not taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_reloaded_certificates() {
+    let dir = std::env::temp_dir().join(format!("tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificate(&dir, 1001);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let server = Server::start_with(Backend::Sqlite, &args, &[])
+        .await
+        .unwrap();
+    assert!(server.root.starts_with("https://"), "{}", server.root);
+    let url = format!("{}/metadata", server.base);
+    let ca = cert.to_str().unwrap();
+    for version in [
+        ["--tlsv1.3", "--tls-max", "1.3"],
+        ["--tlsv1.2", "--tls-max", "1.2"],
+    ] {
+        let (ok, answer) = curl(&[&["--cacert", ca], &version[..], &[url.as_str()]].concat());
+        assert!(
+            ok && answer.starts_with("HTTP/1.1 200"),
+            "{version:?}: {answer}"
+        );
+        assert!(
+            answer
+                .to_lowercase()
+                .contains("strict-transport-security: max-age=31536000; includesubdomains"),
+            "{answer}"
+        );
+    }
+    let (ok, answer) = curl(&[
+        "--cacert",
+        ca,
+        "--tlsv1.1",
+        "--tls-max",
+        "1.1",
+        "--ciphers",
+        "DEFAULT@SECLEVEL=0",
+        &url,
+    ]);
+    assert!(!ok, "TLS 1.1 is refused: {answer}");
+    let plain = url.replace("https://", "http://");
+    let (ok, answer) = curl(&[&plain]);
+    assert!(
+        !ok || !answer.contains("200"),
+        "plain HTTP is not served: {answer}"
+    );
+    // Renewed on disk: served within seconds, no restart.
+    assert_eq!(served_serial(server.port()), "serial=03E9");
+    make_certificate(&dir, 2002);
+    let mut serial = String::new();
+    for _ in 0..40 {
+        serial = served_serial(server.port());
+        if serial == "serial=07D2" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(serial, "serial=07D2", "the renewed certificate is served");
+    // A broken file is not taken: the last good certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(served_serial(server.port()), "serial=07D2");
+    assert!(server.log().contains("does not load"), "the log says so");
+    let (ok, _) = curl(&[&url]);
+    assert!(
+        !ok,
+        "a client that does not trust the certificate does not connect"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
