@@ -2,11 +2,11 @@
 -- refusal), rendered as an AuditEvent only when someone searches the trail. Resources
 -- would cost ten times the room at tens of thousands of reads a second.
 --
--- seq is taken from audit_sequence in the writing transaction (a row lock held to its
--- commit), so each tenant's records are numbered without gaps in commit order; the sealer
--- then hashes them in that order: hash = SHA-256(prev, the record), prev the hash of the
--- record before. Rows are only ever inserted, sealed once, and pruned from the oldest end
--- behind a signed checkpoint.
+-- seq is taken from audit_sequence in the appending transaction (a row lock held to its
+-- commit), so each tenant's records are numbered without gaps in commit order; the same
+-- transaction seals them in that order: hash = SHA-256(prev, the record), prev the hash
+-- of the record before, the last hash kept in audit_sequence for the next. Rows are only
+-- ever inserted, and pruned from the oldest end behind a signed checkpoint.
 CREATE TABLE audit_log (
     tid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -39,14 +39,10 @@ CREATE TABLE audit_patient (
     seq INTEGER NOT NULL,
     PRIMARY KEY (tid, patient, seq)
 ) WITHOUT ROWID;
+-- The last number taken and the last record's hash, per tenant.
 CREATE TABLE audit_sequence (
     tid INTEGER PRIMARY KEY,
-    last INTEGER NOT NULL
-);
--- How far the sealer got (verify trusts nothing here: it walks the records).
-CREATE TABLE audit_sealed (
-    tid INTEGER PRIMARY KEY,
-    seq INTEGER NOT NULL,
+    last INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
 -- Where pruned records ended: the last pruned record's seq and hash, signed.

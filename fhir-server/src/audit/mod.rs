@@ -1,6 +1,7 @@
 //! The audit trail above the store: the recorder that every request's record goes
-//! through, the sealer that chains them, their rendering as AuditEvents, and the check
-//! that the chain is whole (`verify`).
+//! through, their rendering as AuditEvents, and the check that the chain is whole
+//! (`verify`). Records are sealed into the chain by the transaction that appends them
+//! (`store::audit`).
 //!
 //! Writes are recorded by the store in the write's own transaction (`store::audit`).
 //! Everything else (reads, searches, operations, refusals, sign-ins) is handed to the
@@ -22,9 +23,6 @@ use crate::store::{Store, TenantId};
 
 /// How often gathered records are appended.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// How often the sealer runs.
-const SEAL_EVERY: Duration = Duration::from_millis(500);
 
 /// Records gathered before a flush is started at once.
 const FLUSH_AT: usize = 2000;
@@ -60,7 +58,7 @@ impl Recorder {
         self.enabled
     }
 
-    /// Starts the flushing and the sealing.
+    /// Starts the flushing.
     pub fn start(self: &Arc<Self>) {
         let recorder = self.clone();
         tokio::spawn(async move {
@@ -70,15 +68,6 @@ impl Recorder {
                     () = recorder.wake.notified() => {}
                 }
                 recorder.flush().await;
-            }
-        });
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SEAL_EVERY).await;
-                if let Err(error) = store.seal_audit().await {
-                    tracing::warn!(?error, "the audit sealer failed; it will try again");
-                }
             }
         });
     }
@@ -137,11 +126,8 @@ impl Recorder {
         }
     }
 
-    /// Flushes what has gathered and seals it: a normal shutdown loses no record.
+    /// Flushes what has gathered: a normal shutdown loses no record.
     pub async fn stop(&self) {
         self.flush().await;
-        if let Err(error) = self.store.seal_audit().await {
-            tracing::warn!(?error, "the audit sealer failed at shutdown");
-        }
     }
 }

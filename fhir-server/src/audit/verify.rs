@@ -21,9 +21,10 @@ pub enum Report {
         /// The last sealed record, and its hash.
         head: i64,
         hash: String,
-        /// Records at the end not sealed yet (the sealer runs every half second).
-        unsealed: i64,
     },
+    /// A record without a seal: the server writes none (each is sealed by the transaction
+    /// that appends it), so it was put in, or its seal taken off, behind its back.
+    Unsealed { seq: i64 },
     /// A record's content no longer matches its seal.
     Changed { seq: i64 },
     /// Records are missing (`from` to `to`, both included).
@@ -52,7 +53,6 @@ struct Walk {
     prev: String,
     prev_prev: Option<String>,
     head: i64,
-    unsealed_from: Option<i64>,
 }
 
 /// Walks the tenant's trail; `head`, a head exported earlier (`audit head`), must still
@@ -79,7 +79,6 @@ pub async fn verify(
         prev: start_hash.clone(),
         prev_prev: None,
         head: start,
-        unsealed_from: None,
     };
     let mut kept_hash = start_hash;
     let mut after = start;
@@ -97,9 +96,7 @@ pub async fn verify(
             {
                 return Ok(Report::HeadMismatch { seq });
             }
-            if record.hash.is_some() {
-                kept_hash = walk.prev.clone();
-            }
+            kept_hash = walk.prev.clone();
         }
     }
     let taken = store.audit_last_taken(tenant).await?;
@@ -118,7 +115,6 @@ pub async fn verify(
         first: start + 1,
         head: walk.head,
         hash: kept_hash,
-        unsealed: walk.unsealed_from.map_or(0, |from| walk.expected - from),
     })
 }
 
@@ -132,14 +128,8 @@ fn step(walk: &mut Walk, record: &Stored) -> Option<Report> {
     }
     walk.expected = record.seq + 1;
     let Some(hash) = &record.hash else {
-        walk.unsealed_from.get_or_insert(record.seq);
-        return None;
+        return Some(Report::Unsealed { seq: record.seq });
     };
-    if walk.unsealed_from.is_some() {
-        // Sealing goes in order: a sealed record after an unsealed one was not sealed
-        // here.
-        return Some(Report::Inserted { seq: record.seq });
-    }
     let prev = record.prev.as_deref().unwrap_or_default();
     if prev != walk.prev {
         if walk.prev_prev.as_deref() == Some(prev) {

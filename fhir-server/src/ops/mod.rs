@@ -17,6 +17,7 @@ pub mod appointment_reschedule;
 pub mod broadcast;
 pub mod claim_submit;
 pub mod definition;
+pub mod erase;
 pub mod everything;
 pub mod export;
 pub mod import_835;
@@ -176,6 +177,7 @@ impl Operation {
 pub static OPERATIONS: &[Operation] = &[
     everything::OPERATION,
     access_log::OPERATION,
+    erase::OPERATION,
     export::SYSTEM,
     export::PATIENT,
     export::GROUP,

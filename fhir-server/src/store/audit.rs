@@ -6,13 +6,14 @@
 //!   commit ([`flush`]), so a write and its record commit or vanish together.
 //! - Everything else (reads, searches, refusals, sign-ins) is appended in batches by the
 //!   server's recorder (`audit::Recorder`) through [`Store::append_audit`].
-//! - Either way the record's `seq` comes from `audit_sequence` in the appending
-//!   transaction: the upsert holds that row's lock to the commit, so numbers are taken
-//!   without gaps and in commit order, by any number of processes on one database.
-//! - The sealer ([`Store::seal_audit`]) hashes the unsealed records in `seq` order:
-//!   `hash = SHA-256(prev || the record)`, `prev` the hash of the record before, so one
-//!   chain per tenant; a pass that loses a race with another process's sealer changes
-//!   nothing (its progress update is conditional on where it started).
+//! - Either way the appending transaction takes the records' numbers from the tenant's
+//!   `audit_sequence` row, which also holds the hash of the last record: the upsert holds
+//!   that row's lock to the commit, so numbers are taken without gaps and in commit order,
+//!   by any number of processes on one database, and the transaction that holds the lock
+//!   is the one sealer of the chain at that moment: it hashes its records in order
+//!   (`hash = SHA-256(prev || the record)`, `prev` the hash before) and leaves the last
+//!   hash in the row for the next. No record is ever stored unsealed, so there is no
+//!   unsealed tail; `verify` reports a record without a seal as tampering.
 
 use std::sync::Arc;
 
@@ -27,9 +28,6 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The most records appended by one statement (SQLite binds at most 32,766 values).
 const CHUNK: usize = 400;
-
-/// The most records the sealer hashes in one transaction.
-const SEAL_BATCH: usize = 5000;
 
 /// The most patients one record names.
 const MAX_PATIENTS: usize = 20;
@@ -171,28 +169,56 @@ pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
     append(tx, &entries).await
 }
 
-/// Appends `entries` to the tenant's trail in the caller's transaction.
+/// Appends `entries` to the tenant's trail in the caller's transaction, sealed.
 pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
     let tenant = tx.tenant().get();
-    for chunk in entries.chunks(CHUNK) {
-        let mut take = Sql::default();
-        take.push(
-            "INSERT INTO audit_sequence (tid, last) VALUES (?, ?) ON CONFLICT (tid) \
-             DO UPDATE SET last = audit_sequence.last + excluded.last RETURNING last",
-        );
-        take.args = vec![Arg::Int(tenant), Arg::Int(chunk.len() as i64)];
-        let last = tx
-            .first_ints(take)
-            .await?
-            .first()
-            .copied()
-            .ok_or_else(|| StoreError::Database("no audit sequence number".into()))?;
-        let first = last - chunk.len() as i64 + 1;
-        tx.run(insert_records(tenant, first, chunk)).await?;
-        if let Some(patients) = insert_patients(tenant, first, chunk) {
+    let mut take = Sql::default();
+    take.push(
+        "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) ON CONFLICT (tid) \
+         DO UPDATE SET last = audit_sequence.last + excluded.last \
+         RETURNING CAST(last AS TEXT), hash",
+    );
+    take.args = vec![
+        Arg::Int(tenant),
+        Arg::Int(entries.len() as i64),
+        Arg::Text(GENESIS.to_owned()),
+    ];
+    let taken = tx.rows(take).await?;
+    let bad = || StoreError::Database("no audit sequence number".into());
+    let mut cells = taken.into_iter().next().ok_or_else(bad)?.into_iter();
+    let last: i64 = cells
+        .next()
+        .flatten()
+        .and_then(|l| l.parse().ok())
+        .ok_or_else(bad)?;
+    let mut prev = cells.next().flatten().ok_or_else(bad)?;
+    let first = last - entries.len() as i64 + 1;
+    let mut sealed = Vec::with_capacity(entries.len());
+    for (n, entry) in entries.iter().enumerate() {
+        let mut record = Stored {
+            tenant,
+            seq: first + n as i64,
+            entry: entry.clone(),
+            prev: None,
+            hash: None,
+        };
+        let hash = seal_hash(&prev, &record);
+        record.prev = Some(std::mem::replace(&mut prev, hash.clone()));
+        record.hash = Some(hash);
+        sealed.push(record);
+    }
+    for chunk in sealed.chunks(CHUNK) {
+        tx.run(insert_records(chunk)).await?;
+        if let Some(patients) = insert_patients(chunk) {
             tx.run(patients).await?;
         }
     }
+    let mut head = Sql::default();
+    head.push("UPDATE audit_sequence SET hash = ");
+    head.bind(Arg::Text(prev));
+    head.push(" WHERE tid = ");
+    head.bind(Arg::Int(tenant));
+    tx.run(head).await?;
     Ok(())
 }
 
@@ -200,22 +226,23 @@ fn text(value: Option<&String>) -> Arg {
     value.map_or(Arg::Null, |v| Arg::Text(v.clone()))
 }
 
-fn insert_records(tenant: i64, first: i64, entries: &[Entry]) -> Sql {
+fn insert_records(records: &[Stored]) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         "INSERT INTO audit_log (tid, seq, recorded, event, action, status, user_id, fhir_user, \
          client_id, token, address, user_agent, entity, query, via, patients, request_id, \
-         purpose, reason) VALUES ",
+         purpose, reason, prev, hash) VALUES ",
     );
-    for (n, entry) in entries.iter().enumerate() {
+    for (n, record) in records.iter().enumerate() {
         if n > 0 {
             sql.push(", ");
         }
+        let entry = &record.entry;
         let agent = &entry.agent;
         let patients = (!entry.patients.is_empty()).then(|| entry.patients.join(" "));
         let values = [
-            Arg::Int(tenant),
-            Arg::Int(first + n as i64),
+            Arg::Int(record.tenant),
+            Arg::Int(record.seq),
             Arg::Int(entry.recorded),
             Arg::Text(entry.event.clone()),
             Arg::Text(entry.action.to_owned()),
@@ -233,26 +260,28 @@ fn insert_records(tenant: i64, first: i64, entries: &[Entry]) -> Sql {
             text(agent.request_id.as_ref()),
             text(agent.purpose.as_ref()),
             text(agent.reason.as_ref()),
+            text(record.prev.as_ref()),
+            text(record.hash.as_ref()),
         ];
         bind_tuple(&mut sql, values);
     }
     sql
 }
 
-fn insert_patients(tenant: i64, first: i64, entries: &[Entry]) -> Option<Sql> {
+fn insert_patients(records: &[Stored]) -> Option<Sql> {
     let mut sql = Sql::default();
     sql.push("INSERT INTO audit_patient (tid, patient, seq) VALUES ");
     let mut any = false;
-    for (n, entry) in entries.iter().enumerate() {
-        for patient in &entry.patients {
+    for record in records {
+        for patient in &record.entry.patients {
             if any {
                 sql.push(", ");
             }
             any = true;
             let values = [
-                Arg::Int(tenant),
+                Arg::Int(record.tenant),
                 Arg::Text(patient.clone()),
-                Arg::Int(first + n as i64),
+                Arg::Int(record.seq),
             ];
             bind_tuple(&mut sql, values);
         }
@@ -446,13 +475,6 @@ impl Store {
         }
     }
 
-    async fn audit_execute(&self, sql: Sql) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.execute(sql).await,
-            Store::Postgres(s) => s.execute(&sql).await,
-        }
-    }
-
     /// Tenants with a trail.
     pub async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         let mut sql = Sql::default();
@@ -603,112 +625,6 @@ impl Store {
             signature: next(),
         }))
     }
-
-    /// One pass of the sealer over every tenant: hashes the records not sealed yet, in
-    /// order, up to the first missing number. How many it sealed.
-    pub async fn seal_audit(&self) -> Result<usize, StoreError> {
-        let mut sealed = 0;
-        for tenant in self.audit_tenants().await? {
-            sealed += self.seal_tenant(tenant).await?;
-        }
-        Ok(sealed)
-    }
-
-    async fn seal_tenant(&self, tenant: TenantId) -> Result<usize, StoreError> {
-        let (from, mut prev) = self.sealed_up_to(tenant).await?;
-        let records = self.audit_records(tenant, from, SEAL_BATCH).await?;
-        let mut hashes: Vec<(i64, String, String)> = Vec::with_capacity(records.len());
-        for (expected, record) in (from + 1..).zip(&records) {
-            // A gap is a record removed behind the server's back (numbers are taken
-            // without gaps): the chain stops there for `verify` to report.
-            if record.seq != expected || record.hash.is_some() {
-                break;
-            }
-            let hash = seal_hash(&prev, record);
-            hashes.push((record.seq, prev, hash.clone()));
-            prev = hash;
-        }
-        let Some((last, _, last_hash)) = hashes.last().cloned() else {
-            return Ok(0);
-        };
-        let statements = seal_statements(tenant, from, (last, &last_hash), &hashes);
-        let done = match self {
-            Store::Sqlite(s) => s.run_guarded(statements).await?,
-            Store::Postgres(s) => s.run_guarded(statements).await?,
-        };
-        Ok(if done { hashes.len() } else { 0 })
-    }
-
-    /// The last sealed number and its hash (0 and [`GENESIS`], or the checkpoint's, at
-    /// the start).
-    async fn sealed_up_to(&self, tenant: TenantId) -> Result<(i64, String), StoreError> {
-        let mut sql = Sql::default();
-        sql.push("SELECT CAST(seq AS TEXT), hash FROM audit_sealed WHERE tid = ");
-        sql.bind(tenant_arg(tenant));
-        let rows = self.audit_texts(sql).await?;
-        if let Some(row) = rows.into_iter().next() {
-            let mut cells = row.into_iter().map(Option::unwrap_or_default);
-            let seq = cells.next().unwrap_or_default().parse().unwrap_or(0);
-            return Ok((seq, cells.next().unwrap_or_default()));
-        }
-        let start = self
-            .audit_checkpoint(tenant)
-            .await?
-            .map_or((0, GENESIS.to_owned()), |c| (c.seq, c.hash));
-        let mut insert = Sql::default();
-        insert.push("INSERT INTO audit_sealed (tid, seq, hash) VALUES (");
-        insert.bind(tenant_arg(tenant));
-        insert.push(", ");
-        insert.bind(Arg::Int(start.0));
-        insert.push(", ");
-        insert.bind(Arg::Text(start.1.clone()));
-        insert.push(") ON CONFLICT (tid) DO NOTHING");
-        self.audit_execute(insert).await?;
-        Ok(start)
-    }
-}
-
-/// The statements of one sealing pass: first the progress update, conditional on the
-/// progress the pass started from (0 rows changed: another sealer got there first, and
-/// the pass is rolled back), then the hashes.
-fn seal_statements(
-    tenant: TenantId,
-    from: i64,
-    (last, last_hash): (i64, &str),
-    hashes: &[(i64, String, String)],
-) -> Vec<Sql> {
-    let mut progress = Sql::default();
-    progress.push("UPDATE audit_sealed SET seq = ");
-    progress.bind(Arg::Int(last));
-    progress.push(", hash = ");
-    progress.bind(Arg::Text(last_hash.to_owned()));
-    progress.push(" WHERE tid = ");
-    progress.bind(tenant_arg(tenant));
-    progress.push(" AND seq = ");
-    progress.bind(Arg::Int(from));
-    let mut statements = vec![progress];
-    for chunk in hashes.chunks(CHUNK) {
-        let mut update = Sql::default();
-        update.push("UPDATE audit_log SET prev = v.column2, hash = v.column3 FROM (VALUES ");
-        for (i, (seq, prev, hash)) in chunk.iter().enumerate() {
-            if i > 0 {
-                update.push(", ");
-            }
-            bind_tuple(
-                &mut update,
-                [
-                    Arg::Int(*seq),
-                    Arg::Text(prev.clone()),
-                    Arg::Text(hash.clone()),
-                ],
-            );
-        }
-        update.push(") AS v WHERE audit_log.tid = ");
-        update.bind(tenant_arg(tenant));
-        update.push(" AND audit_log.seq = v.column1 AND audit_log.hash IS NULL");
-        statements.push(update);
-    }
-    statements
 }
 
 #[cfg(test)]

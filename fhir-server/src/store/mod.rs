@@ -12,6 +12,7 @@ mod claims_backfill;
 mod coalesce;
 mod compartment;
 mod counters;
+pub mod erase;
 mod history;
 mod index_tables;
 pub mod jobs;

@@ -480,16 +480,26 @@ impl PgStore {
     /// Every column of every row, as text (NULL as `None`).
     pub async fn select_texts(&self, sql: &Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         let rows = bind(sql).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| {
-                        row.try_get::<Option<String>, _>(i)
-                            .map_err(StoreError::from)
-                    })
-                    .collect()
-            })
-            .collect()
+        rows.iter().map(texts_of).collect()
+    }
+
+    /// Erases a patient in a transaction of its own (see `store::erase`).
+    pub async fn erase_patient(
+        &self,
+        tenant: TenantId,
+        patient: String,
+        mentions: &'static str,
+    ) -> Result<super::erase::Erased, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut pg = PgTx {
+            conn: &mut tx,
+            tenant,
+            attribution: None,
+            audit: Vec::new(),
+        };
+        let erased = super::erase::erase(&mut pg, &patient, mentions).await?;
+        tx.commit().await?;
+        Ok(erased)
     }
 
     /// Appends audit records in a transaction of their own (see `store::audit`).
@@ -508,21 +518,6 @@ impl PgStore {
         super::audit::append(&mut pg, &entries).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Runs `statements` in one transaction when the first changes a row; else changes
-    /// nothing. Whether they ran.
-    pub async fn run_guarded(&self, statements: Vec<Sql>) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        for (n, sql) in statements.iter().enumerate() {
-            let changed = bind(sql).execute(&mut *tx).await?.rows_affected();
-            if n == 0 && changed == 0 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
     }
 
     pub async fn select_pairs(&self, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
@@ -565,6 +560,16 @@ async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
         tracing::info!(version, name, "applied PostgreSQL migration");
     }
     Ok(())
+}
+
+/// Every column of a row as text (NULL as `None`).
+fn texts_of(row: &sqlx::postgres::PgRow) -> Result<Vec<Option<String>>, StoreError> {
+    (0..row.len())
+        .map(|i| {
+            row.try_get::<Option<String>, _>(i)
+                .map_err(StoreError::from)
+        })
+        .collect()
 }
 
 /// Renumbers `?` placeholders to `$1, $2, ...` and binds the arguments.
@@ -754,6 +759,11 @@ impl Tx for PgTx<'_> {
 
     async fn run(&mut self, sql: Sql) -> Result<u64, StoreError> {
         Ok(bind(&sql).execute(&mut *self.conn).await?.rows_affected())
+    }
+
+    async fn rows(&mut self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        let rows = bind(&sql).fetch_all(&mut *self.conn).await?;
+        rows.iter().map(texts_of).collect()
     }
 
     async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {

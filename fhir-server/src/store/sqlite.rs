@@ -308,14 +308,25 @@ impl SqliteStore {
 
     /// Every column of every row, as text (NULL as `None`).
     pub async fn select_texts(&self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
-        self.blocking_read(move |conn| {
-            let mut statement = conn.prepare_cached(&sql.text)?;
-            let columns = statement.column_count();
-            let rows = statement
-                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
-                    (0..columns).map(|i| row.get(i)).collect()
-                })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+        self.blocking_read(move |conn| query_texts(conn, &sql))
+            .await
+    }
+
+    /// Erases a patient in a transaction of its own (see `store::erase`).
+    pub async fn erase_patient(
+        &self,
+        tenant: TenantId,
+        patient: String,
+        mentions: &'static str,
+    ) -> Result<super::erase::Erased, StoreError> {
+        self.run_write(move |conn| {
+            let mut tx = SqliteTx {
+                conn,
+                tenant,
+                attribution: None,
+                audit: Vec::new(),
+            };
+            futures::executor::block_on(super::erase::erase(&mut tx, &patient, mentions))
         })
         .await
     }
@@ -334,23 +345,6 @@ impl SqliteStore {
                 audit: Vec::new(),
             };
             futures::executor::block_on(super::audit::append(&mut tx, &entries))
-        })
-        .await
-    }
-
-    /// Runs `statements` in one transaction when the first changes a row; else changes
-    /// nothing. Whether they ran.
-    pub async fn run_guarded(&self, statements: Vec<Sql>) -> Result<bool, StoreError> {
-        self.queue_write(true, move |conn| {
-            for (n, sql) in statements.iter().enumerate() {
-                let changed = conn
-                    .prepare_cached(&sql.text)?
-                    .execute(params_from_iter(sql.args.iter().map(to_sql)))?;
-                if n == 0 && changed == 0 {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
         })
         .await
     }
@@ -892,6 +886,10 @@ impl Tx for SqliteTx<'_> {
         Ok(changed as u64)
     }
 
+    async fn rows(&mut self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        query_texts(self.conn, &sql)
+    }
+
     async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {
         let mut statement = self.conn.prepare_cached(&sql.text)?;
         let columns = statement.column_count();
@@ -1017,6 +1015,15 @@ impl SqliteTx<'_> {
 }
 
 /// The rows of a statement that returns two text columns.
+fn query_texts(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let columns = statement.column_count();
+    let rows = statement.query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+        (0..columns).map(|i| row.get(i)).collect()
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn query_pairs(conn: &Connection, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
     let mut statement = conn.prepare_cached(&sql.text)?;
     let rows = statement.query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {

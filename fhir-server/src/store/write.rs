@@ -144,6 +144,12 @@ pub trait Tx: Send {
     /// Runs one statement in the transaction (the upkeep of `store::claims`); rows changed.
     fn run(&mut self, sql: Sql) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Every row of a query, each column as text (select integers `CAST(... AS TEXT)`).
+    fn rows(
+        &mut self,
+        sql: Sql,
+    ) -> impl Future<Output = Result<Vec<Vec<Option<String>>>, StoreError>> + Send;
+
     /// The integer columns of a query's first row (empty when it has none).
     fn first_ints(&mut self, sql: Sql)
     -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
