@@ -35,7 +35,8 @@ impl App {
     pub fn new(store: Store, config: ServeConfig) -> SharedApp {
         let trusted_proxies =
             crate::auth::proxies::parse_all(&config.trusted_proxies).unwrap_or_default();
-        let audit = crate::audit::Recorder::new(store.clone(), config.audit);
+        let every = std::time::Duration::from_millis(config.audit_flush_ms.max(1));
+        let audit = crate::audit::Recorder::new(store.clone(), config.audit, every);
         let rate = |text: &str| {
             crate::auth::rate::Limiter::new(
                 crate::auth::rate::Rate::parse(text).unwrap_or_default(),

@@ -78,6 +78,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_AUTH_RATE_LIMIT", default_value = "600/min")]
     pub auth_rate_limit: String,
 
+    /// How often the records of reads, searches and refusals are appended to the audit
+    /// trail, in milliseconds (writes are recorded in their own transaction). What a
+    /// `kill -9` can lose: at most this much of reads' records.
+    #[arg(long, env = "FHIR_AUDIT_FLUSH_MS", default_value_t = 1000)]
+    pub audit_flush_ms: u64,
+
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
     /// are believed (for secure cookies, logs and the audit), as addresses or ranges,
     /// comma-separated: `127.0.0.1,10.0.0.0/8`. Default: none.

@@ -193,24 +193,19 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
         .ok_or_else(bad)?;
     let mut prev = cells.next().flatten().ok_or_else(bad)?;
     let first = last - entries.len() as i64 + 1;
-    let mut sealed = Vec::with_capacity(entries.len());
+    let mut seals: Vec<(String, String)> = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
-        let mut record = Stored {
-            tenant,
-            seq: first + n as i64,
-            entry: entry.clone(),
-            prev: None,
-            hash: None,
-        };
-        let hash = seal_hash(&prev, &record);
-        record.prev = Some(std::mem::replace(&mut prev, hash.clone()));
-        record.hash = Some(hash);
-        sealed.push(record);
+        let hash = seal_of(&prev, (tenant, first + n as i64), entry);
+        seals.push((std::mem::replace(&mut prev, hash.clone()), hash));
     }
-    for chunk in sealed.chunks(CHUNK) {
-        tx.run(insert_records(chunk)).await?;
-        if let Some(patients) = insert_patients(chunk) {
-            tx.run(patients).await?;
+    let chunks = entries.chunks(CHUNK).zip(seals.chunks(CHUNK));
+    for (n, (chunk, chunk_seals)) in chunks.enumerate() {
+        let offset = first + (n * CHUNK) as i64;
+        tx.run(insert_records(tenant, offset, chunk, chunk_seals)).await?;
+    }
+    if let Some(patients) = insert_patients(tenant, first, entries) {
+        for statement in patients {
+            tx.run(statement).await?;
         }
     }
     let mut head = Sql::default();
@@ -226,23 +221,22 @@ fn text(value: Option<&String>) -> Arg {
     value.map_or(Arg::Null, |v| Arg::Text(v.clone()))
 }
 
-fn insert_records(records: &[Stored]) -> Sql {
+fn insert_records(tenant: i64, first: i64, entries: &[Entry], seals: &[(String, String)]) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         "INSERT INTO audit_log (tid, seq, recorded, event, action, status, user_id, fhir_user, \
          client_id, token, address, user_agent, entity, query, via, patients, request_id, \
          purpose, reason, prev, hash) VALUES ",
     );
-    for (n, record) in records.iter().enumerate() {
+    for (n, (entry, (prev, hash))) in entries.iter().zip(seals).enumerate() {
         if n > 0 {
             sql.push(", ");
         }
-        let entry = &record.entry;
         let agent = &entry.agent;
         let patients = (!entry.patients.is_empty()).then(|| entry.patients.join(" "));
         let values = [
-            Arg::Int(record.tenant),
-            Arg::Int(record.seq),
+            Arg::Int(tenant),
+            Arg::Int(first + n as i64),
             Arg::Int(entry.recorded),
             Arg::Text(entry.event.clone()),
             Arg::Text(entry.action.to_owned()),
@@ -260,34 +254,52 @@ fn insert_records(records: &[Stored]) -> Sql {
             text(agent.request_id.as_ref()),
             text(agent.purpose.as_ref()),
             text(agent.reason.as_ref()),
-            text(record.prev.as_ref()),
-            text(record.hash.as_ref()),
+            Arg::Text(prev.clone()),
+            Arg::Text(hash.clone()),
         ];
         bind_tuple(&mut sql, values);
     }
     sql
 }
 
-fn insert_patients(records: &[Stored]) -> Option<Sql> {
-    let mut sql = Sql::default();
-    sql.push("INSERT INTO audit_patient (tid, patient, seq) VALUES ");
-    let mut any = false;
-    for record in records {
-        for patient in &record.entry.patients {
-            if any {
-                sql.push(", ");
-            }
-            any = true;
-            let values = [
-                Arg::Int(record.tenant),
-                Arg::Text(patient.clone()),
-                Arg::Int(record.seq),
-            ];
-            bind_tuple(&mut sql, values);
-        }
+/// The rows of `audit_patient`, sorted by patient so that a batch touches each leaf of
+/// the index once, in statements of at most [`CHUNK`] rows.
+fn insert_patients(tenant: i64, first: i64, entries: &[Entry]) -> Option<Vec<Sql>> {
+    let mut rows: Vec<(&str, i64)> = entries
+        .iter()
+        .enumerate()
+        .flat_map(|(n, entry)| {
+            entry
+                .patients
+                .iter()
+                .map(move |patient| (patient.as_str(), first + n as i64))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
     }
-    sql.push(" ON CONFLICT DO NOTHING");
-    any.then_some(sql)
+    rows.sort_unstable();
+    let statements = rows
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let mut sql = Sql::default();
+            sql.push("INSERT INTO audit_patient (tid, patient, seq) VALUES ");
+            for (n, (patient, seq)) in chunk.iter().enumerate() {
+                if n > 0 {
+                    sql.push(", ");
+                }
+                let values = [
+                    Arg::Int(tenant),
+                    Arg::Text((*patient).to_owned()),
+                    Arg::Int(*seq),
+                ];
+                bind_tuple(&mut sql, values);
+            }
+            sql.push(" ON CONFLICT DO NOTHING");
+            sql
+        })
+        .collect();
+    Some(statements)
 }
 
 fn bind_tuple<const N: usize>(sql: &mut Sql, values: [Arg; N]) {
@@ -348,6 +360,11 @@ fn patient_in(reference: &[u8]) -> Option<&str> {
 /// The hash that seals `record` after `prev`: SHA-256 over `prev` and every field of the
 /// record, each length-prefixed (so no two records encode alike), as lowercase hex.
 pub fn seal_hash(prev: &str, record: &Stored) -> String {
+    seal_of(prev, (record.tenant, record.seq), &record.entry)
+}
+
+/// [`seal_hash`] of an entry numbered `seq` in `tenant`'s trail.
+fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry) -> String {
     let mut hasher = Sha256::new();
     let mut field = |value: Option<&str>| match value {
         Some(value) => {
@@ -356,12 +373,11 @@ pub fn seal_hash(prev: &str, record: &Stored) -> String {
         }
         None => hasher.update(u32::MAX.to_be_bytes()),
     };
-    let entry = &record.entry;
     let agent = &entry.agent;
     let patients = entry.patients.join(" ");
     field(Some(prev));
-    field(Some(&record.tenant.to_string()));
-    field(Some(&record.seq.to_string()));
+    field(Some(&tenant.to_string()));
+    field(Some(&seq.to_string()));
     field(Some(&entry.recorded.to_string()));
     field(Some(&entry.event));
     field(Some(entry.action));
@@ -387,7 +403,13 @@ pub fn seal_hash(prev: &str, record: &Stored) -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
 }
 
 /// A row read with [`COLUMNS`].
@@ -460,7 +482,7 @@ impl Store {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Vec<Entry>,
+        entries: Arc<[Entry]>,
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.append_audit(tenant, entries).await,

@@ -506,7 +506,7 @@ impl PgStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Vec<super::audit::Entry>,
+        entries: std::sync::Arc<[super::audit::Entry]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut pg = PgTx {

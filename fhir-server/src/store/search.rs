@@ -345,13 +345,11 @@ mod tests {
     fn plan(sql: &Sql) -> String {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         super::super::sqlite::migrate(&mut conn).unwrap();
-        let args: Vec<rusqlite::types::Value> =
-            sql.args.iter().map(super::super::sqlite::to_sql).collect();
         let mut statement = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
             .unwrap();
         let rows = statement
-            .query_map(rusqlite::params_from_iter(args), |row| {
+            .query_map(rusqlite::params_from_iter(sql.args.iter()), |row| {
                 row.get::<_, String>(3)
             })
             .unwrap();

@@ -195,11 +195,9 @@ impl SqliteStore {
                 attribution,
                 audit: Vec::new(),
             };
-            futures::executor::block_on(async {
-                let outcome = write::apply(&mut tx, op).await?;
-                super::audit::flush(&mut tx).await?;
-                Ok(outcome)
-            })
+            let outcome = futures::executor::block_on(write::apply(&mut tx, op))?;
+            keep_for_group(tenant, &mut tx.audit);
+            Ok(outcome)
         })
         .await
     }
@@ -219,11 +217,10 @@ impl SqliteStore {
                 attribution,
                 audit: Vec::new(),
             };
-            futures::executor::block_on(async {
-                let results = super::transaction::apply(&mut tx, transaction).await?;
-                super::audit::flush(&mut tx).await?;
-                Ok(results)
-            })
+            let results =
+                futures::executor::block_on(super::transaction::apply(&mut tx, transaction))?;
+            keep_for_group(tenant, &mut tx.audit);
+            Ok(results)
         })
         .await
     }
@@ -237,7 +234,7 @@ impl SqliteStore {
         let count = history::count(tenant, query);
         self.blocking_read(move |conn| {
             let mut statement = conn.prepare_cached(&select.text)?;
-            let mut rows = statement.query(params_from_iter(select.args.iter().map(to_sql)))?;
+            let mut rows = statement.query(params_from_iter(select.args.iter()))?;
             let mut entries = Vec::new();
             while let Some(row) = rows.next()? {
                 let seq: i64 = row.get(0)?;
@@ -275,7 +272,7 @@ impl SqliteStore {
         self.blocking_read(move |conn| {
             log_plan(conn, &sql);
             let mut statement = conn.prepare_cached(&sql.text)?;
-            let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
+            let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
             let mut decoded = Vec::new();
             while let Some(row) = rows.next()? {
                 let mut keys = Vec::with_capacity(kinds.len());
@@ -335,7 +332,7 @@ impl SqliteStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Vec<super::audit::Entry>,
+        entries: Arc<[super::audit::Entry]>,
     ) -> Result<(), StoreError> {
         self.run_write(move |conn| {
             let mut tx = SqliteTx {
@@ -353,7 +350,7 @@ impl SqliteStore {
         self.run_write(move |conn| {
             let changed = conn
                 .prepare_cached(&sql.text)?
-                .execute(params_from_iter(sql.args.iter().map(to_sql)))?;
+                .execute(params_from_iter(sql.args.iter()))?;
             Ok(changed as u64)
         })
         .await
@@ -604,9 +601,50 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
+thread_local! {
+    /// The audit records of the writes of the writer thread's current group, appended
+    /// together just before the group commits ([`append_group_audit`]): one append per
+    /// group rather than per write.
+    static GROUP_AUDIT: std::cell::RefCell<Vec<(TenantId, super::audit::Entry)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps a succeeded write's audit records for its group's commit.
+fn keep_for_group(tenant: TenantId, notes: &mut Vec<super::audit::Entry>) {
+    GROUP_AUDIT.with(|group| {
+        group
+            .borrow_mut()
+            .extend(notes.drain(..).map(|entry| (tenant, entry)));
+    });
+}
+
+/// Appends the group's audit records in its transaction, per tenant.
+fn append_group_audit(conn: &mut Connection) -> Result<(), String> {
+    let mut records = GROUP_AUDIT.with(|group| std::mem::take(&mut *group.borrow_mut()));
+    records.sort_by_key(|(tenant, _)| *tenant);
+    for chunk in records.chunk_by(|a, b| a.0 == b.0) {
+        let tenant = chunk[0].0;
+        let entries: Vec<super::audit::Entry> = chunk.iter().map(|(_, e)| e.clone()).collect();
+        let mut tx = SqliteTx {
+            conn,
+            tenant,
+            attribution: None,
+            audit: Vec::new(),
+        };
+        futures::executor::block_on(super::audit::append(&mut tx, &entries))
+            .map_err(|e| format!("the audit records could not be written: {e:?}"))?;
+    }
+    Ok(())
+}
+
+fn forget_group_audit() {
+    GROUP_AUDIT.with(|group| group.borrow_mut().clear());
+}
+
 /// Runs a group of writes in one transaction and answers each once the commit is known.
 fn run_group(conn: &mut Connection, group: Vec<Job>) {
     let mut delivers: Vec<Deliver> = Vec::with_capacity(group.len());
+    forget_group_audit();
     let mut open = begin(conn);
     for job in group {
         if let Err(message) = &open {
@@ -632,6 +670,7 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
             // Failed half-way with no savepoint: undo the whole group so far, answer its
             // writes with the failure, and go on with the rest in a new transaction.
             let _ = conn.execute_batch("ROLLBACK");
+            forget_group_audit();
             let message = "a write failed part-way; the writes committed with it were \
                            rolled back, retry them";
             for deliver in delivers.drain(..) {
@@ -646,7 +685,8 @@ fn run_group(conn: &mut Connection, group: Vec<Job>) {
         }
         return;
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let commit = append_group_audit(conn)
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -670,6 +710,7 @@ fn fail(job: Job, message: &str) {
         std::process::abort()
     };
     let (_, deliver) = (job.run)(&mut scratch);
+    forget_group_audit();
     deliver(Some(message));
 }
 
@@ -707,7 +748,7 @@ fn log_plan(conn: &Connection, sql: &Sql) {
         .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
         .and_then(|mut statement| {
             let rows = statement
-                .query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+                .query_map(params_from_iter(sql.args.iter()), |row| {
                     row.get::<_, String>(3)
                 })?;
             rows.collect::<Result<Vec<_>, _>>()
@@ -717,19 +758,23 @@ fn log_plan(conn: &Connection, sql: &Sql) {
     }
 }
 
-pub(crate) fn to_sql(arg: &Arg) -> rusqlite::types::Value {
-    match arg {
-        Arg::Text(text) => rusqlite::types::Value::Text(text.clone()),
-        Arg::Int(int) => rusqlite::types::Value::Integer(*int),
-        Arg::Real(real) => rusqlite::types::Value::Real(*real),
-        Arg::Null => rusqlite::types::Value::Null,
+/// An argument binds as itself, borrowed (no copy of its text).
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{Null, ToSqlOutput};
+        Ok(match self {
+            Arg::Text(text) => ToSqlOutput::from(text.as_str()),
+            Arg::Int(int) => ToSqlOutput::from(*int),
+            Arg::Real(real) => ToSqlOutput::from(*real),
+            Arg::Null => ToSqlOutput::from(Null),
+        })
     }
 }
 
 fn query_count(conn: &Connection, count: &Sql) -> Result<i64, StoreError> {
     let mut statement = conn.prepare_cached(&count.text)?;
     Ok(
-        statement.query_row(params_from_iter(count.args.iter().map(to_sql)), |row| {
+        statement.query_row(params_from_iter(count.args.iter()), |row| {
             row.get(0)
         })?,
     )
@@ -738,7 +783,7 @@ fn query_count(conn: &Connection, count: &Sql) -> Result<i64, StoreError> {
 /// Decodes page rows: res_id, type, id, version, last_updated, body, then sort keys.
 fn select_rows(conn: &Connection, sql: &Sql, kinds: &[KeyKind]) -> Result<Vec<Row>, StoreError> {
     let mut statement = conn.prepare_cached(&sql.text)?;
-    let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
+    let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
     let mut decoded = Vec::new();
     while let Some(row) = rows.next()? {
         let body: Option<Vec<u8>> = row.get(5)?;
@@ -882,7 +927,7 @@ impl Tx for SqliteTx<'_> {
         let changed = self
             .conn
             .prepare_cached(&sql.text)?
-            .execute(params_from_iter(sql.args.iter().map(to_sql)))?;
+            .execute(params_from_iter(sql.args.iter()))?;
         Ok(changed as u64)
     }
 
@@ -893,7 +938,7 @@ impl Tx for SqliteTx<'_> {
     async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {
         let mut statement = self.conn.prepare_cached(&sql.text)?;
         let columns = statement.column_count();
-        let mut rows = statement.query(params_from_iter(sql.args.iter().map(to_sql)))?;
+        let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
         match rows.next()? {
             Some(row) => (0..columns)
                 .map(|i| row.get::<_, i64>(i).map_err(StoreError::from))
@@ -1018,7 +1063,7 @@ impl SqliteTx<'_> {
 fn query_texts(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
     let mut statement = conn.prepare_cached(&sql.text)?;
     let columns = statement.column_count();
-    let rows = statement.query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+    let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
         (0..columns).map(|i| row.get(i)).collect()
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -1026,7 +1071,7 @@ fn query_texts(conn: &Connection, sql: &Sql) -> Result<Vec<Vec<Option<String>>>,
 
 fn query_pairs(conn: &Connection, sql: &Sql) -> Result<Vec<(String, String)>, StoreError> {
     let mut statement = conn.prepare_cached(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.args.iter().map(to_sql)), |row| {
+    let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
         Ok((row.get(0)?, row.get(1)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

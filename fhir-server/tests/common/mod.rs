@@ -188,6 +188,8 @@ impl Server {
             .env_remove("FHIR_BASE_URL")
             .env_remove("FHIR_ADMIN_TOKEN")
             .env("FHIR_EXPORT_DIR", self.dir.join("exports"))
+            // Reads' audit records appended promptly, for the tests that look for them.
+            .env("FHIR_AUDIT_FLUSH_MS", "50")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
