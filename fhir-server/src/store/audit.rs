@@ -366,22 +366,22 @@ pub fn seal_hash(prev: &str, record: &Stored) -> String {
 /// [`seal_hash`] of an entry numbered `seq` in `tenant`'s trail.
 fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry) -> String {
     let mut hasher = Sha256::new();
-    let mut field = |value: Option<&str>| match value {
+    let mut field = |value: Option<&[u8]>| match value {
         Some(value) => {
             hasher.update((value.len() as u32).to_be_bytes());
-            hasher.update(value.as_bytes());
+            hasher.update(value);
         }
         None => hasher.update(u32::MAX.to_be_bytes()),
     };
     let agent = &entry.agent;
-    let patients = entry.patients.join(" ");
-    field(Some(prev));
-    field(Some(&tenant.to_string()));
-    field(Some(&seq.to_string()));
-    field(Some(&entry.recorded.to_string()));
-    field(Some(&entry.event));
-    field(Some(entry.action));
-    field(Some(&entry.status.to_string()));
+    field(Some(prev.as_bytes()));
+    // Numbers as decimal text, written on the stack.
+    let mut digits = [0u8; 20];
+    for number in [tenant, seq, entry.recorded, i64::from(entry.status)] {
+        field(Some(decimal(number, &mut digits)));
+    }
+    field(Some(entry.event.as_bytes()));
+    field(Some(entry.action.as_bytes()));
     for value in [
         &agent.user,
         &agent.fhir_user,
@@ -389,17 +389,34 @@ fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry) -> String {
         &agent.token,
         &agent.address,
         &agent.user_agent,
+        &entry.entity,
+        &entry.query,
+        &entry.via,
     ] {
-        field(value.as_deref());
+        field(bytes_of(value));
     }
-    field(entry.entity.as_deref());
-    field(entry.query.as_deref());
-    field(entry.via.as_deref());
-    field((!patients.is_empty()).then_some(patients.as_str()));
-    field(agent.request_id.as_deref());
-    field(agent.purpose.as_deref());
-    field(agent.reason.as_deref());
+    if entry.patients.is_empty() {
+        field(None);
+    } else {
+        field(Some(entry.patients.join(" ").as_bytes()));
+    }
+    for value in [&agent.request_id, &agent.purpose, &agent.reason] {
+        field(bytes_of(value));
+    }
     hex(&hasher.finalize())
+}
+
+fn bytes_of(value: &Option<String>) -> Option<&[u8]> {
+    value.as_deref().map(str::as_bytes)
+}
+
+/// `number` in decimal, in `buffer`.
+fn decimal(number: i64, buffer: &mut [u8; 20]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = write!(cursor, "{number}");
+    let written = cursor.position() as usize;
+    &buffer[..written]
 }
 
 pub fn hex(bytes: &[u8]) -> String {

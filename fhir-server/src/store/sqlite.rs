@@ -602,29 +602,31 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 }
 
 thread_local! {
-    /// The audit records of the writes of the writer thread's current group, appended
-    /// together just before the group commits ([`append_group_audit`]): one append per
-    /// group rather than per write.
-    static GROUP_AUDIT: std::cell::RefCell<Vec<(TenantId, super::audit::Entry)>> =
+    /// The audit records of the writes of the writer thread's current group, per tenant,
+    /// appended together just before the group commits ([`append_group_audit`]): one
+    /// append per group rather than per write.
+    static GROUP_AUDIT: std::cell::RefCell<Vec<(TenantId, Vec<super::audit::Entry>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Keeps a succeeded write's audit records for its group's commit.
 fn keep_for_group(tenant: TenantId, notes: &mut Vec<super::audit::Entry>) {
+    if notes.is_empty() {
+        return;
+    }
     GROUP_AUDIT.with(|group| {
-        group
-            .borrow_mut()
-            .extend(notes.drain(..).map(|entry| (tenant, entry)));
+        let mut group = group.borrow_mut();
+        match group.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, entries)) => entries.append(notes),
+            None => group.push((tenant, std::mem::take(notes))),
+        }
     });
 }
 
 /// Appends the group's audit records in its transaction, per tenant.
 fn append_group_audit(conn: &mut Connection) -> Result<(), String> {
-    let mut records = GROUP_AUDIT.with(|group| std::mem::take(&mut *group.borrow_mut()));
-    records.sort_by_key(|(tenant, _)| *tenant);
-    for chunk in records.chunk_by(|a, b| a.0 == b.0) {
-        let tenant = chunk[0].0;
-        let entries: Vec<super::audit::Entry> = chunk.iter().map(|(_, e)| e.clone()).collect();
+    let records = GROUP_AUDIT.with(|group| std::mem::take(&mut *group.borrow_mut()));
+    for (tenant, entries) in records {
         let mut tx = SqliteTx {
             conn,
             tenant,
