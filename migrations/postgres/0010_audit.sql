@@ -31,7 +31,6 @@ CREATE TABLE audit_log (
     hash TEXT,
     PRIMARY KEY (tid, seq)
 );
-CREATE INDEX audit_log_recorded ON audit_log (tid, recorded);
 -- Which records concern which patient (AuditEvent?patient=, $access-log).
 CREATE TABLE audit_patient (
     tid BIGINT NOT NULL,

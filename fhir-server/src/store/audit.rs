@@ -29,6 +29,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The most records appended by one statement (SQLite binds at most 32,766 values).
 const CHUNK: usize = 400;
 
+/// Numbers around a time's place in the trail also searched by time, for records of
+/// processes whose clocks differ a little.
+const CLOCK_SLACK: i64 = 10_000;
+
 /// The most patients one record names.
 const MAX_PATIENTS: usize = 20;
 
@@ -201,7 +205,8 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
     let chunks = entries.chunks(CHUNK).zip(seals.chunks(CHUNK));
     for (n, (chunk, chunk_seals)) in chunks.enumerate() {
         let offset = first + (n * CHUNK) as i64;
-        tx.run(insert_records(tenant, offset, chunk, chunk_seals)).await?;
+        tx.run(insert_records(tenant, offset, chunk, chunk_seals))
+            .await?;
     }
     if let Some(patients) = insert_patients(tenant, first, entries) {
         for statement in patients {
@@ -590,7 +595,29 @@ impl Store {
                 sql.bind(Arg::Text(value.clone()));
             }
         }
+        // Times become a range of numbers first (records are numbered in the order they
+        // were recorded, give or take the clocks of several processes), so that a search
+        // by date reads that range of the primary key; the trail keeps no index of times,
+        // which would cost a write per record.
+        let first = match filter.since {
+            Some(since) => Some(
+                self.audit_seq_at(tenant, since)
+                    .await?
+                    .saturating_sub(CLOCK_SLACK),
+            ),
+            None => None,
+        };
+        let end = match filter.until {
+            Some(until) => Some(
+                self.audit_seq_at(tenant, until)
+                    .await?
+                    .saturating_add(CLOCK_SLACK),
+            ),
+            None => None,
+        };
         for (clause, value) in [
+            (" AND seq >= ", first),
+            (" AND seq < ", end),
             (" AND recorded >= ", filter.since),
             (" AND recorded < ", filter.until),
             (" AND seq < ", filter.before),
@@ -607,6 +634,33 @@ impl Store {
             .into_iter()
             .map(parse_row)
             .collect()
+    }
+
+    /// The first number recorded at or after `time` (one past the last when none is): a
+    /// binary search over the numbers, one point read per step.
+    async fn audit_seq_at(&self, tenant: TenantId, time: i64) -> Result<i64, StoreError> {
+        let (mut low, mut high) = (0_i64, self.audit_last_taken(tenant).await? + 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let mut sql = Sql::default();
+            sql.push("SELECT CAST(recorded AS TEXT) FROM audit_log WHERE tid = ");
+            sql.bind(tenant_arg(tenant));
+            sql.push(" AND seq >= ");
+            sql.bind(Arg::Int(middle));
+            sql.push(" ORDER BY audit_log.seq LIMIT 1");
+            let recorded = self
+                .audit_texts(sql)
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|row| row.into_iter().next().flatten())
+                .and_then(|r| r.parse::<i64>().ok());
+            match recorded {
+                Some(recorded) if recorded < time => low = middle + 1,
+                _ => high = middle,
+            }
+        }
+        Ok(low)
     }
 
     /// One record by its number.

@@ -749,10 +749,9 @@ fn log_plan(conn: &Connection, sql: &Sql) {
     let plan = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
         .and_then(|mut statement| {
-            let rows = statement
-                .query_map(params_from_iter(sql.args.iter()), |row| {
-                    row.get::<_, String>(3)
-                })?;
+            let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
+                row.get::<_, String>(3)
+            })?;
             rows.collect::<Result<Vec<_>, _>>()
         });
     if let Ok(plan) = plan {
@@ -775,11 +774,7 @@ impl rusqlite::ToSql for Arg {
 
 fn query_count(conn: &Connection, count: &Sql) -> Result<i64, StoreError> {
     let mut statement = conn.prepare_cached(&count.text)?;
-    Ok(
-        statement.query_row(params_from_iter(count.args.iter()), |row| {
-            row.get(0)
-        })?,
-    )
+    Ok(statement.query_row(params_from_iter(count.args.iter()), |row| row.get(0))?)
 }
 
 /// Decodes page rows: res_id, type, id, version, last_updated, body, then sort keys.
