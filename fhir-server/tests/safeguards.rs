@@ -315,3 +315,107 @@ async fn tls_with_reloaded_certificates() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A backup taken while 20 clients write, restored into a new database: every write
+/// acknowledged before the backup began is there, and the audit trail verifies.
+async fn backup_under_load_restores_acknowledged_writes(server: Server) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for n in 0..20 {
+        let (client, base) = (server.client.clone(), server.base.clone());
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let patient = common::patient(&format!("Load{n}x{i}"), &format!("L-{n}-{i}"));
+                let created = client
+                    .post(format!("{base}/Patient"))
+                    .header("content-type", common::JSON)
+                    .body(patient.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(created.status(), 201);
+                let (_, body) = common::json(created).await;
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .push(body["id"].as_str().unwrap().to_owned());
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let before: Vec<String> = acknowledged.lock().unwrap().clone();
+    let file = server.dir.join("backup.bin");
+    let output = server.run_cli(&["backup", "--out", file.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(before.len() >= 20, "the load ran: {}", before.len());
+    let (restored, admin) = match server.backend {
+        Backend::Sqlite => (server.dir.join("restored.db").display().to_string(), None),
+        Backend::Postgres => {
+            let admin = std::env::var("FHIR_TEST_POSTGRES_URL").unwrap();
+            let name = format!("restored_{}", uuid::Uuid::new_v4().simple());
+            common::psql_run(&admin, &format!("CREATE DATABASE {name}"));
+            let (prefix, _) = admin.rsplit_once('/').unwrap();
+            (format!("{prefix}/{name}"), Some((admin, name)))
+        }
+    };
+    let restore = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+            .args(args)
+            .args(["--database", &restored])
+            .output()
+            .unwrap()
+    };
+    let output = restore(&["restore", file.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = restore(&["restore", file.to_str().unwrap()]);
+    assert!(
+        !output.status.success(),
+        "a restore over a database that is not empty is refused"
+    );
+    let output = restore(&["audit", "verify"]);
+    let verdict = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && verdict.contains("intact"),
+        "{verdict}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = fhir_server::store::Store::open(&restored, 2, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    for id in &before {
+        let found = store.read(tenant, "Patient", id).await.unwrap();
+        assert!(
+            found.is_some(),
+            "Patient/{id}, acknowledged before the backup, is restored"
+        );
+    }
+    drop(store);
+    if let Some((admin, name)) = admin {
+        common::psql_run(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
+}
+
+both!(backup_under_load_restores_acknowledged_writes);

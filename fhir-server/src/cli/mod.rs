@@ -82,6 +82,23 @@ enum Command {
         #[command(subcommand)]
         command: messaging::MessagingCommand,
     },
+    /// Copy the whole database while the server runs (SQLite's online backup API, or
+    /// pg_dump), to restore with `restore`.
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Restore a backup into an empty database (a new SQLite file, or an empty PostgreSQL
+    /// database).
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
     /// The audit trail: verify it, export its head, review break-glass accesses.
     Audit {
         #[command(subcommand)]
@@ -151,6 +168,16 @@ pub fn main() -> ExitCode {
             Command::Keys { command } => auth::keys(command).await,
             Command::Messaging { command } => messaging::run(command).await,
             Command::Audit { command } => audit::run(command).await,
+            Command::Backup { out, database } => {
+                store::backup::backup(&database.url, &out).await?;
+                println!("backed up to {}", out.display());
+                Ok(())
+            }
+            Command::Restore { file, database } => {
+                store::backup::restore(&file, &database.url).await?;
+                println!("restored {}", file.display());
+                Ok(())
+            }
         }
     });
     match result {

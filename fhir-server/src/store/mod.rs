@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 mod claims;
 mod claims_backfill;
 mod coalesce;

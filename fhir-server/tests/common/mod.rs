@@ -84,6 +84,11 @@ fn postgres_admin_url() -> Option<String> {
     url
 }
 
+/// Runs SQL on a PostgreSQL server database with psql.
+pub fn psql_run(admin_url: &str, sql: &str) {
+    psql(admin_url, sql);
+}
+
 fn psql(admin_url: &str, sql: &str) {
     let status = std::process::Command::new("psql")
         .arg(admin_url)
