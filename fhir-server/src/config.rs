@@ -84,6 +84,17 @@ pub struct ServeConfig {
     #[arg(long, env = "FHIR_AUDIT_FLUSH_MS", default_value_t = 1000)]
     pub audit_flush_ms: u64,
 
+    /// How long audit records are kept, in days (HIPAA: six years); older ones are pruned
+    /// behind a signed checkpoint. `0`: kept for ever.
+    #[arg(long, env = "FHIR_AUDIT_RETENTION_DAYS", default_value_t = 2190)]
+    pub audit_retention_days: u64,
+
+    /// The key that signs the audit trail's checkpoints (made on first use; keep it apart
+    /// from the database, the same file for every server on one database). Default:
+    /// `audit.key` beside an SQLite database, `./data/audit.key` with PostgreSQL.
+    #[arg(long, env = "FHIR_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<std::path::PathBuf>,
+
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
     /// are believed (for secure cookies, logs and the audit), as addresses or ranges,
     /// comma-separated: `127.0.0.1,10.0.0.0/8`. Default: none.

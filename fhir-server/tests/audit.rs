@@ -1013,3 +1013,85 @@ async fn erasure_leaves_only_the_trail(server: Server) {
 }
 
 both!(erasure_leaves_only_the_trail);
+
+/// Retention: records past it are pruned behind a checkpoint signed with the audit key;
+/// the rest still verifies from there; a checkpoint changed, or checked with another key,
+/// does not.
+async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--audit-retention-days",
+        "1",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    for n in 0..3 {
+        let created = server
+            .create(
+                &server.base.clone(),
+                &common::patient(&format!("Old{n}"), &format!("O-{n}")),
+            )
+            .await;
+        common::get(&server, &format!("Patient/{}", common::id_of(&created)))
+            .await
+            .expect(200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.advance_clock(2 * 86_400).await;
+    common::get(&server, "Patient?family=Old0")
+        .await
+        .expect(200);
+    let mut verdict = String::new();
+    for _ in 0..50 {
+        verdict = cli_ok(&server, &["audit", "verify"]);
+        if verdict.contains("records 7 to") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        verdict.contains("intact, records 7 to 7"),
+        "the six old records were pruned: {verdict}"
+    );
+    assert!(
+        server.dir.join("audit.key").exists(),
+        "the audit key was made"
+    );
+    let (status, _) = server.get_json("AuditEvent/1").await;
+    assert_eq!(status, 404, "a pruned record is gone");
+    let (status, _) = server.get_json("AuditEvent/7").await;
+    assert_eq!(status, 200);
+    // Another key does not hold the checkpoint's signature.
+    let other = server.dir.join("other.key");
+    std::fs::write(&other, [7u8; 32]).unwrap();
+    let (ok, _, err) = cli(
+        &server,
+        &[
+            "audit",
+            "verify",
+            "--audit-key-file",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("checkpoint at 6"), "{err}");
+    // Nor does a checkpoint moved behind the server's back.
+    server.sql("UPDATE audit_checkpoint SET seq = 5");
+    let (ok, _, err) = cli(&server, &["audit", "verify"]);
+    assert!(!ok && err.contains("checkpoint at 5"), "{err}");
+}
+
+mod retention {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::retention_prunes_behind_a_signed_checkpoint(super::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::retention_prunes_behind_a_signed_checkpoint(super::Backend::Postgres).await;
+    }
+}

@@ -13,6 +13,7 @@
 //! drop its page cache: appending once a second rather than ten times costs reads less.
 
 pub mod render;
+pub mod retention;
 pub mod verify;
 
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,9 @@ pub struct Recorder {
     store: Store,
     enabled: bool,
     every: Duration,
+    /// `--audit-retention-days` (in microseconds) and where the audit key is, when records
+    /// are pruned (see `retention`).
+    retention: std::sync::OnceLock<(i64, std::path::PathBuf)>,
     pending: Mutex<Vec<(TenantId, Entry)>>,
     wake: Notify,
     /// Held by a flush, so that `stop` waits for one in flight.
@@ -49,6 +53,7 @@ impl Recorder {
             store,
             enabled,
             every,
+            retention: std::sync::OnceLock::new(),
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(),
             flushing: tokio::sync::Mutex::new(()),
@@ -59,18 +64,61 @@ impl Recorder {
         self.enabled
     }
 
-    /// Starts the flushing.
+    /// Prunes records older than `days` (0: keeps them all), signing checkpoints with the
+    /// key at `key_file` (made on first use).
+    pub fn retain(&self, days: u64, key_file: std::path::PathBuf) {
+        if days > 0 {
+            let micros = i64::try_from(days).unwrap_or(i64::MAX / 86_400_000_000) * 86_400_000_000;
+            let _ = self.retention.set((micros, key_file));
+        }
+    }
+
+    /// Starts the flushing (and the pruning, every hour of the server's clock).
     pub fn start(self: &Arc<Self>) {
         let recorder = self.clone();
         tokio::spawn(async move {
+            let mut pruned_at = i64::MIN;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(recorder.every) => {}
                     () = recorder.wake.notified() => {}
                 }
                 recorder.flush().await;
+                let now = crate::clock::now_micros();
+                if now.saturating_sub(pruned_at) >= retention::PRUNE_EVERY_MICROS {
+                    pruned_at = now;
+                    recorder.prune(now).await;
+                }
             }
         });
+    }
+
+    async fn prune(&self, now: i64) {
+        let Some((keep, key_file)) = self.retention.get() else {
+            return;
+        };
+        let cutoff = now.saturating_sub(*keep);
+        let prunable = match self.store.audit_tenants().await {
+            Ok(tenants) => tenants,
+            Err(_) => return,
+        };
+        if prunable.is_empty() {
+            return;
+        }
+        let key = match retention::AuditKey::load_or_create(key_file) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::error!(%error, "old audit records cannot be pruned without the audit key");
+                return;
+            }
+        };
+        match retention::prune(&self.store, &key, cutoff).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned audit records past their retention"),
+            Err(error) => {
+                tracing::warn!(?error, "pruning the audit trail failed; it will try again")
+            }
+        }
     }
 
     /// Gathers one record.

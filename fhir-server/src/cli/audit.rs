@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::auth::On;
 use super::open_tenant;
+use crate::audit::retention;
 use crate::audit::verify::{Report, verify};
-use crate::store::audit::Filter;
+use crate::store::audit::{Checkpoint, Filter};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -17,12 +18,18 @@ pub enum AuditCommand {
         /// A head exported earlier (`audit head`): it must still be in the trail.
         #[arg(long)]
         head: Option<std::path::PathBuf>,
+        /// The key that signed the checkpoints of pruned records (as `serve`'s).
+        #[arg(long, env = "FHIR_AUDIT_KEY_FILE")]
+        audit_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         on: On,
     },
     /// Print the last sealed record's number and hash, as JSON, to keep apart from the
     /// server: a trail cut short after it cannot pass `verify --head`.
     Head {
+        /// The key that signed the checkpoints of pruned records (as `serve`'s).
+        #[arg(long, env = "FHIR_AUDIT_KEY_FILE")]
+        audit_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         on: On,
     },
@@ -38,14 +45,20 @@ pub enum AuditCommand {
 
 pub async fn run(command: AuditCommand) -> Result<(), String> {
     match command {
-        AuditCommand::Verify { head, on } => {
+        AuditCommand::Verify {
+            head,
+            audit_key_file,
+            on,
+        } => {
             let head = match head {
                 Some(path) => Some(read_head(&path)?),
                 None => None,
             };
+            let key = audit_key(audit_key_file, &on)?;
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
             let head_ref = head.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
-            let report = verify(&store, tenant, head_ref, |_| false)
+            let signed = |c: &Checkpoint| key.as_ref().is_some_and(|key| key.holds(tenant, c));
+            let report = verify(&store, tenant, head_ref, signed)
                 .await
                 .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
             if !report.is_intact() {
@@ -54,9 +67,11 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
             println!("{}", describe(&on.tenant, &report));
             Ok(())
         }
-        AuditCommand::Head { on } => {
+        AuditCommand::Head { audit_key_file, on } => {
+            let key = audit_key(audit_key_file, &on)?;
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            let report = verify(&store, tenant, None, |_| false)
+            let signed = |c: &Checkpoint| key.as_ref().is_some_and(|key| key.holds(tenant, c));
+            let report = verify(&store, tenant, None, signed)
                 .await
                 .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
             let Report::Intact { head, hash, .. } = &report else {
@@ -104,6 +119,17 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
     }
 }
 
+/// The audit key, when its file is there (it is only made once records are pruned).
+fn audit_key(
+    explicit: Option<std::path::PathBuf>,
+    on: &On,
+) -> Result<Option<retention::AuditKey>, String> {
+    let path = explicit.unwrap_or_else(|| retention::default_key_file(&on.database.url));
+    path.exists()
+        .then(|| retention::AuditKey::load(&path))
+        .transpose()
+}
+
 /// A head file: `{"seq": n, "hash": "..."}`.
 fn read_head(path: &std::path::Path) -> Result<(i64, String), String> {
     let text = std::fs::read_to_string(path)
@@ -141,7 +167,7 @@ fn describe(tenant: &str, report: &Report) -> String {
             "tenant {tenant}: the record before {seq} was REMOVED or replaced (the numbers after it were moved)"
         ),
         Report::BadCheckpoint { seq } => format!(
-            "tenant {tenant}: the checkpoint at {seq} (where pruning ended) does not carry a valid signature"
+            "tenant {tenant}: the checkpoint at {seq} (where pruning ended) does not carry the audit key's signature (is --audit-key-file the server's?)"
         ),
         Report::HeadMismatch { seq } => format!(
             "tenant {tenant}: the exported head {seq} is not in the trail as it was: records at the end were REMOVED or changed"

@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (migrating the database first).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply the database migrations and exit.
     Migrate(DatabaseConfig),
     /// Rebuild the search index of every resource (after the search parameters changed).
@@ -148,7 +148,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve(config).await,
+            Command::Serve(config) => serve(*config).await,
             Command::Migrate(database) => {
                 open(&database).await?;
                 println!("database is up to date");
@@ -312,7 +312,12 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         tls: tls.clone(),
     };
     let backend = store.backend_name();
+    let key_file = config
+        .audit_key_file
+        .clone()
+        .unwrap_or_else(|| crate::audit::retention::default_key_file(&config.database.url));
     let app = app::App::new(store, config);
+    app.audit.retain(app.config.audit_retention_days, key_file);
     app.audit.start();
     jobs::start(app.clone());
     crate::workflows::scheduling::waitlist::start(app.clone());

@@ -638,7 +638,7 @@ impl Store {
 
     /// The first number recorded at or after `time` (one past the last when none is): a
     /// binary search over the numbers, one point read per step.
-    async fn audit_seq_at(&self, tenant: TenantId, time: i64) -> Result<i64, StoreError> {
+    pub async fn audit_seq_at(&self, tenant: TenantId, time: i64) -> Result<i64, StoreError> {
         let (mut low, mut high) = (0_i64, self.audit_last_taken(tenant).await? + 1);
         while low < high {
             let middle = low + (high - low) / 2;
@@ -661,6 +661,65 @@ impl Store {
             }
         }
         Ok(low)
+    }
+
+    /// The first record kept and the last recorded before `cutoff`, when there is any
+    /// such record to prune.
+    pub async fn audit_prunable(
+        &self,
+        tenant: TenantId,
+        cutoff: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(MIN(seq) AS TEXT) FROM audit_log WHERE tid = ");
+        sql.bind(tenant_arg(tenant));
+        let first = self
+            .audit_texts(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|first| first.parse::<i64>().ok());
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        let last = self.audit_seq_at(tenant, cutoff).await? - 1;
+        Ok((last >= first).then_some((first, last)))
+    }
+
+    /// Removes the records up to `checkpoint.seq`, and keeps the checkpoint, in one
+    /// transaction (a second process pruning the same records at once fails on the
+    /// checkpoint's key and changes nothing).
+    pub async fn audit_prune(
+        &self,
+        tenant: TenantId,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let mut keep = Sql::default();
+        keep.push("INSERT INTO audit_checkpoint (tid, seq, hash, recorded, signature) VALUES ");
+        bind_tuple(
+            &mut keep,
+            [
+                tenant_arg(tenant),
+                Arg::Int(checkpoint.seq),
+                Arg::Text(checkpoint.hash.clone()),
+                Arg::Int(checkpoint.recorded),
+                Arg::Text(checkpoint.signature.clone()),
+            ],
+        );
+        let mut statements = vec![keep];
+        for table in ["audit_log", "audit_patient"] {
+            let mut delete = Sql::default();
+            delete.push(&format!("DELETE FROM {table} WHERE tid = "));
+            delete.bind(tenant_arg(tenant));
+            delete.push(" AND seq <= ");
+            delete.bind(Arg::Int(checkpoint.seq));
+            statements.push(delete);
+        }
+        match self {
+            Store::Sqlite(s) => s.run_in_transaction(statements).await,
+            Store::Postgres(s) => s.run_in_transaction(statements).await,
+        }
     }
 
     /// One record by its number.

@@ -483,6 +483,16 @@ impl PgStore {
         rows.iter().map(texts_of).collect()
     }
 
+    /// Runs `statements` in one transaction of their own.
+    pub async fn run_in_transaction(&self, statements: Vec<Sql>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for sql in &statements {
+            bind(sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Erases a patient in a transaction of its own (see `store::erase`).
     pub async fn erase_patient(
         &self,

@@ -309,6 +309,18 @@ impl SqliteStore {
             .await
     }
 
+    /// Runs `statements` in one transaction of their own.
+    pub async fn run_in_transaction(&self, statements: Vec<Sql>) -> Result<(), StoreError> {
+        self.queue_write(true, move |conn| {
+            for sql in &statements {
+                conn.prepare_cached(&sql.text)?
+                    .execute(params_from_iter(sql.args.iter()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Erases a patient in a transaction of its own (see `store::erase`).
     pub async fn erase_patient(
         &self,

@@ -195,6 +195,7 @@ impl Server {
             .env("FHIR_EXPORT_DIR", self.dir.join("exports"))
             // Reads' audit records appended promptly, for the tests that look for them.
             .env("FHIR_AUDIT_FLUSH_MS", "50")
+            .env("FHIR_AUDIT_KEY_FILE", self.dir.join("audit.key"))
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -326,6 +327,7 @@ impl Server {
     /// Runs the binary with other arguments (e.g. `tenant create`), on this database.
     pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+            .env("FHIR_AUDIT_KEY_FILE", self.dir.join("audit.key"))
             .args(args)
             .args(["--database", &self.database_url])
             .output()
