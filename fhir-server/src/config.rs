@@ -34,6 +34,12 @@ pub struct DatabaseConfig {
     )]
     pub url: String,
 
+    /// A file that holds the key of an encrypted SQLite database (SQLCipher): a passphrase
+    /// of at least 32 characters (`openssl rand -hex 32`). `FHIR_DATABASE_KEY` may hold the
+    /// key itself instead. Without either, the SQLite file is not encrypted.
+    #[arg(long, env = "FHIR_DATABASE_KEY_FILE")]
+    pub database_key_file: Option<std::path::PathBuf>,
+
     /// Database connections (PostgreSQL pool size; SQLite idle read connections).
     #[arg(long, env = "FHIR_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,

@@ -419,3 +419,224 @@ async fn backup_under_load_restores_acknowledged_writes(server: Server) {
 }
 
 both!(backup_under_load_restores_acknowledged_writes);
+
+/// The server on an existing SQLite file with `key_file`; its child process and base URL.
+async fn serve_on(
+    database: &std::path::Path,
+    key_file: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+        .args([
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+        ])
+        .arg(database)
+        .arg("--database-key-file")
+        .arg(key_file)
+        .env("FHIR_AUDIT_KEY_FILE", database.with_file_name("audit.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(address) = line.strip_prefix("fhir-server listening on ") {
+            return (child, format!("{address}/fhir"));
+        }
+    }
+    panic!("the server did not start on {}", database.display());
+}
+
+fn holds(path: &std::path::Path, text: &str) -> bool {
+    let mut bytes = std::fs::read(path).unwrap_or_default();
+    bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+fn cli_with(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fhir-server"))
+        .args(args)
+        .env_remove("FHIR_DATABASE_KEY")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// The embedded database encrypted at rest (SQLCipher): no patient's name in the file,
+/// its WAL or its backup; nothing opens without the key; the key rotated; a plain database
+/// encrypted in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_database_at_rest() {
+    let dir = std::env::temp_dir().join(format!("enc-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, key2) = (dir.join("db.key"), dir.join("db2.key"));
+    std::fs::write(
+        &key,
+        format!(
+            "{}{}\n",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &key2,
+        format!(
+            "{}{}\n",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ),
+    )
+    .unwrap();
+    let database = dir.join("fhir.db");
+    let (db, k, k2) = (
+        database.to_str().unwrap(),
+        key.to_str().unwrap(),
+        key2.to_str().unwrap(),
+    );
+    let (mut child, base) = serve_on(&database, &key).await;
+    let client = reqwest::Client::new();
+    let patient = serde_json::json!({"resourceType": "Patient", "id": "z1",
+        "name": [{"family": "Zanzibarian", "given": ["Quillon"]}],
+        "identifier": [{"system": "urn:mrn", "value": "MRN-ENC-4242"}]});
+    let put = client
+        .put(format!("{base}/Patient/z1"))
+        .header("content-type", common::JSON)
+        .body(patient.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert_eq!(
+        client
+            .get(format!("{base}/Patient/z1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for name in ["Zanzibarian", "MRN-ENC-4242", "Quillon"] {
+        assert!(
+            !holds(&database, name),
+            "{name} is readable in the file or its WAL"
+        );
+    }
+    child.kill().await.unwrap();
+    let (ok, said) = cli_with(&["migrate", "--database", db]);
+    assert!(
+        !ok && said.contains("encrypted and the key is wrong or missing"),
+        "{said}"
+    );
+    let (ok, said) = cli_with(&[
+        "audit",
+        "verify",
+        "--database",
+        db,
+        "--database-key-file",
+        k,
+    ]);
+    assert!(ok && said.contains("intact"), "{said}");
+    // A backup of it is encrypted too, and restores.
+    let backup = dir.join("backup.bin");
+    let (ok, said) = cli_with(&[
+        "backup",
+        "--out",
+        backup.to_str().unwrap(),
+        "--database",
+        db,
+        "--database-key-file",
+        k,
+    ]);
+    assert!(ok, "{said}");
+    assert!(!holds(&backup, "Zanzibarian"), "the backup is encrypted");
+    let restored = dir.join("restored.db");
+    let (ok, said) = cli_with(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--database",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(ok, "{said}");
+    let (ok, said) = cli_with(&[
+        "audit",
+        "verify",
+        "--database",
+        restored.to_str().unwrap(),
+        "--database-key-file",
+        k,
+    ]);
+    assert!(ok && said.contains("intact"), "{said}");
+    // A new key: the old one no longer opens it.
+    let (ok, said) = cli_with(&[
+        "db",
+        "rekey",
+        "--database",
+        db,
+        "--database-key-file",
+        k,
+        "--new-key-file",
+        k2,
+    ]);
+    assert!(ok, "{said}");
+    let (ok, _) = cli_with(&["migrate", "--database", db, "--database-key-file", k]);
+    assert!(!ok, "the old key is refused");
+    let (mut child, base) = serve_on(&database, &key2).await;
+    let read = client
+        .get(format!("{base}/Patient/z1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    child.kill().await.unwrap();
+    // A plain database, encrypted in place.
+    let plain = dir.join("plain.db");
+    let (ok, said) = cli_with(&["migrate", "--database", plain.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    let conn = rusqlite::Connection::open(&plain).unwrap();
+    conn.execute_batch("CREATE TABLE note (text TEXT); INSERT INTO note VALUES ('Plainfellow');")
+        .unwrap();
+    drop(conn);
+    assert!(holds(&plain, "Plainfellow"));
+    let (ok, said) = cli_with(&[
+        "db",
+        "encrypt",
+        "--database",
+        plain.to_str().unwrap(),
+        "--database-key-file",
+        k,
+    ]);
+    assert!(ok, "{said}");
+    assert!(!holds(&plain, "Plainfellow"), "encrypted in place");
+    let (ok, said) = cli_with(&[
+        "migrate",
+        "--database",
+        plain.to_str().unwrap(),
+        "--database-key-file",
+        k,
+    ]);
+    assert!(ok, "{said}");
+    let (ok, said) = cli_with(&[
+        "db",
+        "encrypt",
+        "--database",
+        plain.to_str().unwrap(),
+        "--database-key-file",
+        k,
+    ]);
+    assert!(!ok && said.contains("not a plain database"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

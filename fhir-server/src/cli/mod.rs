@@ -99,6 +99,11 @@ enum Command {
         #[command(flatten)]
         database: DatabaseConfig,
     },
+    /// The embedded database's encryption at rest: encrypt a plain one, change the key.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// The audit trail: verify it, export its head, review break-glass accesses.
     Audit {
         #[command(subcommand)]
@@ -109,6 +114,54 @@ enum Command {
         #[command(subcommand)]
         command: auth::KeysCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Encrypt a plain SQLite database in place with `--database-key-file`'s key (the
+    /// server stopped; the plain file is removed).
+    Encrypt {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Change the key of an encrypted SQLite database (the server stopped).
+    Rekey {
+        /// The file with the new key.
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
+/// `db encrypt`, `db rekey`.
+fn db(command: DbCommand) -> Result<(), String> {
+    let (database, new_key) = match &command {
+        DbCommand::Encrypt { database } => (database, None),
+        DbCommand::Rekey {
+            new_key_file,
+            database,
+        } => (
+            database,
+            Some(store::sqlite_key::read_key_file(new_key_file)?),
+        ),
+    };
+    let key = database_key(database)?.ok_or("give the key: --database-key-file")?;
+    let path = std::path::Path::new(
+        database
+            .url
+            .strip_prefix("sqlite://")
+            .unwrap_or(&database.url),
+    );
+    if !path.is_file() {
+        return Err(format!("{} is not an SQLite database file", path.display()));
+    }
+    match new_key {
+        None => store::sqlite_key::encrypt(path, &key)?,
+        Some(new_key) => store::sqlite_key::rekey(path, &key, &new_key)?,
+    }
+    println!("done: {}", path.display());
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -168,7 +221,9 @@ pub fn main() -> ExitCode {
             Command::Keys { command } => auth::keys(command).await,
             Command::Messaging { command } => messaging::run(command).await,
             Command::Audit { command } => audit::run(command).await,
+            Command::Db { command } => db(command),
             Command::Backup { out, database } => {
+                use_database_key(&database)?;
                 store::backup::backup(&database.url, &out).await?;
                 println!("backed up to {}", out.display());
                 Ok(())
@@ -226,6 +281,7 @@ async fn open_bounded(
     database: &DatabaseConfig,
     timeout: Option<Duration>,
 ) -> Result<Store, String> {
+    use_database_key(database)?;
     let store = Store::open(&database.url, database.db_pool, timeout)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;
@@ -238,7 +294,29 @@ async fn open_bounded(
     Ok(store)
 }
 
+/// The key of an encrypted SQLite database (`--database-key-file`, else
+/// `FHIR_DATABASE_KEY`), if any, for every connection this process opens.
+fn use_database_key(database: &DatabaseConfig) -> Result<(), String> {
+    match database_key(database)? {
+        Some(key) => store::sqlite_key::use_key(&key),
+        None => Ok(()),
+    }
+}
+
+fn database_key(database: &DatabaseConfig) -> Result<Option<String>, String> {
+    if database.url.starts_with("postgres://") || database.url.starts_with("postgresql://") {
+        return Ok(None);
+    }
+    match &database.database_key_file {
+        Some(file) => store::sqlite_key::read_key_file(file).map(Some),
+        None => Ok(std::env::var("FHIR_DATABASE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())),
+    }
+}
+
 async fn reindex(database: &DatabaseConfig) -> Result<(), String> {
+    use_database_key(database)?;
     let store = Store::open(&database.url, database.db_pool, None)
         .await
         .map_err(|e| format!("cannot open the database: {e:?}"))?;

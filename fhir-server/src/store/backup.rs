@@ -5,6 +5,7 @@
 //! - SQLite: the online backup API, in one step (one read transaction: the copy is the
 //!   database as it was when the backup began, every write acknowledged before then
 //!   included, whatever is written meanwhile); restored by copying the file into place.
+//!   The copy of an encrypted database is encrypted with the same key.
 //! - PostgreSQL: `pg_dump --format=custom` (one repeatable-read snapshot) and
 //!   `pg_restore` into an empty database.
 
@@ -53,8 +54,11 @@ fn sqlite_backup(path: &str, out: &Path) -> Result<(), String> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open {path}: {e}"))?;
+    super::sqlite_key::unlock(&source).map_err(|e| format!("{e:?}"))?;
     let mut copy = rusqlite::Connection::open(out)
         .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // The copy of an encrypted database is encrypted with the same key.
+    super::sqlite_key::unlock(&copy).map_err(|e| format!("{e:?}"))?;
     let backup = rusqlite::backup::Backup::new(&source, &mut copy)
         .map_err(|e| format!("cannot start the backup: {e}"))?;
     // Every page in one step: one read transaction, so one consistent state.

@@ -27,6 +27,7 @@ pub mod provenance;
 pub mod search;
 mod slots;
 pub mod sqlite;
+pub mod sqlite_key;
 mod sqlite_memory;
 pub mod transaction;
 pub mod write;

@@ -90,6 +90,9 @@ impl SqliteStore {
         }
         super::sqlite_memory::configure();
         let mut conn = Connection::open(path)?;
+        super::sqlite_key::unlock(&conn)?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(super::sqlite_key::explain)?;
         // The writer keeps a larger page cache (8 MiB instead of 2): every write touches
         // the pages of a dozen indexes, and evicting them costs a re-read per insert (from
         // the OS's cache: cheap). Measured with 100,000 Patients: 8 MiB writes as fast as
@@ -526,6 +529,7 @@ fn open_reader(path: &str) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
+    super::sqlite_key::unlock(&conn)?;
     conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -547,6 +551,9 @@ fn checkpoint_loop(path: &str) {
     let Ok(conn) = Connection::open(path) else {
         return;
     };
+    if super::sqlite_key::unlock(&conn).is_err() {
+        return;
+    }
     let _ = conn.execute_batch("PRAGMA busy_timeout = 1000;");
     loop {
         std::thread::sleep(CHECKPOINT_INTERVAL);
