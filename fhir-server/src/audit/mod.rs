@@ -24,8 +24,9 @@ use tokio::sync::Notify;
 use crate::store::audit::Entry;
 use crate::store::{Store, TenantId};
 
-/// Records gathered before a flush is started at once (about 10 MB).
-const FLUSH_AT: usize = 32_768;
+/// Records gathered before a flush is started at once (a few MB: each flush's memory is
+/// kept by the allocator for the next).
+const FLUSH_AT: usize = 8_192;
 
 /// Records held while the database cannot take them; past this, new ones are dropped
 /// (and said so in the log), so that a dead database cannot take the server's memory.

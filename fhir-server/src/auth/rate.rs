@@ -70,6 +70,11 @@ impl Limiter {
         }
     }
 
+    /// Whether the limiter limits anything (a rate is set).
+    pub fn is_on(&self) -> bool {
+        self.rate.is_some()
+    }
+
     /// Takes one request from `key`'s bucket: `Ok` if it had one, else how many seconds
     /// until it will.
     pub fn take(&self, key: &str) -> Result<(), u64> {
