@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::signin::form;
 use common::{Backend, Server};
 
 async fn statuses(requests: Vec<reqwest::RequestBuilder>) -> Vec<reqwest::Response> {
@@ -64,31 +63,9 @@ async fn rate_limits(backend: Backend) {
     assert_eq!(client.get(&metadata).send().await.unwrap().status(), 200);
 
     // One client from many addresses: its own bucket empties.
-    let output = server.run_cli(&[
-        "client",
-        "create",
-        "--id",
-        "busy",
-        "--type",
-        "confidential-symmetric",
-        "--secret",
-        "busy-secret-0123456789",
-        "--scopes",
-        "system/*.rs",
-    ]);
-    assert!(output.status.success());
-    let (status, token) = form(
-        &server,
-        "auth/token",
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "system/*.rs"),
-        ],
-        Some(("busy", "busy-secret-0123456789")),
-    )
-    .await;
-    assert_eq!(status, 200, "{token}");
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let token =
+        common::signin::backend_client(&server, "busy", "busy-secret-0123456789", "system/*.rs")
+            .await;
     let patients = format!("{}/Patient", server.base);
     let answers = statuses(
         (0..20)

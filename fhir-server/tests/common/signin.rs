@@ -223,3 +223,50 @@ pub async fn with_token(
     }
     super::json(request.send().await.unwrap()).await
 }
+
+/// Registers a confidential client by the command line (`client create`) and returns a
+/// client-credentials token of `scopes`.
+pub async fn backend_client(server: &Server, id: &str, secret: &str, scopes: &str) -> String {
+    let output = server.run_cli(&[
+        "client",
+        "create",
+        "--id",
+        id,
+        "--type",
+        "confidential-symmetric",
+        "--secret",
+        secret,
+        "--scopes",
+        scopes,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pairs = [("grant_type", "client_credentials"), ("scope", scopes)];
+    let (status, token) = form(server, "auth/token", &pairs, Some((id, secret))).await;
+    assert_eq!(status, 200, "{token}");
+    token["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Registers the public app `app` (redirect [`APP_REDIRECT`]) with `scopes`.
+pub fn public_app(server: &Server, scopes: &str) {
+    let output = server.run_cli(&[
+        "client",
+        "create",
+        "--id",
+        "app",
+        "--type",
+        "public",
+        "--redirect-uri",
+        APP_REDIRECT,
+        "--scopes",
+        scopes,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

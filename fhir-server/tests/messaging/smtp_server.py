@@ -42,9 +42,11 @@ class Handler:
         name = os.path.join(self.out, f"{self.kept:04d}")
         with open(name + ".eml", "wb") as f:
             f.write(envelope.original_content or envelope.content)
-        with open(name + ".json", "w") as f:
+        # Written aside and renamed: a reader never sees half a file.
+        with open(name + ".json.part", "w") as f:
             json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
                        "tls": session.ssl is not None, "at": time.time()}, f)
+        os.replace(name + ".json.part", name + ".json")
         return f"250 2.0.0 Ok: queued as {self.kept:04d}"
 
 

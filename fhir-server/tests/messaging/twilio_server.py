@@ -56,9 +56,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(503, {"code": 20500, "message": "try later"})
         state["kept"] += 1
         sid = f"{prefix}{state['kept']:04d}"
-        with open(os.path.join(OUT, f"{state['kept']:04d}.json"), "w") as f:
+        kept = os.path.join(OUT, f"{state['kept']:04d}.json")
+        # Written aside and renamed: a reader never sees half a file.
+        with open(kept + ".part", "w") as f:
             json.dump({"sid": sid, "kind": kind, "form": form,
                        "idempotency": self.headers.get("I-Twilio-Idempotency-Token")}, f)
+        os.replace(kept + ".part", kept)
         self.answer(201, {"sid": sid, "status": "queued", "to": form["To"], "from": form.get("From")})
 
 
