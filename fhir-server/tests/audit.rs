@@ -109,35 +109,15 @@ async fn practice(
         }
     }
     for (username, role, reference) in PEOPLE {
-        cli_ok(
-            &server,
-            &[
-                "user",
-                "create",
-                "--username",
-                username,
-                "--password",
-                PASSWORD,
-                "--role",
-                role,
-                "--fhir-user",
-                reference,
-            ],
-        );
         let scope = if *role == "patient" {
             PATIENT_SCOPE
         } else {
             STAFF_SCOPE
         };
-        let location = sign_in(&server, username, PASSWORD, scope, &[])
-            .await
-            .unwrap();
-        let code = query_value(&location, "code").unwrap();
-        let (status, token) = exchange(&server, &code, VERIFIER).await;
-        assert_eq!(status, 200, "{token}");
+        let person = (*username, *role, *reference);
         tokens.insert(
             *username,
-            token["access_token"].as_str().unwrap().to_owned(),
+            common::signin::user_token(&server, person, scope).await,
         );
     }
     Some((server, tokens))
@@ -609,17 +589,8 @@ async fn one_chain_from_many_clients(server: Server) {
             bases[(n + 1) % bases.len()].clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let patient = common::patient(&format!("Race{n}"), &format!("R-{n}"));
-            let created = client
-                .post(format!("{write_base}/Patient"))
-                .header("content-type", common::JSON)
-                .body(patient.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(created.status(), 201);
-            let (_, created) = common::json(created).await;
-            let id = created["id"].as_str().unwrap().to_owned();
+            let (family, mrn) = (format!("Race{n}"), format!("R-{n}"));
+            let id = common::post_patient(&client, &write_base, &family, &mrn).await;
             let read = client
                 .get(format!("{read_base}/Patient/{id}"))
                 .send()

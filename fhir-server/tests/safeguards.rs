@@ -204,14 +204,17 @@ fn curl(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("curl runs");
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    said(&output)
+}
+
+/// Whether a process succeeded, and what it wrote (stdout, then stderr).
+fn said(output: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
 
 /// HTTPS with a certificate the test makes, checked with curl and openssl: TLS 1.2 and
@@ -307,20 +310,9 @@ async fn backup_under_load_restores_acknowledged_writes(server: Server) {
         writers.push(tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let patient = common::patient(&format!("Load{n}x{i}"), &format!("L-{n}-{i}"));
-                let created = client
-                    .post(format!("{base}/Patient"))
-                    .header("content-type", common::JSON)
-                    .body(patient.to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(created.status(), 201);
-                let (_, body) = common::json(created).await;
-                acknowledged
-                    .lock()
-                    .unwrap()
-                    .push(body["id"].as_str().unwrap().to_owned());
+                let (family, mrn) = (format!("Load{n}x{i}"), format!("L-{n}-{i}"));
+                let id = common::post_patient(&client, &base, &family, &mrn).await;
+                acknowledged.lock().unwrap().push(id);
                 i += 1;
             }
         }));
@@ -442,14 +434,7 @@ fn cli_with(args: &[&str]) -> (bool, String) {
         .env_remove("FHIR_DATABASE_KEY")
         .output()
         .unwrap();
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
+    said(&output)
 }
 
 /// The embedded database encrypted at rest (SQLCipher): no patient's name in the file,

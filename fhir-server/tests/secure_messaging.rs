@@ -134,35 +134,15 @@ async fn practice(backend: common::Backend, smtp: &Smtp) -> Option<(Server, Toke
     .await;
     let mut people = std::collections::HashMap::new();
     for (username, role, reference) in PEOPLE {
-        cli_ok(
-            &server,
-            &[
-                "user",
-                "create",
-                "--username",
-                username,
-                "--password",
-                PASSWORD,
-                "--role",
-                role,
-                "--fhir-user",
-                reference,
-            ],
-        );
         let scope = if *role == "patient" {
             PATIENT_SCOPE
         } else {
             STAFF_SCOPE
         };
-        let location = sign_in(&server, username, PASSWORD, scope, &[])
-            .await
-            .unwrap();
-        let code = query_value(&location, "code").unwrap();
-        let (status, token) = exchange(&server, &code, VERIFIER).await;
-        assert_eq!(status, 200, "{token}");
+        let person = (*username, *role, *reference);
         people.insert(
             *username,
-            token["access_token"].as_str().unwrap().to_owned(),
+            common::signin::user_token(&server, person, scope).await,
         );
     }
     let settings = json!({"practice": "Maple Street Clinic",

@@ -449,6 +449,20 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
     (status, value)
 }
 
+/// POSTs `patient(family, mrn)` to `{base}/Patient` (asserting 201); its id.
+pub async fn post_patient(client: &reqwest::Client, base: &str, family: &str, mrn: &str) -> String {
+    let created = client
+        .post(format!("{base}/Patient"))
+        .header("content-type", JSON)
+        .body(patient(family, mrn).to_string())
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(created.status(), 201);
+    let (_, created) = json(created).await;
+    created["id"].as_str().expect("an id").to_owned()
+}
+
 /// A minimal valid Patient with an identifier.
 pub fn patient(family: &str, mrn: &str) -> Value {
     serde_json::json!({

@@ -270,3 +270,36 @@ pub fn public_app(server: &Server, scopes: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Adds a user by the command line (`user create`, password [`PASSWORD`]), signs them in
+/// through the pages with `scope` and returns their access token.
+pub async fn user_token(
+    server: &Server,
+    (username, role, fhir_user): (&str, &str, &str),
+    scope: &str,
+) -> String {
+    let output = server.run_cli(&[
+        "user",
+        "create",
+        "--username",
+        username,
+        "--password",
+        PASSWORD,
+        "--role",
+        role,
+        "--fhir-user",
+        fhir_user,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let location = sign_in(server, username, PASSWORD, scope, &[])
+        .await
+        .unwrap();
+    let code = query_value(&location, "code").unwrap();
+    let (status, token) = exchange(server, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{token}");
+    token["access_token"].as_str().unwrap().to_owned()
+}
