@@ -404,6 +404,20 @@ async fn accesses_are_recorded_and_only_admins_read_them(backend: Backend) {
     );
     let (status, _) = get(&server, &tokens["doc"], "Patient/p1/$access-log").await;
     assert_eq!(status, 403);
+    // Erasure is an admin's alone: a provider is refused,
+    // with an OperationOutcome, and the patient stays.
+    let parameters = json!({"resourceType": "Parameters"});
+    let (status, outcome) = with_token(
+        &server,
+        &tokens["doc"],
+        reqwest::Method::POST,
+        "Patient/p2/$erase",
+        Some(&parameters),
+    )
+    .await;
+    assert_eq!(status, 403, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(get(&server, admin, "Patient/p2").await.0, 200);
     let (status, _) = get(&server, admin, "Patient/p1/$access-log?date=ge2020").await;
     assert_eq!(status, 200);
 
