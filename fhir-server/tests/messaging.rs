@@ -496,6 +496,8 @@ impl TwilioApi {
         let mut names: Vec<PathBuf> = std::fs::read_dir(&self.out)
             .unwrap()
             .map(|e| e.unwrap().path())
+            // Not the `.json.part` files the server is still writing.
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         names.sort();
         names
