@@ -63,7 +63,7 @@ pub async fn verify(
     head: Option<(i64, &str)>,
     checkpoint_valid: impl Fn(&crate::store::audit::Checkpoint) -> bool,
 ) -> Result<Report, StoreError> {
-    let (start, start_hash) = match store.audit_checkpoint(tenant).await? {
+    let start = match store.audit_checkpoint(tenant).await? {
         Some(checkpoint) => {
             if !checkpoint_valid(&checkpoint) {
                 return Ok(Report::BadCheckpoint {
@@ -74,48 +74,80 @@ pub async fn verify(
         }
         None => (0, GENESIS.to_owned()),
     };
-    let mut walk = Walk {
-        expected: start + 1,
-        prev: start_hash.clone(),
-        prev_prev: None,
-        head: start,
-    };
-    let mut kept_hash = start_hash;
-    let mut after = start;
+    let mut chain = Chain::new(start, head);
+    let mut after = chain.walk.head;
     loop {
         let page = store.audit_records(tenant, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in &page {
-            if let Some(problem) = step(&mut walk, record) {
+            if let Some(problem) = chain.check(record) {
                 return Ok(problem);
             }
-            if let (Some((seq, hash)), Some(sealed)) = (head, &record.hash)
-                && record.seq == seq
-                && sealed != hash
-            {
-                return Ok(Report::HeadMismatch { seq });
-            }
-            kept_hash = walk.prev.clone();
         }
     }
-    let taken = store.audit_last_taken(tenant).await?;
-    if taken >= walk.expected {
-        return Ok(Report::Removed {
-            from: walk.expected,
-            to: taken,
-        });
+    Ok(chain.finish(store.audit_last_taken(tenant).await?))
+}
+
+/// A walk along a trail, record by record, from a start (0 and [`GENESIS`], or a
+/// checkpoint): the store's (`verify`) or a file's (`tenant import`).
+pub struct Chain<'a> {
+    walk: Walk,
+    first: i64,
+    kept_hash: String,
+    head: Option<(i64, &'a str)>,
+}
+
+impl<'a> Chain<'a> {
+    /// A walk from `(seq, hash)`; `head`, an exported head, must be met on the way.
+    pub fn new((seq, hash): (i64, String), head: Option<(i64, &'a str)>) -> Chain<'a> {
+        Chain {
+            walk: Walk {
+                expected: seq + 1,
+                prev: hash.clone(),
+                prev_prev: None,
+                head: seq,
+            },
+            first: seq + 1,
+            kept_hash: hash,
+            head,
+        }
     }
-    if let Some((seq, _)) = head
-        && seq > walk.head
-    {
-        return Ok(Report::HeadMismatch { seq });
+
+    /// Takes the next record; the problem it shows, if any.
+    pub fn check(&mut self, record: &Stored) -> Option<Report> {
+        if let Some(problem) = step(&mut self.walk, record) {
+            return Some(problem);
+        }
+        if let (Some((seq, hash)), Some(sealed)) = (self.head, &record.hash)
+            && record.seq == seq
+            && sealed != hash
+        {
+            return Some(Report::HeadMismatch { seq });
+        }
+        self.kept_hash = self.walk.prev.clone();
+        None
     }
-    Ok(Report::Intact {
-        first: start + 1,
-        head: walk.head,
-        hash: kept_hash,
-    })
+
+    /// The verdict once every record was taken; `taken`, the last number handed out.
+    pub fn finish(self, taken: i64) -> Report {
+        if taken >= self.walk.expected {
+            return Report::Removed {
+                from: self.walk.expected,
+                to: taken,
+            };
+        }
+        if let Some((seq, _)) = self.head
+            && seq > self.walk.head
+        {
+            return Report::HeadMismatch { seq };
+        }
+        Report::Intact {
+            first: self.first,
+            head: self.walk.head,
+            hash: self.kept_hash,
+        }
+    }
 }
 
 /// Checks one record against the walk so far; the problem it shows, if any.

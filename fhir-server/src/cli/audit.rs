@@ -120,7 +120,7 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
 }
 
 /// The audit key, when its file is there (it is only made once records are pruned).
-fn audit_key(
+pub(super) fn audit_key(
     explicit: Option<std::path::PathBuf>,
     on: &On,
 ) -> Result<Option<retention::AuditKey>, String> {
@@ -143,7 +143,7 @@ fn read_head(path: &std::path::Path) -> Result<(i64, String), String> {
 }
 
 /// One line that says what `verify` found.
-fn describe(tenant: &str, report: &Report) -> String {
+pub(super) fn describe(tenant: &str, report: &Report) -> String {
     match report {
         Report::Intact { first, head, hash } => {
             format!("tenant {tenant}: intact, records {first} to {head} (head hash {hash})")

@@ -266,7 +266,7 @@ fn check(value: Value) -> Result<Value, String> {
     Ok(value)
 }
 
-fn describe(error: &FhirError) -> String {
+pub(super) fn describe(error: &FhirError) -> String {
     error
         .issues
         .iter()

@@ -1,6 +1,7 @@
 //! The `fhir-server` commands: `serve` runs the server; `migrate` prepares a database;
-//! `reindex` rebuilds the search index; `tenant create` adds a tenant; `import` and
-//! `export` move resources in and out; `edi` translates X12; `demo` loads a small
+//! `reindex` rebuilds the search index; `tenant create` adds a tenant, `tenant export` /
+//! `tenant import` move one with everything it has; `import` and `export` move resources
+//! in and out; `edi` translates X12; `demo` loads a small
 //! practice. Developer tooling (load generators, benchmarks, database statistics) is the
 //! `fhir-tools` crate.
 
@@ -21,6 +22,7 @@ mod edi;
 mod export;
 mod import;
 mod messaging;
+mod tenant;
 
 #[derive(Parser)]
 #[command(
@@ -176,6 +178,31 @@ enum TenantCommand {
         #[command(flatten)]
         database: DatabaseConfig,
     },
+    /// Write everything a tenant has (every version of every resource, accounts, claims,
+    /// waiting jobs, the audit trail) into a folder, to move it with `tenant import`.
+    Export {
+        /// The folder to write (new or empty).
+        dir: std::path::PathBuf,
+        /// The tenant.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Load a folder written by `tenant export` as a tenant (new, or one that holds
+    /// nothing), in one transaction; its audit trail is checked before and after.
+    Import {
+        /// The folder `tenant export` wrote.
+        dir: std::path::PathBuf,
+        /// The tenant to load it as (default: the exported tenant's id).
+        #[arg(long = "as")]
+        as_tenant: Option<String>,
+        /// This server's audit key, to sign the trail's checkpoint again (as `serve`'s).
+        #[arg(long, env = "FHIR_AUDIT_KEY_FILE")]
+        audit_key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
 }
 
 /// Threads for blocking work: SQLite searches, file I/O. Each thread that ever allocated
@@ -208,9 +235,22 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::Reindex(database) => reindex(&database).await,
-            Command::Tenant {
-                command: TenantCommand::Create { id, name, database },
-            } => create_tenant(&database, &id, name.as_deref()).await,
+            Command::Tenant { command } => match command {
+                TenantCommand::Create { id, name, database } => {
+                    create_tenant(&database, &id, name.as_deref()).await
+                }
+                TenantCommand::Export {
+                    dir,
+                    tenant,
+                    database,
+                } => tenant::export(&database, &tenant, &dir).await,
+                TenantCommand::Import {
+                    dir,
+                    as_tenant,
+                    audit_key_file,
+                    database,
+                } => tenant::import(&database, &dir, as_tenant, audit_key_file).await,
+            },
             Command::Import(config) => import::run(config).await,
             Command::Export(config) => export::run(config).await,
             Command::Demo(config) => demo::run(config).await,
@@ -415,8 +455,9 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     if let Some(tls) = &tls {
         tls.watch();
     }
+    let shutdown = shutdown_signal();
     println!("fhir-server listening on {scheme}://{address}");
-    http::serve::serve(listener, router, limits, shutdown_signal()).await;
+    http::serve::serve(listener, router, limits, shutdown).await;
     app.audit.stop().await;
     tracing::info!("stopped");
     Ok(())
@@ -447,24 +488,38 @@ fn check_auth_mode(config: &ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed at the call, not at the
+/// first poll: a SIGTERM sent just after the "listening" line (a supervisor, a test) is
+/// a clean shutdown, not the default action's abrupt exit.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let (interrupt, terminate) = signals;
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

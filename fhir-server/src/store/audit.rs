@@ -83,6 +83,8 @@ pub struct Entry {
 /// A record as stored: its tenant, number, content and seal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The tenant number the record is sealed with: its tenant's tid, or for a tenant
+    /// moved from another server, the number it had there (see migration 0011).
     pub tenant: i64,
     pub seq: i64,
     pub entry: Entry,
@@ -180,7 +182,7 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
     take.push(
         "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) ON CONFLICT (tid) \
          DO UPDATE SET last = audit_sequence.last + excluded.last \
-         RETURNING CAST(last AS TEXT), hash",
+         RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)",
     );
     take.args = vec![
         Arg::Int(tenant),
@@ -196,10 +198,16 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
         .and_then(|l| l.parse().ok())
         .ok_or_else(bad)?;
     let mut prev = cells.next().flatten().ok_or_else(bad)?;
+    // The number the tenant's records are sealed with (see migration 0011).
+    let chain: i64 = cells
+        .next()
+        .flatten()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(bad)?;
     let first = last - entries.len() as i64 + 1;
     let mut seals: Vec<(String, String)> = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
-        let hash = seal_of(&prev, (tenant, first + n as i64), entry);
+        let hash = seal_of(&prev, (chain, first + n as i64), entry);
         seals.push((std::mem::replace(&mut prev, hash.clone()), hash));
     }
     let chunks = entries.chunks(CHUNK).zip(seals.chunks(CHUNK));
@@ -435,6 +443,15 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// A row read with [`COLUMNS`].
+/// A record from its cells in `COLUMNS` order after the tid (an exported trail's row),
+/// sealed with `chain`.
+pub fn record_of(chain: i64, cells: Vec<Option<String>>) -> Result<Stored, StoreError> {
+    let mut row = Vec::with_capacity(cells.len() + 1);
+    row.push(Some(chain.to_string()));
+    row.extend(cells);
+    parse_row(row)
+}
+
 fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
     let bad = || StoreError::Database("an audit record could not be read".into());
     let mut cells = row.into_iter();
@@ -546,11 +563,31 @@ impl Store {
         sql.bind(Arg::Int(after));
         sql.push(" ORDER BY audit_log.seq LIMIT ");
         sql.bind(Arg::Int(limit as i64));
+        let chain = self.audit_chain(tenant).await?;
         self.audit_texts(sql)
             .await?
             .into_iter()
-            .map(parse_row)
+            .map(|row| {
+                parse_row(row).map(|record| Stored {
+                    tenant: chain,
+                    ..record
+                })
+            })
             .collect()
+    }
+
+    /// The number the tenant's records are sealed with (see [`Stored::tenant`]).
+    pub async fn audit_chain(&self, tenant: TenantId) -> Result<i64, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT CAST(chain AS TEXT) FROM audit_sequence WHERE tid = ");
+        sql.bind(tenant_arg(tenant));
+        let rows = self.audit_texts(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|chain| chain.parse().ok())
+            .unwrap_or(tenant.get()))
     }
 
     /// The records a search asks for, newest first.

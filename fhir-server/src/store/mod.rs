@@ -29,6 +29,7 @@ mod slots;
 pub mod sqlite;
 pub mod sqlite_key;
 mod sqlite_memory;
+pub mod tenant_copy;
 pub mod transaction;
 pub mod write;
 
@@ -92,6 +93,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/sqlite/0010_audit.sql"),
     ),
+    (
+        11,
+        "audit chain",
+        include_str!("../../../migrations/sqlite/0011_audit_chain.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -143,6 +149,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "audit",
         include_str!("../../../migrations/postgres/0010_audit.sql"),
+    ),
+    (
+        11,
+        "audit chain",
+        include_str!("../../../migrations/postgres/0011_audit_chain.sql"),
     ),
 ];
 

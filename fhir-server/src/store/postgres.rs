@@ -512,6 +512,62 @@ impl PgStore {
         Ok(erased)
     }
 
+    /// Reads a tenant's rows in one repeatable-read transaction (one snapshot; see
+    /// `store::tenant_copy`).
+    pub async fn export_tenant(
+        &self,
+        tenant: TenantId,
+        mut sink: super::tenant_copy::Sink,
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        for table in super::tenant_copy::TABLES {
+            let sql = super::tenant_copy::select(table, tenant, "convert_from(body, 'UTF8')");
+            let mut rows = bind(&sql).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                sink(table, texts_of(&row)?).map_err(StoreError::Database)?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes an exported tenant in a transaction of its own (see `store::tenant_copy`).
+    pub async fn import_tenant(
+        &self,
+        name: &str,
+        rows: super::tenant_copy::Source,
+        checks: super::tenant_copy::Checks,
+    ) -> Result<TenantId, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, NULL, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(name)
+        .bind(crate::resource::now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let tid: i32 = sqlx::query("SELECT tid FROM tenants WHERE id = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let tenant = TenantId::from_stored(i64::from(tid));
+        let mut pg = PgTx {
+            conn: &mut tx,
+            tenant,
+            attribution: None,
+            audit: Vec::new(),
+        };
+        super::tenant_copy::import(&mut pg, rows, &checks).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
     /// Appends audit records in a transaction of their own (see `store::audit`).
     pub async fn append_audit(
         &self,

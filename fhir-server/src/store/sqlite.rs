@@ -343,6 +343,63 @@ impl SqliteStore {
         .await
     }
 
+    /// Reads a tenant's rows in one read transaction (one snapshot; see
+    /// `store::tenant_copy`).
+    pub async fn export_tenant(
+        &self,
+        tenant: TenantId,
+        mut sink: super::tenant_copy::Sink,
+    ) -> Result<(), StoreError> {
+        self.blocking_read(move |conn| {
+            conn.execute_batch("BEGIN")?;
+            let read = (|| {
+                for table in super::tenant_copy::TABLES {
+                    let sql = super::tenant_copy::select(table, tenant, "CAST(body AS TEXT)");
+                    let mut statement = conn.prepare(&sql.text)?;
+                    let columns = statement.column_count();
+                    let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
+                    while let Some(row) = rows.next()? {
+                        let cells = (0..columns).map(|i| row.get(i)).collect::<Result<_, _>>()?;
+                        sink(table, cells).map_err(StoreError::Database)?;
+                    }
+                }
+                Ok(())
+            })();
+            conn.execute_batch("COMMIT")?;
+            read
+        })
+        .await
+    }
+
+    /// Writes an exported tenant in a transaction of its own (see `store::tenant_copy`).
+    pub async fn import_tenant(
+        &self,
+        name: String,
+        rows: super::tenant_copy::Source,
+        checks: super::tenant_copy::Checks,
+    ) -> Result<TenantId, StoreError> {
+        self.queue_write(true, move |conn| {
+            conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, NULL, ?2) \
+                 ON CONFLICT (id) DO NOTHING",
+                params![name, crate::resource::now_micros()],
+            )?;
+            let tenant: TenantId =
+                conn.query_row("SELECT tid FROM tenants WHERE id = ?1", [&name], |row| {
+                    row.get(0)
+                })?;
+            let mut tx = SqliteTx {
+                conn,
+                tenant,
+                attribution: None,
+                audit: Vec::new(),
+            };
+            futures::executor::block_on(super::tenant_copy::import(&mut tx, rows, &checks))?;
+            Ok(tenant)
+        })
+        .await
+    }
+
     /// Appends audit records in a transaction of their own (see `store::audit`).
     pub async fn append_audit(
         &self,
