@@ -98,6 +98,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit chain",
         include_str!("../../../migrations/sqlite/0011_audit_chain.sql"),
     ),
+    (
+        12,
+        "audit rowid",
+        include_str!("../../../migrations/sqlite/0012_audit_rowid.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
