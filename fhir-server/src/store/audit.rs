@@ -275,17 +275,30 @@ fn insert_records(tenant: i64, first: i64, entries: &[Entry], seals: &[(String, 
     sql
 }
 
-/// The rows of `audit_patient`, sorted by patient so that a batch touches each leaf of
-/// the index once, in statements of at most [`CHUNK`] rows.
+/// Records per epoch of `audit_patient` (`seq >> EPOCH_BITS`): the table is keyed by epoch
+/// first, so that a batch writes at its right edge (migration 0013).
+const EPOCH_BITS: u32 = 13;
+
+/// Epochs a search by patient looks up per statement, newest first.
+const EPOCHS_PER_QUERY: i64 = 1024;
+
+/// The epoch of record `seq`.
+fn epoch_of(seq: i64) -> i64 {
+    seq >> EPOCH_BITS
+}
+
+/// The rows of `audit_patient`, sorted by epoch and patient so that a batch touches each
+/// leaf of the index once, in statements of at most [`CHUNK`] rows.
 fn insert_patients(tenant: i64, first: i64, entries: &[Entry]) -> Option<Vec<Sql>> {
-    let mut rows: Vec<(&str, i64)> = entries
+    let mut rows: Vec<(i64, &str, i64)> = entries
         .iter()
         .enumerate()
         .flat_map(|(n, entry)| {
+            let seq = first + n as i64;
             entry
                 .patients
                 .iter()
-                .map(move |patient| (patient.as_str(), first + n as i64))
+                .map(move |patient| (epoch_of(seq), patient.as_str(), seq))
         })
         .collect();
     if rows.is_empty() {
@@ -296,13 +309,14 @@ fn insert_patients(tenant: i64, first: i64, entries: &[Entry]) -> Option<Vec<Sql
         .chunks(CHUNK)
         .map(|chunk| {
             let mut sql = Sql::default();
-            sql.push("INSERT INTO audit_patient (tid, patient, seq) VALUES ");
-            for (n, (patient, seq)) in chunk.iter().enumerate() {
+            sql.push("INSERT INTO audit_patient (tid, epoch, patient, seq) VALUES ");
+            for (n, (epoch, patient, seq)) in chunk.iter().enumerate() {
                 if n > 0 {
                     sql.push(", ");
                 }
                 let values = [
                     Arg::Int(tenant),
+                    Arg::Int(*epoch),
                     Arg::Text((*patient).to_owned()),
                     Arg::Int(*seq),
                 ];
@@ -512,6 +526,73 @@ fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
     })
 }
 
+/// A search's statement: `filter` over the numbers `first..end`, and for a search by
+/// patient, over the epochs `low..=high` of `audit_patient`; at most `limit` records.
+fn search_sql(
+    tenant: TenantId,
+    filter: &Filter,
+    (first, end): (Option<i64>, Option<i64>),
+    epochs: Option<(i64, i64)>,
+    limit: usize,
+) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
+    sql.bind(tenant_arg(tenant));
+    if let (Some(patient), Some((low, high))) = (&filter.patient, epochs) {
+        // Each epoch a seek of the key (tid, epoch, patient, seq).
+        let list: Vec<String> = (low..=high).rev().map(|e| e.to_string()).collect();
+        sql.push(" AND seq IN (SELECT seq FROM audit_patient WHERE tid = ");
+        sql.bind(tenant_arg(tenant));
+        sql.push(&format!(
+            " AND epoch IN ({}) AND patient = ",
+            list.join(", ")
+        ));
+        sql.bind(Arg::Text(patient.clone()));
+        sql.push(")");
+    }
+    if let Some(agent) = &filter.agent {
+        sql.push(" AND (fhir_user = ");
+        sql.bind(Arg::Text(agent.clone()));
+        sql.push(" OR user_id = ");
+        sql.bind(Arg::Text(agent.clone()));
+        sql.push(" OR client_id = ");
+        sql.bind(Arg::Text(agent.clone()));
+        sql.push(")");
+    }
+    if let Some(entity) = &filter.entity {
+        sql.push(" AND (entity = ");
+        sql.bind(Arg::Text(entity.clone()));
+        sql.push(" OR entity LIKE ");
+        let escaped = entity
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        sql.bind(Arg::Text(format!("{escaped}/\\_history/%")));
+        sql.push(" ESCAPE '\\')");
+    }
+    for (column, value) in [("event", &filter.event), ("purpose", &filter.purpose)] {
+        if let Some(value) = value {
+            sql.push(&format!(" AND {column} = "));
+            sql.bind(Arg::Text(value.clone()));
+        }
+    }
+    for (clause, value) in [
+        (" AND seq >= ", first),
+        (" AND seq < ", end),
+        (" AND recorded >= ", filter.since),
+        (" AND recorded < ", filter.until),
+        (" AND seq < ", filter.before),
+    ] {
+        if let Some(value) = value {
+            sql.push(clause);
+            sql.bind(Arg::Int(value));
+        }
+    }
+    sql.push(" ORDER BY audit_log.seq DESC LIMIT ");
+    sql.bind(Arg::Int(limit as i64));
+    sql
+}
+
 fn tenant_arg(tenant: TenantId) -> Arg {
     Arg::Int(tenant.get())
 }
@@ -596,42 +677,6 @@ impl Store {
         tenant: TenantId,
         filter: &Filter,
     ) -> Result<Vec<Stored>, StoreError> {
-        let mut sql = Sql::default();
-        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
-        sql.bind(tenant_arg(tenant));
-        if let Some(patient) = &filter.patient {
-            sql.push(" AND seq IN (SELECT seq FROM audit_patient WHERE tid = ");
-            sql.bind(tenant_arg(tenant));
-            sql.push(" AND patient = ");
-            sql.bind(Arg::Text(patient.clone()));
-            sql.push(")");
-        }
-        if let Some(agent) = &filter.agent {
-            sql.push(" AND (fhir_user = ");
-            sql.bind(Arg::Text(agent.clone()));
-            sql.push(" OR user_id = ");
-            sql.bind(Arg::Text(agent.clone()));
-            sql.push(" OR client_id = ");
-            sql.bind(Arg::Text(agent.clone()));
-            sql.push(")");
-        }
-        if let Some(entity) = &filter.entity {
-            sql.push(" AND (entity = ");
-            sql.bind(Arg::Text(entity.clone()));
-            sql.push(" OR entity LIKE ");
-            let escaped = entity
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            sql.bind(Arg::Text(format!("{escaped}/\\_history/%")));
-            sql.push(" ESCAPE '\\')");
-        }
-        for (column, value) in [("event", &filter.event), ("purpose", &filter.purpose)] {
-            if let Some(value) = value {
-                sql.push(&format!(" AND {column} = "));
-                sql.bind(Arg::Text(value.clone()));
-            }
-        }
         // Times become a range of numbers first (records are numbered in the order they
         // were recorded, give or take the clocks of several processes), so that a search
         // by date reads that range of the primary key; the trail keeps no index of times,
@@ -652,20 +697,29 @@ impl Store {
             ),
             None => None,
         };
-        for (clause, value) in [
-            (" AND seq >= ", first),
-            (" AND seq < ", end),
-            (" AND recorded >= ", filter.since),
-            (" AND recorded < ", filter.until),
-            (" AND seq < ", filter.before),
-        ] {
-            if let Some(value) = value {
-                sql.push(clause);
-                sql.bind(Arg::Int(value));
-            }
+        if filter.patient.is_none() {
+            let sql = search_sql(tenant, filter, (first, end), None, filter.limit);
+            return self.audit_page(sql).await;
         }
-        sql.push(" ORDER BY audit_log.seq DESC LIMIT ");
-        sql.bind(Arg::Int(filter.limit as i64));
+        // By patient: the epochs the numbers span, newest first, a window at a time.
+        let upper = match [end, filter.before].into_iter().flatten().min() {
+            Some(upper) => upper,
+            None => self.audit_last_taken(tenant).await? + 1,
+        };
+        let lowest = epoch_of(first.unwrap_or(0).max(0));
+        let mut high = epoch_of(upper);
+        let mut found = Vec::new();
+        while high >= lowest && found.len() < filter.limit {
+            let low = (high - EPOCHS_PER_QUERY + 1).max(lowest);
+            let left = filter.limit - found.len();
+            let sql = search_sql(tenant, filter, (first, end), Some((low, high)), left);
+            found.extend(self.audit_page(sql).await?);
+            high = low - 1;
+        }
+        Ok(found)
+    }
+
+    async fn audit_page(&self, sql: Sql) -> Result<Vec<Stored>, StoreError> {
         self.audit_texts(sql)
             .await?
             .into_iter()
@@ -749,6 +803,11 @@ impl Store {
             let mut delete = Sql::default();
             delete.push(&format!("DELETE FROM {table} WHERE tid = "));
             delete.bind(tenant_arg(tenant));
+            if table == "audit_patient" {
+                // A range of the key's epochs, not a scan of the tenant's rows.
+                delete.push(" AND epoch <= ");
+                delete.bind(Arg::Int(epoch_of(checkpoint.seq)));
+            }
             delete.push(" AND seq <= ");
             delete.bind(Arg::Int(checkpoint.seq));
             statements.push(delete);

@@ -103,6 +103,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit rowid",
         include_str!("../../../migrations/sqlite/0012_audit_rowid.sql"),
     ),
+    (
+        13,
+        "audit patient epochs",
+        include_str!("../../../migrations/sqlite/0013_audit_patient_epochs.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -159,6 +164,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "audit chain",
         include_str!("../../../migrations/postgres/0011_audit_chain.sql"),
+    ),
+    (
+        12,
+        "audit patient epochs",
+        include_str!("../../../migrations/postgres/0012_audit_patient_epochs.sql"),
     ),
 ];
 

@@ -165,9 +165,9 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "audit_patient",
-        columns: &[("patient", Text), ("seq", Int)],
+        columns: &[("epoch", Int), ("patient", Text), ("seq", Int)],
         only: "",
-        order: "patient, seq",
+        order: "epoch, patient, seq",
     },
 ];
 
