@@ -67,7 +67,10 @@ async fn practice(
     .await;
     let mut tokens = std::collections::HashMap::new();
     tokens.insert("backend", backend_token);
-    for resource in [
+    common::signin::put_all(
+        &server,
+        &tokens["backend"],
+        &[
         json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Quill", "given": ["Ada"]}]}),
         json!({"resourceType": "Patient", "id": "p2", "name": [{"family": "Other"}]}),
         json!({"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Doc"}]}),
@@ -77,22 +80,9 @@ async fn practice(
             "start": "2026-12-10T09:00:00Z", "end": "2026-12-10T09:30:00Z",
             "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
                 {"actor": {"reference": "Practitioner/d1"}, "status": "accepted"}]}),
-    ] {
-        let path = format!(
-            "{}/{}",
-            resource["resourceType"].as_str().unwrap(),
-            resource["id"].as_str().unwrap()
-        );
-        let (status, body) = with_token(
-            &server,
-            &tokens["backend"],
-            reqwest::Method::PUT,
-            &path,
-            Some(&resource),
-        )
-        .await;
-        assert!(status == 200 || status == 201, "{path}: {body}");
-    }
+        ],
+    )
+    .await;
     for (_, _, reference) in PEOPLE {
         let (kind, id) = reference.split_once('/').unwrap();
         if kind == "Practitioner" {

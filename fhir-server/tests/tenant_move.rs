@@ -54,7 +54,10 @@ async fn send(
 /// The practice on the old server: versions, a deleted resource, a booked visit, reads.
 async fn fill(old: &Server, token: &str) {
     use reqwest::Method;
-    for resource in [
+    common::signin::put_all(
+        old,
+        token,
+        &[
         json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Quil"}]}),
         json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Quill", "given": ["Ada"]}]}),
         json!({"resourceType": "Patient", "id": "gone", "name": [{"family": "Gone"}]}),
@@ -63,15 +66,9 @@ async fn fill(old: &Server, token: &str) {
             "start": "2026-12-10T09:00:00Z", "end": "2026-12-10T09:30:00Z",
             "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"},
                 {"actor": {"reference": "Practitioner/d1"}, "status": "accepted"}]}),
-    ] {
-        let path = format!(
-            "{}/{}",
-            resource["resourceType"].as_str().unwrap(),
-            resource["id"].as_str().unwrap()
-        );
-        let (status, body) = send(old, token, Method::PUT, &path, Some(resource)).await;
-        assert!(status == 200 || status == 201, "{path}: {body}");
-    }
+        ],
+    )
+    .await;
     let (status, _) = send(old, token, Method::DELETE, "Patient/gone", None).await;
     assert!(status == 200 || status == 204, "{status}");
     let (status, _) = send(old, token, Method::GET, "Patient/p1", None).await;

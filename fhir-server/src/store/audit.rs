@@ -662,16 +662,27 @@ impl Store {
 
     /// The number the tenant's records are sealed with (see [`Stored::tenant`]).
     pub async fn audit_chain(&self, tenant: TenantId) -> Result<i64, StoreError> {
+        let chain = self.audit_sequence_column(tenant, "chain").await?;
+        Ok(chain.unwrap_or(tenant.get()))
+    }
+
+    /// An integer column of the tenant's `audit_sequence` row, if it has one.
+    async fn audit_sequence_column(
+        &self,
+        tenant: TenantId,
+        column: &str,
+    ) -> Result<Option<i64>, StoreError> {
         let mut sql = Sql::default();
-        sql.push("SELECT CAST(chain AS TEXT) FROM audit_sequence WHERE tid = ");
+        sql.push(&format!(
+            "SELECT CAST({column} AS TEXT) FROM audit_sequence WHERE tid = "
+        ));
         sql.bind(tenant_arg(tenant));
         let rows = self.audit_texts(sql).await?;
         Ok(rows
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().next().flatten())
-            .and_then(|chain| chain.parse().ok())
-            .unwrap_or(tenant.get()))
+            .and_then(|value| value.parse().ok()))
     }
 
     /// The records a search asks for, newest first.
@@ -836,16 +847,8 @@ impl Store {
 
     /// The last number taken for the tenant's trail (0 before its first record).
     pub async fn audit_last_taken(&self, tenant: TenantId) -> Result<i64, StoreError> {
-        let mut sql = Sql::default();
-        sql.push("SELECT CAST(last AS TEXT) FROM audit_sequence WHERE tid = ");
-        sql.bind(tenant_arg(tenant));
-        let rows = self.audit_texts(sql).await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next().flatten())
-            .and_then(|last| last.parse().ok())
-            .unwrap_or(0))
+        let last = self.audit_sequence_column(tenant, "last").await?;
+        Ok(last.unwrap_or(0))
     }
 
     /// Where the tenant's trail begins, if it was pruned.
