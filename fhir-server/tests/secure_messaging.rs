@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in, with_token};
+use common::signin::{PASSWORD, VERIFIER, exchange, form, put, query_value, sign_in, with_token};
 use common::smtp::Smtp;
 use common::{Server, entries, issue_expressions};
 use serde_json::{Value, json};
@@ -171,17 +171,6 @@ async fn practice(backend: common::Backend, smtp: &Smtp) -> Option<(Server, Toke
 
 async fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
     with_token(server, token, reqwest::Method::GET, path, None).await
-}
-
-async fn put(server: &Server, token: &str, resource: &Value) {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let (status, body) =
-        with_token(server, token, reqwest::Method::PUT, &path, Some(resource)).await;
-    assert!(status == 200 || status == 201, "{path}: {status} {body}");
 }
 
 /// `$send-message` with these parameters, as `token`.

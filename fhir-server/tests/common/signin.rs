@@ -207,15 +207,20 @@ pub async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Valu
 /// PUTs each resource at its `Type/id` with `token`; each must be created or updated.
 pub async fn put_all(server: &Server, token: &str, resources: &[Value]) {
     for resource in resources {
-        let path = format!(
-            "{}/{}",
-            resource["resourceType"].as_str().unwrap(),
-            resource["id"].as_str().unwrap()
-        );
-        let (status, body) =
-            with_token(server, token, reqwest::Method::PUT, &path, Some(resource)).await;
-        assert!(status == 200 || status == 201, "{path}: {body}");
+        put(server, token, resource).await;
     }
+}
+
+/// PUTs the resource at its `Type/id` with `token`; it must be created or updated.
+pub async fn put(server: &Server, token: &str, resource: &Value) {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    let (status, body) =
+        with_token(server, token, reqwest::Method::PUT, &path, Some(resource)).await;
+    assert!(status == 200 || status == 201, "{path}: {status} {body}");
 }
 
 /// `method` on `path` below the base with `token`, and `body` as FHIR JSON.
