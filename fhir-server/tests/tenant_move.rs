@@ -124,6 +124,18 @@ async fn a_practice_moves_with_everything(backend: Backend, to: Backend) {
     let head = old.dir.join("head.json");
     std::fs::write(&head, cli_ok(&old, &["audit", "head"])).unwrap();
 
+    // A job waiting for its time (of a kind no worker takes), naming its tenant by number.
+    old.sql(
+        "INSERT INTO jobs (id, tid, kind, status, created_at, updated_at, state, run_at) \
+         SELECT 'waiting', tid, 'test-waiting', 'queued', 0, 0, \
+         '{\"tenant\": ' || tid || ', \"appointment\": \"a1\"}', 4102444800000000 \
+         FROM tenants WHERE id = 'default'",
+    );
+    let old_tid = query_one(
+        &old,
+        "SELECT CAST(tid AS TEXT) FROM tenants WHERE id = 'default'",
+    );
+
     // Exported while the old server runs.
     let dir = old.dir.join("moved");
     let exported = cli_ok(&old, &["tenant", "export", dir.to_str().unwrap()]);
@@ -133,9 +145,30 @@ async fn a_practice_moves_with_everything(backend: Backend, to: Backend) {
 
     let mut new = Server::start_with(to, &args[..4], &[]).await.unwrap();
     assert!(new.terminate().await);
+    // The practice gets another number here than there.
+    new.sql(
+        "INSERT INTO tenants (id, name, created_at) VALUES ('other', NULL, 0); \
+         DELETE FROM tenants WHERE id = 'default'; \
+         INSERT INTO tenants (id, name, created_at) VALUES ('default', NULL, 0);",
+    );
     let imported = cli_ok(&new, &["tenant", "import", dir.to_str().unwrap()]);
     assert!(imported.contains("intact"), "{imported}");
     new.start_again().await;
+    let new_tid = query_one(
+        &new,
+        "SELECT CAST(tid AS TEXT) FROM tenants WHERE id = 'default'",
+    );
+    assert_ne!(new_tid, old_tid);
+    let state: Value = serde_json::from_str(&query_one(
+        &new,
+        "SELECT state FROM jobs WHERE kind = 'test-waiting'",
+    ))
+    .unwrap();
+    assert_eq!(
+        state["tenant"].to_string(),
+        new_tid,
+        "the waiting job works for the tenant's new number"
+    );
 
     // The resources, their history and their index.
     let token = backend_token(&new).await;
@@ -233,6 +266,24 @@ async fn a_practice_moves_with_everything(backend: Backend, to: Backend) {
         !ok && text.contains("no tenant 'cut'"),
         "nothing of it stays: {text}"
     );
+}
+
+/// The first column of the first row of a query on the server's database, as text.
+fn query_one(server: &Server, sql: &str) -> String {
+    match server.backend {
+        Backend::Sqlite => rusqlite::Connection::open(&server.database_url)
+            .unwrap()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap(),
+        Backend::Postgres => {
+            let output = std::process::Command::new("psql")
+                .args([server.database_url.as_str(), "-tAc", sql])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{sql}");
+            String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        }
+    }
 }
 
 fn copy_export(from: &std::path::Path, to: &std::path::Path) -> std::path::PathBuf {

@@ -4,11 +4,12 @@
 //! What moves: every version of every resource (the heads and the search index are rebuilt
 //! from them), the accounts and other records of the authorization server, counters, the
 //! scheduling claims and policies, the jobs still waiting (reminders, offers; not bulk
-//! exports, whose files stay behind), and the audit trail as it was sealed, with its
-//! checkpoint. The trail keeps verifying on the new server: its records are sealed with
-//! the tenant's number on the server where they were written, which the new server keeps
-//! as the tenant's `chain` (migration 0011); a checkpoint is signed again with the new
-//! server's audit key (the caller's `resign`).
+//! exports, whose files stay behind; their states are made to name the new tenant's
+//! number), and the audit trail as it was sealed, with its checkpoint. The trail keeps
+//! verifying on the new server: its records are sealed with the tenant's number on the
+//! server where they were written, which the new server keeps as the tenant's `chain`
+//! (migration 0011); a checkpoint is signed again with the new server's audit key (the
+//! caller's `resign`).
 
 use super::audit::Checkpoint;
 use super::write::{NewVersion, Tx};
@@ -434,10 +435,12 @@ async fn insert_rows<T: Tx>(
         sql.bind(Arg::Int(tenant.get()));
         for (cell, (column, kind)) in cells.iter().zip(table.columns) {
             sql.push(", ");
-            let value = if table.name == "audit_checkpoint" && *column == "signature" {
-                Some((checks.resign)(tenant, &checkpoint_of(cells)?))
-            } else {
-                cell.clone()
+            let value = match (table.name, *column) {
+                ("audit_checkpoint", "signature") => {
+                    Some((checks.resign)(tenant, &checkpoint_of(cells)?))
+                }
+                ("jobs", "state") => Some(retarget_job(cell.as_deref(), tenant)?),
+                _ => cell.clone(),
             };
             // Typed: PostgreSQL takes a NULL bound as text for no BIGINT column.
             let typed = matches!(kind, Int | Chain);
@@ -454,6 +457,19 @@ async fn insert_rows<T: Tx>(
     }
     tx.run(sql).await?;
     Ok(())
+}
+
+/// A job's state with its tenant made the new one: every job names the tenant it works
+/// for by number (`"tenant": 3`), which was the old server's.
+fn retarget_job(state: Option<&str>, tenant: TenantId) -> Result<String, StoreError> {
+    let bad = || refused("jobs.state: a job whose state is not a JSON object");
+    let mut state: serde_json::Value =
+        serde_json::from_str(state.ok_or_else(bad)?).map_err(|_| bad())?;
+    let members = state.as_object_mut().ok_or_else(bad)?;
+    if members.contains_key("tenant") {
+        members.insert("tenant".into(), tenant.get().into());
+    }
+    Ok(state.to_string())
 }
 
 /// A cell as the argument its column takes.
