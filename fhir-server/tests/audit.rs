@@ -917,6 +917,77 @@ async fn erasure_leaves_only_the_trail(server: Server) {
 
 both!(erasure_leaves_only_the_trail);
 
+/// `$erase` while 20 clients write about the patient at once: nothing acknowledged before
+/// the erasure began survives it, no write fails with a server error, and the chain still
+/// verifies.
+async fn erasure_races_writers(server: Server) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let patient = json!({"resourceType": "Patient", "id": "r1", "name": [{"family": "Racer"}]});
+    let reply = common::put_resource(&server, &patient).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let acknowledged: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for n in 0..20 {
+        let (client, base) = (server.client.clone(), server.base.clone());
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let observation = json!({"resourceType": "Observation", "status": "final",
+                    "code": {"text": format!("w{n}-{i}")}, "subject": {"reference": "Patient/r1"}});
+                let reply = common::send(
+                    client
+                        .post(format!("{base}/Observation"))
+                        .header("content-type", "application/fhir+json")
+                        .body(observation.to_string()),
+                )
+                .await;
+                assert!(reply.status < 500, "{}: {}", reply.status, reply.text);
+                if reply.status == 201 {
+                    let id = reply.body["id"].as_str().unwrap().to_owned();
+                    acknowledged.lock().unwrap().push((id, Instant::now()));
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let began = Instant::now();
+    let (status, answer) = server
+        .post_json("Patient/r1/$erase", &json!({"resourceType": "Parameters"}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let before: Vec<String> = acknowledged
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at < began)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(before.len() >= 20, "the writers ran: {}", before.len());
+    for id in &before {
+        let reply = common::get(&server, &format!("Observation/{id}")).await;
+        assert_eq!(
+            reply.status, 404,
+            "Observation/{id}, written before the erasure"
+        );
+    }
+    let reply = common::get(&server, "Patient/r1").await;
+    assert_eq!(reply.status, 404);
+    let verdict = cli_ok(&server, &["audit", "verify"]);
+    assert!(verdict.contains("intact"), "{verdict}");
+}
+
+both!(erasure_races_writers);
+
 /// Retention: records past it are pruned behind a checkpoint signed with the audit key;
 /// the rest still verifies from there; a checkpoint changed, or checked with another key,
 /// does not.
