@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in, with_token};
+use common::signin::{PASSWORD, VERIFIER, exchange, query_value, sign_in, with_token};
 use common::{Backend, Server};
 use serde_json::{Value, json};
 
@@ -32,13 +32,7 @@ fn cli_ok(server: &Server, args: &[&str]) -> String {
 }
 
 async fn backend_token(server: &Server) -> String {
-    let pairs = [
-        ("grant_type", "client_credentials"),
-        ("scope", "system/*.cruds"),
-    ];
-    let (status, token) = form(server, "auth/token", &pairs, Some(("backend", SECRET))).await;
-    assert_eq!(status, 200, "{token}");
-    token["access_token"].as_str().unwrap().to_owned()
+    common::signin::client_token(server, "backend", SECRET, "system/*.cruds").await
 }
 
 async fn send(

@@ -263,6 +263,11 @@ pub async fn backend_client(server: &Server, id: &str, secret: &str, scopes: &st
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    client_token(server, id, secret, scopes).await
+}
+
+/// A client-credentials token of `scopes` for a registered confidential client.
+pub async fn client_token(server: &Server, id: &str, secret: &str, scopes: &str) -> String {
     let pairs = [("grant_type", "client_credentials"), ("scope", scopes)];
     let (status, token) = form(server, "auth/token", &pairs, Some((id, secret))).await;
     assert_eq!(status, 200, "{token}");
