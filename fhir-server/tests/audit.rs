@@ -1096,7 +1096,10 @@ async fn patient_search_spans_epochs(server: Server) {
             patients: vec![if n % 1000 == 0 { "rare" } else { "other" }.into()],
         })
         .collect();
-    store.append_audit(tenant, entries.into()).await.unwrap();
+    store
+        .append_audit(tenant, std::sync::Arc::new(entries))
+        .await
+        .unwrap();
     let mut filter = Filter {
         patient: Some("rare".into()),
         limit: 7,

@@ -27,6 +27,7 @@ pub mod provenance;
 pub mod search;
 mod slots;
 pub mod sqlite;
+mod sqlite_audit;
 pub mod sqlite_key;
 mod sqlite_memory;
 pub mod tenant_copy;

@@ -572,7 +572,7 @@ impl PgStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: std::sync::Arc<[super::audit::Entry]>,
+        entries: std::sync::Arc<Vec<super::audit::Entry>>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut pg = PgTx {

@@ -404,7 +404,7 @@ impl SqliteStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Arc<[super::audit::Entry]>,
+        entries: Arc<Vec<super::audit::Entry>>,
     ) -> Result<(), StoreError> {
         self.run_write(move |conn| {
             let mut tx = SqliteTx {
@@ -1006,6 +1006,10 @@ impl Tx for SqliteTx<'_> {
 
     async fn rows(&mut self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         query_texts(self.conn, &sql)
+    }
+
+    async fn insert_audit(&mut self, rows: &super::audit::Rows<'_>) -> Result<(), StoreError> {
+        super::sqlite_audit::insert(self.conn, rows)
     }
 
     async fn first_ints(&mut self, sql: Sql) -> Result<Vec<i64>, StoreError> {
