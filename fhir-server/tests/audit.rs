@@ -1121,3 +1121,60 @@ async fn patient_search_spans_epochs(server: Server) {
 }
 
 both!(patient_search_spans_epochs);
+
+/// Records the database refuses (here: its trail's table renamed away behind the server's
+/// back) stay with the recorder and are appended, in the order they were made, once it
+/// takes them again; records made meanwhile follow them.
+async fn refused_records_wait_for_the_database(server: Server) {
+    use fhir_server::audit::Recorder;
+    use fhir_server::store::audit::{Agent, Entry};
+    let store = fhir_server::store::Store::open(&server.database_url, 2, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let before = store.audit_last_taken(tenant).await.unwrap();
+    let recorder = Recorder::new(store.clone(), true, std::time::Duration::from_secs(3600));
+    let agent = std::sync::Arc::new(Agent::default());
+    let record = |n: i64| {
+        recorder.record(
+            tenant,
+            Entry {
+                recorded: 1_000_000 + n,
+                event: "read".into(),
+                action: "R",
+                status: 200,
+                agent: agent.clone(),
+                entity: Some(format!("Patient/p{n}/_history/1")),
+                query: None,
+                via: None,
+                patients: vec![format!("p{n}")],
+            },
+        )
+    };
+    server.sql("ALTER TABLE audit_log RENAME TO audit_log_away");
+    (0..3).for_each(record);
+    recorder.flush().await;
+    (3..5).for_each(record);
+    recorder.flush().await;
+    assert_eq!(
+        store.audit_last_taken(tenant).await.unwrap(),
+        before,
+        "nothing appended"
+    );
+    server.sql("ALTER TABLE audit_log_away RENAME TO audit_log");
+    (5..7).for_each(record);
+    recorder.flush().await;
+    let records = store.audit_records(tenant, before, 100).await.unwrap();
+    let order: Vec<i64> = records
+        .iter()
+        .map(|r| r.entry.recorded - 1_000_000)
+        .collect();
+    assert_eq!(order, (0..7).collect::<Vec<_>>(), "every record, in order");
+    recorder.flush().await;
+    let again = store.audit_records(tenant, before, 100).await.unwrap();
+    assert_eq!(again.len(), 7, "appended once");
+    let verdict = cli_ok(&server, &["audit", "verify"]);
+    assert!(verdict.contains("intact"), "{verdict}");
+}
+
+both!(refused_records_wait_for_the_database);

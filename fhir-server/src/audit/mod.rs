@@ -222,6 +222,11 @@ impl Recorder {
                 }
             }
         }
+        // Buffers that grew while the database could not take records go back to the
+        // usual size rather than keep an outage's memory.
+        if taken.entries.capacity() > 2 * FLUSH_AT {
+            taken = Gathered::with_capacity(FLUSH_AT);
+        }
         if let Ok(mut spare) = self.spare.lock() {
             *spare = taken;
         }
