@@ -9,11 +9,12 @@
 //!
 //! Buckets are kept in memory, per process; an idle bucket is full again, so the map only
 //! keeps buckets that are not full, and is swept when it grows. The HTTP layer applies
-//! them (`http::rate`).
+//! them (`http::rate`). Time is the server's clock (`clock`), so that a test refills a
+//! bucket by moving the clock, not by sleeping, and a slow machine cannot refill one
+//! mid-test.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Buckets kept before the full ones are swept out.
 const SWEEP_AT: usize = 100_000;
@@ -53,7 +54,14 @@ impl Rate {
 
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    /// When the bucket was last counted, in microseconds on the server's clock.
+    at: i64,
+}
+
+/// Seconds from `then` to `now` (microseconds); never negative, should the system clock
+/// step back.
+fn seconds_between(then: i64, now: i64) -> f64 {
+    now.saturating_sub(then).max(0) as f64 / 1_000_000.0
 }
 
 /// Buckets of one rate, by key (`a:198.51.100.7`, `c:my-app`).
@@ -81,22 +89,21 @@ impl Limiter {
         let Some(rate) = self.rate else {
             return Ok(());
         };
-        let now = Instant::now();
+        let now = crate::clock::now_micros();
         let per_second = rate.count / rate.seconds;
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
         if buckets.len() >= SWEEP_AT {
             buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_second
-                    < rate.count
+                bucket.tokens + seconds_between(bucket.at, now) * per_second < rate.count
             });
         }
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: rate.count,
             at: now,
         });
-        let refilled = now.duration_since(bucket.at).as_secs_f64() * per_second;
+        let refilled = seconds_between(bucket.at, now) * per_second;
         bucket.tokens = (bucket.tokens + refilled).min(rate.count);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
