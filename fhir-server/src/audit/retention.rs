@@ -41,7 +41,11 @@ pub struct AuditKey {
 }
 
 impl AuditKey {
-    /// Reads the key file, or makes it (owner-only) when it does not exist.
+    /// Reads the key file, or makes it (owner-only) when it does not exist. The key is
+    /// written whole to a file of its own first and then linked into place, so that
+    /// another process (a second server on the same PostgreSQL, `audit verify`) never
+    /// reads half a key, and of two processes making it at once, both end up with the one
+    /// that was linked first.
     pub fn load_or_create(path: &Path) -> Result<AuditKey, String> {
         if !path.exists() {
             let key: Vec<u8> = uuid::Uuid::new_v4()
@@ -53,7 +57,15 @@ impl AuditKey {
             if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            write_private(path, &key)?;
+            let draft = path.with_extension(format!("{}.new", uuid::Uuid::new_v4().simple()));
+            write_private(&draft, &key)?;
+            let linked = std::fs::hard_link(&draft, path);
+            let _ = std::fs::remove_file(&draft);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot make the audit key {}: {e}", path.display())),
+            }
         }
         Self::load(path)
     }
@@ -106,7 +118,9 @@ fn write_private(path: &Path, key: &[u8]) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot make the audit key {}: {e}", path.display()))?;
-    file.write_all(key).map_err(|e| e.to_string())
+    file.write_all(key)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot make the audit key {}: {e}", path.display()))
 }
 
 #[cfg(not(unix))]
@@ -138,4 +152,61 @@ pub async fn prune(store: &Store, key: &AuditKey, cutoff: i64) -> Result<i64, St
         pruned += last - first + 1;
     }
     Ok(pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("audit-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn checkpoint() -> Checkpoint {
+        Checkpoint {
+            seq: 7,
+            hash: "ab".repeat(32),
+            recorded: 1_765_000_000_000_000,
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn processes_making_the_key_at_once_end_up_with_one() {
+        let dir = scratch();
+        let path = dir.join("audit.key");
+        let makers: Vec<_> = (0..16)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || AuditKey::load_or_create(&path).unwrap())
+            })
+            .collect();
+        let keys: Vec<AuditKey> = makers.into_iter().map(|m| m.join().unwrap()).collect();
+        let tenant = TenantId::from_stored(1);
+        let mut signed = checkpoint();
+        signed.signature = keys[0].sign(tenant, &signed);
+        assert!(keys.iter().all(|key| key.holds(tenant, &signed)));
+        assert!(AuditKey::load(&path).unwrap().holds(tenant, &signed));
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no drafts left behind: {left:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_signature_holds_for_its_tenant_and_checkpoint_only() {
+        let dir = scratch();
+        let key = AuditKey::load_or_create(&dir.join("audit.key")).unwrap();
+        let mut signed = checkpoint();
+        signed.signature = key.sign(TenantId::from_stored(1), &signed);
+        assert!(key.holds(TenantId::from_stored(1), &signed));
+        assert!(!key.holds(TenantId::from_stored(2), &signed));
+        let moved = Checkpoint {
+            seq: 8,
+            ..signed.clone()
+        };
+        assert!(!key.holds(TenantId::from_stored(1), &moved));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

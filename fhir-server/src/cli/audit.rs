@@ -54,10 +54,10 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
                 Some(path) => Some(read_head(&path)?),
                 None => None,
             };
-            let key = audit_key(audit_key_file, &on)?;
+            let key = CheckpointKey::open(audit_key_file, &on)?;
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
             let head_ref = head.as_ref().map(|(seq, hash)| (*seq, hash.as_str()));
-            let signed = |c: &Checkpoint| key.as_ref().is_some_and(|key| key.holds(tenant, c));
+            let signed = |c: &Checkpoint| key.holds(tenant, c);
             let report = verify(&store, tenant, head_ref, signed)
                 .await
                 .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
@@ -68,9 +68,9 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
             Ok(())
         }
         AuditCommand::Head { audit_key_file, on } => {
-            let key = audit_key(audit_key_file, &on)?;
+            let key = CheckpointKey::open(audit_key_file, &on)?;
             let (store, tenant) = open_tenant(&on.database, &on.tenant).await?;
-            let signed = |c: &Checkpoint| key.as_ref().is_some_and(|key| key.holds(tenant, c));
+            let signed = |c: &Checkpoint| key.holds(tenant, c);
             let report = verify(&store, tenant, None, signed)
                 .await
                 .map_err(|e| format!("cannot read the audit trail: {e:?}"))?;
@@ -119,15 +119,34 @@ pub async fn run(command: AuditCommand) -> Result<(), String> {
     }
 }
 
-/// The audit key, when its file is there (it is only made once records are pruned).
-pub(super) fn audit_key(
-    explicit: Option<std::path::PathBuf>,
-    on: &On,
-) -> Result<Option<retention::AuditKey>, String> {
-    let path = explicit.unwrap_or_else(|| retention::default_key_file(&on.database.url));
-    path.exists()
-        .then(|| retention::AuditKey::load(&path))
-        .transpose()
+/// The key that checks checkpoints' signatures. Read before the trail when its file is
+/// there (so that a bad key file is an error of its own); when it is not, read again if a
+/// checkpoint asks for it: a server makes its key just before it signs its first
+/// checkpoint, which may be committed while `verify` runs.
+struct CheckpointKey {
+    path: std::path::PathBuf,
+    read: Option<retention::AuditKey>,
+}
+
+impl CheckpointKey {
+    fn open(explicit: Option<std::path::PathBuf>, on: &On) -> Result<CheckpointKey, String> {
+        let path = explicit.unwrap_or_else(|| retention::default_key_file(&on.database.url));
+        let read = path
+            .exists()
+            .then(|| retention::AuditKey::load(&path))
+            .transpose()?;
+        Ok(CheckpointKey { path, read })
+    }
+
+    /// Whether `checkpoint` of `tenant`'s trail carries the key's signature.
+    fn holds(&self, tenant: crate::store::TenantId, checkpoint: &Checkpoint) -> bool {
+        match &self.read {
+            Some(key) => key.holds(tenant, checkpoint),
+            None => {
+                retention::AuditKey::load(&self.path).is_ok_and(|key| key.holds(tenant, checkpoint))
+            }
+        }
+    }
 }
 
 /// A head file: `{"seq": n, "hash": "..."}`.
@@ -172,5 +191,38 @@ pub(super) fn describe(tenant: &str, report: &Report) -> String {
         Report::HeadMismatch { seq } => format!(
             "tenant {tenant}: the exported head {seq} is not in the trail as it was: records at the end were REMOVED or changed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TenantId;
+
+    /// `verify` started before the server made its key, and reached the checkpoint the
+    /// server signed meanwhile: the key is read then (this raced in CI once).
+    #[test]
+    fn a_key_made_after_verify_started_checks_the_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("late-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.key");
+        let lookup = CheckpointKey {
+            path: path.clone(),
+            read: None,
+        };
+        let tenant = TenantId::from_stored(3);
+        let mut checkpoint = Checkpoint {
+            seq: 7,
+            hash: "cd".repeat(32),
+            recorded: 1_765_000_000_000_000,
+            signature: "not yet".into(),
+        };
+        assert!(!lookup.holds(tenant, &checkpoint), "no key, no signature");
+        let key = retention::AuditKey::load_or_create(&path).unwrap();
+        checkpoint.signature = key.sign(tenant, &checkpoint);
+        assert!(lookup.holds(tenant, &checkpoint));
+        checkpoint.hash = "ef".repeat(32);
+        assert!(!lookup.holds(tenant, &checkpoint));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
