@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::audit_patient::{self, epoch_of};
 use super::write::Tx;
 use super::{Store, StoreError, TenantId};
 use crate::search::sql::{Arg, Sql};
@@ -279,26 +280,6 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// The rows of `audit_patient` (epoch, patient, seq), sorted by epoch and patient so
-    /// that a batch touches each leaf of the index once.
-    pub fn patient_rows(&self) -> Vec<(i64, &'a str, i64)> {
-        let first = self.first;
-        let mut rows: Vec<(i64, &str, i64)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .flat_map(|(n, entry)| {
-                let seq = first + n as i64;
-                entry
-                    .patients
-                    .iter()
-                    .map(move |patient| (epoch_of(seq), patient.as_str(), seq))
-            })
-            .collect();
-        rows.sort_unstable();
-        rows
-    }
-
     /// The statements that insert them, in statements of at most [`CHUNK`] rows (the
     /// portable way; SQLite binds each row of a prepared statement instead).
     pub fn statements(&self) -> Vec<Sql> {
@@ -307,18 +288,20 @@ impl<'a> Rows<'a> {
             .chunks(CHUNK)
             .map(|chunk| insert_records(self.tenant, chunk))
             .collect();
-        statements.extend(self.patient_rows().chunks(CHUNK).map(|chunk| {
+        let patient_rows = audit_patient::rows(self.first, self.entries);
+        statements.extend(patient_rows.chunks(CHUNK).map(|chunk| {
             let mut sql = Sql::default();
-            sql.push("INSERT INTO audit_patient (tid, epoch, patient, seq) VALUES ");
-            for (n, (epoch, patient, seq)) in chunk.iter().enumerate() {
+            sql.push("INSERT INTO audit_patient (tid, epoch, patient, seq, earlier) VALUES ");
+            for (n, row) in chunk.iter().enumerate() {
                 if n > 0 {
                     sql.push(", ");
                 }
                 let values = [
                     Arg::Int(self.tenant),
-                    Arg::Int(*epoch),
-                    Arg::Text((*patient).to_owned()),
-                    Arg::Int(*seq),
+                    Arg::Int(row.epoch),
+                    Arg::Text(row.patient.to_owned()),
+                    Arg::Int(row.seq),
+                    row.earlier.clone().map_or(Arg::Null, Arg::Text),
                 ];
                 bind_tuple(&mut sql, values);
             }
@@ -370,18 +353,6 @@ fn insert_records(tenant: i64, records: &[RowValues<'_>]) -> Sql {
         bind_tuple(&mut sql, values);
     }
     sql
-}
-
-/// Records per epoch of `audit_patient` (`seq >> EPOCH_BITS`): the table is keyed by epoch
-/// first, so that a batch writes at its right edge (migration 0013).
-const EPOCH_BITS: u32 = 13;
-
-/// Epochs a search by patient looks up per statement, newest first.
-const EPOCHS_PER_QUERY: i64 = 1024;
-
-/// The epoch of record `seq`.
-fn epoch_of(seq: i64) -> i64 {
-    seq >> EPOCH_BITS
 }
 
 fn bind_tuple<const N: usize>(sql: &mut Sql, values: [Arg; N]) {
@@ -500,7 +471,7 @@ fn bytes_of(value: &Option<String>) -> Option<&[u8]> {
 /// `number` in decimal, in `buffer`.
 /// Written by hand: through `write!` the formatting machinery cost more than the digits
 /// (four numbers a record, every record sealed).
-fn decimal(number: i64, buffer: &mut [u8; 20]) -> &[u8] {
+pub(super) fn decimal(number: i64, buffer: &mut [u8; 20]) -> &[u8] {
     let mut rest = number.unsigned_abs();
     let mut at = buffer.len();
     loop {
@@ -599,28 +570,20 @@ fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
 }
 
 /// A search's statement: `filter` over the numbers `first..end`, and for a search by
-/// patient, over the epochs `low..=high` of `audit_patient`; at most `limit` records.
+/// patient, over the records `audit_patient` listed (`seqs`); at most `limit` records.
 fn search_sql(
     tenant: TenantId,
     filter: &Filter,
     (first, end): (Option<i64>, Option<i64>),
-    epochs: Option<(i64, i64)>,
+    seqs: Option<&[i64]>,
     limit: usize,
 ) -> Sql {
     let mut sql = Sql::default();
     sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
     sql.bind(tenant_arg(tenant));
-    if let (Some(patient), Some((low, high))) = (&filter.patient, epochs) {
-        // Each epoch a seek of the key (tid, epoch, patient, seq).
-        let list: Vec<String> = (low..=high).rev().map(|e| e.to_string()).collect();
-        sql.push(" AND seq IN (SELECT seq FROM audit_patient WHERE tid = ");
-        sql.bind(tenant_arg(tenant));
-        sql.push(&format!(
-            " AND epoch IN ({}) AND patient = ",
-            list.join(", ")
-        ));
-        sql.bind(Arg::Text(patient.clone()));
-        sql.push(")");
+    if let Some(seqs) = seqs {
+        let list: Vec<String> = seqs.iter().map(i64::to_string).collect();
+        sql.push(&format!(" AND seq IN ({})", list.join(", ")));
     }
     if let Some(agent) = &filter.agent {
         sql.push(" AND (fhir_user = ");
@@ -682,7 +645,10 @@ impl Store {
         }
     }
 
-    async fn audit_texts(&self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+    pub(super) async fn audit_texts(
+        &self,
+        sql: Sql,
+    ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         match self {
             Store::Sqlite(s) => s.select_texts(sql).await,
             Store::Postgres(s) => s.select_texts(&sql).await,
@@ -784,25 +750,18 @@ impl Store {
             let sql = search_sql(tenant, filter, (first, end), None, filter.limit);
             return self.audit_page(sql).await;
         }
-        // By patient: the epochs the numbers span, newest first, a window at a time.
+        // By patient: the records `audit_patient` lists for the patient, newest first.
         let upper = match [end, filter.before].into_iter().flatten().min() {
             Some(upper) => upper,
             None => self.audit_last_taken(tenant).await? + 1,
         };
-        let lowest = epoch_of(first.unwrap_or(0).max(0));
-        let mut high = epoch_of(upper);
-        let mut found = Vec::new();
-        while high >= lowest && found.len() < filter.limit {
-            let low = (high - EPOCHS_PER_QUERY + 1).max(lowest);
-            let left = filter.limit - found.len();
-            let sql = search_sql(tenant, filter, (first, end), Some((low, high)), left);
-            found.extend(self.audit_page(sql).await?);
-            high = low - 1;
-        }
-        Ok(found)
+        let search =
+            |seqs: &[i64], left: usize| search_sql(tenant, filter, (first, end), Some(seqs), left);
+        self.audit_search_by_patient(tenant, filter, (first.unwrap_or(0), upper), search)
+            .await
     }
 
-    async fn audit_page(&self, sql: Sql) -> Result<Vec<Stored>, StoreError> {
+    pub(super) async fn audit_page(&self, sql: Sql) -> Result<Vec<Stored>, StoreError> {
         self.audit_texts(sql)
             .await?
             .into_iter()

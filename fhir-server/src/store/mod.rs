@@ -6,6 +6,7 @@
 //! row, key and query leads with the tenant.
 
 pub mod audit;
+mod audit_patient;
 pub mod auth;
 pub mod backup;
 mod claims;
@@ -109,6 +110,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit patient epochs",
         include_str!("../../../migrations/sqlite/0013_audit_patient_epochs.sql"),
     ),
+    (
+        14,
+        "audit patient groups",
+        include_str!("../../../migrations/sqlite/0014_audit_patient_groups.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -170,6 +176,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "audit patient epochs",
         include_str!("../../../migrations/postgres/0012_audit_patient_epochs.sql"),
+    ),
+    (
+        13,
+        "audit patient groups",
+        include_str!("../../../migrations/postgres/0013_audit_patient_groups.sql"),
     ),
 ];
 

@@ -44,11 +44,17 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
         ])?;
     }
     let mut patients = conn.prepare_cached(
-        "INSERT INTO audit_patient (tid, epoch, patient, seq) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO audit_patient (tid, epoch, patient, seq, earlier) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?;
-    for (epoch, patient, seq) in rows.patient_rows() {
-        patients.execute(params![rows.tenant, epoch, patient, seq])?;
+    for row in super::audit_patient::rows(rows.first, rows.entries) {
+        patients.execute(params![
+            rows.tenant,
+            row.epoch,
+            row.patient,
+            row.seq,
+            row.earlier
+        ])?;
     }
     Ok(())
 }

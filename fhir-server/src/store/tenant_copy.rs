@@ -166,7 +166,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "audit_patient",
-        columns: &[("epoch", Int), ("patient", Text), ("seq", Int)],
+        columns: &[
+            ("epoch", Int),
+            ("patient", Text),
+            ("seq", Int),
+            ("earlier", Text),
+        ],
         only: "",
         order: "epoch, patient, seq",
     },
