@@ -6,7 +6,7 @@
 # fresh database; the figure reported per phase is the median of the rounds.
 #
 # Needs: cargo build --release -p fhir-server -p fhir-tools
-# Usage: fhir-tools/scripts/audit-cost.sh [ROUNDS] [CLIENTS] [SECONDS] [postgres://.../db]
+# Usage: [PHASES=read] fhir-tools/scripts/audit-cost.sh [ROUNDS] [CLIENTS] [SECONDS] [postgres://.../db]
 set -euo pipefail
 ROUNDS=${1:-3}
 CLIENTS=${2:-16}
@@ -45,7 +45,17 @@ round() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-for phase in read create; do
+# The cost of each pair of rounds (an "on" round against the "off" round just before it):
+# the machine's speed drifts less within a pair than across the run, so the median of
+# the pairs, with its quartiles, says more than the ratio of the two medians.
+pairs() {
+  paste "$1" "$2" | awk '{ printf "%.1f\n", ($1 - $2) * 100 / $1 }' | sort -n \
+    | awk '{ a[NR] = $1; line = line " " $1 } END {
+        printf "per pair%s -> median %.1f%% (quartiles %.1f%%, %.1f%%)", line,
+          a[int((NR + 1) / 2)], a[int((NR + 3) / 4)], a[int((3 * NR + 1) / 4)] }'
+}
+
+for phase in ${PHASES:-read create}; do
   : > "$DIR/off" ; : > "$DIR/on"
   for _ in $(seq "$ROUNDS"); do
     round false "$phase" >> "$DIR/off"
@@ -53,4 +63,5 @@ for phase in read create; do
   done
   off=$(median < "$DIR/off"); on=$(median < "$DIR/on")
   echo "$phase, $CLIENTS clients: audit off $(paste -sd' ' "$DIR/off") -> median $off/s; on $(paste -sd' ' "$DIR/on") -> median $on/s; cost $(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f%%", (a - b) * 100 / a }')"
+  echo "  $(pairs "$DIR/off" "$DIR/on")"
 done
