@@ -1021,8 +1021,8 @@ async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
         .expect(200);
     let mut verdict = String::new();
     for _ in 0..50 {
-        // Until the key is made, a verify that starts before it cannot check the
-        // checkpoint made just after: asked again.
+        // The server prunes at its next flush after the clock moved: asked again until
+        // it has.
         let (_, out, err) = cli(&server, &["audit", "verify"]);
         verdict = out + &err;
         if verdict.contains("records 7 to 7") {
@@ -1178,3 +1178,52 @@ async fn refused_records_wait_for_the_database(server: Server) {
 }
 
 both!(refused_records_wait_for_the_database);
+
+/// Pruning never signs a checkpoint over a broken stretch: a record past the retention
+/// changed behind the server's back stops the pruning (an error in the log), and `verify`
+/// still shows where.
+async fn retention_leaves_a_broken_stretch(backend: Backend) {
+    let args = [
+        "--test-clock",
+        "--admin-token",
+        "admin-secret",
+        "--audit-retention-days",
+        "1",
+    ];
+    let Some(server) = Server::start_with(backend, &args, &[]).await else {
+        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    for n in 0..3 {
+        let created = server
+            .create(
+                &server.base.clone(),
+                &common::patient(&format!("Old{n}"), "X"),
+            )
+            .await;
+        common::get(&server, &format!("Patient/{}", common::id_of(&created)))
+            .await
+            .expect(200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.sql("UPDATE audit_log SET status = 404 WHERE seq = 2");
+    server.advance_clock(2 * 86_400).await;
+    common::get(&server, "Patient?family=Old0")
+        .await
+        .expect(200);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.log();
+        if log.contains("were not pruned") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(log.contains("were not pruned"), "{log}");
+    let (ok, _, err) = cli(&server, &["audit", "verify"]);
+    assert!(!ok && err.contains("record 2"), "the evidence stays: {err}");
+    let (status, _) = server.get_json("AuditEvent/1").await;
+    assert_eq!(status, 200, "nothing was pruned");
+}
+
+both_backends!(retention_leaves_a_broken_stretch);

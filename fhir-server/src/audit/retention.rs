@@ -4,6 +4,8 @@
 //! the audit key (`--audit-key-file`, 32 random bytes made on first use, kept apart from
 //! the database: whoever can rewrite the database cannot sign a checkpoint). `verify`
 //! starts from the newest checkpoint, and refuses one whose signature does not hold.
+//! Records are only pruned behind a stretch that verifies: a changed, removed or inserted
+//! record stops pruning (logged as an error), so the evidence stays until someone looks.
 
 use std::path::Path;
 
@@ -138,6 +140,16 @@ pub async fn prune(store: &Store, key: &AuditKey, cutoff: i64) -> Result<i64, St
             continue;
         };
         let last = last.min(first + PRUNE_BATCH - 1);
+        if let Some(problem) = super::verify::problem_up_to(store, tenant, last).await? {
+            // Signing a checkpoint over a broken stretch would erase the evidence.
+            tracing::error!(
+                tenant = tenant.get(),
+                ?problem,
+                "audit records past their retention were not pruned: the trail is broken \
+                 before them (`fhir-server audit verify` says where)"
+            );
+            continue;
+        }
         let Some(record) = store.audit_record(tenant, last).await? else {
             continue;
         };

@@ -89,6 +89,33 @@ pub async fn verify(
     Ok(chain.finish(store.audit_last_taken(tenant).await?))
 }
 
+/// The first problem in the tenant's trail from its start (or checkpoint, whose signature
+/// is not judged here) up to record `upto`, if any. Pruning asks before it removes records:
+/// a broken stretch stays, with the evidence of what was done to it, until someone looks.
+pub async fn problem_up_to(
+    store: &Store,
+    tenant: TenantId,
+    upto: i64,
+) -> Result<Option<Report>, StoreError> {
+    let start = match store.audit_checkpoint(tenant).await? {
+        Some(checkpoint) => (checkpoint.seq, checkpoint.hash),
+        None => (0, GENESIS.to_owned()),
+    };
+    let mut after = start.0;
+    let mut chain = Chain::new(start, None);
+    while after < upto {
+        let page = store.audit_records(tenant, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in page.iter().take_while(|record| record.seq <= upto) {
+            if let Some(problem) = chain.check(record) {
+                return Ok(Some(problem));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// A walk along a trail, record by record, from a start (0 and [`GENESIS`], or a
 /// checkpoint): the store's (`verify`) or a file's (`tenant import`).
 pub struct Chain<'a> {
