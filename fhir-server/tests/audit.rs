@@ -991,7 +991,9 @@ both!(erasure_races_writers);
 /// Retention: records past it are pruned behind a checkpoint signed with the audit key;
 /// the rest still verifies from there; a checkpoint changed, or checked with another key,
 /// does not.
-async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
+/// A server that keeps audit records a day, with six records (three patients created and
+/// read) in its trail; `None` when PostgreSQL is not set up.
+async fn server_with_six_records(backend: Backend) -> Option<Server> {
     let args = [
         "--test-clock",
         "--admin-token",
@@ -1001,7 +1003,7 @@ async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
     ];
     let Some(server) = Server::start_with(backend, &args, &[]).await else {
         eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
-        return;
+        return None;
     };
     for n in 0..3 {
         let created = server
@@ -1015,6 +1017,13 @@ async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
             .expect(200);
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Some(server)
+}
+
+async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
+    let Some(server) = server_with_six_records(backend).await else {
+        return;
+    };
     server.advance_clock(2 * 86_400).await;
     common::get(&server, "Patient?family=Old0")
         .await
@@ -1183,29 +1192,9 @@ both!(refused_records_wait_for_the_database);
 /// changed behind the server's back stops the pruning (an error in the log), and `verify`
 /// still shows where.
 async fn retention_leaves_a_broken_stretch(backend: Backend) {
-    let args = [
-        "--test-clock",
-        "--admin-token",
-        "admin-secret",
-        "--audit-retention-days",
-        "1",
-    ];
-    let Some(server) = Server::start_with(backend, &args, &[]).await else {
-        eprintln!("skipped: FHIR_TEST_POSTGRES_URL is not set");
+    let Some(server) = server_with_six_records(backend).await else {
         return;
     };
-    for n in 0..3 {
-        let created = server
-            .create(
-                &server.base.clone(),
-                &common::patient(&format!("Old{n}"), "X"),
-            )
-            .await;
-        common::get(&server, &format!("Patient/{}", common::id_of(&created)))
-            .await
-            .expect(200);
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.sql("UPDATE audit_log SET status = 404 WHERE seq = 2");
     server.advance_clock(2 * 86_400).await;
     common::get(&server, "Patient?family=Old0")
