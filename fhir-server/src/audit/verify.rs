@@ -75,16 +75,8 @@ pub async fn verify(
         None => (0, GENESIS.to_owned()),
     };
     let mut chain = Chain::new(start, head);
-    let mut after = chain.walk.head;
-    loop {
-        let page = store.audit_records(tenant, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for record in &page {
-            if let Some(problem) = chain.check(record) {
-                return Ok(problem);
-            }
-        }
+    if let Some(problem) = walk(store, tenant, &mut chain, i64::MAX).await? {
+        return Ok(problem);
     }
     Ok(chain.finish(store.audit_last_taken(tenant).await?))
 }
@@ -101,8 +93,18 @@ pub async fn problem_up_to(
         Some(checkpoint) => (checkpoint.seq, checkpoint.hash),
         None => (0, GENESIS.to_owned()),
     };
-    let mut after = start.0;
-    let mut chain = Chain::new(start, None);
+    walk(store, tenant, &mut Chain::new(start, None), upto).await
+}
+
+/// Takes the store's records after where `chain` stands, up to record `upto`, page by
+/// page; the first problem, if any.
+async fn walk(
+    store: &Store,
+    tenant: TenantId,
+    chain: &mut Chain<'_>,
+    upto: i64,
+) -> Result<Option<Report>, StoreError> {
+    let mut after = chain.walk.head;
     while after < upto {
         let page = store.audit_records(tenant, after, PAGE).await?;
         let Some(last) = page.last() else { break };
