@@ -6,7 +6,7 @@
 # fresh database; the figure reported per phase is the median of the rounds.
 #
 # Needs: cargo build --release -p fhir-server -p fhir-tools
-# Usage: [PHASES=read] fhir-tools/scripts/audit-cost.sh [ROUNDS] [CLIENTS] [SECONDS] [postgres://.../db]
+# Usage: [PHASES=read] [PRELOAD=1000] fhir-tools/scripts/audit-cost.sh [ROUNDS] [CLIENTS] [SECONDS] [postgres://.../db]
 set -euo pipefail
 ROUNDS=${1:-3}
 CLIENTS=${2:-16}
@@ -36,7 +36,7 @@ round() {
   local pid=$!
   for _ in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:$PORT/healthz && break; sleep 0.1; done
   local preload=0
-  [ "$phase" = read ] && preload=1000
+  [ "$phase" = read ] && preload=${PRELOAD:-1000}
   "$BIN/fhir-tools" bench --url $B --clients "$CLIENTS" --seconds "$SECONDS_EACH" \
     --phases "$phase" --preload $preload 2>/dev/null \
     | awk -v phase="$phase" '$1 == phase { sub(/.*rate= */, ""); sub(/\/s.*/, ""); print; exit }'
