@@ -827,6 +827,13 @@ impl Tx for PgTx<'_> {
         Ok(bind(&sql).execute(&mut *self.conn).await?.rows_affected())
     }
 
+    async fn insert_audit(&mut self, rows: &super::audit::Rows<'_>) -> Result<(), StoreError> {
+        for statement in rows.statements() {
+            bind(&statement).execute(&mut *self.conn).await?;
+        }
+        Ok(())
+    }
+
     async fn rows(&mut self, sql: Sql) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         let rows = bind(&sql).fetch_all(&mut *self.conn).await?;
         rows.iter().map(texts_of).collect()

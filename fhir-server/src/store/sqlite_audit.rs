@@ -1,8 +1,9 @@
 //! SQLite's way of inserting audit records: one prepared single-row statement, each
-//! row's values bound straight from the records. Multi-row statements (the portable way,
+//! row's values bound straight from the records. Multi-row statements (PostgreSQL's way,
 //! `audit::Rows::statements`) cost the writer a statement text, a copy of every value and
 //! a statement-cache lookup keyed by kilobytes of text per 64 records; a prepared
-//! statement bound per row does none of that, and SQLite runs it as fast.
+//! statement bound per row does none of that, and SQLite runs it as fast. The tenant's
+//! head (the last hash) is moved last, in the same transaction.
 
 use rusqlite::{Connection, params};
 
@@ -56,5 +57,7 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
             row.earlier
         ])?;
     }
+    conn.prepare_cached("UPDATE audit_sequence SET hash = ?1 WHERE tid = ?2")?
+        .execute(params![rows.head(), rows.tenant])?;
     Ok(())
 }

@@ -144,20 +144,13 @@ pub trait Tx: Send {
     /// Runs one statement in the transaction (the upkeep of `store::claims`); rows changed.
     fn run(&mut self, sql: Sql) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Inserts sealed audit records and their patients' rows (`store::audit::append`):
-    /// by default in multi-row statements; a store may insert them its own way.
+    /// Inserts sealed audit records and their patients' rows, and leaves the last one's
+    /// hash in the tenant's `audit_sequence` row (`store::audit::append`), each store its
+    /// own way.
     fn insert_audit(
         &mut self,
         rows: &super::audit::Rows<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let statements = rows.statements();
-        async move {
-            for statement in statements {
-                self.run(statement).await?;
-            }
-            Ok(())
-        }
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every row of a query, each column as text (select integers `CAST(... AS TEXT)`).
     fn rows(
