@@ -181,38 +181,68 @@ pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
 
 /// Appends `entries` to the tenant's trail in the caller's transaction, sealed.
 pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
-    let tenant = tx.tenant().get();
     let mut take = Sql::default();
-    take.push(
-        "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) ON CONFLICT (tid) \
-         DO UPDATE SET last = audit_sequence.last + excluded.last \
-         RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)",
-    );
+    take.push(&take_numbers("?", "?", "?"));
     take.args = vec![
-        Arg::Int(tenant),
+        Arg::Int(tx.tenant().get()),
         Arg::Int(entries.len() as i64),
         Arg::Text(GENESIS.to_owned()),
     ];
-    let taken = tx.rows(take).await?;
-    let bad = || StoreError::Database("no audit sequence number".into());
-    let mut cells = taken.into_iter().next().ok_or_else(bad)?.into_iter();
-    let last: i64 = cells
-        .next()
-        .flatten()
-        .and_then(|l| l.parse().ok())
-        .ok_or_else(bad)?;
-    let prev = cells.next().flatten().ok_or_else(bad)?;
-    // The number the tenant's records are sealed with (see migration 0011).
-    let chain: i64 = cells
-        .next()
-        .flatten()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(bad)?;
+    let taken = Taken::of(tx.rows(take).await?)?;
+    store_sealed(tx, &taken, entries).await
+}
+
+/// The statement that takes a tenant's next `count` numbers (placeholders or SQL
+/// expressions for the tenant, the count and [`GENESIS`]), returning what [`Taken::of`]
+/// reads. The upsert locks the tenant's `audit_sequence` row until the transaction
+/// commits. PostgreSQL's creates run it as a CTE of their own statement
+/// (`store::pg_put::creates`), a round trip fewer.
+pub(super) fn take_numbers(tenant: &str, count: &str, genesis: &str) -> String {
+    format!(
+        "INSERT INTO audit_sequence (tid, last, hash) VALUES ({tenant}, {count}, {genesis}) \
+         ON CONFLICT (tid) DO UPDATE SET last = audit_sequence.last + excluded.last \
+         RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)"
+    )
+}
+
+/// The numbers an append took: the last of them, the hash before the first, and the
+/// number the tenant's records are sealed with (see migration 0011).
+pub(super) struct Taken {
+    last: i64,
+    prev: String,
+    chain: i64,
+}
+
+impl Taken {
+    /// Reads the row [`take_numbers`] returned.
+    pub(super) fn of(rows: Vec<Vec<Option<String>>>) -> Result<Taken, StoreError> {
+        let bad = || StoreError::Database("no audit sequence number".into());
+        let mut cells = rows.into_iter().next().ok_or_else(bad)?.into_iter();
+        let mut number = || -> Option<i64> { cells.next().flatten()?.parse().ok() };
+        let last = number().ok_or_else(bad)?;
+        let prev = cells.next().flatten().ok_or_else(bad)?;
+        let chain = cells
+            .next()
+            .flatten()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(bad)?;
+        Ok(Taken { last, prev, chain })
+    }
+}
+
+/// Seals `entries` with the numbers `taken` and stores them (`Tx::insert_audit`).
+pub(super) async fn store_sealed<T: Tx>(
+    tx: &mut T,
+    taken: &Taken,
+    entries: &[Entry],
+) -> Result<(), StoreError> {
+    let tenant = tx.tenant().get();
+    let (last, prev, chain) = (taken.last, taken.prev.as_str(), taken.chain);
     let first = last - entries.len() as i64 + 1;
     let patients: Vec<Option<String>> = entries.iter().map(patients_text).collect();
     let mut hashes: Vec<String> = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
-        let before = hashes.last().unwrap_or(&prev);
+        let before = hashes.last().map_or(prev, String::as_str);
         let numbered = (chain, first + n as i64);
         hashes.push(seal_of(before, numbered, entry, patients[n].as_deref()));
     }
@@ -221,7 +251,7 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
         first,
         entries,
         patients: &patients,
-        prev: &prev,
+        prev,
         hashes: &hashes,
     };
     tx.insert_audit(&rows).await

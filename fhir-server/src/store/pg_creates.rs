@@ -11,7 +11,7 @@
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::oneshot;
 
-use super::audit::Entry;
+use super::audit::{Entry, Taken};
 use super::coalesce::Coalescer;
 use super::pg_put::{self, NewResource};
 use super::postgres::PgTx;
@@ -135,24 +135,28 @@ async fn write(
             index,
         });
     }
-    let (text, args) = pg_put::creates(tenant, &resources)?;
+    let (text, args) = pg_put::creates(tenant, &resources, audit.len())?;
     if audit.is_empty() {
         sqlx::query_with(AssertSqlSafe(text), args)
             .execute(pool)
             .await?;
         return Ok(());
     }
+    // The statement also takes the records' numbers (see `pg_put::creates`).
     let mut tx = pool.begin().await?;
-    sqlx::query_with(AssertSqlSafe(text), args)
-        .execute(&mut *tx)
-        .await?;
+    let taken = sqlx::query_with(AssertSqlSafe(text), args)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(super::postgres::texts_of)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut pg = PgTx {
         conn: &mut tx,
         tenant,
         attribution: None,
         audit: Vec::new(),
     };
-    super::audit::append(&mut pg, audit).await?;
+    super::audit::store_sealed(&mut pg, &Taken::of(taken)?, audit).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -74,22 +74,31 @@ impl Statement {
 
     /// `WITH <parts> SELECT res_id FROM rid`, with its arguments.
     fn finish(self) -> Result<(String, PgArguments), StoreError> {
+        self.finish_with("SELECT res_id FROM rid")
+    }
+
+    /// `WITH <parts> <select>`, with its arguments.
+    fn finish_with(self, select: &str) -> Result<(String, PgArguments), StoreError> {
         match self.error {
             Some(error) => Err(StoreError::Database(format!(
                 "cannot encode the write's arguments: {error}"
             ))),
             None => Ok((
-                format!("WITH {} SELECT res_id FROM rid", self.parts.join(", ")),
+                format!("WITH {} {select}", self.parts.join(", ")),
                 self.args,
             )),
         }
     }
 }
 
-/// Creates `resources` (of one tenant) in one statement.
+/// Creates `resources` (of one tenant) in one statement. With `audit_records` above
+/// zero the statement also takes that many of the tenant's audit numbers and returns
+/// them (`store::audit::take_numbers`, read by `Taken::of`): the caller's transaction
+/// then seals and stores the records.
 pub fn creates(
     tenant: TenantId,
     resources: &[NewResource<'_>],
+    audit_records: usize,
 ) -> Result<(String, PgArguments), StoreError> {
     let mut s = Statement::new();
     let tid = s.arg(tenant.get() as i32);
@@ -129,7 +138,14 @@ pub fn creates(
         .map(|(i, r)| (i as i64 + 1, r.resource_type, r.index))
         .collect();
     push_index_inserts(&mut s, &tid, &indexes);
-    s.finish()
+    if audit_records == 0 {
+        return s.finish();
+    }
+    let records = s.arg(audit_records as i64);
+    let genesis = s.arg(super::audit::GENESIS);
+    let take = super::audit::take_numbers(&tid, &records, &genesis);
+    s.parts.push(format!("audit_taken AS ({take})"));
+    s.finish_with("SELECT * FROM audit_taken")
 }
 
 /// Writes a new version of one resource, or only its index rows.
