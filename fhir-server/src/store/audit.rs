@@ -312,7 +312,7 @@ impl<'a> Rows<'a> {
     /// the first records, their patients' rows and the head in one statement of
     /// data-modifying CTEs. The appending transaction holds the tenant's sequence row from
     /// taking its numbers to its commit, and every write of the tenant waits for that
-    /// lock: a write's record then costs one round trip under it instead of three.
+    /// lock: a write's few records are then stored in one round trip under it, not three.
     pub fn statements(&self) -> Vec<Sql> {
         let records: Vec<RowValues<'_>> = self.records().collect();
         let patient_rows = audit_patient::rows(self.first, self.entries);
