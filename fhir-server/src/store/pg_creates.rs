@@ -142,7 +142,10 @@ async fn write(
             .await?;
         return Ok(());
     }
-    // The statement also takes the records' numbers (see `pg_put::creates`).
+    // The statement also takes the records' numbers (see `pg_put::creates`), locking the
+    // tenant's sequence row until the commit. That cannot deadlock with a transaction
+    // that takes the numbers last, as every other write does (`audit::flush`): the
+    // statement waits for no other lock, its keys being new (ids the server made).
     let mut tx = pool.begin().await?;
     let taken = sqlx::query_with(AssertSqlSafe(text), args)
         .fetch_all(&mut *tx)
