@@ -988,9 +988,6 @@ async fn erasure_races_writers(server: Server) {
 
 both!(erasure_races_writers);
 
-/// Retention: records past it are pruned behind a checkpoint signed with the audit key;
-/// the rest still verifies from there; a checkpoint changed, or checked with another key,
-/// does not.
 /// A server that keeps audit records a day, with six records (three patients created and
 /// read) in its trail; `None` when PostgreSQL is not set up.
 async fn server_with_six_records(backend: Backend) -> Option<Server> {
@@ -1020,6 +1017,9 @@ async fn server_with_six_records(backend: Backend) -> Option<Server> {
     Some(server)
 }
 
+/// Retention: records past it are pruned behind a checkpoint signed with the audit key;
+/// the rest still verifies from there; a checkpoint changed, or checked with another key,
+/// does not.
 async fn retention_prunes_behind_a_signed_checkpoint(backend: Backend) {
     let Some(server) = server_with_six_records(backend).await else {
         return;

@@ -218,14 +218,12 @@ impl Taken {
     pub(super) fn of(rows: Vec<Vec<Option<String>>>) -> Result<Taken, StoreError> {
         let bad = || StoreError::Database("no audit sequence number".into());
         let mut cells = rows.into_iter().next().ok_or_else(bad)?.into_iter();
-        let mut number = || -> Option<i64> { cells.next().flatten()?.parse().ok() };
-        let last = number().ok_or_else(bad)?;
-        let prev = cells.next().flatten().ok_or_else(bad)?;
-        let chain = cells
-            .next()
-            .flatten()
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(bad)?;
+        let last = cells.next().flatten().and_then(|l| l.parse().ok());
+        let prev = cells.next().flatten();
+        let chain = cells.next().flatten().and_then(|c| c.parse().ok());
+        let (Some(last), Some(prev), Some(chain)) = (last, prev, chain) else {
+            return Err(bad());
+        };
         Ok(Taken { last, prev, chain })
     }
 }
