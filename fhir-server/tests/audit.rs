@@ -640,6 +640,105 @@ async fn one_chain_from_many_clients(server: Server) {
     }
 }
 
+/// 30 creates at once in a tenant with no record yet, each record with every field set
+/// (odd characters; empty apart from absent): one chain that verifies, which on
+/// PostgreSQL shows the seal its create statement computes in SQL (`store::pg_sealed`)
+/// to be the server's own; every field stored as given; each found by its patients.
+async fn creates_seal_every_field(server: Server) {
+    use fhir_server::store::audit::{Agent, Filter};
+    use fhir_server::store::provenance::{Attribution, attributed};
+    use fhir_server::store::{Outcome, Store, WriteOp};
+    use std::sync::Arc;
+    let store = Arc::new(Store::open(&server.database_url, 4, None).await.unwrap());
+    store.create_tenant("sealed", None).await.unwrap();
+    let tenant = store.tenant_id("sealed").await.unwrap().unwrap();
+    let agent_of = |n: usize| Agent {
+        user: Some(format!("user-{n}")),
+        fhir_user: Some("Practitioner/\u{fc}\"\\".into()),
+        client: Some(String::new()),
+        token: None,
+        address: Some("203.0.113.7".into()),
+        user_agent: Some("tab\there\u{7f} \u{20ac}".into()),
+        request_id: Some(format!("req-{n}")),
+        purpose: n.is_multiple_of(2).then(|| "BTG".into()),
+        reason: n.is_multiple_of(2).then(|| "emergency: 'quoted'".into()),
+    };
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let (store, agent) = (store.clone(), agent_of(n));
+        tasks.push(tokio::spawn(async move {
+            let attribution = Attribution {
+                who: agent.fhir_user.clone(),
+                client: String::new(),
+                activity: "create".into(),
+                agent: Some(Arc::new(agent)),
+                audited: Arc::default(),
+            };
+            // Not an Appointment: those are written alone (`store::claims`), not coalesced.
+            let resource = json!({"resourceType": "Communication", "status": "completed",
+                "subject": {"reference": format!("Patient/p{n}")},
+                "recipient": [{"reference": "Patient/shared"}]});
+            let op = WriteOp::Create {
+                resource_type: "Communication".into(),
+                resource,
+                index: fhir_server::index::IndexRows::default(),
+                if_none_exist: None,
+            };
+            match attributed(attribution, store.write(tenant, op))
+                .await
+                .unwrap()
+            {
+                Outcome::Created(version) => version.id,
+                other => panic!("not created: {other:?}"),
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    let verdict = cli_ok(&server, &["audit", "verify", "--tenant", "sealed"]);
+    assert!(verdict.contains("intact, records 1 to 30"), "{verdict}");
+    let records = store.audit_records(tenant, 0, 100).await.unwrap();
+    assert_eq!(records.len(), 30);
+    for (n, id) in ids.iter().enumerate() {
+        let request = format!("req-{n}");
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| r.entry.agent.request_id.as_deref() == Some(request.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 1, "{request}");
+        let entry = &mine[0].entry;
+        assert_eq!(*entry.agent, agent_of(n));
+        assert_eq!(
+            (entry.event.as_str(), entry.action, entry.status),
+            ("create", "C", 200)
+        );
+        assert_eq!(
+            entry.entity.as_deref(),
+            Some(format!("Communication/{id}/_history/1").as_str())
+        );
+        assert_eq!(entry.patients, [format!("p{n}"), "shared".into()]);
+        assert_eq!((entry.query.as_ref(), entry.via.as_ref()), (None, None));
+    }
+    let by_patient = |patient: &str| Filter {
+        patient: Some(patient.into()),
+        limit: 100,
+        ..Filter::default()
+    };
+    let shared = store
+        .audit_search(tenant, &by_patient("shared"))
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = shared.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=30).rev().collect::<Vec<i64>>(), "newest first");
+    let one = store.audit_search(tenant, &by_patient("p7")).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].entry.agent.request_id.as_deref(), Some("req-7"));
+}
+
+both!(creates_seal_every_field);
+
 mod accesses {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {

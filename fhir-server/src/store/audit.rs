@@ -182,7 +182,7 @@ pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
 /// Appends `entries` to the tenant's trail in the caller's transaction, sealed.
 pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
     let mut take = Sql::default();
-    take.push(&take_numbers("?", "?", "?"));
+    take.push(TAKE_NUMBERS);
     take.args = vec![
         Arg::Int(tx.tenant().get()),
         Arg::Int(entries.len() as i64),
@@ -192,22 +192,17 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
     store_sealed(tx, &taken, entries).await
 }
 
-/// The statement that takes a tenant's next `count` numbers (placeholders or SQL
-/// expressions for the tenant, the count and [`GENESIS`]), returning what [`Taken::of`]
-/// reads. The upsert locks the tenant's `audit_sequence` row until the transaction
-/// commits. PostgreSQL's creates run it as a CTE of their own statement
-/// (`store::pg_put::creates`), a round trip fewer.
-pub(super) fn take_numbers(tenant: &str, count: &str, genesis: &str) -> String {
-    format!(
-        "INSERT INTO audit_sequence (tid, last, hash) VALUES ({tenant}, {count}, {genesis}) \
-         ON CONFLICT (tid) DO UPDATE SET last = audit_sequence.last + excluded.last \
-         RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)"
-    )
-}
+/// Takes a tenant's next `count` numbers (arguments: the tenant, the count and
+/// [`GENESIS`]), returning what [`Taken::of`] reads. The upsert locks the tenant's
+/// `audit_sequence` row until the transaction commits. (PostgreSQL's creates lock, seal
+/// and store in their own statement: `store::pg_sealed`.)
+const TAKE_NUMBERS: &str = "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) \
+     ON CONFLICT (tid) DO UPDATE SET last = audit_sequence.last + excluded.last \
+     RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)";
 
 /// The numbers an append took: the last of them, the hash before the first, and the
 /// number the tenant's records are sealed with (see migration 0011).
-pub(super) struct Taken {
+struct Taken {
     last: i64,
     prev: String,
     chain: i64,
@@ -215,7 +210,7 @@ pub(super) struct Taken {
 
 impl Taken {
     /// Reads the row [`take_numbers`] returned.
-    pub(super) fn of(rows: Vec<Vec<Option<String>>>) -> Result<Taken, StoreError> {
+    fn of(rows: Vec<Vec<Option<String>>>) -> Result<Taken, StoreError> {
         let bad = || StoreError::Database("no audit sequence number".into());
         let mut cells = rows.into_iter().next().ok_or_else(bad)?.into_iter();
         let last = cells.next().flatten().and_then(|l| l.parse().ok());
@@ -229,7 +224,7 @@ impl Taken {
 }
 
 /// Seals `entries` with the numbers `taken` and stores them (`Tx::insert_audit`).
-pub(super) async fn store_sealed<T: Tx>(
+async fn store_sealed<T: Tx>(
     tx: &mut T,
     taken: &Taken,
     entries: &[Entry],
@@ -422,7 +417,7 @@ fn bind_tuple<const N: usize>(sql: &mut Sql, values: [Arg; N]) {
 }
 
 /// A record's patients as stored and sealed: space-separated, None without any.
-fn patients_text(entry: &Entry) -> Option<String> {
+pub(super) fn patients_text(entry: &Entry) -> Option<String> {
     (!entry.patients.is_empty()).then(|| entry.patients.join(" "))
 }
 
@@ -483,22 +478,30 @@ pub fn seal_hash(prev: &str, record: &Stored) -> String {
 /// feeding than on the hashing).
 fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry, patients: Option<&str>) -> String {
     let mut buffer: Vec<u8> = Vec::with_capacity(512);
-    let mut field = |value: Option<&[u8]>| match value {
-        Some(value) => {
-            buffer.extend_from_slice(&(value.len() as u32).to_be_bytes());
-            buffer.extend_from_slice(value);
-        }
-        None => buffer.extend_from_slice(&u32::MAX.to_be_bytes()),
-    };
+    let (mut tenant_digits, mut seq_digits) = ([0u8; 20], [0u8; 20]);
+    for field in [
+        prev.as_bytes(),
+        decimal(tenant, &mut tenant_digits),
+        decimal(seq, &mut seq_digits),
+    ] {
+        push_field(&mut buffer, Some(field));
+    }
+    push_seal_tail(&mut buffer, entry, patients);
+    hex(&Sha256::digest(&buffer))
+}
+
+/// The part of a record's sealed bytes after its `prev`, tenant and number (each of those
+/// a field of [`push_field`], numbers in decimal). PostgreSQL's creates seal their
+/// records in SQL over these bytes (`store::pg_sealed`).
+pub(super) fn push_seal_tail(buffer: &mut Vec<u8>, entry: &Entry, patients: Option<&str>) {
     let agent = &entry.agent;
-    field(Some(prev.as_bytes()));
     // Numbers as decimal text, written on the stack.
     let mut digits = [0u8; 20];
-    for number in [tenant, seq, entry.recorded, i64::from(entry.status)] {
-        field(Some(decimal(number, &mut digits)));
+    for number in [entry.recorded, i64::from(entry.status)] {
+        push_field(buffer, Some(decimal(number, &mut digits)));
     }
-    field(Some(entry.event.as_bytes()));
-    field(Some(entry.action.as_bytes()));
+    push_field(buffer, Some(entry.event.as_bytes()));
+    push_field(buffer, Some(entry.action.as_bytes()));
     for value in [
         &agent.user,
         &agent.fhir_user,
@@ -510,13 +513,24 @@ fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry, patients: Optio
         &entry.query,
         &entry.via,
     ] {
-        field(bytes_of(value));
+        push_field(buffer, bytes_of(value));
     }
-    field(patients.map(str::as_bytes));
+    push_field(buffer, patients.map(str::as_bytes));
     for value in [&agent.request_id, &agent.purpose, &agent.reason] {
-        field(bytes_of(value));
+        push_field(buffer, bytes_of(value));
     }
-    hex(&Sha256::digest(&buffer))
+}
+
+/// One sealed field: its length as four bytes, big-endian, then the bytes; an absent one
+/// is the length `u32::MAX` alone (so no two records encode alike).
+fn push_field(buffer: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(value) => {
+            buffer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            buffer.extend_from_slice(value);
+        }
+        None => buffer.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
 }
 
 fn bytes_of(value: &Option<String>) -> Option<&[u8]> {

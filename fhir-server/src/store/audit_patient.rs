@@ -22,7 +22,7 @@ use crate::search::sql::{Arg, Sql};
 
 /// Records per epoch (`seq >> EPOCH_BITS`): the table is keyed by epoch first, so that a
 /// batch writes at its right edge (migration 0013).
-const EPOCH_BITS: u32 = 13;
+pub const EPOCH_BITS: u32 = 13;
 
 /// Epochs a search by patient looks up per statement, newest first.
 const EPOCHS_PER_QUERY: i64 = 1024;

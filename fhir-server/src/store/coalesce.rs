@@ -35,14 +35,24 @@ impl<T> Clone for Coalescer<T> {
 
 impl<T: Send + 'static> Coalescer<T> {
     /// Starts the task that runs queued requests in batches of at most `max_batch`, each
-    /// batch by `run` (which answers every request of it), holding a slot.
+    /// batch by `run` (which answers every request of it), holding one of [`in_flight`]
+    /// slots.
     pub fn start<F, Fut>(max_batch: usize, run: F) -> Coalescer<T>
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Coalescer::start_with_slots(in_flight(), max_batch, run)
+    }
+
+    /// [`Coalescer::start`] with `slots` statements in flight.
+    pub fn start_with_slots<F, Fut>(slots: usize, max_batch: usize, run: F) -> Coalescer<T>
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let (queue, requests) = mpsc::unbounded_channel();
-        let slots = Arc::new(Semaphore::new(in_flight()));
+        let slots = Arc::new(Semaphore::new(slots));
         tokio::spawn(batch_loop(slots.clone(), requests, max_batch, run));
         Coalescer { slots, queue }
     }

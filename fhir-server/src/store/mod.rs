@@ -23,6 +23,7 @@ pub mod outbox;
 mod pg_creates;
 mod pg_put;
 mod pg_reads;
+mod pg_sealed;
 pub mod postgres;
 pub mod provenance;
 pub mod search;

@@ -15,7 +15,9 @@
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Encode, Postgres, Type};
 
+use super::audit::Entry;
 use super::index_tables::{Cell, EachTable, IndexTable, each_table};
+use super::pg_sealed;
 use super::{StoreError, TenantId};
 use crate::index::{IndexRows, key};
 
@@ -49,8 +51,11 @@ pub struct NewResource<'a> {
 }
 
 /// SQL text with its arguments, numbered as they are added.
-struct Statement {
-    parts: Vec<String>,
+pub struct Statement {
+    /// The CTEs, in order.
+    pub parts: Vec<String>,
+    /// `WITH RECURSIVE`: some CTE refers to itself.
+    pub recursive: bool,
     args: PgArguments,
     error: Option<sqlx::error::BoxDynError>,
 }
@@ -59,13 +64,14 @@ impl Statement {
     fn new() -> Statement {
         Statement {
             parts: Vec::new(),
+            recursive: false,
             args: PgArguments::default(),
             error: None,
         }
     }
 
     /// Adds an argument and returns its placeholder.
-    fn arg<'t, T: Encode<'t, Postgres> + Type<Postgres>>(&mut self, value: T) -> String {
+    pub fn arg<'t, T: Encode<'t, Postgres> + Type<Postgres>>(&mut self, value: T) -> String {
         if let Err(error) = self.args.add(value) {
             self.error.get_or_insert(error);
         }
@@ -84,21 +90,24 @@ impl Statement {
                 "cannot encode the write's arguments: {error}"
             ))),
             None => Ok((
-                format!("WITH {} {select}", self.parts.join(", ")),
+                format!(
+                    "WITH {}{} {select}",
+                    if self.recursive { "RECURSIVE " } else { "" },
+                    self.parts.join(", ")
+                ),
                 self.args,
             )),
         }
     }
 }
 
-/// Creates `resources` (of one tenant) in one statement. With `audit_records` above
-/// zero the statement also takes that many of the tenant's audit numbers and returns
-/// them (`store::audit::take_numbers`, read by `Taken::of`): the caller's transaction
-/// then seals and stores the records.
+/// Creates `resources` (of one tenant) in one statement. With `audit` records the
+/// statement also stores them, sealed (`pg_sealed`), and returns a row only when it could
+/// (else it wrote nothing).
 pub fn creates(
     tenant: TenantId,
     resources: &[NewResource<'_>],
-    audit_records: usize,
+    audit: &[Entry],
 ) -> Result<(String, PgArguments), StoreError> {
     let mut s = Statement::new();
     let tid = s.arg(tenant.get() as i32);
@@ -113,14 +122,19 @@ pub fn creates(
     let times = s.arg(resources.iter().map(|r| r.last_updated).collect::<Vec<_>>());
     let methods = s.arg(resources.iter().map(|r| r.method).collect::<Vec<_>>());
     let bodies = s.arg(resources.iter().map(|r| r.body).collect::<Vec<_>>());
+    let guard = if audit.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", pg_sealed::GUARD)
+    };
     s.parts.push(format!(
         "rid AS (SELECT g.n, nextval('resources_res_id_seq') AS res_id \
-         FROM generate_series(1::int8, {count}) AS g(n))"
+         FROM generate_series(1::int8, {count}) AS g(n){guard})"
     ));
     s.parts.push(format!(
         "new AS (SELECT * FROM UNNEST({types}::text[], {ids}::text[], {times}::int8[], \
          {methods}::text[], {bodies}::bytea[]) \
-         WITH ORDINALITY AS u(type, id, last_updated, method, body, n))"
+         WITH ORDINALITY AS u(type, id, last_updated, method, body, n){guard})"
     ));
     s.parts.push(format!(
         "version AS (INSERT INTO resource_versions \
@@ -138,14 +152,11 @@ pub fn creates(
         .map(|(i, r)| (i as i64 + 1, r.resource_type, r.index))
         .collect();
     push_index_inserts(&mut s, &tid, &indexes);
-    if audit_records == 0 {
+    if audit.is_empty() {
         return s.finish();
     }
-    let records = s.arg(audit_records as i64);
-    let genesis = s.arg(super::audit::GENESIS);
-    let take = super::audit::take_numbers(&tid, &records, &genesis);
-    s.parts.push(format!("audit_taken AS ({take})"));
-    s.finish_with("SELECT * FROM audit_taken")
+    pg_sealed::push(&mut s, &tid, audit);
+    s.finish_with(pg_sealed::RESULT)
 }
 
 /// Writes a new version of one resource, or only its index rows.

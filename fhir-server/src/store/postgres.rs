@@ -629,7 +629,7 @@ async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
 }
 
 /// Every column of a row as text (NULL as `None`).
-pub(super) fn texts_of(row: &sqlx::postgres::PgRow) -> Result<Vec<Option<String>>, StoreError> {
+fn texts_of(row: &sqlx::postgres::PgRow) -> Result<Vec<Option<String>>, StoreError> {
     (0..row.len())
         .map(|i| {
             row.try_get::<Option<String>, _>(i)
@@ -915,7 +915,7 @@ impl Tx for PgTx<'_> {
             });
         }
         let (text, args) =
-            pg_put::creates(self.tenant, &resources, 0).map_err(|error| (0, error))?;
+            pg_put::creates(self.tenant, &resources, &[]).map_err(|error| (0, error))?;
         sqlx::query_with(AssertSqlSafe(text), args)
             .execute(&mut *self.conn)
             .await
@@ -938,7 +938,7 @@ impl Tx for PgTx<'_> {
                     body,
                     index,
                 }],
-                0,
+                &[],
             )?,
             (head, body) => {
                 let Some(head) = head else {
