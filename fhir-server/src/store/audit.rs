@@ -7,8 +7,10 @@
 //! - Everything else (reads, searches, refusals, sign-ins) is appended in batches by the
 //!   server's recorder (`audit::Recorder`) through [`Store::append_audit`].
 //! - Either way the appending transaction takes the records' numbers from the tenant's
-//!   `audit_sequence` row, which also holds the hash of the last record: the upsert holds
-//!   that row's lock to the commit, so numbers are taken without gaps and in commit order,
+//!   `audit_sequence` row, which also holds the hash of the last record: the upsert (on
+//!   PostgreSQL's coalesced creates, a `FOR UPDATE` in the create statement itself,
+//!   `store::pg_sealed`) holds that row's lock to the commit, so numbers are taken
+//!   without gaps and in commit order,
 //!   by any number of processes on one database, and the transaction that holds the lock
 //!   is the one sealer of the chain at that moment: it hashes its records in order
 //!   (`hash = SHA-256(prev || the record)`, `prev` the hash before) and leaves the last

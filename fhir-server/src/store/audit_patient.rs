@@ -13,6 +13,9 @@
 //! unbroken run (`store::audit`), so newest-first by `seq` is newest-first by record.
 //! Pruning removes the rows whose `seq` is pruned; a row some of whose earlier records
 //! were pruned stays until its last one is, and the lookup finds nothing for those.
+//!
+//! PostgreSQL's coalesced creates number their records in SQL (`store::pg_sealed`) and
+//! write one row per record and patient, `earlier` empty: the same key, read alike.
 
 use std::collections::BTreeMap;
 
