@@ -10,11 +10,10 @@
 //!   `audit_sequence` row, which also holds the hash of the last record: the upsert (on
 //!   PostgreSQL's coalesced creates, a `FOR UPDATE` in the create statement itself,
 //!   `store::pg_sealed`) holds that row's lock to the commit, so numbers are taken
-//!   without gaps and in commit order,
-//!   by any number of processes on one database, and the transaction that holds the lock
-//!   is the one sealer of the chain at that moment: it hashes its records in order
-//!   (`hash = SHA-256(prev || the record)`, `prev` the hash before) and leaves the last
-//!   hash in the row for the next. No record is ever stored unsealed, so there is no
+//!   without gaps and in commit order, by any number of processes on one database, and
+//!   the transaction that holds the lock is the one sealer of the chain at that moment:
+//!   it hashes its records in order (`hash = SHA-256(prev || the record)`, `prev` the
+//!   hash before) and leaves the last hash in the row for the next. No record is ever stored unsealed, so there is no
 //!   unsealed tail; `verify` reports a record without a seal as tampering.
 
 use std::sync::Arc;
@@ -181,63 +180,38 @@ pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
     append(tx, &entries).await
 }
 
-/// Appends `entries` to the tenant's trail in the caller's transaction, sealed.
+/// Appends `entries` to the tenant's trail in the caller's transaction, sealed. The
+/// upsert takes the numbers and locks the tenant's `audit_sequence` row until the
+/// transaction commits. (PostgreSQL's coalesced creates lock, seal and store in their
+/// own statement: `store::pg_sealed`.)
 pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
+    let tenant = tx.tenant().get();
     let mut take = Sql::default();
-    take.push(TAKE_NUMBERS);
+    take.push(
+        "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) ON CONFLICT (tid) \
+         DO UPDATE SET last = audit_sequence.last + excluded.last \
+         RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)",
+    );
     take.args = vec![
-        Arg::Int(tx.tenant().get()),
+        Arg::Int(tenant),
         Arg::Int(entries.len() as i64),
         Arg::Text(GENESIS.to_owned()),
     ];
-    let taken = Taken::of(tx.rows(take).await?)?;
-    store_sealed(tx, &taken, entries).await
-}
-
-/// Takes a tenant's next `count` numbers (arguments: the tenant, the count and
-/// [`GENESIS`]), returning what [`Taken::of`] reads. The upsert locks the tenant's
-/// `audit_sequence` row until the transaction commits. (PostgreSQL's creates lock, seal
-/// and store in their own statement: `store::pg_sealed`.)
-const TAKE_NUMBERS: &str = "INSERT INTO audit_sequence (tid, last, hash) VALUES (?, ?, ?) \
-     ON CONFLICT (tid) DO UPDATE SET last = audit_sequence.last + excluded.last \
-     RETURNING CAST(last AS TEXT), hash, CAST(COALESCE(chain, tid) AS TEXT)";
-
-/// The numbers an append took: the last of them, the hash before the first, and the
-/// number the tenant's records are sealed with (see migration 0011).
-struct Taken {
-    last: i64,
-    prev: String,
-    chain: i64,
-}
-
-impl Taken {
-    /// Reads the row [`take_numbers`] returned.
-    fn of(rows: Vec<Vec<Option<String>>>) -> Result<Taken, StoreError> {
-        let bad = || StoreError::Database("no audit sequence number".into());
-        let mut cells = rows.into_iter().next().ok_or_else(bad)?.into_iter();
-        let last = cells.next().flatten().and_then(|l| l.parse().ok());
-        let prev = cells.next().flatten();
-        let chain = cells.next().flatten().and_then(|c| c.parse().ok());
-        let (Some(last), Some(prev), Some(chain)) = (last, prev, chain) else {
-            return Err(bad());
-        };
-        Ok(Taken { last, prev, chain })
-    }
-}
-
-/// Seals `entries` with the numbers `taken` and stores them (`Tx::insert_audit`).
-async fn store_sealed<T: Tx>(
-    tx: &mut T,
-    taken: &Taken,
-    entries: &[Entry],
-) -> Result<(), StoreError> {
-    let tenant = tx.tenant().get();
-    let (last, prev, chain) = (taken.last, taken.prev.as_str(), taken.chain);
+    let taken = tx.rows(take).await?;
+    let bad = || StoreError::Database("no audit sequence number".into());
+    let mut cells = taken.into_iter().next().ok_or_else(bad)?.into_iter();
+    let last = cells.next().flatten().and_then(|l| l.parse::<i64>().ok());
+    let prev = cells.next().flatten();
+    // The number the tenant's records are sealed with (see migration 0011).
+    let chain = cells.next().flatten().and_then(|c| c.parse::<i64>().ok());
+    let (Some(last), Some(prev), Some(chain)) = (last, prev, chain) else {
+        return Err(bad());
+    };
     let first = last - entries.len() as i64 + 1;
     let patients: Vec<Option<String>> = entries.iter().map(patients_text).collect();
     let mut hashes: Vec<String> = Vec::with_capacity(entries.len());
     for (n, entry) in entries.iter().enumerate() {
-        let before = hashes.last().map_or(prev, String::as_str);
+        let before = hashes.last().unwrap_or(&prev);
         let numbered = (chain, first + n as i64);
         hashes.push(seal_of(before, numbered, entry, patients[n].as_deref()));
     }
@@ -246,7 +220,7 @@ async fn store_sealed<T: Tx>(
         first,
         entries,
         patients: &patients,
-        prev,
+        prev: &prev,
         hashes: &hashes,
     };
     tx.insert_audit(&rows).await
