@@ -20,19 +20,13 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::audit_patient::{self, epoch_of};
+use super::audit_patient::epoch_of;
 use super::write::Tx;
 use super::{Store, StoreError, TenantId};
 use crate::search::sql::{Arg, Sql};
 
 /// The hash before a tenant's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The most records appended by one statement. Small enough that a statement's
-/// arguments (21 a record) stay in the allocator's medium size class: at 400 they took
-/// 270 KB, which mimalloc returned to the system and faulted in again, zeroed, on every
-/// statement (a tenth of the writer's time).
-const CHUNK: usize = 64;
 
 /// Numbers around a time's place in the trail also searched by time, for records of
 /// processes whose clocks differ a little.
@@ -275,121 +269,6 @@ impl<'a> Rows<'a> {
     pub fn head(&self) -> &'a str {
         self.hashes.last().map_or(self.prev, String::as_str)
     }
-
-    /// The statements that store them on PostgreSQL, each of at most [`CHUNK`] records
-    /// or patient rows. The first also moves the tenant's head (`audit_sequence.hash`):
-    /// the first records, their patients' rows and the head in one statement of
-    /// data-modifying CTEs. The appending transaction holds the tenant's sequence row from
-    /// taking its numbers to its commit, and every write of the tenant waits for that
-    /// lock: a write's few records are then stored in one round trip under it, not three.
-    pub fn statements(&self) -> Vec<Sql> {
-        let records: Vec<RowValues<'_>> = self.records().collect();
-        let patient_rows = audit_patient::rows(self.first, self.entries);
-        let mut record_chunks = records
-            .chunks(CHUNK)
-            .map(|chunk| insert_records(self.tenant, chunk));
-        let mut patient_chunks = patient_rows
-            .chunks(CHUNK)
-            .map(|chunk| insert_patients(self.tenant, chunk));
-        let mut first = Sql::default();
-        let pieces = [
-            ("audit_rows", record_chunks.next()),
-            ("audit_patients", patient_chunks.next()),
-        ];
-        for (n, (name, piece)) in pieces
-            .into_iter()
-            .filter_map(|(name, piece)| Some((name, piece?)))
-            .enumerate()
-        {
-            first.push(if n == 0 { "WITH " } else { ", " });
-            first.push(name);
-            first.push(" AS (");
-            first.append(piece);
-            first.push(") ");
-        }
-        first.push("UPDATE audit_sequence SET hash = ");
-        first.bind(Arg::Text(self.head().to_owned()));
-        first.push(" WHERE tid = ");
-        first.bind(Arg::Int(self.tenant));
-        let mut statements = vec![first];
-        statements.extend(record_chunks);
-        statements.extend(patient_chunks);
-        statements
-    }
-}
-
-fn insert_patients(tenant: i64, rows: &[audit_patient::PatientRow]) -> Sql {
-    let mut sql = Sql::default();
-    sql.push("INSERT INTO audit_patient (tid, epoch, patient, seq, earlier) VALUES ");
-    for (n, row) in rows.iter().enumerate() {
-        if n > 0 {
-            sql.push(", ");
-        }
-        let values = [
-            Arg::Int(tenant),
-            Arg::Int(row.epoch),
-            Arg::Text(row.patient.to_owned()),
-            Arg::Int(row.seq),
-            row.earlier.clone().map_or(Arg::Null, Arg::Text),
-        ];
-        bind_tuple(&mut sql, values);
-    }
-    sql.push(" ON CONFLICT DO NOTHING");
-    sql
-}
-
-fn text(value: Option<&String>) -> Arg {
-    value.map_or(Arg::Null, |v| Arg::Text(v.clone()))
-}
-
-fn insert_records(tenant: i64, records: &[RowValues<'_>]) -> Sql {
-    let mut sql = Sql::default();
-    sql.push(&format!("INSERT INTO audit_log ({INSERT_COLUMNS}) VALUES "));
-    for (n, record) in records.iter().enumerate() {
-        if n > 0 {
-            sql.push(", ");
-        }
-        let entry = record.entry;
-        let agent = &entry.agent;
-        let values = [
-            Arg::Int(tenant),
-            Arg::Int(record.seq),
-            Arg::Int(entry.recorded),
-            Arg::Text(entry.event.clone()),
-            Arg::Text(entry.action.to_owned()),
-            Arg::Int(i64::from(entry.status)),
-            text(agent.user.as_ref()),
-            text(agent.fhir_user.as_ref()),
-            text(agent.client.as_ref()),
-            text(agent.token.as_ref()),
-            text(agent.address.as_ref()),
-            text(agent.user_agent.as_ref()),
-            text(entry.entity.as_ref()),
-            text(entry.query.as_ref()),
-            text(entry.via.as_ref()),
-            record
-                .patients
-                .map_or(Arg::Null, |p| Arg::Text(p.to_owned())),
-            text(agent.request_id.as_ref()),
-            text(agent.purpose.as_ref()),
-            text(agent.reason.as_ref()),
-            Arg::Text(record.prev.to_owned()),
-            Arg::Text(record.hash.to_owned()),
-        ];
-        bind_tuple(&mut sql, values);
-    }
-    sql
-}
-
-fn bind_tuple<const N: usize>(sql: &mut Sql, values: [Arg; N]) {
-    sql.push("(");
-    for (i, value) in values.into_iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.bind(value);
-    }
-    sql.push(")");
 }
 
 /// A record's patients as stored and sealed: space-separated, None without any.
@@ -874,17 +753,21 @@ impl Store {
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         let mut keep = Sql::default();
-        keep.push("INSERT INTO audit_checkpoint (tid, seq, hash, recorded, signature) VALUES ");
-        bind_tuple(
-            &mut keep,
-            [
-                tenant_arg(tenant),
-                Arg::Int(checkpoint.seq),
-                Arg::Text(checkpoint.hash.clone()),
-                Arg::Int(checkpoint.recorded),
-                Arg::Text(checkpoint.signature.clone()),
-            ],
-        );
+        keep.push("INSERT INTO audit_checkpoint (tid, seq, hash, recorded, signature) VALUES (");
+        for (n, value) in [
+            tenant_arg(tenant),
+            Arg::Int(checkpoint.seq),
+            Arg::Text(checkpoint.hash.clone()),
+            Arg::Int(checkpoint.recorded),
+            Arg::Text(checkpoint.signature.clone()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            keep.push(if n == 0 { "" } else { ", " });
+            keep.bind(value);
+        }
+        keep.push(")");
         let mut statements = vec![keep];
         for table in ["audit_log", "audit_patient"] {
             let mut delete = Sql::default();

@@ -20,6 +20,7 @@ mod index_tables;
 pub mod jobs;
 pub mod limits;
 pub mod outbox;
+mod pg_audit;
 mod pg_creates;
 mod pg_put;
 mod pg_reads;

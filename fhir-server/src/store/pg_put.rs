@@ -61,7 +61,7 @@ pub struct Statement {
 }
 
 impl Statement {
-    fn new() -> Statement {
+    pub(super) fn new() -> Statement {
         Statement {
             parts: Vec::new(),
             recursive: false,
@@ -84,7 +84,7 @@ impl Statement {
     }
 
     /// `WITH <parts> <select>`, with its arguments.
-    fn finish_with(self, select: &str) -> Result<(String, PgArguments), StoreError> {
+    pub(super) fn finish_with(self, select: &str) -> Result<(String, PgArguments), StoreError> {
         match self.error {
             Some(error) => Err(StoreError::Database(format!(
                 "cannot encode the write's arguments: {error}"

@@ -90,6 +90,22 @@ fn push_new(s: &mut Statement, entries: &[Entry]) {
             tail
         })
         .collect();
+    let mut arrays = column_arrays(s, entries, &patients);
+    arrays.push(format!("{}::bytea[]", s.arg(tails)));
+    s.parts.push(format!(
+        "audit_new AS (SELECT * FROM UNNEST({}) WITH ORDINALITY AS a({COLUMNS}, tail, n))",
+        arrays.join(", ")
+    ));
+}
+
+/// The records' [`COLUMNS`] as array arguments, one a column (`$4::text[]`), to be
+/// UNNESTed into rows: one statement stores any number of records, and its text does not
+/// depend on how many.
+pub fn column_arrays(
+    s: &mut Statement,
+    entries: &[Entry],
+    patients: &[Option<String>],
+) -> Vec<String> {
     let numbers = |s: &mut Statement, column: fn(&Entry) -> i64| {
         let values: Vec<i64> = entries.iter().map(column).collect();
         format!("{}::int8[]", s.arg(values))
@@ -100,7 +116,7 @@ fn push_new(s: &mut Statement, entries: &[Entry]) {
         let values: Vec<Option<&str>> = entries.iter().map(column).collect();
         format!("{}::text[]", s.arg(values))
     };
-    let arrays = [
+    vec![
         recorded,
         texts(s, |e| Some(e.event.as_str())),
         texts(s, |e| Some(e.action)),
@@ -121,12 +137,7 @@ fn push_new(s: &mut Statement, entries: &[Entry]) {
         texts(s, |e| e.agent.request_id.as_deref()),
         texts(s, |e| e.agent.purpose.as_deref()),
         texts(s, |e| e.agent.reason.as_deref()),
-        format!("{}::bytea[]", s.arg(tails)),
-    ];
-    s.parts.push(format!(
-        "audit_new AS (SELECT * FROM UNNEST({}) WITH ORDINALITY AS a({COLUMNS}, tail, n))",
-        arrays.join(", ")
-    ));
+    ]
 }
 
 /// `audit_patients`: one row per record and patient it names (a batch's rows of one

@@ -828,9 +828,10 @@ impl Tx for PgTx<'_> {
     }
 
     async fn insert_audit(&mut self, rows: &super::audit::Rows<'_>) -> Result<(), StoreError> {
-        for statement in rows.statements() {
-            bind(&statement).execute(&mut *self.conn).await?;
-        }
+        let (text, args) = super::pg_audit::statement(rows)?;
+        sqlx::query_with(AssertSqlSafe(text), args)
+            .execute(&mut *self.conn)
+            .await?;
         Ok(())
     }
 
