@@ -440,10 +440,35 @@ async fn accesses_are_recorded_and_only_admins_read_them(backend: Backend) {
 /// Statements on the server's database, then `audit verify`'s verdict.
 fn tamper(server: &Server, sql: &str) -> (bool, String) {
     if !sql.is_empty() {
-        server.sql(sql);
+        server.sql(&keyed(server, sql));
     }
     let (ok, out, err) = cli(server, &["audit", "verify"]);
     (ok, format!("{out}{err}"))
+}
+
+/// `sql` as a tamperer would write it for this database: on SQLite a record's rowid is
+/// its key, `tid << 44 | seq` (migration 0015), renumbered with it and given to a row
+/// inserted by hand.
+fn keyed(server: &Server, sql: &str) -> String {
+    if server.backend != Backend::Sqlite {
+        return sql.to_owned();
+    }
+    let statements: Vec<String> = sql
+        .split("; ")
+        .map(|statement| match statement.split_once("SET seq = seq ") {
+            Some((head, rest)) => {
+                let (change, condition) = rest.split_once(" WHERE ").unwrap();
+                format!("{head}SET seq = seq {change}, key = key {change} WHERE {condition}")
+            }
+            None => statement
+                .replace(
+                    "INSERT INTO audit_log (tid, ",
+                    "INSERT INTO audit_log (key, tid, ",
+                )
+                .replace("SELECT tid, 9, ", "SELECT (tid << 44) | 9, tid, 9, "),
+        })
+        .collect();
+    statements.join("; ")
 }
 
 async fn tampering_is_caught(server: Server) {
@@ -520,7 +545,9 @@ async fn tampering_is_caught(server: Server) {
     let insert = format!(
         "UPDATE audit_log SET seq = seq + 1000000 WHERE seq >= 9; \
          UPDATE audit_log SET seq = seq - 999999 WHERE seq > 1000000; \
-         INSERT INTO audit_log SELECT tid, 9, recorded, event, action, status, user_id, \
+         INSERT INTO audit_log (tid, seq, recorded, event, action, status, user_id, \
+         fhir_user, client_id, token, address, user_agent, entity, query, via, patients, \
+         request_id, purpose, reason, prev, hash) SELECT tid, 9, recorded, event, action, status, user_id, \
          fhir_user, client_id, token, address, user_agent, 'Patient/forged', query, via, patients, \
          request_id, purpose, reason, '{prev}', '{hash}' \
          FROM audit_log WHERE seq = 10; UPDATE audit_sequence SET last = last + 1"
@@ -560,6 +587,14 @@ async fn tampering_is_caught(server: Server) {
     server.sql("INSERT INTO audit_log SELECT * FROM audit_saved; DROP TABLE audit_saved; UPDATE audit_sequence SET last = 13");
     let (ok, out, err) = cli(&server, &["audit", "verify", "--head", head]);
     assert!(ok, "{out}{err}");
+    if server.backend == Backend::Sqlite {
+        // A record moved out of its place: its key changed, not its number.
+        let moved = "UPDATE audit_log SET key = key + 1000 WHERE seq = 5";
+        let (ok, verdict) = tamper(&server, moved);
+        assert!(!ok && verdict.contains("record 5 was REMOVED"), "{verdict}");
+        let back = "UPDATE audit_log SET key = key - 1000 WHERE seq = 5";
+        assert!(tamper(&server, back).0);
+    }
     // A record whose seal was taken off.
     let (ok, verdict) = tamper(
         &server,
@@ -1229,6 +1264,82 @@ async fn patient_search_spans_epochs(server: Server) {
 }
 
 both!(patient_search_spans_epochs);
+
+/// A SQLite trail written before migration 0015 (rows found through an index on
+/// `(tid, seq)`) is keyed by its numbers when the server next opens it: it still
+/// verifies, is searched by patient and number, and grows on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_sqlite_trail_is_keyed_by_number() {
+    use fhir_server::store::audit::{Agent, Entry, Filter};
+    let mut server = Server::start(Backend::Sqlite).await.unwrap();
+    assert!(server.terminate().await);
+    let agent = std::sync::Arc::new(Agent::default());
+    let entries = |count: i64| {
+        let entries: Vec<Entry> = (0..count)
+            .map(|n| Entry {
+                recorded: 1_000_000 + n,
+                event: "read".into(),
+                action: "R",
+                status: 200,
+                agent: agent.clone(),
+                entity: Some(format!("Patient/p{n}")),
+                query: None,
+                via: None,
+                patients: vec![if n % 10 == 0 { "kept" } else { "other" }.into()],
+            })
+            .collect();
+        std::sync::Arc::new(entries)
+    };
+    let open = || fhir_server::store::Store::open(&server.database_url, 2, None);
+    let store = open().await.unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let before = store.audit_last_taken(tenant).await.unwrap();
+    store.append_audit(tenant, entries(100)).await.unwrap();
+    drop(store);
+    // The table as migration 0012 left it, and 0015 not yet applied.
+    server.sql(
+        "CREATE TABLE audit_old AS SELECT tid, seq, recorded, event, action, status, user_id, \
+         fhir_user, client_id, token, address, user_agent, entity, query, via, patients, \
+         request_id, purpose, reason, prev, hash FROM audit_log ORDER BY key; \
+         DROP TABLE audit_log; ALTER TABLE audit_old RENAME TO audit_log; \
+         CREATE UNIQUE INDEX audit_log_key ON audit_log (tid, seq); \
+         DELETE FROM schema_migrations WHERE version = 15",
+    );
+    let store = open().await.unwrap();
+    store.append_audit(tenant, entries(50)).await.unwrap();
+    let filter = Filter {
+        patient: Some("kept".into()),
+        limit: 100,
+        ..Filter::default()
+    };
+    let found: Vec<i64> = store
+        .audit_search(tenant, &filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let mut expected: Vec<i64> = (0..100).step_by(10).map(|n| before + 1 + n).collect();
+    expected.extend((0..50).step_by(10).map(|n| before + 101 + n));
+    expected.reverse();
+    assert_eq!(
+        found, expected,
+        "the patient's records, old and new, newest first"
+    );
+    let record = store
+        .audit_record(tenant, before + 42)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.entry.entity.as_deref(), Some("Patient/p41"));
+    drop(store);
+    let verdict = cli_ok(&server, &["audit", "verify"]);
+    let last = before + 150;
+    assert!(
+        verdict.contains(&format!("intact, records 1 to {last}")),
+        "{verdict}"
+    );
+}
 
 /// Records the database refuses (here: its trail's table renamed away behind the server's
 /// back) stay with the recorder and are appended, in the order they were made, once it

@@ -32,6 +32,91 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// processes whose clocks differ a little.
 const CLOCK_SLACK: i64 = 10_000;
 
+/// Bits of a record's number in SQLite's `audit_log.key` (migration 0015).
+pub const SEQ_BITS: u32 = 44;
+
+/// How a tenant's records are found by their numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// PostgreSQL: the primary key `(tid, seq)`.
+    TidSeq,
+    /// SQLite: the rowid, `key = tid << SEQ_BITS | seq`, the table's only b-tree
+    /// (migration 0015: a second one, on `(tid, seq)`, cost the writer a fifth).
+    Key,
+}
+
+impl Numbering {
+    /// Whether record `seq` of tenant `tid` can be stored.
+    pub fn holds(self, tid: i64, seq: i64) -> bool {
+        self == Numbering::TidSeq
+            || ((0..1 << (63 - SEQ_BITS)).contains(&tid) && (0..1 << SEQ_BITS).contains(&seq))
+    }
+
+    /// The key a row of record `seq` of tenant `tid` is stored under, when this database
+    /// keys them so (None on PostgreSQL, and for numbers beyond [`Numbering::holds`]).
+    pub fn key_of(self, tid: i64, seq: i64) -> Option<i64> {
+        (self == Numbering::Key && self.holds(tid, seq)).then(|| Self::key(tid, seq))
+    }
+
+    /// The key of record `seq` (clamped to the tenant's range) of tenant `tid`.
+    fn key(tid: i64, seq: i64) -> i64 {
+        tid.saturating_mul(1 << SEQ_BITS)
+            .saturating_add(seq.clamp(0, 1 << SEQ_BITS))
+    }
+
+    /// A condition: the tenant's records numbered from `from` and below `below` (either
+    /// open), in the form that reads a range of this database's key.
+    pub(super) fn push_range(
+        self,
+        sql: &mut Sql,
+        tenant: TenantId,
+        from: Option<i64>,
+        below: Option<i64>,
+    ) {
+        let tid = tenant.get();
+        match self {
+            Numbering::TidSeq => {
+                sql.push("tid = ");
+                sql.bind(Arg::Int(tid));
+                for (clause, value) in [(" AND seq >= ", from), (" AND seq < ", below)] {
+                    if let Some(value) = value {
+                        sql.push(clause);
+                        sql.bind(Arg::Int(value));
+                    }
+                }
+            }
+            Numbering::Key => {
+                sql.push("key >= ");
+                sql.bind(Arg::Int(Self::key(tid, from.unwrap_or(0))));
+                sql.push(" AND key < ");
+                sql.bind(Arg::Int(Self::key(tid, below.unwrap_or(1 << SEQ_BITS))));
+            }
+        }
+    }
+
+    /// ` AND` a condition: the tenant's records numbered `seqs`.
+    fn push_in(self, sql: &mut Sql, tenant: TenantId, seqs: &[i64]) {
+        let (column, list): (&str, Vec<String>) = match self {
+            Numbering::TidSeq => ("seq", seqs.iter().map(i64::to_string).collect()),
+            Numbering::Key => (
+                "key",
+                seqs.iter()
+                    .map(|seq| Self::key(tenant.get(), *seq).to_string())
+                    .collect(),
+            ),
+        };
+        sql.push(&format!(" AND {column} IN ({})", list.join(", ")));
+    }
+
+    /// The column that orders records by number.
+    pub(super) fn order(self) -> &'static str {
+        match self {
+            Numbering::TidSeq => "audit_log.seq",
+            Numbering::Key => "audit_log.key",
+        }
+    }
+}
+
 /// The most patients one record names.
 const MAX_PATIENTS: usize = 20;
 
@@ -496,18 +581,18 @@ fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
 /// A search's statement: `filter` over the numbers `first..end`, and for a search by
 /// patient, over the records `audit_patient` listed (`seqs`); at most `limit` records.
 fn search_sql(
-    tenant: TenantId,
+    (numbering, tenant): (Numbering, TenantId),
     filter: &Filter,
     (first, end): (Option<i64>, Option<i64>),
     seqs: Option<&[i64]>,
     limit: usize,
 ) -> Sql {
     let mut sql = Sql::default();
-    sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
-    sql.bind(tenant_arg(tenant));
+    sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE "));
+    let below = [end, filter.before].into_iter().flatten().min();
+    numbering.push_range(&mut sql, tenant, first, below);
     if let Some(seqs) = seqs {
-        let list: Vec<String> = seqs.iter().map(i64::to_string).collect();
-        sql.push(&format!(" AND seq IN ({})", list.join(", ")));
+        numbering.push_in(&mut sql, tenant, seqs);
     }
     if let Some(agent) = &filter.agent {
         sql.push(" AND (fhir_user = ");
@@ -536,18 +621,15 @@ fn search_sql(
         }
     }
     for (clause, value) in [
-        (" AND seq >= ", first),
-        (" AND seq < ", end),
         (" AND recorded >= ", filter.since),
         (" AND recorded < ", filter.until),
-        (" AND seq < ", filter.before),
     ] {
         if let Some(value) = value {
             sql.push(clause);
             sql.bind(Arg::Int(value));
         }
     }
-    sql.push(" ORDER BY audit_log.seq DESC LIMIT ");
+    sql.push(&format!(" ORDER BY {} DESC LIMIT ", numbering.order()));
     sql.bind(Arg::Int(limit as i64));
     sql
 }
@@ -566,6 +648,14 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.append_audit(tenant, entries).await,
             Store::Postgres(s) => s.append_audit(tenant, entries).await,
+        }
+    }
+
+    /// How this database finds records by number.
+    pub(super) fn numbering(&self) -> Numbering {
+        match self {
+            Store::Sqlite(_) => Numbering::Key,
+            Store::Postgres(_) => Numbering::TidSeq,
         }
     }
 
@@ -600,11 +690,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Stored>, StoreError> {
         let mut sql = Sql::default();
-        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE tid = "));
-        sql.bind(tenant_arg(tenant));
-        sql.push(" AND seq > ");
-        sql.bind(Arg::Int(after));
-        sql.push(" ORDER BY audit_log.seq LIMIT ");
+        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE "));
+        let numbering = self.numbering();
+        numbering.push_range(&mut sql, tenant, Some(after.saturating_add(1)), None);
+        sql.push(&format!(" ORDER BY {} LIMIT ", numbering.order()));
         sql.bind(Arg::Int(limit as i64));
         let chain = self.audit_chain(tenant).await?;
         self.audit_texts(sql)
@@ -671,7 +760,13 @@ impl Store {
             None => None,
         };
         if filter.patient.is_none() {
-            let sql = search_sql(tenant, filter, (first, end), None, filter.limit);
+            let sql = search_sql(
+                (self.numbering(), tenant),
+                filter,
+                (first, end),
+                None,
+                filter.limit,
+            );
             return self.audit_page(sql).await;
         }
         // By patient: the records `audit_patient` lists for the patient, newest first.
@@ -679,8 +774,10 @@ impl Store {
             Some(upper) => upper,
             None => self.audit_last_taken(tenant).await? + 1,
         };
-        let search =
-            |seqs: &[i64], left: usize| search_sql(tenant, filter, (first, end), Some(seqs), left);
+        let numbering = self.numbering();
+        let search = |seqs: &[i64], left: usize| {
+            search_sql((numbering, tenant), filter, (first, end), Some(seqs), left)
+        };
         self.audit_search_by_patient(tenant, filter, (first.unwrap_or(0), upper), search)
             .await
     }
@@ -700,11 +797,10 @@ impl Store {
         while low < high {
             let middle = low + (high - low) / 2;
             let mut sql = Sql::default();
-            sql.push("SELECT CAST(recorded AS TEXT) FROM audit_log WHERE tid = ");
-            sql.bind(tenant_arg(tenant));
-            sql.push(" AND seq >= ");
-            sql.bind(Arg::Int(middle));
-            sql.push(" ORDER BY audit_log.seq LIMIT 1");
+            sql.push("SELECT CAST(recorded AS TEXT) FROM audit_log WHERE ");
+            let numbering = self.numbering();
+            numbering.push_range(&mut sql, tenant, Some(middle), None);
+            sql.push(&format!(" ORDER BY {} LIMIT 1", numbering.order()));
             let recorded = self
                 .audit_texts(sql)
                 .await?
@@ -728,8 +824,10 @@ impl Store {
         cutoff: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
         let mut sql = Sql::default();
-        sql.push("SELECT CAST(MIN(seq) AS TEXT) FROM audit_log WHERE tid = ");
-        sql.bind(tenant_arg(tenant));
+        sql.push("SELECT CAST(seq AS TEXT) FROM audit_log WHERE ");
+        let numbering = self.numbering();
+        numbering.push_range(&mut sql, tenant, None, None);
+        sql.push(&format!(" ORDER BY {} LIMIT 1", numbering.order()));
         let first = self
             .audit_texts(sql)
             .await?
@@ -769,19 +867,21 @@ impl Store {
         }
         keep.push(")");
         let mut statements = vec![keep];
-        for table in ["audit_log", "audit_patient"] {
-            let mut delete = Sql::default();
-            delete.push(&format!("DELETE FROM {table} WHERE tid = "));
-            delete.bind(tenant_arg(tenant));
-            if table == "audit_patient" {
-                // A range of the key's epochs, not a scan of the tenant's rows.
-                delete.push(" AND epoch <= ");
-                delete.bind(Arg::Int(epoch_of(checkpoint.seq)));
-            }
-            delete.push(" AND seq <= ");
-            delete.bind(Arg::Int(checkpoint.seq));
-            statements.push(delete);
-        }
+        let mut records = Sql::default();
+        records.push("DELETE FROM audit_log WHERE ");
+        let below = Some(checkpoint.seq.saturating_add(1));
+        self.numbering()
+            .push_range(&mut records, tenant, None, below);
+        statements.push(records);
+        let mut patients = Sql::default();
+        patients.push("DELETE FROM audit_patient WHERE tid = ");
+        patients.bind(tenant_arg(tenant));
+        // A range of the key's epochs, not a scan of the tenant's rows.
+        patients.push(" AND epoch <= ");
+        patients.bind(Arg::Int(epoch_of(checkpoint.seq)));
+        patients.push(" AND seq <= ");
+        patients.bind(Arg::Int(checkpoint.seq));
+        statements.push(patients);
         match self {
             Store::Sqlite(s) => s.run_in_transaction(statements).await,
             Store::Postgres(s) => s.run_in_transaction(statements).await,

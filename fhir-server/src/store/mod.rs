@@ -117,6 +117,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit patient groups",
         include_str!("../../../migrations/sqlite/0014_audit_patient_groups.sql"),
     ),
+    (
+        15,
+        "audit keyed by number",
+        include_str!("../../../migrations/sqlite/0015_audit_keyed_by_number.sql"),
+    ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

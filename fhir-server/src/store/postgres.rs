@@ -525,7 +525,12 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         for table in super::tenant_copy::TABLES {
-            let sql = super::tenant_copy::select(table, tenant, "convert_from(body, 'UTF8')");
+            let sql = super::tenant_copy::select(
+                table,
+                tenant,
+                "convert_from(body, 'UTF8')",
+                super::audit::Numbering::TidSeq,
+            );
             let mut rows = bind(&sql).fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 sink(table, texts_of(&row)?).map_err(StoreError::Database)?;

@@ -354,7 +354,12 @@ impl SqliteStore {
             conn.execute_batch("BEGIN")?;
             let read = (|| {
                 for table in super::tenant_copy::TABLES {
-                    let sql = super::tenant_copy::select(table, tenant, "CAST(body AS TEXT)");
+                    let sql = super::tenant_copy::select(
+                        table,
+                        tenant,
+                        "CAST(body AS TEXT)",
+                        super::audit::Numbering::Key,
+                    );
                     let mut statement = conn.prepare(&sql.text)?;
                     let columns = statement.column_count();
                     let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
@@ -986,6 +991,10 @@ impl Tx for SqliteTx<'_> {
 
     fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    fn numbering(&self) -> super::audit::Numbering {
+        super::audit::Numbering::Key
     }
 
     fn attribution(&self) -> Option<&super::provenance::Attribution> {

@@ -1,21 +1,32 @@
 //! SQLite's way of inserting audit records: one prepared single-row statement, each
-//! row's values bound straight from the records. Multi-row statements (PostgreSQL's way,
-//! `audit::Rows::statements`) cost the writer a statement text, a copy of every value and
-//! a statement-cache lookup keyed by kilobytes of text per 64 records; a prepared
-//! statement bound per row does none of that, and SQLite runs it as fast. The tenant's
-//! head (the last hash) is moved last, in the same transaction.
+//! row's values bound straight from the records. Multi-row statements cost the writer a
+//! statement text, a copy of every value and a statement-cache lookup keyed by kilobytes
+//! of text per 64 records; a prepared statement bound per row does none of that, and
+//! SQLite runs it as fast. Each row is keyed by its number (`audit::Numbering::Key`).
+//! The tenant's head (the last hash) is moved last, in the same transaction.
 
 use rusqlite::{Connection, params};
 
 use super::StoreError;
-use super::audit::{INSERT_COLUMNS, Rows};
+use super::audit::{INSERT_COLUMNS, Numbering, Rows, SEQ_BITS};
 
 /// Placeholders for the 21 columns of [`INSERT_COLUMNS`].
 const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
      ?16, ?17, ?18, ?19, ?20, ?21";
 
 pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreError> {
-    let statement = format!("INSERT INTO audit_log ({INSERT_COLUMNS}) VALUES ({PLACEHOLDERS})");
+    let last = rows.first + rows.entries.len() as i64 - 1;
+    if !Numbering::Key.holds(rows.tenant, last) {
+        return Err(StoreError::Database(format!(
+            "the audit trail of tenant {} cannot number record {last} (see migration 0015)",
+            rows.tenant
+        )));
+    }
+    // The rowid (`key`, migration 0015) from the first two values.
+    let statement = format!(
+        "INSERT INTO audit_log (key, {INSERT_COLUMNS}) VALUES ((?1 << {SEQ_BITS}) | ?2, \
+         {PLACEHOLDERS})"
+    );
     let mut insert = conn.prepare_cached(&statement)?;
     for record in rows.records() {
         let entry = record.entry;

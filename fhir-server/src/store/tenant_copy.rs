@@ -11,7 +11,7 @@
 //! (migration 0011); a checkpoint is signed again with the new server's audit key (the
 //! caller's `resign`).
 
-use super::audit::Checkpoint;
+use super::audit::{Checkpoint, Numbering};
 use super::write::{NewVersion, Tx};
 use super::{Method, Store, StoreError, TenantId};
 use crate::error::FhirError;
@@ -203,7 +203,7 @@ pub type Resign = Box<dyn Fn(TenantId, &Checkpoint) -> String + Send + Sync>;
 
 /// The query that reads one table's rows of `tenant`, each column as text; `body`, the
 /// backend's expression of the body BLOB as text.
-pub(super) fn select(table: &Table, tenant: TenantId, body: &str) -> Sql {
+pub(super) fn select(table: &Table, tenant: TenantId, body: &str, numbering: Numbering) -> Sql {
     let columns: Vec<String> = table
         .columns
         .iter()
@@ -216,10 +216,17 @@ pub(super) fn select(table: &Table, tenant: TenantId, body: &str) -> Sql {
         .collect();
     let mut sql = Sql::default();
     sql.push(&format!(
-        "SELECT {} FROM {} WHERE tid = ",
+        "SELECT {} FROM {} WHERE ",
         columns.join(", "),
         table.name
     ));
+    if table.name == "audit_log" {
+        // By its key's range: SQLite's trail has no index on its tid.
+        numbering.push_range(&mut sql, tenant, None, None);
+        sql.push(&format!(" ORDER BY {}", numbering.order()));
+        return sql;
+    }
+    sql.push("tid = ");
     sql.bind(Arg::Int(tenant.get()));
     // Qualified: PostgreSQL names a `CAST(seq AS TEXT)` column `seq`, and would order by
     // that text.
@@ -306,7 +313,10 @@ pub(super) async fn import<T: Tx>(
 /// Refuses a tenant that holds anything already.
 async fn refuse_unless_empty<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
     let tenant = tx.tenant().get();
-    for table in TABLES.iter().filter(|t| t.name != "tenants") {
+    // Not `audit_log`, which SQLite has no index of tids for: a tenant with records has
+    // its `audit_sequence` row.
+    let checked = |t: &&Table| t.name != "tenants" && t.name != "audit_log";
+    for table in TABLES.iter().filter(checked) {
         let mut sql = Sql::default();
         sql.push(&format!("SELECT 'found' FROM {} WHERE tid = ", table.name));
         sql.bind(Arg::Int(tenant));
@@ -429,6 +439,10 @@ async fn insert_rows<T: Tx>(
     if table.name == "jobs" {
         names.extend(["id", "status"]);
     }
+    let keyed = table.name == "audit_log" && tx.numbering() == Numbering::Key;
+    if keyed {
+        names.push("key");
+    }
     let mut sql = Sql::default();
     sql.push(&format!(
         "INSERT INTO {} (tid, {}) VALUES ",
@@ -457,6 +471,14 @@ async fn insert_rows<T: Tx>(
             sql.push(", ");
             sql.bind(Arg::Text(super::jobs::new_job_id()));
             sql.push(", 'queued'");
+        }
+        if keyed {
+            // The first column is the record's number.
+            let seq = cells[0].as_deref().and_then(|seq| seq.parse().ok());
+            let key = seq.and_then(|seq| Numbering::Key.key_of(tenant.get(), seq));
+            let key = key.ok_or_else(|| refused("audit_log: a record without a number"))?;
+            sql.push(", ");
+            sql.bind(Arg::Int(key));
         }
         sql.push(")");
     }

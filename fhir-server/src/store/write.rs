@@ -134,6 +134,11 @@ pub trait Tx: Send {
     /// The tenant the transaction writes for.
     fn tenant(&self) -> crate::ids::TenantId;
 
+    /// How this database finds audit records by number (and whether a row needs a key).
+    fn numbering(&self) -> super::audit::Numbering {
+        super::audit::Numbering::TidSeq
+    }
+
     /// Who the request that writes is made by (see `store::provenance`), if known.
     fn attribution(&self) -> Option<&super::provenance::Attribution>;
 
