@@ -474,9 +474,17 @@ async fn insert_rows<T: Tx>(
         }
         if keyed {
             // The first column is the record's number.
-            let seq = cells[0].as_deref().and_then(|seq| seq.parse().ok());
-            let key = seq.and_then(|seq| Numbering::Key.key_of(tenant.get(), seq));
-            let key = key.ok_or_else(|| refused("audit_log: a record without a number"))?;
+            let seq: i64 = cells[0]
+                .as_deref()
+                .and_then(|seq| seq.parse().ok())
+                .ok_or_else(|| refused("audit_log: a record without a number"))?;
+            let key = Numbering::Key.key_of(tenant.get(), seq).ok_or_else(|| {
+                refused(format!(
+                    "audit_log: record {seq} of tenant {} is beyond what this database's \
+                     trail can number (see migration 0015)",
+                    tenant.get()
+                ))
+            })?;
             sql.push(", ");
             sql.bind(Arg::Int(key));
         }
