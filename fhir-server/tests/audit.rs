@@ -1216,31 +1216,42 @@ mod retention {
     }
 }
 
-/// A search by patient finds a patient's records across the epochs `audit_patient` is
-/// keyed by (8,192 records each), newest first, page after page.
-async fn patient_search_spans_epochs(server: Server) {
-    use fhir_server::store::audit::{Agent, Entry, Filter};
-    let store = fhir_server::store::Store::open(&server.database_url, 2, None)
-        .await
-        .unwrap();
-    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+/// `count` read records of one anonymous agent, of `Patient/p{n}`, every `every`-th
+/// naming the patient `patient` and the rest the patient `other`.
+fn reads(
+    count: i64,
+    every: i64,
+    patient: &str,
+) -> std::sync::Arc<Vec<fhir_server::store::audit::Entry>> {
+    use fhir_server::store::audit::{Agent, Entry};
     let agent = std::sync::Arc::new(Agent::default());
-    let base = store.audit_last_taken(tenant).await.unwrap();
-    let entries: Vec<Entry> = (0..20_000)
+    let entries = (0..count)
         .map(|n| Entry {
             recorded: 1_000_000 + n,
             event: "read".into(),
             action: "R",
             status: 200,
             agent: agent.clone(),
-            entity: None,
+            entity: Some(format!("Patient/p{n}")),
             query: None,
             via: None,
-            patients: vec![if n % 1000 == 0 { "rare" } else { "other" }.into()],
+            patients: vec![if n % every == 0 { patient } else { "other" }.into()],
         })
         .collect();
+    std::sync::Arc::new(entries)
+}
+
+/// A search by patient finds a patient's records across the epochs `audit_patient` is
+/// keyed by (8,192 records each), newest first, page after page.
+async fn patient_search_spans_epochs(server: Server) {
+    use fhir_server::store::audit::Filter;
+    let store = fhir_server::store::Store::open(&server.database_url, 2, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let base = store.audit_last_taken(tenant).await.unwrap();
     store
-        .append_audit(tenant, std::sync::Arc::new(entries))
+        .append_audit(tenant, reads(20_000, 1000, "rare"))
         .await
         .unwrap();
     let mut filter = Filter {
@@ -1270,26 +1281,10 @@ both!(patient_search_spans_epochs);
 /// verifies, is searched by patient and number, and grows on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_sqlite_trail_is_keyed_by_number() {
-    use fhir_server::store::audit::{Agent, Entry, Filter};
+    use fhir_server::store::audit::Filter;
     let mut server = Server::start(Backend::Sqlite).await.unwrap();
     assert!(server.terminate().await);
-    let agent = std::sync::Arc::new(Agent::default());
-    let entries = |count: i64| {
-        let entries: Vec<Entry> = (0..count)
-            .map(|n| Entry {
-                recorded: 1_000_000 + n,
-                event: "read".into(),
-                action: "R",
-                status: 200,
-                agent: agent.clone(),
-                entity: Some(format!("Patient/p{n}")),
-                query: None,
-                via: None,
-                patients: vec![if n % 10 == 0 { "kept" } else { "other" }.into()],
-            })
-            .collect();
-        std::sync::Arc::new(entries)
-    };
+    let entries = |count| reads(count, 10, "kept");
     let open = || fhir_server::store::Store::open(&server.database_url, 2, None);
     let store = open().await.unwrap();
     let tenant = store.tenant_id("default").await.unwrap().unwrap();
