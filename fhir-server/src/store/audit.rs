@@ -13,8 +13,9 @@
 //!   without gaps and in commit order, by any number of processes on one database, and
 //!   the transaction that holds the lock is the one sealer of the chain at that moment:
 //!   it hashes its records in order (`hash = SHA-256(prev || the record)`, `prev` the
-//!   hash before) and leaves the last hash in the row for the next. No record is ever stored unsealed, so there is no
-//!   unsealed tail; `verify` reports a record without a seal as tampering.
+//!   hash before) and leaves the last hash in the row for the next. No record is ever
+//!   stored unsealed, so there is no unsealed tail; `verify` reports a record without a
+//!   seal as tampering.
 
 use std::sync::Arc;
 
