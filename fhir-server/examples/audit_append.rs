@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use fhir_server::store::Store;
 use fhir_server::store::audit::{Agent, Entry};
+use fhir_server::store::audit_batch::Batch;
 
 const BATCH: usize = 8_192;
 
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Failure> {
         .ok_or("the database has no default tenant")?;
     let mut micros_per_record = Vec::with_capacity(batches);
     for batch in 0..batches {
-        let entries = Arc::new(reads(batch * BATCH));
+        let entries = Arc::new(Batch::of(&reads(batch * BATCH)));
         let started = Instant::now();
         store
             .append_audit(tenant, entries)

@@ -1222,7 +1222,7 @@ fn reads(
     count: i64,
     every: i64,
     patient: &str,
-) -> std::sync::Arc<Vec<fhir_server::store::audit::Entry>> {
+) -> std::sync::Arc<fhir_server::store::audit_batch::Batch> {
     use fhir_server::store::audit::{Agent, Entry};
     let agent = std::sync::Arc::new(Agent::default());
     let entries = (0..count)
@@ -1237,8 +1237,8 @@ fn reads(
             via: None,
             patients: vec![if n % every == 0 { patient } else { "other" }.into()],
         })
-        .collect();
-    std::sync::Arc::new(entries)
+        .collect::<Vec<_>>();
+    std::sync::Arc::new(fhir_server::store::audit_batch::Batch::of(&entries))
 }
 
 /// A search by patient finds a patient's records across the epochs `audit_patient` is

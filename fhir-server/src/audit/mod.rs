@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::store::audit::Entry;
+use crate::store::audit_batch::Batch;
 use crate::store::{Store, TenantId};
 
 /// Records gathered before a flush is started at once (a few MB: each flush's memory is
@@ -32,38 +33,48 @@ const FLUSH_AT: usize = 8_192;
 /// (and said so in the log), so that a dead database cannot take the server's memory.
 const MAX_HELD: usize = 500_000;
 
-/// Records gathered, each with its tenant.
+/// Records gathered, each with its tenant, laid out as they are sealed (see
+/// `store::audit_batch`: no record holds heap memory of its own until it is appended).
 #[derive(Default)]
 struct Gathered {
     tenants: Vec<TenantId>,
-    entries: Vec<Entry>,
+    records: Batch,
 }
 
 impl Gathered {
     fn with_capacity(capacity: usize) -> Gathered {
         Gathered {
             tenants: Vec::with_capacity(capacity),
-            entries: Vec::with_capacity(capacity),
+            records: Batch::with_capacity(capacity),
         }
     }
 
+    fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
     /// The records by tenant, in the order gathered.
-    fn by_tenant(&mut self) -> Vec<(TenantId, Vec<Entry>)> {
+    fn by_tenant(&mut self) -> Vec<(TenantId, Batch)> {
         let first = self.tenants.first().copied();
         match first {
             None => Vec::new(),
             Some(only) if self.tenants.iter().all(|t| *t == only) => {
                 self.tenants.clear();
-                vec![(only, std::mem::take(&mut self.entries))]
+                vec![(only, std::mem::take(&mut self.records))]
             }
             Some(_) => {
-                let mut groups: Vec<(TenantId, Vec<Entry>)> = Vec::new();
-                for (tenant, entry) in self.tenants.drain(..).zip(self.entries.drain(..)) {
-                    match groups.iter_mut().find(|(t, _)| *t == tenant) {
-                        Some((_, entries)) => entries.push(entry),
-                        None => groups.push((tenant, vec![entry])),
-                    }
+                let mut groups: Vec<(TenantId, Batch)> = Vec::new();
+                for (n, tenant) in self.tenants.drain(..).enumerate() {
+                    let at = match groups.iter().position(|(t, _)| *t == tenant) {
+                        Some(at) => at,
+                        None => {
+                            groups.push((tenant, Batch::default()));
+                            groups.len() - 1
+                        }
+                    };
+                    groups[at].1.push_from(&self.records, n);
                 }
+                self.records.clear();
                 groups
             }
         }
@@ -172,13 +183,13 @@ impl Recorder {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
-        if pending.entries.len() >= MAX_HELD {
+        if pending.len() >= MAX_HELD {
             tracing::error!("the audit trail cannot be written: a record was dropped");
             return;
         }
         pending.tenants.push(tenant);
-        pending.entries.push(entry);
-        if pending.entries.len() == FLUSH_AT {
+        pending.records.push(&entry);
+        if pending.len() == FLUSH_AT {
             self.wake.notify_one();
         }
     }
@@ -198,16 +209,16 @@ impl Recorder {
             Err(_) => return,
         }
         let mut failed = Gathered::default();
-        for (tenant, entries) in taken.by_tenant() {
-            let entries = Arc::new(entries);
-            let appended = self.store.append_audit(tenant, entries.clone()).await;
+        for (tenant, records) in taken.by_tenant() {
+            let records = Arc::new(records);
+            let appended = self.store.append_audit(tenant, records.clone()).await;
             // The store has let go of its share: the buffer comes back to be used again.
-            let mut entries = Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
+            let mut records = Arc::try_unwrap(records).unwrap_or_else(|shared| (*shared).clone());
             match appended {
                 Ok(()) => {
-                    entries.clear();
-                    if entries.capacity() > taken.entries.capacity() {
-                        taken.entries = entries;
+                    records.clear();
+                    if records.capacity() > taken.records.capacity() {
+                        taken.records = records;
                     }
                 }
                 Err(error) => {
@@ -217,25 +228,25 @@ impl Recorder {
                     );
                     failed
                         .tenants
-                        .extend(std::iter::repeat_n(tenant, entries.len()));
-                    failed.entries.append(&mut entries);
+                        .extend(std::iter::repeat_n(tenant, records.len()));
+                    failed.records.append(&mut records);
                 }
             }
         }
         // Buffers that grew while the database could not take records go back to the
         // usual size rather than keep an outage's memory.
-        if taken.entries.capacity() > 2 * FLUSH_AT {
+        if taken.records.is_larger_than(2 * FLUSH_AT) {
             taken = Gathered::with_capacity(FLUSH_AT);
         }
         if let Ok(mut spare) = self.spare.lock() {
             *spare = taken;
         }
-        if !failed.entries.is_empty()
+        if failed.len() > 0
             && let Ok(mut pending) = self.pending.lock()
         {
             // Older records first, so that they keep their order in the trail.
             failed.tenants.append(&mut pending.tenants);
-            failed.entries.append(&mut pending.entries);
+            failed.records.append(&mut pending.records);
             std::mem::swap(&mut *pending, &mut failed);
         }
     }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::audit_batch::{Batch, View};
 use super::audit_patient::epoch_of;
 use super::write::Tx;
 use super::{Store, StoreError, TenantId};
@@ -257,14 +258,14 @@ pub(super) async fn flush<T: Tx>(tx: &mut T) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
-    append(tx, &entries).await
+    append(tx, &Batch::of(&entries)).await
 }
 
 /// Appends `entries` to the tenant's trail in the caller's transaction, sealed. The
 /// upsert takes the numbers and locks the tenant's `audit_sequence` row until the
 /// transaction commits. (PostgreSQL's coalesced creates lock, seal and store in their
 /// own statement: `store::pg_sealed`.)
-pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), StoreError> {
+pub(super) async fn append<T: Tx>(tx: &mut T, batch: &Batch) -> Result<(), StoreError> {
     let tenant = tx.tenant().get();
     let mut take = Sql::default();
     take.push(
@@ -274,7 +275,7 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
     );
     take.args = vec![
         Arg::Int(tenant),
-        Arg::Int(entries.len() as i64),
+        Arg::Int(batch.len() as i64),
         Arg::Text(GENESIS.to_owned()),
     ];
     let taken = tx.rows(take).await?;
@@ -287,19 +288,17 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
     let (Some(last), Some(prev), Some(chain)) = (last, prev, chain) else {
         return Err(bad());
     };
-    let first = last - entries.len() as i64 + 1;
-    let patients: Vec<Option<String>> = entries.iter().map(patients_text).collect();
-    let mut hashes: Vec<String> = Vec::with_capacity(entries.len());
-    for (n, entry) in entries.iter().enumerate() {
+    let first = last - batch.len() as i64 + 1;
+    let mut hashes: Vec<String> = Vec::with_capacity(batch.len());
+    for n in 0..batch.len() {
         let before = hashes.last().unwrap_or(&prev);
         let numbered = (chain, first + n as i64);
-        hashes.push(seal_of(before, numbered, entry, patients[n].as_deref()));
+        hashes.push(seal_of(before, numbered, batch.tail(n)));
     }
     let rows = Rows {
         tenant,
         first,
-        entries,
-        patients: &patients,
+        batch,
         prev: &prev,
         hashes: &hashes,
     };
@@ -311,9 +310,7 @@ pub(super) async fn append<T: Tx>(tx: &mut T, entries: &[Entry]) -> Result<(), S
 pub struct Rows<'a> {
     pub tenant: i64,
     pub first: i64,
-    pub entries: &'a [Entry],
-    /// Each record's patients as stored ([`patients_text`]).
-    pub patients: &'a [Option<String>],
+    pub batch: &'a Batch,
     /// The hash before the first record.
     pub prev: &'a str,
     /// Each record's hash, in order.
@@ -323,9 +320,7 @@ pub struct Rows<'a> {
 /// One record's columns, borrowed, in the order of [`INSERT_COLUMNS`].
 pub struct RowValues<'a> {
     pub seq: i64,
-    pub entry: &'a Entry,
-    /// The record's patients, space-separated (None without any).
-    pub patients: Option<&'a str>,
+    pub view: View<'a>,
     pub prev: &'a str,
     pub hash: &'a str,
 }
@@ -338,10 +333,9 @@ pub const INSERT_COLUMNS: &str = "tid, seq, recorded, event, action, status, use
 impl<'a> Rows<'a> {
     /// Each record with its number and seal.
     pub fn records(&self) -> impl Iterator<Item = RowValues<'a>> + '_ {
-        self.entries.iter().enumerate().map(|(n, entry)| RowValues {
+        self.batch.views().enumerate().map(|(n, view)| RowValues {
             seq: self.first + n as i64,
-            entry,
-            patients: self.patients[n].as_deref(),
+            view,
             prev: if n == 0 {
                 self.prev
             } else {
@@ -355,11 +349,6 @@ impl<'a> Rows<'a> {
     pub fn head(&self) -> &'a str {
         self.hashes.last().map_or(self.prev, String::as_str)
     }
-}
-
-/// A record's patients as stored and sealed: space-separated, None without any.
-pub(super) fn patients_text(entry: &Entry) -> Option<String> {
-    (!entry.patients.is_empty()).then(|| entry.patients.join(" "))
 }
 
 /// The patients a stored resource concerns: a Patient itself, and every patient it
@@ -405,20 +394,16 @@ fn patient_in(reference: &[u8]) -> Option<&str> {
 /// The hash that seals `record` after `prev`: SHA-256 over `prev` and every field of the
 /// record, each length-prefixed (so no two records encode alike), as lowercase hex.
 pub fn seal_hash(prev: &str, record: &Stored) -> String {
-    let patients = patients_text(&record.entry);
-    seal_of(
-        prev,
-        (record.tenant, record.seq),
-        &record.entry,
-        patients.as_deref(),
-    )
+    let mut tail = Vec::with_capacity(256);
+    push_seal_tail(&mut tail, &record.entry);
+    seal_of(prev, (record.tenant, record.seq), &tail)
 }
 
-/// [`seal_hash`] of an entry numbered `seq` in `tenant`'s trail. The fields are laid out
-/// in one buffer and hashed at once (a hasher fed forty small pieces spends more on the
-/// feeding than on the hashing).
-fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry, patients: Option<&str>) -> String {
-    let mut buffer: Vec<u8> = Vec::with_capacity(512);
+/// [`seal_hash`] of a record numbered `seq` in `tenant`'s trail, laid out as `tail`
+/// ([`push_seal_tail`]). The fields are hashed from one buffer at once (a hasher fed forty
+/// small pieces spends more on the feeding than on the hashing).
+fn seal_of(prev: &str, (tenant, seq): (i64, i64), tail: &[u8]) -> String {
+    let mut buffer: Vec<u8> = Vec::with_capacity(128 + tail.len());
     let (mut tenant_digits, mut seq_digits) = ([0u8; 20], [0u8; 20]);
     for field in [
         prev.as_bytes(),
@@ -427,14 +412,15 @@ fn seal_of(prev: &str, (tenant, seq): (i64, i64), entry: &Entry, patients: Optio
     ] {
         push_field(&mut buffer, Some(field));
     }
-    push_seal_tail(&mut buffer, entry, patients);
+    buffer.extend_from_slice(tail);
     hex(&Sha256::digest(&buffer))
 }
 
 /// The part of a record's sealed bytes after its `prev`, tenant and number (each of those
 /// a field of [`push_field`], numbers in decimal). PostgreSQL's creates seal their
-/// records in SQL over these bytes (`store::pg_sealed`).
-pub(super) fn push_seal_tail(buffer: &mut Vec<u8>, entry: &Entry, patients: Option<&str>) {
+/// records in SQL over these bytes (`store::pg_sealed`); the recorder gathers records so
+/// (`store::audit_batch`).
+pub(super) fn push_seal_tail(buffer: &mut Vec<u8>, entry: &Entry) {
     let agent = &entry.agent;
     // Numbers as decimal text, written on the stack.
     let mut digits = [0u8; 20];
@@ -456,7 +442,7 @@ pub(super) fn push_seal_tail(buffer: &mut Vec<u8>, entry: &Entry, patients: Opti
     ] {
         push_field(buffer, bytes_of(value));
     }
-    push_field(buffer, patients.map(str::as_bytes));
+    push_patients(buffer, &entry.patients);
     for value in [&agent.request_id, &agent.purpose, &agent.reason] {
         push_field(buffer, bytes_of(value));
     }
@@ -471,6 +457,21 @@ fn push_field(buffer: &mut Vec<u8>, value: Option<&[u8]>) {
             buffer.extend_from_slice(value);
         }
         None => buffer.extend_from_slice(&u32::MAX.to_be_bytes()),
+    }
+}
+
+/// The patients' field: their ids space-separated, none when there are none.
+fn push_patients(buffer: &mut Vec<u8>, patients: &[String]) {
+    if patients.is_empty() {
+        return push_field(buffer, None);
+    }
+    let length = patients.iter().map(String::len).sum::<usize>() + patients.len() - 1;
+    buffer.extend_from_slice(&(length as u32).to_be_bytes());
+    for (n, patient) in patients.iter().enumerate() {
+        if n > 0 {
+            buffer.push(b' ');
+        }
+        buffer.extend_from_slice(patient.as_bytes());
     }
 }
 
@@ -644,11 +645,11 @@ impl Store {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Arc<Vec<Entry>>,
+        batch: Arc<Batch>,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.append_audit(tenant, entries).await,
-            Store::Postgres(s) => s.append_audit(tenant, entries).await,
+            Store::Sqlite(s) => s.append_audit(tenant, batch).await,
+            Store::Postgres(s) => s.append_audit(tenant, batch).await,
         }
     }
 

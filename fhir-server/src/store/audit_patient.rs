@@ -19,7 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use super::audit::{Entry, Filter, Stored};
+use super::audit::{Filter, Stored};
+use super::audit_batch::Batch;
 use super::{Store, StoreError, TenantId};
 use crate::search::sql::{Arg, Sql};
 
@@ -54,12 +55,12 @@ pub struct PatientRow<'a> {
 
 /// The rows for `entries` numbered from `first`, sorted by epoch and patient so that a
 /// batch touches each leaf of the key once.
-pub fn rows(first: i64, entries: &[Entry]) -> Vec<PatientRow<'_>> {
+pub fn rows(first: i64, batch: &Batch) -> Vec<PatientRow<'_>> {
     let mut groups: BTreeMap<(i64, &str), Vec<i64>> = BTreeMap::new();
-    for (n, entry) in entries.iter().enumerate() {
+    for (n, view) in batch.views().enumerate() {
         let seq = first + n as i64;
-        for patient in &entry.patients {
-            let seqs = groups.entry((epoch_of(seq), patient.as_str())).or_default();
+        for patient in view.patients() {
+            let seqs = groups.entry((epoch_of(seq), patient)).or_default();
             // A record that names a patient twice is listed once.
             if seqs.last() != Some(&seq) {
                 seqs.push(seq);
@@ -206,7 +207,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::audit::Agent;
+    use crate::store::audit::{Agent, Entry};
 
     fn entry(patients: &[&str]) -> Entry {
         Entry {
@@ -233,7 +234,8 @@ mod tests {
             entry(&[]),
             entry(&["a", "b"]),
         ];
-        let rows = rows(8190, &entries);
+        let batch = Batch::of(&entries);
+        let rows = rows(8190, &batch);
         let summary: Vec<(i64, &str, i64, Option<&str>)> = rows
             .iter()
             .map(|r| (r.epoch, r.patient, r.seq, r.earlier.as_deref()))

@@ -6,6 +6,7 @@
 //! row, key and query leads with the tenant.
 
 pub mod audit;
+pub mod audit_batch;
 mod audit_patient;
 pub mod auth;
 pub mod backup;

@@ -18,14 +18,14 @@ pub fn statement(rows: &Rows<'_>) -> Result<(String, PgArguments), StoreError> {
     let tid = s.arg(rows.tenant);
     let records: Vec<_> = rows.records().collect();
     let seqs = s.arg(records.iter().map(|r| r.seq).collect::<Vec<_>>());
-    let columns = column_arrays(&mut s, rows.entries, rows.patients).join(", ");
+    let columns = column_arrays(&mut s, rows.batch).join(", ");
     let prevs = s.arg(records.iter().map(|r| r.prev).collect::<Vec<_>>());
     let hashes = s.arg(rows.hashes);
     s.parts.push(format!(
         "audit_rows AS (INSERT INTO audit_log ({INSERT_COLUMNS}) SELECT {tid}, a.* \
          FROM UNNEST({seqs}::int8[], {columns}, {prevs}::text[], {hashes}::text[]) AS a)"
     ));
-    let patient_rows = audit_patient::rows(rows.first, rows.entries);
+    let patient_rows = audit_patient::rows(rows.first, rows.batch);
     if !patient_rows.is_empty() {
         let epochs = s.arg(patient_rows.iter().map(|r| r.epoch).collect::<Vec<_>>());
         let patients = s.arg(patient_rows.iter().map(|r| r.patient).collect::<Vec<_>>());

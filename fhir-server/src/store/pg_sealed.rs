@@ -24,7 +24,8 @@
 //! would write those side by side) measured worse: PostgreSQL spent 100–180 µs more per
 //! create.
 
-use super::audit::{self, Entry, INSERT_COLUMNS};
+use super::audit::{Entry, INSERT_COLUMNS};
+use super::audit_batch::{Batch, View};
 use super::audit_patient::EPOCH_BITS;
 use super::pg_put::Statement;
 
@@ -80,17 +81,9 @@ pub fn push(s: &mut Statement, tid: &str, entries: &[Entry]) {
 /// `audit_new`: the records' columns ([`COLUMNS`]), each sealed tail and each number `n`
 /// from 1.
 fn push_new(s: &mut Statement, entries: &[Entry]) {
-    let patients: Vec<Option<String>> = entries.iter().map(audit::patients_text).collect();
-    let tails: Vec<Vec<u8>> = entries
-        .iter()
-        .zip(&patients)
-        .map(|(entry, patients)| {
-            let mut tail = Vec::with_capacity(256);
-            audit::push_seal_tail(&mut tail, entry, patients.as_deref());
-            tail
-        })
-        .collect();
-    let mut arrays = column_arrays(s, entries, &patients);
+    let batch = Batch::of(entries);
+    let tails: Vec<&[u8]> = (0..batch.len()).map(|n| batch.tail(n)).collect();
+    let mut arrays = column_arrays(s, &batch);
     arrays.push(format!("{}::bytea[]", s.arg(tails)));
     s.parts.push(format!(
         "audit_new AS (SELECT * FROM UNNEST({}) WITH ORDINALITY AS a({COLUMNS}, tail, n))",
@@ -101,42 +94,36 @@ fn push_new(s: &mut Statement, entries: &[Entry]) {
 /// The records' [`COLUMNS`] as array arguments, one a column (`$4::text[]`), to be
 /// UNNESTed into rows: one statement stores any number of records, and its text does not
 /// depend on how many.
-pub fn column_arrays(
-    s: &mut Statement,
-    entries: &[Entry],
-    patients: &[Option<String>],
-) -> Vec<String> {
-    let numbers = |s: &mut Statement, column: fn(&Entry) -> i64| {
-        let values: Vec<i64> = entries.iter().map(column).collect();
+pub fn column_arrays(s: &mut Statement, batch: &Batch) -> Vec<String> {
+    let views: Vec<View<'_>> = batch.views().collect();
+    let numbers = |s: &mut Statement, column: fn(&View<'_>) -> i64| {
+        let values: Vec<i64> = views.iter().map(column).collect();
         format!("{}::int8[]", s.arg(values))
     };
-    let recorded = numbers(s, |e| e.recorded);
-    let status = numbers(s, |e| i64::from(e.status));
-    let texts = |s: &mut Statement, column: fn(&Entry) -> Option<&str>| {
-        let values: Vec<Option<&str>> = entries.iter().map(column).collect();
+    let recorded = numbers(s, |v| v.recorded);
+    let status = numbers(s, |v| i64::from(v.status));
+    let texts = |s: &mut Statement, column: for<'v> fn(&View<'v>) -> Option<&'v str>| {
+        let values: Vec<Option<&str>> = views.iter().map(column).collect();
         format!("{}::text[]", s.arg(values))
     };
     vec![
         recorded,
-        texts(s, |e| Some(e.event.as_str())),
-        texts(s, |e| Some(e.action)),
+        texts(s, |v| Some(v.event)),
+        texts(s, |v| Some(v.action)),
         status,
-        texts(s, |e| e.agent.user.as_deref()),
-        texts(s, |e| e.agent.fhir_user.as_deref()),
-        texts(s, |e| e.agent.client.as_deref()),
-        texts(s, |e| e.agent.token.as_deref()),
-        texts(s, |e| e.agent.address.as_deref()),
-        texts(s, |e| e.agent.user_agent.as_deref()),
-        texts(s, |e| e.entity.as_deref()),
-        texts(s, |e| e.query.as_deref()),
-        texts(s, |e| e.via.as_deref()),
-        format!(
-            "{}::text[]",
-            s.arg(patients.iter().map(Option::as_deref).collect::<Vec<_>>())
-        ),
-        texts(s, |e| e.agent.request_id.as_deref()),
-        texts(s, |e| e.agent.purpose.as_deref()),
-        texts(s, |e| e.agent.reason.as_deref()),
+        texts(s, |v| v.user),
+        texts(s, |v| v.fhir_user),
+        texts(s, |v| v.client),
+        texts(s, |v| v.token),
+        texts(s, |v| v.address),
+        texts(s, |v| v.user_agent),
+        texts(s, |v| v.entity),
+        texts(s, |v| v.query),
+        texts(s, |v| v.via),
+        texts(s, |v| v.patients),
+        texts(s, |v| v.request_id),
+        texts(s, |v| v.purpose),
+        texts(s, |v| v.reason),
     ]
 }
 

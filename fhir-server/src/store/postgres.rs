@@ -577,7 +577,7 @@ impl PgStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: std::sync::Arc<Vec<super::audit::Entry>>,
+        batch: std::sync::Arc<super::audit_batch::Batch>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut pg = PgTx {
@@ -586,7 +586,7 @@ impl PgStore {
             attribution: None,
             audit: Vec::new(),
         };
-        super::audit::append(&mut pg, &entries).await?;
+        super::audit::append(&mut pg, &batch).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -409,7 +409,7 @@ impl SqliteStore {
     pub async fn append_audit(
         &self,
         tenant: TenantId,
-        entries: Arc<Vec<super::audit::Entry>>,
+        batch: Arc<super::audit_batch::Batch>,
     ) -> Result<(), StoreError> {
         self.run_write(move |conn| {
             let mut tx = SqliteTx {
@@ -418,7 +418,7 @@ impl SqliteStore {
                 attribution: None,
                 audit: Vec::new(),
             };
-            futures::executor::block_on(super::audit::append(&mut tx, &entries))
+            futures::executor::block_on(super::audit::append(&mut tx, &batch))
         })
         .await
     }
@@ -714,7 +714,8 @@ fn append_group_audit(conn: &mut Connection) -> Result<(), String> {
             attribution: None,
             audit: Vec::new(),
         };
-        futures::executor::block_on(super::audit::append(&mut tx, &entries))
+        let batch = super::audit_batch::Batch::of(&entries);
+        futures::executor::block_on(super::audit::append(&mut tx, &batch))
             .map_err(|e| format!("the audit records could not be written: {e:?}"))?;
     }
     Ok(())

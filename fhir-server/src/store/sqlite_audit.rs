@@ -15,7 +15,7 @@ const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?
      ?16, ?17, ?18, ?19, ?20, ?21";
 
 pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreError> {
-    let last = rows.first + rows.entries.len() as i64 - 1;
+    let last = rows.first + rows.batch.len() as i64 - 1;
     if !Numbering::Key.holds(rows.tenant, last) {
         return Err(StoreError::Database(format!(
             "the audit trail of tenant {} cannot number record {last} (see migration 0015)",
@@ -29,28 +29,27 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
     );
     let mut insert = conn.prepare_cached(&statement)?;
     for record in rows.records() {
-        let entry = record.entry;
-        let agent = &*entry.agent;
+        let view = record.view;
         insert.execute(params![
             rows.tenant,
             record.seq,
-            entry.recorded,
-            entry.event,
-            entry.action,
-            entry.status,
-            agent.user,
-            agent.fhir_user,
-            agent.client,
-            agent.token,
-            agent.address,
-            agent.user_agent,
-            entry.entity,
-            entry.query,
-            entry.via,
-            record.patients,
-            agent.request_id,
-            agent.purpose,
-            agent.reason,
+            view.recorded,
+            view.event,
+            view.action,
+            view.status,
+            view.user,
+            view.fhir_user,
+            view.client,
+            view.token,
+            view.address,
+            view.user_agent,
+            view.entity,
+            view.query,
+            view.via,
+            view.patients,
+            view.request_id,
+            view.purpose,
+            view.reason,
             record.prev,
             record.hash,
         ])?;
@@ -59,7 +58,7 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
         "INSERT INTO audit_patient (tid, epoch, patient, seq, earlier) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?;
-    for row in super::audit_patient::rows(rows.first, rows.entries) {
+    for row in super::audit_patient::rows(rows.first, rows.batch) {
         patients.execute(params![
             rows.tenant,
             row.epoch,
