@@ -12,6 +12,7 @@ mod common;
 use base64::Engine;
 use common::signin::{PASSWORD, VERIFIER, exchange, form, query_value, sign_in, with_token};
 use common::{Backend, Server, entries};
+use fhir_server::store::audit::Stored;
 use serde_json::{Value, json};
 
 const STAFF_SCOPE: &str = "user/*.cruds openid fhirUser";
@@ -487,6 +488,15 @@ async fn tampering_is_caught(server: Server) {
     assert!(server.terminate().await);
     let (ok, verdict) = tamper(&server, "");
     assert!(ok && verdict.contains("records 1 to 13"), "{verdict}");
+    let (tid, pristine) = common::trail::records(&server).await;
+    if server.backend == Backend::Sqlite {
+        // This server writes blocks; the cases below edit rows, as a trail written before
+        // migration 0016 has them (the blocks' own cases are at the end).
+        let (blocks, rows) = common::trail::layout(&server);
+        assert!(blocks > 0 && rows == 0, "{blocks} blocks, {rows} rows");
+        common::trail::write_rows(&server, tid, &pristine);
+        assert!(tamper(&server, "").0);
+    }
     let head_file = server.dir.join("head.json");
     std::fs::write(&head_file, cli_ok(&server, &["audit", "head"])).unwrap();
     let head = head_file.to_str().unwrap();
@@ -604,6 +614,72 @@ async fn tampering_is_caught(server: Server) {
         !ok && verdict.contains("record 12 carries no seal"),
         "{verdict}"
     );
+    if server.backend == Backend::Sqlite {
+        tampered_blocks_are_caught(&server, tid, &pristine);
+    }
+}
+
+/// The cases of `tampering_is_caught` on SQLite's blocks: each record edited, removed,
+/// renumbered or put in where the block keeps it, sealed as it was.
+fn tampered_blocks_are_caught(server: &Server, tid: i64, pristine: &[Stored]) {
+    let blocks = |records: &[Stored]| common::trail::write_blocks(server, tid, records);
+    let without =
+        |seq: i64| -> Vec<Stored> { pristine.iter().filter(|r| r.seq != seq).cloned().collect() };
+    blocks(pristine);
+    assert!(tamper(server, "").0);
+    let mut changed = pristine.to_vec();
+    changed[4].entry.entity = Some("Patient/changed".into());
+    blocks(&changed);
+    let (ok, verdict) = tamper(server, "");
+    assert!(!ok && verdict.contains("record 5 was CHANGED"), "{verdict}");
+    blocks(&without(7));
+    let (ok, verdict) = tamper(server, "");
+    assert!(!ok && verdict.contains("record 7 was REMOVED"), "{verdict}");
+    let mut renumbered = without(7);
+    renumbered
+        .iter_mut()
+        .filter(|r| r.seq > 7)
+        .for_each(|r| r.seq -= 1);
+    blocks(&renumbered);
+    let (ok, verdict) = tamper(server, "UPDATE audit_sequence SET last = last - 1");
+    assert!(
+        !ok && verdict.contains("the record before 7 was REMOVED"),
+        "{verdict}"
+    );
+    blocks(pristine);
+    assert!(tamper(server, "UPDATE audit_sequence SET last = last + 1").0);
+    // Put in, sealed as the server would seal it after record 8.
+    let mut forged = pristine[8].clone();
+    forged.seq = 9;
+    forged.entry.entity = Some("Patient/forged".into());
+    forged.prev = pristine[7].hash.clone();
+    forged.hash = Some(fhir_server::store::audit::seal_hash(
+        pristine[7].hash.as_deref().unwrap(),
+        &forged,
+    ));
+    let mut inserted = pristine[..8].to_vec();
+    inserted.push(forged);
+    inserted.extend(pristine[8..].iter().map(|r| Stored {
+        seq: r.seq + 1,
+        ..r.clone()
+    }));
+    blocks(&inserted);
+    let (ok, verdict) = tamper(server, "UPDATE audit_sequence SET last = last + 1");
+    assert!(
+        !ok && verdict.contains("record 9 was INSERTED"),
+        "{verdict}"
+    );
+    blocks(pristine);
+    assert!(tamper(server, "UPDATE audit_sequence SET last = last - 1").0);
+    // A block moved out of its place: its key changed, not its records.
+    let moved = format!(
+        "UPDATE audit_block SET key = key + 1000 WHERE key = {}",
+        tid << 44 | 1
+    );
+    let (ok, verdict) = tamper(server, &moved);
+    assert!(!ok && verdict.contains("REMOVED"), "{verdict}");
+    blocks(pristine);
+    assert!(tamper(server, "").0);
 }
 
 /// 40 clients at once (on PostgreSQL, split over two server processes on one database):
@@ -1291,6 +1367,9 @@ async fn an_older_sqlite_trail_is_keyed_by_number() {
     let before = store.audit_last_taken(tenant).await.unwrap();
     store.append_audit(tenant, entries(100)).await.unwrap();
     drop(store);
+    // Rows, as a server before migration 0016 wrote them.
+    let (tid, records) = common::trail::records(&server).await;
+    common::trail::write_rows(&server, tid, &records);
     // The table as migration 0012 left it, and 0015 not yet applied.
     server.sql(
         "CREATE TABLE audit_old AS SELECT tid, seq, recorded, event, action, status, user_id, \
@@ -1368,7 +1447,12 @@ async fn refused_records_wait_for_the_database(server: Server) {
             },
         )
     };
-    server.sql("ALTER TABLE audit_log RENAME TO audit_log_away");
+    // The table this database appends to (SQLite: blocks, migration 0016).
+    let table = match server.backend {
+        Backend::Sqlite => "audit_block",
+        Backend::Postgres => "audit_log",
+    };
+    server.sql(&format!("ALTER TABLE {table} RENAME TO audit_away"));
     (0..3).for_each(record);
     recorder.flush().await;
     (3..5).for_each(record);
@@ -1378,7 +1462,7 @@ async fn refused_records_wait_for_the_database(server: Server) {
         before,
         "nothing appended"
     );
-    server.sql("ALTER TABLE audit_log_away RENAME TO audit_log");
+    server.sql(&format!("ALTER TABLE audit_away RENAME TO {table}"));
     (5..7).for_each(record);
     recorder.flush().await;
     let records = store.audit_records(tenant, before, 100).await.unwrap();
@@ -1400,7 +1484,13 @@ async fn retention_leaves_a_broken_stretch(backend: Backend) {
     let Some(server) = server_with_six_records(backend).await else {
         return;
     };
-    server.sql("UPDATE audit_log SET status = 404 WHERE seq = 2");
+    match server.backend {
+        Backend::Sqlite => {
+            let (tid, _) = common::trail::records(&server).await;
+            common::trail::edit_in_block(&server, tid, 2, |r| r.entry.status = 404);
+        }
+        Backend::Postgres => server.sql("UPDATE audit_log SET status = 404 WHERE seq = 2"),
+    }
     server.advance_clock(2 * 86_400).await;
     common::get(&server, "Patient?family=Old0")
         .await
@@ -1421,3 +1511,69 @@ async fn retention_leaves_a_broken_stretch(backend: Backend) {
 }
 
 both_backends!(retention_leaves_a_broken_stretch);
+
+/// Searches page through many appended records (on SQLite, blocks of 64) newest first,
+/// with nothing skipped or repeated at the blocks' edges; filters find one record deep
+/// inside; pruning stops at a block's end (on PostgreSQL, at the record itself) and the
+/// rest is read from there.
+async fn searches_and_pruning_cross_blocks(server: Server) {
+    use fhir_server::store::audit::{Checkpoint, Filter};
+    let mut server = server;
+    assert!(server.terminate().await);
+    let store = fhir_server::store::Store::open(&server.database_url, 2, None)
+        .await
+        .unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let before = store.audit_last_taken(tenant).await.unwrap();
+    store
+        .append_audit(tenant, reads(300, 1, "p"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut page_before = None;
+    loop {
+        let filter = Filter {
+            event: Some("read".into()),
+            before: page_before,
+            limit: 50,
+            ..Filter::default()
+        };
+        let page = store.audit_search(tenant, &filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        page_before = Some(last.seq);
+        seen.extend(page.iter().map(|r| r.seq));
+    }
+    let all: Vec<i64> = (before + 1..=before + 300).rev().collect();
+    assert_eq!(seen, all, "every record once, newest first");
+    let deep = Filter {
+        entity: Some("Patient/p150".into()),
+        limit: 10,
+        ..Filter::default()
+    };
+    let found = store.audit_search(tenant, &deep).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].seq, before + 151);
+    // A record's time (1,000,000 + n, `reads`) as the cutoff: the records before it go.
+    let cutoff_seq = before + 101;
+    let cutoff = 1_000_000 + 100;
+    let (first, last) = store.audit_prunable(tenant, cutoff).await.unwrap().unwrap();
+    assert_eq!(first, 1);
+    let expected_last = match server.backend {
+        Backend::Sqlite => (cutoff_seq - 1) / 64 * 64 - 1,
+        Backend::Postgres => cutoff_seq - 1,
+    };
+    assert_eq!(last, expected_last, "pruned up to a block's end");
+    let kept = store.audit_record(tenant, last).await.unwrap().unwrap();
+    let checkpoint = Checkpoint {
+        seq: last,
+        hash: kept.hash.unwrap(),
+        recorded: kept.entry.recorded,
+        signature: "not checked here".into(),
+    };
+    store.audit_prune(tenant, &checkpoint).await.unwrap();
+    let left = store.audit_records(tenant, -1, 1_000).await.unwrap();
+    let numbers: Vec<i64> = left.iter().map(|r| r.seq).collect();
+    assert_eq!(numbers, (last + 1..=before + 300).collect::<Vec<_>>());
+}
+
+both!(searches_and_pruning_cross_blocks);

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::audit_batch::{Batch, View};
+use super::audit_block;
 use super::audit_patient::epoch_of;
 use super::write::Tx;
 use super::{Store, StoreError, TenantId};
@@ -636,6 +637,27 @@ fn search_sql(
     sql
 }
 
+/// Records of rows and of blocks, each list in order, as one list in order (newest first
+/// when `newest_first`), at most `limit`. A number found in both (a trail edited behind
+/// the server's back) is kept twice, for `verify` to report.
+fn merged(rows: Vec<Stored>, blocks: Vec<Stored>, limit: usize, newest_first: bool) -> Vec<Stored> {
+    if blocks.is_empty() {
+        return rows;
+    }
+    if rows.is_empty() {
+        return blocks;
+    }
+    let mut all = rows;
+    all.extend(blocks);
+    if newest_first {
+        all.sort_by_key(|record| std::cmp::Reverse(record.seq));
+    } else {
+        all.sort_by_key(|record| record.seq);
+    }
+    all.truncate(limit);
+    all
+}
+
 fn tenant_arg(tenant: TenantId) -> Arg {
     Arg::Int(tenant.get())
 }
@@ -698,16 +720,17 @@ impl Store {
         sql.push(&format!(" ORDER BY {} LIMIT ", numbering.order()));
         sql.bind(Arg::Int(limit as i64));
         let chain = self.audit_chain(tenant).await?;
-        self.audit_texts(sql)
-            .await?
-            .into_iter()
-            .map(|row| {
-                parse_row(row).map(|record| Stored {
-                    tenant: chain,
-                    ..record
-                })
-            })
-            .collect()
+        let rows = self.audit_page(sql).await?;
+        let from = after.saturating_add(1);
+        let all = (from, 1 << SEQ_BITS);
+        let blocks = self
+            .audit_block_scan(tenant, all, false, (limit, &|_| true))
+            .await?;
+        let mut records = merged(rows, blocks, limit, false);
+        for record in &mut records {
+            record.tenant = chain;
+        }
+        Ok(records)
     }
 
     /// The number the tenant's records are sealed with (see [`Stored::tenant`]).
@@ -769,19 +792,47 @@ impl Store {
                 None,
                 filter.limit,
             );
-            return self.audit_page(sql).await;
+            let rows = self.audit_page(sql).await?;
+            let below = [end, filter.before].into_iter().flatten().min();
+            let range = (first.unwrap_or(0), below.unwrap_or(1 << SEQ_BITS));
+            let keep = |record: &Stored| audit_block::matches(filter, record);
+            let blocks = self
+                .audit_block_scan(tenant, range, true, (filter.limit, &keep))
+                .await?;
+            return Ok(merged(rows, blocks, filter.limit, true));
         }
         // By patient: the records `audit_patient` lists for the patient, newest first.
         let upper = match [end, filter.before].into_iter().flatten().min() {
             Some(upper) => upper,
             None => self.audit_last_taken(tenant).await? + 1,
         };
-        let numbering = self.numbering();
-        let search = |seqs: &[i64], left: usize| {
-            search_sql((numbering, tenant), filter, (first, end), Some(seqs), left)
-        };
-        self.audit_search_by_patient(tenant, filter, (first.unwrap_or(0), upper), search)
+        self.audit_search_by_patient(tenant, filter, (first, end), upper)
             .await
+    }
+
+    /// The records numbered `seqs` (newest first) that a search by patient asks for, at
+    /// most `limit`, newest first: `filter` over the numbers `first..end`.
+    pub(super) async fn audit_numbered(
+        &self,
+        tenant: TenantId,
+        filter: &Filter,
+        (first, end): (Option<i64>, Option<i64>),
+        (seqs, limit): (&[i64], usize),
+    ) -> Result<Vec<Stored>, StoreError> {
+        let sql = search_sql(
+            (self.numbering(), tenant),
+            filter,
+            (first, end),
+            Some(seqs),
+            limit,
+        );
+        let rows = self.audit_page(sql).await?;
+        let below = [end, filter.before].into_iter().flatten().min();
+        let range = first.unwrap_or(0)..below.unwrap_or(i64::MAX);
+        let keep =
+            |record: &Stored| range.contains(&record.seq) && audit_block::matches(filter, record);
+        let blocks = self.audit_block_numbers(tenant, seqs, &keep).await?;
+        Ok(merged(rows, blocks, limit, true))
     }
 
     pub(super) async fn audit_page(&self, sql: Sql) -> Result<Vec<Stored>, StoreError> {
@@ -798,18 +849,11 @@ impl Store {
         let (mut low, mut high) = (0_i64, self.audit_last_taken(tenant).await? + 1);
         while low < high {
             let middle = low + (high - low) / 2;
-            let mut sql = Sql::default();
-            sql.push("SELECT CAST(recorded AS TEXT) FROM audit_log WHERE ");
-            let numbering = self.numbering();
-            numbering.push_range(&mut sql, tenant, Some(middle), None);
-            sql.push(&format!(" ORDER BY {} LIMIT 1", numbering.order()));
             let recorded = self
-                .audit_texts(sql)
+                .audit_records(tenant, middle - 1, 1)
                 .await?
-                .into_iter()
-                .next()
-                .and_then(|row| row.into_iter().next().flatten())
-                .and_then(|r| r.parse::<i64>().ok());
+                .first()
+                .map(|record| record.entry.recorded);
             match recorded {
                 Some(recorded) if recorded < time => low = middle + 1,
                 _ => high = middle,
@@ -825,22 +869,16 @@ impl Store {
         tenant: TenantId,
         cutoff: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let mut sql = Sql::default();
-        sql.push("SELECT CAST(seq AS TEXT) FROM audit_log WHERE ");
-        let numbering = self.numbering();
-        numbering.push_range(&mut sql, tenant, None, None);
-        sql.push(&format!(" ORDER BY {} LIMIT 1", numbering.order()));
         let first = self
-            .audit_texts(sql)
+            .audit_records(tenant, -1, 1)
             .await?
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next().flatten())
-            .and_then(|first| first.parse::<i64>().ok());
+            .first()
+            .map(|r| r.seq);
         let Some(first) = first else {
             return Ok(None);
         };
-        let last = self.audit_seq_at(tenant, cutoff).await? - 1;
+        let before_cutoff = self.audit_seq_at(tenant, cutoff).await? - 1;
+        let last = self.audit_block_end(tenant, before_cutoff).await?;
         Ok((last >= first).then_some((first, last)))
     }
 
@@ -875,6 +913,15 @@ impl Store {
         self.numbering()
             .push_range(&mut records, tenant, None, below);
         statements.push(records);
+        if self.numbering() == Numbering::Key {
+            // Whole blocks only: `audit_prunable` stops at a block's end.
+            let mut blocks = Sql::default();
+            blocks.push("DELETE FROM audit_block WHERE ");
+            Numbering::Key.push_range(&mut blocks, tenant, None, below);
+            blocks.push(" AND last <= ");
+            blocks.bind(Arg::Int(checkpoint.seq));
+            statements.push(blocks);
+        }
         let mut patients = Sql::default();
         patients.push("DELETE FROM audit_patient WHERE tid = ");
         patients.bind(tenant_arg(tenant));

@@ -132,7 +132,7 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// The fields of `tail`, which [`Batch::push`] laid out (so every field is there and
     /// is text: a short or foreign buffer reads as empty fields, never a panic).
-    fn of(tail: &'a [u8]) -> View<'a> {
+    pub(super) fn of(tail: &'a [u8]) -> View<'a> {
         let mut fields = Fields(tail);
         let recorded = fields.number();
         let status = u16::try_from(fields.number()).unwrap_or_default();

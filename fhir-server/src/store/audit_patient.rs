@@ -126,9 +126,10 @@ impl Store {
         &self,
         tenant: TenantId,
         filter: &Filter,
-        (first, upper): (i64, i64),
-        search: impl Fn(&[i64], usize) -> Sql,
+        (from, end): (Option<i64>, Option<i64>),
+        upper: i64,
     ) -> Result<Vec<Stored>, StoreError> {
+        let first = from.unwrap_or(0);
         let Some(patient) = &filter.patient else {
             return Ok(Vec::new());
         };
@@ -153,7 +154,11 @@ impl Store {
                     .collect();
                 for chunk in seqs.chunks(SEQS_PER_QUERY) {
                     let left = filter.limit - found.len();
-                    found.extend(self.audit_page(search(chunk, left)).await?);
+                    let numbered = (chunk, left);
+                    found.extend(
+                        self.audit_numbered(tenant, filter, (from, end), numbered)
+                            .await?,
+                    );
                     if found.len() >= filter.limit {
                         return Ok(found);
                     }

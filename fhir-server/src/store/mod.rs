@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod audit_batch;
+pub mod audit_block;
 mod audit_patient;
 pub mod auth;
 pub mod backup;
@@ -122,6 +123,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "audit keyed by number",
         include_str!("../../../migrations/sqlite/0015_audit_keyed_by_number.sql"),
+    ),
+    (
+        16,
+        "audit blocks",
+        include_str!("../../../migrations/sqlite/0016_audit_blocks.sql"),
     ),
 ];
 pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[

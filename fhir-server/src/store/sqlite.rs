@@ -312,6 +312,19 @@ impl SqliteStore {
             .await
     }
 
+    /// Audit blocks: `sql` selects their key, last number and records
+    /// (`store::audit_block`).
+    pub async fn select_blocks(&self, sql: Sql) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+        self.blocking_read(move |conn| {
+            let mut statement = conn.prepare_cached(&sql.text)?;
+            let rows = statement.query_map(params_from_iter(sql.args.iter()), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Runs `statements` in one transaction of their own.
     pub async fn run_in_transaction(&self, statements: Vec<Sql>) -> Result<(), StoreError> {
         self.queue_write(true, move |conn| {
@@ -366,6 +379,9 @@ impl SqliteStore {
                     while let Some(row) = rows.next()? {
                         let cells = (0..columns).map(|i| row.get(i)).collect::<Result<_, _>>()?;
                         sink(table, cells).map_err(StoreError::Database)?;
+                    }
+                    if table.name == "audit_log" {
+                        export_blocks(conn, tenant, table, &mut sink)?;
                     }
                 }
                 Ok(())
@@ -595,6 +611,27 @@ fn open_reader(path: &str) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// The records of the tenant's audit blocks, after its `audit_log` rows, as rows of that
+/// table: an export holds rows only (`store::audit_block`).
+fn export_blocks(
+    conn: &Connection,
+    tenant: TenantId,
+    table: &'static super::tenant_copy::Table,
+    sink: &mut super::tenant_copy::Sink,
+) -> Result<(), StoreError> {
+    use super::audit_block::{decode, exported, first_of, select_all};
+    let sql = select_all(tenant);
+    let mut statement = conn.prepare(&sql.text)?;
+    let mut rows = statement.query(params_from_iter(sql.args.iter()))?;
+    while let Some(row) = rows.next()? {
+        let (key, last, block): (i64, i64, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        for record in decode(tenant.get(), (first_of(key), last), &block)? {
+            sink(table, exported(&record)).map_err(StoreError::Database)?;
+        }
+    }
+    Ok(())
 }
 
 /// How often the checkpointer copies the WAL back into the database file.

@@ -10,6 +10,7 @@
 
 pub mod signin;
 pub mod smtp;
+pub mod trail;
 pub mod webdriver;
 
 use std::collections::BTreeSet;
