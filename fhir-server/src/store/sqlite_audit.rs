@@ -8,7 +8,7 @@
 use rusqlite::{Connection, params};
 
 use super::StoreError;
-use super::audit::{Numbering, RowValues, Rows, SEQ_BITS};
+use super::audit::{Numbering, Rows, SEQ_BITS};
 use super::audit_block;
 
 pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreError> {
@@ -23,20 +23,26 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO audit_block (key, last, records) VALUES ((?1 << {SEQ_BITS}) | ?2, ?3, ?4)"
     ))?;
-    let records: Vec<RowValues<'_>> = rows.records().collect();
     let mut block = Vec::with_capacity(64 * 384);
-    for run in audit_block::runs(rows.first, records.len()) {
+    for run in audit_block::runs(rows.first, rows.batch.len()) {
         block.clear();
-        for (n, record) in records[run.clone()].iter().enumerate() {
+        for n in run.clone() {
             let sealed = audit_block::Sealed {
-                seq: record.seq,
-                prev: record.prev,
-                hash: record.hash,
-                tail: rows.batch.tail(run.start + n),
+                seq: rows.first + n as i64,
+                prev: if n == 0 {
+                    rows.prev
+                } else {
+                    &rows.hashes[n - 1]
+                },
+                hash: &rows.hashes[n],
+                tail: rows.batch.tail(n),
             };
             audit_block::push(&mut block, &sealed);
         }
-        let (first, last) = (records[run.start].seq, records[run.end - 1].seq);
+        let (first, last) = (
+            rows.first + run.start as i64,
+            rows.first + run.end as i64 - 1,
+        );
         insert.execute(params![rows.tenant, first, last, block])?;
     }
     let mut patients = conn.prepare_cached(
