@@ -521,6 +521,19 @@ pub fn record_of(chain: i64, cells: Vec<Option<String>>) -> Result<Stored, Store
     parse_row(row)
 }
 
+/// A stored action (BALP's C, R, U, D or E) as the constant it was recorded from; `?` for
+/// anything else (a trail edited behind the server's back: `verify` reports the record).
+pub(super) fn action_of(stored: Option<&str>) -> &'static str {
+    match stored {
+        Some("C") => "C",
+        Some("R") => "R",
+        Some("U") => "U",
+        Some("D") => "D",
+        Some("E") => "E",
+        _ => "?",
+    }
+}
+
 fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
     let bad = || StoreError::Database("an audit record could not be read".into());
     let mut cells = row.into_iter();
@@ -530,14 +543,7 @@ fn parse_row(row: Vec<Option<String>>) -> Result<Stored, StoreError> {
     let seq = int(next()?)?;
     let recorded = int(next()?)?;
     let event = next()?.ok_or_else(bad)?;
-    let action = match next()?.as_deref() {
-        Some("C") => "C",
-        Some("R") => "R",
-        Some("U") => "U",
-        Some("D") => "D",
-        Some("E") => "E",
-        _ => "?",
-    };
+    let action = action_of(next()?.as_deref());
     let status = u16::try_from(int(next()?)?).map_err(|_| bad())?;
     let agent = Agent {
         user: next()?,
