@@ -62,6 +62,31 @@ struct Inner {
     writer: mpsc::Sender<Job>,
     /// The bound on a request's search reads (see `limits`).
     timeout: Option<std::time::Duration>,
+    /// Dropped to stop the checkpointer.
+    checkpointing: mpsc::Sender<()>,
+    /// The writer and the checkpointer, joined when the store goes.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// The store's threads end before it is gone. A command (`audit verify`, `backup`) that
+/// returned while the checkpointer still copied pages raced the process's exit: an
+/// encrypted database's pages are encrypted by OpenSSL, whose exit handler frees it, and
+/// the command died of that after printing its answer (seen once in CI). So the writer
+/// finishes what is queued and closes its connection, and the checkpointer stops, first.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channels ends both loops.
+        self.writer = mpsc::channel().0;
+        self.checkpointing = mpsc::channel().0;
+        let current = std::thread::current().id();
+        for thread in self.threads.drain(..) {
+            // A last clone dropped on the writer thread itself (by a job) cannot wait
+            // for that thread.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -109,14 +134,15 @@ impl SqliteStore {
         )?;
         migrate(&mut conn)?;
         let (sender, receiver) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, receiver))
             .map_err(|e| StoreError::Database(format!("cannot start the writer: {e}")))?;
         let checkpointed = path.to_owned();
-        std::thread::Builder::new()
+        let (checkpointing, stop) = mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointed))
+            .spawn(move || checkpoint_loop(&checkpointed, &stop))
             .map_err(|e| StoreError::Database(format!("cannot start the checkpointer: {e}")))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -125,6 +151,8 @@ impl SqliteStore {
                 max_idle_readers: readers.max(1),
                 writer: sender,
                 timeout,
+                checkpointing,
+                threads: vec![writer, checkpointer],
             }),
         })
     }
@@ -645,8 +673,9 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// connection of its own, copies pages without blocking the writer or readers, often
 /// enough that little is ever left to copy. Under a steady stream of writes a passive
 /// checkpoint never gets the WAL rewound, though, so the writer itself restarts it between
-/// groups (see `restart_wal`). Ends when the database cannot be opened.
-fn checkpoint_loop(path: &str) {
+/// groups (see `restart_wal`). Ends when the database cannot be opened, or when `stop`'s
+/// sender is dropped (the store is gone).
+fn checkpoint_loop(path: &str, stop: &mpsc::Receiver<()>) {
     let Ok(conn) = Connection::open(path) else {
         return;
     };
@@ -654,8 +683,7 @@ fn checkpoint_loop(path: &str) {
         return;
     }
     let _ = conn.execute_batch("PRAGMA busy_timeout = 1000;");
-    loop {
-        std::thread::sleep(CHECKPOINT_INTERVAL);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
         if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(%error, "WAL checkpoint failed");
         }
