@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::audit_batch::{Batch, View};
+use super::audit_batch::Batch;
 use super::audit_block;
 use super::audit_patient::epoch_of;
 use super::write::Tx;
@@ -318,12 +318,13 @@ pub struct Rows<'a> {
     pub hashes: &'a [String],
 }
 
-/// One record's columns, borrowed, in the order of [`INSERT_COLUMNS`].
-pub struct RowValues<'a> {
+/// One sealed record, borrowed: its number, the hash before it, its own, and its bytes
+/// after those ([`push_seal_tail`]; its fields are `Batch::view`'s).
+pub struct Sealed<'a> {
     pub seq: i64,
-    pub view: View<'a>,
     pub prev: &'a str,
     pub hash: &'a str,
+    pub tail: &'a [u8],
 }
 
 /// The columns of `audit_log` an insert names.
@@ -333,10 +334,10 @@ pub const INSERT_COLUMNS: &str = "tid, seq, recorded, event, action, status, use
 
 impl<'a> Rows<'a> {
     /// Each record with its number and seal.
-    pub fn records(&self) -> impl Iterator<Item = RowValues<'a>> + '_ {
-        self.batch.views().enumerate().map(|(n, view)| RowValues {
+    pub fn records(&self) -> impl Iterator<Item = Sealed<'a>> + '_ {
+        (0..self.batch.len()).map(|n| Sealed {
             seq: self.first + n as i64,
-            view,
+            tail: self.batch.tail(n),
             prev: if n == 0 {
                 self.prev
             } else {
@@ -719,24 +720,47 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Stored>, StoreError> {
-        let mut sql = Sql::default();
-        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE "));
-        let numbering = self.numbering();
-        numbering.push_range(&mut sql, tenant, Some(after.saturating_add(1)), None);
-        sql.push(&format!(" ORDER BY {} LIMIT ", numbering.order()));
-        sql.bind(Arg::Int(limit as i64));
+        let mut records = self.audit_records_stored(tenant, after, limit).await?;
         let chain = self.audit_chain(tenant).await?;
-        let rows = self.audit_page(sql).await?;
-        let from = after.saturating_add(1);
-        let all = (from, 1 << SEQ_BITS);
-        let blocks = self
-            .audit_block_scan(tenant, all, false, (limit, &|_| true))
-            .await?;
-        let mut records = merged(rows, blocks, limit, false);
         for record in &mut records {
             record.tenant = chain;
         }
         Ok(records)
+    }
+
+    /// [`Store::audit_records`] as stored, each `tenant` the tid (not the chain number).
+    async fn audit_records_stored(
+        &self,
+        tenant: TenantId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let from = after.saturating_add(1);
+        let mut sql = Sql::default();
+        sql.push(&format!("SELECT {COLUMNS} FROM audit_log WHERE "));
+        let numbering = self.numbering();
+        numbering.push_range(&mut sql, tenant, Some(from), None);
+        sql.push(&format!(" ORDER BY {} LIMIT ", numbering.order()));
+        sql.bind(Arg::Int(limit as i64));
+        let rows = self.audit_page(sql).await?;
+        let all = (from, 1 << SEQ_BITS);
+        let blocks = self
+            .audit_block_scan(tenant, all, false, (limit, &|_| true))
+            .await?;
+        Ok(merged(rows, blocks, limit, false))
+    }
+
+    /// The first record numbered above `after`, if any.
+    async fn audit_first_after(
+        &self,
+        tenant: TenantId,
+        after: i64,
+    ) -> Result<Option<Stored>, StoreError> {
+        Ok(self
+            .audit_records_stored(tenant, after, 1)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The number the tenant's records are sealed with (see [`Stored::tenant`]).
@@ -856,9 +880,8 @@ impl Store {
         while low < high {
             let middle = low + (high - low) / 2;
             let recorded = self
-                .audit_records(tenant, middle - 1, 1)
+                .audit_first_after(tenant, middle - 1)
                 .await?
-                .first()
                 .map(|record| record.entry.recorded);
             match recorded {
                 Some(recorded) if recorded < time => low = middle + 1,
@@ -875,11 +898,7 @@ impl Store {
         tenant: TenantId,
         cutoff: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let first = self
-            .audit_records(tenant, -1, 1)
-            .await?
-            .first()
-            .map(|r| r.seq);
+        let first = self.audit_first_after(tenant, -1).await?.map(|r| r.seq);
         let Some(first) = first else {
             return Ok(None);
         };

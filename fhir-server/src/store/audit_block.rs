@@ -22,7 +22,9 @@
 
 use std::sync::Arc;
 
-use super::audit::{Agent, Entry, Filter, Numbering, SEQ_BITS, Stored, hex, push_seal_tail};
+use super::audit::{
+    Agent, Entry, Filter, Numbering, SEQ_BITS, Sealed, Stored, hex, push_seal_tail,
+};
 use super::audit_batch::View;
 use super::{Store, StoreError, TenantId};
 use crate::search::sql::{Arg, Sql};
@@ -45,15 +47,6 @@ pub fn runs(first: i64, count: usize) -> impl Iterator<Item = std::ops::Range<us
         start = end;
         Some(run)
     })
-}
-
-/// One record as a block holds it.
-pub struct Sealed<'a> {
-    pub seq: i64,
-    pub prev: &'a str,
-    pub hash: &'a str,
-    /// Its bytes after its prev, tenant and number (`audit::push_seal_tail`).
-    pub tail: &'a [u8],
 }
 
 /// Appends one record to a block's bytes: its number (8 bytes, big-endian), the hash

@@ -24,20 +24,11 @@ pub(super) fn insert(conn: &Connection, rows: &Rows<'_>) -> Result<(), StoreErro
         "INSERT INTO audit_block (key, last, records) VALUES ((?1 << {SEQ_BITS}) | ?2, ?3, ?4)"
     ))?;
     let mut block = Vec::with_capacity(64 * 384);
+    let mut records = rows.records();
     for run in audit_block::runs(rows.first, rows.batch.len()) {
         block.clear();
-        for n in run.clone() {
-            let sealed = audit_block::Sealed {
-                seq: rows.first + n as i64,
-                prev: if n == 0 {
-                    rows.prev
-                } else {
-                    &rows.hashes[n - 1]
-                },
-                hash: &rows.hashes[n],
-                tail: rows.batch.tail(n),
-            };
-            audit_block::push(&mut block, &sealed);
+        for record in records.by_ref().take(run.len()) {
+            audit_block::push(&mut block, &record);
         }
         let (first, last) = (
             rows.first + run.start as i64,
