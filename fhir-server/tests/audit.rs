@@ -1415,6 +1415,57 @@ async fn an_older_sqlite_trail_is_keyed_by_number() {
     );
 }
 
+/// Blocks stored before they were compressed (`store::audit_block`) are read beside the
+/// compressed ones appended after them: searched by patient and number, and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncompressed_blocks_are_read_beside_compressed_ones() {
+    use fhir_server::store::audit::Filter;
+    let mut server = Server::start(Backend::Sqlite).await.unwrap();
+    assert!(server.terminate().await);
+    let entries = |count| reads(count, 10, "kept");
+    let open = || fhir_server::store::Store::open(&server.database_url, 2, None);
+    let store = open().await.unwrap();
+    let tenant = store.tenant_id("default").await.unwrap().unwrap();
+    let before = store.audit_last_taken(tenant).await.unwrap();
+    store.append_audit(tenant, entries(100)).await.unwrap();
+    drop(store);
+    let (tid, records) = common::trail::records(&server).await;
+    common::trail::write_uncompressed_blocks(&server, tid, &records);
+    let store = open().await.unwrap();
+    store.append_audit(tenant, entries(100)).await.unwrap();
+    let kinds = common::trail::block_kinds(&server);
+    assert!(
+        kinds.contains(&0) && kinds.contains(&1) && kinds.is_sorted(),
+        "older blocks uncompressed, newer compressed: {kinds:?}"
+    );
+    let filter = Filter {
+        patient: Some("kept".into()),
+        limit: 100,
+        ..Filter::default()
+    };
+    let found: Vec<i64> = store
+        .audit_search(tenant, &filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    let mut expected: Vec<i64> = (0..200).step_by(10).map(|n| before + 1 + n).collect();
+    expected.reverse();
+    assert_eq!(found, expected, "the patient's records from both kinds");
+    for (seq, entity) in [(before + 42, "Patient/p41"), (before + 142, "Patient/p41")] {
+        let record = store.audit_record(tenant, seq).await.unwrap().unwrap();
+        assert_eq!(record.entry.entity.as_deref(), Some(entity));
+    }
+    drop(store);
+    let verdict = cli_ok(&server, &["audit", "verify"]);
+    let last = before + 200;
+    assert!(
+        verdict.contains(&format!("intact, records 1 to {last}")),
+        "{verdict}"
+    );
+}
+
 /// Records the database refuses (here: its trail's table renamed away behind the server's
 /// back) stay with the recorder and are appended, in the order they were made, once it
 /// takes them again; records made meanwhile follow them.

@@ -290,18 +290,18 @@ pub(super) async fn append<T: Tx>(tx: &mut T, batch: &Batch) -> Result<(), Store
         return Err(bad());
     };
     let first = last - batch.len() as i64 + 1;
-    let mut hashes: Vec<String> = Vec::with_capacity(batch.len());
+    let mut seals: Vec<Seal> = Vec::with_capacity(batch.len());
     for n in 0..batch.len() {
-        let before = hashes.last().unwrap_or(&prev);
+        let before = seals.last().map_or(prev.as_str(), Seal::hex);
         let numbered = (chain, first + n as i64);
-        hashes.push(seal_of(before, numbered, batch.tail(n)));
+        seals.push(seal_of(before, numbered, batch.tail(n)));
     }
     let rows = Rows {
         tenant,
         first,
         batch,
         prev: &prev,
-        hashes: &hashes,
+        seals: &seals,
     };
     tx.insert_audit(&rows).await
 }
@@ -314,17 +314,66 @@ pub struct Rows<'a> {
     pub batch: &'a Batch,
     /// The hash before the first record.
     pub prev: &'a str,
-    /// Each record's hash, in order.
-    pub hashes: &'a [String],
+    /// Each record's seal, in order.
+    pub seals: &'a [Seal],
+}
+
+/// A record's hash, as the 32 bytes a block keeps (`store::audit_block`) and as the
+/// lowercase hex that the next record is sealed over and a row keeps: made once, so that
+/// neither is converted from the other per record.
+#[derive(Clone, Copy)]
+pub struct Seal {
+    raw: [u8; 32],
+    hex: [u8; 64],
+}
+
+impl Seal {
+    fn of(raw: [u8; 32]) -> Seal {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (n, byte) in raw.iter().enumerate() {
+            hex[2 * n] = DIGITS[usize::from(byte >> 4)];
+            hex[2 * n + 1] = DIGITS[usize::from(byte & 15)];
+        }
+        Seal { raw, hex }
+    }
+
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.raw
+    }
+
+    pub fn hex(&self) -> &str {
+        // Always ASCII digits (`of`).
+        std::str::from_utf8(&self.hex).unwrap_or_default()
+    }
 }
 
 /// One sealed record, borrowed: its number, the hash before it, its own, and its bytes
-/// after those ([`push_seal_tail`]; its fields are `Batch::view`'s).
+/// after those ([`push_seal_tail`]; its fields are `Batch::view`'s). The hash before the
+/// first record of an append is the tenant's stored head, as text (`Prev::Head`).
 pub struct Sealed<'a> {
     pub seq: i64,
-    pub prev: &'a str,
-    pub hash: &'a str,
+    pub prev: Prev<'a>,
+    pub hash: &'a Seal,
     pub tail: &'a [u8],
+}
+
+/// The hash a record is sealed after.
+#[derive(Clone, Copy)]
+pub enum Prev<'a> {
+    /// The tenant's head as stored, before the first record of an append.
+    Head(&'a str),
+    /// The record before, in the same append.
+    Record(&'a Seal),
+}
+
+impl Prev<'_> {
+    pub fn hex(&self) -> &str {
+        match self {
+            Prev::Head(head) => head,
+            Prev::Record(seal) => seal.hex(),
+        }
+    }
 }
 
 /// The columns of `audit_log` an insert names.
@@ -338,18 +387,17 @@ impl<'a> Rows<'a> {
         (0..self.batch.len()).map(|n| Sealed {
             seq: self.first + n as i64,
             tail: self.batch.tail(n),
-            prev: if n == 0 {
-                self.prev
-            } else {
-                &self.hashes[n - 1]
+            prev: match n.checked_sub(1) {
+                None => Prev::Head(self.prev),
+                Some(before) => Prev::Record(&self.seals[before]),
             },
-            hash: &self.hashes[n],
+            hash: &self.seals[n],
         })
     }
 
     /// The hash the tenant's trail ends with once these are stored.
     pub fn head(&self) -> &'a str {
-        self.hashes.last().map_or(self.prev, String::as_str)
+        self.seals.last().map_or(self.prev, Seal::hex)
     }
 }
 
@@ -399,23 +447,45 @@ pub fn seal_hash(prev: &str, record: &Stored) -> String {
     let mut tail = Vec::with_capacity(256);
     push_seal_tail(&mut tail, &record.entry);
     seal_of(prev, (record.tenant, record.seq), &tail)
+        .hex()
+        .to_owned()
 }
 
 /// [`seal_hash`] of a record numbered `seq` in `tenant`'s trail, laid out as `tail`
-/// ([`push_seal_tail`]). The fields are hashed from one buffer at once (a hasher fed forty
-/// small pieces spends more on the feeding than on the hashing).
-fn seal_of(prev: &str, (tenant, seq): (i64, i64), tail: &[u8]) -> String {
-    let mut buffer: Vec<u8> = Vec::with_capacity(128 + tail.len());
+/// ([`push_seal_tail`]). The fields before the tail are laid out on the stack and hashed
+/// with the tail in two pieces (a hasher fed forty small pieces spends more on the
+/// feeding than on the hashing; one copied into a buffer spends it on the copy).
+fn seal_of(prev: &str, (tenant, seq): (i64, i64), tail: &[u8]) -> Seal {
     let (mut tenant_digits, mut seq_digits) = ([0u8; 20], [0u8; 20]);
-    for field in [
+    let fields = [
         prev.as_bytes(),
         decimal(tenant, &mut tenant_digits),
         decimal(seq, &mut seq_digits),
-    ] {
-        push_field(&mut buffer, Some(field));
+    ];
+    let mut hasher = Sha256::new();
+    // A stored head is 64 bytes; anything longer (a trail edited behind the server's back)
+    // is hashed field by field, as the chain defines it.
+    let mut head = [0u8; 4 * 3 + 64 + 20 + 20];
+    let mut at = 0;
+    for field in fields {
+        let length = (field.len() as u32).to_be_bytes();
+        match head.get_mut(at..at + 4 + field.len()) {
+            Some(room) => {
+                room[..4].copy_from_slice(&length);
+                room[4..].copy_from_slice(field);
+                at += room.len();
+            }
+            None => {
+                hasher.update(&head[..at]);
+                at = 0;
+                hasher.update(length);
+                hasher.update(field);
+            }
+        }
     }
-    buffer.extend_from_slice(tail);
-    hex(&Sha256::digest(&buffer))
+    hasher.update(&head[..at]);
+    hasher.update(tail);
+    Seal::of(hasher.finalize().into())
 }
 
 /// The part of a record's sealed bytes after its `prev`, tenant and number (each of those

@@ -17,7 +17,7 @@
 //! PostgreSQL's coalesced creates number their records in SQL (`store::pg_sealed`) and
 //! write one row per record and patient, `earlier` empty: the same key, read alike.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::audit::{Filter, Stored};
 use super::audit_batch::Batch;
@@ -55,27 +55,46 @@ pub struct PatientRow<'a> {
 
 /// The rows for `entries` numbered from `first`, sorted by epoch and patient so that a
 /// batch touches each leaf of the key once.
+///
+/// Each (epoch, patient) is found in a hash table and keeps its last record; each record
+/// of it links back to the one before. A tree of a list per patient, the way before,
+/// cost the writer a tenth of its time in lookups and small allocations.
 pub fn rows(first: i64, batch: &Batch) -> Vec<PatientRow<'_>> {
-    let mut groups: BTreeMap<(i64, &str), Vec<i64>> = BTreeMap::new();
+    /// A record of a patient's: its number and the one before it (`NONE` for none).
+    const NONE: usize = usize::MAX;
+    let mut last_of: HashMap<(i64, &str), usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut mentions: Vec<(i64, usize)> = Vec::with_capacity(batch.len());
     for (n, view) in batch.views().enumerate() {
         let seq = first + n as i64;
         for patient in view.patients() {
-            let seqs = groups.entry((epoch_of(seq), patient)).or_default();
+            let last = last_of.entry((epoch_of(seq), patient)).or_insert(NONE);
             // A record that names a patient twice is listed once.
-            if seqs.last() != Some(&seq) {
-                seqs.push(seq);
+            if *last != NONE && mentions[*last].0 == seq {
+                continue;
             }
+            mentions.push((seq, *last));
+            *last = mentions.len() - 1;
         }
     }
+    let mut groups: Vec<((i64, &str), usize)> = last_of.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut before = Vec::new();
     groups
         .into_iter()
-        .map(|((epoch, patient), seqs)| {
-            let (&last, before) = seqs.split_last().unwrap_or((&0, &[]));
+        .map(|((epoch, patient), last)| {
+            let seq = mentions[last].0;
+            before.clear();
+            let mut at = mentions[last].1;
+            while at != NONE {
+                before.push(mentions[at].0);
+                at = mentions[at].1;
+            }
+            before.reverse();
             PatientRow {
                 epoch,
                 patient,
-                seq: last,
-                earlier: steps_back(last, before),
+                seq,
+                earlier: steps_back(seq, &before),
             }
         })
         .collect()

@@ -19,8 +19,8 @@ pub fn statement(rows: &Rows<'_>) -> Result<(String, PgArguments), StoreError> {
     let records: Vec<_> = rows.records().collect();
     let seqs = s.arg(records.iter().map(|r| r.seq).collect::<Vec<_>>());
     let columns = column_arrays(&mut s, rows.batch).join(", ");
-    let prevs = s.arg(records.iter().map(|r| r.prev).collect::<Vec<_>>());
-    let hashes = s.arg(rows.hashes);
+    let prevs = s.arg(records.iter().map(|r| r.prev.hex()).collect::<Vec<_>>());
+    let hashes = s.arg(records.iter().map(|r| r.hash.hex()).collect::<Vec<_>>());
     s.parts.push(format!(
         "audit_rows AS (INSERT INTO audit_log ({INSERT_COLUMNS}) SELECT {tid}, a.* \
          FROM UNNEST({seqs}::int8[], {columns}, {prevs}::text[], {hashes}::text[]) AS a)"

@@ -53,6 +53,21 @@ pub fn write_rows(server: &Server, tid: i64, records: &[Stored]) {
 /// The default tenant's rows and blocks removed, and `records` written as blocks: a run
 /// of records in one slot of 64 numbers one block, keyed by its first record's number.
 pub fn write_blocks(server: &Server, tid: i64, records: &[Stored]) {
+    write_blocks_as(server, tid, records, audit_block::encode);
+}
+
+/// [`write_blocks`], the blocks uncompressed, as a server wrote them before it compressed
+/// them.
+pub fn write_uncompressed_blocks(server: &Server, tid: i64, records: &[Stored]) {
+    write_blocks_as(server, tid, records, audit_block::encode_uncompressed);
+}
+
+fn write_blocks_as(
+    server: &Server,
+    tid: i64,
+    records: &[Stored],
+    encode: fn(&[Stored]) -> Vec<u8>,
+) {
     let mut conn = open(server);
     let tx = conn.transaction().unwrap();
     clear(&tx, tid);
@@ -60,7 +75,7 @@ pub fn write_blocks(server: &Server, tid: i64, records: &[Stored]) {
         let (first, last) = (run[0].seq, run[run.len() - 1].seq);
         tx.execute(
             "INSERT INTO audit_block (key, last, records) VALUES (?1, ?2, ?3)",
-            rusqlite::params![(tid << SEQ_BITS) | first, last, audit_block::encode(run)],
+            rusqlite::params![(tid << SEQ_BITS) | first, last, encode(run)],
         )
         .unwrap();
     }
@@ -76,6 +91,20 @@ fn clear(tx: &rusqlite::Transaction<'_>, tid: i64) {
         )
         .unwrap();
     }
+}
+
+/// The first byte of each of the trail's blocks (0 uncompressed, 1 compressed:
+/// `store::audit_block`), in order.
+pub fn block_kinds(server: &Server) -> Vec<u8> {
+    let conn = open(server);
+    let mut select = conn
+        .prepare("SELECT records FROM audit_block ORDER BY key")
+        .unwrap();
+    select
+        .query_map([], |row| row.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|block| block.unwrap()[0])
+        .collect()
 }
 
 /// Blocks and rows of the default tenant's trail on SQLite.
