@@ -1352,11 +1352,15 @@ async fn patient_search_spans_epochs(server: Server) {
 
 both!(patient_search_spans_epochs);
 
-/// A SQLite trail written before migration 0015 (rows found through an index on
-/// `(tid, seq)`) is keyed by its numbers when the server next opens it: it still
-/// verifies, is searched by patient and number, and grows on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_sqlite_trail_is_keyed_by_number() {
+/// A SQLite trail of 100 records (every tenth about patient "kept"), appended by the
+/// store and then rewritten behind the server's back by `rewrite` (as an older server left
+/// it); then `more` records appended by the store as it is now, and the tables looked at
+/// by `appended`. Both stretches are searched by patient and by number, and the whole
+/// trail verifies.
+async fn an_older_trail_grows_on(
+    rewrite: impl FnOnce(&Server, i64, &[Stored]),
+    (more, appended): (i64, impl FnOnce(&Server)),
+) {
     use fhir_server::store::audit::Filter;
     let mut server = Server::start(Backend::Sqlite).await.unwrap();
     assert!(server.terminate().await);
@@ -1367,20 +1371,11 @@ async fn an_older_sqlite_trail_is_keyed_by_number() {
     let before = store.audit_last_taken(tenant).await.unwrap();
     store.append_audit(tenant, entries(100)).await.unwrap();
     drop(store);
-    // Rows, as a server before migration 0016 wrote them.
     let (tid, records) = common::trail::records(&server).await;
-    common::trail::write_rows(&server, tid, &records);
-    // The table as migration 0012 left it, and 0015 not yet applied.
-    server.sql(
-        "CREATE TABLE audit_old AS SELECT tid, seq, recorded, event, action, status, user_id, \
-         fhir_user, client_id, token, address, user_agent, entity, query, via, patients, \
-         request_id, purpose, reason, prev, hash FROM audit_log ORDER BY key; \
-         DROP TABLE audit_log; ALTER TABLE audit_old RENAME TO audit_log; \
-         CREATE UNIQUE INDEX audit_log_key ON audit_log (tid, seq); \
-         DELETE FROM schema_migrations WHERE version = 15",
-    );
+    rewrite(&server, tid, &records);
     let store = open().await.unwrap();
-    store.append_audit(tenant, entries(50)).await.unwrap();
+    store.append_audit(tenant, entries(more)).await.unwrap();
+    appended(&server);
     let filter = Filter {
         patient: Some("kept".into()),
         limit: 100,
@@ -1394,76 +1389,60 @@ async fn an_older_sqlite_trail_is_keyed_by_number() {
         .map(|r| r.seq)
         .collect();
     let mut expected: Vec<i64> = (0..100).step_by(10).map(|n| before + 1 + n).collect();
-    expected.extend((0..50).step_by(10).map(|n| before + 101 + n));
+    expected.extend((0..more).step_by(10).map(|n| before + 101 + n));
     expected.reverse();
     assert_eq!(
         found, expected,
         "the patient's records, old and new, newest first"
     );
-    let record = store
-        .audit_record(tenant, before + 42)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(record.entry.entity.as_deref(), Some("Patient/p41"));
+    for seq in [before + 42, before + 100 + more.min(42)] {
+        let record = store.audit_record(tenant, seq).await.unwrap().unwrap();
+        let n = (seq - before - 1) % 100;
+        assert_eq!(record.entry.entity, Some(format!("Patient/p{n}")));
+    }
     drop(store);
     let verdict = cli_ok(&server, &["audit", "verify"]);
-    let last = before + 150;
+    let last = before + 100 + more;
     assert!(
         verdict.contains(&format!("intact, records 1 to {last}")),
         "{verdict}"
     );
 }
 
+/// A SQLite trail written before migration 0015 (rows found through an index on
+/// `(tid, seq)`) is keyed by its numbers when the server next opens it: it still
+/// verifies, is searched by patient and number, and grows on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_sqlite_trail_is_keyed_by_number() {
+    let rewrite = |server: &Server, tid: i64, records: &[Stored]| {
+        // Rows, as a server before migration 0016 wrote them.
+        common::trail::write_rows(server, tid, records);
+        // The table as migration 0012 left it, and 0015 not yet applied.
+        server.sql(
+            "CREATE TABLE audit_old AS SELECT tid, seq, recorded, event, action, status, \
+             user_id, fhir_user, client_id, token, address, user_agent, entity, query, via, \
+             patients, request_id, purpose, reason, prev, hash FROM audit_log ORDER BY key; \
+             DROP TABLE audit_log; ALTER TABLE audit_old RENAME TO audit_log; \
+             CREATE UNIQUE INDEX audit_log_key ON audit_log (tid, seq); \
+             DELETE FROM schema_migrations WHERE version = 15",
+        );
+    };
+    an_older_trail_grows_on(rewrite, (50, |_: &Server| {})).await;
+}
+
 /// Blocks stored before they were compressed (`store::audit_block`) are read beside the
 /// compressed ones appended after them: searched by patient and number, and verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncompressed_blocks_are_read_beside_compressed_ones() {
-    use fhir_server::store::audit::Filter;
-    let mut server = Server::start(Backend::Sqlite).await.unwrap();
-    assert!(server.terminate().await);
-    let entries = |count| reads(count, 10, "kept");
-    let open = || fhir_server::store::Store::open(&server.database_url, 2, None);
-    let store = open().await.unwrap();
-    let tenant = store.tenant_id("default").await.unwrap().unwrap();
-    let before = store.audit_last_taken(tenant).await.unwrap();
-    store.append_audit(tenant, entries(100)).await.unwrap();
-    drop(store);
-    let (tid, records) = common::trail::records(&server).await;
-    common::trail::write_uncompressed_blocks(&server, tid, &records);
-    let store = open().await.unwrap();
-    store.append_audit(tenant, entries(100)).await.unwrap();
-    let kinds = common::trail::block_kinds(&server);
-    assert!(
-        kinds.contains(&0) && kinds.contains(&1) && kinds.is_sorted(),
-        "older blocks uncompressed, newer compressed: {kinds:?}"
-    );
-    let filter = Filter {
-        patient: Some("kept".into()),
-        limit: 100,
-        ..Filter::default()
+    let both_kinds = |server: &Server| {
+        let kinds = common::trail::block_kinds(server);
+        assert!(
+            kinds.contains(&0) && kinds.contains(&1) && kinds.is_sorted(),
+            "older blocks uncompressed, newer compressed: {kinds:?}"
+        );
     };
-    let found: Vec<i64> = store
-        .audit_search(tenant, &filter)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.seq)
-        .collect();
-    let mut expected: Vec<i64> = (0..200).step_by(10).map(|n| before + 1 + n).collect();
-    expected.reverse();
-    assert_eq!(found, expected, "the patient's records from both kinds");
-    for (seq, entity) in [(before + 42, "Patient/p41"), (before + 142, "Patient/p41")] {
-        let record = store.audit_record(tenant, seq).await.unwrap().unwrap();
-        assert_eq!(record.entry.entity.as_deref(), Some(entity));
-    }
-    drop(store);
-    let verdict = cli_ok(&server, &["audit", "verify"]);
-    let last = before + 200;
-    assert!(
-        verdict.contains(&format!("intact, records 1 to {last}")),
-        "{verdict}"
-    );
+    let rewrite = common::trail::write_uncompressed_blocks;
+    an_older_trail_grows_on(rewrite, (100, both_kinds)).await;
 }
 
 /// Records the database refuses (here: its trail's table renamed away behind the server's
