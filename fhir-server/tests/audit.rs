@@ -680,6 +680,19 @@ fn tampered_blocks_are_caught(server: &Server, tid: i64, pristine: &[Stored]) {
     assert!(!ok && verdict.contains("REMOVED"), "{verdict}");
     blocks(pristine);
     assert!(tamper(server, "").0);
+    // A block's bytes overwritten: compressed, they cannot be read at all, and verify
+    // fails naming the records the block held.
+    let garbage = format!(
+        "UPDATE audit_block SET records = x'0100001000deadbeef' WHERE key = {}",
+        tid << 44 | 1
+    );
+    let (ok, verdict) = tamper(server, &garbage);
+    assert!(
+        !ok && verdict.contains("records 1 to") && verdict.contains("cannot be read"),
+        "{verdict}"
+    );
+    blocks(pristine);
+    assert!(tamper(server, "").0);
 }
 
 /// 40 clients at once (on PostgreSQL, split over two server processes on one database):

@@ -106,22 +106,22 @@ pub fn compress<'a>(raw: &[u8], room: &'a mut Vec<u8>) -> &'a [u8] {
     }
 }
 
-/// The records of a stored block, uncompressed.
-fn uncompress(block: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
-    let bad = || StoreError::Database("an audit block could not be uncompressed".into());
+/// The records of a stored block, uncompressed; None when the block does not hold what
+/// its head says.
+fn uncompress(block: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     let Some((&LZ4, rest)) = block.split_first() else {
-        return Ok(std::borrow::Cow::Borrowed(block));
+        return Some(std::borrow::Cow::Borrowed(block));
     };
-    let (length, compressed) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let (length, compressed) = rest.split_first_chunk::<4>()?;
     let length = u32::from_be_bytes(*length) as usize;
     // LZ4 makes at most 255 bytes of one.
     if length > MAX_RECORDS_BYTES || length > compressed.len().saturating_mul(255) {
-        return Err(bad());
+        return None;
     }
     let mut raw = vec![0; length];
     match lz4_flex::block::decompress_into(compressed, &mut raw) {
-        Ok(written) if written == length => Ok(std::borrow::Cow::Owned(raw)),
-        _ => Err(bad()),
+        Ok(written) if written == length => Some(std::borrow::Cow::Owned(raw)),
+        _ => None,
     }
 }
 
@@ -156,8 +156,14 @@ pub fn decode(
     (first, last): (i64, i64),
     block: &[u8],
 ) -> Result<Vec<Stored>, StoreError> {
-    let bad = || StoreError::Database("an audit block could not be read".into());
-    let raw = uncompress(block)?;
+    // Only a block changed behind the server's back: `audit verify` says which.
+    let bad = || {
+        StoreError::Database(format!(
+            "the audit block of tenant {tenant}'s records {first} to {last} cannot be read \
+             (changed or cut behind the server's back)"
+        ))
+    };
+    let raw = uncompress(block).ok_or_else(bad)?;
     let mut records = Vec::new();
     let mut rest = &raw[..];
     while !rest.is_empty() {
