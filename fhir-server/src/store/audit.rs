@@ -329,11 +329,9 @@ pub struct Seal {
 
 impl Seal {
     fn of(raw: [u8; 32]) -> Seal {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 64];
-        for (n, byte) in raw.iter().enumerate() {
-            hex[2 * n] = DIGITS[usize::from(byte >> 4)];
-            hex[2 * n + 1] = DIGITS[usize::from(byte & 15)];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(raw) {
+            pair.copy_from_slice(&hex_pair(byte));
         }
         Seal { raw, hex }
     }
@@ -573,13 +571,20 @@ pub(super) fn decimal(number: i64, buffer: &mut [u8; 20]) -> &[u8] {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    for &byte in bytes {
+        text.extend(hex_pair(byte).map(char::from));
     }
     text
+}
+
+/// A byte's two lowercase hex digits.
+fn hex_pair(byte: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [
+        DIGITS[usize::from(byte >> 4)],
+        DIGITS[usize::from(byte & 15)],
+    ]
 }
 
 /// A row read with [`COLUMNS`].
@@ -1143,5 +1148,25 @@ mod tests {
             "empty differs from absent"
         );
         assert_ne!(seal_hash(&base, &record), base);
+    }
+
+    /// The seal is SHA-256 over every field length-prefixed, whether the fields before
+    /// the record fit the stack's room (a stored head) or not (a head edited to be longer).
+    #[test]
+    fn a_seal_hashes_its_fields_as_laid_out() {
+        let tail = b"\x00\x00\x00\x02ok";
+        for prev in [GENESIS.to_owned(), "f".repeat(200), String::new()] {
+            let mut laid_out = Vec::new();
+            for field in [prev.as_str(), "12", "345"] {
+                push_field(&mut laid_out, Some(field.as_bytes()));
+            }
+            laid_out.extend_from_slice(tail);
+            assert_eq!(
+                seal_of(&prev, (12, 345), tail).hex(),
+                hex(&Sha256::digest(&laid_out)),
+                "prev of {} bytes",
+                prev.len()
+            );
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! SQLite's way of inserting audit records: in blocks of at most 64, one `audit_block`
 //! row each (`store::audit_block`, migration 0016), each record's bytes as the recorder
-//! gathered them (`store::audit_batch`) beside its number and hashes, compressed. A row per record,
-//! the way before, cost the writer about 2 µs a record whatever the row held; a block
-//! costs that once for 64. The records' `audit_patient` rows follow, then the tenant's
+//! gathered them (`store::audit_batch`) beside its number and hashes, the block
+//! compressed. A row per record, the way before, cost the writer about 2 µs a record
+//! whatever the row held; a block costs that once for 64. The records' `audit_patient` rows follow, then the tenant's
 //! head (the last hash), in the same transaction.
 
 use rusqlite::{Connection, params};
